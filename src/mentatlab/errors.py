@@ -1,0 +1,130 @@
+"""MentatLab's exception tree.
+
+Every error MentatLab raises on purpose derives from :class:`MentatLabError`::
+
+    MentatLabError
+    ├── ConfigError (ValueError)        bad setting, pricing file or CLI option
+    ├── DecodeError                     a body that cannot be decoded (OTLP, JSON, gzip)
+    │   └── PayloadTooLarge             body or decompressed body over the size limit
+    ├── ValidationError                 a decoded value that breaks a rule; carries field, reason
+    ├── PricingError
+    │   └── PriceNotFound (LookupError) no price for a (provider, model)
+    ├── StoreError
+    │   ├── StoreUnavailable            the span or control store cannot take a write now
+    │   └── QueryTimeout                a query ran past its time limit
+    ├── Backpressure                    the ingest buffer is full; retry after a delay
+    ├── BudgetExceeded
+    ├── PolicyBlocked
+    └── PluginDidNotLoad
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Backpressure",
+    "BudgetExceeded",
+    "ConfigError",
+    "DecodeError",
+    "FieldError",
+    "MentatLabError",
+    "PayloadTooLarge",
+    "PluginDidNotLoad",
+    "PolicyBlocked",
+    "PriceNotFound",
+    "PricingError",
+    "QueryTimeout",
+    "StoreError",
+    "StoreUnavailable",
+    "ValidationError",
+]
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One field/reason pair of an error answer."""
+
+    field: str
+    """Dotted path of the offending field, e.g. ``resourceSpans[0].scopeSpans[1].spans[3].traceId``."""
+    reason: str
+    """Why the value was refused, naming the value where that helps."""
+
+
+class MentatLabError(Exception):
+    """Root of every error MentatLab raises on purpose."""
+
+
+class ConfigError(MentatLabError, ValueError):
+    """Raised when a setting, the pricing file or a CLI option has a bad value."""
+
+
+class DecodeError(MentatLabError):
+    """Raised when a request body cannot be decoded at all (HTTP 400)."""
+
+
+class PayloadTooLarge(DecodeError):
+    """Raised when a body, or its decompressed form, exceeds the size limit (HTTP 413)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"Expected a body of at most {limit_bytes} bytes, got more")
+        self.limit_bytes = limit_bytes
+
+
+class ValidationError(MentatLabError):
+    """Raised when decoded input breaks a rule; carries the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    @property
+    def errors(self) -> list[FieldError]:
+        """The error as a list of one field/reason pair."""
+        return [FieldError(self.field, self.reason)]
+
+
+class PricingError(MentatLabError):
+    """Raised when a cost cannot be computed."""
+
+
+class PriceNotFound(PricingError, LookupError):
+    """Raised when no price is known for a (provider, model)."""
+
+    def __init__(self, provider: str | None, model: str) -> None:
+        super().__init__(f"No price for provider={provider!r} model={model!r}")
+        self.provider = provider
+        self.model = model
+
+
+class StoreError(MentatLabError):
+    """Raised when the span store or control store fails."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when a store cannot take a write now (HTTP 503)."""
+
+
+class QueryTimeout(StoreError):
+    """Raised when a query exceeds its time limit."""
+
+
+class Backpressure(MentatLabError):
+    """Raised when the ingest buffer is full (HTTP 429/503 with ``Retry-After``)."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"Ingest buffer full; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(MentatLabError):
+    """Raised when an operation would exceed a budget."""
+
+
+class PolicyBlocked(MentatLabError):
+    """Raised when a guardrail policy blocks an operation."""
+
+
+class PluginDidNotLoad(MentatLabError):
+    """Raised when an entry-point plugin fails to load."""

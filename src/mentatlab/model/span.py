@@ -1,0 +1,150 @@
+"""CanonicalSpan: the one row every span becomes, whatever convention it arrived in.
+
+Field names follow DESIGN.md ("Canonical span") and the OTel GenAI semantic conventions.
+
+Token meaning (one documented meaning, whatever the producer used):
+
+* ``input_tokens`` is the TOTAL prompt count, *inclusive* of ``cache_read_tokens`` and
+  ``cache_write_tokens`` (OTel GenAI semconv 1.40: "input_tokens = input + cache_read +
+  cache_creation"). Producers that report cache-exclusive input (Anthropic's raw API,
+  Strands, Bedrock through the Vercel AI SDK) are converted at normalization.
+* ``output_tokens`` is the total completion count, *inclusive* of ``reasoning_tokens``.
+* ``None`` means "not reported" and differs from ``0``.
+* ``usage_is_rollup`` marks a span whose token counts sum its children's (an agent run
+  span); its tokens are kept for display but its ``token_cost`` is 0 and analytics never
+  add its tokens to totals, so usage is never counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+__all__ = ["CanonicalSpan", "Operation", "SpanStatus", "ZERO_USD"]
+
+ZERO_USD = Decimal(0)
+
+
+class SpanStatus(str, Enum):
+    """Outcome of a span."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+class Operation(str, Enum):
+    """Coarse kind of work a span did (DESIGN.md ``operation``)."""
+
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EMBEDDINGS = "embeddings"
+    TOOL = "tool"
+    AGENT = "agent"
+    RETRIEVAL = "retrieval"
+    GUARDRAIL = "guardrail"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalSpan:
+    """One normalized, priced span: one row of the span store.
+
+    Times are timezone-aware UTC; ids are lowercase hex; money is ``Decimal`` in
+    ``currency`` (USD unless the pricing file says otherwise).
+    """
+
+    # identity
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status: SpanStatus
+    status_message: str = ""
+    # tenancy
+    org_id: str = ""
+    workspace_id: str = ""
+    project_id: str = ""
+    user_id: str = ""
+    customer_id: str = ""
+    department: str = ""
+    # agent
+    service_name: str = ""
+    agent_id: str = ""
+    agent_version: str = ""
+    runtime: str = ""
+    workflow_id: str = ""
+    workflow_version: str = ""
+    flow_id: str = ""
+    run_id: str = ""
+    session_id: str = ""
+    step: str = ""
+    prompt_version: str = ""
+    # operation
+    operation: Operation = Operation.OTHER
+    operation_name: str = ""
+    """The producer's own operation name (``gen_ai.operation.name`` vocabulary:
+    ``chat``, ``text_completion``, ``execute_tool``, ``invoke_agent``...), ``""`` if none."""
+    tool_name: str = ""
+    attempt: int = 1
+    is_retry: bool = False
+    is_fallback: bool = False
+    is_streaming: bool | None = None
+    # model
+    provider: str = ""
+    request_model: str = ""
+    response_model: str = ""
+    # tokens (see module docstring for their meaning)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None
+    usage_is_rollup: bool = False
+    # resources
+    cpu_core_seconds: float = 0.0
+    memory_gb_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    network_bytes_in: int = 0
+    network_bytes_out: int = 0
+    storage_bytes: int = 0
+    # cost
+    token_cost: Decimal = ZERO_USD
+    cpu_cost: Decimal = ZERO_USD
+    memory_cost: Decimal = ZERO_USD
+    gpu_cost: Decimal = ZERO_USD
+    network_cost: Decimal = ZERO_USD
+    storage_cost: Decimal = ZERO_USD
+    discount: Decimal = ZERO_USD
+    total_cost: Decimal = ZERO_USD
+    currency: str = "USD"
+    price_source: str = ""
+    """Where the prices came from: ``genai-prices@<version>:<provider>/<model>``,
+    ``pricing.toml:<provider>/<model>``, ``unpriced`` (a model we have no price for),
+    or ``""`` (nothing to price)."""
+    # outcome
+    error_type: str = ""
+    error_message_hash: str = ""
+    policy_id: str = ""
+    policy_result: str = ""
+    pii_findings: str = ""
+    """JSON array of findings (empty string when none)."""
+    # everything else (JSON text)
+    attributes: str = "{}"
+    events: str = "[]"
+    resource: str = "{}"
+    scope_name: str = ""
+    ingested_at_ns: int = 0
+    """When this version of the row was written; the ``ReplacingMergeTree`` version."""
+
+    @property
+    def model(self) -> str:
+        """The model to price: the response model when present, else the request model."""
+        return self.response_model or self.request_model

@@ -1,0 +1,151 @@
+"""Settings: every server option declared once, with its env var, type, default and unit.
+
+Precedence: explicit argument, then the ``MENTATLAB_*`` environment variable, then the
+``[server]`` table of ``mentatlab.toml`` in the data directory, then the default. The
+server fails fast on a bad value (:class:`~mentatlab.errors.ConfigError`).
+``docs/settings.md`` documents every field; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mentatlab.errors import ConfigError
+
+__all__ = ["Settings", "default_data_dir", "load_settings"]
+
+
+def default_data_dir() -> Path:
+    """The user's data directory for MentatLab (``$XDG_DATA_HOME/mentatlab``, else
+    ``~/.local/share/mentatlab``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mentatlab"
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server settings. Field metadata ``env`` names the environment variable."""
+
+    data_dir: Path = field(default_factory=default_data_dir, metadata=_env("MENTATLAB_DATA_DIR"))
+    """Folder for the embedded span store, the control store and ``pricing.toml``."""
+    span_store: str = field(default="", metadata=_env("MENTATLAB_SPAN_STORE"))
+    """Span store URL: ``chdb:///path`` (embedded, default ``<data_dir>/spans``) or
+    ``clickhouse://user:pass@host:8123/db``."""
+    control_store: str = field(default="", metadata=_env("MENTATLAB_CONTROL_STORE"))
+    """SQLAlchemy URL of the control store; default ``sqlite:///<data_dir>/control.db``."""
+    pricing_file: Path | None = field(default=None, metadata=_env("MENTATLAB_PRICING_FILE"))
+    """Path of ``pricing.toml``; default ``<data_dir>/pricing.toml`` when that file exists."""
+    host: str = field(default="127.0.0.1", metadata=_env("MENTATLAB_HOST"))
+    """Address the HTTP and gRPC servers bind to."""
+    http_port: int = field(default=4318, metadata=_env("MENTATLAB_HTTP_PORT"))
+    """Port of the HTTP server: OTLP/HTTP, REST API, WebSocket and dashboard."""
+    grpc_port: int = field(default=4317, metadata=_env("MENTATLAB_GRPC_PORT"))
+    """Port of the OTLP/gRPC receiver; 0 disables it."""
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata=_env("MENTATLAB_MAX_BODY_BYTES"))
+    """Largest request body accepted, in bytes, as sent (413 above)."""
+    max_decompressed_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_env("MENTATLAB_MAX_DECOMPRESSED_BYTES"))
+    """Largest body accepted after gzip decompression, in bytes (413 above)."""
+    max_attribute_value_bytes: int = field(
+        default=64 * 1024, metadata=_env("MENTATLAB_MAX_ATTRIBUTE_VALUE_BYTES"))
+    """Longer string attribute values are truncated to this many bytes and the key is listed
+    in the span attribute ``mentat.truncated_attributes``."""
+    write_buffer_spans: int = field(default=200_000, metadata=_env("MENTATLAB_WRITE_BUFFER_SPANS"))
+    """Spans that may wait for the writer; beyond it ingest answers 503 with Retry-After."""
+    write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
+    """Most spans the writer commits in one insert (group commit of waiting requests)."""
+    retry_after_s: int = field(default=1, metadata=_env("MENTATLAB_RETRY_AFTER_S"))
+    """Seconds a client is told to wait (``Retry-After``) when the buffer is full."""
+    event_pair_timeout_s: float = field(
+        default=300.0, metadata=_env("MENTATLAB_EVENT_PAIR_TIMEOUT_S"))
+    """Seconds after which an unpaired ``*.started`` event becomes a span with status
+    ``timeout``."""
+    dedup_cache_spans: int = field(default=1_000_000, metadata=_env("MENTATLAB_DEDUP_CACHE_SPANS"))
+    """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
+    auth_required: bool = field(default=False, metadata=_env("MENTATLAB_AUTH_REQUIRED"))
+    """Require an API key (``Authorization: Bearer`` or ``x-api-key``) on every request."""
+    log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
+    """Python logging level of the server."""
+
+    @property
+    def span_store_url(self) -> str:
+        """The span store URL with the default filled in."""
+        return self.span_store or f"chdb://{self.data_dir / 'spans'}"
+
+    @property
+    def control_store_url(self) -> str:
+        """The control store URL with the default filled in."""
+        return self.control_store or f"sqlite:///{self.data_dir / 'control.db'}"
+
+    @property
+    def pricing_path(self) -> Path | None:
+        """The pricing file to load, or None when there is none."""
+        if self.pricing_file is not None:
+            return self.pricing_file
+        candidate = self.data_dir / "pricing.toml"
+        return candidate if candidate.exists() else None
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    text = str(raw).strip()
+    try:
+        if kind in (int, "int"):
+            return int(text)
+        if kind in (float, "float"):
+            return float(text)
+        if kind in (bool, "bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if kind in ("Path", "Path | None"):
+            return Path(text).expanduser() if text else None
+    except ValueError:
+        raise ConfigError(f"Expected {name} to be {kind}, got {raw!r}") from None
+    return text
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
+
+    Raises:
+        ConfigError: a value of the wrong type or an unknown override name.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise ConfigError(f"Unknown settings: {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    data_dir_raw = overrides.get("data_dir") or os.environ.get("MENTATLAB_DATA_DIR")
+    data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir()
+    file_values: dict[str, Any] = {}
+    config_file = data_dir / "mentatlab.toml"
+    if config_file.exists():
+        try:
+            file_values = tomllib.loads(config_file.read_text()).get("server", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Expected {config_file} to be valid TOML: {exc}") from exc
+    for name, f in fields.items():
+        kind = f.type
+        if name in overrides and overrides[name] is not None:
+            raw = overrides[name]
+        elif f.metadata["env"] in os.environ:
+            raw = os.environ[f.metadata["env"]]
+        elif name in file_values:
+            raw = file_values[name]
+        else:
+            continue
+        values[name] = raw if not isinstance(raw, str) else _coerce(name, raw, kind)
+        if name == "data_dir":
+            values[name] = Path(values[name]).expanduser()
+    return Settings(**values)
