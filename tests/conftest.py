@@ -1,0 +1,20 @@
+"""Shared test configuration. Area fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CONFORMANCE_DIR = Path(
+    os.environ.get("MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance")
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data directory; nothing touches the user's."""
+    data_dir = tmp_path / "mentatlab-data"
+    monkeypatch.setenv("MENTATLAB_DATA_DIR", str(data_dir))
+    return data_dir
