@@ -5,7 +5,8 @@ Every error MentatLab raises on purpose derives from :class:`MentatLabError`::
     MentatLabError
     ├── ConfigError (ValueError)        bad setting, pricing file or CLI option
     ├── DecodeError                     a body that cannot be decoded (OTLP, JSON, gzip)
-    │   └── PayloadTooLarge             body or decompressed body over the size limit
+    │   ├── PayloadTooLarge             body or decompressed body over the size limit
+    │   └── UnsupportedMediaType        a Content-Type or Content-Encoding we do not read
     ├── ValidationError                 a decoded value that breaks a rule; carries field, reason
     ├── PricingError
     │   └── PriceNotFound (LookupError) no price for a (provider, model)
@@ -35,6 +36,7 @@ __all__ = [
     "QueryTimeout",
     "StoreError",
     "StoreUnavailable",
+    "UnsupportedMediaType",
     "ValidationError",
 ]
 
@@ -69,6 +71,15 @@ class PayloadTooLarge(DecodeError):
     def __init__(self, limit_bytes: int) -> None:
         super().__init__(f"Expected a body of at most {limit_bytes} bytes, got more")
         self.limit_bytes = limit_bytes
+
+
+class UnsupportedMediaType(DecodeError):
+    """Raised for a Content-Type or Content-Encoding the receiver cannot read (HTTP 415)."""
+
+    def __init__(self, header: str, value: str | None, supported: str) -> None:
+        super().__init__(f"Expected {header} to be one of {supported}, got {value!r}")
+        self.header = header
+        self.value = value
 
 
 class ValidationError(MentatLabError):

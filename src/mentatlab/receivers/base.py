@@ -1,0 +1,67 @@
+"""The receiver seam: what every receiver produces and what the ingest stage answers.
+
+A receiver turns bytes into a :class:`DecodedBatch` and hands it to an ingest callable
+(pipeline, writer) that answers an :class:`IngestOutcome` once the accepted spans are
+durable. Receivers do nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from mentatlab.errors import FieldError
+from mentatlab.model.raw import RawSpan
+
+__all__ = ["DecodedBatch", "Ingest", "IngestOutcome", "summarize_rejections"]
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """Spans decoded from one request, and one :class:`FieldError` per refused span.
+
+    Spans decoded from one OTLP ``ResourceSpans`` share one ``resource`` dict: treat it
+    as read-only.
+    """
+
+    spans: list[RawSpan] = field(default_factory=list)
+    rejected: list[FieldError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    """What the ingest stage did with a batch.
+
+    ``rejected`` lists only the spans the ingest stage itself refused (normalization,
+    validation); the receiver adds ``DecodedBatch.rejected`` when it answers the client,
+    so a span is never counted twice.
+    """
+
+    accepted: int
+    """Spans made durable."""
+    rejected: list[FieldError] = field(default_factory=list)
+
+
+Ingest: TypeAlias = Callable[[DecodedBatch], Awaitable[IngestOutcome]]
+"""The ingest callable receivers are given; it raises ``Backpressure`` when full."""
+
+_MAX_LISTED_ERRORS = 10
+
+
+def summarize_rejections(rejected: list[FieldError]) -> str:
+    """One message listing the first rejections, for an OTLP partial-success answer.
+
+    Args:
+        rejected: every refused span's field and reason.
+
+    Returns:
+        ``""`` when nothing was refused, else ``"N spans rejected: field: reason; ..."``
+        naming at most 10 of them.
+    """
+    if not rejected:
+        return ""
+    listed = "; ".join(f"{e.field}: {e.reason}" for e in rejected[:_MAX_LISTED_ERRORS])
+    more = len(rejected) - _MAX_LISTED_ERRORS
+    suffix = f"; and {more} more" if more > 0 else ""
+    return f"{len(rejected)} spans rejected: {listed}{suffix}"
