@@ -1,0 +1,126 @@
+"""OTLP/HTTP protobuf ingest benchmark against a real `mentatctl serve` on loopback.
+
+Measures, for batch sizes 1, 100 and 500: sustained throughput (spans/s) with several
+client processes, request latency p50/p99; then p99 latency at batch 100 under a fixed
+load of half the measured batch-500 maximum; end-to-end visibility lag (200 received →
+trace queryable through the REST API); server RSS idle and under load.
+
+Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4]
+Bounded in time and count; targets 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from _otlp_payload import make_request
+from _server import Server
+
+HEADERS = {"Content-Type": "application/x-protobuf"}
+
+
+def _client(url: str, batch: int, seconds: float, rate_rps: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    bodies = [make_request(batch, seed=i) for i in range(20)]
+    latencies: list[float] = []
+    sent = errors = 0
+    interval = 1.0 / rate_rps if rate_rps else 0.0
+    with httpx.Client(timeout=30) as client:
+        end = time.monotonic() + seconds
+        next_t = time.monotonic()
+        i = 0
+        while time.monotonic() < end:
+            if interval:
+                sleep_s = next_t - time.monotonic()
+                if sleep_s > 0:
+                    time.sleep(sleep_s)
+                next_t += interval
+            t0 = time.perf_counter()
+            r = client.post(f"{url}/v1/traces", content=bodies[i % len(bodies)], headers=HEADERS)
+            latencies.append(time.perf_counter() - t0)
+            i += 1
+            if r.status_code == 200:
+                sent += batch
+            else:
+                errors += 1
+    out.put((sent, errors, latencies))
+
+
+def run_load(url: str, batch: int, clients: int, seconds: float, rate_rps_per_client: float = 0.0) -> dict[str, float]:
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=_client, args=(url, batch, seconds, rate_rps_per_client, q)) for _ in range(clients)]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.monotonic() - t0
+    lat = sorted(x for r in results for x in r[2])
+    spans = sum(r[0] for r in results)
+    return {
+        "batch": batch, "clients": clients, "spans_per_s": spans / max(elapsed - 0.5, 0.1),
+        "requests": len(lat), "errors": sum(r[1] for r in results),
+        "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
+    }
+
+
+def visibility_lag(url: str, samples: int = 20) -> list[float]:
+    lags = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(samples):
+            tid = os.urandom(16)
+            body = make_request(5, trace_id=tid)
+            r = client.post(f"{url}/v1/traces", content=body, headers=HEADERS)
+            assert r.status_code == 200, r.text
+            t0 = time.perf_counter()
+            deadline = t0 + 10
+            while time.perf_counter() < deadline:
+                if client.get(f"{url}/api/v1/traces/{tid.hex()}").status_code == 200:
+                    break
+                time.sleep(0.005)
+            lags.append(time.perf_counter() - t0)
+    return lags
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data") as srv:
+        proc = psutil.Process(srv.pid)
+        time.sleep(2)
+        rss_idle = proc.memory_info().rss
+        rows = []
+        peak_rss = rss_idle
+        for batch in (1, 100, 500):
+            row = run_load(srv.url, batch, args.clients, args.seconds)
+            peak_rss = max(peak_rss, proc.memory_info().rss)
+            rows.append(row)
+            print(row, flush=True)
+        max500 = rows[-1]["spans_per_s"]
+        half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
+        half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate)
+        peak_rss = max(peak_rss, proc.memory_info().rss)
+        print("half-load", half, flush=True)
+        lags = visibility_lag(srv.url)
+        print(f"\n| batch | clients | spans/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+        print(f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |")
+        print(f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms")
+        print(f"server RSS: idle {rss_idle / 2**20:.0f} MiB, under load (peak sampled) {peak_rss / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
