@@ -71,6 +71,10 @@ class Settings:
     ``timeout``."""
     dedup_cache_spans: int = field(default=1_000_000, metadata=_env("MENTATLAB_DEDUP_CACHE_SPANS"))
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
+    span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))
+    """Days spans are kept (by ``start_time``, a table TTL); 0 keeps them forever."""
+    query_timeout_s: float = field(default=30.0, metadata=_env("MENTATLAB_QUERY_TIMEOUT_S"))
+    """Longest a span-store read query may run, in seconds (``max_execution_time``); 0 = none."""
     auth_required: bool = field(default=False, metadata=_env("MENTATLAB_AUTH_REQUIRED"))
     """Require an API key (``Authorization: Bearer`` or ``x-api-key``) on every request."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))

@@ -1,0 +1,235 @@
+"""Embedded span store: ClickHouse's engine in-process (chDB) on a local folder.
+
+One process owns a store folder (chDB locks it), and a process can have one folder open
+at a time: the server owns the store and everything else reads through its API. The
+session is thread-safe: the writer thread inserts while request threads query.
+
+Only connection and insert handling live here; every table definition is in
+:mod:`mentatlab.storage.span_schema` and every query in :mod:`mentatlab.analytics`.
+
+Insert path (measured on the 2-core build machine, 50,000 span rows with Decimal,
+DateTime64 and Nullable columns, three runs each, while other work ran): ``INSERT ...
+SELECT ... FROM Python(tbl)`` 0.34-0.40 s (~135k rows/s) and ``INSERT ... FORMAT
+ArrowStream`` through ``send_insert`` 0.43-0.50 s (~110k rows/s); both keep every Decimal
+digit, nanosecond and NULL. ``Python()`` is the default; ``ArrowStream`` is the fallback
+(``insert_mode="arrowstream"``) when a table must not be read through a Python frame.
+
+Durability: an INSERT that returned is in the part files (survives ``kill -9`` of the
+process); it is not fsync'ed, so a power cut may lose the last seconds of writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+from chdb import session as chdb_session
+
+from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
+from mentatlab.model.schema import SPAN_COLUMNS
+from mentatlab.storage.base import SpanStore
+from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
+from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
+
+__all__ = ["ChdbSpanStore", "open_span_store"]
+
+_log = logging.getLogger(__name__)
+
+_TIMEOUT_CODES = frozenset({159, 160})
+"""TIMEOUT_EXCEEDED, TOO_SLOW."""
+_UNAVAILABLE_CODES = frozenset({241, 252, 202, 243})
+"""MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, TOO_MANY_SIMULTANEOUS_QUERIES, NOT_ENOUGH_SPACE."""
+_COLUMN_LIST = ", ".join(f"`{c.name}`" for c in SPAN_COLUMNS)
+
+InsertMode = Literal["python", "arrowstream"]
+
+_Session: Any = chdb_session.Session
+"""chDB ships no type hints: the session is used through ``Any``."""
+
+
+def _error_code(exc: BaseException) -> int | None:
+    match = CLICKHOUSE_CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+class ChdbSpanStore:
+    """SpanStore on one chDB session over the folder ``path``.
+
+    Args:
+        path: store folder (created if missing).
+        query_timeout_s: longest a read query may run (``max_execution_time``), in s;
+            0 means no limit.
+        retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever.
+        insert_mode: ``"python"`` (``Python()`` table function) or ``"arrowstream"``.
+
+    Raises:
+        StoreUnavailable: the folder is locked by another process or cannot be opened.
+    """
+
+    def __init__(self, path: Path, *, query_timeout_s: float = 30.0, retention_days: int = 0,
+                 insert_mode: InsertMode = "python") -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.insert_mode: InsertMode = insert_mode
+        self._lock = threading.Lock()
+        self._closed = False
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._session: Any = _Session(str(self.path))
+        except Exception as exc:  # chDB raises RuntimeError subclasses with a text message
+            raise StoreUnavailable(
+                f"Cannot open the chDB span store at {self.path} (is another process using it?):"
+                f" {exc}") from exc
+        if query_timeout_s > 0:
+            self.execute(f"SET max_execution_time = {float(query_timeout_s)}")
+
+    # --- SpanStore -------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent) and apply the retention TTL.
+
+        Raises:
+            StoreError: a migration failed.
+        """
+        migrate_span_store(self, SchemaOptions(), retention_days=self.retention_days)
+
+    def append_batch(self, table: pa.Table) -> None:
+        """Insert an Arrow table with schema ``SPAN_SCHEMA`` (N rows); durable on return.
+
+        Raises:
+            StoreUnavailable: the store is out of memory/space or has too many parts now.
+            StoreError: the store is closed or the insert failed.
+        """
+        self._check_open()
+        if table.num_rows == 0:
+            return
+        try:
+            if self.insert_mode == "python":
+                self._insert_python(table)
+            else:
+                self._insert_arrowstream(table)
+        except Exception as exc:
+            raise self._map_error(exc, f"insert of {table.num_rows} spans") from exc
+
+    def _insert_python(self, table: pa.Table) -> None:
+        # chDB's Python() finds the table by its variable name in the calling frame.
+        mentatlab_batch = table  # noqa: F841 - read by name through Python(mentatlab_batch)
+        self._session.query(
+            f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST})"
+            f" SELECT {_COLUMN_LIST} FROM Python(mentatlab_batch)")
+
+    def _insert_arrowstream(self, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        with self._session.send_insert(
+                f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST})", "ArrowStream") as inserter:
+            inserter.append(sink.getvalue().to_pybytes())
+            inserter.finish()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a read query with ``{name:Type}`` parameters; return an Arrow table.
+
+        Args:
+            sql: ClickHouse SQL without a FORMAT clause.
+            params: values for the placeholders (datetimes must be timezone-aware).
+
+        Raises:
+            QueryTimeout: the query ran past ``query_timeout_s``.
+            StoreError: the query failed or the store is closed.
+        """
+        self._check_open()
+        try:
+            result = self._session.query(sql, "ArrowTable", params=format_params(params))
+        except Exception as exc:
+            raise self._map_error(exc, "query") from exc
+        if not isinstance(result, pa.Table):
+            raise StoreError(f"Expected chDB to return a pyarrow Table, got {type(result)}")
+        return result
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (DDL, mutations, SET).
+
+        Raises:
+            StoreError: the statement failed or the store is closed.
+        """
+        self._check_open()
+        try:
+            self._session.query(sql, "CSV", params=format_params(params))
+        except Exception as exc:
+            raise self._map_error(exc, "statement") from exc
+
+    def close(self) -> None:
+        """Close the chDB session and release the folder lock; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._session.close()
+
+    # --- helpers ---------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"The span store at {self.path} is closed")
+
+    def _map_error(self, exc: Exception, what: str) -> StoreError:
+        if isinstance(exc, StoreError):
+            return exc
+        code = _error_code(exc)
+        message = f"chDB {what} failed at {self.path}: {exc}"
+        if code in _TIMEOUT_CODES:
+            return QueryTimeout(message)
+        if code in _UNAVAILABLE_CODES:
+            return StoreUnavailable(message)
+        return StoreError(message)
+
+    def __enter__(self) -> ChdbSpanStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_span_store(url: str, *, query_timeout_s: float = 30.0,
+                    retention_days: int = 0) -> SpanStore:
+    """Open the span store named by ``url`` (not migrated: call ``migrate()``).
+
+    Supported: ``chdb:///absolute/path`` and ``chdb://relative/path`` (embedded chDB).
+    ``clickhouse://`` / ``clickhouses://`` are reserved for the ClickHouse-server backend
+    (``mentatlab.storage.clickhouse_store.open_clickhouse_store``) once it exists.
+
+    Raises:
+        ConfigError: an unknown scheme or a URL without a path.
+        StoreUnavailable: the store cannot be opened.
+    """
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if scheme == "chdb":
+        raw = unquote((parsed.netloc or "") + (parsed.path or ""))
+        if not raw:
+            raise ConfigError(f"Expected a span store URL like chdb:///path/to/spans, got {url!r}")
+        return ChdbSpanStore(Path(raw).expanduser(), query_timeout_s=query_timeout_s,
+                             retention_days=retention_days)
+    if scheme in ("clickhouse", "clickhouses", "http", "https"):
+        try:
+            from mentatlab.storage import clickhouse_store  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as exc:
+            raise ConfigError(
+                f"The ClickHouse-server span store backend is not available for {url!r}") from exc
+        opener: Any = clickhouse_store.open_clickhouse_store
+        store: SpanStore = opener(url, query_timeout_s=query_timeout_s,
+                                  retention_days=retention_days)
+        return store
+    raise ConfigError(
+        f"Expected a span store URL with scheme chdb:// or clickhouse://, got {url!r}")

@@ -1,0 +1,237 @@
+"""Versioned span-store migrations: backend-neutral ClickHouse DDL built from SPAN_COLUMNS.
+
+Both span-store backends (chDB in-process, a ClickHouse server) run exactly these
+statements through :meth:`SpanStore.execute`; a backend only chooses the table engines
+and an ``ON CLUSTER`` clause through :class:`SchemaOptions`.
+
+Rules:
+
+* Migrations are numbered and never edited once released; a new column in
+  ``SPAN_COLUMNS`` needs no migration of its own: :func:`migrate_span_store` adds any
+  column the table lacks (``ADD COLUMN IF NOT EXISTS``) after the numbered migrations.
+* Every statement is idempotent (``IF NOT EXISTS``), and applied versions are recorded in
+  ``schema_migrations``, so running the migrations twice, or after a crash midway, is safe.
+* Retention is a runtime setting, not a migration: :func:`apply_retention` sets or removes
+  the table TTL. The TTL uses ``DateTime64`` arithmetic; ``toDateTime(ts) + INTERVAL``
+  overflows ``DateTime`` (wraps to 1987) and would silently delete rows in merges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mentatlab.errors import ConfigError, StoreError
+from mentatlab.model.schema import SPAN_COLUMNS, Column
+from mentatlab.storage.base import SpanStore
+
+__all__ = [
+    "MIGRATIONS",
+    "SPANS_TABLE",
+    "Migration",
+    "SchemaOptions",
+    "apply_retention",
+    "applied_versions",
+    "column_ddl",
+    "migrate_span_store",
+    "spans_table_ddl",
+]
+
+_log = logging.getLogger(__name__)
+
+SPANS_TABLE = "spans"
+"""Name of the span table."""
+
+_CODECS: dict[str, str] = {
+    "start_time": "CODEC(Delta, ZSTD(1))",
+    "end_time": "CODEC(Delta, ZSTD(1))",
+    "ingested_at_ns": "CODEC(Delta, ZSTD(1))",
+    "duration_ms": "CODEC(Gorilla, ZSTD(1))",
+    "trace_id": "CODEC(ZSTD(1))",
+    "span_id": "CODEC(ZSTD(1))",
+    "parent_span_id": "CODEC(ZSTD(1))",
+    "attributes": "CODEC(ZSTD(3))",
+    "events": "CODEC(ZSTD(3))",
+    "resource": "CODEC(ZSTD(3))",
+    "pii_findings": "CODEC(ZSTD(3))",
+    "status_message": "CODEC(ZSTD(3))",
+}
+"""Column codecs: Delta on monotone-ish times, ZSTD on everything bulky."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaOptions:
+    """What a backend may vary in the DDL; the columns, keys and indexes never vary."""
+
+    spans_engine: str = "ReplacingMergeTree(ingested_at_ns)"
+    """Engine of ``spans``; a cluster uses ``ReplicatedReplacingMergeTree(..., ingested_at_ns)``."""
+    migrations_engine: str = "MergeTree"
+    """Engine of ``schema_migrations``."""
+    on_cluster: str = ""
+    """Cluster name for ``ON CLUSTER`` DDL; ``""`` on a single node."""
+
+    @property
+    def cluster_clause(self) -> str:
+        """`` ON CLUSTER <name>`` or ``""``."""
+        return f" ON CLUSTER {self.on_cluster}" if self.on_cluster else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    render: Callable[[SchemaOptions], list[str]]
+    """Returns the statements to run, in order, for the given options."""
+
+
+def column_ddl(column: Column) -> str:
+    """The ``name Type [CODEC(...)]`` clause of one span column."""
+    codec = _CODECS.get(column.name)
+    return f"`{column.name}` {column.clickhouse}" + (f" {codec}" if codec else "")
+
+
+def spans_table_ddl(options: SchemaOptions) -> str:
+    """``CREATE TABLE IF NOT EXISTS spans`` with every column of ``SPAN_COLUMNS``."""
+    columns = ",\n  ".join(column_ddl(c) for c in SPAN_COLUMNS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {SPANS_TABLE}{options.cluster_clause} (\n  {columns},\n"
+        "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,\n"
+        "  INDEX idx_ingested_at ingested_at_ns TYPE minmax GRANULARITY 1\n"
+        f") ENGINE = {options.spans_engine}\n"
+        "PARTITION BY toDate(start_time)\n"
+        "ORDER BY (org_id, project_id, toStartOfHour(start_time), trace_id, span_id)\n"
+        "SETTINGS index_granularity = 8192"
+    )
+
+
+def _m001(options: SchemaOptions) -> list[str]:
+    # schema_migrations is created by the runner itself; 001 records that it exists.
+    return []
+
+
+def _m002(options: SchemaOptions) -> list[str]:
+    return [spans_table_ddl(options)]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "schema_migrations", _m001),
+    Migration(2, "spans", _m002),
+)
+"""Every span-store migration, in version order."""
+
+
+def _migrations_ddl(options: SchemaOptions) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS schema_migrations{options.cluster_clause} ("
+        "version UInt32, name String, applied_at DateTime64(3, 'UTC'))"
+        f" ENGINE = {options.migrations_engine} ORDER BY version"
+    )
+
+
+def applied_versions(store: SpanStore) -> set[int]:
+    """Versions recorded in ``schema_migrations`` (empty when the table is new).
+
+    Raises:
+        StoreError: the table cannot be read.
+    """
+    table = store.query_arrow("SELECT DISTINCT version FROM schema_migrations")
+    return {int(v) for v in table.column("version").to_pylist()}
+
+
+def _existing_columns(store: SpanStore) -> set[str]:
+    table = store.query_arrow(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+        {"t": SPANS_TABLE},
+    )
+    return {str(v) for v in table.column("name").to_pylist()}
+
+
+def migrate_span_store(
+    store: SpanStore, options: SchemaOptions | None = None, *, retention_days: int = 0
+) -> list[int]:
+    """Bring the span store to the latest schema; safe to run any number of times.
+
+    Args:
+        store: the store to migrate (its ``execute`` and ``query_arrow`` are used).
+        options: engines and cluster clause; the single-node defaults when None.
+        retention_days: drop spans older than this many days (by ``start_time``);
+            0 keeps them forever.
+
+    Returns:
+        The versions applied by this call (empty when already current).
+
+    Raises:
+        StoreError: a statement failed.
+        ConfigError: ``retention_days`` is negative.
+    """
+    opts = options or SchemaOptions()
+    store.execute(_migrations_ddl(opts))
+    done = applied_versions(store)
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        started_s = time.monotonic()
+        for statement in migration.render(opts):
+            store.execute(statement)
+        store.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at)"
+            " VALUES ({v:UInt32}, {n:String}, now64(3))",
+            {"v": migration.version, "n": migration.name},
+        )
+        applied.append(migration.version)
+        _log.info("span store migration %s (%s) applied in %.3f s",
+                  migration.version, migration.name, time.monotonic() - started_s)
+    present = _existing_columns(store)
+    for column in SPAN_COLUMNS:
+        if column.name not in present:
+            store.execute(
+                f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause}"
+                f" ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
+            )
+            _log.info("span store column %s added", column.name)
+    apply_retention(store, retention_days, opts)
+    return applied
+
+
+def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
+                    ) -> None:
+    """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans``.
+
+    Raises:
+        ConfigError: ``retention_days`` is negative.
+        StoreError: the ALTER failed.
+    """
+    if retention_days < 0:
+        raise ConfigError(f"Expected span retention days >= 0, got {retention_days}")
+    opts = options or SchemaOptions()
+    current = _current_ttl(store)
+    if retention_days == 0:
+        if current:
+            store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} REMOVE TTL")
+        return
+    # start_time is DateTime64(9, 'UTC'): the addition stays in DateTime64 (no 2106 wrap).
+    ttl = f"start_time + toIntervalDay({int(retention_days)})"
+    if current.replace(" ", "") == ttl.replace(" ", ""):
+        return
+    store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} MODIFY TTL {ttl}")
+
+
+def _current_ttl(store: SpanStore) -> str:
+    table = store.query_arrow(
+        "SELECT create_table_query FROM system.tables"
+        " WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": SPANS_TABLE},
+    )
+    rows = table.column("create_table_query").to_pylist()
+    if not rows:
+        raise StoreError(f"Expected table {SPANS_TABLE} to exist before setting its TTL")
+    ddl = str(rows[0])
+    marker = " TTL "
+    if marker not in ddl:
+        return ""
+    return ddl.split(marker, 1)[1].split(" SETTINGS ", 1)[0].strip()
