@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 

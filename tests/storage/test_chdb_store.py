@@ -5,20 +5,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from spanfactory import T0, make_span, make_table
 
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans
 from mentatlab.storage.chdb_store import ChdbSpanStore, open_span_store
 from mentatlab.storage.span_schema import MIGRATIONS, applied_versions, migrate_span_store
 
-from spanfactory import T0, make_span, make_table
-
 
 def test_migrate_is_idempotent_and_records_versions(store: ChdbSpanStore) -> None:
     assert migrate_span_store(store) == []
     store.migrate()
     assert applied_versions(store) == {m.version for m in MIGRATIONS}
-    counts = store.query_arrow("SELECT version, count() AS n FROM schema_migrations GROUP BY version")
+    counts = store.query_arrow(
+        "SELECT version, count() AS n FROM schema_migrations GROUP BY version")
     assert set(counts.column("n").to_pylist()) == {1}
 
 
@@ -68,12 +68,16 @@ def test_errors_are_mapped(store: ChdbSpanStore) -> None:
         store.query_arrow("SELECT nope FROM spans")
     store.execute("SET max_execution_time = 0.001")
     with pytest.raises(QueryTimeout):
-        store.query_arrow("SELECT count() FROM numbers(10000000000) WHERE sipHash64(number) % 7 = 1")
+        store.query_arrow(
+            "SELECT count() FROM numbers(10000000000) WHERE sipHash64(number) % 7 = 1")
+
+
+_DDL_SQL = "SELECT create_table_query AS q FROM system.tables WHERE name = 'spans'"
 
 
 def test_retention_ttl_set_and_removed(store: ChdbSpanStore) -> None:
     migrate_span_store(store, retention_days=7)
-    ddl = store.query_arrow("SELECT create_table_query AS q FROM system.tables WHERE name = 'spans'")
+    ddl = store.query_arrow(_DDL_SQL)
     assert "TTL start_time + toIntervalDay(7)" in ddl.column("q")[0].as_py()
     recent = datetime.now(timezone.utc) - timedelta(days=1)
     store.append_batch(make_table(range(3)))  # T0: weeks old, past the TTL
@@ -86,7 +90,7 @@ def test_retention_ttl_set_and_removed(store: ChdbSpanStore) -> None:
     store.execute("OPTIMIZE TABLE spans FINAL")
     assert store.query_arrow("SELECT count() AS n FROM spans").column("n").to_pylist() == [5]
     migrate_span_store(store, retention_days=0)
-    ddl = store.query_arrow("SELECT create_table_query AS q FROM system.tables WHERE name = 'spans'")
+    ddl = store.query_arrow(_DDL_SQL)
     assert " TTL " not in ddl.column("q")[0].as_py()
     with pytest.raises(ConfigError):
         migrate_span_store(store, retention_days=-1)

@@ -48,7 +48,8 @@ def test_committed_rows_survive_kill_9(tmp_path: Path) -> None:
     assert reported >= 2000, "the child stopped reporting commits"
     with ChdbSpanStore(path) as store:
         store.migrate()
-        found = int(store.query_arrow("SELECT count() AS n FROM spans FINAL").column("n")[0].as_py())
+        table = store.query_arrow("SELECT count() AS n FROM spans FINAL")
+        found = int(table.column("n")[0].as_py())
     # Every reported row is there (the child may be a few batches ahead of what we read),
     # and no batch is half there.
     assert found >= reported

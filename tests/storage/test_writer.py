@@ -7,11 +7,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from spanfactory import make_table
 
 from mentatlab.errors import Backpressure, StoreError, StoreUnavailable
 from mentatlab.storage.chdb_store import ChdbSpanStore
 from mentatlab.storage.writer import SpanWriter
-from spanfactory import make_table
 
 
 class GatedStore:
@@ -62,8 +62,9 @@ async def test_resent_spans_are_dropped_at_ingest(store: ChdbSpanStore) -> None:
         # dedup=False writes a new version (repricing); FINAL still counts it once.
         assert await writer.submit(make_table(range(3), total_cost=Decimal(1)), dedup=False) == 3
         assert count(store) == 21 and count(store, final=True) == 18
-        t = store.query_arrow("SELECT sum(total_cost) AS c FROM spans FINAL WHERE span_id <= {s:String}",
-                              {"s": f"{2:016x}"})
+        t = store.query_arrow(
+            "SELECT sum(total_cost) AS c FROM spans FINAL WHERE span_id <= {s:String}",
+            {"s": f"{2:016x}"})
         assert t.column("c").to_pylist() == [Decimal(3)]
     finally:
         writer.close()
@@ -85,7 +86,7 @@ async def test_group_commit_and_backpressure(store: ChdbSpanStore) -> None:
     writer = SpanWriter(gated, max_buffer_spans=100, max_batch_spans=60, dedup_cache_spans=0,  # type: ignore[arg-type]
                         retry_after_s=3)
     try:
-        first = asyncio.create_task(writer.submit(make_table(range(0, 10))))
+        first = asyncio.create_task(writer.submit(make_table(range(10))))
         await asyncio.to_thread(gated.entered.wait, 5)  # the writer holds batch 1 mid-insert
         waiting = [asyncio.create_task(writer.submit(make_table(range(s, s + 20))))
                    for s in range(100, 200, 20)]
@@ -120,8 +121,9 @@ async def test_subscribers_get_committed_rows_with_ingest_stamp(store: ChdbSpanS
         stamps = got[0].column("ingested_at_ns").to_pylist()
         assert len(set(stamps)) == 1 and stamps[0] > 0
         assert writer.subscriber_errors == 2
-        stored = store.query_arrow("SELECT DISTINCT ingested_at_ns AS v FROM spans WHERE span_id < {s:String}",
-                                   {"s": f"{5:016x}"})
+        stored = store.query_arrow(
+            "SELECT DISTINCT ingested_at_ns AS v FROM spans WHERE span_id < {s:String}",
+            {"s": f"{5:016x}"})
         assert stored.column("v").to_pylist() == stamps[:1]
     finally:
         writer.close()
