@@ -247,9 +247,9 @@ def _json_attrs(kvs: Any) -> dict[str, AttrValue]:
         if value is not None:
             string = value.get("stringValue")
             if isinstance(string, str):
-                out[kv["key"]] = string
+                out[kv.get("key", "")] = string
                 continue
-        out[kv["key"]] = None if value is None else _json_any(value)
+        out[kv.get("key", "")] = None if value is None else _json_any(value)
     return out
 
 
