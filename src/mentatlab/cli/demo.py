@@ -1,0 +1,311 @@
+"""``mentatctl demo``: start a server, drive realistic agent traffic through it, report cost.
+
+The demo runs everything on this machine, with no network and no API key:
+
+1. ``mentatctl serve`` as a child process on the embedded store in a demo data folder
+   (ports 4318/4317, or free ones when those are taken), unless ``url`` names a running
+   server;
+2. a fake OpenAI-compatible server (:mod:`mentatlab.demo.fake_openai`) with a few
+   injected rate limits and server errors;
+3. two traffic processes (:mod:`mentatlab.demo.traffic`) with the real ``openai`` client,
+   one instrumented by ``opentelemetry-instrumentation-openai-v2`` exporting OTLP/HTTP, one
+   by ``openinference-instrumentation-openai`` exporting OTLP/gRPC;
+4. a cost report by org, project and model, the most expensive traces and the unpriced
+   models, all read back through the REST API.
+
+The server it started is stopped at the end (by its PID) unless ``keep_running``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mentatlab.demo.fake_openai import FakeOpenAIConfig, FakeOpenAIServer
+from mentatlab.settings import default_data_dir
+
+__all__ = ["DemoResult", "demo_command", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+_READY_TIMEOUT_S = 90.0
+_TRAFFIC_TIMEOUT_S = 90.0
+_STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class DemoResult:
+    """What the demo did and what the server reported back."""
+
+    url: str
+    """Base URL of the MentatLab server used (``http://127.0.0.1:PORT``)."""
+    data_dir: Path | None
+    """Data folder of the server the demo started (None when it used ``url``)."""
+    server_pid: int | None = None
+    """PID of the server the demo started and left running (``keep_running``), else None."""
+    traffic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per instrumentation: the traffic process's summary (LLM calls, retries, tools...)."""
+    cost_rows: list[dict[str, Any]] = field(default_factory=list)
+    """``GET /api/v1/cost?group_by=org_id,project_id,model`` rows."""
+    total_cost: str = ""
+    """The total of that report, as the server wrote it (a decimal string, USD)."""
+    top_traces: list[dict[str, Any]] = field(default_factory=list)
+    unpriced: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _port_or_free(port: int) -> int:
+    """``port`` when it can be bound on 127.0.0.1, else a free one (0 always gives a free one)."""
+    for candidate in (port, 0) if port else (0,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("No free TCP port on 127.0.0.1")
+
+
+def _start_server(data_dir: Path, http_port: int, grpc_port: int,
+                  log: IO[bytes]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
+           "--port", str(http_port), "--grpc-port", str(grpc_port), "--data-dir", str(data_dir)]
+    env = {**os.environ, "MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """Poll ``/readyz`` until 200.
+
+    Raises:
+        RuntimeError: the server exited or was not ready within ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"mentatctl serve exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"MentatLab at {url} was not ready within {timeout_s:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process we started, then SIGKILL it if it does not stop in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _run_traffic(openai_url: str, http_url: str, grpc_target: str, runs: int,
+                 console: Console) -> dict[str, dict[str, Any]]:
+    """Run both traffic processes in parallel with a progress bar per process.
+
+    Raises:
+        RuntimeError: a traffic process failed or ran past its time limit.
+    """
+    summaries: dict[str, dict[str, Any]] = {}
+    procs: dict[str, subprocess.Popen[str]] = {}
+    errors = {inst: tempfile.TemporaryFile() for inst in ("openai-v2", "openinference")}
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        readers = []
+        for inst, label in (("openai-v2", "openai-v2 → OTLP/HTTP"),
+                            ("openinference", "openinference → OTLP/gRPC")):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mentatlab.demo.traffic", "--instrumentation", inst,
+                 "--openai-base-url", openai_url, "--otlp-http", http_url,
+                 "--otlp-grpc", grpc_target, "--runs", str(runs)],
+                stdout=subprocess.PIPE, stderr=errors[inst], text=True)
+            procs[inst] = proc
+            task = progress.add_task(label, total=None)
+
+            def read(inst: str = inst, proc: subprocess.Popen[str] = proc,
+                     task: Any = task) -> None:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    msg = json.loads(line)
+                    if "done" in msg:
+                        progress.update(task, completed=msg["done"], total=msg["total"])
+                    elif "summary" in msg:
+                        summaries[inst] = msg["summary"]
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            readers.append(reader)
+        deadline = time.monotonic() + _TRAFFIC_TIMEOUT_S
+        for inst, proc in procs.items():
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                for other in procs.values():
+                    other.kill()
+                raise RuntimeError(f"traffic ({inst}) ran past {_TRAFFIC_TIMEOUT_S:.0f} s") \
+                    from None
+            if proc.returncode != 0:
+                errors[inst].seek(0)
+                tail = errors[inst].read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"traffic ({inst}) exited with {proc.returncode}: {tail}")
+        for reader in readers:
+            reader.join(timeout=5)
+    for err in errors.values():
+        err.close()
+    return summaries
+
+
+def _get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any] | None:
+    try:
+        response = client.get(path, params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as exc:
+        logger.warning("GET %s failed: %s", path, exc)
+        return None
+    if response.status_code != 200:
+        logger.warning("GET %s answered %s: %s", path, response.status_code, response.text[:300])
+        return None
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | None = None) -> Table:
+    table = Table(title=title)
+    names = columns or (list(rows[0]) if rows else [])
+    for name in names:
+        numeric = name.endswith(("_cost", "_tokens", "_ms", "spans", "count"))
+        table.add_column(name, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*("" if row.get(n) is None else str(row.get(n)) for n in names))
+    return table
+
+
+def _report(result: DemoResult, started: datetime, console: Console) -> None:
+    window = {"start": (started - timedelta(minutes=5)).isoformat(),
+              "end": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()}
+    with httpx.Client(base_url=result.url, timeout=30.0) as client:
+        cost = _get(client, "/api/v1/cost", group_by="org_id,project_id,model", **window)
+        traces = _get(client, "/api/v1/traces", limit=5, order_by="total_cost", **window)
+        unpriced = _get(client, "/api/v1/unpriced", **window)
+    if cost is not None:
+        result.cost_rows = list(cost.get("rows", []))
+        result.total_cost = str(cost.get("total_cost", ""))
+        console.print(_rows_table(result.cost_rows, "Cost by org, project and model"))
+        console.print(f"Total: [bold]{result.total_cost}[/bold] {cost.get('currency', 'USD')}")
+    if traces is not None:
+        result.top_traces = list(traces.get("traces", traces.get("rows", [])))
+        console.print(_rows_table(result.top_traces, "Most expensive traces"))
+    if unpriced is not None:
+        result.unpriced = list(unpriced.get("rows", []))
+        if result.unpriced:
+            console.print(_rows_table(result.unpriced, "Models without a price "
+                                      "(add them to pricing.toml, then `mentatctl reprice`)"))
+
+
+def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port: int = 4318,
+             grpc_port: int = 4317, runs: int = 4, keep_running: bool = False,
+             console: Console | None = None) -> DemoResult:
+    """Run the demo end to end and print the report.
+
+    Args:
+        url: A running MentatLab server to use; None starts one (``mentatctl serve``).
+        data_dir: Data folder of the started server; default ``<user data dir>/demo``.
+        http_port: HTTP port of the started server; a free one if taken (0: always free).
+        grpc_port: OTLP/gRPC port of the started server (or of ``url``'s host); a free one
+            if taken when the demo starts the server.
+        runs: Runs per agent (6 agents; each run makes 2-4 LLM calls).
+        keep_running: Leave the started server running at the end.
+        console: Where to print; default stdout.
+
+    Returns:
+        What the demo did and the report it printed.
+
+    Raises:
+        RuntimeError: the server did not become ready or a traffic process failed.
+    """
+    console = console or Console()
+    started = datetime.now(timezone.utc)
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    if url is None:
+        data_dir = (data_dir or default_data_dir() / "demo").expanduser()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        http_port, grpc_port = _port_or_free(http_port), _port_or_free(grpc_port)
+        url = f"http://127.0.0.1:{http_port}"
+        log = (data_dir / "demo-server.log").open("ab")
+        console.print(f"Starting [bold]mentatctl serve[/bold] on {url} (gRPC {grpc_port}), "
+                      f"data in {data_dir}")
+        proc = _start_server(data_dir, http_port, grpc_port, log)
+    else:
+        url = url.rstrip("/")
+        data_dir = None
+    host = httpx.URL(url).host or "127.0.0.1"
+    result = DemoResult(url=url, data_dir=data_dir)
+    try:
+        try:
+            _wait_ready(url, proc, _READY_TIMEOUT_S)
+        except RuntimeError as exc:
+            if data_dir is None:
+                raise
+            tail = (data_dir / "demo-server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}; end of {data_dir / 'demo-server.log'}:\n{tail}") \
+                from None
+        fake_cfg = FakeOpenAIConfig(seed=7, rate_limit_p=0.05, server_error_p=0.03,
+                                    latency_s=0.01)
+        with FakeOpenAIServer(fake_cfg) as fake:
+            result.traffic = _run_traffic(fake.base_url, url, f"{host}:{grpc_port}", runs,
+                                          console)
+        _report(result, started, console)
+        console.print(f"API docs: [link]{url}/docs[/link]   Dashboard: {url}/")
+    finally:
+        if proc is not None and not keep_running:
+            _stop(proc)
+        if log is not None:
+            log.close()
+    if proc is not None and keep_running:
+        result.server_pid = proc.pid
+        console.print(f"Server left running (PID {proc.pid}); stop it with `kill {proc.pid}`.")
+    return result
+
+
+def demo_command(
+    url: Annotated[str | None, typer.Option(
+        help="Use this running server instead of starting one.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Data folder of the started server (default: <user data dir>/demo).")] = None,
+    port: Annotated[int, typer.Option(help="HTTP port; a free one if taken.")] = 4318,
+    grpc_port: Annotated[int, typer.Option(help="OTLP/gRPC port; a free one if taken.")] = 4317,
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Runs per agent.")] = 4,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave the started server running.")] = False,
+) -> None:
+    """Start a server, drive realistic agent traffic through it and print what it cost."""
+    try:
+        run_demo(url, data_dir=data_dir, http_port=port, grpc_port=grpc_port, runs=runs,
+                 keep_running=keep_running)
+    except RuntimeError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
