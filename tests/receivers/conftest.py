@@ -107,3 +107,8 @@ def otlp_http_body() -> Callable[[], tuple[bytes, dict[str, str]]]:
         return captured[0]
 
     return capture
+
+
+@pytest.fixture
+def sdk_spans() -> Callable[[int], list[ReadableSpan]]:
+    return make_sdk_spans
