@@ -1,0 +1,266 @@
+"""ControlStore: orgs, projects, API keys and pricing documents over SQLAlchemy.
+
+API keys look like ``mtl_<8 hex>_<43 url-safe chars>`` (256 random bits). Only the
+SHA-256 of the whole key is stored, with its first 12 characters (``mtl_<8 hex>``) kept
+as a display prefix: a leaked database does not leak usable keys. A salted slow hash is
+unnecessary for random 256-bit secrets (no dictionary to guess from) and would make
+every authenticated request pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mentatlab.errors import StoreError, ValidationError
+from mentatlab.storage.control.models import (
+    ApiKey,
+    Org,
+    PricingDocument,
+    Project,
+    utc_now,
+)
+
+__all__ = ["ApiKeyInfo", "ApiKeyScope", "ControlStore", "IssuedApiKey", "OrgInfo", "ProjectInfo",
+           "hash_api_key"]
+
+_KEY_SCHEME = "mtl"
+_PREFIX_CHARS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class OrgInfo:
+    """An organization."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    """A project of an org."""
+
+    id: str
+    org_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyScope:
+    """What a valid API key grants: tenancy fixed on every span and query it sends."""
+
+    key_id: str
+    org_id: str
+    project_id: str | None
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """An API key as listed (never the key itself)."""
+
+    id: str
+    org_id: str
+    project_id: str | None
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedApiKey:
+    """A new API key: ``key`` is the plaintext, shown once and never stored."""
+
+    key: str
+    info: ApiKeyInfo
+
+
+def hash_api_key(key: str) -> str:
+    """Hex SHA-256 of an API key (what the store keeps)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _key_info(row: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(row.id, row.org_id, row.project_id, row.name, row.prefix, row.created_at,
+                      row.revoked_at)
+
+
+class ControlStore:
+    """The relational control store (SQLite by default, PostgreSQL in scale-out).
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:////var/lib/mentatlab/control.db`` or
+            ``postgresql+psycopg://user@host/db``. Run :func:`migrate_control_store` first.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError as exc:
+            raise ValidationError("control_store", f"conflicts with existing data: {exc.orig}"
+                                  ) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Control store operation failed: {exc}") from exc
+
+    # --- orgs and projects -----------------------------------------------------------
+
+    def create_org(self, name: str, org_id: str | None = None) -> OrgInfo:
+        """Create an org named ``name`` (unique) with an optional chosen id.
+
+        Raises:
+            ValidationError: the name or id is taken, or empty.
+        """
+        if not name:
+            raise ValidationError("name", "Expected a non-empty org name")
+        with self._session() as session:
+            org = Org(name=name, created_at=utc_now())
+            if org_id:
+                org.id = org_id
+            session.add(org)
+            session.flush()
+            return OrgInfo(org.id, org.name, org.created_at)
+
+    def list_orgs(self) -> list[OrgInfo]:
+        """Every org, by name."""
+        with self._session() as session:
+            rows = session.scalars(select(Org).order_by(Org.name)).all()
+            return [OrgInfo(o.id, o.name, o.created_at) for o in rows]
+
+    def create_project(self, org_id: str, name: str, project_id: str | None = None
+                       ) -> ProjectInfo:
+        """Create project ``name`` (unique within the org).
+
+        Raises:
+            ValidationError: the org does not exist, or the name/id is taken.
+        """
+        if not name:
+            raise ValidationError("name", "Expected a non-empty project name")
+        with self._session() as session:
+            if session.get(Org, org_id) is None:
+                raise ValidationError("org_id", f"Expected an existing org, got {org_id!r}")
+            project = Project(org_id=org_id, name=name, created_at=utc_now())
+            if project_id:
+                project.id = project_id
+            session.add(project)
+            session.flush()
+            return ProjectInfo(project.id, project.org_id, project.name, project.created_at)
+
+    def list_projects(self, org_id: str | None = None) -> list[ProjectInfo]:
+        """Projects of ``org_id`` (all orgs when None), by name."""
+        with self._session() as session:
+            query = select(Project).order_by(Project.org_id, Project.name)
+            if org_id is not None:
+                query = query.where(Project.org_id == org_id)
+            return [ProjectInfo(p.id, p.org_id, p.name, p.created_at)
+                    for p in session.scalars(query).all()]
+
+    # --- API keys --------------------------------------------------------------------
+
+    def create_api_key(self, org_id: str, project_id: str | None, name: str) -> IssuedApiKey:
+        """Issue a key scoped to an org (and a project when given); returns the plaintext once.
+
+        Raises:
+            ValidationError: the org or project does not exist, or the project is another
+                org's.
+        """
+        body = secrets.token_hex(4)
+        key = f"{_KEY_SCHEME}_{body}_{secrets.token_urlsafe(32)}"
+        with self._session() as session:
+            if session.get(Org, org_id) is None:
+                raise ValidationError("org_id", f"Expected an existing org, got {org_id!r}")
+            if project_id is not None:
+                project = session.get(Project, project_id)
+                if project is None or project.org_id != org_id:
+                    raise ValidationError(
+                        "project_id", f"Expected a project of org {org_id!r}, got {project_id!r}")
+            row = ApiKey(org_id=org_id, project_id=project_id, name=name,
+                         prefix=key[:_PREFIX_CHARS], key_hash=hash_api_key(key),
+                         created_at=utc_now())
+            session.add(row)
+            session.flush()
+            return IssuedApiKey(key, _key_info(row))
+
+    def resolve_api_key(self, key: str) -> ApiKeyScope | None:
+        """The scope of a valid, unrevoked key; None for an unknown or revoked one."""
+        if not key.startswith(f"{_KEY_SCHEME}_"):
+            return None
+        with self._session() as session:
+            row = session.scalars(
+                select(ApiKey).where(ApiKey.key_hash == hash_api_key(key))).one_or_none()
+            if row is None or row.revoked_at is not None:
+                return None
+            return ApiKeyScope(row.id, row.org_id, row.project_id, row.name)
+
+    verify_api_key = resolve_api_key
+    """Alias of :meth:`resolve_api_key` (the name the server's auth dependency uses)."""
+
+    def list_api_keys(self, org_id: str | None = None) -> list[ApiKeyInfo]:
+        """Keys (without secrets) of ``org_id`` (all when None), newest first."""
+        with self._session() as session:
+            query = select(ApiKey).order_by(ApiKey.created_at.desc())
+            if org_id is not None:
+                query = query.where(ApiKey.org_id == org_id)
+            return [_key_info(r) for r in session.scalars(query).all()]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key by id; False when there is no such key."""
+        with self._session() as session:
+            row = session.get(ApiKey, key_id)
+            if row is None:
+                return False
+            if row.revoked_at is None:
+                row.revoked_at = utc_now()
+            return True
+
+    # --- pricing ---------------------------------------------------------------------
+
+    def save_pricing_document(self, toml_text: str, org_id: str = "") -> datetime:
+        """Store the raw ``pricing.toml`` text of an org (``""`` = global); returns updated_at."""
+        now = utc_now()
+        with self._session() as session:
+            doc = session.get(PricingDocument, org_id)
+            if doc is None:
+                session.add(PricingDocument(org_id=org_id, toml_text=toml_text, updated_at=now))
+            else:
+                doc.toml_text = toml_text
+                doc.updated_at = now
+        return now
+
+    def load_pricing_document(self, org_id: str = "") -> tuple[str, datetime] | None:
+        """The stored ``(toml_text, updated_at)`` of an org, or None."""
+        with self._session() as session:
+            doc = session.get(PricingDocument, org_id)
+            return None if doc is None else (doc.toml_text, doc.updated_at)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

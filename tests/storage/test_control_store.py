@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from mentatlab.errors import ValidationError
+from mentatlab.settings import load_settings
+from mentatlab.storage.control import ControlStore, hash_api_key, migrate_control_store
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Iterator[ControlStore]:
+    url = f"sqlite:///{tmp_path / 'sub' / 'control.db'}"
+    migrate_control_store(url)
+    migrate_control_store(url)  # idempotent
+    store = ControlStore(url)
+    yield store
+    store.close()
+
+
+def test_migrations_create_every_table(tmp_path: Path) -> None:
+    url = load_settings().control_store_url
+    migrate_control_store(url)
+    engine = create_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"orgs", "projects", "api_keys", "pricing_documents", "pricing_overrides",
+            "reprice_jobs", "alembic_version"} <= names
+
+
+def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
+    org = control.create_org("Acme", org_id="acme")
+    other = control.create_org("Globex")
+    proj = control.create_project(org.id, "checkout")
+    assert org.created_at.tzinfo == timezone.utc
+    assert [o.name for o in control.list_orgs()] == ["Acme", "Globex"]
+    assert [p.name for p in control.list_projects("acme")] == ["checkout"]
+    assert control.list_projects(other.id) == []
+
+    issued = control.create_api_key(org.id, proj.id, "ci")
+    org_wide = control.create_api_key(org.id, None, "admin")
+    assert issued.key.startswith(issued.info.prefix) and len(issued.key) > 40
+    scope = control.resolve_api_key(issued.key)
+    assert scope is not None and (scope.org_id, scope.project_id) == ("acme", proj.id)
+    assert control.verify_api_key(org_wide.key) is not None
+    assert control.resolve_api_key(org_wide.key).project_id is None  # type: ignore[union-attr]
+    assert control.resolve_api_key(issued.key + "x") is None
+    assert control.resolve_api_key("nonsense") is None
+
+    assert control.revoke_api_key(issued.info.id)
+    assert control.resolve_api_key(issued.key) is None
+    assert not control.revoke_api_key("missing")
+    listed = {k.id: k for k in control.list_api_keys("acme")}
+    assert listed[issued.info.id].revoked_at is not None
+
+
+def test_only_the_hash_is_stored(control: ControlStore, tmp_path: Path) -> None:
+    org = control.create_org("Acme")
+    issued = control.create_api_key(org.id, None, "k")
+    db = sqlite3.connect(tmp_path / "sub" / "control.db")
+    try:
+        dump = "\n".join(db.iterdump())
+    finally:
+        db.close()
+    assert issued.key not in dump
+    assert hash_api_key(issued.key) in dump
+
+
+def test_bad_references_and_duplicates_are_refused(control: ControlStore) -> None:
+    a = control.create_org("A")
+    b = control.create_org("B")
+    pb = control.create_project(b.id, "p")
+    with pytest.raises(ValidationError):
+        control.create_org("A")
+    with pytest.raises(ValidationError):
+        control.create_project("missing", "p")
+    with pytest.raises(ValidationError):
+        control.create_project(b.id, "p")
+    with pytest.raises(ValidationError, match="project"):
+        control.create_api_key(a.id, pb.id, "cross-org")
+
+
+def test_pricing_document_round_trip(control: ControlStore) -> None:
+    assert control.load_pricing_document() is None
+    control.save_pricing_document('[models."x"]\ninput_per_mtok = "1.5"\n')
+    control.save_pricing_document('[models."y"]\n')
+    loaded = control.load_pricing_document()
+    assert loaded is not None and loaded[0] == '[models."y"]\n'
