@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -192,6 +193,13 @@ def _get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any] | Non
     return body
 
 
+def _decimal(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
+
+
 def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | None = None) -> Table:
     table = Table(title=title)
     names = columns or (list(rows[0]) if rows else [])
@@ -208,7 +216,7 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
               "end": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()}
     with httpx.Client(base_url=result.url, timeout=30.0) as client:
         cost = _get(client, "/api/v1/cost", group_by="org_id,project_id,model", **window)
-        traces = _get(client, "/api/v1/traces", limit=5, order_by="total_cost", **window)
+        traces = _get(client, "/api/v1/traces", limit=1000, **window)
         unpriced = _get(client, "/api/v1/unpriced", **window)
     if cost is not None:
         result.cost_rows = list(cost.get("rows", []))
@@ -216,8 +224,13 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
         console.print(_rows_table(result.cost_rows, "Cost by org, project and model"))
         console.print(f"Total: [bold]{result.total_cost}[/bold] {cost.get('currency', 'USD')}")
     if traces is not None:
-        result.top_traces = list(traces.get("traces", traces.get("rows", [])))
-        console.print(_rows_table(result.top_traces, "Most expensive traces"))
+        rows = list(traces.get("traces", []))
+        rows.sort(key=lambda r: _decimal(r.get("total_cost")), reverse=True)
+        result.top_traces = rows[:5]
+        wanted = ["trace_id", "name", "root_name", "org_id", "project_id", "agent_id", "spans",
+                  "span_count", "duration_ms", "status", "total_cost"]
+        present = [c for c in wanted if any(c in r for r in result.top_traces)]
+        console.print(_rows_table(result.top_traces, "Most expensive traces", present or None))
     if unpriced is not None:
         result.unpriced = list(unpriced.get("rows", []))
         if result.unpriced:

@@ -133,6 +133,8 @@ class _State:
     rng: random.Random
     seen_prefixes: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    """``{"id", "model", "usage"}`` of every successful answer, in order."""
 
     def cached_tokens(self, messages: list[dict[str, Any]]) -> int:
         """Tokens of the longest already-seen message prefix, cache rules applied."""
@@ -303,6 +305,7 @@ def create_app(config: FakeOpenAIConfig | None = None) -> Starlette:
             return _error(400, "Expected 'model' and 'messages'", "invalid_request_error",
                           "missing_required_parameter")
         completion = _completion(state, body)
+        state.responses.append({k: completion[k] for k in ("id", "model", "usage")})
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(_stream(completion, include_usage),
@@ -324,11 +327,13 @@ def create_app(config: FakeOpenAIConfig | None = None) -> Starlette:
         dims = int(body.get("dimensions") or _EMBEDDING_DIMS.get(model, 1536))
         as_b64 = body.get("encoding_format") == "base64"
         tokens = sum(count_tokens(t) for t in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        state.responses.append({"id": "", "model": model, "usage": usage})
         return JSONResponse({
             "object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": _embedding(t, dims, as_b64)}
                      for i, t in enumerate(inputs)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "usage": usage,
         })
 
     app = Starlette(routes=[
@@ -368,6 +373,12 @@ class FakeOpenAIServer:
         """Requests served per kind (``chat``, ``embeddings``) and failures injected."""
         counts: Counter[str] = self.app.state.fake.counts
         return counts
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """``{"id", "model", "usage"}`` of every successful answer, in order."""
+        responses: list[dict[str, Any]] = self.app.state.fake.responses
+        return responses
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start serving and wait until the server accepts requests.
