@@ -8,6 +8,7 @@ Every error MentatLab raises on purpose derives from :class:`MentatLabError`::
     │   ├── PayloadTooLarge             body or decompressed body over the size limit
     │   └── UnsupportedMediaType        a Content-Type or Content-Encoding we do not read
     ├── ValidationError                 a decoded value that breaks a rule; carries field, reason
+    │   └── InvalidBatch                several refused values of one request (HTTP 422)
     ├── PricingError
     │   └── PriceNotFound (LookupError) no price for a (provider, model)
     ├── StoreError
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FieldError",
+    "InvalidBatch",
     "MentatLabError",
     "PayloadTooLarge",
     "PluginDidNotLoad",
@@ -94,6 +96,23 @@ class ValidationError(MentatLabError):
     def errors(self) -> list[FieldError]:
         """The error as a list of one field/reason pair."""
         return [FieldError(self.field, self.reason)]
+
+
+class InvalidBatch(ValidationError):
+    """Raised when a request is refused as a whole because some of its items are invalid.
+
+    Carries every offending field (HTTP 422 listing them all).
+    """
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        first = errors[0] if errors else FieldError("", "invalid")
+        super().__init__(first.field, f"{first.reason} ({len(errors)} errors in all)")
+        self._errors = list(errors)
+
+    @property
+    def errors(self) -> list[FieldError]:
+        """Every field/reason pair."""
+        return list(self._errors)
 
 
 class PricingError(MentatLabError):
