@@ -1,0 +1,77 @@
+"""``mentatctl``: the MentatLab command line (Typer + Rich).
+
+Every command but ``serve`` and ``prices update`` talks to a running server over HTTP
+(``--url``, ``MENTATLAB_URL``, default ``http://127.0.0.1:4318``), because the server
+process owns the store folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mentatlab.cli import admin, cost, spans
+from mentatlab.cli._client import err_console
+
+__all__ = ["app"]
+
+app = typer.Typer(name="mentatctl", help="MentatLab: observability and cost metering for AI "
+                  "agents.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+app.add_typer(cost.app, name="cost")
+app.add_typer(spans.trace_app, name="trace")
+app.add_typer(admin.orgs_app, name="orgs")
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.prices_app, name="prices")
+app.command("tail")(spans.tail)
+app.command("reprice")(cost.reprice)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (MENTATLAB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (MENTATLAB_HTTP_PORT).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="OTLP/gRPC port, 0 disables (MENTATLAB_GRPC_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Data folder (MENTATLAB_DATA_DIR).")] = None,
+) -> None:
+    """Run the server: OTLP/HTTP, OTLP/gRPC, REST API, live tail and metrics."""
+    import uvicorn
+
+    from mentatlab.errors import ConfigError
+    from mentatlab.server.app import create_app
+    from mentatlab.settings import load_settings
+
+    try:
+        settings = load_settings(host=host, http_port=port, grpc_port=grpc_port,
+                                 data_dir=data_dir)
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port,
+                log_level=settings.log_level.lower(), loop="auto", http="auto",
+                timeout_graceful_shutdown=10)
+
+
+@app.command()
+def demo(
+    url: Annotated[str | None, typer.Option(help="Server URL (MENTATLAB_URL).")] = None,
+) -> None:
+    """Send a realistic demo workload (agents, tools, LLM calls) to the server."""
+    from mentatlab.cli.demo import run_demo  # written by the demo area; imported lazily
+
+    run_demo(url)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

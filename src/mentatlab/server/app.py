@@ -1,0 +1,154 @@
+"""The ASGI application factory; its lifespan owns the stores, writer, pipeline and gRPC.
+
+Ingest path of a batch: decode (worker thread) → pipeline (worker thread) → Arrow →
+``await writer.submit`` → answer. A 2xx is sent only after the writer committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.routing import Match
+
+from mentatlab.server import components
+from mentatlab.server.deps import ServerState
+from mentatlab.server.errors import install_error_handlers
+from mentatlab.server.ingest import Ingestor
+from mentatlab.server.live import LiveHub
+from mentatlab.server.live import router as live_router
+from mentatlab.server.metrics import ServerMetrics
+from mentatlab.server.routes import admin, analytics, events, health, otlp, reprice
+from mentatlab.settings import Settings
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
+_EXPIRE_PERIOD_MAX_S = 1.0
+
+
+async def _expire_events(state: ServerState) -> None:
+    """Turn unpaired ``*.started`` events older than the timeout into timeout spans."""
+    period_s = min(_EXPIRE_PERIOD_MAX_S, max(0.05, state.settings.event_pair_timeout_s / 4))
+    ingest = state.ingestor.for_receiver("events")
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            expired = state.pairer.expire(time.time_ns())
+            if expired:
+                from mentatlab.receivers.base import DecodedBatch
+
+                await ingest(DecodedBatch(list(expired), []))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 — keep the timer alive; logged and retried
+            _log.exception("Expiring unpaired events failed; retrying next period")
+
+
+def _route_template(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"
+
+
+class _RequestMetrics(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started_s = time.perf_counter()
+        response = await call_next(request)
+        state: ServerState | None = getattr(request.app.state, "mentat", None)
+        if state is not None:
+            route = _route_template(request)
+            state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+            state.metrics.request_latency_s.labels(route).observe(time.perf_counter() - started_s)
+        return response
+
+
+async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
+    store = await anyio.to_thread.run_sync(components.open_store, settings)
+    try:
+        control = await anyio.to_thread.run_sync(components.open_control_store, settings)
+        pipeline = await anyio.to_thread.run_sync(components.build_pipeline, settings)
+        writer = components.open_writer(settings, store)
+    except BaseException:
+        store.close()
+        raise
+    metrics = ServerMetrics()
+    metrics.bind_buffer_depth(lambda: float(components.writer_depth(writer)))
+    components.subscribe_writer(writer, hub.publish)
+    pairer = components.open_pairer(settings)
+    state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
+                        ingestor=Ingestor(pipeline, writer, metrics), metrics=metrics, live=hub,
+                        control=control, pairer=pairer)
+    await anyio.to_thread.run_sync(components.seed_pairer, pairer, store)
+    return state
+
+
+async def _close_state(state: ServerState) -> None:
+    try:
+        await components.close_writer(state.writer)
+    finally:
+        await anyio.to_thread.run_sync(state.store.close)
+        if state.control is not None:
+            with contextlib.suppress(Exception):
+                state.control.close()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the MentatLab ASGI app for ``settings``.
+
+    The lifespan opens (and migrates) the span and control stores, starts the writer,
+    the event-pairing timer and, when ``settings.grpc_port`` is not 0, the OTLP/gRPC
+    server; on shutdown it stops gRPC, flushes the writer and closes the stores.
+
+    Raises:
+        ConfigError: (at startup) a bad setting or pricing file.
+        StoreError: (at startup) a store cannot be opened.
+    """
+    hub = LiveHub()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.bind_loop(asyncio.get_running_loop())
+        state = await _open_state(settings, hub)
+        app.state.mentat = state
+        grpc_server: Any = None
+        expire_task = asyncio.create_task(_expire_events(state) if state.pairer is not None
+                                          else asyncio.sleep(0))
+        try:
+            if settings.grpc_port:
+                grpc_server, state.extras["grpc_port"] = await components.start_grpc(
+                    settings, state.ingestor.for_receiver("otlp_grpc"))
+            _log.info("MentatLab serving; data in %s", settings.data_dir)
+            yield
+        finally:
+            expire_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expire_task
+            if grpc_server is not None:
+                await components.stop_grpc(grpc_server)
+            await _close_state(state)
+
+    app = FastAPI(
+        title="MentatLab",
+        version="0.1.0",
+        summary="Observability and cost metering for AI agents",
+        description="OTLP/HTTP ingest, native events, cost analytics, traces and live tail. "
+        "Every REST error uses one JSON shape: "
+        '`{"ok": false, "status": int, "error": str, "errors": [{"field", "reason"}]}`.',
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(_RequestMetrics)
+    for module in (otlp, events, analytics, reprice, admin, health):
+        app.include_router(module.router)
+    app.include_router(live_router)
+    return app

@@ -1,0 +1,179 @@
+"""Builders for the parts the server composes (one place that knows their constructors)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import pyarrow as pa
+
+from mentatlab.pipeline.price import Price
+from mentatlab.pipeline.processor import Pipeline
+from mentatlab.receivers.base import Ingest
+from mentatlab.settings import Settings
+from mentatlab.storage.base import SpanStore
+
+__all__ = [
+    "PRICE_SNAPSHOT_NAME",
+    "build_pipeline",
+    "build_price",
+    "close_writer",
+    "open_control_store",
+    "open_pairer",
+    "open_store",
+    "open_writer",
+    "price_snapshot_path",
+    "seed_pairer",
+    "start_grpc",
+    "stop_grpc",
+    "subscribe_writer",
+    "writer_alive",
+    "writer_depth",
+]
+
+_log = logging.getLogger(__name__)
+
+
+PRICE_SNAPSHOT_NAME = "genai-prices.json"
+"""File in the data folder where ``mentatctl prices update`` saves fetched price data."""
+
+
+def price_snapshot_path(settings: Settings) -> Path:
+    """Where fetched genai-prices data lives (``<data_dir>/genai-prices.json``)."""
+    return settings.data_dir / PRICE_SNAPSHOT_NAME
+
+
+def build_price(settings: Settings) -> Price:
+    """The ``price`` processor with the current prices, re-read now.
+
+    ``pricing.toml`` over the fetched genai-prices snapshot when there is one, else over
+    the data bundled with genai-prices.
+
+    Raises:
+        ConfigError: the pricing file is invalid.
+        PricingError: the fetched price snapshot is unreadable.
+    """
+    from mentatlab.pricing.catalog import PriceCatalog
+    from mentatlab.pricing.pricing_file import load_pricing_file
+
+    snapshot = price_snapshot_path(settings)
+    catalog = PriceCatalog(snapshot if snapshot.exists() else None)
+    path = settings.pricing_path
+    pricing = load_pricing_file(path) if path is not None else None
+    return Price(catalog, pricing)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """``Normalize → Price → Classify`` with the current prices.
+
+    Raises:
+        ConfigError: the pricing file is invalid.
+        PricingError: the fetched price snapshot is unreadable.
+    """
+    from mentatlab.pipeline.classify import Classify
+    from mentatlab.pipeline.normalize import Normalize
+
+    return Pipeline(Normalize(settings.max_attribute_value_bytes),
+                    [build_price(settings), Classify()])
+
+
+def open_store(settings: Settings) -> SpanStore:
+    """Open and migrate the span store.
+
+    Raises:
+        StoreError: the store cannot be opened or migrated.
+    """
+    from mentatlab.storage.chdb_store import open_span_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_span_store(settings.span_store_url, query_timeout_s=settings.query_timeout_s,
+                            retention_days=settings.span_retention_days)
+    store.migrate()
+    return store
+
+
+def open_control_store(settings: Settings) -> Any:
+    """Open (and migrate) the control store: orgs, projects, API keys."""
+    from mentatlab.storage.control import ControlStore, migrate_control_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate_control_store(settings.control_store_url)
+    return ControlStore(settings.control_store_url)
+
+
+def open_writer(settings: Settings, store: SpanStore) -> Any:
+    """Start the span writer over ``store`` (bounded buffer, group commit)."""
+    from mentatlab.storage.writer import SpanWriter
+
+    return SpanWriter(store, max_buffer_spans=settings.write_buffer_spans,
+                      max_batch_spans=settings.write_batch_spans,
+                      dedup_cache_spans=settings.dedup_cache_spans,
+                      retry_after_s=settings.retry_after_s)
+
+
+def writer_depth(writer: Any) -> int:
+    """Spans waiting in the writer buffer."""
+    return int(writer.buffer_depth)
+
+
+def writer_alive(writer: Any) -> bool:
+    """Whether the writer thread still runs."""
+    thread = getattr(writer, "_thread", None)
+    return thread is None or bool(thread.is_alive())
+
+
+def subscribe_writer(writer: Any, callback: Callable[[pa.Table], None]) -> Callable[[], None]:
+    """Call ``callback(table)`` (on the writer thread) after each commit."""
+    unsubscribe: Callable[[], None] = writer.subscribe(callback)
+    return unsubscribe
+
+
+async def close_writer(writer: Any) -> None:
+    """Commit what is queued, then stop the writer thread."""
+    await anyio.to_thread.run_sync(writer.close)
+
+
+def open_pairer(settings: Settings) -> Any:
+    """The event pairer that joins ``*.started`` and ``*.completed`` native events."""
+    try:
+        from mentatlab.receivers.events import EventPairer
+    except ImportError:  # TEMP until receivers/events.py lands
+        return None
+
+    return EventPairer(settings.event_pair_timeout_s)
+
+
+def seed_pairer(pairer: Any, store: SpanStore) -> None:
+    """Re-open the ``*.started`` events that were unpaired when the server stopped."""
+    seed = getattr(pairer, "seed_open", None) if pairer is not None else None
+    if seed is None:
+        return
+    try:
+        seed(store)
+    except Exception:  # noqa: BLE001 — a failed seed loses pairing, not data; logged
+        _log.exception("Could not seed the event pairer from the store")
+
+
+async def start_grpc(settings: Settings, ingest: Ingest) -> tuple[Any, int]:
+    """Start the OTLP/gRPC receiver on ``settings.host:settings.grpc_port``.
+
+    Returns:
+        The running ``grpc.aio.Server`` and the port it bound.
+
+    Raises:
+        OSError: the port cannot be bound.
+    """
+    from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
+
+    receiver = OtlpGrpcReceiver(ingest)
+    server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
+                                     settings.max_body_bytes)
+    return server, int(getattr(receiver, "bound_port", settings.grpc_port))
+
+
+async def stop_grpc(server: Any) -> None:
+    """Stop the gRPC server, letting in-flight calls finish for up to 5 s."""
+    await server.stop(5.0)

@@ -1,0 +1,202 @@
+"""WebSocket live tail: committed spans fanned out to clients, filtered on the server.
+
+A filter expression is a comma-separated list of conditions on canonical fields::
+
+    project_id=acme,model=gpt-4o,status=error,min_cost=0.01
+
+``model`` matches ``response_model`` or ``request_model``; ``min_cost`` compares
+``total_cost`` (USD, exact decimal); every other key must equal the field's value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from mentatlab.errors import FieldError
+from mentatlab.model.schema import SPAN_COLUMNS
+from mentatlab.server.errors import ApiError, status_for
+from mentatlab.server.serialize import span_to_json
+
+__all__ = ["LiveFilter", "LiveHub", "parse_filter", "router"]
+
+_log = logging.getLogger(__name__)
+_FIELDS = {c.name for c in SPAN_COLUMNS} | {"model"}
+_QUEUE_SPANS = 10_000
+"""Spans a slow client may fall behind by before the oldest are dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFilter:
+    """Conditions a span must meet to be pushed."""
+
+    equals: Mapping[str, str] = field(default_factory=dict)
+    min_cost: Decimal | None = None
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Whether a span row (canonical names) passes every condition."""
+        for key, wanted in self.equals.items():
+            if key == "model":
+                if wanted not in (row.get("response_model"), row.get("request_model")):
+                    return False
+            elif str(_plain(row.get(key))) != wanted:
+                return False
+        if self.min_cost is not None:
+            cost = row.get("total_cost")
+            if cost is None or Decimal(str(cost)) < self.min_cost:
+                return False
+        return True
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return getattr(value, "value", value)
+
+
+def parse_filter(expr: str | None) -> LiveFilter:
+    """Parse ``key=value,key=value`` into a :class:`LiveFilter`.
+
+    Raises:
+        ApiError: (400) an unknown field, a condition without ``=``, or a bad ``min_cost``;
+            ``errors`` carries one field/reason pair per bad condition.
+    """
+    equals: dict[str, str] = {}
+    min_cost: Decimal | None = None
+    errors: list[FieldError] = []
+    for part in (expr or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            errors.append(FieldError("filter", f"Expected key=value, got {part!r}"))
+        elif key == "min_cost":
+            try:
+                min_cost = Decimal(value)
+            except InvalidOperation:
+                errors.append(FieldError("filter.min_cost", f"Expected a decimal, got {value!r}"))
+        elif key not in _FIELDS:
+            errors.append(FieldError(f"filter.{key}", f"Unknown span field {key!r}"))
+        else:
+            equals[key] = value
+    if errors:
+        raise ApiError(400, "Invalid filter expression", errors)
+    return LiveFilter(equals, min_cost)
+
+
+class _Client:
+    def __init__(self, flt: LiveFilter) -> None:
+        self.filter = flt
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE_SPANS)
+        self.num_dropped = 0
+
+    def offer(self, row: dict[str, Any]) -> None:
+        if not self.filter.matches(row):
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.num_dropped += 1
+        self.queue.put_nowait(row)
+
+
+class LiveHub:
+    """Fans out committed batches to live clients; publish from any thread."""
+
+    def __init__(self) -> None:
+        self._clients: set[_Client] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the event loop the clients' queues live on."""
+        self._loop = loop
+
+    @property
+    def num_clients(self) -> int:
+        """Connected clients."""
+        return len(self._clients)
+
+    def publish(self, table: pa.Table) -> None:
+        """Hand a committed Arrow batch to every client (thread-safe, never blocks)."""
+        if not self._clients or self._loop is None or table.num_rows == 0:
+            return
+        rows = table.to_pylist()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._deliver(rows)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._deliver, rows)
+
+    def _deliver(self, rows: list[dict[str, Any]]) -> None:
+        for client in list(self._clients):
+            for row in rows:
+                client.offer(row)
+
+    def connect(self, flt: LiveFilter) -> _Client:
+        """Register a client with its filter."""
+        client = _Client(flt)
+        self._clients.add(client)
+        return client
+
+    def disconnect(self, client: _Client) -> None:
+        """Forget a client."""
+        self._clients.discard(client)
+
+
+router = APIRouter(tags=["live"])
+
+
+@router.websocket("/api/v1/live")
+async def live_tail(websocket: WebSocket) -> None:
+    """Push each newly committed span matching ``?filter=`` as one JSON text message.
+
+    A bad filter or a missing API key closes the socket with code 1008 (policy violation)
+    after one JSON error message in the REST error shape.
+    """
+    from mentatlab.server.deps import resolve_tenancy, server_state  # deps imports this module
+
+    await websocket.accept()
+    state = server_state(websocket)
+    try:
+        tenancy = await resolve_tenancy(websocket)
+        flt = parse_filter(websocket.query_params.get("filter"))
+    except ApiError as exc:
+        await websocket.send_json({"ok": False, "status": status_for(exc), "error": exc.error,
+                                   "errors": [{"field": e.field, "reason": e.reason}
+                                              for e in exc.errors]})
+        await websocket.close(code=1008)
+        return
+    if tenancy:
+        flt = LiveFilter({**flt.equals, **tenancy}, flt.min_cost)
+    client = state.live.connect(flt)
+    state.metrics.live_clients.inc()
+    try:
+        await websocket.send_json({"ok": True, "subscribed": dict(flt.equals),
+                                   "min_cost": None if flt.min_cost is None else str(flt.min_cost)})
+        receive = asyncio.ensure_future(websocket.receive())
+        while True:
+            get = asyncio.ensure_future(client.queue.get())
+            done, _ = await asyncio.wait({get, receive}, return_when=asyncio.FIRST_COMPLETED)
+            if receive in done:
+                get.cancel()
+                if receive.result().get("type") == "websocket.disconnect":
+                    break
+                receive = asyncio.ensure_future(websocket.receive())
+                continue
+            await websocket.send_json(span_to_json(get.result()))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.live.disconnect(client)
+        state.metrics.live_clients.dec()

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one server instance (own registry, so several apps can coexist)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                      10.0)
+
+
+@dataclass
+class ServerMetrics:
+    """The counters, gauges and histograms exported on ``/metrics``."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.spans_received = Counter(
+            "mentatlab_spans_received", "Spans decoded from requests, by receiver",
+            ["receiver"], registry=r)
+        self.spans_accepted = Counter(
+            "mentatlab_spans_accepted", "Spans committed to the store, by receiver",
+            ["receiver"], registry=r)
+        self.spans_rejected = Counter(
+            "mentatlab_spans_rejected", "Spans refused (invalid) or dropped (backpressure)",
+            ["receiver", "reason"], registry=r)
+        self.requests = Counter(
+            "mentatlab_http_requests", "HTTP requests by route template and status",
+            ["method", "route", "status"], registry=r)
+        self.write_latency_s = Histogram(
+            "mentatlab_write_latency_seconds",
+            "Seconds from handing a batch to the writer until it is committed",
+            buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.request_latency_s = Histogram(
+            "mentatlab_http_request_duration_seconds", "HTTP request duration in seconds",
+            ["route"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.buffer_depth = Gauge(
+            "mentatlab_write_buffer_spans", "Spans waiting for the writer", registry=r)
+        self.live_clients = Gauge(
+            "mentatlab_live_clients", "Open WebSocket live-tail connections", registry=r)
+
+    def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
+        """Make the buffer gauge read the writer's depth at scrape time."""
+        self.buffer_depth.set_function(read_depth)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)

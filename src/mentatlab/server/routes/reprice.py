@@ -1,0 +1,88 @@
+"""``POST /api/v1/reprice``: recompute stored spans' costs with the current prices."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from mentatlab.errors import FieldError
+from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
+from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.errors import ApiError, error_responses
+
+__all__ = ["RepriceAnswer", "router"]
+
+_log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["reprice"])
+_CHUNK_SPANS = 10_000
+
+
+class RepriceAnswer(BaseModel):
+    """Outcome of a reprice run."""
+
+    ok: bool = True
+    num_spans_read: int
+    """Spans in the range."""
+    num_spans_changed: int
+    """Spans whose cost changed (written as new versions)."""
+    num_spans_written: int
+    """Rows written (new versions; the store keeps the newest)."""
+    elapsed_s: float
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else \
+        value.astimezone(timezone.utc)
+
+
+_COST_FIELDS = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
+                "storage_cost", "discount", "total_cost", "currency", "price_source")
+
+
+@router.post("/reprice", response_model=RepriceAnswer, summary="Reprice stored spans",
+             responses=error_responses(400, 401, 422, 503, 504))
+async def reprice(
+    request: Request,
+    tenancy: Annotated[dict[str, str], Depends(require_auth)],
+    since: Annotated[datetime, Query(description="Start of the range (ISO-8601).")],
+    until: Annotated[datetime | None, Query(description="End, exclusive; default now.")] = None,
+) -> RepriceAnswer:
+    """Reprice the spans that started in ``[since, until)`` with the current prices.
+
+    ``pricing.toml`` and price data are reloaded first; changed spans are written as new
+    versions. A key scoped to an org/project reprices only its own spans.
+    """
+    from mentatlab.analytics.spans import iter_spans
+    from mentatlab.pipeline.price import reprice_spans
+    from mentatlab.server.components import build_price
+
+    state = server_state(request)
+    start, end = _utc(since), _utc(until) if until else datetime.now(timezone.utc)
+    if start >= end:
+        raise ApiError(400, "Empty time range", [FieldError("since", "Expected since < until")])
+    started_s = time.perf_counter()
+    price = await anyio.to_thread.run_sync(build_price, state.settings)
+    num_read = num_changed = num_written = 0
+    chunks = iter_spans(state.store, start, end, filters=tenancy, batch_spans=_CHUNK_SPANS)
+    while True:
+        table: Any = await anyio.to_thread.run_sync(next, chunks, None)
+        if table is None:
+            break
+        old = await anyio.to_thread.run_sync(arrow_to_spans, table)
+        num_read += len(old)
+        new = await anyio.to_thread.run_sync(reprice_spans, old, price)
+        changed = [n for o, n in zip(old, new, strict=True)
+                   if any(getattr(o, f) != getattr(n, f) for f in _COST_FIELDS)]
+        num_changed += len(changed)
+        if changed:
+            num_written += await state.writer.submit(spans_to_arrow(changed), dedup=False)
+    _log.info("Repriced %s spans (%s changed) from %s to %s", num_read, num_changed, start, end)
+    return RepriceAnswer(num_spans_read=num_read, num_spans_changed=num_changed,
+                         num_spans_written=num_written,
+                         elapsed_s=round(time.perf_counter() - started_s, 3))

@@ -1,0 +1,65 @@
+"""Span rows → JSON with canonical field names; money as strings so decimals stay exact."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+__all__ = ["jsonable", "span_to_json", "table_to_json_rows"]
+
+_JSON_TEXT_FIELDS = ("attributes", "events", "resource", "pii_findings")
+
+
+def jsonable(value: Any) -> Any:
+    """One value made JSON-safe: Decimal → str, datetime → ISO-8601 UTC, enum → value."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral_value() \
+            else format(value, "f").rstrip("0")
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def span_to_json(row: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """A span (CanonicalSpan or a row dict) as a JSON object with canonical names.
+
+    The JSON-text columns (``attributes``, ``events``, ``resource``, ``pii_findings``)
+    are parsed so clients get objects, not strings.
+    """
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        data = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+    else:
+        data = dict(row)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _JSON_TEXT_FIELDS and isinstance(value, str):
+            try:
+                out[key] = orjson.loads(value) if value else None
+            except orjson.JSONDecodeError:
+                out[key] = value
+        else:
+            out[key] = jsonable(value)
+    return out
+
+
+def table_to_json_rows(table: pa.Table | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every row of an Arrow table (or row dicts) as JSON span objects."""
+    rows = table.to_pylist() if isinstance(table, pa.Table) else list(table)
+    return [span_to_json(r) for r in rows]

@@ -1,0 +1,90 @@
+"""Server fixtures: an in-process app (httpx ASGITransport) and a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from mentatlab.server.app import create_app
+from mentatlab.settings import Settings, load_settings
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return load_settings(data_dir=data_dir, grpc_port=overrides.pop("grpc_port", 0),
+                         http_port=0, **overrides)
+
+
+@pytest.fixture
+def settings(_isolated_data_dir: Path) -> Settings:
+    return make_settings(_isolated_data_dir)
+
+
+@dataclass
+class InProcess:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.mentat
+
+
+async def open_in_process(settings: Settings) -> AsyncIterator[InProcess]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield InProcess(app, c)
+
+
+@pytest.fixture
+async def app_client(settings: Settings) -> AsyncIterator[InProcess]:
+    async for item in open_in_process(settings):
+        yield item
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: FastAPI
+    server: uvicorn.Server
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.mentat
+
+
+def run_live_server(settings: Settings) -> Iterator[LiveServer]:
+    """uvicorn in a thread on 127.0.0.1, port 0 (the OS picks a free port)."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                            lifespan="on", ws="websockets")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("live server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app, server)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    yield from run_live_server(settings)
