@@ -12,6 +12,11 @@ body (fed to chDB's streaming ``send_insert``); ``param_<name>`` server-side par
 ``X-ClickHouse-*`` response headers; exceptions as status 500 with
 ``X-ClickHouse-Exception-Code`` and ClickHouse's ``Code: N. DB::Exception: …`` body.
 
+chDB allows one store folder per process, so tests that also open a chDB span store run
+the endpoint in its own process: :class:`EndpointProcess` (``python
+tests/clickhouse_endpoint.py <folder>``), which is also the more honest setup, a server
+in another process.
+
 Requests run one at a time under a lock: per-request settings and the current database
 are session state in chDB, so they are set before and reset after each request.
 """
@@ -22,8 +27,12 @@ import itertools
 import json
 import logging
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +43,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from chdb import session as chdb_session
 
-__all__ = ["ChdbClickHouseEndpoint"]
+__all__ = ["ChdbClickHouseEndpoint", "EndpointProcess"]
 
 logger = logging.getLogger(__name__)
 
@@ -293,3 +302,85 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+
+class EndpointProcess:
+    """The endpoint in a child process of its own (it owns the chDB folder ``path``).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the endpoint."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """Process id of the child (0 when not started)."""
+        return self._process.pid if self._process else 0
+
+    def start(self, timeout_s: float = 60.0) -> EndpointProcess:
+        """Start the child and wait (at most ``timeout_s`` s) until it listens.
+
+        Raises:
+            RuntimeError: the child did not report its port in time.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        log = (self.path / "endpoint.log").open("w")
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, str(self.path / "chdb")], stdout=subprocess.PIPE,
+            stderr=log, text=True)
+        log.close()
+        assert self._process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        line = self._process.stdout.readline()  # "listening <host> <port>"
+        if not line.startswith("listening ") or time.monotonic() > deadline:
+            self.stop()
+            raise RuntimeError(f"ClickHouse test endpoint did not start: {line!r}, see "
+                               f"{self.path / 'endpoint.log'}")
+        _, self.host, port = line.split()
+        self.port = int(port)
+        return self
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s); idempotent."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> EndpointProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> None:
+    """Serve the folder ``argv[0]`` until SIGTERM/SIGINT; prints ``listening HOST PORT``."""
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    endpoint = ChdbClickHouseEndpoint(Path(argv[0])).start()
+    print(f"listening {endpoint.host} {endpoint.port}", flush=True)
+    done.wait()
+    endpoint.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

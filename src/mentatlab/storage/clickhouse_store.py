@@ -71,14 +71,16 @@ class _Literal:
 def _bind_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The parameters as clickhouse-connect should send them, meaning what chDB gets.
 
-    Both backends take the text of :func:`to_param_text`. A scalar goes as a ``str``:
-    clickhouse-connect escapes it and the server unescapes it (the HTTP interface reads
-    parameters in the escaped text format). An array literal goes verbatim: its elements
-    are already quoted, and escaping it again would break it.
+    A scalar is sent as the text of :func:`to_param_text` (a ``str`` as is), which
+    clickhouse-connect escapes and the server unescapes: the HTTP interface reads
+    parameters in the escaped text format, so tabs, newlines and backslashes survive. An
+    array literal is sent verbatim: its elements are already quoted, and escaping it
+    again would break it.
     """
     if not params:
         return None
-    return {name: _Literal(to_param_text(value)) if isinstance(value, (list, tuple))
+    return {name: value if isinstance(value, str)
+            else _Literal(to_param_text(value)) if isinstance(value, (list, tuple))
             else to_param_text(value) for name, value in params.items()}
 
 
