@@ -221,7 +221,11 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
     if cost is not None:
         result.cost_rows = list(cost.get("rows", []))
         result.total_cost = str(cost.get("total_cost", ""))
-        console.print(_rows_table(result.cost_rows, "Cost by org, project and model"))
+        wanted = ["org_id", "project_id", "model", "spans", "span_count", "input_tokens",
+                  "cache_read_tokens", "output_tokens", "token_cost", "total_cost"]
+        present = [c for c in wanted if any(c in r for r in result.cost_rows)]
+        console.print(_rows_table(result.cost_rows, "Cost by org, project and model",
+                                  present or None))
         console.print(f"Total: [bold]{result.total_cost}[/bold] {cost.get('currency', 'USD')}")
     if traces is not None:
         rows = list(traces.get("traces", []))
