@@ -56,7 +56,7 @@ def report(
     by: Annotated[str, typer.Option(help="Group by these fields, comma-separated.")] =
         "project_id,model",
     range_: Annotated[str, typer.Option("--range", help="How far back: 7d, 24h, 30m.")] = "7d",
-    bucket: Annotated[str | None, typer.Option(help="Time bucket: hour, day, week, month.")] =
+    bucket: Annotated[str | None, typer.Option(help="Time bucket: minute, hour or day.")] =
         None,
     start: Annotated[str | None, typer.Option(help="Start (ISO-8601); overrides --range.")] =
         None,

@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 from rich.tree import Tree
 
-from mentatlab.cli._client import ApiClient, console, err_console
+from mentatlab.cli._client import ApiClient, console, err_console, parse_range
 
 __all__ = ["format_span_line", "render_trace", "tail", "trace_app"]
 
@@ -44,14 +44,16 @@ def tail(
         False,
     filter_: Annotated[str | None, typer.Option(
         "--filter", help="e.g. project_id=acme,model=gpt-4o,status=error,min_cost=0.01")] = None,
-    limit: Annotated[int, typer.Option(help="Recent spans shown first.")] = 20,
+    since: Annotated[str, typer.Option(help="First show spans committed in this window "
+                                       "(30s, 5m, 1h); 0s shows none.")] = "5m",
+    limit: Annotated[int, typer.Option(help="Most spans shown from the window.")] = 100,
     max_spans: Annotated[int | None, typer.Option(
         help="With --follow, stop after this many live spans.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Show the most recent spans; with --follow keep streaming new ones (WebSocket)."""
+    """Show spans committed in the last ``--since``; with --follow stream new ones live."""
 
     def emit(span: Mapping[str, Any]) -> None:
         if json_out:
@@ -59,10 +61,12 @@ def tail(
         else:
             console.print(format_span_line(span))
 
+    window_s = parse_range(since).total_seconds()
     with ApiClient(url, api_key) as client:
-        if limit > 0:
-            body = client.get_json("/api/v1/spans", limit=limit, filter=filter_)
-            for span in reversed(body.get("spans", [])):
+        if window_s > 0 and limit > 0:
+            body = client.get_json("/api/v1/spans", limit=limit, filter=filter_,
+                                   window_s=window_s)
+            for span in body.get("spans", [])[:limit]:
                 emit(span)
         if not follow:
             return

@@ -88,7 +88,7 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
                         ingestor=Ingestor(pipeline, writer, metrics), metrics=metrics, live=hub,
                         control=control, pairer=pairer)
-    await anyio.to_thread.run_sync(components.seed_pairer, pairer, store)
+    await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     return state
 
 
@@ -121,8 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         state = await _open_state(settings, hub)
         app.state.mentat = state
         grpc_server: Any = None
-        expire_task = asyncio.create_task(_expire_events(state) if state.pairer is not None
-                                          else asyncio.sleep(0))
+        expire_task = asyncio.create_task(_expire_events(state))
         try:
             if settings.grpc_port:
                 grpc_server, state.extras["grpc_port"] = await components.start_grpc(

@@ -138,23 +138,52 @@ async def close_writer(writer: Any) -> None:
 
 def open_pairer(settings: Settings) -> Any:
     """The event pairer that joins ``*.started`` and ``*.completed`` native events."""
-    try:
-        from mentatlab.receivers.events import EventPairer
-    except ImportError:  # TEMP until receivers/events.py lands
-        return None
+    from mentatlab.receivers.events import EventPairer
 
     return EventPairer(settings.event_pair_timeout_s)
 
 
-def seed_pairer(pairer: Any, store: SpanStore) -> None:
-    """Re-open the ``*.started`` events that were unpaired when the server stopped."""
-    seed = getattr(pairer, "seed_open", None) if pairer is not None else None
-    if seed is None:
-        return
+_OPEN_SPANS_SQL = """
+SELECT trace_id, span_id, parent_span_id, name, kind, status, status_message,
+       toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns,
+       attributes, resource, scope_name, org_id, workspace_id, project_id, user_id,
+       customer_id, department
+FROM spans FINAL
+WHERE start_time >= now64(9) - toIntervalSecond({window_s:UInt64})
+  AND JSONExtractBool(attributes, 'mentat.span.open')
+SETTINGS do_not_merge_across_partitions_select_final = 1
+"""
+_TENANCY = ("org_id", "workspace_id", "project_id", "user_id", "customer_id", "department")
+
+
+def seed_pairer(pairer: Any, store: SpanStore, settings: Settings) -> int:
+    """Re-open the ``*.started`` spans still open in the store (after a restart).
+
+    Only spans that started within twice the pairing timeout are considered; older
+    ones are expired by the pairer right away anyway.
+
+    Returns:
+        Open spans handed to the pairer.
+    """
+    import orjson
+
+    from mentatlab.model.raw import RawSpan, StatusCode
+
+    window_s = int(max(settings.event_pair_timeout_s * 2, 60))
     try:
-        seed(store)
-    except Exception:  # noqa: BLE001 — a failed seed loses pairing, not data; logged
-        _log.exception("Could not seed the event pairer from the store")
+        rows = store.query_arrow(_OPEN_SPANS_SQL, {"window_s": window_s}).to_pylist()
+    except Exception:  # noqa: BLE001 — losing pairing state loses no data; logged
+        _log.exception("Could not read open event spans to seed the pairer")
+        return 0
+    spans = [RawSpan(
+        r["trace_id"], r["span_id"], r["parent_span_id"], r["name"], int(r["start_ns"]),
+        int(r["end_ns"]), kind=r["kind"],
+        status_code=StatusCode.ERROR if r["status"] != "ok" else StatusCode.UNSET,
+        status_message=r["status_message"], attributes=orjson.loads(r["attributes"] or "{}"),
+        resource=orjson.loads(r["resource"] or "{}"), scope_name=r["scope_name"],
+        tenancy={k: r[k] for k in _TENANCY if r[k]}) for r in rows]
+    pairer.seed_open(spans)
+    return len(spans)
 
 
 async def start_grpc(settings: Settings, ingest: Ingest) -> tuple[Any, int]:

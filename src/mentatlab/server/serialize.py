@@ -43,10 +43,11 @@ def span_to_json(row: Mapping[str, Any] | Any) -> dict[str, Any]:
     The JSON-text columns (``attributes``, ``events``, ``resource``, ``pii_findings``)
     are parsed so clients get objects, not strings.
     """
+    data: dict[str, Any]
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
         data = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
     else:
-        data = dict(row)
+        data = dict(row)  # type: ignore[arg-type]
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key in _JSON_TEXT_FIELDS and isinstance(value, str):

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from mentatlab.analytics.cost import cost_by
+from mentatlab.analytics.overview import get_overview
+from mentatlab.analytics.query import Bucket, QueryParams, TimeRange
+from mentatlab.analytics.spans import list_spans_since
+from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
+from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
 from mentatlab.server.deps import require_auth, server_state
 from mentatlab.server.errors import ApiError, error_responses
-from mentatlab.server.serialize import jsonable, span_to_json
-from mentatlab.server.trace_tree import build_trace_answer
+from mentatlab.server.serialize import jsonable, span_to_json, table_to_json_rows
 
 __all__ = ["parse_filters", "router"]
 
@@ -74,10 +81,13 @@ def _utc(value: datetime) -> datetime:
 
 
 def _query(start: datetime | None, end: datetime | None, filters: dict[str, str],
-           group_by: list[str] | None = None, bucket: str | None = None) -> Any:
-    """Build the analytics QueryParams (ConfigError for a bad field/bucket → 400)."""
-    from mentatlab.analytics.query import QueryParams, TimeRange
+           group_by: list[str] | None = None, bucket: Bucket | None = None) -> QueryParams:
+    """Build the analytics QueryParams.
 
+    Raises:
+        ApiError: (400) an empty time range.
+        ValidationError: (422) an unknown filter or group-by field.
+    """
     start_utc, end_utc = _window(start, end)
     return QueryParams(time_range=TimeRange(start_utc, end_utc), filters=filters,
                        group_by=tuple(group_by or ()), bucket=bucket)
@@ -91,8 +101,6 @@ async def _run(func: Any, *args: Any) -> Any:
 async def overview(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """Spend, spans, errors, tokens and latency over the range."""
-    from mentatlab.analytics.overview import get_overview
-
     params = _query(start, end, parse_filters(filter, tenancy))
     result = await _run(get_overview, server_state(request).store, params)
     return {"ok": True, **jsonable(result)}
@@ -103,23 +111,32 @@ def _rows_of(result: Any) -> list[dict[str, Any]]:
     return [jsonable(r) for r in rows]
 
 
+def _cost_row(row: Any) -> dict[str, Any]:
+    """A CostRow flattened: group keys first, then ``bucket``, then the numbers."""
+    data: dict[str, Any] = jsonable(row)
+    out: dict[str, Any] = dict(data.pop("keys", {}) or {})
+    bucket = data.pop("bucket_start", None)
+    if bucket is not None:
+        out["bucket"] = bucket
+    out.update(data)
+    return out
+
+
 @router.get("/cost", summary="Spend grouped by fields and time buckets", responses={
     **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}})
 async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                filter: FilterQ = None,  # noqa: A002 — public name
                group_by: Annotated[str, Query(description="Fields, comma-separated: "
                                               "project_id,model,...")] = "project_id,model",
-               bucket: Annotated[str | None, Query(description="hour, day, week or month")] =
+               bucket: Annotated[Bucket | None, Query(description="minute, hour or day")] =
                None,
                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                ) -> Any:
     """Cost (USD strings), tokens and span counts per group (and bucket)."""
-    from mentatlab.analytics.cost import cost_by
-
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
     params = _query(start, end, parse_filters(filter, tenancy), fields, bucket)
     result = await _run(cost_by, server_state(request).store, params)
-    rows = _rows_of(result)
+    rows = [_cost_row(r) for r in result]
     if format == "csv":
         out = io.StringIO()
         if rows:
@@ -127,21 +144,38 @@ async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: En
             writer.writeheader()
             writer.writerows(rows)
         return Response(out.getvalue(), media_type="text/csv")
-    total = jsonable(getattr(result, "total_cost", None))
-    return {"ok": True, "group_by": fields, "bucket": bucket,
-            "currency": getattr(result, "currency", "USD"), "total_cost": total, "rows": rows}
+    total = jsonable(sum((r.total_cost for r in result), Decimal(0)))
+    return {"ok": True, "group_by": fields, "bucket": bucket, "currency": "USD",
+            "total_cost": total, "rows": rows}
 
 
 @router.get("/traces", summary="Recent traces", responses=_ERRORS)
 async def traces(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
-    """Traces in the range, newest first, with their rolled-up cost and status."""
-    from mentatlab.analytics.traces import list_traces
-
+                 status: Annotated[str | None, Query(pattern="^(ok|error|timeout)$")] = None,
+                 min_cost: Annotated[Decimal | None, Query(description="USD")] = None,
+                 min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """Traces with a span matching the filters, newest first, with rolled-up cost."""
     params = _query(start, end, parse_filters(filter, tenancy))
-    result = await _run(list_traces, server_state(request).store, params, limit)
+    result = await _run(lambda: list_traces(
+        server_state(request).store, params, limit=limit, offset=offset, status=status,
+        min_cost=min_cost, min_duration_ms=min_duration_ms))
     return {"ok": True, "traces": _rows_of(result)}
+
+
+def _node_json(node: SpanNode) -> dict[str, Any]:
+    return {**span_to_json(node.span), "subtree_cost": jsonable(node.subtree_cost),
+            "children": [_node_json(c) for c in node.children]}
+
+
+def _all_spans(nodes: tuple[SpanNode, ...]) -> list[Any]:
+    out: list[Any] = []
+    for node in nodes:
+        out.append(node.span)
+        out.extend(_all_spans(node.children))
+    return out
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a span tree",
@@ -149,40 +183,45 @@ async def traces(request: Request, tenancy: Tenancy, start: StartQ = None, end: 
 async def trace(request: Request, tenancy: Tenancy, trace_id: str) -> dict[str, Any]:
     """Every span of the trace as a tree (``roots`` → ``children``).
 
-    Each span has its own cost and ``subtree_cost`` rolled up; money as strings.
+    Each span carries its own cost and ``subtree_cost`` (itself plus descendants);
+    money as strings, canonical field names.
     """
-    from mentatlab.analytics.traces import get_trace
-
     trace_id = trace_id.lower()
     if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
         raise ApiError(400, "Invalid trace id", [FieldError(
             "trace_id", f"Expected 32 hex characters, got {trace_id!r}")])
-    spans = await _run(get_trace, server_state(request).store, trace_id)
-    rows = [span_to_json(s) for s in getattr(spans, "spans", spans)]
-    rows = [r for r in rows if all(r.get(k) == v for k, v in tenancy.items())]
-    if not rows:
+    detail = await _run(get_trace, server_state(request).store, trace_id)
+    visible = detail is not None and all(
+        getattr(s, k) == v for s in _all_spans(detail.roots) for k, v in tenancy.items())
+    if detail is None or not visible:
         raise ApiError(404, "Trace not found", [FieldError("trace_id", f"No spans for {trace_id}")])
-    return build_trace_answer(trace_id, rows)
+    return {"ok": True, "trace_id": detail.trace_id, "num_spans": detail.num_spans,
+            "start_time": jsonable(detail.start_time), "end_time": jsonable(detail.end_time),
+            "duration_ms": detail.duration_ms, "total_cost": jsonable(detail.total_cost),
+            "status": detail.status, "roots": [_node_json(n) for n in detail.roots]}
 
 
-@router.get("/spans", summary="Most recent spans", responses=_ERRORS)
+@router.get("/spans", summary="Spans committed after a cursor", responses=_ERRORS)
 async def spans(request: Request, tenancy: Tenancy,
                 filter: FilterQ = None,  # noqa: A002 — public name
-                limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
-    """The newest committed spans (by ingest time), newest first."""
-    from mentatlab.analytics.spans import list_spans_since
-
+                after_ns: Annotated[int | None, Query(
+                    ge=0, description="Cursor: spans committed after this time (ns since the "
+                    "epoch); default the last `window_s`.")] = None,
+                window_s: Annotated[float, Query(gt=0)] = 300.0,
+                limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    """Spans in commit order after a cursor; poll with ``next_after_ns``."""
+    cursor_ns = after_ns if after_ns is not None else time.time_ns() - int(window_s * 1e9)
     filters = parse_filters(filter, tenancy)
-    result = await _run(list_spans_since, server_state(request).store, 0, limit, filters)
-    return {"ok": True, "spans": [span_to_json(s) for s in getattr(result, "spans", result)]}
+    page = await _run(lambda: list_spans_since(server_state(request).store, cursor_ns,
+                                               filters, limit))
+    return {"ok": True, "spans": table_to_json_rows(page.table),
+            "next_after_ns": page.next_ingested_after_ns}
 
 
 @router.get("/unpriced", summary="Models seen without a price", responses=_ERRORS)
 async def unpriced(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
-    """(provider, model) pairs with spans priced ``unpriced``, with counts and tokens."""
-    from mentatlab.analytics.unpriced import list_unpriced
-
+    """(provider, model) pairs whose spans could not be priced, most used first."""
     params = _query(start, end, parse_filters(filter, tenancy))
     result = await _run(list_unpriced, server_state(request).store, params)
     return {"ok": True, "rows": _rows_of(result)}

@@ -1,12 +1,13 @@
 """``POST /api/v1/events``: MentatLab's native agent events (JSON array or NDJSON).
 
-``*.started`` events wait in the :class:`~mentatlab.receivers.events.EventPairer` for
-their ``*.completed``; a pair (or a one-shot event) becomes a span and is committed before
-the answer. Each refused event gets its own field/reason pairs.
+A batch is all or nothing (422 listing every invalid event's fields), because events
+pair up. ``*.started`` events are stored at once as open spans and replaced when their
+``*.completed`` arrives; everything is committed before the answer.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio.to_thread
@@ -28,13 +29,12 @@ class EventsAnswer(BaseModel):
     ok: bool = True
     num_events: int
     """Events in the request."""
-    num_rejected: int
-    """Events refused; ``errors`` says why, field by field."""
     num_spans: int
-    """Spans committed by this request (completed pairs and one-shot events)."""
+    """Spans committed by this request (open starts, completed pairs, one-shot events)."""
     num_open: int
-    """``*.started`` events still waiting for their ``*.completed``."""
+    """``*.started`` events (all requests) still waiting for their ``*.completed``."""
     errors: list[FieldErrorBody] = []
+    """Spans the pipeline refused (field and reason)."""
 
 
 @router.post(
@@ -46,29 +46,22 @@ class EventsAnswer(BaseModel):
         "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
         "application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
-async def post_events(request: Request) -> Any:
+async def post_events(request: Request) -> EventsAnswer:
     """Receive events as a JSON array or NDJSON (one event per line).
 
-    200 once the resulting spans are committed (refused events are listed in ``errors``);
-    422 when every event was refused.
+    200 once the resulting spans are committed; 422 (listing every bad field as
+    ``events[i].field``) when any event is invalid, and then nothing is stored.
     """
     from mentatlab.receivers.events import decode_events
 
     state = server_state(request)
     tenancy = await resolve_tenancy(request)
     body = await read_capped_body(request, state.settings.max_body_bytes)
-    decoded = await anyio.to_thread.run_sync(
+    events: list[Any] = await anyio.to_thread.run_sync(
         decode_events, body, request.headers.get("content-type"))
-    events = list(decoded.events)
-    completed = state.pairer.add(events)
-    outcome = await state.ingestor.ingest(list(completed), "events", tenancy)
-    errors = [*decoded.rejected, *outcome.rejected]
-    answer = EventsAnswer(
-        num_events=len(events) + len(decoded.rejected), num_rejected=len(errors),
-        num_spans=outcome.accepted, num_open=len(state.pairer),
-        errors=[FieldErrorBody(field=e.field, reason=e.reason) for e in errors])
-    if errors and not events:
-        from mentatlab.server.errors import error_response
-
-        return error_response(422, "Every event was refused", errors)
-    return answer
+    received_ns = time.time_ns()
+    spans = state.pairer.add(events, received_ns)  # the pairer lives on the event loop
+    outcome = await state.ingestor.ingest(spans, "events", tenancy)
+    return EventsAnswer(
+        num_events=len(events), num_spans=outcome.accepted, num_open=state.pairer.open_count,
+        errors=[FieldErrorBody(field=e.field, reason=e.reason) for e in outcome.rejected])

@@ -11,8 +11,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from mentatlab.analytics.spans import iter_spans
 from mentatlab.errors import FieldError
 from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
+from mentatlab.pipeline.price import reprice_spans
+from mentatlab.server.components import build_price
 from mentatlab.server.deps import require_auth, server_state
 from mentatlab.server.errors import ApiError, error_responses
 
@@ -58,10 +61,6 @@ async def reprice(
     ``pricing.toml`` and price data are reloaded first; changed spans are written as new
     versions. A key scoped to an org/project reprices only its own spans.
     """
-    from mentatlab.analytics.spans import iter_spans
-    from mentatlab.pipeline.price import reprice_spans
-    from mentatlab.server.components import build_price
-
     state = server_state(request)
     start, end = _utc(since), _utc(until) if until else datetime.now(timezone.utc)
     if start >= end:
@@ -69,7 +68,7 @@ async def reprice(
     started_s = time.perf_counter()
     price = await anyio.to_thread.run_sync(build_price, state.settings)
     num_read = num_changed = num_written = 0
-    chunks = iter_spans(state.store, start, end, filters=tenancy, batch_spans=_CHUNK_SPANS)
+    chunks = iter_spans(state.store, start, end, batch_rows=_CHUNK_SPANS, filters=tenancy)
     while True:
         table: Any = await anyio.to_thread.run_sync(next, chunks, None)
         if table is None:
