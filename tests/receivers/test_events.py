@@ -177,3 +177,20 @@ def test_single_events_become_spans() -> None:
     assert failed.status_code == StatusCode.ERROR
     assert failed.attributes["mentat.error_type"] == "tool_timeout"
     assert len({s.span_id for s in spans}) == 4
+
+
+def test_docs_example_decodes_as_documented() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    example = text.split("## Example", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    spans = EventPairer(300).add(decode_events(example.encode(), "application/json"))
+    assert [s.name for s in spans] == ["agent.request", "agent.step 1", "tool search_kb",
+                                       "agent.step 1", "agent.request"]
+    request, step, tool = spans[4], spans[3], spans[2]
+    assert len({s.trace_id for s in spans}) == 1
+    assert request.span_id == spans[0].span_id and step.span_id == spans[1].span_id
+    assert step.parent_span_id == request.span_id and tool.parent_span_id == step.span_id
+    assert request.end_time_ns - request.start_time_ns == 1_300_000_000
+    assert step.attributes["mentat.cache_read_tokens"] == 1024
+    assert request.tenancy == {"org_id": "acme", "project_id": "support"}
