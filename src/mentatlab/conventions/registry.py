@@ -95,8 +95,6 @@ def _build_index(conventions: tuple[Convention, ...]) -> _Index:
 
 
 _INDEX = _build_index(CONVENTIONS)
-_NAME_RULES = _INDEX.get("@name", ())
-_SCOPE_RULES = _INDEX.get("@scope", ())
 
 
 def extract_fields(span: RawSpan) -> dict[str, Any]:
@@ -107,35 +105,31 @@ def extract_fields(span: RawSpan) -> dict[str, Any]:
 
     Raises:
         BadValue: a mapped token count or resource quantity is not a valid number
-            (the caller rejects the span); ``BadValue.args[0]`` is the reason and
-            ``BadValue.key`` (attribute) is set.
+            (the caller rejects the span); ``reason`` and ``key`` say which and why.
     """
     best: dict[str, tuple[int, Any]] = {}
-    index = _INDEX
-    for key, value in span.attributes.items():
-        rules = index.get(key)
-        if rules is not None:
-            _apply(rules, key, value, span, best)
+    get_rules = _INDEX.get
+    items: list[tuple[str, Any]] = list(span.attributes.items())
     if span.name:
-        _apply(_NAME_RULES, "@name", span.name, span, best)
+        items.append(("@name", span.name))
     if span.scope_name:
-        _apply(_SCOPE_RULES, "@scope", span.scope_name, span, best)
-    return {field: value for field, (_, value) in best.items()}
-
-
-def _apply(rules: tuple[tuple[int, Rule], ...], key: str, value: Any, span: RawSpan,
-           best: dict[str, tuple[int, Any]]) -> None:
-    for priority, rule in rules:
-        try:
-            found = rule.extract(value, span)
-        except BadValue as exc:
-            raise BadValue(exc.reason, key) from None
-        if not found:
+        items.append(("@scope", span.scope_name))
+    for key, value in items:
+        rules = get_rules(key)
+        if rules is None:
             continue
-        for field, field_value in found:
-            held = best.get(field)
-            if held is None or priority < held[0]:
-                best[field] = (priority, field_value)
+        for priority, rule in rules:
+            try:
+                found = rule.extract(value, span)
+            except BadValue as exc:
+                raise BadValue(exc.reason, key) from None
+            if found is None:
+                continue
+            for field, field_value in found:
+                held = best.get(field)
+                if held is None or priority < held[0]:
+                    best[field] = (priority, field_value)
+    return {field: held[1] for field, held in best.items()}
 
 
 def extract_resource_fields(resource: Mapping[str, Any]) -> dict[str, str]:

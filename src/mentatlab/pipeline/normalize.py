@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 TRUNCATED_ATTRIBUTES_KEY = "mentat.truncated_attributes"
 """Span attribute listing the keys whose string values were truncated."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC = timezone.utc
 _PASSTHROUGH = frozenset({
     "org_id", "workspace_id", "project_id", "user_id", "customer_id", "department",
     "service_name", "agent_id", "agent_version", "runtime", "workflow_id", "workflow_version",
@@ -61,7 +61,9 @@ _TIMEOUT_MARKERS = ("timeout", "timedout", "deadlineexceeded", "deadline_exceede
 
 
 def _time(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    # Exact to the microsecond: fromtimestamp rounds half-even, and whole microseconds
+    # since the epoch fit a double's 53-bit mantissa until the year 2255.
+    return datetime.fromtimestamp((ns // 1000) / 1e6, _UTC)
 
 
 def _dumps(value: Any) -> str:
@@ -186,6 +188,7 @@ class Normalize:
         if attempt > 1 and "is_retry" not in values:
             values["is_retry"] = True
 
+        start_time = _time(span.start_time_ns)
         attributes: Mapping[str, Any] = span.attributes
         if attributes:
             attributes = _truncate(attributes, self.max_attribute_value_bytes)
@@ -195,8 +198,9 @@ class Normalize:
             parent_span_id=span.parent_span_id,
             name=span.name,
             kind=span.kind,
-            start_time=_time(span.start_time_ns),
-            end_time=_time(span.end_time_ns),
+            start_time=start_time,
+            end_time=start_time if span.end_time_ns == span.start_time_ns
+            else _time(span.end_time_ns),
             duration_ms=(span.end_time_ns - span.start_time_ns) / 1e6,
             status=self._status(span, found),
             status_message=span.status_message,
