@@ -11,10 +11,13 @@ To run another suite on this backend, depend on ``clickhouse_store`` where it ta
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +91,32 @@ def make_span(i: int, *, trace: int = 0, start: datetime = T0, **overrides: Any)
     }
     fields.update(overrides)
     return CanonicalSpan(**fields)
+
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[tuple[str, Path | None]]:
+    """(SQLAlchemy URL, folder) of a private PostgreSQL started by scripts/postgres.sh and
+    dropped afterwards; set ``MENTATLAB_TEST_POSTGRES_URL`` to use an existing server
+    (folder None) instead."""
+    url = os.environ.get("MENTATLAB_TEST_POSTGRES_URL")
+    if url:
+        yield url, None
+        return
+    # Under /tmp, not pytest's tmp_path: the postgres user must traverse the folder.
+    folder = Path(tempfile.mkdtemp(prefix="mentatlab-pg-", dir="/tmp"))
+    try:
+        started = subprocess.run([str(SCRIPTS / "postgres.sh"), str(folder)], check=True,
+                                 capture_output=True, text=True, timeout=300)
+        yield started.stdout.strip().splitlines()[-1], folder
+    finally:
+        subprocess.run([str(SCRIPTS / "postgres-stop.sh"), str(folder), "--drop"], check=False,
+                       capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: tuple[str, Path | None]) -> str:
+    """SQLAlchemy URL (``postgresql+psycopg://``) of the test PostgreSQL."""
+    return postgres_cluster[0]
