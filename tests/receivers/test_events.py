@@ -194,3 +194,13 @@ def test_docs_example_decodes_as_documented() -> None:
     assert request.end_time_ns - request.start_time_ns == 1_300_000_000
     assert step.attributes["mentat.cache_read_tokens"] == 1024
     assert request.tenancy == {"org_id": "acme", "project_id": "support"}
+
+
+def test_resent_completion_after_backpressure_pairs_again() -> None:
+    pairer = EventPairer(60)
+    pairer.add(decode(ev("agent.step.started", T0, step_id="s1")))
+    completion = decode(ev("agent.step.completed", T0 + S, step_id="s1"))
+    first = pairer.add(completion)  # imagine the store answered 503 and the client resends
+    again = pairer.add(completion)
+    assert first == again
+    assert again[0].start_time_ns == T0

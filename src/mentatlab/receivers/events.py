@@ -231,8 +231,8 @@ class EventPairer:
         self._timeout_ns = int(pair_timeout_s * 1e9)
         self._open: dict[tuple[str, str], _Open] = {}
         self._closed: OrderedDict[tuple[str, str], RawSpan | None] = OrderedDict()
-        """Recently closed keys; for expired ones the open span, so a late completion
-        still gets its start time."""
+        """Recently closed keys with their open span, so a late or re-sent completion
+        (after a 503) still gets its start time."""
 
     @property
     def open_count(self) -> int:
@@ -284,7 +284,7 @@ class EventPairer:
         elif event.type.endswith(".completed"):
             opened = self._open.pop(key, None)
             first = opened.span if opened is not None else self._closed.get(key)
-            self._remember_closed(key, None)
+            self._remember_closed(key, first)  # a re-sent completion pairs the same way
             if first is not None:
                 first_attrs = {k: v for k, v in first.attributes.items() if k != _OPEN_ATTR}
                 span.attributes = {**first_attrs, **attrs}
