@@ -32,7 +32,6 @@ def _walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def stored(mentat_server: Any, fake_openai: FakeOpenAIServer) -> list[dict[str, Any]]:
     """Run both traffic processes, then read every stored span back through the REST API."""
-    started = datetime.now(timezone.utc)
     for inst in ("openai-v2", "openinference"):
         done = subprocess.run(
             [sys.executable, "-m", "mentatlab.demo.traffic", "--instrumentation", inst,
@@ -42,18 +41,18 @@ def stored(mentat_server: Any, fake_openai: FakeOpenAIServer) -> list[dict[str, 
         assert done.returncode == 0, done.stderr[-3000:]
         summary = json.loads(done.stdout.splitlines()[-1])["summary"]
         assert summary["llm_calls"] > 0
-    window = {"start": (started - timedelta(minutes=5)).isoformat(),
-              "end": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()}
-    spans: list[dict[str, Any]] = []
     with httpx.Client(base_url=mentat_server.url, timeout=30) as client:
-        listing = client.get("/api/v1/traces", params={**window, "limit": 1000})
-        assert listing.status_code == 200, listing.text
-        traces = listing.json()["traces"]
-        assert len(traces) == RUNS * len(AGENTS)
-        for row in traces:
-            answer = client.get(f"/api/v1/traces/{row['trace_id']}")
-            assert answer.status_code == 200, answer.text
-            spans += list(_walk(answer.json()["roots"]))
+        # a fresh data folder: every stored span is ours
+        answer = client.get("/api/v1/spans", params={"limit": 1000})
+        assert answer.status_code == 200, answer.text
+        spans: list[dict[str, Any]] = answer.json()["spans"]
+        assert 0 < len(spans) < 1000
+        # the trace detail answer holds the same spans as a tree
+        first = spans[0]["trace_id"]
+        tree = client.get(f"/api/v1/traces/{first}")
+        assert tree.status_code == 200, tree.text
+        in_tree = {s["span_id"] for s in _walk(tree.json()["roots"])}
+        assert in_tree == {s["span_id"] for s in spans if s["trace_id"] == first}
     return spans
 
 
@@ -65,6 +64,7 @@ def test_every_run_is_one_trace_with_tenancy_from_the_resource(
         stored: list[dict[str, Any]]) -> None:
     roots = [s for s in stored if not s.get("parent_span_id")]
     assert len(roots) == RUNS * len(AGENTS)
+    assert len({s['trace_id'] for s in stored}) == RUNS * len(AGENTS)
     for span in stored:
         agent = AGENT_BY_ID[span["agent_id"]]
         assert (span["org_id"], span["project_id"]) == (agent.org_id, agent.project_id)
