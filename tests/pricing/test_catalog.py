@@ -30,7 +30,8 @@ def catalog() -> PriceCatalog:
     ("", "gpt-4o", f"genai-prices@{V}:openai/gpt-4o"),
     ("openai", "openai/gpt-5-mini", f"genai-prices@{V}:openai/gpt-5-mini"),
     ("", "anthropic/claude-3-haiku-20240307", f"genai-prices@{V}:anthropic/claude-3-haiku"),
-    ("openrouter", "google/gemini-2.5-flash", f"genai-prices@{V}:openrouter/google/gemini-2.5-flash"),
+    ("openrouter", "google/gemini-2.5-flash",
+     f"genai-prices@{V}:openrouter/google/gemini-2.5-flash"),
     ("aws.bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0",
      f"genai-prices@{V}:aws/regional.anthropic.claude-sonnet-4-20250514-v1:0"),
     ("gcp.vertex_ai", "gemini-2.5-pro", f"genai-prices@{V}:google/gemini-2.5-pro"),
@@ -38,7 +39,8 @@ def catalog() -> PriceCatalog:
     ("azure.ai.openai", "gpt-4o", f"genai-prices@{V}:azure/gpt-4o"),
     ("mistral_ai", "mistral-large-latest", f"genai-prices@{V}:mistral/mistral-large"),
     ("", "text-embedding-3-small", f"genai-prices@{V}:openai/text-embedding-3-small"),
-    ("openai", "gpt-4.1-2026-04-14", f"genai-prices@{V}:openai/gpt-4.1?fallback=gpt-4.1-2026-04-14"),
+    ("openai", "gpt-4.1-2026-04-14",
+     f"genai-prices@{V}:openai/gpt-4.1?fallback=gpt-4.1-2026-04-14"),
     ("openai", "gpt-3.5-turbo-0613", f"genai-prices@{V}:openai/gpt-3.5-turbo-0613"),
 ])
 def test_lookup_matches_provider_and_model(catalog: PriceCatalog, provider: str, model: str,
@@ -87,7 +89,7 @@ def test_price_changes_with_the_date(catalog: PriceCatalog) -> None:
 
 def test_naive_timestamp_is_utc(catalog: PriceCatalog) -> None:
     usage = TokenUsage(input_tokens=100_000_000)
-    naive, _ = catalog.price(usage, "deepseek", "deepseek-chat", datetime(2025, 6, 1, 17, 0))
+    naive, _ = catalog.price(usage, "deepseek", "deepseek-chat", datetime(2025, 6, 1, 17, 0))  # noqa: DTZ001
     assert naive.total_usd == Decimal("13.5")
 
 

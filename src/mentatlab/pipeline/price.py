@@ -1,0 +1,237 @@
+"""Price: the pipeline processor that fills every cost field of a span.
+
+Formulas (all ``Decimal``; prices in USD, converted to the pricing file's currency;
+every part rounded to 12 decimal places, half to even, see ``pricing/money.py``)::
+
+    token_cost   = genai-prices / pricing.toml cost of the span's tokens (0 for a roll-up)
+    cpu_cost     = cpu_core_seconds  / 3600 * cpu_per_core_hour
+    memory_cost  = memory_gb_seconds / 3600 * memory_per_gb_hour
+    gpu_cost     = gpu_seconds       / 3600 * gpu_per_hour
+    network_cost = (network_bytes_in * network_in_per_gb
+                    + network_bytes_out * network_out_per_gb) / 1e9
+    storage_cost = storage_bytes / 1e9 * storage_per_gb_month * storage_billed_months
+    discount     = percent / 100 * (the parts the first matching discount applies to)
+    total_cost   = token + cpu + memory + gpu + network + storage - discount
+
+Token prices: a ``[[models]]`` entry of ``pricing.toml`` wins, else genai-prices (see
+``pricing/catalog.py``), priced by the response model when present, else the request
+model (falling back to the request model when the response model is unknown). A span
+with token counts but no known model gets token cost 0 and ``price_source = "unpriced"``:
+a price is never guessed. A span with no token counts has ``price_source = ""``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import operator
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+from genai_prices.types import ModelPrice
+
+from mentatlab.errors import PricingError
+from mentatlab.model.span import CanonicalSpan
+from mentatlab.pricing.catalog import PriceCatalog
+from mentatlab.pricing.money import quantize_money, to_decimal
+from mentatlab.pricing.pricing_file import ModelRate, PricingConfig
+from mentatlab.pricing.rate_card import RateCard, TokenUsage
+
+__all__ = ["EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
+
+logger = logging.getLogger(__name__)
+
+UNPRICED = "unpriced"
+"""``price_source`` of a span with tokens whose model has no known price."""
+
+EXTRA_USAGE_ATTRIBUTES = {
+    "mentat.usage.cache_write_5m_tokens": "cache_write_5m_tokens",
+    "mentat.usage.cache_write_1h_tokens": "cache_write_1h_tokens",
+    "mentat.usage.citation_tokens": "citation_tokens",
+}
+"""Span attributes (integers) that refine token counts beyond the canonical columns:
+cache writes split by TTL (subsets of ``cache_write_tokens``; 1-hour writes cost more)
+and citation tokens (a subset of ``output_tokens``, with their own rate at some providers)."""
+
+_ZERO = Decimal(0)
+_HOUR_S = Decimal(3600)
+_GB_BYTES = Decimal(10) ** 9
+_HUNDRED = Decimal(100)
+_ZERO_MONEY = quantize_money(_ZERO)
+_MONEY_EXPONENT = _ZERO_MONEY.as_tuple().exponent
+_FIELDS = tuple(f.name for f in dataclasses.fields(CanonicalSpan))
+_MONEY_FIELDS = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
+                 "storage_cost", "discount", "total_cost")
+_COST_FIELDS = (*_MONEY_FIELDS, "currency", "price_source")
+_GET_ALL = operator.attrgetter(*_FIELDS)
+_GET_COSTS = operator.attrgetter(*_COST_FIELDS)
+_COST_INDEX = tuple(_FIELDS.index(name) for name in _COST_FIELDS)
+# Building the row positionally is ~2.5x faster than dataclasses.replace on this
+# 90-field dataclass, and the processor runs once per ingested span.
+
+
+def _usage(span: CanonicalSpan) -> TokenUsage:
+    extra: dict[str, int] = {}
+    if '"mentat.usage.' in span.attributes:
+        try:
+            attributes = orjson.loads(span.attributes)
+        except orjson.JSONDecodeError:
+            attributes = {}
+        for key, field in EXTRA_USAGE_ATTRIBUTES.items():
+            value = attributes.get(key) if isinstance(attributes, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool):
+                extra[field] = value
+    return TokenUsage(
+        input_tokens=span.input_tokens, output_tokens=span.output_tokens,
+        cache_read_tokens=span.cache_read_tokens, cache_write_tokens=span.cache_write_tokens,
+        reasoning_tokens=span.reasoning_tokens, **extra)
+
+
+def _has_tokens(span: CanonicalSpan) -> bool:
+    return (span.input_tokens is not None or span.output_tokens is not None
+            or span.cache_read_tokens is not None or span.cache_write_tokens is not None
+            or span.reasoning_tokens is not None)
+
+
+def _model_price(rate: ModelRate) -> ModelPrice:
+    prices: dict[str, Decimal] = {"input_mtok": rate.input_per_mtok,
+                                  "output_mtok": rate.output_per_mtok}
+    if rate.cache_read_per_mtok is not None:
+        prices["cache_read_mtok"] = rate.cache_read_per_mtok
+    if rate.cache_write_per_mtok is not None:
+        prices["cache_write_mtok"] = rate.cache_write_per_mtok
+    if rate.per_request is not None:
+        prices["requests_kcount"] = rate.per_request * 1000
+    return ModelPrice(**prices)
+
+
+class Price:
+    """Processor ``price``: fills token, infrastructure and discount costs of each span.
+
+    Pure and thread-safe; lookups are memoized per (provider, model, minute), so a batch of
+    N spans over a few models costs N small ``Decimal`` computations.
+    """
+
+    name = "price"
+
+    def __init__(self, catalog: PriceCatalog | None = None,
+                 pricing: PricingConfig | None = None) -> None:
+        """Create the processor.
+
+        Args:
+            catalog: genai-prices catalog; default the bundled offline snapshot.
+            pricing: the parsed ``pricing.toml``; default none (genai-prices, USD, no
+                infrastructure rates, no discounts).
+        """
+        self.catalog = catalog if catalog is not None else PriceCatalog()
+        self.pricing = pricing if pricing is not None else PricingConfig()
+        self._config_cards = {id(rate): RateCard(_model_price(rate))
+                              for rate in self.pricing.models}
+        self._resolve = functools.lru_cache(maxsize=65_536)(self._resolve_uncached)
+
+    def __call__(self, spans: list[CanonicalSpan]) -> list[CanonicalSpan]:
+        """Price a batch of N spans; returns N spans (the same object when nothing changed)."""
+        return [self.price_span(span) for span in spans]
+
+    def price_span(self, span: CanonicalSpan) -> CanonicalSpan:
+        """Return ``span`` with its cost fields recomputed from scratch."""
+        token_usd, source = self._token_cost(span)
+        rates = self.pricing.infrastructure
+        usd = {"token_cost": token_usd, "cpu_cost": _ZERO, "memory_cost": _ZERO,
+               "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO}
+        if span.cpu_core_seconds:
+            usd["cpu_cost"] = to_decimal(span.cpu_core_seconds) * rates.cpu_per_core_hour / _HOUR_S
+        if span.memory_gb_seconds:
+            usd["memory_cost"] = (to_decimal(span.memory_gb_seconds) * rates.memory_per_gb_hour
+                                  / _HOUR_S)
+        if span.gpu_seconds:
+            usd["gpu_cost"] = to_decimal(span.gpu_seconds) * rates.gpu_per_hour / _HOUR_S
+        if span.network_bytes_in or span.network_bytes_out:
+            usd["network_cost"] = (span.network_bytes_in * rates.network_in_per_gb
+                                   + span.network_bytes_out * rates.network_out_per_gb) / _GB_BYTES
+        if span.storage_bytes:
+            usd["storage_cost"] = (span.storage_bytes * rates.storage_per_gb_month
+                                   * rates.storage_billed_months / _GB_BYTES)
+        currency = self.pricing.currency
+        fx = currency.rate_from_usd
+        parts = {k: quantize_money(v * fx if fx != 1 else v) if v else _ZERO_MONEY
+                 for k, v in usd.items()}
+        discount = _ZERO_MONEY
+        rule = self.pricing.discount_for(span.provider, span.model, span.org_id) \
+            if self.pricing.discounts else None
+        if rule is not None:
+            if rule.applies_to == "tokens":
+                base = parts["token_cost"]
+            elif rule.applies_to == "infrastructure":
+                base = sum((v for k, v in parts.items() if k != "token_cost"), _ZERO)
+            else:
+                base = sum(parts.values(), _ZERO)
+            discount = quantize_money(base * rule.percent / _HUNDRED)
+        total = sum(parts.values(), _ZERO) - discount
+        costs = (*parts.values(), discount, total, currency.code, source)
+        if _GET_COSTS(span) == costs and all(
+                getattr(span, name).as_tuple().exponent == _MONEY_EXPONENT
+                for name in _MONEY_FIELDS):
+            return span  # already priced exactly so: keep the object (and its version)
+        row = list(_GET_ALL(span))
+        for index, value in zip(_COST_INDEX, costs, strict=True):
+            row[index] = value
+        return CanonicalSpan(*row)
+
+    def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
+        if span.usage_is_rollup or not _has_tokens(span):
+            return _ZERO, ""
+        minute = int(span.start_time.timestamp() // 60)
+        found = self._resolve(span.provider, span.model, span.request_model, minute)
+        if found is None:
+            return _ZERO, UNPRICED
+        card, source = found
+        try:
+            return card.cost(_usage(span)).total_usd, source
+        except PricingError as exc:
+            logger.warning("Span %s/%s left unpriced: %s", span.trace_id, span.span_id, exc)
+            return _ZERO, UNPRICED
+
+    def _resolve_uncached(self, provider: str, model: str, request_model: str,
+                          minute: int) -> tuple[RateCard, str] | None:
+        if not model:
+            return None
+        refs = [model] if request_model in ("", model) else [model, request_model]
+        for ref in refs:
+            rate = self.pricing.model_rate(provider, ref)
+            if rate is not None:
+                label = f"{provider.lower() or '*'}/{ref.lower()}"
+                return self._config_cards[id(rate)], f"pricing.toml:{label}"
+        at = _minute_start(minute)
+        for ref in refs:
+            resolved = self.catalog.lookup(provider, ref, at)
+            if resolved is not None:
+                source = resolved.source
+                if ref != model and "?fallback=" not in source:
+                    source += f"?fallback={model.lower()}"
+                return resolved.card, source
+        return None
+
+
+def _minute_start(minute: int) -> datetime:
+    return datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+
+
+def reprice_spans(spans: Sequence[CanonicalSpan], processor: Price) -> list[CanonicalSpan]:
+    """Recompute the costs of N stored spans with ``processor``'s current prices.
+
+    Every returned span is a new version: ``ingested_at_ns`` is now (ns since the epoch),
+    and always above the span's previous version, so the store's
+    ``ReplacingMergeTree(ingested_at_ns)`` keeps the repriced row.
+    """
+    now_ns = time.time_ns()
+    out: list[CanonicalSpan] = []
+    for span in spans:
+        priced = processor.price_span(span)
+        version_ns = max(now_ns, span.ingested_at_ns + 1)
+        out.append(dataclasses.replace(priced, ingested_at_ns=version_ns))
+    return out
