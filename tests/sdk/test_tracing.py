@@ -269,7 +269,8 @@ def test_traced_before_init_runs_untraced() -> None:
 def test_import_mentatlab_is_light() -> None:
     code = (
         "import sys, mentatlab\n"
-        "heavy = [m for m in ('chdb', 'fastapi', 'opentelemetry.sdk', 'psutil') if m in sys.modules]\n"
+        "heavy = [m for m in ('chdb', 'fastapi', 'opentelemetry.sdk', 'psutil')\n"
+        "         if m in sys.modules]\n"
         "assert callable(mentatlab.traced)\n"
         "late = [m for m in ('chdb', 'fastapi') if m in sys.modules]\n"
         "print(heavy, late, sorted(mentatlab.__all__) == mentatlab.__all__)\n"
