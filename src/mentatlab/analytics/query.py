@@ -1,0 +1,206 @@
+"""Query parameters shared by every analytics query, and the SQL fragments built from them.
+
+Every analytics query is one ClickHouse SQL text that runs unchanged on chDB and on a
+ClickHouse server. User input never reaches the SQL text: column names are checked
+against allowlists and mapped to fixed expressions; values are bound as ``{name:Type}``
+parameters.
+
+Conventions every query follows:
+
+* ``spans FINAL`` so a re-sent span counts once (with
+  ``do_not_merge_across_partitions_select_final``: a span's versions share its day
+  partition, so FINAL never needs to merge across partitions and stays fast);
+* the model is ``if(response_model != '', response_model, request_model)``;
+* token sums skip ``usage_is_rollup`` rows (their tokens repeat their children's);
+* an LLM call ("request") is a span with a model that is not a rollup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from mentatlab.errors import ValidationError
+
+__all__ = [
+    "BUCKETS",
+    "FILTER_COLUMNS",
+    "FINAL_SETTINGS",
+    "GROUP_BY_COLUMNS",
+    "LLM_CALL",
+    "MODEL_EXPR",
+    "NOT_ROLLUP",
+    "Bucket",
+    "QueryParams",
+    "SqlParts",
+    "TimeRange",
+    "build_where",
+    "group_keys_of",
+    "to_utc",
+]
+
+MODEL_EXPR = "if(response_model != '', response_model, request_model)"
+"""The model of a span: the response model when reported, else the request model."""
+NOT_ROLLUP = "NOT usage_is_rollup"
+LLM_CALL = f"({MODEL_EXPR} != '' AND {NOT_ROLLUP})"
+"""A span that is one LLM call (has a model, is not a rollup of its children)."""
+FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+"""Appended to every ``FROM spans FINAL`` query."""
+
+GROUP_BY_COLUMNS: Mapping[str, str] = {
+    "org_id": "org_id",
+    "workspace_id": "workspace_id",
+    "project_id": "project_id",
+    "user_id": "user_id",
+    "customer_id": "customer_id",
+    "agent_id": "agent_id",
+    "workflow_id": "workflow_id",
+    "model": MODEL_EXPR,
+    "provider": "provider",
+    "tool_name": "tool_name",
+    "operation": "operation",
+    "status": "status",
+    "service_name": "service_name",
+}
+"""Names a query may group by, and the SQL expression of each."""
+
+FILTER_COLUMNS: Mapping[str, str] = {
+    **GROUP_BY_COLUMNS,
+    "department": "department",
+    "agent_version": "agent_version",
+    "workflow_version": "workflow_version",
+    "prompt_version": "prompt_version",
+    "run_id": "run_id",
+    "session_id": "session_id",
+    "flow_id": "flow_id",
+    "trace_id": "trace_id",
+    "request_model": "request_model",
+    "response_model": "response_model",
+    "error_type": "error_type",
+    "price_source": "price_source",
+    "policy_result": "policy_result",
+    "currency": "currency",
+    "name": "name",
+}
+"""Canonical columns a query may filter on (equality), and the SQL expression of each."""
+
+Bucket = Literal["minute", "hour", "day"]
+BUCKETS: Mapping[str, str] = {
+    "minute": "toDateTime64(toStartOfMinute(start_time), 0, 'UTC')",
+    "hour": "toDateTime64(toStartOfHour(start_time), 0, 'UTC')",
+    "day": "toDateTime64(toStartOfDay(start_time), 0, 'UTC')",
+}
+"""Time buckets and their SQL expressions (UTC). DateTime64 because a ``DateTime`` comes
+back from chDB's Arrow output as bare epoch seconds."""
+
+
+def to_utc(value: datetime, name: str = "time") -> datetime:
+    """``value`` as a UTC datetime.
+
+    Raises:
+        ValidationError: ``value`` is naive (no timezone).
+    """
+    if value.tzinfo is None:
+        raise ValidationError(name, f"Expected a timezone-aware datetime, got {value.isoformat()}")
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A half-open UTC interval ``[start, end)`` over span ``start_time``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", to_utc(self.start, "start"))
+        object.__setattr__(self, "end", to_utc(self.end, "end"))
+        if self.end <= self.start:
+            raise ValidationError(
+                "end", f"Expected end after start, got {self.start.isoformat()} .."
+                       f" {self.end.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParams:
+    """Time range, equality filters, group-by columns and bucket of one analytics query.
+
+    Raises:
+        ValidationError: an unknown filter, group-by or bucket name (the field says which).
+    """
+
+    time_range: TimeRange
+    filters: Mapping[str, str] = field(default_factory=dict)
+    """Equality filters on canonical columns (names in ``FILTER_COLUMNS``)."""
+    group_by: Sequence[str] = ()
+    """Group-by names (in ``GROUP_BY_COLUMNS``), in output order."""
+    bucket: Bucket | None = None
+    """Time bucket of the result rows; None for one row per group."""
+
+    def __post_init__(self) -> None:
+        for name, value in self.filters.items():
+            if name not in FILTER_COLUMNS:
+                raise ValidationError(f"filters.{name}",
+                                      f"Expected one of {sorted(FILTER_COLUMNS)}, got {name!r}")
+            if not isinstance(value, str):
+                raise ValidationError(f"filters.{name}", f"Expected a string, got {value!r}")
+        seen: set[str] = set()
+        for name in self.group_by:
+            if name not in GROUP_BY_COLUMNS:
+                raise ValidationError(
+                    "group_by", f"Expected one of {sorted(GROUP_BY_COLUMNS)}, got {name!r}")
+            if name in seen:
+                raise ValidationError("group_by", f"Expected distinct names, got {name!r} twice")
+            seen.add(name)
+        if self.bucket is not None and self.bucket not in BUCKETS:
+            raise ValidationError("bucket", f"Expected one of {sorted(BUCKETS)} or none, "
+                                            f"got {self.bucket!r}")
+        object.__setattr__(self, "filters", dict(self.filters))
+        object.__setattr__(self, "group_by", tuple(self.group_by))
+
+
+@dataclass(slots=True)
+class SqlParts:
+    """A WHERE clause and its bound parameters, grown by :func:`build_where`."""
+
+    conditions: list[str] = field(default_factory=list)
+    binds: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, value: Any, type_: str) -> str:
+        """Register ``value`` as a fresh parameter and return its ``{name:Type}`` placeholder."""
+        name = f"p{len(self.binds)}"
+        self.binds[name] = value
+        return f"{{{name}:{type_}}}"
+
+    @property
+    def where(self) -> str:
+        """``cond AND cond ...`` (``1`` when empty)."""
+        return " AND ".join(self.conditions) or "1"
+
+
+def build_where(time_range: TimeRange | None, filters: Mapping[str, str] | None = None,
+                parts: SqlParts | None = None) -> SqlParts:
+    """Conditions for a time range over ``start_time`` and equality filters.
+
+    Raises:
+        ValidationError: a filter name outside ``FILTER_COLUMNS``.
+    """
+    out = parts or SqlParts()
+    if time_range is not None:
+        ts = "DateTime64(9, 'UTC')"
+        out.conditions.append(f"start_time >= {out.bind(time_range.start, ts)}")
+        out.conditions.append(f"start_time < {out.bind(time_range.end, ts)}")
+    for name, value in (filters or {}).items():
+        expr = FILTER_COLUMNS.get(name)
+        if expr is None:
+            raise ValidationError(f"filters.{name}",
+                                  f"Expected one of {sorted(FILTER_COLUMNS)}, got {name!r}")
+        out.conditions.append(f"{expr} = {out.bind(str(value), 'String')}")
+    return out
+
+
+def group_keys_of(row: Mapping[str, Any], group_by: Sequence[str]) -> dict[str, str]:
+    """The group-by values of a result row, as strings, in group-by order."""
+    return {name: str(row[f"g_{name}"]) for name in group_by}

@@ -1,0 +1,116 @@
+"""Raw span reads: polling the live tail, and iterating full rows for reprice and export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mentatlab.analytics.query import FINAL_SETTINGS, TimeRange, build_where
+from mentatlab.errors import ValidationError
+from mentatlab.model.schema import SPAN_SCHEMA
+from mentatlab.storage.base import SpanStore
+
+__all__ = ["SpanPage", "iter_spans", "list_spans_since"]
+
+_COLUMNS = ", ".join(f"`{name}`" for name in SPAN_SCHEMA.names)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanPage:
+    """Spans committed after a cursor, and the cursor for the next poll."""
+
+    table: pa.Table
+    """Full rows (``SPAN_SCHEMA`` columns), ordered by ``ingested_at_ns``."""
+    next_ingested_after_ns: int
+    """Pass back as ``ingested_after_ns`` to get only newer spans."""
+
+
+def list_spans_since(store: SpanStore, ingested_after_ns: int,
+                     filters: Mapping[str, str] | None = None, limit: int = 1000) -> SpanPage:
+    """Spans committed after ``ingested_after_ns`` (newest versions as written; no FINAL).
+
+    The writer stamps a whole commit with one ``ingested_at_ns``; a page never splits a
+    commit, so the cursor never skips spans (a page may exceed ``limit`` by at most one
+    commit).
+
+    Args:
+        store: the span store.
+        ingested_after_ns: cursor in ns since the epoch (0 for everything).
+        filters: equality filters on canonical columns (``FILTER_COLUMNS``).
+        limit: most spans per page, roughly (see above).
+
+    Raises:
+        ValidationError: a bad filter name or limit.
+        StoreError: the query failed.
+    """
+    if limit < 1:
+        raise ValidationError("limit", f"Expected >= 1, got {limit}")
+    parts = build_where(None, filters)
+    parts.conditions.append(f"ingested_at_ns > {parts.bind(int(ingested_after_ns), 'Int64')}")
+    sql = (f"SELECT {_COLUMNS} FROM spans WHERE {parts.where}"
+           f" ORDER BY ingested_at_ns, start_time, span_id LIMIT {parts.bind(limit, 'UInt32')}")
+    table = store.query_arrow(sql, parts.binds)
+    if table.num_rows == 0:
+        return SpanPage(table, ingested_after_ns)
+    last_ns = int(pc.max(table.column("ingested_at_ns")).as_py())
+    if table.num_rows < limit:
+        return SpanPage(table, last_ns)
+    earlier = table.filter(pc.less(table.column("ingested_at_ns"), last_ns))
+    if earlier.num_rows:
+        return SpanPage(earlier, int(pc.max(earlier.column("ingested_at_ns")).as_py()))
+    # The whole page is one commit: return all of it.
+    parts = build_where(None, filters)
+    parts.conditions.append(f"ingested_at_ns = {parts.bind(last_ns, 'Int64')}")
+    whole = store.query_arrow(
+        f"SELECT {_COLUMNS} FROM spans WHERE {parts.where} ORDER BY start_time, span_id",
+        parts.binds)
+    return SpanPage(whole, last_ns)
+
+
+def iter_spans(store: SpanStore, start: datetime, end: datetime, batch_rows: int = 50_000,
+               filters: Mapping[str, str] | None = None) -> Iterator[pa.Table]:
+    """Full rows (``SPAN_SCHEMA``, newest version of each span) with start in [start, end).
+
+    Pages by keyset on ``(start_time, trace_id, span_id)``, so each page costs the same
+    however deep the iteration is.
+
+    Args:
+        store: the span store.
+        start: inclusive start (timezone-aware).
+        end: exclusive end (timezone-aware).
+        batch_rows: rows per yielded table.
+        filters: equality filters on canonical columns.
+
+    Raises:
+        ValidationError: a bad range, filter or batch size.
+        StoreError: a query failed.
+    """
+    if batch_rows < 1:
+        raise ValidationError("batch_rows", f"Expected >= 1, got {batch_rows}")
+    time_range = TimeRange(start, end)
+    cursor: tuple[int, str, str] | None = None
+    while True:
+        parts = build_where(time_range, filters)
+        if cursor is not None:
+            parts.conditions.append(
+                # The cursor time is bound as int ns: a Python datetime would drop the ns.
+                "(start_time, trace_id, span_id) >"
+                f" (fromUnixTimestamp64Nano({parts.bind(cursor[0], 'Int64')}, 'UTC'),"
+                f" {parts.bind(cursor[1], 'String')}, {parts.bind(cursor[2], 'String')})")
+        table = store.query_arrow(
+            f"SELECT {_COLUMNS} FROM spans FINAL WHERE {parts.where}"
+            f" ORDER BY start_time, trace_id, span_id LIMIT {parts.bind(batch_rows, 'UInt32')}"
+            f" {FINAL_SETTINGS}", parts.binds)
+        if table.num_rows == 0:
+            return
+        yield table
+        if table.num_rows < batch_rows:
+            return
+        last = table.slice(table.num_rows - 1, 1)
+        start_ns = last.column("start_time").cast(pa.int64())[0].as_py()
+        cursor = (int(start_ns), last.column("trace_id")[0].as_py(),
+                  last.column("span_id")[0].as_py())
