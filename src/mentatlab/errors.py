@@ -50,7 +50,7 @@ class FieldError:
     """One field/reason pair of an error answer."""
 
     field: str
-    """Dotted path of the offending field, e.g. ``resourceSpans[0].scopeSpans[1].spans[3].traceId``."""
+    """Dotted path of the offending field, e.g. ``resourceSpans[0].spans[3].traceId``."""
     reason: str
     """Why the value was refused, naming the value where that helps."""
 

@@ -21,8 +21,10 @@ __all__ = ["Settings", "default_data_dir", "load_settings"]
 
 
 def default_data_dir() -> Path:
-    """The user's data directory for MentatLab (``$XDG_DATA_HOME/mentatlab``, else
-    ``~/.local/share/mentatlab``)."""
+    """The user's data directory for MentatLab.
+
+    ``$XDG_DATA_HOME/mentatlab``, else ``~/.local/share/mentatlab``.
+    """
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mentatlab"
 

@@ -119,13 +119,13 @@ def spans_to_arrow(spans: Sequence[CanonicalSpan]) -> pa.Table:
     columns: list[list[Any]] = [[] for _ in _NAMES]
     appends = [col.append for col in columns]
     for span in spans:
-        for append, name in zip(appends, _NAMES):
+        for append, name in zip(appends, _NAMES, strict=True):
             append(getattr(span, name))
     for i, name in enumerate(_NAMES):
         if name in ("status", "operation"):
             columns[i] = [v.value for v in columns[i]]
     return pa.Table.from_arrays(
-        [pa.array(col, type=c.arrow) for col, c in zip(columns, SPAN_COLUMNS)],
+        [pa.array(col, type=c.arrow) for col, c in zip(columns, SPAN_COLUMNS, strict=True)],
         schema=SPAN_SCHEMA,
     )
 
