@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from clickhouse_endpoint import EndpointProcess
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 
-T0 = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
