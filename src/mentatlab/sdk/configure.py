@@ -5,7 +5,8 @@ One :class:`~opentelemetry.sdk.trace.TracerProvider` per process, created by the
 If the program already installed an SDK provider, MentatLab adds its span processor to
 that one instead. MentatLab's processor is swappable: calling :func:`init` again replaces
 the exporter, tenancy and metering settings in place (the ``Resource`` — service name —
-is fixed by the first call, as OTel providers are immutable there).
+of the global provider is fixed by the first call, as OTel providers are immutable there;
+MentatLab's own spans follow a changed service name through a private provider).
 
 The processor puts tenancy on *every* span of the provider, including spans from
 auto-instrumentations: ``mentat.org_id``/``mentat.project_id`` from :func:`init`, then
@@ -87,6 +88,7 @@ class SDKState:
     exporter: CountingExporter
     sampler: Sampler | None
     env_context: Context | None
+    owns_provider: bool
 
 
 _state: SDKState | None = None
@@ -110,22 +112,37 @@ def _build_exporter(config: SDKConfig, endpoint_given: bool) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout_s)
 
 
-def _provider_for(config: SDKConfig, processor: _MentatSpanProcessor) -> TracerProvider:
-    current = trace.get_tracer_provider()
-    if _state is not None:
-        return _state.provider
-    if isinstance(current, TracerProvider):
-        current.add_span_processor(processor)
-        return current
+def _resource_for(config: SDKConfig) -> Resource:
     attributes: dict[str, str] = {}
     if config.service_name:
         attributes["service.name"] = config.service_name
     if config.environment:
         attributes["deployment.environment.name"] = config.environment
-    provider = TracerProvider(resource=Resource.create(attributes))
+    return Resource.create(attributes)
+
+
+def _provider_for(config: SDKConfig, processor: _MentatSpanProcessor
+                  ) -> tuple[TracerProvider, bool]:
+    """Return (provider for MentatLab's spans, whether MentatLab owns it)."""
+    if _state is not None and not _state.owns_provider:
+        return _state.provider, False
+    resource = _resource_for(config)
+    if _state is not None:
+        if dict(_state.provider.resource.attributes) == dict(resource.attributes):
+            return _state.provider, True
+        # The global provider keeps the first resource (OTel providers are immutable
+        # there); MentatLab's own spans move to a private provider with the new one.
+        private = TracerProvider(resource=resource, shutdown_on_exit=False)
+        private.add_span_processor(processor)
+        return private, True
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        current.add_span_processor(processor)
+        return current, False
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    return provider
+    return provider, True
 
 
 def init(
@@ -188,7 +205,7 @@ def init(
     with _lock:
         previous = _state
         processor = previous.processor if previous is not None else _MentatSpanProcessor()
-        provider = _provider_for(config, processor)
+        provider, owns_provider = _provider_for(config, processor)
         counting = CountingExporter(
             exporter if exporter is not None else _build_exporter(config, endpoint is not None))
         if batch:
@@ -211,7 +228,7 @@ def init(
             install_loop_hook()
         env_context = extract_env() if config.capture_env_context else None
         _state = SDKState(config, provider, provider.get_tracer(_SCOPE), processor, counting,
-                          sampler, env_context)
+                          sampler, env_context, owns_provider)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
