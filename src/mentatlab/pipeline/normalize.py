@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 TRUNCATED_ATTRIBUTES_KEY = "mentat.truncated_attributes"
 """Span attribute listing the keys whose string values were truncated."""
 
-_UTC = timezone.utc
 _PASSTHROUGH = frozenset({
     "org_id", "workspace_id", "project_id", "user_id", "customer_id", "department",
     "service_name", "agent_id", "agent_version", "runtime", "workflow_id", "workflow_version",
@@ -63,7 +62,7 @@ _TIMEOUT_MARKERS = ("timeout", "timedout", "deadlineexceeded", "deadline_exceede
 def _time(ns: int) -> datetime:
     # Exact to the microsecond: fromtimestamp rounds half-even, and whole microseconds
     # since the epoch fit a double's 53-bit mantissa until the year 2255.
-    return datetime.fromtimestamp((ns // 1000) / 1e6, _UTC)
+    return datetime.fromtimestamp((ns // 1000) / 1e6, UTC)
 
 
 def _dumps(value: Any) -> str:
