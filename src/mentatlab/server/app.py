@@ -16,7 +16,6 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.routing import Match
 
 from mentatlab.server import components
 from mentatlab.server.deps import ServerState
@@ -37,7 +36,7 @@ _EXPIRE_PERIOD_MAX_S = 1.0
 async def _expire_events(state: ServerState) -> None:
     """Turn unpaired ``*.started`` events older than the timeout into timeout spans."""
     period_s = min(_EXPIRE_PERIOD_MAX_S, max(0.05, state.settings.event_pair_timeout_s / 4))
-    ingest = state.ingestor.for_receiver("events")
+    ingest = state.ingestor.for_receiver("events", dedup=False)
     while True:
         await asyncio.sleep(period_s)
         try:
@@ -53,11 +52,10 @@ async def _expire_events(state: ServerState) -> None:
 
 
 def _route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    """The matched route's path template (bounded label cardinality), set by the router."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None) or getattr(route, "path_format", None)
+    return str(path) if path else "unmatched"
 
 
 class _RequestMetrics(BaseHTTPMiddleware):

@@ -32,17 +32,20 @@ class Ingestor:
     """The :class:`~mentatlab.storage.writer.SpanWriter` (``async submit(table)``)."""
     metrics: ServerMetrics
 
-    def for_receiver(self, receiver: str, tenancy: Mapping[str, str] | None = None) -> Ingest:
+    def for_receiver(self, receiver: str, tenancy: Mapping[str, str] | None = None, *,
+                     dedup: bool = True) -> Ingest:
         """An :data:`~mentatlab.receivers.base.Ingest` callable for one receiver."""
 
         async def ingest_batch(batch: DecodedBatch) -> IngestOutcome:
-            return await self.ingest(batch.spans, receiver, tenancy, batch.rejected)
+            return await self.ingest(batch.spans, receiver, tenancy, batch.rejected,
+                                     dedup=dedup)
 
         return ingest_batch
 
     async def ingest(self, raw: Sequence[RawSpan], receiver: str,
                      tenancy: Mapping[str, str] | None = None,
-                     decode_rejected: Sequence[FieldError] = ()) -> IngestOutcome:
+                     decode_rejected: Sequence[FieldError] = (), *,
+                     dedup: bool = True) -> IngestOutcome:
         """Normalize, price and commit a batch of N raw spans; return when durable.
 
         Args:
@@ -51,6 +54,9 @@ class Ingestor:
             tenancy: tenancy fixed by the API key; it wins over the span's own.
             decode_rejected: spans the decoder already refused (counted here; the
                 receiver reports them, so they are not in the outcome).
+            dedup: drop spans whose ids were recently committed; False for sources that
+                re-emit a span on purpose to replace it (native events: a completion
+                replaces its open span, the store keeps the newest version).
 
         Returns:
             Spans committed and the spans the pipeline refused.
@@ -74,7 +80,7 @@ class Ingestor:
         table = await anyio.to_thread.run_sync(spans_to_arrow, result.spans)
         started_s = time.perf_counter()
         try:
-            await self.writer.submit(table)
+            await self.writer.submit(table, dedup=dedup)
         except Backpressure:
             self.metrics.spans_rejected.labels(receiver, "backpressure").inc(len(result.spans))
             raise

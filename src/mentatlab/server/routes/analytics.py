@@ -10,7 +10,7 @@ import csv
 import io
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -66,7 +66,7 @@ def parse_filters(expr: str | None, tenancy: Mapping[str, str]) -> dict[str, str
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    end_utc = _utc(end) if end else datetime.now(timezone.utc)
+    end_utc = _utc(end) if end else datetime.now(UTC)
     start_utc = _utc(start) if start else end_utc - _DEFAULT_WINDOW
     if start_utc >= end_utc:
         raise ApiError(400, "Empty time range", [FieldError(
@@ -76,8 +76,8 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else \
-        value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else \
+        value.astimezone(UTC)
 
 
 def _query(start: datetime | None, end: datetime | None, filters: dict[str, str],

@@ -14,6 +14,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from mentatlab.receivers.events import decode_events
+from mentatlab.receivers.otlp_http import decompress
 from mentatlab.server.deps import resolve_tenancy, server_state
 from mentatlab.server.errors import FieldErrorBody, error_responses
 from mentatlab.server.routes.otlp import read_capped_body
@@ -52,16 +54,20 @@ async def post_events(request: Request) -> EventsAnswer:
     200 once the resulting spans are committed; 422 (listing every bad field as
     ``events[i].field``) when any event is invalid, and then nothing is stored.
     """
-    from mentatlab.receivers.events import decode_events
-
     state = server_state(request)
     tenancy = await resolve_tenancy(request)
     body = await read_capped_body(request, state.settings.max_body_bytes)
-    events: list[Any] = await anyio.to_thread.run_sync(
-        decode_events, body, request.headers.get("content-type"))
+
+    def decode() -> list[Any]:
+        raw = decompress(body, request.headers.get("content-encoding"),
+                         state.settings.max_decompressed_bytes)
+        return decode_events(raw, request.headers.get("content-type"))
+
+    events = await anyio.to_thread.run_sync(decode)
     received_ns = time.time_ns()
     spans = state.pairer.add(events, received_ns)  # the pairer lives on the event loop
-    outcome = await state.ingestor.ingest(spans, "events", tenancy)
+    # a completion re-emits its open span's ids on purpose: no ingest dedup
+    outcome = await state.ingestor.ingest(spans, "events", tenancy, dedup=False)
     return EventsAnswer(
         num_events=len(events), num_spans=outcome.accepted, num_open=state.pairer.open_count,
         errors=[FieldErrorBody(field=e.field, reason=e.reason) for e in outcome.rejected])

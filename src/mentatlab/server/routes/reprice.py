@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -40,8 +40,8 @@ class RepriceAnswer(BaseModel):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else \
-        value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else \
+        value.astimezone(UTC)
 
 
 _COST_FIELDS = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
@@ -62,7 +62,7 @@ async def reprice(
     versions. A key scoped to an org/project reprices only its own spans.
     """
     state = server_state(request)
-    start, end = _utc(since), _utc(until) if until else datetime.now(timezone.utc)
+    start, end = _utc(since), _utc(until) if until else datetime.now(UTC)
     if start >= end:
         raise ApiError(400, "Empty time range", [FieldError("since", "Expected since < until")])
     started_s = time.perf_counter()
