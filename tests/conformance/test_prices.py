@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ CONFORMANCE_DIR = Path(os.environ.get(
 if not CONFORMANCE_DIR.is_dir():
     pytest.skip("shared/conformance not present", allow_module_level=True)
 
-SNAPSHOT_DATE = datetime(2026, 8, 21, 12, 0, tzinfo=timezone.utc)
+SNAPSHOT_DATE = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 """Date of genai-prices commit 47df840a5ab1, which the expected values were computed at."""
 _USAGE_NAMES = {"output_reasoning_tokens": "reasoning_tokens",
                 "output_citation_tokens": "citation_tokens"}
@@ -85,7 +85,7 @@ def test_price_without_timestamp_uses_the_price_in_force_at_that_time(
     own answer for today."""
     usage = TokenUsage(input_tokens=2_000_000, output_tokens=1_000_000,
                        cache_read_tokens=1_000_000)
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
     cost, _ = catalog.price(usage, "openrouter", "deepseek/deepseek-v3.2", now)
     direct = genai_prices.calc_price(
         genai_prices.Usage(input_tokens=2_000_000, output_tokens=1_000_000,
@@ -99,7 +99,7 @@ def test_alternative_timestamp_of_the_tiered_case(catalog: PriceCatalog) -> None
     case = next(c for c in PRICE_CASES if c["id"] == "gpt-5.6-terra-long-context-cache-write")
     usage = TokenUsage(**case["usage"])
     cost, _ = catalog.price(usage, "openai", case["model"],
-                            datetime(2026, 7, 29, tzinfo=timezone.utc))
+                            datetime(2026, 7, 29, tzinfo=UTC))
     alt = case["alt_if_timestamp_2026-07-29"]
     assert (cost.input_usd, cost.output_usd, cost.total_usd) == (
         Decimal(alt["input"]), Decimal(alt["output"]), Decimal(alt["total"]))

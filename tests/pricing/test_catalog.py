@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +15,7 @@ from mentatlab.errors import PriceNotFound, PricingError
 from mentatlab.pricing.catalog import PriceCatalog, undated_model, update_prices
 from mentatlab.pricing.rate_card import TokenUsage
 
-AT = datetime(2026, 8, 21, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 V = genai_prices.__version__
 
 
@@ -71,8 +71,8 @@ def test_undated_model() -> None:
 
 def test_time_of_day_price_is_cached_per_minute_not_per_day(catalog: PriceCatalog) -> None:
     usage = TokenUsage(input_tokens=100_000_000)
-    peak = datetime(2025, 6, 1, 16, 29, 59, tzinfo=timezone.utc)
-    off_peak = datetime(2025, 6, 1, 16, 30, 0, tzinfo=timezone.utc)
+    peak = datetime(2025, 6, 1, 16, 29, 59, tzinfo=UTC)
+    off_peak = datetime(2025, 6, 1, 16, 30, 0, tzinfo=UTC)
     first, _ = catalog.price(usage, "deepseek", "deepseek-chat", peak)
     second, _ = catalog.price(usage, "deepseek", "deepseek-chat", off_peak)
     again, _ = catalog.price(usage, "deepseek", "deepseek-chat", peak)
@@ -82,8 +82,8 @@ def test_time_of_day_price_is_cached_per_minute_not_per_day(catalog: PriceCatalo
 
 def test_price_changes_with_the_date(catalog: PriceCatalog) -> None:
     usage = TokenUsage(input_tokens=1000)
-    before, _ = catalog.price(usage, "openai", "o3", datetime(2025, 6, 9, tzinfo=timezone.utc))
-    after, _ = catalog.price(usage, "openai", "o3", datetime(2025, 6, 10, tzinfo=timezone.utc))
+    before, _ = catalog.price(usage, "openai", "o3", datetime(2025, 6, 9, tzinfo=UTC))
+    after, _ = catalog.price(usage, "openai", "o3", datetime(2025, 6, 10, tzinfo=UTC))
     assert (before.total_usd, after.total_usd) == (Decimal("0.01"), Decimal("0.002"))
 
 

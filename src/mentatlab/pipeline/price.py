@@ -28,7 +28,7 @@ import logging
 import operator
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -218,7 +218,7 @@ class Price:
 
 
 def _minute_start(minute: int) -> datetime:
-    return datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+    return datetime.fromtimestamp(minute * 60, tz=UTC)
 
 
 def reprice_spans(spans: Sequence[CanonicalSpan], processor: Price) -> list[CanonicalSpan]:

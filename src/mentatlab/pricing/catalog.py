@@ -28,7 +28,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ class PriceCatalog:
         if not model:
             return None
         if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
+            at = at.replace(tzinfo=UTC)
         minute = int(at.timestamp() // 60)
         return self._resolve(provider.strip().lower(), model.strip().lower(), minute)
 
@@ -195,7 +195,7 @@ class PriceCatalog:
             PriceNotFound: no price for this provider and model.
             PricingError: the usage cannot be priced (negative counts).
         """
-        at = at or datetime.now(timezone.utc)
+        at = at or datetime.now(UTC)
         if provider_api_url is not None:
             try:
                 gp_provider, info = self._snapshot.find_provider_model(
@@ -216,7 +216,7 @@ class PriceCatalog:
         matched = self._match(provider, model)
         if matched is None:
             return None
-        at = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+        at = datetime.fromtimestamp(minute * 60, tz=UTC)
         return self._resolved(matched, at)
 
     def _resolved(self, matched: MatchedModel, at: datetime) -> ResolvedPrice:

@@ -10,13 +10,12 @@ every key is ``examples/pricing.toml`` and ``docs/pricing.md``. A bad file fails
 from __future__ import annotations
 
 import fnmatch
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from mentatlab.errors import ConfigError
 

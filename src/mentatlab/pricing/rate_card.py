@@ -50,6 +50,11 @@ _REPORTED_KEYS = frozenset({
 """genai-prices usage keys MentatLab fills from a span (see :class:`TokenUsage`)."""
 
 
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+                 "citation_tokens")
+
+
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
     """Token counts of one model call, in MentatLab's meaning (``model/span.py``).
@@ -70,7 +75,7 @@ class TokenUsage:
     citation_tokens: int | None = None
 
     def to_genai_values(self) -> dict[str, int]:
-        """The counts as genai-prices usage keys, made consistent (tokens).
+        """The non-zero counts as genai-prices usage keys, made consistent (tokens).
 
         Rules, applied in order: a cache-write total below its TTL parts is raised to
         their sum; an input count below its cache reads plus writes is taken as
@@ -82,31 +87,32 @@ class TokenUsage:
         Raises:
             PricingError: a count is negative.
         """
-        raw = {
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "cache_write_5m_tokens": self.cache_write_5m_tokens,
-            "cache_write_1h_tokens": self.cache_write_1h_tokens,
-            "output_reasoning_tokens": self.reasoning_tokens,
-            "output_citation_tokens": self.citation_tokens,
-        }
-        for key, value in raw.items():
+        for name in _TOKEN_FIELDS:
+            value = getattr(self, name)
             if value is not None and value < 0:
-                raise PricingError(f"Expected {key} to be >= 0, got {value}")
-        v = {k: (x or 0) for k, x in raw.items()}
-        ttl_writes = v["cache_write_5m_tokens"] + v["cache_write_1h_tokens"]
-        v["cache_write_tokens"] = max(v["cache_write_tokens"], ttl_writes)
-        cache = v["cache_read_tokens"] + v["cache_write_tokens"]
-        if v["input_tokens"] < cache:
-            v["input_tokens"] += cache
-        if raw["output_tokens"] is None:
-            v["output_tokens"] = v["output_reasoning_tokens"] + v["output_citation_tokens"]
-        out = v["output_tokens"]
-        v["output_reasoning_tokens"] = min(v["output_reasoning_tokens"], out)
-        v["output_citation_tokens"] = min(v["output_citation_tokens"],
-                                          out - v["output_reasoning_tokens"])
-        return {k: x for k, x in v.items() if x or raw[k] is not None}
+                raise PricingError(f"Expected {name} to be >= 0, got {value}")
+        read = self.cache_read_tokens or 0
+        write_5m = self.cache_write_5m_tokens or 0
+        write_1h = self.cache_write_1h_tokens or 0
+        write = max(self.cache_write_tokens or 0, write_5m + write_1h)
+        inputs = self.input_tokens or 0
+        if inputs < read + write:
+            inputs += read + write
+        reasoning = self.reasoning_tokens or 0
+        citation = self.citation_tokens or 0
+        if self.output_tokens is None:
+            output = reasoning + citation
+        else:
+            output = self.output_tokens
+            reasoning = min(reasoning, output)
+            citation = min(citation, output - reasoning)
+        values = {
+            "input_tokens": inputs, "output_tokens": output, "cache_read_tokens": read,
+            "cache_write_tokens": write, "cache_write_5m_tokens": write_5m,
+            "cache_write_1h_tokens": write_1h, "output_reasoning_tokens": reasoning,
+            "output_citation_tokens": citation,
+        }
+        return {key: value for key, value in values.items() if value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,17 +167,31 @@ def _compile(model_price: ModelPrice) -> tuple[_Line, ...] | None:
     return tuple(line for _, line in sorted(lines, key=lambda item: item[0]))
 
 
+def _rate_and_tiers(
+        price: Decimal | TieredPrices) -> tuple[Decimal, tuple[tuple[int, Decimal], ...]]:
+    """Base rate and ``(start, rate)`` tiers, highest start first (USD per unit)."""
+    if isinstance(price, TieredPrices):
+        ascending = sorted(price.tiers, key=lambda tier: tier.start)  # as genai-prices
+        return price.base, tuple((tier.start, tier.price) for tier in reversed(ascending))
+    return price, ()
+
+
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_lines", "_model_price", "_tiered")
+    __slots__ = ("_leaf_plan", "_lines", "_model_price", "_price_plan")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
         self._model_price = model_price
         self._lines = _compile(model_price)
-        self._tiered = self._lines is not None and any(
-            isinstance(line.price, TieredPrices) for line in self._lines)
+        lines = self._lines or ()
+        self._leaf_plan = tuple((line.usage_key, line.descendants) for line in lines
+                                if line.usage_key != "requests")
+        self._price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, Decimal], ...],
+                                      str | None], ...] = tuple(
+            (line.usage_key, line.per, *_rate_and_tiers(line.price), line.direction)
+            for line in lines)
 
     @property
     def model_price(self) -> ModelPrice:
@@ -185,35 +205,29 @@ class RateCard:
             PricingError: a negative count, or usage genai-prices refuses.
         """
         values = usage.to_genai_values()
-        lines = self._lines
-        if lines is None:
+        if self._lines is None:
             return self._cost_by_genai_prices(values)
         leaves: dict[str, int] = {}
-        for line in lines:
-            if line.usage_key == "requests":
-                continue
-            leaf = values.get(line.usage_key, 0) - sum(leaves[d] for d in line.descendants)
-            if leaf < 0:  # pragma: no cover - to_genai_values keeps parts within totals
-                raise PricingError(f"Expected parts of {line.usage_key} to fit in it, got {values}")
-            leaves[line.usage_key] = leaf
-        total_input = values.get("input_tokens", 0) if self._tiered else 0
+        for key, descendants in self._leaf_plan:
+            leaf = values.get(key, 0)
+            for descendant in descendants:
+                leaf -= leaves[descendant]
+            leaves[key] = leaf
+        total_input = values.get("input_tokens", 0)
         input_usd = output_usd = total_usd = _ZERO
-        for line in lines:
-            count = 1 if line.usage_key == "requests" else leaves[line.usage_key]
-            price = line.price
-            if isinstance(price, TieredPrices):
-                rate = price.base
-                for tier in reversed(price.tiers):
-                    if total_input > tier.start:
-                        rate = tier.price
-                        break
-            else:
-                rate = price
-            amount = rate * Decimal(count) / line.per
+        for key, per, rate, tiers, direction in self._price_plan:
+            count = 1 if key == "requests" else leaves[key]
+            if not count:
+                continue  # adds 0: same value as genai-prices, fewer Decimal operations
+            for start, tier_rate in tiers:  # highest tier first
+                if total_input > start:
+                    rate = tier_rate
+                    break
+            amount = rate * Decimal(count) / per
             total_usd += amount
-            if line.direction == "input":
+            if direction == "input":
                 input_usd += amount
-            elif line.direction == "output":
+            elif direction == "output":
                 output_usd += amount
         return TokenCost(input_usd, output_usd, total_usd)
 
