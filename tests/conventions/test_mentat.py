@@ -66,3 +66,19 @@ def test_mentat_on_the_resource_and_tenancy_precedence(normalized: Norm) -> None
                       tenancy={"org_id": "key-org"})
     assert (span.org_id, span.project_id, span.service_name, span.user_id) == (
         "key-org", "span-project", "billing", "span-user")
+
+
+def test_native_event_operation_is_not_a_rollup(normalized: Norm) -> None:
+    span = normalized({"mentat.operation": "agent", "mentat.input_tokens": 10}, kind="server")
+    assert (span.operation, span.operation_name, span.usage_is_rollup) == (
+        Operation.AGENT, "invoke_agent", False)
+    tool = normalized({"mentat.operation": "tool", "mentat.tool_name": "search"})
+    assert (tool.operation, tool.tool_name) == (Operation.TOOL, "search")
+    explicit = normalized({"mentat.operation": "agent", "mentat.usage_is_rollup": True})
+    assert explicit.usage_is_rollup is True
+
+
+def test_policy_and_provider_spelling(normalized: Norm) -> None:
+    span = normalized({"mentat.policy_id": "pii", "mentat.policy_result": "blocked",
+                       "mentat.provider": "OpenAI"})
+    assert (span.policy_id, span.policy_result, span.provider) == ("pii", "blocked", "openai")

@@ -6,9 +6,13 @@ resource; the span wins. Units are in the names (``_tokens``, ``_seconds``, ``_b
 
 from __future__ import annotations
 
-from mentatlab.conventions.base import Convention, attr
+from typing import Any
 
-__all__ = ["CONVENTION", "RESOURCE_FIELDS", "SPAN_FIELDS"]
+from mentatlab.conventions.base import Convention, attr, computed
+from mentatlab.conventions.provider import normalize_provider
+from mentatlab.model.raw import RawSpan
+
+__all__ = ["CONVENTION", "OPERATION_NAMES", "RESOURCE_FIELDS", "SPAN_FIELDS"]
 
 SPAN_FIELDS: tuple[str, ...] = (
     # tenancy
@@ -24,7 +28,7 @@ SPAN_FIELDS: tuple[str, ...] = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_tokens", "usage_is_rollup",
     # outcome
-    "error_type",
+    "error_type", "policy_id", "policy_result",
 )
 """Canonical fields a producer may set as ``mentat.<field>``."""
 
@@ -34,12 +38,36 @@ RESOURCE_FIELDS: tuple[str, ...] = (
 )
 """Metered resources, set as ``mentat.resource.<field>``."""
 
+OPERATION_NAMES: dict[str, str] = {
+    "chat": "chat", "completion": "text_completion", "embeddings": "embeddings",
+    "tool": "execute_tool", "agent": "invoke_agent", "retrieval": "retrieval",
+    "guardrail": "guardrail",
+}
+"""``mentat.operation`` (the coarse :class:`~mentatlab.model.span.Operation` value, as the
+native event receiver sets it) → operation name."""
+
+
+def _operation(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+    # A native agent event's tokens are what the producer metered for that span, not a sum
+    # of children: never a roll-up unless mentat.usage_is_rollup (an earlier row) says so.
+    name = OPERATION_NAMES.get(value) if isinstance(value, str) else None
+    return None if name is None else (("operation_name", name), ("usage_is_rollup", False))
+
+
+def _provider(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+    provider = normalize_provider(value)
+    return None if provider is None else (("provider", provider),)
+
+
 CONVENTION = Convention(
     name="mentat",
     source="docs/decisions/0001-contracts.md",
     rules=(
         attr("mentat.status", "status", "ok, error or timeout (native events: timeout)"),
-        *(attr(f"mentat.{field}", field) for field in SPAN_FIELDS),
+        computed("mentat.provider", ("provider",), _provider, "normalized like any provider"),
+        *(attr(f"mentat.{field}", field) for field in SPAN_FIELDS if field != "provider"),
+        computed("mentat.operation", ("operation_name", "usage_is_rollup"), _operation,
+                 "coarse value: chat, completion, embeddings, tool, agent, retrieval, guardrail"),
         *(attr(f"mentat.resource.{field}", field) for field in RESOURCE_FIELDS),
     ),
 )

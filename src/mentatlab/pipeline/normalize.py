@@ -46,7 +46,7 @@ _PASSTHROUGH = frozenset({
     "is_fallback", "is_streaming", "request_model", "response_model", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "cpu_core_seconds", "memory_gb_seconds", "gpu_seconds", "network_bytes_in",
-    "network_bytes_out", "storage_bytes", "error_type",
+    "network_bytes_out", "storage_bytes", "error_type", "policy_id", "policy_result",
 })
 """Extracted fields copied to the CanonicalSpan as they are."""
 _TENANCY = frozenset({
