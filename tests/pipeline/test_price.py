@@ -4,6 +4,7 @@ import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -12,11 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mentatlab.errors import ConfigError
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import UNPRICED, Price, reprice_spans
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.pricing_file import PricingConfig, parse_pricing
+from mentatlab.settings import load_settings
 
 T0 = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 V = genai_prices.__version__
@@ -258,3 +261,17 @@ def test_hot_path_is_much_faster_than_calling_genai_prices_per_span() -> None:
             span.request_model, genai_request_timestamp=span.start_time)
     theirs_s = (time.perf_counter() - started) / 300
     assert ours_s < theirs_s / 2, f"{ours_s * 1e6:.0f} us vs {theirs_s * 1e6:.0f} us per span"
+
+
+def test_from_settings_reads_pricing_file_and_saved_prices(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "pricing.toml").write_text('[currency]\ncode = "EUR"\nrate_from_usd = "0.5"\n')
+    processor = Price.from_settings(load_settings(data_dir=data_dir))
+    span = processor([make_span(provider="openai", request_model="gpt-4o", input_tokens=1000,
+                                output_tokens=100)])[0]
+    assert (span.currency, span.token_cost) == ("EUR", Decimal("0.00175"))
+    assert span.price_source == f"genai-prices@{V}:openai/gpt-4o"
+    (data_dir / "pricing.toml").write_text("[currency]\ncode = 3\n")
+    with pytest.raises(ConfigError, match="currency.code"):
+        Price.from_settings(load_settings(data_dir=data_dir))

@@ -12,7 +12,7 @@ import genai_prices
 import pytest
 
 from mentatlab.errors import PriceNotFound, PricingError
-from mentatlab.pricing.catalog import PriceCatalog, undated_model, update_prices
+from mentatlab.pricing.catalog import PriceCatalog, snapshot_path, undated_model, update_prices
 from mentatlab.pricing.rate_card import TokenUsage
 
 AT = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
@@ -164,3 +164,9 @@ def test_bad_snapshot_file_is_a_pricing_error(tmp_path: Path) -> None:
         PriceCatalog(snapshot_path=path)
     with pytest.raises(PricingError):
         PriceCatalog(snapshot_path=tmp_path / "missing.json")
+
+
+def test_for_data_dir_prefers_saved_prices(tmp_path: Path) -> None:
+    assert PriceCatalog.for_data_dir(tmp_path).version == V
+    snapshot_path(tmp_path).write_text(json.dumps(_TINY_DATA))
+    assert PriceCatalog.for_data_dir(tmp_path).version.startswith(f"{V}+snapshot.")

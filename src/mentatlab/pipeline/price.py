@@ -38,8 +38,9 @@ from mentatlab.errors import PricingError
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.money import quantize_money, to_decimal
-from mentatlab.pricing.pricing_file import ModelRate, PricingConfig
+from mentatlab.pricing.pricing_file import ModelRate, PricingConfig, load_pricing_file
 from mentatlab.pricing.rate_card import RateCard, TokenUsage
+from mentatlab.settings import Settings
 
 __all__ = ["EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
 
@@ -132,6 +133,21 @@ class Price:
         self._config_cards = {id(rate): RateCard(_model_price(rate))
                               for rate in self.pricing.models}
         self._resolve = functools.lru_cache(maxsize=65_536)(self._resolve_uncached)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Price:
+        """The processor a server runs, configured from ``settings``.
+
+        Reads ``settings.pricing_path`` (if any) and the catalog of ``settings.data_dir``
+        (:meth:`PriceCatalog.for_data_dir`).
+
+        Raises:
+            ConfigError: the pricing file is unreadable or invalid.
+            PricingError: saved genai-prices data exists but cannot be used.
+        """
+        path = settings.pricing_path
+        pricing = load_pricing_file(path) if path is not None else None
+        return cls(PriceCatalog.for_data_dir(settings.data_dir), pricing)
 
     def __call__(self, spans: list[CanonicalSpan]) -> list[CanonicalSpan]:
         """Price a batch of N spans; returns N spans (the same object when nothing changed)."""

@@ -7,6 +7,7 @@ from mentatlab.pricing.catalog import (
     PriceCatalog,
     PriceUpdate,
     ResolvedPrice,
+    snapshot_path,
     undated_model,
     update_prices,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "load_pricing_file",
     "parse_pricing",
     "quantize_money",
+    "snapshot_path",
     "undated_model",
     "update_prices",
 ]

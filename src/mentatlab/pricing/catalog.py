@@ -49,6 +49,7 @@ __all__ = [
     "PriceCatalog",
     "PriceUpdate",
     "ResolvedPrice",
+    "snapshot_path",
     "undated_model",
     "update_prices",
 ]
@@ -95,6 +96,11 @@ of these lists the model (``text-embedding-3-small`` → openai)."""
 
 _DATE_SUFFIX = re.compile(r"-(?:20\d\d-\d\d-\d\d|20\d{6})$")
 _CACHE_SIZE = 65_536
+
+
+def snapshot_path(data_dir: Path) -> Path:
+    """Where ``mentatctl prices update`` saves fetched prices: ``<data_dir>/genai-prices.json``."""
+    return data_dir / "genai-prices.json"
 
 
 def undated_model(model: str) -> str:
@@ -160,6 +166,19 @@ class PriceCatalog:
         self._match = functools.lru_cache(maxsize=_CACHE_SIZE)(self._match_uncached)
         self._resolve = functools.lru_cache(maxsize=_CACHE_SIZE)(self._resolve_uncached)
         self._cards: dict[int, tuple[Any, RateCard]] = {}
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> PriceCatalog:
+        """The catalog a server uses for ``data_dir``.
+
+        Prices saved by :func:`update_prices` at :func:`snapshot_path` when that file
+        exists, else the snapshot bundled with genai-prices.
+
+        Raises:
+            PricingError: the saved file exists but cannot be used.
+        """
+        path = snapshot_path(data_dir)
+        return cls(snapshot_path=path if path.exists() else None)
 
     def lookup(self, provider: str, model: str, at: datetime) -> ResolvedPrice | None:
         """Prices for ``model`` served by ``provider`` at time ``at``, or None if unknown.
