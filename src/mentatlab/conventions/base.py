@@ -111,6 +111,8 @@ def as_tokens(value: Any) -> int:
         BadValue: the value is not a number, is negative, or exceeds
             :data:`MAX_TOKENS_PER_SPAN`.
     """
+    if type(value) is int and 0 <= value <= MAX_TOKENS_PER_SPAN:
+        return value  # the common case, first
     if isinstance(value, bool):
         raise BadValue(f"Expected a token count, got boolean {value!r}")
     if isinstance(value, int):
@@ -212,6 +214,15 @@ def coerce_field(field: str) -> Callable[[Any], Any]:
 def attr(key: str, field: str, note: str = "") -> Rule:
     """Attribute ``key`` holds canonical ``field`` directly (coerced by the field's kind)."""
     coerce = coerce_field(field)
+    if coerce is as_str:
+        def extract_str(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+            if type(value) is str and value and not value[0].isspace() \
+                    and not value[-1].isspace():
+                return ((field, value),)  # the common case without a call
+            text = as_str(value)
+            return None if text is None else ((field, text),)
+
+        return Rule(key, (field,), extract_str, note)
 
     def extract(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
         coerced = coerce(value)

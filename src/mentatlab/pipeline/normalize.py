@@ -145,10 +145,8 @@ class Normalize:
                            f"{span.end_time_ns}", "endTimeUnixNano")
         found = extract_fields(span)
         resource_fields, resource_json = self._resource(span, resources)
-        values: dict[str, Any] = dict(resource_fields)
-        for field, value in found.items():
-            if field in _PASSTHROUGH:
-                values[field] = value
+        values: dict[str, Any] = {**resource_fields, **{
+            field: value for field, value in found.items() if field in _PASSTHROUGH}}
         if span.tenancy:
             values.update((k, v) for k, v in span.tenancy.items() if k in _TENANCY and v)
 
@@ -217,9 +215,10 @@ class Normalize:
 
     @staticmethod
     def _status(span: RawSpan, found: Mapping[str, Any]) -> SpanStatus:
-        explicit = _STATUS_VALUES.get(str(found.get("status", "")).lower())
-        if explicit is not None:
-            return explicit
+        if "status" in found:
+            explicit = _STATUS_VALUES.get(str(found["status"]).lower())
+            if explicit is not None:
+                return explicit
         if span.status_code != StatusCode.ERROR and found.get("error_hint") != "error":
             return SpanStatus.OK
         error_type = str(found.get("error_type", "")).lower().replace(" ", "")
