@@ -68,7 +68,7 @@ def run_live_server(settings: Settings) -> Iterator[LiveServer]:
     """uvicorn in a thread on 127.0.0.1, port 0 (the OS picks a free port)."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="on", ws="websockets")
+                            lifespan="on", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

@@ -170,7 +170,8 @@ async def test_reprice_applies_new_pricing_file(app_client: InProcess) -> None:
     pricing = app_client.state.settings.data_dir / "pricing.toml"
     pricing.write_text('[[models]]\nprovider = "openai"\nmodel = "house-model-1"\n'
                        'input_per_mtok = "1.50"\noutput_per_mtok = "3"\n')
-    answer = await app_client.client.post("/api/v1/reprice", params={"since": "2000-01-01T00:00:00Z"})
+    answer = await app_client.client.post("/api/v1/reprice",
+                                          params={"since": "2000-01-01T00:00:00Z"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["num_spans_read"] == 2 and body["num_spans_changed"] == 1

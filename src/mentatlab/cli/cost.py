@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -24,7 +24,7 @@ UrlOpt = Annotated[str | None, typer.Option(help="Server URL (MENTATLAB_URL).")]
 KeyOpt = Annotated[str | None, typer.Option(help="API key (MENTATLAB_API_KEY).")]
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     """How a report is printed."""
 
     table = "table"
@@ -46,7 +46,7 @@ def render_rows(rows: Sequence[dict[str, Any]], title: str = "") -> Table:
 
 
 def _window(range_: str, start: str | None, end: str | None) -> tuple[str, str]:
-    until = parse_time(end) if end else datetime.now(timezone.utc)
+    until = parse_time(end) if end else datetime.now(UTC)
     since = parse_time(start) if start else until - parse_range(range_)
     return since.isoformat(), until.isoformat()
 
@@ -103,7 +103,7 @@ def watch(
         def snapshot() -> Table:
             since, until = _window(range_, None, None)
             body = client.get_json("/api/v1/cost", group_by=by, start=since, end=until)
-            stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
             return render_rows(body.get("rows", []),
                                f"Spend, last {range_} — total {body.get('total_cost', '?')} "
                                f"{body.get('currency', 'USD')} at {stamp} UTC")
@@ -149,7 +149,7 @@ def reprice(
 ) -> None:
     """Recompute the cost of stored spans with the current prices (reloads pricing.toml)."""
     start = parse_time(since).isoformat()
-    end = (parse_time(until) if until else datetime.now(timezone.utc)).isoformat()
+    end = (parse_time(until) if until else datetime.now(UTC)).isoformat()
     with ApiClient(url, api_key, timeout_s=3600.0) as client, Progress(
             SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
             TimeElapsedColumn(), console=console, transient=True) as progress:

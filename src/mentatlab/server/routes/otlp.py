@@ -14,7 +14,7 @@ import logging
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from google.rpc import code_pb2  # type: ignore[import-untyped]
+from google.rpc import code_pb2
 
 from mentatlab.errors import DecodeError, MentatLabError, PayloadTooLarge, StoreError
 from mentatlab.receivers.base import summarize_rejections
