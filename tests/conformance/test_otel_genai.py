@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mentatlab.model.span import CanonicalSpan, SpanStatus
+from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.pipeline.classify import Classify
 from mentatlab.pipeline.normalize import Normalize
 from mentatlab.receivers.decode import decode_otlp_json
@@ -49,6 +49,16 @@ TOKEN_FIELDS = {
     "cache_write_input_tokens": "cache_write_tokens",
     "reasoning_tokens": "reasoning_tokens",
 }
+
+
+OPERATION_CLASS = {
+    "llm": {Operation.CHAT, Operation.COMPLETION},
+    "embedding": {Operation.EMBEDDINGS},
+    "tool": {Operation.TOOL},
+    "agent": {Operation.AGENT},
+    "span": {Operation.OTHER, Operation.RETRIEVAL, Operation.GUARDRAIL},
+}
+"""Corpus ``operation_class`` → the coarse operations that agree with it."""
 
 
 def _normalize_case(case: dict[str, Any]) -> list[CanonicalSpan]:
@@ -87,6 +97,12 @@ def _mismatches(expected: dict[str, Any], span: CanonicalSpan,
             bad[corpus_field] = (want, got)
     if (span.operation_name or None) != expected["operation"]:
         bad["operation"] = (expected["operation"], span.operation_name or None)
+    if span.operation not in OPERATION_CLASS[expected["operation_class"]]:
+        bad["operation_class"] = (expected["operation_class"], span.operation.value)
+    if (expected["streaming"] is not None and span.is_streaming is not None
+            and span.is_streaming != expected["streaming"]):
+        # None is honest when nothing on the span says so (openai-v2 default mode)
+        bad["streaming"] = (expected["streaming"], span.is_streaming)
     if (span.tool_name or None) != expected["tool_name"]:
         bad["tool_name"] = (expected["tool_name"], span.tool_name or None)
     is_error = span.status is not SpanStatus.OK
