@@ -80,6 +80,7 @@ def test_dated_model_falls_back_to_undated() -> None:
     dict(provider="openai", request_model="my-finetune-x", input_tokens=10),
     dict(provider="ollama", request_model="llama3", input_tokens=10, output_tokens=3),
     dict(input_tokens=10),  # tokens but no model at all
+    dict(provider="openai", request_model="gpt-4o", total_tokens=500),  # no split
 ])
 def test_tokens_without_a_known_price_are_unpriced_never_guessed(fields: dict[str, Any]) -> None:
     span = price_one(make_span(**fields))

@@ -21,7 +21,7 @@ MODELS = [
     ("openai", "gpt-4o"), ("openai", "gpt-4"), ("anthropic", "claude-sonnet-4-20250514"),
     ("anthropic", "claude-opus-5"), ("openai", "gpt-5.6-terra"), ("google", "gemini-1.5-flash"),
     ("google", "gemini-2.5-pro"), ("perplexity", "sonar-deep-research"), ("perplexity", "sonar"),
-    ("openrouter", "deepseek/deepseek-v3.2"), ("openai", "gpt-4o-audio-preview"),
+    ("openrouter", "deepseek/deepseek-v3.2"), ("google", "gemini-2.5-flash"),
     ("deepseek", "deepseek-chat"),
 ]
 
@@ -59,6 +59,14 @@ def test_rate_card_equals_genai_prices(provider: str, model: str, values: dict[s
                                      genai_request_timestamp=AT)
     assert (ours.input_usd, ours.output_usd, ours.total_usd) == (
         theirs.input_price, theirs.output_price, theirs.total_price)
+
+
+def test_models_outside_the_compiled_units_are_delegated_to_genai_prices() -> None:
+    audio = CATALOG.lookup("google", "gemini-2.5-flash", AT)
+    plain = CATALOG.lookup("openai", "gpt-4o", AT)  # web/storage search prices: count 0
+    assert audio is not None and plain is not None
+    assert audio.card._lines is None
+    assert plain.card._lines is not None
 
 
 def test_cache_exclusive_input_is_made_inclusive() -> None:

@@ -199,8 +199,11 @@ class Price:
         return CanonicalSpan(*row)
 
     def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
-        if span.usage_is_rollup or not _has_tokens(span):
+        if span.usage_is_rollup:
             return _ZERO, ""
+        if not _has_tokens(span):
+            # a bare total cannot be split into input and output: never guess the split
+            return _ZERO, ("" if span.total_tokens is None else UNPRICED)
         minute = int(span.start_time.timestamp() // 60)
         found = self._resolve(span.provider, span.model, span.request_model, minute)
         if found is None:
