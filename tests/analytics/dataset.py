@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 
-T0 = datetime(2026, 10, 5, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 5, 0, 0, tzinfo=UTC)
 MODELS = ("gpt-4o", "claude-sonnet-4", "llama-self-hosted")
 ORGS = ("acme", "globex")
 NUM_TRACES = 120

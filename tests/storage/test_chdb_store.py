@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def test_retention_ttl_set_and_removed(store: ChdbSpanStore) -> None:
     migrate_span_store(store, retention_days=7)
     ddl = store.query_arrow(_DDL_SQL)
     assert "TTL start_time + toIntervalDay(7)" in ddl.column("q")[0].as_py()
-    recent = datetime.now(timezone.utc) - timedelta(days=1)
+    recent = datetime.now(UTC) - timedelta(days=1)
     store.append_batch(make_table(range(3)))  # T0: weeks old, past the TTL
     store.append_batch(make_table(range(3, 5), start_time=recent, end_time=recent))
     store.execute("OPTIMIZE TABLE spans FINAL")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
     org = control.create_org("Acme", org_id="acme")
     other = control.create_org("Globex")
     proj = control.create_project(org.id, "checkout")
-    assert org.created_at.tzinfo == timezone.utc
+    assert org.created_at.tzinfo == UTC
     assert [o.name for o in control.list_orgs()] == ["Acme", "Globex"]
     assert [p.name for p in control.list_projects("acme")] == ["checkout"]
     assert control.list_projects(other.id) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from mentatlab.analytics.query import (
@@ -97,7 +97,7 @@ def cost_by(store: SpanStore, params: QueryParams, *, limit: int = 10_000) -> li
             continue  # an aggregate without GROUP BY answers one row even over no spans
         bucket = row.get("bucket_start")
         if isinstance(bucket, datetime) and bucket.tzinfo is None:
-            bucket = bucket.replace(tzinfo=timezone.utc)
+            bucket = bucket.replace(tzinfo=UTC)
         out.append(CostRow(
             keys=group_keys_of(row, params.group_by),
             bucket_start=bucket,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mentatlab.errors import ValidationError
@@ -104,7 +104,7 @@ def to_utc(value: datetime, name: str = "time") -> datetime:
     """
     if value.tzinfo is None:
         raise ValidationError(name, f"Expected a timezone-aware datetime, got {value.isoformat()}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -76,7 +76,7 @@ class TraceDetail:
 
 def _utc(value: Any) -> datetime:
     ts: datetime = value
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 _STATUS = ("multiIf(countIf(status = 'error') > 0, 'error', countIf(status = 'timeout') > 0,"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mentatlab.analytics.query import FINAL_SETTINGS, MODEL_EXPR, QueryParams, build_where
 from mentatlab.storage.base import SpanStore
@@ -52,6 +52,6 @@ LIMIT {parts.bind(limit, 'UInt32')}
         out.append(UnpricedModel(
             provider=r["provider"], model=r["model"], num_spans=int(r["num_spans"]),
             input_tokens=int(r["input_tokens"]), output_tokens=int(r["output_tokens"]),
-            first_seen=first if first.tzinfo else first.replace(tzinfo=timezone.utc),
-            last_seen=last if last.tzinfo else last.replace(tzinfo=timezone.utc)))
+            first_seen=first if first.tzinfo else first.replace(tzinfo=UTC),
+            last_seen=last if last.tzinfo else last.replace(tzinfo=UTC)))
     return out

@@ -206,8 +206,8 @@ def open_span_store(url: str, *, query_timeout_s: float = 30.0,
     """Open the span store named by ``url`` (not migrated: call ``migrate()``).
 
     Supported: ``chdb:///absolute/path`` and ``chdb://relative/path`` (embedded chDB).
-    ``clickhouse://`` / ``clickhouses://`` are reserved for the ClickHouse-server backend
-    (``mentatlab.storage.clickhouse_store.open_clickhouse_store``) once it exists.
+    ``clickhouse://``, ``clickhouses://``, ``http(s)://`` go to the ClickHouse-server backend
+    (:func:`mentatlab.storage.clickhouse_store.open_clickhouse_store`).
 
     Raises:
         ConfigError: an unknown scheme or a URL without a path.
@@ -222,14 +222,9 @@ def open_span_store(url: str, *, query_timeout_s: float = 30.0,
         return ChdbSpanStore(Path(raw).expanduser(), query_timeout_s=query_timeout_s,
                              retention_days=retention_days)
     if scheme in ("clickhouse", "clickhouses", "http", "https"):
-        try:
-            from mentatlab.storage import clickhouse_store  # type: ignore[attr-defined,unused-ignore]
-        except ImportError as exc:
-            raise ConfigError(
-                f"The ClickHouse-server span store backend is not available for {url!r}") from exc
-        opener: Any = clickhouse_store.open_clickhouse_store
-        store: SpanStore = opener(url, query_timeout_s=query_timeout_s,
-                                  retention_days=retention_days)
-        return store
+        from mentatlab.storage.clickhouse_store import open_clickhouse_store
+
+        return open_clickhouse_store(url, query_timeout_s=query_timeout_s,
+                                     retention_days=retention_days)
     raise ConfigError(
         f"Expected a span store URL with scheme chdb:// or clickhouse://, got {url!r}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +35,7 @@ def to_param_text(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ConfigError(f"Expected a timezone-aware datetime parameter, got {value!r}")
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
         return utc.strftime("%Y-%m-%d %H:%M:%S") + f".{utc.microsecond * 1000:09d}"
     if isinstance(value, date):
         return value.isoformat()
