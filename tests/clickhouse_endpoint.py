@@ -310,10 +310,10 @@ class EndpointProcess:
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, port: int = 0) -> None:
         self.path = Path(path)
         self.host = "127.0.0.1"
-        self.port = 0
+        self.port = port
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -329,13 +329,16 @@ class EndpointProcess:
     def start(self, timeout_s: float = 60.0) -> EndpointProcess:
         """Start the child and wait (at most ``timeout_s`` s) until it listens.
 
+        Starting again after :meth:`stop` serves the same folder on the same port.
+
         Raises:
             RuntimeError: the child did not report its port in time.
         """
         self.path.mkdir(parents=True, exist_ok=True)
         log = (self.path / "endpoint.log").open("w")
         self._process = subprocess.Popen(
-            [sys.executable, __file__, str(self.path / "chdb")], stdout=subprocess.PIPE,
+            [sys.executable, __file__, str(self.path / "chdb"), str(self.port)],
+            stdout=subprocess.PIPE,
             stderr=log, text=True)
         log.close()
         assert self._process.stdout is not None
@@ -372,11 +375,13 @@ class EndpointProcess:
 
 
 def main(argv: list[str]) -> None:
-    """Serve the folder ``argv[0]`` until SIGTERM/SIGINT; prints ``listening HOST PORT``."""
+    """Serve the folder ``argv[0]`` (on port ``argv[1]``, default a free one) until
+    SIGTERM/SIGINT; prints ``listening HOST PORT``."""
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    endpoint = ChdbClickHouseEndpoint(Path(argv[0])).start()
+    port = int(argv[1]) if len(argv) > 1 else 0
+    endpoint = ChdbClickHouseEndpoint(Path(argv[0]), port=port).start()
     print(f"listening {endpoint.host} {endpoint.port}", flush=True)
     done.wait()
     endpoint.stop()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import threading
 from datetime import timedelta
 from decimal import Decimal, localcontext
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from clickhouse_endpoint import EndpointProcess
 from conftest import T0, make_span
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
@@ -214,3 +217,54 @@ def test_parse_clickhouse_url(url: str, expected: dict[str, Any]) -> None:
 def test_parse_clickhouse_url_refuses_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_clickhouse_url(url)
+
+
+def test_outage_is_unavailable_then_the_same_store_recovers(tmp_path: Path) -> None:
+    endpoint = EndpointProcess(tmp_path / "endpoint").start()
+    try:
+        store = ClickHouseSpanStore(endpoint.host, endpoint.port, database="outage",
+                                    connect_timeout_s=2)
+        store.migrate()
+        store.append_batch(spans_to_arrow([make_span(0)]))
+        endpoint.stop()
+        with pytest.raises(StoreUnavailable):
+            store.append_batch(spans_to_arrow([make_span(1)]))
+        with pytest.raises(StoreUnavailable):
+            store.query_arrow("SELECT count() FROM spans")
+        endpoint.start()  # same folder, same port
+        store.append_batch(spans_to_arrow([make_span(1)]))
+        got = store.query_arrow("SELECT span_id FROM spans ORDER BY span_id")
+        assert got.column("span_id").to_pylist() == [make_span(0).span_id, make_span(1).span_id]
+        store.close()
+    finally:
+        endpoint.stop()
+
+
+def test_concurrent_writers_and_readers_share_one_store(
+        clickhouse_store: ClickHouseSpanStore) -> None:
+    errors: list[BaseException] = []
+
+    def write(trace: int) -> None:
+        try:
+            for batch in range(5):
+                clickhouse_store.append_batch(spans_to_arrow(
+                    [make_span(batch * 10 + i, trace=trace) for i in range(10)]))
+        except BaseException as exc:  # surfaced by the assert below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(10):
+                clickhouse_store.query_arrow("SELECT count() AS n FROM spans FINAL")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(3)]
+    threads.append(threading.Thread(target=read))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    got = clickhouse_store.query_arrow("SELECT count() AS n FROM spans FINAL")
+    assert got.to_pylist() == [{"n": 150}]
