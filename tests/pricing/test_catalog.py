@@ -170,3 +170,10 @@ def test_for_data_dir_prefers_saved_prices(tmp_path: Path) -> None:
     assert PriceCatalog.for_data_dir(tmp_path).version == V
     snapshot_path(tmp_path).write_text(json.dumps(_TINY_DATA))
     assert PriceCatalog.for_data_dir(tmp_path).version.startswith(f"{V}+snapshot.")
+
+
+def test_dated_model_without_provider_falls_back_through_its_maker(catalog: PriceCatalog) -> None:
+    found = catalog.lookup("", "text-embedding-3-small-2031-01-01", AT)
+    assert found is not None
+    assert found.source == (f"genai-prices@{V}:openai/text-embedding-3-small"
+                            "?fallback=text-embedding-3-small-2031-01-01")

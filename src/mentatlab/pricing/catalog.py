@@ -294,7 +294,8 @@ class PriceCatalog:
         for candidate_provider, ref in candidates:
             undated = undated_model(ref)
             if undated != ref:
-                found = self._find(candidate_provider, undated)
+                found = (self._find(candidate_provider, undated)
+                         or self._find_owner(candidate_provider, undated))
                 if found is not None:
                     return MatchedModel(found.provider, found.model, model)
         return None
