@@ -75,8 +75,6 @@ RESOURCE_KEYS: dict[str, str] = {
     "user.id": "user_id",
     "enduser.id": "user_id",
     "session.id": "session_id",
-    "deployment.environment.name": "workspace_id",
-    "deployment.environment": "workspace_id",
 }
 """Resource attribute → tenancy/agent field (earlier keys win). Span attributes win over
 the resource, and ``RawSpan.tenancy`` wins over both."""
