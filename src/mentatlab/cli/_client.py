@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,13 +49,13 @@ def parse_time(text: str) -> datetime:
         typer.BadParameter: neither form.
     """
     if _RANGE.match(text):
-        return datetime.now(timezone.utc) - parse_range(text)
+        return datetime.now(UTC) - parse_range(text)
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(
             f"Expected an ISO-8601 time or a range like 2h, got {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def resolve_url(url: str | None) -> str:

@@ -32,14 +32,28 @@ class OutputFormat(enum.StrEnum):
     csv = "csv"
 
 
-def render_rows(rows: Sequence[dict[str, Any]], title: str = "") -> Table:
-    """A Rich table of JSON rows (columns in first-row order; money right-aligned)."""
+_COST_COLUMNS = ("bucket", "requests", "input_tokens", "output_tokens", "token_cost",
+                 "total_cost")
+"""Numbers a cost table shows after the group-by keys (JSON and CSV carry every field)."""
+
+
+def cost_columns(group_by: str) -> list[str]:
+    """The group-by keys then the headline numbers."""
+    return [k.strip() for k in group_by.split(",") if k.strip()] + list(_COST_COLUMNS)
+
+
+def render_rows(rows: Sequence[dict[str, Any]], title: str = "",
+                columns: Sequence[str] | None = None) -> Table:
+    """A Rich table of JSON rows (``columns``, default the first row's; numbers right)."""
     table = Table(title=title or None, show_lines=False)
-    columns = list(rows[0]) if rows else []
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    elif rows:
+        columns = [c for c in columns if c in rows[0]]
     for name in columns:
         numeric = name.endswith(("_cost", "_tokens", "_ms")) or name.startswith("num_") \
             or name in ("discount", "spans", "count")
-        table.add_column(name, justify="right" if numeric else "left")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=not numeric)
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     return table
@@ -83,7 +97,8 @@ def report(
         typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
     rows = body.get("rows", [])
-    console.print(render_rows(rows, f"Cost by {by} ({since} → {until})"))
+    console.print(render_rows(rows, f"Cost by {by} ({since[:16]} → {until[:16]})",
+                              cost_columns(by)))
     if "total_cost" in body:
         console.print(f"Total: [bold]{body['total_cost']}[/bold] {body.get('currency', 'USD')}")
 
@@ -106,7 +121,8 @@ def watch(
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
             return render_rows(body.get("rows", []),
                                f"Spend, last {range_} — total {body.get('total_cost', '?')} "
-                               f"{body.get('currency', 'USD')} at {stamp} UTC")
+                               f"{body.get('currency', 'USD')} at {stamp} UTC",
+                               cost_columns(by))
 
         if not follow:
             console.print(snapshot())
@@ -138,7 +154,9 @@ def unpriced(
     if not rows:
         console.print("Every model seen has a price.")
         return
-    console.print(render_rows(rows, "Unpriced models"))
+    console.print(render_rows(rows, "Unpriced models",
+                              ["provider", "model", "num_spans", "input_tokens",
+                               "output_tokens"]))
 
 
 def reprice(
