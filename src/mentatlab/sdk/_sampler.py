@@ -10,6 +10,8 @@ A single daemon thread (never one per span) samples, every ``period_ms``:
 * GPU use through NVML when ``pynvml`` is installed and a GPU answers (GPUs holding a
   context of this process, integrated into GPU·ns; and their memory in bytes).
 
+Network, storage and GPU counters are read every 5th tick (resident memory every tick),
+and the thread sleeps after a second with no span open, so an idle program pays nothing.
 A span reads the latest :class:`Sample` at its start and end (a tuple read, no system
 call), extrapolating the memory and GPU integrals to "now" with the last sampled value,
 so per-span cost stays near zero. Counters that the platform does not expose are
@@ -33,7 +35,11 @@ __all__ = ["Sample", "Sampler", "get_sampler"]
 logger = logging.getLogger("mentatlab.sdk")
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_GPU_EVERY_N_TICKS = 10
+_COUNTERS_EVERY_N_TICKS = 5
+"""Network, storage and GPU counters are read every 5th tick (and at span ends that take a
+fresh sample); resident memory, which the integral needs, every tick."""
+_IDLE_AFTER_NS = 1_000_000_000
+"""With no span open for this long the sampler thread sleeps until a span starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,18 +194,28 @@ class Sampler:
         self._stop = threading.Event()
         self._num_ticks = 0
         self._take_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = False
+        self._num_open_spans = 0
+        self._last_open_ns = time.monotonic_ns()
         self.latest: Sample = self._take(None)
         self._thread = threading.Thread(target=self._run, name="mentatlab-sampler", daemon=True)
         self._thread.start()
 
-    def _take(self, previous: Sample | None) -> Sample:
+    def _take(self, previous: Sample | None, all_counters: bool = True) -> Sample:
         now_ns = time.monotonic_ns()
         rss_bytes = self._readers.rss_bytes()
-        bytes_in, bytes_out = self._readers.network_bytes()
+        if previous is None or all_counters:
+            bytes_in, bytes_out = self._readers.network_bytes()
+            storage_write_bytes = self._readers.storage_write_bytes()
+        else:
+            bytes_in, bytes_out = previous.network_bytes_in, previous.network_bytes_out
+            storage_write_bytes = previous.storage_write_bytes
         num_gpus: int | None = None
         gpu_memory_bytes: int | None = None
         if self._gpu.available:
-            if previous is None or self._num_ticks % _GPU_EVERY_N_TICKS == 0:
+            if previous is None or all_counters:
                 num_gpus, gpu_memory_bytes = self._gpu.read()
             else:
                 num_gpus, gpu_memory_bytes = previous.num_gpus_in_use, previous.gpu_memory_bytes
@@ -207,7 +223,7 @@ class Sampler:
             time_ns=now_ns,
             rss_bytes=rss_bytes,
             memory_byte_ns=previous.memory_byte_ns_at(now_ns) if previous else 0,
-            storage_write_bytes=self._readers.storage_write_bytes(),
+            storage_write_bytes=storage_write_bytes,
             network_bytes_in=bytes_in,
             network_bytes_out=bytes_out,
             num_gpus_in_use=num_gpus,
@@ -216,25 +232,56 @@ class Sampler:
         )
 
     def refresh(self) -> Sample:
-        """Take a sample now (used at the end of spans longer than one period)."""
+        """Take a sample of every counter now (at the end of spans longer than a period)."""
         with self._take_lock:
             sample = self._take(self.latest)
             self.latest = sample
             return sample
 
+    def span_started(self) -> None:
+        """Count an open span; wake the thread (with a fresh sample) if it was idle."""
+        with self._open_lock:
+            self._num_open_spans += 1
+            if not self._idle:
+                return
+            self._idle = False
+        self.refresh()
+        self._wake.set()
+
+    def span_finished(self) -> None:
+        """Count a closed span."""
+        with self._open_lock:
+            self._num_open_spans -= 1
+            if self._num_open_spans <= 0:
+                self._num_open_spans = 0
+                self._last_open_ns = time.monotonic_ns()
+
+    def _go_idle_if_unused(self) -> bool:
+        with self._open_lock:
+            if self._num_open_spans or time.monotonic_ns() - self._last_open_ns < _IDLE_AFTER_NS:
+                return False
+            self._idle = True
+            self._wake.clear()
+            return True
+
     def _run(self) -> None:
         period_s = self.period_ms / 1000
         while not self._stop.wait(period_s):
+            if self._go_idle_if_unused():
+                self._wake.wait()
+                continue
             self._num_ticks += 1
             try:
                 with self._take_lock:
-                    self.latest = self._take(self.latest)
+                    self.latest = self._take(
+                        self.latest, self._num_ticks % _COUNTERS_EVERY_N_TICKS == 0)
             except Exception:  # a failed read must not kill the sampler; the next tick retries
                 logger.debug("Resource sample failed", exc_info=True)
 
     def stop(self) -> None:
         """Stop the thread and close the files (idempotent)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
         self._readers.close()
@@ -244,7 +291,7 @@ _lock = threading.Lock()
 _sampler: Sampler | None = None
 
 
-def get_sampler(period_ms: float = 10.0) -> Sampler:
+def get_sampler(period_ms: float = 20.0) -> Sampler:
     """The process's sampler, started on first use; restarted if the period changes."""
     global _sampler
     sampler = _sampler

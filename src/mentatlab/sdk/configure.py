@@ -28,7 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
-from mentatlab.sdk._safety import handle_internal_errors
+from mentatlab.sdk._safety import handle_internal_errors, log_internal_error
 from mentatlab.sdk._sampler import Sampler, get_sampler
 from mentatlab.sdk.config import SDKConfig, resolve_config
 from mentatlab.sdk.exporter import CountingExporter, ExportStats
@@ -50,12 +50,15 @@ class _MentatSpanProcessor(SpanProcessor):
         self.static_attributes: dict[str, str] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        with handle_internal_errors():
+        try:
             if self.static_attributes:
                 span.set_attributes(self.static_attributes)
-            for key, value in otel_baggage.get_all(parent_context).items():
-                if key.startswith(BAGGAGE_PREFIX):
-                    span.set_attribute(key, str(value))
+            entries = otel_baggage.get_all(parent_context)
+            if entries:
+                span.set_attributes({key: str(value) for key, value in entries.items()
+                                     if key.startswith(BAGGAGE_PREFIX)})
+        except Exception:
+            log_internal_error()
         inner = self.inner
         if inner is not None:
             inner.on_start(span, parent_context)

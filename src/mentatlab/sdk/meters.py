@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mentatlab.sdk._sampler import Sample, Sampler
+from mentatlab.sdk._sampler import Sampler
 
 __all__ = [
     "ATTR_CPU_CORE_SECONDS",
@@ -59,6 +59,7 @@ ATTR_STORAGE_BYTES = "mentat.resource.storage_bytes"
 
 _GIB = 2**30
 _NS_PER_S = 1_000_000_000
+_GIB_NS = _GIB * _NS_PER_S
 _thread_time_ns = time.thread_time_ns
 _monotonic_ns = time.monotonic_ns
 
@@ -130,11 +131,12 @@ class ResourceMeter:
         self._period_ns = int(sampler.period_ms * 1_000_000)
         self._task_mode = is_async and _in_metered_loop()
         self._parent = _CURRENT_METER.get()
-        self._children: list[float] = [0.0] * 6
+        self._children: list[float] | None = None
         self.cpu_ns = 0
         self.resumed_cpu_ns = 0
         self._token_task: contextvars.Token[tuple[ResourceMeter, ...]] | None = None
         self._token_current: contextvars.Token[ResourceMeter | None] | None = None
+        sampler.span_started()
         self._start_sample = sampler.latest
         self._start_ns = _monotonic_ns()
 
@@ -169,48 +171,53 @@ class ResourceMeter:
     def finish(self) -> dict[str, float | int]:
         """End the meter; return the span's exclusive ``mentat.resource.*`` attributes.
 
-        Also credits this span's inclusive usage to its parent meter.
+        CPU and memory are always present; GPU, network and storage only when non-zero
+        (and the platform exposes them), which keeps short spans cheap. Also credits this
+        span's inclusive usage to its parent meter.
         """
         end_ns = _monotonic_ns()
-        end = self._sampler.latest
-        if end_ns - self._start_ns >= self._period_ns:
-            end = self._sampler.refresh()
+        start_ns = self._start_ns
         start = self._start_sample
-        inclusive = [
-            round(self.cpu_ns / _NS_PER_S, 9),
-            max(0, end.memory_byte_ns_at(end_ns) - start.memory_byte_ns_at(self._start_ns))
-            / (_GIB * _NS_PER_S),
-            max(0, end.gpu_ns_at(end_ns) - start.gpu_ns_at(self._start_ns)) / _NS_PER_S,
-            _delta(start.network_bytes_in, end.network_bytes_in),
-            _delta(start.network_bytes_out, end.network_bytes_out),
-            _delta(start.storage_write_bytes, end.storage_write_bytes),
-        ]
-        if self._parent is not None:
+        sampler = self._sampler
+        sampler.span_finished()
+        end = sampler.latest
+        if end_ns - start_ns >= self._period_ns:
+            end = sampler.refresh()
+        memory_byte_ns = (end.memory_byte_ns + end.rss_bytes * (end_ns - end.time_ns)
+                          - start.memory_byte_ns - start.rss_bytes * (start_ns - start.time_ns))
+        usage = [self.cpu_ns / _NS_PER_S, max(0, memory_byte_ns) / _GIB_NS, 0.0, 0.0, 0.0, 0.0]
+        if end.num_gpus_in_use is not None:
+            usage[2] = max(0, end.gpu_ns_at(end_ns) - start.gpu_ns_at(start_ns)) / _NS_PER_S
+        if end is not start:
+            usage[3] = _delta(start.network_bytes_in, end.network_bytes_in)
+            usage[4] = _delta(start.network_bytes_out, end.network_bytes_out)
+            usage[5] = _delta(start.storage_write_bytes, end.storage_write_bytes)
+        parent = self._parent
+        if parent is not None:
             with _children_lock:
-                for i, value in enumerate(inclusive):
-                    self._parent._children[i] += value
-        own = [max(0.0, value - child)
-               for value, child in zip(inclusive, self._children, strict=True)]
-        return _attributes(own, end)
+                if parent._children is None:
+                    parent._children = list(usage)
+                else:
+                    for i, value in enumerate(usage):
+                        parent._children[i] += value
+        children = self._children
+        if children is not None:
+            usage = [max(0.0, value - child) for value, child in zip(usage, children, strict=True)]
+        attributes: dict[str, float | int] = {
+            ATTR_CPU_CORE_SECONDS: usage[0],
+            ATTR_MEMORY_GB_SECONDS: usage[1],
+        }
+        if end.num_gpus_in_use is not None:
+            attributes[ATTR_GPU_SECONDS] = usage[2]
+            attributes[ATTR_GPU_MEMORY_BYTES] = end.gpu_memory_bytes or 0
+        for key, value in ((ATTR_NETWORK_BYTES_IN, usage[3]), (ATTR_NETWORK_BYTES_OUT, usage[4]),
+                           (ATTR_STORAGE_BYTES, usage[5])):
+            if value > 0:
+                attributes[key] = int(value)
+        return attributes
 
 
 def _delta(start: int | None, end: int | None) -> float:
     if start is None or end is None:
-        return -1.0  # not exposed by this platform
+        return 0.0  # not exposed by this platform
     return float(max(0, end - start))
-
-
-def _attributes(own: list[float], end: Sample) -> dict[str, float | int]:
-    attributes: dict[str, float | int] = {
-        ATTR_CPU_CORE_SECONDS: own[0],
-        ATTR_MEMORY_GB_SECONDS: own[1],
-    }
-    if end.num_gpus_in_use is not None:
-        attributes[ATTR_GPU_SECONDS] = own[2]
-        attributes[ATTR_GPU_MEMORY_BYTES] = end.gpu_memory_bytes or 0
-    if end.network_bytes_in is not None:
-        attributes[ATTR_NETWORK_BYTES_IN] = int(own[3])
-        attributes[ATTR_NETWORK_BYTES_OUT] = int(own[4])
-    if end.storage_write_bytes is not None:
-        attributes[ATTR_STORAGE_BYTES] = int(own[5])
-    return attributes
