@@ -240,3 +240,23 @@ async def test_store_failure_is_503_not_500(app_client: InProcess, path: str) ->
         from mentatlab.server.components import open_store
         app_client.state.store = open_store(app_client.state.settings)
         app_client.state.writer.store = app_client.state.store
+
+
+async def test_open_event_survives_restart_and_pairs(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir)
+    now_ns = time.time_ns()
+    started = {"type": "agent.step.started", "run_id": "run-restart", "step_id": "s1",
+               "project_id": "acme", "timestamp": now_ns - 3_000_000_000}
+    async for env in open_in_process(settings):
+        assert (await env.client.post("/api/v1/events", json=[started])).status_code == 200
+    async for env in open_in_process(settings):
+        assert env.state.pairer.open_count == 1
+        completed = {**started, "type": "agent.step.completed", "timestamp": now_ns}
+        answer = await env.client.post("/api/v1/events", json=[completed])
+        assert answer.status_code == 200 and answer.json()["num_open"] == 0
+        rows = env.state.store.query_arrow(
+            "SELECT duration_ms, attributes FROM spans FINAL WHERE run_id = 'run-restart'"
+        ).to_pylist()
+        assert len(rows) == 1
+        assert 2999 <= rows[0]["duration_ms"] <= 3001
+        assert "mentat.span.unpaired" not in rows[0]["attributes"]

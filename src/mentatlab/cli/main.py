@@ -60,12 +60,26 @@ def serve(
 
 @app.command()
 def demo(
-    url: Annotated[str | None, typer.Option(help="Server URL (MENTATLAB_URL).")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="Use this running server instead of starting one.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Data folder of the started server (default: <user data dir>/demo).")] = None,
+    port: Annotated[int, typer.Option(help="HTTP port; a free one if taken.")] = 4318,
+    grpc_port: Annotated[int, typer.Option(help="OTLP/gRPC port; a free one if taken.")] =
+        4317,
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Runs per agent.")] = 4,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave the started server running.")] = False,
 ) -> None:
-    """Send a realistic demo workload (agents, tools, LLM calls) to the server."""
-    from mentatlab.cli.demo import run_demo  # written by the demo area; imported lazily
+    """Start a server, drive realistic agent traffic through it and print what it cost."""
+    from mentatlab.cli.demo import run_demo  # heavy (instrumented clients): imported lazily
 
-    run_demo(url)
+    try:
+        run_demo(url, data_dir=data_dir, http_port=port, grpc_port=grpc_port, runs=runs,
+                 keep_running=keep_running)
+    except RuntimeError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
