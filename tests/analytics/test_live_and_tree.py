@@ -80,3 +80,11 @@ def test_deep_trace_does_not_recurse(store: ChdbSpanStore) -> None:
     detail = get_trace(store, root.trace_id)
     assert detail is not None and detail.num_spans == 3000
     assert detail.roots[0].subtree_cost == root.total_cost + Decimal("2.999")
+
+
+def test_live_tail_caps_an_oversized_commit(store: ChdbSpanStore) -> None:
+    spans = build_spans()[:30]
+    store.append_batch(spans_to_arrow(spans))  # bypasses the writer: one stamp for 30 rows
+    page = list_spans_since(store, 0, limit=5, max_commit_rows=12)
+    assert page.table.num_rows == 12 and page.next_ingested_after_ns == 1
+    assert list_spans_since(store, page.next_ingested_after_ns).table.num_rows == 0

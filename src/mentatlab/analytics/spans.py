@@ -30,18 +30,22 @@ class SpanPage:
 
 
 def list_spans_since(store: SpanStore, ingested_after_ns: int,
-                     filters: Mapping[str, str] | None = None, limit: int = 1000) -> SpanPage:
+                     filters: Mapping[str, str] | None = None, limit: int = 1000,
+                     max_commit_rows: int = 100_000) -> SpanPage:
     """Spans committed after ``ingested_after_ns`` (newest versions as written; no FINAL).
 
     The writer stamps a whole commit with one ``ingested_at_ns``; a page never splits a
     commit, so the cursor never skips spans (a page may exceed ``limit`` by at most one
-    commit).
+    commit). The exception: a single commit over ``max_commit_rows`` (the writer's commits
+    are at most ``write_batch_spans``, 50,000 by default; only bulk loads that bypass the
+    writer make bigger ones) is cut to its first ``max_commit_rows`` rows.
 
     Args:
         store: the span store.
         ingested_after_ns: cursor in ns since the epoch (0 for everything).
         filters: equality filters on canonical columns (``FILTER_COLUMNS``).
         limit: most spans per page, roughly (see above).
+        max_commit_rows: most rows returned from one oversized commit.
 
     Raises:
         ValidationError: a bad filter name or limit.
@@ -66,8 +70,8 @@ def list_spans_since(store: SpanStore, ingested_after_ns: int,
     parts = build_where(None, filters)
     parts.conditions.append(f"ingested_at_ns = {parts.bind(last_ns, 'Int64')}")
     whole = store.query_arrow(
-        f"SELECT {_COLUMNS} FROM spans WHERE {parts.where} ORDER BY start_time, span_id",
-        parts.binds)
+        f"SELECT {_COLUMNS} FROM spans WHERE {parts.where} ORDER BY start_time, span_id"
+        f" LIMIT {parts.bind(max(limit, max_commit_rows), 'UInt32')}", parts.binds)
     return SpanPage(whole, last_ns)
 
 
