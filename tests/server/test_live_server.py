@@ -96,3 +96,14 @@ def test_grpc_receiver_with_real_otel_exporter(grpc_server: tuple[LiveServer, in
     assert float(node["total_cost"]) > 0
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'mentatlab_spans_accepted_total{receiver="otlp_grpc"} 1.0' in metrics
+
+
+async def test_grpc_is_not_served_unauthenticated(_isolated_data_dir: Path) -> None:
+    from conftest import open_in_process
+
+    port = _free_port()
+    settings = make_settings(_isolated_data_dir, grpc_port=port, auth_required=True)
+    async for env in open_in_process(settings):
+        assert "grpc_port" not in env.state.extras
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0

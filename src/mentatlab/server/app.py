@@ -121,7 +121,11 @@ def create_app(settings: Settings) -> FastAPI:
         grpc_server: Any = None
         expire_task = asyncio.create_task(_expire_events(state))
         try:
-            if settings.grpc_port:
+            if settings.grpc_port and settings.auth_required:
+                # the gRPC receiver has no API-key hook yet: never serve it unauthenticated
+                _log.warning("OTLP/gRPC disabled: auth_required is set and the gRPC "
+                             "receiver cannot check API keys yet; use OTLP/HTTP")
+            elif settings.grpc_port:
                 grpc_server, state.extras["grpc_port"] = await components.start_grpc(
                     settings, state.ingestor.for_receiver("otlp_grpc"))
             _log.info("MentatLab serving; data in %s", settings.data_dir)
