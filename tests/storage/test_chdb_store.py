@@ -114,3 +114,31 @@ def test_open_span_store_urls(tmp_path: Path) -> None:
         open_span_store("mysql://x/y")
     with pytest.raises(ConfigError):
         open_span_store("chdb://")
+
+
+def test_close_waits_for_a_running_query(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    s = ChdbSpanStore(tmp_path / "w")
+    results: list[object] = []
+
+    def slow() -> None:
+        try:
+            t = s.query_arrow("SELECT count() AS n FROM numbers(30000000) WHERE sleepEachRow(0) = 0"
+                              " AND sipHash64(number) % 3 = 0")
+            results.append(t.column("n")[0].as_py())
+        except Exception as exc:  # recorded for the assertion below
+            results.append(exc)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while s._num_inflight == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert s._num_inflight == 1
+    s.close()  # must not pull the session from under the running query
+    worker.join(30)
+    assert len(results) == 1 and isinstance(results[0], int) and results[0] > 0
+    with pytest.raises(StoreError, match="closed"):
+        s.execute("SELECT 1")

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
@@ -76,8 +77,9 @@ class ChdbSpanStore:
         self.path = Path(path)
         self.retention_days = retention_days
         self.insert_mode: InsertMode = insert_mode
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._closed = False
+        self._num_inflight = 0
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             self._session: Any = _Session(str(self.path))
@@ -105,16 +107,17 @@ class ChdbSpanStore:
             StoreUnavailable: the store is out of memory/space or has too many parts now.
             StoreError: the store is closed or the insert failed.
         """
-        self._check_open()
         if table.num_rows == 0:
+            self._check_open()
             return
-        try:
-            if self.insert_mode == "python":
-                self._insert_python(table)
-            else:
-                self._insert_arrowstream(table)
-        except Exception as exc:
-            raise self._map_error(exc, f"insert of {table.num_rows} spans") from exc
+        with self._in_use():
+            try:
+                if self.insert_mode == "python":
+                    self._insert_python(table)
+                else:
+                    self._insert_arrowstream(table)
+            except Exception as exc:
+                raise self._map_error(exc, f"insert of {table.num_rows} spans") from exc
 
     def _insert_python(self, table: pa.Table) -> None:
         # chDB's Python() finds the table by its variable name in the calling frame.
@@ -143,11 +146,11 @@ class ChdbSpanStore:
             QueryTimeout: the query ran past ``query_timeout_s``.
             StoreError: the query failed or the store is closed.
         """
-        self._check_open()
-        try:
-            result = self._session.query(sql, "ArrowTable", params=format_params(params))
-        except Exception as exc:
-            raise self._map_error(exc, "query") from exc
+        with self._in_use():
+            try:
+                result = self._session.query(sql, "ArrowTable", params=format_params(params))
+            except Exception as exc:
+                raise self._map_error(exc, "query") from exc
         if not isinstance(result, pa.Table):
             raise StoreError(f"Expected chDB to return a pyarrow Table, got {type(result)}")
         return result
@@ -158,18 +161,25 @@ class ChdbSpanStore:
         Raises:
             StoreError: the statement failed or the store is closed.
         """
-        self._check_open()
-        try:
-            self._session.query(sql, "CSV", params=format_params(params))
-        except Exception as exc:
-            raise self._map_error(exc, "statement") from exc
+        with self._in_use():
+            try:
+                self._session.query(sql, "CSV", params=format_params(params))
+            except Exception as exc:
+                raise self._map_error(exc, "statement") from exc
 
-    def close(self) -> None:
-        """Close the chDB session and release the folder lock; idempotent."""
-        with self._lock:
+    def close(self, wait_s: float = 30.0) -> None:
+        """Close the session once running calls finish (waits up to ``wait_s`` s); idempotent.
+
+        New calls are refused at once; the chDB folder lock is released on return.
+        """
+        with self._cond:
             if self._closed:
                 return
             self._closed = True
+            # Closing the session under a running query would pull the engine from under it.
+            if not self._cond.wait_for(lambda: self._num_inflight == 0, wait_s):
+                _log.warning("closing the span store at %s with %s calls still running",
+                             self.path, self._num_inflight)
         self._session.close()
 
     # --- helpers ---------------------------------------------------------------------
@@ -182,6 +192,18 @@ class ChdbSpanStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"The span store at {self.path} is closed")
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._cond:
+            self._check_open()
+            self._num_inflight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._num_inflight -= 1
+                self._cond.notify_all()
 
     def _map_error(self, exc: Exception, what: str) -> StoreError:
         if isinstance(exc, StoreError):
