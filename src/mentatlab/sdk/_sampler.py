@@ -10,7 +10,7 @@ A single daemon thread (never one per span) samples, every ``period_ms``:
 * GPU use through NVML when ``pynvml`` is installed and a GPU answers (GPUs holding a
   context of this process, integrated into GPU·ns; and their memory in bytes).
 
-Network, storage and GPU counters are read every 5th tick (resident memory every tick),
+Network, storage and GPU counters are read every 2nd tick (resident memory every tick),
 and the thread sleeps after a second with no span open, so an idle program pays nothing.
 A span reads the latest :class:`Sample` at its start and end (a tuple read, no system
 call), extrapolating the memory and GPU integrals to "now" with the last sampled value,
@@ -35,8 +35,8 @@ __all__ = ["Sample", "Sampler", "get_sampler"]
 logger = logging.getLogger("mentatlab.sdk")
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_COUNTERS_EVERY_N_TICKS = 5
-"""Network, storage and GPU counters are read every 5th tick (and at span ends that take a
+_COUNTERS_EVERY_N_TICKS = 2
+"""Network, storage and GPU counters are read every 2nd tick (and at span ends that take a
 fresh sample); resident memory, which the integral needs, every tick."""
 _IDLE_AFTER_NS = 1_000_000_000
 """With no span open for this long the sampler thread sleeps until a span starts."""
@@ -291,7 +291,7 @@ _lock = threading.Lock()
 _sampler: Sampler | None = None
 
 
-def get_sampler(period_ms: float = 20.0) -> Sampler:
+def get_sampler(period_ms: float = 50.0) -> Sampler:
     """The process's sampler, started on first use; restarted if the period changes."""
     global _sampler
     sampler = _sampler

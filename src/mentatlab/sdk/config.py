@@ -47,7 +47,7 @@ class SDKConfig:
     resource_metering: bool = field(default=True, metadata=_env("MENTATLAB_RESOURCE_METERING"))
     """Attach ``mentat.resource.*`` meters (CPU, memory, GPU, network, storage) to SDK spans."""
     memory_sample_period_ms: float = field(
-        default=20.0, metadata=_env("MENTATLAB_MEMORY_SAMPLE_PERIOD_MS"))
+        default=50.0, metadata=_env("MENTATLAB_MEMORY_SAMPLE_PERIOD_MS"))
     """Period of the shared background sampler of resident memory, network and storage
     counters, in ms. Bounds the metering error; see ``docs/sdk.md``."""
     export_timeout_s: float = field(default=5.0, metadata=_env("MENTATLAB_EXPORT_TIMEOUT_S"))
