@@ -260,3 +260,22 @@ async def test_open_event_survives_restart_and_pairs(_isolated_data_dir: Path) -
         assert len(rows) == 1
         assert 2999 <= rows[0]["duration_ms"] <= 3001
         assert "mentat.span.unpaired" not in rows[0]["attributes"]
+
+
+async def test_unpaired_start_becomes_timeout_span(_isolated_data_dir: Path) -> None:
+    import asyncio
+
+    settings = make_settings(_isolated_data_dir, event_pair_timeout_s=0.2)
+    started = {"type": "agent.step.started", "run_id": "run-t", "step_id": "s9",
+               "project_id": "acme"}
+    async for env in open_in_process(settings):
+        assert (await env.client.post("/api/v1/events", json=[started])).status_code == 200
+        rows: list[dict[str, Any]] = []
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            rows = env.state.store.query_arrow(
+                "SELECT status FROM spans FINAL WHERE run_id = 'run-t'").to_pylist()
+            if rows and rows[0]["status"] != "ok":
+                break
+        assert rows == [{"status": "timeout"}]
+        assert env.state.pairer.open_count == 0

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, Response
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentatlab.server import components
 from mentatlab.server.deps import ServerState
@@ -34,40 +34,65 @@ _EXPIRE_PERIOD_MAX_S = 1.0
 
 
 async def _expire_events(state: ServerState) -> None:
-    """Turn unpaired ``*.started`` events older than the timeout into timeout spans."""
+    """Turn unpaired ``*.started`` events older than the timeout into timeout spans.
+
+    Expired spans that cannot be committed (backpressure, store down) are kept and
+    retried next period, so a timeout is never lost.
+    """
+    from mentatlab.receivers.base import DecodedBatch
+
     period_s = min(_EXPIRE_PERIOD_MAX_S, max(0.05, state.settings.event_pair_timeout_s / 4))
     ingest = state.ingestor.for_receiver("events", dedup=False)
+    pending: list[Any] = []
     while True:
         await asyncio.sleep(period_s)
+        pending.extend(state.pairer.expire(time.time_ns()))
+        if not pending:
+            continue
         try:
-            expired = state.pairer.expire(time.time_ns())
-            if expired:
-                from mentatlab.receivers.base import DecodedBatch
-
-                await ingest(DecodedBatch(list(expired), []))
+            await ingest(DecodedBatch(list(pending), []))
+            pending.clear()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 — keep the timer alive; logged and retried
-            _log.exception("Expiring unpaired events failed; retrying next period")
+            _log.exception("Committing %s expired event spans failed; retrying", len(pending))
 
 
-def _route_template(request: Request) -> str:
+def _route_template(scope: Scope) -> str:
     """The matched route's path template (bounded label cardinality), set by the router."""
-    route = request.scope.get("route")
+    route = scope.get("route")
     path = getattr(route, "path", None) or getattr(route, "path_format", None)
     return str(path) if path else "unmatched"
 
 
-class _RequestMetrics(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+class _RequestMetrics:
+    """Pure ASGI middleware counting requests by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started_s = time.perf_counter()
-        response = await call_next(request)
-        state: ServerState | None = getattr(request.app.state, "mentat", None)
-        if state is not None:
-            route = _route_template(request)
-            state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-            state.metrics.request_latency_s.labels(route).observe(time.perf_counter() - started_s)
-        return response
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            state: ServerState | None = getattr(scope["app"].state, "mentat", None)
+            if state is not None:
+                route = _route_template(scope)
+                state.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                state.metrics.request_latency_s.labels(route).observe(
+                    time.perf_counter() - started_s)
 
 
 async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
