@@ -326,7 +326,7 @@ class SpanWriter:
         now_ns = max(time.time_ns(), self._last_ingested_ns + 1)
         self._last_ingested_ns = now_ns
         index = table.schema.get_field_index("ingested_at_ns")
-        column = pa.array([now_ns] * table.num_rows, pa.int64())
+        column = pa.repeat(pa.scalar(now_ns, pa.int64()), table.num_rows)
         return table.set_column(index, table.schema.field(index), column)
 
     def _commit(self, items: list[_Item]) -> None:
