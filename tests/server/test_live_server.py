@@ -107,3 +107,24 @@ async def test_grpc_is_not_served_unauthenticated(_isolated_data_dir: Path) -> N
         assert "grpc_port" not in env.state.extras
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_live_stream_requires_key_and_scopes_to_it(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir, auth_required=True)
+    for server in run_live_server(settings):
+        control = server.state.control
+        control.create_org("Acme", "acme")
+        control.create_project("acme", "web", "web")
+        key = control.create_api_key("acme", "web", "tail").key
+        with connect(ws_url(server, ""), open_timeout=10) as ws:
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["status"] == 401 and answer["ok"] is False
+        with connect(ws_url(server, f"?api_key={key}"), open_timeout=10) as ws:
+            hello = json.loads(ws.recv(timeout=10))
+            assert hello["subscribed"] == {"org_id": "acme", "project_id": "web"}
+            body, headers = encode(export_request([llm_span()], project_id="other"))
+            response = httpx.post(f"{server.url}/v1/traces", content=body,
+                                  headers={**headers, "x-api-key": key})
+            assert response.status_code == 200
+            span = json.loads(ws.recv(timeout=10))
+            assert span["project_id"] == "web" and span["org_id"] == "acme"
