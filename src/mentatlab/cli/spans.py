@@ -53,7 +53,7 @@ def tail(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Show spans committed in the last ``--since``; with --follow stream new ones live."""
+    """Show spans committed in the last --since; with --follow stream new ones live."""
 
     def emit(span: Mapping[str, Any]) -> None:
         if json_out:
