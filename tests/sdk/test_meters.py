@@ -201,3 +201,18 @@ def test_gpu_not_reported_without_nvml(span_exporter: InMemorySpanExporter) -> N
         assert "mentat.resource.gpu_seconds" not in attributes
     else:
         assert "mentat.resource.gpu_seconds" in attributes
+
+
+def test_child_in_another_thread_does_not_reduce_parent_cpu(
+        span_exporter: InMemorySpanExporter) -> None:
+    def child() -> None:
+        with mentatlab.span("thread-child"):
+            burn_cpu(0.1)
+
+    with mentatlab.span("thread-parent"):
+        burn_cpu(0.05)
+        worker = threading.Thread(target=mentatlab.wrap_context(child))
+        worker.start()
+        worker.join()
+    parent = attrs(span_exporter, "thread-parent")[CPU]
+    assert isinstance(parent, float) and abs(parent - 0.05) < 0.005, parent

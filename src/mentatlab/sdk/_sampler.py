@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,7 +198,7 @@ class Sampler:
         self._open_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = False
-        self._num_open_spans = 0
+        self._open_spans: deque[None] = deque()
         self._last_open_ns = time.monotonic_ns()
         self.latest: Sample = self._take(None)
         self._thread = threading.Thread(target=self._run, name="mentatlab-sampler", daemon=True)
@@ -240,28 +241,33 @@ class Sampler:
 
     def span_started(self) -> None:
         """Count an open span; wake the thread (with a fresh sample) if it was idle."""
-        with self._open_lock:
-            self._num_open_spans += 1
-            if not self._idle:
-                return
-            self._idle = False
-        self.refresh()
-        self._wake.set()
+        self._open_spans.append(None)  # deque append/pop/len are atomic: no lock per span
+        if self._idle:
+            with self._open_lock:
+                if not self._idle:
+                    return
+                self._idle = False
+            self.refresh()
+            self._wake.set()
 
     def span_finished(self) -> None:
         """Count a closed span."""
-        with self._open_lock:
-            self._num_open_spans -= 1
-            if self._num_open_spans <= 0:
-                self._num_open_spans = 0
-                self._last_open_ns = time.monotonic_ns()
+        try:
+            self._open_spans.pop()
+        except IndexError:
+            pass
+        if not self._open_spans:
+            self._last_open_ns = time.monotonic_ns()
 
     def _go_idle_if_unused(self) -> bool:
         with self._open_lock:
-            if self._num_open_spans or time.monotonic_ns() - self._last_open_ns < _IDLE_AFTER_NS:
+            if self._open_spans or time.monotonic_ns() - self._last_open_ns < _IDLE_AFTER_NS:
                 return False
             self._idle = True
             self._wake.clear()
+            if self._open_spans:  # a span started while we decided: it saw _idle False
+                self._idle = False
+                return False
             return True
 
     def _run(self) -> None:

@@ -123,7 +123,8 @@ class ResourceMeter:
 
     __slots__ = (
         "_children", "_parent", "_period_ns", "_sampler", "_start_ns", "_start_sample",
-        "_task_mode", "_token_current", "_token_task", "cpu_ns", "resumed_cpu_ns",
+        "_task_mode", "_thread_id", "_token_current", "_token_task", "cpu_ns",
+        "resumed_cpu_ns",
     )
 
     def __init__(self, sampler: Sampler, *, is_async: bool) -> None:
@@ -131,6 +132,7 @@ class ResourceMeter:
         self._period_ns = int(sampler.period_ms * 1_000_000)
         self._task_mode = is_async and _in_metered_loop()
         self._parent = _CURRENT_METER.get()
+        self._thread_id = threading.get_ident()
         self._children: list[float] | None = None
         self.cpu_ns = 0
         self.resumed_cpu_ns = 0
@@ -194,11 +196,14 @@ class ResourceMeter:
             usage[5] = _delta(start.storage_write_bytes, end.storage_write_bytes)
         parent = self._parent
         if parent is not None:
+            credit = list(usage)
+            if parent._thread_id != self._thread_id:
+                credit[0] = 0.0  # the parent's CPU clock never counted another thread
             with _children_lock:
                 if parent._children is None:
-                    parent._children = list(usage)
+                    parent._children = credit
                 else:
-                    for i, value in enumerate(usage):
+                    for i, value in enumerate(credit):
                         parent._children[i] += value
         children = self._children
         if children is not None:

@@ -346,15 +346,24 @@ class span:  # noqa: N801 - used like a function: ``with mentatlab.span("step"):
         run = self._run = _start(self._name, self._kind, self._attributes, True, self._context)
         if run is None:
             return trace.INVALID_SPAN
-        _safe(run.enter)
+        try:
+            run.enter()
+        except Exception:
+            log_internal_error()
         return run.span
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         run = self._run
         if run is not None:
-            _safe(run.exit)
-            _safe_finish(run, exc)
+            try:
+                run.exit()
+            except Exception:
+                log_internal_error()
+            try:
+                run.finish(exc)
+            except Exception:
+                log_internal_error()
 
     async def __aenter__(self) -> trace.Span:
         return self.__enter__()
