@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -213,7 +213,7 @@ def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | Non
 
 def _report(result: DemoResult, started: datetime, console: Console) -> None:
     window = {"start": (started - timedelta(minutes=5)).isoformat(),
-              "end": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()}
+              "end": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
     with httpx.Client(base_url=result.url, timeout=30.0) as client:
         cost = _get(client, "/api/v1/cost", group_by="org_id,project_id,model", **window)
         traces = _get(client, "/api/v1/traces", limit=1000, **window)
@@ -264,7 +264,7 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
         RuntimeError: the server did not become ready or a traffic process failed.
     """
     console = console or Console()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
     if url is None:
