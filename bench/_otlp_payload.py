@@ -11,9 +11,12 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-MODELS = [("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"), ("openai", "gpt-4o", "gpt-4o-2024-08-06"),
-          ("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022"),
-          ("openai", "text-embedding-3-small", "text-embedding-3-small")]
+MODELS = [
+    ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+    ("openai", "gpt-4o", "gpt-4o-2024-08-06"),
+    ("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022"),
+    ("openai", "text-embedding-3-small", "text-embedding-3-small"),
+]
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -26,8 +29,14 @@ def _kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def make_request(num_spans: int, *, org: str = "acme", project: str = "support-bot",
-                 seed: int | None = None, trace_id: bytes | None = None) -> bytes:
+def make_request(
+    num_spans: int,
+    *,
+    org: str = "acme",
+    project: str = "support-bot",
+    seed: int | None = None,
+    trace_id: bytes | None = None,
+) -> bytes:
     """An OTLP protobuf body with ``num_spans`` GenAI chat spans (one trace per 10 spans)."""
     rng = random.Random(seed)
     now_ns = time.time_ns()
@@ -41,21 +50,51 @@ def make_request(num_spans: int, *, org: str = "acme", project: str = "support-b
         out = rng.randint(10, 800)
         start = now_ns - rng.randint(1_000_000, 5_000_000_000)
         attrs = [
-            _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.system", provider),
-            _kv("gen_ai.request.model", req), _kv("gen_ai.response.model", resp),
-            _kv("gen_ai.usage.input_tokens", inp), _kv("gen_ai.usage.output_tokens", out),
-            _kv("gen_ai.response.finish_reasons", "stop"), _kv("gen_ai.request.temperature", 0.2),
+            _kv("gen_ai.operation.name", "chat"),
+            _kv("gen_ai.system", provider),
+            _kv("gen_ai.request.model", req),
+            _kv("gen_ai.response.model", resp),
+            _kv("gen_ai.usage.input_tokens", inp),
+            _kv("gen_ai.usage.output_tokens", out),
+            _kv("gen_ai.response.finish_reasons", "stop"),
+            _kv("gen_ai.request.temperature", 0.2),
             _kv("gen_ai.response.id", f"chatcmpl-{rng.getrandbits(64):x}"),
-            _kv("server.address", "api.openai.com"), _kv("server.port", 443),
+            _kv("server.address", "api.openai.com"),
+            _kv("server.port", 443),
         ]
-        spans.append(Span(
-            trace_id=tid, span_id=os.urandom(8), name=f"chat {req}", kind=Span.SPAN_KIND_CLIENT,
-            start_time_unix_nano=start, end_time_unix_nano=start + rng.randint(100_000_000, 3_000_000_000),
-            attributes=attrs, status=Status(code=Status.STATUS_CODE_OK)))
-    resource = Resource(attributes=[_kv("service.name", "bench-agent"), _kv("mentat.org_id", org),
-                                    _kv("mentat.project_id", project), _kv("mentat.agent_id", "triage")])
-    req_msg = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=resource,
-        scope_spans=[ScopeSpans(scope=InstrumentationScope(name="opentelemetry.instrumentation.openai_v2",
-                                                           version="2.4b0"), spans=spans)])])
+        spans.append(
+            Span(
+                trace_id=tid,
+                span_id=os.urandom(8),
+                name=f"chat {req}",
+                kind=Span.SPAN_KIND_CLIENT,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + rng.randint(100_000_000, 3_000_000_000),
+                attributes=attrs,
+                status=Status(code=Status.STATUS_CODE_OK),
+            )
+        )
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "bench-agent"),
+            _kv("mentat.org_id", org),
+            _kv("mentat.project_id", project),
+            _kv("mentat.agent_id", "triage"),
+        ]
+    )
+    req_msg = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=resource,
+                scope_spans=[
+                    ScopeSpans(
+                        scope=InstrumentationScope(
+                            name="opentelemetry.instrumentation.openai_v2", version="2.4b0"
+                        ),
+                        spans=spans,
+                    )
+                ],
+            )
+        ]
+    )
     return req_msg.SerializeToString()

@@ -31,11 +31,26 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        cmd = [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--grpc-port", str(self.grpc_port),
-               "--data-dir", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.data_dir.parent / "server.log", "wb"))
+        cmd = [
+            sys.executable,
+            "-m",
+            "mentatlab.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.data_dir.parent / "server.log", "wb"),
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -15,17 +15,27 @@ from mentatlab.model.schema import SPAN_SCHEMA
 ORGS = [f"org-{i}" for i in range(5)]
 PROJECTS = [f"proj-{i}" for i in range(40)]
 AGENTS = [f"agent-{i}" for i in range(25)]
-MODELS = ["gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022",
-          "gemini-1.5-pro", "o3-mini-2025-01-31", "text-embedding-3-small"]
+MODELS = [
+    "gpt-4o-mini-2024-07-18",
+    "gpt-4o-2024-08-06",
+    "claude-3-5-sonnet-20241022",
+    "gemini-1.5-pro",
+    "o3-mini-2025-01-31",
+    "text-embedding-3-small",
+]
 PROVIDERS = ["openai", "openai", "anthropic", "gcp.gemini", "openai", "openai"]
 
 
 def _pick(rng: np.random.Generator, values: list[str], n: int) -> pa.Array:
     idx = rng.integers(0, len(values), n)
-    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), pa.array(values)).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), pa.array(values)).cast(
+        pa.string()
+    )
 
 
-def synthetic_table(n: int, *, days: int = 30, seed: int = 0, end_ns: int | None = None) -> pa.Table:
+def synthetic_table(
+    n: int, *, days: int = 30, seed: int = 0, end_ns: int | None = None
+) -> pa.Table:
     """A table of ``n`` spans spread over the last ``days`` days."""
     rng = np.random.default_rng(seed)
     end_ns = end_ns or time.time_ns()
@@ -86,7 +96,9 @@ def synthetic_table(n: int, *, days: int = 30, seed: int = 0, end_ns: int | None
         elif name == "ingested_at_ns":
             cols[name] = pa.array(start + dur_ns, pa.int64())
         elif pa.types.is_string(typ):
-            cols[name] = pa.array(np.full(n, "[]" if name == "events" else ("{}" if name == "resource" else "")))
+            cols[name] = pa.array(
+                np.full(n, "[]" if name == "events" else ("{}" if name == "resource" else ""))
+            )
         elif pa.types.is_boolean(typ):
             cols[name] = pa.nulls(n, typ) if f.nullable else pa.array(np.zeros(n, bool))
         elif pa.types.is_decimal(typ):

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from _otlp_payload import make_request
 from _server import Server
 
@@ -54,9 +53,14 @@ def _client(url: str, batch: int, seconds: float, rate_rps: float, out: mp.Queue
     out.put((sent, errors, latencies))
 
 
-def run_load(url: str, batch: int, clients: int, seconds: float, rate_rps_per_client: float = 0.0) -> dict[str, float]:
+def run_load(
+    url: str, batch: int, clients: int, seconds: float, rate_rps_per_client: float = 0.0
+) -> dict[str, float]:
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=_client, args=(url, batch, seconds, rate_rps_per_client, q)) for _ in range(clients)]
+    procs = [
+        mp.Process(target=_client, args=(url, batch, seconds, rate_rps_per_client, q))
+        for _ in range(clients)
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.start()
@@ -67,8 +71,11 @@ def run_load(url: str, batch: int, clients: int, seconds: float, rate_rps_per_cl
     lat = sorted(x for r in results for x in r[2])
     spans = sum(r[0] for r in results)
     return {
-        "batch": batch, "clients": clients, "spans_per_s": spans / max(elapsed - 0.5, 0.1),
-        "requests": len(lat), "errors": sum(r[1] for r in results),
+        "batch": batch,
+        "clients": clients,
+        "spans_per_s": spans / max(elapsed - 0.5, 0.1),
+        "requests": len(lat),
+        "errors": sum(r[1] for r in results),
         "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
     }
@@ -114,12 +121,22 @@ def main() -> None:
         peak_rss = max(peak_rss, proc.memory_info().rss)
         print("half-load", half, flush=True)
         lags = visibility_lag(srv.url)
-        print(f"\n| batch | clients | spans/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+        print(
+            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|"
+        )
         for r in rows:
-            print(f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
-        print(f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |")
-        print(f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms")
-        print(f"server RSS: idle {rss_idle / 2**20:.0f} MiB, under load (peak sampled) {peak_rss / 2**20:.0f} MiB")
+            print(
+                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            )
+        print(
+            f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |"
+        )
+        print(
+            f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms"
+        )
+        print(
+            f"server RSS: idle {rss_idle / 2**20:.0f} MiB, under load (peak sampled) {peak_rss / 2**20:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

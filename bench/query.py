@@ -37,7 +37,7 @@ def build(store: ChdbSpanStore, n: int) -> None:
         return
     end_ns = time.time_ns()
     t0 = time.monotonic()
-    for i, start in enumerate(range(have, n, CHUNK_ROWS)):
+    for start in range(have, n, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, n - start)
         store.append_batch(synthetic_table(rows, seed=start, end_ns=end_ns))
         print(f"  inserted {start + rows:,} rows ({time.monotonic() - t0:.0f} s)", flush=True)
@@ -59,8 +59,11 @@ def main() -> None:
     ap.add_argument("--optimize", action="store_true")
     args = ap.parse_args()
     now = datetime.now(UTC)
-    params_model_day = QueryParams(TimeRange(now - timedelta(days=31), now + timedelta(hours=1)),
-                                   group_by=["model"], bucket="day")
+    params_model_day = QueryParams(
+        TimeRange(now - timedelta(days=31), now + timedelta(hours=1)),
+        group_by=["model"],
+        bucket="day",
+    )
     params_all = QueryParams(TimeRange(now - timedelta(days=31), now + timedelta(hours=1)))
     print("| spans | cost by model by day (ms) | overview (ms) | parts |\n|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
@@ -69,9 +72,13 @@ def main() -> None:
             build(store, n)
             if args.optimize:
                 store.execute("OPTIMIZE TABLE spans FINAL")
-            parts = store.query_arrow(
-                "SELECT count() AS n FROM system.parts WHERE table = 'spans' AND active"
-            ).column("n")[0].as_py()
+            parts = (
+                store.query_arrow(
+                    "SELECT count() AS n FROM system.parts WHERE table = 'spans' AND active"
+                )
+                .column("n")[0]
+                .as_py()
+            )
             a = timed(lambda: cost_by(store, params_model_day))  # noqa: B023
             b = timed(lambda: get_overview(store, params_all))  # noqa: B023
             print(f"| {n:,} | {a:.0f} | {b:.0f} | {parts} |", flush=True)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 CONFORMANCE_DIR = Path(
-    os.environ.get("MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance")
+    os.environ.get(
+        "MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance"
+    )
 )
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +144,6 @@ def test_retries_tools_and_failures_are_visible(stored: list[dict[str, Any]]) ->
 def test_unpriced_model_is_listed(mentat_server: Any,
                                   stored: list[dict[str, Any]]) -> None:
     answer = httpx.get(f"{mentat_server.url}/api/v1/unpriced", params={
-        "start": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}, timeout=30)
+        "start": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert "acme-llama-3-70b" in json.dumps(answer.json()["rows"])

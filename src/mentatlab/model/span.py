@@ -20,14 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["CanonicalSpan", "Operation", "SpanStatus", "ZERO_USD"]
 
 ZERO_USD = Decimal(0)
 
 
-class SpanStatus(str, Enum):
+class SpanStatus(StrEnum):
     """Outcome of a span."""
 
     OK = "ok"
@@ -35,7 +35,7 @@ class SpanStatus(str, Enum):
     TIMEOUT = "timeout"
 
 
-class Operation(str, Enum):
+class Operation(StrEnum):
     """Coarse kind of work a span did (DESIGN.md ``operation``)."""
 
     CHAT = "chat"

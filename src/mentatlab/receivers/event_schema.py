@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
@@ -28,7 +28,7 @@ EventType = Literal[
     "agent.policy.decision", "agent.budget.threshold_hit",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _AWARE: TypeAdapter[AwareDatetime] = TypeAdapter(AwareDatetime)
 _MIN_UNIX_NS = 10**17  # 1973-03-03: an integer below this is not nanoseconds
 
