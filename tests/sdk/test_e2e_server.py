@@ -131,3 +131,83 @@ def test_traced_agent_run_is_stored_with_token_and_resource_cost(server: str) ->
     [row] = [r for r in rows if r["project_id"] == "helpdesk"]
     assert Decimal(row["token_cost"]) > 0
     assert Decimal(row["cpu_cost"]) > 0
+
+
+CHILD = """
+import asyncio, sys, threading, urllib.request
+import mentatlab
+mentatlab.init(endpoint=sys.argv[1], batch=False, service_name="worker-process")
+
+@mentatlab.traced(name="child-task")
+async def child_task():
+    await asyncio.sleep(0)
+
+with mentatlab.span("child-process"):
+    asyncio.run(child_task())
+    request = urllib.request.Request(sys.argv[2], headers=dict(mentatlab.inject_headers()))
+    assert urllib.request.urlopen(request, timeout=10).read() == b"ok"
+mentatlab.shutdown()
+"""
+
+
+def test_flow_across_thread_processes_and_http_is_one_stored_trace(server: str) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    mentatlab.init(endpoint=server, batch=False, service_name="front-process")
+
+    class Service(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with mentatlab.span("http-service", kind="server",
+                                context=mentatlab.extract_headers(dict(self.headers))):
+                body = b"ok"
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    service = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{service.server_address[1]}/"
+
+    def in_thread() -> None:
+        with mentatlab.span("thread-work"):
+            pass
+
+    try:
+        with mentatlab.baggage(org="acme", run_id="run-7", flow_id="flow-7"), \
+                mentatlab.span("front") as front:
+            worker = threading.Thread(target=mentatlab.wrap_context(in_thread))
+            worker.start()
+            worker.join()
+            done = subprocess.run([sys.executable, "-c", CHILD, server, url],
+                                  env=mentatlab.inject_env(), capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 0, done.stderr
+    finally:
+        service.shutdown()
+        service.server_close()
+    mentatlab.shutdown()
+    trace_id = format(front.get_span_context().trace_id, "032x")
+    deadline = time.monotonic() + 20
+    while True:
+        response = httpx.get(f"{server}/api/v1/traces/{trace_id}", timeout=10)
+        if response.status_code == 200 and response.json()["num_spans"] == 5:
+            break
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.2)
+    body = response.json()
+    assert [root["name"] for root in body["roots"]] == ["front"]
+    spans = {s["name"]: s for s in flatten(body["roots"])}
+    parents = {name: s["parent_span_id"] for name, s in spans.items()}
+    ids = {name: s["span_id"] for name, s in spans.items()}
+    assert parents["thread-work"] == ids["front"]
+    assert parents["child-process"] == ids["front"]
+    assert parents["child-task"] == ids["child-process"]
+    assert parents["http-service"] == ids["child-process"]
+    for span in spans.values():
+        assert span["run_id"] == "run-7" and span["flow_id"] == "flow-7"
+        assert span["org_id"] == "acme"
