@@ -69,7 +69,7 @@ async def test_async_cpu_counts_own_steps_not_interleaved_tasks(
         nonlocal own_ns
         for _ in range(10):
             start = time.thread_time_ns()
-            burn_cpu(0.015)
+            burn_cpu(0.03)
             own_ns += time.thread_time_ns() - start
             await asyncio.sleep(0)
 
@@ -77,7 +77,7 @@ async def test_async_cpu_counts_own_steps_not_interleaved_tasks(
         nonlocal other_ns
         for _ in range(10):
             start = time.thread_time_ns()
-            burn_cpu(0.015)
+            burn_cpu(0.03)
             other_ns += time.thread_time_ns() - start
             await asyncio.sleep(0)
 
