@@ -216,3 +216,27 @@ def test_child_in_another_thread_does_not_reduce_parent_cpu(
         worker.join()
     parent = attrs(span_exporter, "thread-parent")[CPU]
     assert isinstance(parent, float) and abs(parent - 0.05) < 0.005, parent
+
+
+def test_forked_child_meters_with_its_own_sampler(span_exporter: InMemorySpanExporter) -> None:
+    from mentatlab.sdk import configure
+
+    with mentatlab.span("before-fork"):
+        pass
+    parent_sampler = configure.get_state().sampler  # type: ignore[union-attr]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its sampler's view of its own memory, then exit at once
+        os.close(read_fd)
+        state = configure.get_state()
+        ok = state is not None and state.sampler is not None and state.sampler is not parent_sampler
+        with mentatlab.span("in-child"):
+            time.sleep(0.12)
+        memory = state.sampler.latest.rss_bytes if ok and state.sampler else 0
+        os.write(write_fd, f"{ok} {memory}".encode())
+        os._exit(0)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_fd) as pipe:
+        ok, memory = pipe.read().split()
+    assert status == 0 and ok == "True" and int(memory) > 0

@@ -266,6 +266,18 @@ def shutdown(timeout_s: float | None = None) -> ExportStats:
     return state.exporter.stats()
 
 
+def _restart_sampler_after_fork() -> None:
+    # The sampler thread did not survive fork and its /proc/self files name the parent;
+    # _sampler's own hook (registered first, so run first) forgot it: start the child's.
+    state = _state
+    if state is not None and state.sampler is not None:
+        state.sampler = get_sampler(state.config.memory_sample_period_ms)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_sampler_after_fork)
+
+
 def _shutdown_at_exit() -> None:
     try:
         shutdown()
