@@ -38,6 +38,7 @@ class OtlpReceiver:
     endpoint: str = ""
     spans: list[ReceivedSpan] = field(default_factory=list)
     num_requests: int = 0
+    authorizations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, body: bytes) -> None:
@@ -74,6 +75,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server API
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            receiver.authorizations.append(self.headers.get("Authorization", ""))
             receiver.add(body)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
