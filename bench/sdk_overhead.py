@@ -55,8 +55,9 @@ def make_span_factory(mode: str) -> Callable[[str], AbstractContextManager[Any]]
         return lambda name: tracer.start_as_current_span(name)
     import mentatlab
 
-    mentatlab.init(exporter=Discard(), resource_metering=mode == "mentatlab_metering_on",
-                   service_name="bench")
+    mentatlab.init(
+        exporter=Discard(), resource_metering=mode == "mentatlab_metering_on", service_name="bench"
+    )
     return lambda name: mentatlab.span(name)
 
 
@@ -73,9 +74,11 @@ def run_mode(mode: str) -> dict[str, float]:
             with span_factory("work"):
                 burn_cpu(work_ms)
         results[f"cpu_us_per_span_{work_ms:g}ms"] = (
-            (time.process_time() - cpu_start_s) / num_spans * 1e6)
+            (time.process_time() - cpu_start_s) / num_spans * 1e6
+        )
         results[f"wall_us_per_span_{work_ms:g}ms"] = (
-            (time.perf_counter() - wall_start_s) / num_spans * 1e6)
+            (time.perf_counter() - wall_start_s) / num_spans * 1e6
+        )
     return results
 
 
@@ -90,14 +93,22 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for _ in range(args.repeat):
         for mode in MODES:
-            out = subprocess.run([sys.executable, __file__, "--mode", mode], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--mode", mode],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             runs[mode].append(json.loads(out))
-    median = {mode: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-              for mode, rs in runs.items()}
+    median = {
+        mode: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        for mode, rs in runs.items()
+    }
     base = median["untraced"]
-    print("| mode | work/span | CPU µs/span | overhead µs/span | overhead % of work |"
-          " over plain OTel µs/span |")
+    print(
+        "| mode | work/span | CPU µs/span | overhead µs/span | overhead % of work |"
+        " over plain OTel µs/span |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for work_ms in WORKLOADS_MS:
         key = f"cpu_us_per_span_{work_ms:g}ms"
@@ -105,10 +116,13 @@ def main() -> None:
             value = median[mode][key]
             overhead_us = value - base[key]
             percent = f"{100 * overhead_us / (work_ms * 1000):.2f}" if work_ms else "—"
-            over_otel = "—" if mode in ("untraced", "otel") else (
-                f"{value - median['otel'][key]:.1f}")
-            print(f"| {mode} | {work_ms:g} ms | {value:.1f} | {overhead_us:.1f} | {percent} |"
-                  f" {over_otel} |")
+            over_otel = (
+                "—" if mode in ("untraced", "otel") else (f"{value - median['otel'][key]:.1f}")
+            )
+            print(
+                f"| {mode} | {work_ms:g} ms | {value:.1f} | {overhead_us:.1f} | {percent} |"
+                f" {over_otel} |"
+            )
 
 
 if __name__ == "__main__":
