@@ -13,7 +13,7 @@ from typing import Any
 
 from mentatlab.errors import ConfigError
 
-__all__ = ["CLICKHOUSE_CODE", "format_params", "to_param_text"]
+__all__ = ["CLICKHOUSE_CODE", "escape_text", "format_params", "to_param_text"]
 
 CLICKHOUSE_CODE = re.compile(r"Code:\s*(\d+)")
 """Finds the ClickHouse error code in an exception message."""
@@ -56,10 +56,28 @@ def _quote(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
+                          "\0": "\\0", "\b": "\\b", "\f": "\\f"})
+
+
+def escape_text(text: str) -> str:
+    r"""``text`` in ClickHouse's escaped text format (``TabSeparated`` escaping).
+
+    The engine reads a scalar parameter in this format: a raw tab or newline fails with
+    BAD_QUERY_PARAMETER and a ``\n`` or ``\\`` sequence would be unescaped.
+    """
+    return text.translate(_ESCAPES)
+
+
 def format_params(params: Mapping[str, Any] | None) -> dict[str, str]:
-    """Every parameter as ClickHouse text (see :func:`to_param_text`).
+    """Every parameter as the text chDB's ``params=`` expects (see :func:`to_param_text`).
+
+    Scalar strings are escaped (:func:`escape_text`), because chDB reads parameter values
+    in the escaped text format, exactly like the HTTP interface's ``param_<name>``. Array
+    literals are not: their elements are quoted, and quoted text is read as is.
 
     Raises:
         ConfigError: a value cannot be written as a parameter.
     """
-    return {name: to_param_text(value) for name, value in (params or {}).items()}
+    return {name: escape_text(value) if isinstance(value, str) else to_param_text(value)
+            for name, value in (params or {}).items()}
