@@ -149,3 +149,31 @@ def test_server_down_program_unaffected_drops_counted() -> None:
     assert stats.num_dropped_spans == 10
     assert work(21) == 42  # after shutdown: still runs, span dropped and counted
     assert mentatlab.export_stats().num_dropped_spans == 11
+
+
+def test_queue_overflow_drops_are_counted() -> None:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    release = threading.Event()
+
+    class Slow(SpanExporter):
+        def __init__(self) -> None:
+            self.num_spans = 0
+
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            release.wait(5)
+            self.num_spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    slow = Slow()
+    mentatlab.init(exporter=slow, max_queue_spans=4, schedule_delay_ms=1)
+    for _ in range(50):
+        with mentatlab.span("burst"):
+            pass
+    release.set()
+    stats = mentatlab.shutdown(timeout_s=5)
+    assert stats.num_exported_spans == slow.num_spans
+    assert stats.num_dropped_spans > 0
+    assert stats.num_exported_spans + stats.num_dropped_spans == 50

@@ -48,6 +48,9 @@ class _MentatSpanProcessor(SpanProcessor):
         self.inner: SpanProcessor | None = None
         self.exporter: CountingExporter | None = None
         self.static_attributes: dict[str, str] = {}
+        self.num_handed_spans = 0
+        """Spans handed to ``inner`` since it was installed (for queue-drop accounting)."""
+        self._count_lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -66,6 +69,8 @@ class _MentatSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         inner = self.inner
         if inner is not None:
+            with self._count_lock:
+                self.num_handed_spans += 1
             inner.on_end(span)
         elif self.exporter is not None:
             self.exporter.count_dropped(1)
@@ -74,6 +79,20 @@ class _MentatSpanProcessor(SpanProcessor):
         inner, self.inner = self.inner, None
         if inner is not None:
             inner.shutdown()
+            self._count_queue_drops()
+
+    def _count_queue_drops(self) -> None:
+        # The batch processor drops silently when its queue is full; after its shutdown
+        # (a full flush) every handed span was either exported or counted as failed.
+        exporter = self.exporter
+        if exporter is None:
+            return
+        stats = exporter.stats()
+        with self._count_lock:
+            lost = self.num_handed_spans - stats.num_exported_spans - stats.num_dropped_spans
+            self.num_handed_spans = 0
+        if lost > 0:
+            exporter.count_dropped(lost)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         inner = self.inner
@@ -220,6 +239,9 @@ def init(
         else:
             inner = SimpleSpanProcessor(counting)
         old_inner = processor.inner
+        old_exporter = processor.exporter
+        old_num_handed = processor.num_handed_spans
+        processor.num_handed_spans = 0
         processor.static_attributes = {
             key: value for key, value in
             (("mentat.org_id", config.org), ("mentat.project_id", config.project)) if value}
@@ -238,6 +260,11 @@ def init(
     if old_inner is not None:
         with handle_internal_errors():
             old_inner.shutdown()
+            if old_exporter is not None:
+                old_stats = old_exporter.stats()
+                lost = old_num_handed - old_stats.num_exported_spans - old_stats.num_dropped_spans
+                if lost > 0:
+                    old_exporter.count_dropped(lost)
     return _state
 
 

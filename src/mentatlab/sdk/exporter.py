@@ -28,8 +28,8 @@ class ExportStats:
     num_exported_spans: int
     """Spans the server acknowledged."""
     num_dropped_spans: int
-    """Spans lost: failed exports (server down, refused, timed out) and spans ended
-    after shutdown."""
+    """Spans lost: failed exports (server down, refused, timed out), spans ended after
+    shutdown, and (counted at shutdown or re-init) spans the full export queue dropped."""
 
 
 class CountingExporter(SpanExporter):
