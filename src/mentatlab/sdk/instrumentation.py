@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 
 from mentatlab.errors import PluginDidNotLoad
@@ -37,6 +38,9 @@ class Instrumentation:
     """Import name of the client library."""
     candidates: tuple[tuple[str, str], ...]
     """(module, instrumentor class) pairs, best first."""
+    env_defaults: tuple[tuple[str, str], ...] = ()
+    """Environment defaults set (if unset) before instrumenting, e.g. to turn off a client's
+    own tracing that would duplicate the instrumentation's spans."""
 
 
 INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
@@ -46,7 +50,10 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         ("opentelemetry.instrumentation.openai", "OpenAIInstrumentor"))),
     Instrumentation("anthropic", "anthropic", (
         ("opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor"),
-        ("openinference.instrumentation.anthropic", "AnthropicInstrumentor"))),
+        ("openinference.instrumentation.anthropic", "AnthropicInstrumentor")),
+        # anthropic 2.x traces every call itself, in traces unrelated to the caller's:
+        # with an instrumentation on top each call would yield two LLM spans.
+        env_defaults=(("ANTHROPIC_OPEN_TELEMETRY", "false"),)),
     Instrumentation("google_genai", "google.genai", (
         ("opentelemetry.instrumentation.google_genai", "GoogleGenAiSdkInstrumentor"),
         ("openinference.instrumentation.google_genai", "GoogleGenAIInstrumentor"))),
@@ -75,6 +82,8 @@ def _enable(item: Instrumentation) -> str:
     for module_name, class_name in item.candidates:
         if not _installed(module_name):
             continue
+        for name, value in item.env_defaults:
+            os.environ.setdefault(name, value)
         instrumentor = getattr(importlib.import_module(module_name), class_name)()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
