@@ -42,6 +42,7 @@ __all__ = [
     "computed",
     "json_blob",
     "json_path",
+    "load_json",
     "mapped",
 ]
 
@@ -258,7 +259,8 @@ def computed(key: str, fields: tuple[str, ...], fn: Extract, note: str = "") -> 
     return Rule(key, fields, fn, note)
 
 
-def _loads(value: Any) -> Any:
+def load_json(value: Any) -> Any:
+    """A parsed JSON document from a string/bytes attribute (a dict passes through), else None."""
     if isinstance(value, dict):
         return value
     if not isinstance(value, (str, bytes)) or not value:
@@ -318,7 +320,7 @@ def json_blob(key: str, paths: Mapping[str, tuple[str, ...]], note: str = "",
         return first
 
     def extract(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
-        doc = _loads(value)
+        doc = load_json(value)
         if not isinstance(doc, dict) or not doc:
             return None
         out: list[tuple[str, Any]] = []

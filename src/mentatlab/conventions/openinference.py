@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from mentatlab.conventions.base import Convention, attr, computed, json_blob, mapped
+from mentatlab.conventions.base import (
+    Convention,
+    Extract,
+    attr,
+    computed,
+    json_blob,
+    load_json,
+    mapped,
+)
 from mentatlab.conventions.provider import normalize_provider
 from mentatlab.model.raw import RawSpan
 
 __all__ = ["CONVENTION", "SPAN_KIND_OPERATION"]
+
+_MODELS = ("request_model", "response_model")
 
 SPAN_KIND_OPERATION: dict[str, str] = {
     "LLM": "chat",
@@ -28,6 +38,28 @@ SPAN_KIND_OPERATION: dict[str, str] = {
     "GUARDRAIL": "guardrail",
 }
 """``openinference.span.kind`` → operation name (CHAIN, EVALUATOR, UNKNOWN: none)."""
+
+
+def _model_name(params_key: str) -> Extract:
+    """Split a model-name attribute into request and response model.
+
+    ``llm.model_name`` / ``embedding.model_name`` is the model used (the response's model
+    when the instrumentation saw one); when the invocation parameters under ``params_key``
+    name the requested model, that one is the request model and the attribute the response
+    model (OpenAI answers with a dated snapshot of the requested model).
+    """
+
+    def extract(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        used = value.strip()
+        params = load_json(span.attributes.get(params_key))
+        requested = params.get("model") if isinstance(params, dict) else None
+        if isinstance(requested, str) and requested.strip():
+            return (("request_model", requested.strip()), ("response_model", used))
+        return (("request_model", used),)
+
+    return extract
 
 
 def _provider(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
@@ -42,10 +74,12 @@ CONVENTION = Convention(
         mapped("openinference.span.kind", "operation_name", SPAN_KIND_OPERATION),
         computed("llm.provider", ("provider",), _provider, "host: azure, aws, google..."),
         computed("llm.system", ("provider",), _provider, "API family: openai, anthropic..."),
-        attr("llm.model_name", "request_model", "model used (response if known)"),
         attr("llm.request.model_name", "request_model"),
         attr("llm.response.model_name", "response_model"),
-        attr("embedding.model_name", "request_model"),
+        computed("llm.model_name", _MODELS, _model_name("llm.invocation_parameters"),
+                 "model used; request model from llm.invocation_parameters"),
+        computed("embedding.model_name", _MODELS, _model_name("embedding.invocation_parameters"),
+                 "model used; request model from embedding.invocation_parameters"),
         attr("llm.token_count.prompt", "input_tokens", "inclusive of cache details"),
         attr("llm.token_count.completion", "output_tokens", "inclusive of reasoning"),
         attr("llm.token_count.total", "total_tokens"),
