@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from websockets.sync.client import connect
 
-from conftest import LiveServer, make_settings, run_live_server
+from conftest import LiveServer, make_settings, open_in_process, run_live_server
 
 
 def post_trace(server: LiveServer, project: str, model: str, error: bool = False) -> str:
@@ -99,7 +99,6 @@ def test_grpc_receiver_with_real_otel_exporter(grpc_server: tuple[LiveServer, in
 
 
 async def test_grpc_is_not_served_unauthenticated(_isolated_data_dir: Path) -> None:
-    from conftest import open_in_process
 
     port = _free_port()
     settings = make_settings(_isolated_data_dir, grpc_port=port, auth_required=True)
