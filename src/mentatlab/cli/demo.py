@@ -204,7 +204,7 @@ def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | Non
     table = Table(title=title)
     names = columns or (list(rows[0]) if rows else [])
     for name in names:
-        numeric = name.endswith(("_cost", "_tokens", "_ms", "spans", "count"))
+        numeric = name.endswith(("_cost", "_tokens", "_ms", "spans", "count", "requests"))
         table.add_column(name, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*("" if row.get(n) is None else str(row.get(n)) for n in names))
@@ -221,20 +221,19 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
     if cost is not None:
         result.cost_rows = list(cost.get("rows", []))
         result.total_cost = str(cost.get("total_cost", ""))
-        wanted = ["org_id", "project_id", "model", "spans", "span_count", "input_tokens",
-                  "cache_read_tokens", "output_tokens", "token_cost", "total_cost"]
-        present = [c for c in wanted if any(c in r for r in result.cost_rows)]
-        console.print(_rows_table(result.cost_rows, "Cost by org, project and model",
-                                  present or None))
+        # LLM calls only: agent and tool spans carry no model, failed calls no usage
+        priced = [r for r in result.cost_rows if r.get("model") and int(r.get("requests") or 0)]
+        console.print(_rows_table(priced, "Cost by org, project and model",
+                                  ["org_id", "project_id", "model", "requests", "input_tokens",
+                                   "cached_tokens", "output_tokens", "total_cost"]))
         console.print(f"Total: [bold]{result.total_cost}[/bold] {cost.get('currency', 'USD')}")
     if traces is not None:
         rows = list(traces.get("traces", []))
         rows.sort(key=lambda r: _decimal(r.get("total_cost")), reverse=True)
         result.top_traces = rows[:5]
-        wanted = ["trace_id", "name", "root_name", "org_id", "project_id", "agent_id", "spans",
-                  "span_count", "duration_ms", "status", "total_cost"]
-        present = [c for c in wanted if any(c in r for r in result.top_traces)]
-        console.print(_rows_table(result.top_traces, "Most expensive traces", present or None))
+        console.print(_rows_table(result.top_traces, "Most expensive traces",
+                                  ["trace_id", "root_name", "duration_ms", "status",
+                                   "total_cost"]))
     if unpriced is not None:
         result.unpriced = list(unpriced.get("rows", []))
         if result.unpriced:
@@ -296,7 +295,7 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
             result.traffic = _run_traffic(fake.base_url, url, f"{host}:{grpc_port}", runs,
                                           console)
         _report(result, started, console)
-        console.print(f"API docs: [link]{url}/docs[/link]   Dashboard: {url}/")
+        console.print(f"API docs: [link]{url}/docs[/link]")
     finally:
         if proc is not None and not keep_running:
             _stop(proc)
