@@ -68,6 +68,8 @@ psql_local() {
 }
 psql_local "-tAc \"SELECT 1 FROM pg_roles WHERE rolname = '$NAME'\"" | grep -q 1 \
   || psql_local "-c \"CREATE ROLE $NAME LOGIN PASSWORD '$PASSWORD'\""
+# tests make a fresh database per scenario (e.g. several nodes migrating one new database)
+psql_local "-c \"ALTER ROLE $NAME CREATEDB\""
 psql_local "-tAc \"SELECT 1 FROM pg_database WHERE datname = '$NAME'\"" | grep -q 1 \
   || psql_local "-c \"CREATE DATABASE $NAME OWNER $NAME\""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -34,6 +36,19 @@ def test_control_store_migrates_and_works_on_postgres(postgres_url: str) -> None
         assert store.resolve_api_key(issued.key) is None
     finally:
         store.close()
+
+
+def test_nodes_migrating_at_once_serialize_on_an_advisory_lock(postgres_url: str) -> None:
+    libpq_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    fresh = f"concurrent_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{fresh}"')
+    fresh_url = postgres_url.rsplit("/", 1)[0] + f"/{fresh}"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: migrate_control_store(fresh_url), range(4)))  # raises on error
+    with psycopg.connect(libpq_url.rsplit("/", 1)[0] + f"/{fresh}") as conn:
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert len(versions) == 1
 
 
 def test_postgres_script_is_idempotent_and_listens_on_loopback(postgres_url: str) -> None:

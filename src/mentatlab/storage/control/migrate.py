@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from mentatlab.errors import StoreError
 
@@ -27,6 +27,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+MIGRATION_LOCK_KEY = 0x6D656E7461746C62
+"""PostgreSQL advisory-lock key held while migrating (ASCII ``mentatlb``)."""
+
+
 def migrate_control_store(url: str, revision: str = "head") -> None:
     """Upgrade the control store at SQLAlchemy ``url`` to ``revision`` (idempotent).
 
@@ -40,6 +44,11 @@ def migrate_control_store(url: str, revision: str = "head") -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several nodes may start at once: the first to take this transaction-scoped
+                # lock migrates; the others wait, then find the schema at head.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
