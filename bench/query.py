@@ -67,7 +67,7 @@ def main() -> None:
     params_all = QueryParams(TimeRange(now - timedelta(days=31), now + timedelta(hours=1)))
     print("| spans | cost by model by day (ms) | overview (ms) | parts |\n|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
-        with ChdbSpanStore(DATA / f"spans-{n}") as store:
+        with ChdbSpanStore(DATA / f"spans-v2-{n}") as store:
             store.migrate()
             build(store, n)
             if args.optimize:

@@ -12,9 +12,16 @@ from mentatlab.analytics.query import (
     LLM_CALL,
     NOT_ROLLUP,
     QueryParams,
+    SqlParts,
     build_where,
 )
+from mentatlab.analytics.rollup_read import intervals_where, rollup_plan_for, rollup_where
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.span_schema import (
+    LATENCY_QUANTILES,
+    ROLLUP_SCOPE_DIMENSIONS,
+    ROLLUP_SCOPE_TABLE,
+)
 
 __all__ = ["Overview", "get_overview"]
 
@@ -66,15 +73,67 @@ def _ms(values: list[Any], i: int) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def get_overview(store: SpanStore, params: QueryParams) -> Overview:
+_RAW_STATES = f"""
+SELECT
+    sum(total_cost) AS total_cost,
+    countIf({LLM_CALL}) AS requests,
+    count() AS num_spans,
+    uniqExactState(trace_id) AS traces,
+    sumIf(ifNull(input_tokens, 0), {NOT_ROLLUP}) AS input_tokens,
+    sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
+    sumIf(ifNull(cache_read_tokens, 0), {NOT_ROLLUP}) AS cached_tokens,
+    countIf(status != 'ok') AS error_spans,
+    {LATENCY_QUANTILES.replace("(", "State(", 1)}(duration_ms) AS latency_ms
+FROM spans FINAL
+WHERE {{raw}}
+UNION ALL
+SELECT total_cost, requests, num_spans, traces, input_tokens, output_tokens, cached_tokens,
+    error_spans, latency_ms
+FROM {ROLLUP_SCOPE_TABLE}
+WHERE {{rollup}}
+"""
+
+_MERGED_SQL = f"""
+SELECT
+    sum(total_cost) AS spend,
+    sum(requests) AS requests,
+    sum(num_spans) AS num_spans,
+    uniqExactMerge(traces) AS num_traces,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cached_tokens) AS cached_tokens,
+    sum(error_spans) AS error_spans,
+    {LATENCY_QUANTILES.replace("(", "Merge(", 1)}(latency_ms) AS latency_ms
+FROM ({_RAW_STATES})
+{FINAL_SETTINGS}
+"""
+
+
+def get_overview(store: SpanStore, params: QueryParams, *, use_rollups: bool = True
+                 ) -> Overview:
     """Spend, LLM calls, spans, traces, tokens, success rate and latency percentiles.
+
+    Reads the hourly scope rollup for closed, unchanged whole hours when every filter is
+    a trace-level dimension (org, workspace, project, agent, workflow, service), and
+    ``spans FINAL`` for the rest: sums and the trace count are exact either way; latency
+    percentiles are t-digest estimates both ways (they may differ by the t-digest error).
+    ``use_rollups=False`` reads only ``spans FINAL``.
 
     Raises:
         QueryTimeout: the query ran past the store's time limit.
         StoreError: the query failed.
     """
-    parts = build_where(params.time_range, params.filters)
-    row = store.query_arrow(_SQL.format(where=parts.where), parts.binds).to_pylist()[0]
+    plan = rollup_plan_for(store, params.time_range, set(params.filters),
+                           ROLLUP_SCOPE_DIMENSIONS) if use_rollups else None
+    if plan is None:
+        parts = build_where(params.time_range, params.filters)
+        sql = _SQL.format(where=parts.where)
+    else:
+        parts = SqlParts()
+        raw = intervals_where(parts, "start_time", plan.raw)
+        raw += " AND " + build_where(None, params.filters, SqlParts(binds=parts.binds)).where
+        sql = _MERGED_SQL.format(raw=raw, rollup=rollup_where(parts, plan, params.filters))
+    row = store.query_arrow(sql, parts.binds).to_pylist()[0]
     num_spans = int(row["num_spans"])
     latency = list(row["latency_ms"] or []) if num_spans else []
     return Overview(

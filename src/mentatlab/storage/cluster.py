@@ -12,6 +12,10 @@ the same statements are rewritten, as data, by :class:`ClusterLayout`:
   and every query in :mod:`mentatlab.analytics` keep using ``spans`` unchanged;
 * ``schema_migrations`` is one ``ReplicatedMergeTree`` shared by every node of the
   cluster (Keeper path without ``{shard}``), so a migration is recorded once.
+* the hourly rollups (``span_rollup_*``, see :mod:`mentatlab.storage.rollup`) are small
+  and every node holds them whole: ``Replicated*MergeTree`` tables with one Keeper path
+  for the cluster, no ``Distributed`` table. A rollup build reads ``spans FINAL`` (per
+  shard, then merged) and inserts once; replication copies the rows to every node.
 
 The server's configuration must define ``remote_servers.<name>``, Keeper, and the
 ``{shard}`` and ``{replica}`` macros (``{replica}`` unique across the cluster).
@@ -89,6 +93,8 @@ class ClusterLayout:
                          " ingested_at_ns)",
             migrations_engine=f"ReplicatedMergeTree('{migrations}', '{self.replica}')",
             on_cluster=self.cluster,
+            shared_keeper_prefix=self.keeper_path("", per_shard=False).rstrip("/"),
+            replica=self.replica,
         )
 
     def distributed_ddl(self) -> str:

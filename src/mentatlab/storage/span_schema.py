@@ -28,7 +28,14 @@ from mentatlab.model.schema import SPAN_COLUMNS, Column
 from mentatlab.storage.base import SpanStore
 
 __all__ = [
+    "LATENCY_QUANTILES",
     "MIGRATIONS",
+    "ROLLUP_BUILDS_TABLE",
+    "ROLLUP_DIMENSIONS",
+    "ROLLUP_MONEY",
+    "ROLLUP_SCOPE_DIMENSIONS",
+    "ROLLUP_SCOPE_TABLE",
+    "ROLLUP_TABLE",
     "SPANS_TABLE",
     "Migration",
     "SchemaOptions",
@@ -71,6 +78,23 @@ class SchemaOptions:
     """Engine of ``schema_migrations``."""
     on_cluster: str = ""
     """Cluster name for ``ON CLUSTER`` DDL; ``""`` on a single node."""
+    shared_keeper_prefix: str = ""
+    """Keeper path prefix of tables every node holds whole (the rollups): set on a
+    cluster, where they become ``Replicated*`` tables under ``<prefix>/<table>``."""
+    replica: str = "{replica}"
+    """Replica name of replicated tables (a server macro)."""
+
+    def shared_engine(self, table: str, engine: str, args: str = "") -> str:
+        """Engine clause of a table every node holds whole (``MergeTree`` family).
+
+        On a single node ``engine(args)``; on a cluster ``Replicated<engine>('<prefix>/
+        <table>', '<replica>'[, args])`` with one Keeper path for all shards.
+        """
+        if not self.shared_keeper_prefix:
+            return f"{engine}({args})"
+        extra = f", {args}" if args else ""
+        return (f"Replicated{engine}('{self.shared_keeper_prefix}/{table}',"
+                f" '{self.replica}'{extra})")
 
     @property
     def cluster_clause(self) -> str:
@@ -117,9 +141,59 @@ def _m002(options: SchemaOptions) -> list[str]:
     return [spans_table_ddl(options)]
 
 
+ROLLUP_TABLE = "span_rollup_hourly"
+"""Hourly cost rollup: sums per (hour, fine dimensions), for ``cost_by``."""
+ROLLUP_SCOPE_TABLE = "span_rollup_scope_hourly"
+"""Hourly overview rollup per (hour, trace-level dimensions), with trace-id and latency
+states, for ``get_overview``."""
+ROLLUP_BUILDS_TABLE = "span_rollup_builds"
+"""``(hour, build_id)`` of every rollup build; the largest build id of an hour is current."""
+
+ROLLUP_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
+                     "service_name", "provider", "model", "operation", "status", "tool_name")
+"""Key columns of ``span_rollup_hourly`` (``model`` is the span's model expression)."""
+ROLLUP_SCOPE_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
+                           "service_name")
+"""Key columns of ``span_rollup_scope_hourly`` (mostly constant within a trace)."""
+ROLLUP_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
+                "storage_cost", "discount", "total_cost")
+"""Money columns summed by the rollups (``Decimal(38, 12)``, like the span columns)."""
+LATENCY_QUANTILES = "quantilesTDigest(0.5, 0.95, 0.99)"
+"""The latency aggregate of the overview (state kept by the scope rollup)."""
+
+
+def _m003(options: SchemaOptions) -> list[str]:
+    c = options.cluster_clause
+    money = "".join(f"  {m} Decimal(38, 12),\n" for m in ROLLUP_MONEY)
+    counts = ("  requests UInt64,\n  num_spans UInt64,\n  error_spans UInt64,\n"
+              "  input_tokens UInt64,\n  output_tokens UInt64,\n  cached_tokens UInt64,\n")
+
+    def dims(names: tuple[str, ...]) -> str:
+        return "".join(f"  {d} LowCardinality(String),\n" for d in names)
+
+    return [
+        f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE}{c} (\n  build_id UInt64,\n"
+        f"  hour DateTime('UTC'),\n{dims(ROLLUP_DIMENSIONS)}{money}{counts[:-2]}\n)"
+        f" ENGINE = {options.shared_engine(ROLLUP_TABLE, 'MergeTree')}\n"
+        "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
+        f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCOPE_TABLE}{c} (\n  build_id UInt64,\n"
+        f"  hour DateTime('UTC'),\n{dims(ROLLUP_SCOPE_DIMENSIONS)}{money}{counts}"
+        "  traces AggregateFunction(uniqExact, String),\n"
+        f"  latency_ms AggregateFunction({LATENCY_QUANTILES}, Float64)\n)"
+        f" ENGINE = {options.shared_engine(ROLLUP_SCOPE_TABLE, 'MergeTree')}\n"
+        "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
+        f"CREATE TABLE IF NOT EXISTS {ROLLUP_BUILDS_TABLE}{c} (\n  hour DateTime('UTC'),\n"
+        "  build_id UInt64,\n  source_max_ns Int64,\n  closed_before DateTime('UTC'),\n"
+        "  built_at DateTime64(3, 'UTC')\n)"
+        f" ENGINE = {options.shared_engine(ROLLUP_BUILDS_TABLE, 'ReplacingMergeTree', 'build_id')}"
+        "\nORDER BY hour",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
+    Migration(3, "span rollups", _m003),
 )
 """Every span-store migration, in version order."""
 
