@@ -31,6 +31,7 @@ __all__ = [
     "GROUP_BY_COLUMNS",
     "LLM_CALL",
     "MODEL_EXPR",
+    "NAME_ALIASES",
     "NOT_ROLLUP",
     "Bucket",
     "QueryParams",
@@ -48,6 +49,13 @@ LLM_CALL = f"({MODEL_EXPR} != '' AND {NOT_ROLLUP})"
 """A span that is one LLM call (has a model, is not a rollup of its children)."""
 FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 """Appended to every ``FROM spans FINAL`` query."""
+
+NAME_ALIASES: Mapping[str, str] = {
+    "org": "org_id", "workspace": "workspace_id", "project": "project_id", "user": "user_id",
+    "customer": "customer_id", "agent": "agent_id", "workflow": "workflow_id",
+    "tool": "tool_name", "service": "service_name",
+}
+"""Short names accepted for group-by and filter names (``project`` → ``project_id``)."""
 
 GROUP_BY_COLUMNS: Mapping[str, str] = {
     "org_id": "org_id",
@@ -140,6 +148,9 @@ class QueryParams:
     """Time bucket of the result rows; None for one row per group."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "filters",
+                           {NAME_ALIASES.get(k, k): v for k, v in self.filters.items()})
+        object.__setattr__(self, "group_by", tuple(NAME_ALIASES.get(g, g) for g in self.group_by))
         for name, value in self.filters.items():
             if name not in FILTER_COLUMNS:
                 raise ValidationError(f"filters.{name}",
@@ -157,8 +168,6 @@ class QueryParams:
         if self.bucket is not None and self.bucket not in BUCKETS:
             raise ValidationError("bucket", f"Expected one of {sorted(BUCKETS)} or none, "
                                             f"got {self.bucket!r}")
-        object.__setattr__(self, "filters", dict(self.filters))
-        object.__setattr__(self, "group_by", tuple(self.group_by))
 
 
 @dataclass(slots=True)

@@ -37,9 +37,12 @@ _COST_COLUMNS = ("bucket", "requests", "input_tokens", "output_tokens", "token_c
 """Numbers a cost table shows after the group-by keys (JSON and CSV carry every field)."""
 
 
-def cost_columns(group_by: str) -> list[str]:
-    """The group-by keys then the headline numbers."""
-    return [k.strip() for k in group_by.split(",") if k.strip()] + list(_COST_COLUMNS)
+def cost_columns(body: dict[str, Any]) -> list[str]:
+    """The group-by keys the server answered with (canonical names), then the numbers."""
+    keys = list(body.get("group_by") or [])
+    if body.get("bucket"):
+        keys.insert(0, "bucket")
+    return keys + list(_COST_COLUMNS)
 
 
 def render_rows(rows: Sequence[dict[str, Any]], title: str = "",
@@ -98,7 +101,7 @@ def report(
         return
     rows = body.get("rows", [])
     console.print(render_rows(rows, f"Cost by {by} ({since[:16]} → {until[:16]})",
-                              cost_columns(by)))
+                              cost_columns(body)))
     if "total_cost" in body:
         console.print(f"Total: [bold]{body['total_cost']}[/bold] {body.get('currency', 'USD')}")
 
@@ -122,7 +125,7 @@ def watch(
             return render_rows(body.get("rows", []),
                                f"Spend, last {range_} — total {body.get('total_cost', '?')} "
                                f"{body.get('currency', 'USD')} at {stamp} UTC",
-                               cost_columns(by))
+                               cost_columns(body))
 
         if not follow:
             console.print(snapshot())

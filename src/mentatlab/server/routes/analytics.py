@@ -145,7 +145,7 @@ async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: En
             writer.writerows(rows)
         return Response(out.getvalue(), media_type="text/csv")
     total = jsonable(sum((r.total_cost for r in result), Decimal(0)))
-    return {"ok": True, "group_by": fields, "bucket": bucket, "currency": "USD",
+    return {"ok": True, "group_by": list(params.group_by), "bucket": bucket, "currency": "USD",
             "total_cost": total, "rows": rows}
 
 
