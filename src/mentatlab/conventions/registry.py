@@ -93,6 +93,8 @@ def _build_index(conventions: tuple[Convention, ...]) -> _Index:
 
 
 _INDEX = _build_index(CONVENTIONS)
+_NAME_RULES = _INDEX.get("@name", ())
+_SCOPE_RULES = _INDEX.get("@scope", ())
 
 
 def extract_fields(span: RawSpan) -> dict[str, Any]:
@@ -105,29 +107,35 @@ def extract_fields(span: RawSpan) -> dict[str, Any]:
         BadValue: a mapped token count or resource quantity is not a valid number
             (the caller rejects the span); ``reason`` and ``key`` say which and why.
     """
-    best: dict[str, tuple[int, Any]] = {}
+    priorities: dict[str, int] = {}
+    out: dict[str, Any] = {}
     get_rules = _INDEX.get
-    items: list[tuple[str, Any]] = list(span.attributes.items())
-    if span.name:
-        items.append(("@name", span.name))
-    if span.scope_name:
-        items.append(("@scope", span.scope_name))
-    for key, value in items:
+    for key, value in span.attributes.items():
         rules = get_rules(key)
-        if rules is None:
+        if rules is not None:
+            _apply(rules, key, value, span, priorities, out)
+    if span.name and _NAME_RULES:
+        _apply(_NAME_RULES, "@name", span.name, span, priorities, out)
+    if span.scope_name and _SCOPE_RULES:
+        _apply(_SCOPE_RULES, "@scope", span.scope_name, span, priorities, out)
+    return out
+
+
+def _apply(rules: tuple[tuple[int, Rule], ...], key: str, value: Any, span: RawSpan,
+           priorities: dict[str, int], out: dict[str, Any]) -> None:
+    """Run the rules of one attribute; keep each field's highest-precedence value."""
+    for priority, rule in rules:
+        try:
+            found = rule.extract(value, span)
+        except BadValue as exc:
+            raise BadValue(exc.reason, key) from None
+        if found is None:
             continue
-        for priority, rule in rules:
-            try:
-                found = rule.extract(value, span)
-            except BadValue as exc:
-                raise BadValue(exc.reason, key) from None
-            if found is None:
-                continue
-            for field, field_value in found:
-                held = best.get(field)
-                if held is None or priority < held[0]:
-                    best[field] = (priority, field_value)
-    return {field: held[1] for field, held in best.items()}
+        for field, field_value in found:
+            held = priorities.get(field)
+            if held is None or priority < held:
+                priorities[field] = priority
+                out[field] = field_value
 
 
 def extract_resource_fields(resource: Mapping[str, Any]) -> dict[str, str]:

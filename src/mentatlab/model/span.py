@@ -48,12 +48,17 @@ class Operation(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CanonicalSpan:
     """One normalized, priced span: one row of the span store.
 
     Times are timezone-aware UTC; ids are lowercase hex; money is ``Decimal`` in
     ``currency`` (USD unless the pricing file says otherwise).
+
+    Mutable on purpose (docs/decisions/0002-mutable-canonical-span.md): building a frozen
+    dataclass of ~75 fields costs ~10x more, and ingest builds one per span. A pipeline
+    stage owns the spans handed to it and may set fields in place; code that keeps a span
+    beyond the call that produced it must not rely on it staying unchanged unless it owns it.
     """
 
     # identity

@@ -14,6 +14,7 @@ metered resource; an end time before the start time. Each yields one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -56,6 +57,31 @@ _TENANCY = frozenset({
 })
 """``RawSpan.tenancy`` keys honoured (canonical names); others are ignored."""
 _STATUS_VALUES = {s.value: s for s in SpanStatus}
+_FIELDS = dataclasses.fields(CanonicalSpan)
+_INDEX = {f.name: i for i, f in enumerate(_FIELDS)}
+_TEMPLATE: tuple[Any, ...] = tuple(
+    None if f.default is dataclasses.MISSING else f.default for f in _FIELDS)
+"""A CanonicalSpan row of defaults (required fields None until set)."""
+_PASSTHROUGH_INDEX = {name: _INDEX[name] for name in _PASSTHROUGH}
+_TENANCY_INDEX = {name: _INDEX[name] for name in _TENANCY}
+_I_TRACE_ID = _INDEX["trace_id"]
+_I_STATUS_MESSAGE = _INDEX["status_message"]
+_I_INPUT_TOKENS = _INDEX["input_tokens"]
+_I_REQUEST_MODEL = _INDEX["request_model"]
+_I_RESPONSE_MODEL = _INDEX["response_model"]
+_I_TOOL_NAME = _INDEX["tool_name"]
+_I_ATTEMPT = _INDEX["attempt"]
+_I_IS_RETRY = _INDEX["is_retry"]
+_I_OPERATION = _INDEX["operation"]
+_I_OPERATION_NAME = _INDEX["operation_name"]
+_I_PROVIDER = _INDEX["provider"]
+_I_USAGE_IS_ROLLUP = _INDEX["usage_is_rollup"]
+_I_ATTRIBUTES = _INDEX["attributes"]
+_I_EVENTS = _INDEX["events"]
+_I_RESOURCE = _INDEX["resource"]
+_I_SCOPE_NAME = _INDEX["scope_name"]
+_I_INGESTED_AT_NS = _INDEX["ingested_at_ns"]
+assert _I_STATUS_MESSAGE - _I_TRACE_ID == 9, "identity fields must stay contiguous"
 _TIMEOUT_MARKERS = ("timeout", "timedout", "deadlineexceeded", "deadline_exceeded")
 
 
@@ -89,6 +115,24 @@ def _truncate(attributes: Mapping[str, Any], limit_bytes: int) -> Mapping[str, A
         return attributes
     out[TRUNCATED_ATTRIBUTES_KEY] = cut
     return out
+
+
+def _base_row(found: Mapping[str, Any], resource_fields: Mapping[str, str],
+              tenancy: Mapping[str, str]) -> list[Any]:
+    """A row of defaults with the resource fields, then the span's, then the receiver's."""
+    row = list(_TEMPLATE)
+    for field, value in resource_fields.items():
+        row[_INDEX[field]] = value
+    for field, value in found.items():
+        index = _PASSTHROUGH_INDEX.get(field)
+        if index is not None:
+            row[index] = value
+    if tenancy:
+        for field, value in tenancy.items():
+            index = _TENANCY_INDEX.get(field)
+            if index is not None and value:
+                row[index] = value
+    return row
 
 
 class Normalize:
@@ -145,30 +189,27 @@ class Normalize:
                            f"{span.end_time_ns}", "endTimeUnixNano")
         found = extract_fields(span)
         resource_fields, resource_json = self._resource(span, resources)
-        values: dict[str, Any] = {**resource_fields, **{
-            field: value for field, value in found.items() if field in _PASSTHROUGH}}
-        if span.tenancy:
-            values.update((k, v) for k, v in span.tenancy.items() if k in _TENANCY and v)
+        # The row is built positionally from a template: ~3x cheaper than ~30 keyword
+        # arguments to a 70-field dataclass, and this runs once per ingested span.
+        row = _base_row(found, resource_fields, span.tenancy)
 
         # tokens: input inclusive of cache (add back what cache-exclusive producers left out)
         input_tokens = found.get("input_tokens")
         excluded = found.get("input_cache_excluded_tokens")
         if excluded and input_tokens is not None:
             input_tokens += excluded
-        values["input_tokens"] = input_tokens
+        row[_I_INPUT_TOKENS] = input_tokens
 
         # operation
         operation_name: str = found.get("operation_name", "")
         operation = OPERATION_CLASS.get(operation_name, Operation.OTHER)
         if operation is Operation.OTHER and not operation_name and (
-                values.get("request_model") or values.get("response_model")):
+                row[_I_REQUEST_MODEL] or row[_I_RESPONSE_MODEL]):
             operation = Operation.CHAT
-        if operation is not Operation.TOOL:
-            values.pop("tool_name", None)
-        else:
+        if operation is Operation.TOOL:
             tool_name = found.get("tool_name")
             if tool_name:
-                values["tool_name"] = tool_name
+                row[_I_TOOL_NAME] = tool_name
         rollup = found.get("usage_is_rollup")
         if rollup is None:
             rollup = operation_name in ROLLUP_OPERATIONS and span.kind != "client"
@@ -178,40 +219,49 @@ class Normalize:
             span.attributes.get("server.address"))
         if not provider:
             provider = infer_provider_from_model(
-                values.get("response_model") or values.get("request_model") or "")
+                row[_I_RESPONSE_MODEL] or row[_I_REQUEST_MODEL] or "")
 
-        attempt = values.get("attempt") or 1
-        values["attempt"] = attempt
-        if attempt > 1 and "is_retry" not in values:
-            values["is_retry"] = True
+        attempt = row[_I_ATTEMPT] or 1
+        row[_I_ATTEMPT] = attempt
+        if attempt > 1 and "is_retry" not in found:
+            row[_I_IS_RETRY] = True
 
-        start_time = _time(span.start_time_ns)
-        attributes: Mapping[str, Any] = span.attributes
+        start_ns = span.start_time_ns
+        end_ns = span.end_time_ns
+        start_time = _time(start_ns)
+        row[_I_TRACE_ID:_I_STATUS_MESSAGE + 1] = (
+            span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind,
+            start_time, start_time if end_ns == start_ns else _time(end_ns),
+            (end_ns - start_ns) / 1e6, self._status(span, found), span.status_message)
+        row[_I_OPERATION] = operation
+        row[_I_OPERATION_NAME] = operation_name
+        row[_I_PROVIDER] = provider or ""
+        row[_I_USAGE_IS_ROLLUP] = bool(rollup)
+        attributes = span.attributes
         if attributes:
-            attributes = _truncate(attributes, self.max_attribute_value_bytes)
-        return CanonicalSpan(
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_span_id=span.parent_span_id,
-            name=span.name,
-            kind=span.kind,
-            start_time=start_time,
-            end_time=start_time if span.end_time_ns == span.start_time_ns
-            else _time(span.end_time_ns),
-            duration_ms=(span.end_time_ns - span.start_time_ns) / 1e6,
-            status=self._status(span, found),
-            status_message=span.status_message,
-            operation=operation,
-            operation_name=operation_name,
-            provider=provider or "",
-            usage_is_rollup=bool(rollup),
-            attributes=_dumps(attributes) if attributes else "{}",
-            events=_dumps(span.events) if span.events else "[]",
-            resource=resource_json,
-            scope_name=span.scope_name,
-            ingested_at_ns=now_ns,
-            **values,
-        )
+            row[_I_ATTRIBUTES] = self._attributes_json(attributes)
+        if span.events:
+            row[_I_EVENTS] = _dumps(span.events)
+        row[_I_RESOURCE] = resource_json
+        row[_I_SCOPE_NAME] = span.scope_name
+        row[_I_INGESTED_AT_NS] = now_ns
+        return CanonicalSpan(*row)
+
+    def _attributes_json(self, attributes: Mapping[str, Any]) -> str:
+        """Attributes as JSON text, long string values truncated (see ``_truncate``).
+
+        No string value can be longer than the whole JSON text, so when the text fits in
+        ``max_attribute_value_bytes`` nothing needs cutting and the per-value scan is skipped.
+        """
+        limit_bytes = self.max_attribute_value_bytes
+        try:
+            encoded = orjson.dumps(attributes)
+        except TypeError:  # ints over 64 bits, exotic types
+            return _dumps(_truncate(attributes, limit_bytes))
+        if len(encoded) <= limit_bytes:
+            return encoded.decode()
+        truncated = _truncate(attributes, limit_bytes)
+        return encoded.decode() if truncated is attributes else _dumps(truncated)
 
     @staticmethod
     def _status(span: RawSpan, found: Mapping[str, Any]) -> SpanStatus:

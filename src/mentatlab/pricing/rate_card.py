@@ -87,19 +87,22 @@ class TokenUsage:
         Raises:
             PricingError: a count is negative.
         """
-        for name in _TOKEN_FIELDS:
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise PricingError(f"Expected {name} to be >= 0, got {value}")
         read = self.cache_read_tokens or 0
         write_5m = self.cache_write_5m_tokens or 0
         write_1h = self.cache_write_1h_tokens or 0
-        write = max(self.cache_write_tokens or 0, write_5m + write_1h)
+        write_total = self.cache_write_tokens or 0
         inputs = self.input_tokens or 0
-        if inputs < read + write:
-            inputs += read + write
         reasoning = self.reasoning_tokens or 0
         citation = self.citation_tokens or 0
+        if min(inputs, self.output_tokens or 0, read, write_total, write_5m, write_1h,
+               reasoning, citation) < 0:
+            for name in _TOKEN_FIELDS:
+                value = getattr(self, name)
+                if value is not None and value < 0:
+                    raise PricingError(f"Expected {name} to be >= 0, got {value}")
+        write = max(write_total, write_5m + write_1h)
+        if inputs < read + write:
+            inputs += read + write
         if self.output_tokens is None:
             output = reasoning + citation
         else:
@@ -176,10 +179,59 @@ def _rate_and_tiers(
     return price, ()
 
 
+_IntPlan = tuple[tuple[str, int, tuple[tuple[int, int], ...], "str | None"], ...]
+
+
+def _digits_exponent(value: Decimal) -> tuple[int, int] | None:
+    """``value`` as ``(integer, exponent)`` with value == integer * 10**exponent, exactly."""
+    if not value.is_finite():
+        return None
+    sign, digits, exponent = value.as_tuple()
+    integer = int("".join(map(str, digits)) or "0")
+    return (-integer if sign else integer), int(exponent)
+
+
+def _per_exponent(per: int) -> int | None:
+    text = str(per)
+    return len(text) - 1 if per > 0 and text == "1" + "0" * (len(text) - 1) else None
+
+
+def _integer_plan(price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, Decimal], ...],
+                                          str | None], ...]) -> tuple[int, _IntPlan | None]:
+    """The price plan with every rate as an integer count of ``10**scale`` USD per unit.
+
+    Returns ``(scale, plan)``; ``plan`` is None when a rate is not finite or a unit's
+    ``per`` is not a power of ten (the Decimal path then prices).
+    """
+    parsed: list[tuple[str, int, tuple[int, int], tuple[tuple[int, tuple[int, int]], ...],
+                       str | None]] = []
+    for key, per, rate, tiers, direction in price_plan:
+        per_exp = _per_exponent(per)
+        base = _digits_exponent(rate)
+        tier_parts = [(start, _digits_exponent(tier_rate)) for start, tier_rate in tiers]
+        if per_exp is None or base is None or any(part is None for _, part in tier_parts):
+            return 0, None
+        parsed.append((key, per_exp, base,
+                       tuple((start, part) for start, part in tier_parts if part is not None),
+                       direction))
+    exponents = [exp - per_exp for _, per_exp, (_, exp), _, _ in parsed]
+    exponents += [exp - per_exp for _, per_exp, _, tiers, _ in parsed for _, (_, exp) in tiers]
+    scale = min(exponents, default=0)
+
+    def units(part: tuple[int, int], per_exp: int) -> int:
+        integer, exponent = part
+        return int(integer * 10 ** (exponent - per_exp - scale))
+
+    plan = tuple((key, units(base, per_exp),
+                  tuple((start, units(part, per_exp)) for start, part in tiers), direction)
+                 for key, per_exp, base, tiers, direction in parsed)
+    return scale, plan
+
+
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_leaf_plan", "_lines", "_model_price", "_price_plan")
+    __slots__ = ("_int_plan", "_leaf_plan", "_lines", "_model_price", "_price_plan", "_scale")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
@@ -192,6 +244,7 @@ class RateCard:
                                       str | None], ...] = tuple(
             (line.usage_key, line.per, *_rate_and_tiers(line.price), line.direction)
             for line in lines)
+        self._scale, self._int_plan = _integer_plan(self._price_plan)
 
     @property
     def model_price(self) -> ModelPrice:
@@ -214,6 +267,8 @@ class RateCard:
                 leaf -= leaves[descendant]
             leaves[key] = leaf
         total_input = values.get("input_tokens", 0)
+        if self._int_plan is not None:
+            return self._cost_in_integers(self._int_plan, leaves, total_input)
         input_usd = output_usd = total_usd = _ZERO
         for key, per, rate, tiers, direction in self._price_plan:
             count = 1 if key == "requests" else leaves[key]
@@ -230,6 +285,31 @@ class RateCard:
             elif direction == "output":
                 output_usd += amount
         return TokenCost(input_usd, output_usd, total_usd)
+
+    def _cost_in_integers(self, plan: _IntPlan, leaves: Mapping[str, int],
+                          total_input: int) -> TokenCost:
+        # The same sums as above in integer units of 10**scale USD, then one exact Decimal:
+        # ~5x fewer Decimal operations. Equal to the Decimal path whenever genai-prices'
+        # own 28-digit arithmetic is exact (rates of a few significant digits times token
+        # counts are far below 28 digits); the stored cost is rounded to 12 places anyway.
+        input_units = output_units = total_units = 0
+        for key, rate, tiers, direction in plan:
+            count = 1 if key == "requests" else leaves[key]
+            if not count:
+                continue
+            for start, tier_rate in tiers:  # highest tier first
+                if total_input > start:
+                    rate = tier_rate
+                    break
+            amount = rate * count
+            total_units += amount
+            if direction == "input":
+                input_units += amount
+            elif direction == "output":
+                output_units += amount
+        scale = self._scale
+        return TokenCost(Decimal(f"{input_units}E{scale}"), Decimal(f"{output_units}E{scale}"),
+                         Decimal(f"{total_units}E{scale}"))
 
     def _cost_by_genai_prices(self, values: Mapping[str, int]) -> TokenCost:
         try:
