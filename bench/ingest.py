@@ -5,7 +5,9 @@ client processes, request latency p50/p99; then p99 latency at batch 100 under a
 load of half the measured batch-500 maximum; end-to-end visibility lag (200 received →
 trace queryable through the REST API); server RSS idle and under load.
 
-Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4]
+Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--workers 0]
+(``--workers`` sets MENTATLAB_INGEST_WORKERS of the server; ``--batches 500`` runs only
+the listed batch sizes before the half-load run.)
 Bounded in time and count; targets 127.0.0.1 only.
 """
 
@@ -99,34 +101,56 @@ def visibility_lag(url: str, samples: int = 20) -> list[float]:
     return lags
 
 
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    return [proc, *proc.children(recursive=True)]
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    return sum(p.memory_info().rss for p in _tree(proc))
+
+
+def _tree_cpu_s(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in _tree(proc):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 100, 500])
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data") as srv:
+    print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
+    env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
+    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         proc = psutil.Process(srv.pid)
         time.sleep(2)
-        rss_idle = proc.memory_info().rss
+        rss_idle = _tree_rss(proc)
         rows = []
         peak_rss = rss_idle
-        for batch in (1, 100, 500):
+        for batch in args.batches:
+            cpu0 = _tree_cpu_s(proc)
             row = run_load(srv.url, batch, args.clients, args.seconds)
-            peak_rss = max(peak_rss, proc.memory_info().rss)
+            row["server_cpu_cores"] = (_tree_cpu_s(proc) - cpu0) / args.seconds
+            peak_rss = max(peak_rss, _tree_rss(proc))
             rows.append(row)
             print(row, flush=True)
         max500 = rows[-1]["spans_per_s"]
         half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
         half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate)
-        peak_rss = max(peak_rss, proc.memory_info().rss)
+        peak_rss = max(peak_rss, _tree_rss(proc))
         print("half-load", half, flush=True)
         lags = visibility_lag(srv.url)
         print(
-            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|"
+            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors | server CPU (cores) |\n|---|---|---|---|---|---|---|"
         )
         for r in rows:
             print(
-                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_cores']:.2f} |"
             )
         print(
             f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |"
@@ -135,8 +159,10 @@ def main() -> None:
             f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms"
         )
         print(
-            f"server RSS: idle {rss_idle / 2**20:.0f} MiB, under load (peak sampled) {peak_rss / 2**20:.0f} MiB"
+            f"server RSS (with worker processes): idle {rss_idle / 2**20:.0f} MiB, "
+            f"under load (peak sampled) {peak_rss / 2**20:.0f} MiB"
         )
+        print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class Settings:
     """Spans that may wait for the writer; beyond it ingest answers 503 with Retry-After."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
+    ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))
+    """Worker processes that decode, normalize and price OTLP/HTTP bodies (0 = in the
+    server process; bench/RESULTS.md "Ingest" has the measured trade-off)."""
     retry_after_s: int = field(default=1, metadata=_env("MENTATLAB_RETRY_AFTER_S"))
     """Seconds a client is told to wait (``Retry-After``) when the buffer is full."""
     event_pair_timeout_s: float = field(

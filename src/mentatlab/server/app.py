@@ -109,15 +109,18 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     components.subscribe_writer(writer, hub.publish)
     pairer = components.open_pairer(settings)
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
-                        ingestor=Ingestor(pipeline, writer, metrics), metrics=metrics, live=hub,
+                        ingestor=Ingestor(pipeline, writer, metrics, settings), metrics=metrics,
+                        live=hub,
                         control=control, pairer=pairer)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     return state
+    await state.ingestor.start()
 
 
 async def _close_state(state: ServerState) -> None:
     try:
         await components.close_writer(state.writer)
+        await state.ingestor.close()
     finally:
         await anyio.to_thread.run_sync(state.store.close)
         if state.control is not None:

@@ -6,21 +6,34 @@ store has committed it (DESIGN.md durability rule: a 2xx survives ``kill -9``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
+import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
+import pyarrow as pa
 
 from mentatlab.errors import Backpressure, FieldError
 from mentatlab.model.raw import RawSpan
 from mentatlab.model.schema import spans_to_arrow
+from mentatlab.pipeline import workers
 from mentatlab.pipeline.processor import BatchResult, Pipeline
 from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
+from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 from mentatlab.server.metrics import ServerMetrics
+from mentatlab.settings import Settings
 
 __all__ = ["Ingestor"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +44,97 @@ class Ingestor:
     writer: Any
     """The :class:`~mentatlab.storage.writer.SpanWriter` (``async submit(table)``)."""
     metrics: ServerMetrics
+    settings: Settings | None = None
+    """When set with ``ingest_workers`` > 0, OTLP/HTTP bodies are processed in worker
+    processes (:mod:`mentatlab.pipeline.workers`); see :meth:`start`."""
+    _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
+    _ready: bool = field(default=False, init=False, repr=False)
+    _warmup: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+
+    async def start(self) -> None:
+        """Start ``settings.ingest_workers`` worker processes in the background.
+
+        Returns at once: bodies are processed in this process until every worker has
+        built its pipeline (~1–2 s), then in the workers. A no-op without settings or with
+        0 workers.
+        """
+        settings = self.settings
+        count = settings.ingest_workers if settings is not None else 0
+        if settings is None or count <= 0 or self._pool is not None:
+            return
+        pool = ProcessPoolExecutor(count, multiprocessing.get_context("forkserver"),
+                                   initializer=functools.partial(workers.init_worker, settings))
+        self._pool = pool
+        loop = asyncio.get_running_loop()
+        pings = [loop.run_in_executor(pool, workers.ping) for _ in range(count)]
+        self._warmup = asyncio.ensure_future(self._await_ready(pool, pings))
+
+    async def _await_ready(self, pool: ProcessPoolExecutor,
+                           pings: list[asyncio.Future[bool]]) -> None:
+        try:
+            await asyncio.gather(*pings)
+        except Exception:  # noqa: BLE001 — keep serving in-process; logged
+            _log.exception("Ingest workers failed to start; the pipeline stays in-process")
+            return
+        if self._pool is pool:
+            self._ready = True
+            _log.info("Started %s ingest worker processes", len(pings))
+
+    async def close(self) -> None:
+        """Stop the worker processes (waits for running batches)."""
+        pool, self._pool, self._ready = self._pool, None, False
+        if self._warmup is not None:
+            self._warmup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warmup
+            self._warmup = None
+        if pool is not None:
+            await anyio.to_thread.run_sync(pool.shutdown)
+
+    async def ingest_otlp_http(self, body: bytes, content_type: str | None,
+                               content_encoding: str | None, limits: HttpLimits,
+                               tenancy: Mapping[str, str] | None = None,
+                               ) -> tuple[list[FieldError], IngestOutcome]:
+        """Decode and ingest one OTLP/HTTP body; return when durable.
+
+        In a worker process when workers run, else in a thread of this process.
+
+        Returns:
+            The spans the decoder refused, and the outcome of the rest.
+
+        Raises:
+            UnsupportedMediaType, PayloadTooLarge, DecodeError: the body is refused.
+            Backpressure: the writer buffer is full; nothing of this batch was stored.
+            StoreError: the store failed the commit.
+        """
+        pool = self._pool
+        result: workers.WorkerResult | None = None
+        if pool is not None and self._ready:
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(
+                    pool, workers.run_otlp_http, body, content_type, content_encoding,
+                    limits, dict(tenancy) if tenancy else None)
+            except BrokenProcessPool:
+                _log.error("An ingest worker died; restarting the pool, this batch in-process")
+                self._pool, self._ready = None, False
+                pool.shutdown(wait=False)
+                await self.start()
+        if result is None:  # no workers, a dead pool, or a body that does not decode
+            decoded = await anyio.to_thread.run_sync(
+                decode_http_body, body, content_type, content_encoding, limits)
+            return decoded.rejected, await self.ingest(
+                decoded.spans, "otlp_http", tenancy, decoded.rejected)
+        receiver = "otlp_http"
+        self.metrics.spans_received.labels(receiver).inc(
+            result.received + len(result.decode_rejected))
+        self._count_rejected(receiver, result.decode_rejected)
+        self._count_rejected(receiver, result.rejected)
+        if result.table_ipc is None:
+            return result.decode_rejected, IngestOutcome(0, result.rejected)
+        table = workers.arrow_from_ipc(result.table_ipc)
+        await self._commit(table, receiver, dedup=True)
+        return result.decode_rejected, IngestOutcome(table.num_rows, result.rejected)
 
     def for_receiver(self, receiver: str, tenancy: Mapping[str, str] | None = None, *,
                      dedup: bool = True) -> Ingest:
@@ -78,15 +182,18 @@ class Ingestor:
         if not result.spans:
             return IngestOutcome(0, rejected)
         table = await anyio.to_thread.run_sync(spans_to_arrow, result.spans)
+        await self._commit(table, receiver, dedup=dedup)
+        return IngestOutcome(len(result.spans), rejected)
+
+    async def _commit(self, table: pa.Table, receiver: str, *, dedup: bool) -> None:
         started_s = time.perf_counter()
         try:
             await self.writer.submit(table, dedup=dedup)
         except Backpressure:
-            self.metrics.spans_rejected.labels(receiver, "backpressure").inc(len(result.spans))
+            self.metrics.spans_rejected.labels(receiver, "backpressure").inc(table.num_rows)
             raise
         self.metrics.write_latency_s.observe(time.perf_counter() - started_s)
-        self.metrics.spans_accepted.labels(receiver).inc(len(result.spans))
-        return IngestOutcome(len(result.spans), rejected)
+        self.metrics.spans_accepted.labels(receiver).inc(table.num_rows)
 
     def _count_rejected(self, receiver: str, rejected: Sequence[FieldError]) -> None:
         if rejected:

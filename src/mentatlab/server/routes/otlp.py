@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from google.rpc import code_pb2
@@ -22,7 +21,6 @@ from mentatlab.receivers.otlp_http import (
     CONTENT_TYPE_JSON,
     CONTENT_TYPE_PROTOBUF,
     HttpLimits,
-    decode_http_body,
     encode_partial_success,
     encode_status_error,
     http_error,
@@ -105,11 +103,8 @@ async def export_traces(request: Request) -> Response:
         tenancy = await resolve_tenancy(request)
         body = await read_capped_body(request, settings.max_body_bytes)
         limits = HttpLimits(settings.max_body_bytes, settings.max_decompressed_bytes)
-        decoded = await anyio.to_thread.run_sync(
-            decode_http_body, body, content_type, request.headers.get("content-encoding"),
-            limits)
-        outcome = await state.ingestor.ingest(
-            decoded.spans, "otlp_http", tenancy, decoded.rejected)
+        decode_rejected, outcome = await state.ingestor.ingest_otlp_http(
+            body, content_type, request.headers.get("content-encoding"), limits, tenancy)
     except ApiError as exc:
         code = code_pb2.UNAUTHENTICATED if exc.status == 401 else code_pb2.INVALID_ARGUMENT
         return Response(encode_status_error(code, exc.error, as_json), status_code=exc.status,
@@ -125,6 +120,6 @@ async def export_traces(request: Request) -> Response:
         if error.status >= 500:
             _log.error("OTLP ingest failed: %s", exc)
         return Response(error.body, status_code=error.status, headers=error.headers)
-    rejected = [*decoded.rejected, *outcome.rejected]
+    rejected = [*decode_rejected, *outcome.rejected]
     body_out = encode_partial_success(len(rejected), summarize_rejections(rejected), as_json)
     return Response(body_out, media_type=_media(as_json))

@@ -1,0 +1,134 @@
+"""Ingest worker processes: OTLP/HTTP bytes in, Arrow IPC bytes out.
+
+One Python process runs the per-span pipeline (decode → normalize → price → classify →
+Arrow) on one core at most. With ``Settings.ingest_workers`` > 0 the server hands each
+OTLP/HTTP body to a pool of worker processes (``forkserver`` start method: the server
+process holds chDB threads and must never ``fork``) and keeps only HTTP, the Arrow
+decode of the answer and the group-commit insert for itself. chDB stays in the server
+process: one process per store folder.
+
+This module imports neither the server nor the store, so a worker stays small (~120 MiB
+resident instead of the server's ~400 MiB with chDB).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from mentatlab.errors import FieldError, MentatLabError
+from mentatlab.model.schema import spans_to_arrow
+from mentatlab.pipeline.processor import Pipeline
+from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
+from mentatlab.settings import Settings
+
+__all__ = [
+    "WorkerResult",
+    "arrow_from_ipc",
+    "arrow_to_ipc",
+    "build_pipeline",
+    "init_worker",
+    "ping",
+    "run_otlp_http",
+]
+
+logger = logging.getLogger(__name__)
+
+_pipeline: Pipeline | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """What a worker did with one OTLP/HTTP body."""
+
+    received: int
+    """Spans that decoded (accepted or refused by the pipeline), in spans."""
+    decode_rejected: list[FieldError]
+    """Spans the decoder refused."""
+    rejected: list[FieldError]
+    """Spans the pipeline refused."""
+    table_ipc: bytes | None
+    """The accepted spans as an Arrow IPC stream (``SPAN_SCHEMA``); None when none."""
+
+
+def init_worker(settings: Settings) -> None:
+    """Process initializer: build the pipeline once per worker (same as the server's).
+
+    Raises:
+        ConfigError: the pricing file is invalid.
+        PricingError: the fetched price snapshot is unreadable.
+    """
+    global _pipeline
+    _pipeline = build_pipeline(settings)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """``Normalize → Price → Classify``, as ``server.components.build_pipeline`` builds it.
+
+    Raises:
+        ConfigError: the pricing file is invalid.
+        PricingError: the fetched price snapshot is unreadable.
+    """
+    from mentatlab.pipeline.classify import Classify
+    from mentatlab.pipeline.normalize import Normalize
+    from mentatlab.pipeline.price import Price
+
+    return Pipeline(Normalize(settings.max_attribute_value_bytes),
+                    [Price.from_settings(settings), Classify()])
+
+
+def ping() -> bool:
+    """True once the worker's pipeline is built (used to start workers ahead of load)."""
+    return _pipeline is not None
+
+
+def arrow_to_ipc(table: pa.Table) -> bytes:
+    """An Arrow table as IPC stream bytes."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def arrow_from_ipc(data: bytes) -> pa.Table:
+    """The table of :func:`arrow_to_ipc` bytes (zero-copy over ``data``)."""
+    return pa.ipc.open_stream(data).read_all()
+
+
+def run_otlp_http(body: bytes, content_type: str | None, content_encoding: str | None,
+                  limits: HttpLimits, tenancy: Mapping[str, str] | None) -> WorkerResult | None:
+    """Decode, normalize, price and classify one OTLP/HTTP body (runs in a worker).
+
+    Args:
+        body: the request body as sent.
+        content_type: the ``Content-Type`` header.
+        content_encoding: the ``Content-Encoding`` header.
+        limits: body size limits, in bytes.
+        tenancy: tenancy fixed by the API key; it wins over the spans' own.
+
+    Returns:
+        The result, or None when the body does not decode at all: the caller then decodes
+        it in-process to raise the exact error (errors are rare; their classes are not
+        all picklable).
+
+    Raises:
+        RuntimeError: the worker was not initialised with :func:`init_worker`.
+    """
+    if _pipeline is None:
+        raise RuntimeError("Expected init_worker to have run in this process")
+    try:
+        decoded = decode_http_body(body, content_type, content_encoding, limits)
+    except MentatLabError:
+        return None
+    raw = decoded.spans
+    if tenancy:
+        for span in raw:
+            span.tenancy.update(tenancy)
+    result = _pipeline.run(raw) if raw else None
+    if result is None:
+        return WorkerResult(0, decoded.rejected, [], None)
+    table_ipc = arrow_to_ipc(spans_to_arrow(result.spans)) if result.spans else None
+    return WorkerResult(len(raw), decoded.rejected, result.rejected, table_ipc)
