@@ -113,14 +113,14 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
                         live=hub,
                         control=control, pairer=pairer)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
-    return state
     await state.ingestor.start()
+    return state
 
 
 async def _close_state(state: ServerState) -> None:
     try:
-        await components.close_writer(state.writer)
         await state.ingestor.close()
+        await components.close_writer(state.writer)
     finally:
         await anyio.to_thread.run_sync(state.store.close)
         if state.control is not None:
