@@ -6,6 +6,7 @@ load of half the measured batch-500 maximum; end-to-end visibility lag (200 rece
 trace queryable through the REST API); server RSS idle and under load.
 
 Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--workers 0]
+``--stages`` instead times each in-process stage (CPU time, min of 5, 2,000 spans).
 (``--workers`` sets MENTATLAB_INGEST_WORKERS of the server; ``--batches 500`` runs only
 the listed batch sizes before the half-load run.)
 Bounded in time and count; targets 127.0.0.1 only.
@@ -117,13 +118,52 @@ def _tree_cpu_s(proc: psutil.Process) -> float:
     return total
 
 
+def stages(total_spans: int = 2000) -> None:
+    """CPU time per stage of the in-process pipeline (min of 5 runs), one core."""
+    from mentatlab.model.schema import spans_to_arrow
+    from mentatlab.pipeline.workers import build_pipeline
+    from mentatlab.receivers.decode import decode_otlp_protobuf
+    from mentatlab.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = build_pipeline(load_settings(data_dir=Path(tmp)))
+    bodies = [make_request(500, seed=i) for i in range(total_spans // 500)]
+    best: dict[str, float] = {}
+    for _ in range(6):
+        took = dict.fromkeys(("decode", "normalize", "price", "classify", "arrow"), 0.0)
+        for body in bodies:
+            t0 = time.thread_time()
+            raw = decode_otlp_protobuf(body).spans
+            t1 = time.thread_time()
+            spans = pipeline.normalizer(raw).spans
+            t2 = time.thread_time()
+            spans = pipeline.processors[0](spans)
+            t3 = time.thread_time()
+            spans = pipeline.processors[1](spans)
+            t4 = time.thread_time()
+            spans_to_arrow(spans)
+            t5 = time.thread_time()
+            for key, dt in zip(took, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                took[key] += dt
+        best = {k: min(v, best.get(k, v)) for k, v in took.items()}
+    total_s = sum(best.values())
+    print(f"per {total_spans} spans (CPU ms): "
+          + ", ".join(f"{k} {1000 * v:.1f}" for k, v in best.items())
+          + f"; total {1000 * total_s:.1f} ms = {total_spans / total_s:,.0f} spans/s per core"
+          + f"; load average {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 100, 500])
+    ap.add_argument("--stages", action="store_true")
     args = ap.parse_args()
+    if args.stages:
+        stages()
+        return
     print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
