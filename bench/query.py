@@ -1,17 +1,20 @@
 """Query latency of the named analytics queries over 1M and 10M stored spans (chDB).
 
 Builds a store per size under bench/data/ (reused when present), spread over 30 days,
-then times `cost_by(group_by=[model], bucket=day)` and `get_overview` over the whole range
-(median of 5 after one warm-up). Spans are inserted in batches like the writer does,
-so the table has the parts a live server would have; `--optimize` first merges closed
-partitions as the background compaction job does.
+then builds the hourly rollups as the server's background job does (`refresh_rollups`,
+timed) and times `cost_by(group_by=[model], bucket=day)` and `get_overview` over the whole
+range (median of 5 after one warm-up), through the rollups and raw (`use_rollups=False`).
+Spans are inserted in batches like the writer does, so the table has the parts a live
+server would have; `--optimize` first merges closed partitions as the background
+compaction job does.
 
-Usage: .venv/bin/python bench/query.py [--sizes 1000000,10000000] [--optimize]
+Usage: .venv/bin/python bench/query.py [--sizes 1000000,10000000] [--optimize] [--no-raw]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -26,6 +29,7 @@ from mentatlab.analytics.cost import cost_by  # noqa: E402
 from mentatlab.analytics.overview import get_overview  # noqa: E402
 from mentatlab.analytics.query import QueryParams, TimeRange  # noqa: E402
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
+from mentatlab.storage.rollup import refresh_rollups  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CHUNK_ROWS = 500_000
@@ -57,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--optimize", action="store_true")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw-path timings")
     args = ap.parse_args()
     now = datetime.now(UTC)
     params_model_day = QueryParams(
@@ -65,13 +70,18 @@ def main() -> None:
         bucket="day",
     )
     params_all = QueryParams(TimeRange(now - timedelta(days=31), now + timedelta(hours=1)))
-    print("| spans | cost by model by day (ms) | overview (ms) | parts |\n|---|---|---|---|")
+    print("| spans | rollup build (s) | cost by model by day (ms) | overview (ms) |"
+          " raw cost by model by day (ms) | raw overview (ms) | parts | load avg |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
         with ChdbSpanStore(DATA / f"spans-v2-{n}") as store:
             store.migrate()
             build(store, n)
             if args.optimize:
                 store.execute("OPTIMIZE TABLE spans FINAL")
+            t0 = time.perf_counter()
+            report = refresh_rollups(store)
+            build_s = time.perf_counter() - t0
             parts = (
                 store.query_arrow(
                     "SELECT count() AS n FROM system.parts WHERE table = 'spans' AND active"
@@ -81,8 +91,14 @@ def main() -> None:
             )
             a = timed(lambda: cost_by(store, params_model_day))  # noqa: B023
             b = timed(lambda: get_overview(store, params_all))  # noqa: B023
-            print(f"| {n:,} | {a:.0f} | {b:.0f} | {parts} |", flush=True)
-
+            raw_a = raw_b = float("nan")
+            if not args.no_raw:
+                raw_a = timed(lambda: cost_by(store, params_model_day, use_rollups=False))  # noqa: B023
+                raw_b = timed(lambda: get_overview(store, params_all, use_rollups=False))  # noqa: B023
+            load = os.getloadavg()
+            print(f"| {n:,} | {build_s:.1f} ({report.hours_built} h) | {a:.0f} | {b:.0f} |"
+                  f" {raw_a:.0f} | {raw_b:.0f} | {parts} |"
+                  f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -78,6 +78,9 @@ class Settings:
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
     span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))
     """Days spans are kept (by ``start_time``, a table TTL); 0 keeps them forever."""
+    rollup_interval_s: float = field(default=60.0, metadata=_env("MENTATLAB_ROLLUP_INTERVAL_S"))
+    """Seconds between runs of the hourly-rollup job (cost and overview of closed hours);
+    0 turns it off (queries then read raw spans only)."""
     query_timeout_s: float = field(default=30.0, metadata=_env("MENTATLAB_QUERY_TIMEOUT_S"))
     """Longest a span-store read query may run, in seconds (``max_execution_time``); 0 = none."""
     auth_required: bool = field(default=False, metadata=_env("MENTATLAB_AUTH_REQUIRED"))

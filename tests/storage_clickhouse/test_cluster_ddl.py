@@ -86,10 +86,24 @@ def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -
     statements, _ = cluster_ddl
     creates = [s for s in statements if s.startswith("CREATE TABLE")]
     names = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1) for s in creates]  # type: ignore[union-attr]
-    assert names == ["schema_migrations", "spans_local", "spans"]
+    assert names == ["schema_migrations", "spans_local", "spans", "span_rollup_hourly",
+                     "span_rollup_scope_hourly", "span_rollup_builds"]
     assert creates[2] == (
         "CREATE TABLE IF NOT EXISTS spans ON CLUSTER mentat_cluster AS spans_local"
         " ENGINE = Distributed(mentat_cluster, observability, spans_local, cityHash64(trace_id))")
+
+
+def test_rollups_are_replicated_whole_to_every_node(cluster_ddl: Any) -> None:
+    statements, _ = cluster_ddl
+    creates = {re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1): s  # type: ignore[union-attr]
+               for s in statements if s.startswith("CREATE TABLE")}
+    prefix = "/clickhouse/tables/observability"
+    assert (f"ENGINE = ReplicatedMergeTree('{prefix}/span_rollup_hourly', '{{replica}}')"
+            in creates["span_rollup_hourly"])
+    assert (f"ENGINE = ReplicatedMergeTree('{prefix}/span_rollup_scope_hourly', '{{replica}}')"
+            in creates["span_rollup_scope_hourly"])
+    assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/span_rollup_builds',"
+            " '{replica}', build_id)" in creates["span_rollup_builds"])
 
 
 def test_migrations_are_recorded_once_for_the_whole_cluster(cluster_ddl: Any) -> None:

@@ -26,6 +26,7 @@ from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.routes import admin, analytics, events, health, otlp, reprice
 from mentatlab.settings import Settings
+from mentatlab.storage.rollup import rollup_loop
 
 __all__ = ["create_app"]
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.mentat = state
         grpc_server: Any = None
         expire_task = asyncio.create_task(_expire_events(state))
+        rollup_task = asyncio.create_task(rollup_loop(state.store, settings.rollup_interval_s))
         try:
             if settings.grpc_port and settings.auth_required:
                 # the gRPC receiver has no API-key hook yet: never serve it unauthenticated
@@ -160,8 +162,11 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             expire_task.cancel()
+            rollup_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await expire_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await rollup_task
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)
             await _close_state(state)

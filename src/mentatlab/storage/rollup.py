@@ -30,6 +30,7 @@ with several servers writing, their clocks must agree within :data:`SKEW_MARGIN_
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "RollupReport",
     "plan_rollup",
     "refresh_rollups",
+    "rollup_loop",
 ]
 
 _log = logging.getLogger(__name__)
@@ -274,3 +276,21 @@ def plan_rollup(store: SpanStore, start: datetime, end: datetime) -> RollupPlan 
         raw.append((cursor, end))
     return RollupPlan(tuple(rollup), tuple(raw))
 
+
+
+async def rollup_loop(store: SpanStore, interval_s: float) -> None:
+    """Run :func:`refresh_rollups` now and then every ``interval_s`` s, until cancelled.
+
+    Each run goes to a worker thread (the event loop keeps serving); a failed run is
+    logged and simply redone by the next one. ``interval_s <= 0`` returns at once.
+    """
+    if interval_s <= 0:
+        return
+    while True:
+        try:
+            await asyncio.to_thread(refresh_rollups, store)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep the job alive; the next run redoes the work
+            _log.exception("span rollup run failed; retrying in %s s", interval_s)
+        await asyncio.sleep(interval_s)
