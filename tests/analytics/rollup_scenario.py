@@ -3,12 +3,11 @@
 The generated dataset is stamped like the writer would stamp it, rolled up, then changed
 three ways (re-sent spans, repriced versions, late spans into closed hours); after every
 step the rollup-backed answers must equal the raw ``spans FINAL`` answers exactly
-(latency percentiles within the t-digest error).
+(latency percentiles too: both paths use the same histogram).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -64,14 +63,8 @@ def assert_same(store: SpanStore) -> None:
     """Rollup-backed answers equal raw answers for every query shape."""
     for params in queries():
         assert cost_by(store, params) == cost_by(store, params, use_rollups=False), params
-        fast = get_overview(store, params)
-        raw = get_overview(store, params, use_rollups=False)
-        for name in ("spend", "requests", "num_spans", "num_traces", "input_tokens",
-                     "output_tokens", "cached_tokens", "error_spans", "success_rate"):
-            assert getattr(fast, name) == getattr(raw, name), (name, params)
-        for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
-            assert math.isclose(getattr(fast, name), getattr(raw, name), rel_tol=0.05), (
-                name, params, getattr(fast, name), getattr(raw, name))
+        assert get_overview(store, params) == get_overview(store, params, use_rollups=False), (
+            params)
 
 
 def rollup_hours(store: SpanStore) -> int:

@@ -18,7 +18,8 @@ from mentatlab.analytics.query import (
 from mentatlab.analytics.rollup_read import intervals_where, rollup_plan_for, rollup_where
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.span_schema import (
-    LATENCY_QUANTILES,
+    LATENCY_BUCKET_RATIO,
+    LATENCY_HIST,
     ROLLUP_SCOPE_DIMENSIONS,
     ROLLUP_SCOPE_TABLE,
 )
@@ -46,7 +47,8 @@ class Overview:
     success_rate: float
     """Share of spans with status ``ok`` (1.0 when there are no spans)."""
     latency_p50_ms: float
-    """Span duration percentiles (t-digest estimates), in ms; 0 when there are no spans."""
+    """Span duration percentiles in ms (nearest rank over a log-bucket histogram: within 1%
+    of the exact value); 0 when there are no spans."""
     latency_p95_ms: float
     latency_p99_ms: float
 
@@ -61,16 +63,40 @@ SELECT
     sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
     sumIf(ifNull(cache_read_tokens, 0), {NOT_ROLLUP}) AS cached_tokens,
     countIf(status != 'ok') AS error_spans,
-    quantilesTDigest(0.5, 0.95, 0.99)(duration_ms) AS latency_ms
+    {LATENCY_HIST} AS latency_hist,
+    min(duration_ms) AS min_duration_ms,
+    max(duration_ms) AS max_duration_ms
 FROM spans FINAL
 WHERE {{where}}
 {FINAL_SETTINGS}
 """
 
 
-def _ms(values: list[Any], i: int) -> float:
-    value = float(values[i]) if values and len(values) > i else 0.0
-    return 0.0 if math.isnan(value) else value
+def percentiles_ms(histogram: Any, lowest_ms: float, highest_ms: float,
+                   quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[float]:
+    """Nearest-rank percentiles (ms) of a latency histogram (``LATENCY_HIST``).
+
+    Each percentile is its bucket's geometric middle (within 1% of the true value),
+    clamped to the observed ``[lowest_ms, highest_ms]``. Returns 0.0 for each quantile of
+    an empty histogram.
+    """
+    pairs = histogram.items() if isinstance(histogram, dict) else (histogram or [])
+    buckets = sorted((int(k), int(v)) for k, v in pairs)
+    total = sum(v for _, v in buckets)
+    out: list[float] = []
+    for q in quantiles:
+        if total == 0:
+            out.append(0.0)
+            continue
+        rank = max(1, math.ceil(q * total))
+        seen = 0
+        for bucket, count in buckets:
+            seen += count
+            if seen >= rank:
+                middle = 0.0 if bucket == 0 else 0.001 * LATENCY_BUCKET_RATIO ** (bucket - 0.5)
+                out.append(min(max(middle, lowest_ms), highest_ms))
+                break
+    return out
 
 
 _RAW_STATES = f"""
@@ -83,12 +109,14 @@ SELECT
     sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
     sumIf(ifNull(cache_read_tokens, 0), {NOT_ROLLUP}) AS cached_tokens,
     countIf(status != 'ok') AS error_spans,
-    {LATENCY_QUANTILES.replace("(", "State(", 1)}(duration_ms) AS latency_ms
+    {LATENCY_HIST} AS latency_hist,
+    if(count() > 0, min(duration_ms), inf) AS min_duration_ms,
+    if(count() > 0, max(duration_ms), -inf) AS max_duration_ms
 FROM spans FINAL
 WHERE {{raw}}
 UNION ALL
 SELECT total_cost, requests, num_spans, traces, input_tokens, output_tokens, cached_tokens,
-    error_spans, latency_ms
+    error_spans, latency_hist, min_duration_ms, max_duration_ms
 FROM {ROLLUP_SCOPE_TABLE}
 WHERE {{rollup}}
 """
@@ -103,7 +131,9 @@ SELECT
     sum(output_tokens) AS output_tokens,
     sum(cached_tokens) AS cached_tokens,
     sum(error_spans) AS error_spans,
-    {LATENCY_QUANTILES.replace("(", "Merge(", 1)}(latency_ms) AS latency_ms
+    sumMap(latency_hist) AS latency_hist,
+    min(min_duration_ms) AS min_duration_ms,
+    max(max_duration_ms) AS max_duration_ms
 FROM ({_RAW_STATES})
 {FINAL_SETTINGS}
 """
@@ -115,8 +145,8 @@ def get_overview(store: SpanStore, params: QueryParams, *, use_rollups: bool = T
 
     Reads the hourly scope rollup for closed, unchanged whole hours when every filter is
     a trace-level dimension (org, workspace, project, agent, workflow, service), and
-    ``spans FINAL`` for the rest: sums and the trace count are exact either way; latency
-    percentiles are t-digest estimates both ways (they may differ by the t-digest error).
+    ``spans FINAL`` for the rest: the answer is identical either way (Decimal-exact sums,
+    exact trace count, percentiles from the same log-bucket latency histogram).
     ``use_rollups=False`` reads only ``spans FINAL``.
 
     Raises:
@@ -135,7 +165,8 @@ def get_overview(store: SpanStore, params: QueryParams, *, use_rollups: bool = T
         sql = _MERGED_SQL.format(raw=raw, rollup=rollup_where(parts, plan, params.filters))
     row = store.query_arrow(sql, parts.binds).to_pylist()[0]
     num_spans = int(row["num_spans"])
-    latency = list(row["latency_ms"] or []) if num_spans else []
+    latency = percentiles_ms(row["latency_hist"], float(row["min_duration_ms"] or 0),
+                             float(row["max_duration_ms"] or 0))
     return Overview(
         spend=Decimal(row["spend"] or 0),
         requests=int(row["requests"]),
@@ -146,7 +177,7 @@ def get_overview(store: SpanStore, params: QueryParams, *, use_rollups: bool = T
         cached_tokens=int(row["cached_tokens"]),
         error_spans=int(row["error_spans"]),
         success_rate=(num_spans - int(row["error_spans"])) / num_spans if num_spans else 1.0,
-        latency_p50_ms=_ms(latency, 0),
-        latency_p95_ms=_ms(latency, 1),
-        latency_p99_ms=_ms(latency, 2),
+        latency_p50_ms=latency[0],
+        latency_p95_ms=latency[1],
+        latency_p99_ms=latency[2],
     )

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.span_schema import (
-    LATENCY_QUANTILES,
+    LATENCY_HIST,
     ROLLUP_BUILDS_TABLE,
     ROLLUP_DIMENSIONS,
     ROLLUP_MONEY,
@@ -212,8 +212,9 @@ def _build(store: SpanStore, build_id: int, hours: list[datetime], source_max_ns
     scope = ", ".join(ROLLUP_SCOPE_DIMENSIONS)
     store.execute(
         f"INSERT INTO {ROLLUP_SCOPE_TABLE} (build_id, hour, {scope}, {', '.join(ROLLUP_SUMS)},"
-        f" traces, latency_ms) SELECT {{b:UInt64}}, {hour}, {scope}, {SUMS_SQL},"
-        f" uniqExactState(trace_id), {LATENCY_QUANTILES.replace('(', 'State(', 1)}(duration_ms)"
+        f" traces, latency_hist, min_duration_ms, max_duration_ms)"
+        f" SELECT {{b:UInt64}}, {hour}, {scope}, {SUMS_SQL}, uniqExactState(trace_id),"
+        f" {LATENCY_HIST}, min(duration_ms), max(duration_ms)"
         f" FROM spans FINAL WHERE {where} GROUP BY hour, {scope} {_FINAL_SETTINGS}", params)
     store.execute(
         f"INSERT INTO {ROLLUP_BUILDS_TABLE} (hour, build_id, source_max_ns, closed_before,"

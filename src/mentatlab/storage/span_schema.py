@@ -28,7 +28,8 @@ from mentatlab.model.schema import SPAN_COLUMNS, Column
 from mentatlab.storage.base import SpanStore
 
 __all__ = [
-    "LATENCY_QUANTILES",
+    "LATENCY_BUCKET_RATIO",
+    "LATENCY_HIST",
     "MIGRATIONS",
     "ROLLUP_BUILDS_TABLE",
     "ROLLUP_DIMENSIONS",
@@ -158,8 +159,15 @@ ROLLUP_SCOPE_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "
 ROLLUP_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
                 "storage_cost", "discount", "total_cost")
 """Money columns summed by the rollups (``Decimal(38, 12)``, like the span columns)."""
-LATENCY_QUANTILES = "quantilesTDigest(0.5, 0.95, 0.99)"
-"""The latency aggregate of the overview (state kept by the scope rollup)."""
+LATENCY_BUCKET_RATIO = 1.02
+"""Latency histogram bucket ``b >= 1`` holds durations in ``[0.001 * r**(b-1), 0.001 * r**b)``
+ms (``r`` this ratio); bucket 0 holds durations up to 0.001 ms. Reporting a bucket's
+geometric middle is within 1% of any duration in it."""
+LATENCY_HIST = ("sumMap(map(toUInt16(if(duration_ms <= 0.001, 0, least(65535,"
+                f" floor(log(duration_ms / 0.001) / log({LATENCY_BUCKET_RATIO})) + 1))),"
+                " toUInt64(1)))")
+"""Aggregate over spans: the duration histogram (``Map(UInt16, UInt64)``) the overview's
+latency percentiles come from, raw or rolled up (``sumMap`` of histograms merges them)."""
 
 
 def _m003(options: SchemaOptions) -> list[str]:
@@ -179,7 +187,8 @@ def _m003(options: SchemaOptions) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCOPE_TABLE}{c} (\n  build_id UInt64,\n"
         f"  hour DateTime('UTC'),\n{dims(ROLLUP_SCOPE_DIMENSIONS)}{money}{counts}"
         "  traces AggregateFunction(uniqExact, String),\n"
-        f"  latency_ms AggregateFunction({LATENCY_QUANTILES}, Float64)\n)"
+        "  latency_hist Map(UInt16, UInt64),\n  min_duration_ms Float64,\n"
+        "  max_duration_ms Float64\n)"
         f" ENGINE = {options.shared_engine(ROLLUP_SCOPE_TABLE, 'MergeTree')}\n"
         "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_BUILDS_TABLE}{c} (\n  hour DateTime('UTC'),\n"
