@@ -78,6 +78,11 @@ class ChdbSpanStore:
         self.retention_days = retention_days
         self.insert_mode: InsertMode = insert_mode
         self._cond = threading.Condition()
+        # Statements beside an INSERT ... FROM Python() on another thread can deadlock inside
+        # chDB (seen: the writer's insert and the rollup job's INSERT, or its SELECT, both
+        # stuck for good): inserts and statements take turns, and background jobs hold
+        # the lock for a whole run (see exclusive()).
+        self._write_lock = threading.RLock()
         self._closed = False
         self._num_inflight = 0
         self.path.mkdir(parents=True, exist_ok=True)
@@ -110,7 +115,7 @@ class ChdbSpanStore:
         if table.num_rows == 0:
             self._check_open()
             return
-        with self._in_use():
+        with self._in_use(), self._write_lock:
             try:
                 if self.insert_mode == "python":
                     self._insert_python(table)
@@ -161,11 +166,20 @@ class ChdbSpanStore:
         Raises:
             StoreError: the statement failed or the store is closed.
         """
-        with self._in_use():
+        with self._in_use(), self._write_lock:
             try:
                 self._session.query(sql, "CSV", params=format_params(params))
             except Exception as exc:
                 raise self._map_error(exc, "statement") from exc
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold off inserts and statements of other threads while the block runs.
+
+        For background jobs (the rollup job) whose queries must not run beside an insert.
+        """
+        with self._write_lock:
+            yield
 
     def close(self, wait_s: float = 30.0) -> None:
         """Close the session once running calls finish (waits up to ``wait_s`` s); idempotent.
