@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +12,7 @@ from spanfactory import T0, make_span, make_table
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans
 from mentatlab.storage.chdb_store import ChdbSpanStore, open_span_store
+from mentatlab.storage.rollup import refresh_rollups
 from mentatlab.storage.span_schema import MIGRATIONS, applied_versions, migrate_span_store
 
 
@@ -54,13 +57,40 @@ def test_resent_spans_collapse_with_final(store: ChdbSpanStore) -> None:
     assert t.column("c").to_pylist() == [Decimal("5.000000000000")]
 
 
-def test_arrowstream_insert_mode_matches(tmp_path: Path) -> None:
-    with ChdbSpanStore(tmp_path / "s", insert_mode="arrowstream") as s:
+def test_inserts_queries_and_rollups_run_side_by_side(tmp_path: Path) -> None:
+    """Regression: INSERT ... FROM Python() beside a query on another thread hung for good."""
+    with ChdbSpanStore(tmp_path / "s") as s:
         s.migrate()
-        s.append_batch(make_table(range(100)))
-        t = s.query_arrow("SELECT count() AS n, sum(token_cost) AS c FROM spans")
-        assert t.column("n").to_pylist() == [100]
-        assert t.column("c").to_pylist() == [Decimal("0.1")]
+        stop_s = time.monotonic() + 4.0
+        done: dict[str, int] = {"insert": 0, "query": 0, "rollup": 0}
+
+        def insert() -> None:
+            i = 0
+            while time.monotonic() < stop_s:
+                s.append_batch(make_table(range(i * 50, i * 50 + 50)))
+                done["insert"] += 1
+                i += 1
+
+        def query() -> None:
+            while time.monotonic() < stop_s:
+                s.query_arrow("SELECT count() AS n FROM spans FINAL")
+                done["query"] += 1
+
+        def rollup() -> None:
+            while time.monotonic() < stop_s:
+                refresh_rollups(s, datetime.now(UTC) + timedelta(days=400))
+                done["rollup"] += 1
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (insert, query, rollup)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), f"hung after {done}"
+        assert min(done.values()) > 0
+        n = s.query_arrow("SELECT count() AS n FROM spans FINAL").column("n")[0].as_py()
+        assert n == done["insert"] * 50
+        assert not list((tmp_path / "s" / "_ingest").iterdir())  # batch files removed
 
 
 def test_errors_are_mapped(store: ChdbSpanStore) -> None:
@@ -142,3 +172,24 @@ def test_close_waits_for_a_running_query(tmp_path: Path) -> None:
     assert len(results) == 1 and isinstance(results[0], int) and results[0] > 0
     with pytest.raises(StoreError, match="closed"):
         s.execute("SELECT 1")
+
+
+def test_parameterized_queries_on_several_threads_get_their_own_values(
+        store: ChdbSpanStore) -> None:
+    """chDB binds parameters per session: without the store's guard, threads swap values."""
+    wrong: list[tuple[int, int]] = []
+
+    def ask(k: int) -> None:
+        for i in range(150):
+            want = k * 1000 + i
+            got = store.query_arrow("SELECT {v:UInt32} AS x FROM numbers(2000) LIMIT 1",
+                                    {"v": want}).column("x")[0].as_py()
+            if got != want:
+                wrong.append((want, got))
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert wrong == []

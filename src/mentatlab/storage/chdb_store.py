@@ -7,12 +7,14 @@ session is thread-safe: the writer thread inserts while request threads query.
 Only connection and insert handling live here; every table definition is in
 :mod:`mentatlab.storage.span_schema` and every query in :mod:`mentatlab.analytics`.
 
-Insert path (measured on the 2-core build machine, 50,000 span rows with Decimal,
-DateTime64 and Nullable columns, three runs each, while other work ran): ``INSERT ...
-SELECT ... FROM Python(tbl)`` 0.34-0.40 s (~135k rows/s) and ``INSERT ... FORMAT
-ArrowStream`` through ``send_insert`` 0.43-0.50 s (~110k rows/s); both keep every Decimal
-digit, nanosecond and NULL. ``Python()`` is the default; ``ArrowStream`` is the fallback
-(``insert_mode="arrowstream"``) when a table must not be read through a Python frame.
+Insert path: the batch is written as an Arrow IPC stream file under ``<path>/_ingest`` and
+inserted with ``INSERT ... SELECT ... FROM file(..., 'ArrowStream')``, an ordinary
+statement. Two other paths were tried and rejected (see
+``docs/decisions/0003-chdb-insert-path.md``): ``INSERT ... SELECT ... FROM Python(tbl)``
+deadlocks for good when another thread queries the same session at the same time (the
+insert's reader threads call back into Python), and ``send_insert`` refuses every query
+on the session while the insert streams. The file path costs the same as ``Python()``
+(~165 vs ~180 ms per 5,000 rows here) and keeps every Decimal digit, nanosecond and NULL.
 
 Durability: an INSERT that returned is in the part files (survives ``kill -9`` of the
 process); it is not fsync'ed, so a power cut may lose the last seconds of writes.
@@ -20,12 +22,14 @@ process); it is not fsync'ed, so a power cut may lose the last seconds of writes
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -47,7 +51,6 @@ _UNAVAILABLE_CODES = frozenset({241, 252, 202, 243})
 """MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, TOO_MANY_SIMULTANEOUS_QUERIES, NOT_ENOUGH_SPACE."""
 _COLUMN_LIST = ", ".join(f"`{c.name}`" for c in SPAN_COLUMNS)
 
-InsertMode = Literal["python", "arrowstream"]
 
 _Session: Any = chdb_session.Session
 """chDB ships no type hints: the session is used through ``Any``."""
@@ -66,26 +69,25 @@ class ChdbSpanStore:
         query_timeout_s: longest a read query may run (``max_execution_time``), in s;
             0 means no limit.
         retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever.
-        insert_mode: ``"python"`` (``Python()`` table function) or ``"arrowstream"``.
 
     Raises:
         StoreUnavailable: the folder is locked by another process or cannot be opened.
     """
 
-    def __init__(self, path: Path, *, query_timeout_s: float = 30.0, retention_days: int = 0,
-                 insert_mode: InsertMode = "python") -> None:
+    def __init__(self, path: Path, *, query_timeout_s: float = 30.0,
+                 retention_days: int = 0) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
-        self.insert_mode: InsertMode = insert_mode
         self._cond = threading.Condition()
-        # Statements beside an INSERT ... FROM Python() on another thread can deadlock inside
-        # chDB (seen: the writer's insert and the rollup job's INSERT, or its SELECT, both
-        # stuck for good): inserts and statements take turns, and background jobs hold
-        # the lock for a whole run (see exclusive()).
-        self._write_lock = threading.RLock()
+        self._num_inserts = itertools.count()
+        self._params_lock = threading.Lock()
         self._closed = False
         self._num_inflight = 0
         self.path.mkdir(parents=True, exist_ok=True)
+        self._ingest_dir = self.path / "_ingest"
+        self._ingest_dir.mkdir(exist_ok=True)
+        for stale in self._ingest_dir.glob("*.arrows"):  # left by a killed process
+            stale.unlink(missing_ok=True)
         try:
             self._session: Any = _Session(str(self.path))
         except Exception as exc:  # chDB raises RuntimeError subclasses with a text message
@@ -115,30 +117,24 @@ class ChdbSpanStore:
         if table.num_rows == 0:
             self._check_open()
             return
-        with self._in_use(), self._write_lock:
+        with self._in_use():
             try:
-                if self.insert_mode == "python":
-                    self._insert_python(table)
-                else:
-                    self._insert_arrowstream(table)
+                self._insert_file(table)
             except Exception as exc:
                 raise self._map_error(exc, f"insert of {table.num_rows} spans") from exc
 
-    def _insert_python(self, table: pa.Table) -> None:
-        # chDB's Python() finds the table by its variable name in the calling frame.
-        mentatlab_batch = table  # noqa: F841 - read by name through Python(mentatlab_batch)
-        self._session.query(
-            f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST})"
-            f" SELECT {_COLUMN_LIST} FROM Python(mentatlab_batch)")
-
-    def _insert_arrowstream(self, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        with self._session.send_insert(
-                f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST})", "ArrowStream") as inserter:
-            inserter.append(sink.getvalue().to_pybytes())
-            inserter.finish()
+    def _insert_file(self, table: pa.Table) -> None:
+        batch_file = self._ingest_dir / f"{os.getpid()}-{next(self._num_inserts)}.arrows"
+        try:
+            with pa.OSFile(str(batch_file), "wb") as sink, \
+                    pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            path_literal = str(batch_file).replace("\\", "\\\\").replace("'", "\\'")
+            self._session.query(  # no parameters: see _params_guard
+                f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
+                f" FROM file('{path_literal}', 'ArrowStream')")
+        finally:
+            batch_file.unlink(missing_ok=True)
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a read query with ``{name:Type}`` parameters; return an Arrow table.
@@ -151,7 +147,7 @@ class ChdbSpanStore:
             QueryTimeout: the query ran past ``query_timeout_s``.
             StoreError: the query failed or the store is closed.
         """
-        with self._in_use():
+        with self._in_use(), self._params_guard(params):
             try:
                 result = self._session.query(sql, "ArrowTable", params=format_params(params))
             except Exception as exc:
@@ -166,20 +162,18 @@ class ChdbSpanStore:
         Raises:
             StoreError: the statement failed or the store is closed.
         """
-        with self._in_use(), self._write_lock:
+        with self._in_use(), self._params_guard(params):
             try:
                 self._session.query(sql, "CSV", params=format_params(params))
             except Exception as exc:
                 raise self._map_error(exc, "statement") from exc
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold off inserts and statements of other threads while the block runs.
-
-        For background jobs (the rollup job) whose queries must not run beside an insert.
-        """
-        with self._write_lock:
-            yield
+    def _params_guard(self, params: Mapping[str, Any] | None) -> AbstractContextManager[Any]:
+        # chDB binds query parameters on the session, not the query: two parameterized
+        # queries on different threads see each other's values ("Substitution `x` is not
+        # set", or silently the other request's value). They take turns; statements
+        # without parameters (the writer's inserts) run beside them.
+        return self._params_lock if params else nullcontext()
 
     def close(self, wait_s: float = 30.0) -> None:
         """Close the session once running calls finish (waits up to ``wait_s`` s); idempotent.

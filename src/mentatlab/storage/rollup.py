@@ -31,7 +31,6 @@ with several servers writing, their clocks must agree within :data:`SKEW_MARGIN_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -140,9 +139,6 @@ def _hours(store: SpanStore, sql: str, params: dict[str, object]) -> set[datetim
 def refresh_rollups(store: SpanStore, now: datetime | None = None) -> RollupReport:
     """Build the rollups of every closed hour that is new or changed since the last run.
 
-    Runs under the store's ``exclusive()`` lock when it has one (chDB: a query beside an
-    insert of the writer thread can deadlock), so inserts wait for the run.
-
     Args:
         store: a migrated span store.
         now: the current time (UTC); hours ending ``CLOSE_DELAY_S`` s before it are closed.
@@ -153,12 +149,6 @@ def refresh_rollups(store: SpanStore, now: datetime | None = None) -> RollupRepo
     Raises:
         StoreError: a query or insert failed (the next run redoes the work).
     """
-    exclusive = getattr(store, "exclusive", None)
-    with exclusive() if callable(exclusive) else contextlib.nullcontext():
-        return _refresh(store, now)
-
-
-def _refresh(store: SpanStore, now: datetime | None) -> RollupReport:
     started_s = time.monotonic()
     now = (now or datetime.now(UTC)).astimezone(UTC)
     closed_before = _floor_hour(now - timedelta(seconds=CLOSE_DELAY_S))
