@@ -22,6 +22,7 @@ from mentatlab.storage.span_schema import (
     LATENCY_HIST,
     ROLLUP_SCOPE_DIMENSIONS,
     ROLLUP_SCOPE_TABLE,
+    TRACE_SKETCH,
 )
 
 __all__ = ["Overview", "get_overview"]
@@ -37,6 +38,9 @@ class Overview:
     """LLM calls: spans with a model that are not usage rollups."""
     num_spans: int
     num_traces: int
+    """Distinct trace ids, APPROXIMATE: ClickHouse ``uniq`` (``TRACE_SKETCH``), exact up to
+    tens of thousands of traces, approximate beyond (measured -0.6% at 1.25M traces); the
+    same number on the raw and the rollup path."""
     input_tokens: int
     """Prompt tokens, inclusive of cached ones (rollup spans excluded)."""
     output_tokens: int
@@ -58,7 +62,7 @@ SELECT
     sum(total_cost) AS spend,
     countIf({LLM_CALL}) AS requests,
     count() AS num_spans,
-    uniqExact(trace_id) AS num_traces,
+    {TRACE_SKETCH}(trace_id) AS num_traces,
     sumIf(ifNull(input_tokens, 0), {NOT_ROLLUP}) AS input_tokens,
     sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
     sumIf(ifNull(cache_read_tokens, 0), {NOT_ROLLUP}) AS cached_tokens,
@@ -104,7 +108,7 @@ SELECT
     sum(total_cost) AS total_cost,
     countIf({LLM_CALL}) AS requests,
     count() AS num_spans,
-    uniqExactState(trace_id) AS traces,
+    {TRACE_SKETCH}State(trace_id) AS traces,
     sumIf(ifNull(input_tokens, 0), {NOT_ROLLUP}) AS input_tokens,
     sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
     sumIf(ifNull(cache_read_tokens, 0), {NOT_ROLLUP}) AS cached_tokens,
@@ -126,7 +130,7 @@ SELECT
     sum(total_cost) AS spend,
     sum(requests) AS requests,
     sum(num_spans) AS num_spans,
-    uniqExactMerge(traces) AS num_traces,
+    {TRACE_SKETCH}Merge(traces) AS num_traces,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
     sum(cached_tokens) AS cached_tokens,
@@ -146,7 +150,8 @@ def get_overview(store: SpanStore, params: QueryParams, *, use_rollups: bool = T
     Reads the hourly scope rollup for closed, unchanged whole hours when every filter is
     a trace-level dimension (org, workspace, project, agent, workflow, service), and
     ``spans FINAL`` for the rest: the answer is identical either way (Decimal-exact sums,
-    exact trace count, percentiles from the same log-bucket latency histogram).
+    the same deterministic trace-count sketch, percentiles from the same log-bucket
+    latency histogram).
     ``use_rollups=False`` reads only ``spans FINAL``.
 
     Raises:

@@ -4,7 +4,7 @@ A materialized view would see inserts, so a re-sent or repriced span would count
 Instead a job (:func:`refresh_rollups`, run by the server every
 ``MENTATLAB_ROLLUP_INTERVAL_S``) aggregates CLOSED hours from ``spans FINAL`` into
 ``span_rollup_hourly`` (cost sums per fine dimensions) and ``span_rollup_scope_hourly``
-(overview sums, trace-id and latency states per trace-level dimensions); tables in
+(overview sums, trace-count sketch and latency states per trace-level dimensions); tables in
 :mod:`mentatlab.storage.span_schema`.
 
 How it stays exact:
@@ -45,6 +45,7 @@ from mentatlab.storage.span_schema import (
     ROLLUP_SCOPE_DIMENSIONS,
     ROLLUP_SCOPE_TABLE,
     ROLLUP_TABLE,
+    TRACE_SKETCH,
 )
 
 __all__ = [
@@ -213,7 +214,7 @@ def _build(store: SpanStore, build_id: int, hours: list[datetime], source_max_ns
     store.execute(
         f"INSERT INTO {ROLLUP_SCOPE_TABLE} (build_id, hour, {scope}, {', '.join(ROLLUP_SUMS)},"
         f" traces, latency_hist, min_duration_ms, max_duration_ms)"
-        f" SELECT {{b:UInt64}}, {hour}, {scope}, {SUMS_SQL}, uniqExactState(trace_id),"
+        f" SELECT {{b:UInt64}}, {hour}, {scope}, {SUMS_SQL}, {TRACE_SKETCH}State(trace_id),"
         f" {LATENCY_HIST}, min(duration_ms), max(duration_ms)"
         f" FROM spans FINAL WHERE {where} GROUP BY hour, {scope} {_FINAL_SETTINGS}", params)
     store.execute(
