@@ -1,4 +1,4 @@
-"""Server fixtures: an in-process app (httpx ASGITransport) and a real uvicorn server."""
+"""Helpers and fixtures of the server tests, imported by conftest.py and the test modules."""
 
 from __future__ import annotations
 

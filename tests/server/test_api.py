@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from server_payloads import JSON, encode, export_request, llm_span, new_trace_id
-
-from conftest import InProcess, make_settings, open_in_process
+from serverkit import InProcess, make_settings, open_in_process
 
 ERROR_KEYS = {"ok", "status", "error", "errors"}
 

@@ -12,9 +12,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from server_payloads import encode, export_request, llm_span, new_trace_id
+from serverkit import LiveServer, make_settings, open_in_process, run_live_server
 from websockets.sync.client import connect
-
-from conftest import LiveServer, make_settings, open_in_process, run_live_server
 
 
 def post_trace(server: LiveServer, project: str, model: str, error: bool = False) -> str:

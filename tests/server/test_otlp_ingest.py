@@ -7,8 +7,7 @@ import httpx
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from server_payloads import JSON, PROTOBUF, encode, export_request, llm_span, new_trace_id
-
-from conftest import InProcess, make_settings, open_in_process
+from serverkit import InProcess, make_settings, open_in_process
 
 
 def count_spans(env: InProcess, trace_id: bytes) -> int:

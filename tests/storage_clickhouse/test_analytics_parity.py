@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from chkit import T0, make_span
 
-from conftest import T0, make_span
 from mentatlab.analytics.cost import cost_by
 from mentatlab.analytics.overview import get_overview
 from mentatlab.analytics.query import QueryParams, TimeRange

@@ -11,9 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from chkit import T0, make_span
 
 from clickhouse_endpoint import EndpointProcess
-from conftest import T0, make_span
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
 from mentatlab.storage.base import SpanStore

@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from chkit import make_span
 
-from conftest import make_span
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, spans_to_arrow
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from chkit import SCRIPTS
 
-from conftest import SCRIPTS
 from mentatlab.errors import ValidationError
 from mentatlab.storage.control.migrate import migrate_control_store
 from mentatlab.storage.control.store import ControlStore

@@ -36,7 +36,7 @@ import pyarrow as pa
 from chdb import session as chdb_session
 
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
-from mentatlab.model.schema import SPAN_COLUMNS
+from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
 from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
@@ -117,6 +117,10 @@ class ChdbSpanStore:
         if table.num_rows == 0:
             self._check_open()
             return
+        if not table.schema.equals(SPAN_SCHEMA):
+            # file(..., 'ArrowStream') would fill a missing column with its default
+            raise StoreError(f"Expected an Arrow table with schema SPAN_SCHEMA, got columns "
+                             f"{table.schema.names}")
         with self._in_use():
             try:
                 self._insert_file(table)
