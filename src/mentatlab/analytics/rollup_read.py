@@ -3,8 +3,8 @@
 A query that can use the rollups is one SQL text: a ``UNION ALL`` of the rollup rows of
 the planned whole hours (current builds only) and the same aggregate over
 ``spans FINAL`` for the rest of the range, re-aggregated outside. Sums are Decimal-exact;
-trace counts merge ``uniqExact`` states (exact); latency merges t-digest states
-(approximate, like the raw ``quantilesTDigest``).
+trace counts merge ``uniq`` states (approximate beyond tens of thousands); latency merges
+log-bucket histograms (within 1% of the exact nearest-rank value, as on the raw path).
 """
 
 from __future__ import annotations
