@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Any
 
 import httpx
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -43,7 +42,7 @@ from rich.table import Table
 from mentatlab.demo.fake_openai import FakeOpenAIConfig, FakeOpenAIServer
 from mentatlab.settings import default_data_dir
 
-__all__ = ["DemoResult", "demo_command", "run_demo"]
+__all__ = ["DemoResult", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -306,22 +305,3 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
         console.print(f"Server left running (PID {proc.pid}); stop it with `kill {proc.pid}`.")
     return result
 
-
-def demo_command(
-    url: Annotated[str | None, typer.Option(
-        help="Use this running server instead of starting one.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        help="Data folder of the started server (default: <user data dir>/demo).")] = None,
-    port: Annotated[int, typer.Option(help="HTTP port; a free one if taken.")] = 4318,
-    grpc_port: Annotated[int, typer.Option(help="OTLP/gRPC port; a free one if taken.")] = 4317,
-    runs: Annotated[int, typer.Option(min=1, max=50, help="Runs per agent.")] = 4,
-    keep_running: Annotated[bool, typer.Option(
-        "--keep-running", help="Leave the started server running.")] = False,
-) -> None:
-    """Start a server, drive realistic agent traffic through it and print what it cost."""
-    try:
-        run_demo(url, data_dir=data_dir, http_port=port, grpc_port=grpc_port, runs=runs,
-                 keep_running=keep_running)
-    except RuntimeError as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
