@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from server_payloads import encode, export_request, llm_span, new_trace_id
 
 SPANS_PER_BATCH = 50
@@ -74,8 +75,11 @@ def test_acknowledged_spans_survive_kill_9(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while len(acked) < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
+        helpers = psutil.Process(proc.pid).children(recursive=True)  # forkserver + workers
         os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests are in flight
         proc.wait(10)
+        _, lingering = psutil.wait_procs(helpers, timeout=15)
+        assert not lingering, f"worker processes outlived the killed server: {lingering}"
     finally:
         stop.set()
         for t in threads:

@@ -14,6 +14,9 @@ resident instead of the server's ~400 MiB with chDB).
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -54,8 +57,12 @@ class WorkerResult:
     """The accepted spans as an Arrow IPC stream (``SPAN_SCHEMA``); None when none."""
 
 
-def init_worker(settings: Settings) -> None:
+def init_worker(settings: Settings, server_pid: int | None = None) -> None:
     """Process initializer: build the pipeline once per worker (same as the server's).
+
+    With ``server_pid``, a daemon thread ends this worker within ~1 s of the server's death:
+    a server killed with SIGKILL cannot shut its pool down, and workers are children of
+    the forkserver, not of the server, so nothing else would end them.
 
     Raises:
         ConfigError: the pricing file is invalid.
@@ -63,6 +70,20 @@ def init_worker(settings: Settings) -> None:
     """
     global _pipeline
     _pipeline = build_pipeline(settings)
+    if server_pid is not None:
+        threading.Thread(target=_exit_when_gone, args=(server_pid,), daemon=True,
+                         name="mentatlab-server-watch").start()
+
+
+def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the PID now belongs to another user's process
+            os._exit(0)
 
 
 def build_pipeline(settings: Settings) -> Pipeline:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -63,7 +64,8 @@ class Ingestor:
         if settings is None or count <= 0 or self._pool is not None:
             return
         pool = ProcessPoolExecutor(count, multiprocessing.get_context("forkserver"),
-                                   initializer=functools.partial(workers.init_worker, settings))
+                                   initializer=functools.partial(workers.init_worker, settings,
+                                                                 os.getpid()))
         self._pool = pool
         loop = asyncio.get_running_loop()
         pings = [loop.run_in_executor(pool, workers.ping) for _ in range(count)]
