@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 from server_payloads import encode, export_request, llm_span, new_trace_id
+
+from serve_process import start_serve, wait_ready
 
 SPANS_PER_BATCH = 50
 
@@ -26,24 +27,9 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MENTATLAB_LOG_LEVEL": "WARNING"}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--grpc-port", "0", "--data-dir", str(data_dir)],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
+    proc = start_serve(data_dir, port, log=log, env={"MENTATLAB_LOG_LEVEL": "WARNING"})
+    wait_ready(proc, f"http://127.0.0.1:{port}", log)
+    return proc
 
 
 def test_acknowledged_spans_survive_kill_9(tmp_path: Path) -> None:

@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,49 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
+from serve_process import free_port, start_serve, stop, wait_ready
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serve(data_dir: Path, span_store: str, control_store: str,
            ) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MENTATLAB_DATA_DIR": str(data_dir),
+    port = free_port()
+    env = {"MENTATLAB_DATA_DIR": str(data_dir),
            "MENTATLAB_SPAN_STORE": span_store, "MENTATLAB_CONTROL_STORE": control_store}
-    with (data_dir / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--grpc-port", "0", "--data-dir", str(data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = start_serve(data_dir, port, log=data_dir / "server.log", env=env)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server not ready in 90 s:\n" + log.read_text()[-3000:]
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture
@@ -70,11 +35,11 @@ def two_nodes(clickhouse_server: dict[str, Any], postgres_url: str,
     nodes = [_serve(tmp_path / f"node{i}", span_store, postgres_url) for i in range(2)]
     try:
         for i, (proc, url) in enumerate(nodes):
-            _wait_ready(proc, url, tmp_path / f"node{i}" / "server.log")
+            wait_ready(proc, url, tmp_path / f"node{i}" / "server.log")
         yield nodes[0][1], nodes[1][1]
     finally:
         for proc, _ in nodes:
-            _stop(proc)
+            stop(proc)
 
 
 def _attr(key: str, value: Any) -> dict[str, Any]:
