@@ -30,13 +30,15 @@ with several servers writing, their clocks must agree within :data:`SKEW_MARGIN_
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.control.leader import LeaderLock, run_periodic
 from mentatlab.storage.span_schema import (
     LATENCY_HIST,
     ROLLUP_BUILDS_TABLE,
@@ -280,19 +282,15 @@ def plan_rollup(store: SpanStore, start: datetime, end: datetime) -> RollupPlan 
 
 
 
-async def rollup_loop(store: SpanStore, interval_s: float) -> None:
+async def rollup_loop(store: SpanStore, interval_s: float,
+                      leader: LeaderLock | None = None,
+                      on_leadership: Callable[[bool], None] | None = None) -> None:
     """Run :func:`refresh_rollups` now and then every ``interval_s`` s, until cancelled.
 
     Each run goes to a worker thread (the event loop keeps serving); a failed run is
-    logged and simply redone by the next one. ``interval_s <= 0`` returns at once.
+    logged and simply redone by the next one. ``interval_s <= 0`` returns at once. With
+    ``leader`` (several nodes on one span store), only the node holding the lock runs it
+    (:func:`~mentatlab.storage.control.leader.run_periodic`).
     """
-    if interval_s <= 0:
-        return
-    while True:
-        try:
-            await asyncio.to_thread(refresh_rollups, store)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep the job alive; the next run redoes the work
-            _log.exception("span rollup run failed; retrying in %s s", interval_s)
-        await asyncio.sleep(interval_s)
+    await run_periodic(functools.partial(refresh_rollups, store), interval_s,
+                       name="span rollup", leader=leader, on_leadership=on_leadership)
