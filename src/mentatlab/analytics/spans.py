@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +14,8 @@ from mentatlab.errors import ValidationError
 from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["SpanPage", "iter_spans", "list_spans_since"]
+__all__ = ["SpanPage", "iter_spans", "list_commit_stamps_since", "list_commits_since",
+           "list_spans_since"]
 
 _COLUMNS = ", ".join(f"`{name}`" for name in SPAN_SCHEMA.names)
 
@@ -118,3 +119,53 @@ def iter_spans(store: SpanStore, start: datetime, end: datetime, batch_rows: int
         start_ns = last.column("start_time").cast(pa.int64())[0].as_py()
         cursor = (int(start_ns), last.column("trace_id")[0].as_py(),
                   last.column("span_id")[0].as_py())
+
+
+def list_commit_stamps_since(store: SpanStore, floor_ns: int) -> list[int]:
+    """The distinct commit stamps (``ingested_at_ns``, ns) newer than ``floor_ns``.
+
+    Every commit carries one stamp, so this lists the commits of the window; the
+    ``minmax`` skip index on ``ingested_at_ns`` keeps it to the newest granules.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    parts = build_where(None)
+    parts.conditions.append(f"ingested_at_ns > {parts.bind(int(floor_ns), 'Int64')}")
+    table = store.query_arrow(
+        f"SELECT DISTINCT ingested_at_ns AS stamp FROM spans WHERE {parts.where}", parts.binds)
+    return [int(v) for v in table.column("stamp").to_pylist()]
+
+
+def list_commits_since(store: SpanStore, floor_ns: int, known_stamps: Sequence[int],
+                       limit: int = 50_000) -> pa.Table:
+    """Full rows of the commits newer than ``floor_ns`` whose stamp is not in ``known_stamps``.
+
+    The live stream across nodes polls with this: commits from several nodes become
+    visible out of stamp order (clock skew, insert time), so instead of one cursor the
+    poller remembers which commits of a recent window it has delivered.
+
+    Args:
+        store: the span store.
+        floor_ns: oldest stamp considered, ns since the epoch (exclusive).
+        known_stamps: stamps already delivered (a few hundred at most).
+        limit: most rows returned, ordered by stamp.
+
+    Returns:
+        An Arrow table with ``SPAN_SCHEMA`` columns, ordered by ``ingested_at_ns``.
+
+    Raises:
+        ValidationError: a bad limit.
+        StoreError: the query failed.
+    """
+    if limit < 1:
+        raise ValidationError("limit", f"Expected >= 1, got {limit}")
+    parts = build_where(None)
+    parts.conditions.append(f"ingested_at_ns > {parts.bind(int(floor_ns), 'Int64')}")
+    if known_stamps:
+        parts.conditions.append(
+            f"ingested_at_ns NOT IN {parts.bind([int(v) for v in known_stamps], 'Array(Int64)')}")
+    return store.query_arrow(
+        f"SELECT {_COLUMNS} FROM spans WHERE {parts.where}"
+        f" ORDER BY ingested_at_ns, start_time, span_id LIMIT {parts.bind(limit, 'UInt32')}",
+        parts.binds)

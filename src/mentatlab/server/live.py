@@ -6,26 +6,38 @@ A filter expression is a comma-separated list of conditions on canonical fields:
 
 ``model`` matches ``response_model`` or ``request_model``; ``min_cost`` compares
 ``total_cost`` (USD, exact decimal); every other key must equal the field's value.
+
+Where the spans come from: on the embedded store (one process), the writer hands every
+commit to the hub directly. When several nodes share a ClickHouse span store, a node's
+writer sees only its own commits, so :class:`StoreFeed` polls the store instead — every
+``live_poll_interval_s`` — and delivers each commit once, whichever node wrote it.
+Polling ClickHouse (rather than PostgreSQL ``LISTEN/NOTIFY``) needs no second write path
+and no payload limit, works with any control store, and also shows spans written by
+bulk loads and ``mentatctl migrate``; it costs one indexed query per interval per node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from mentatlab.analytics.spans import list_commit_stamps_since, list_commits_since
 from mentatlab.errors import FieldError
 from mentatlab.model.schema import SPAN_COLUMNS
 from mentatlab.server.errors import ApiError, status_for
 from mentatlab.server.serialize import span_to_json
+from mentatlab.storage.base import SpanStore
 
-__all__ = ["LiveFilter", "LiveHub", "parse_filter", "router"]
+__all__ = ["LiveFilter", "LiveHub", "StoreFeed", "parse_filter", "router"]
 
 _log = logging.getLogger(__name__)
 _FIELDS = {c.name for c in SPAN_COLUMNS} | {"model"}
@@ -152,6 +164,74 @@ class LiveHub:
     def disconnect(self, client: _Client) -> None:
         """Forget a client."""
         self._clients.discard(client)
+
+
+class StoreFeed:
+    """Feeds a :class:`LiveHub` from the span store, for nodes that share one store.
+
+    Each commit carries one ``ingested_at_ns`` stamp (the committing node's clock).
+    Commits of several nodes become visible out of stamp order, so rather than a single
+    cursor the feed remembers the stamps it has seen within the last ``lookback_s`` and
+    asks for the rows of the others. A commit first visible more than ``lookback_s`` after
+    its stamp (nodes' clocks that disagree by more, or an insert slower than that) is not
+    shown live; it is stored and queryable as usual. While no client is connected only
+    the stamps are read, so a client sees what is committed after it connects.
+
+    Args:
+        hub: the hub to publish to.
+        store: the shared span store.
+        interval_s: seconds between polls.
+        lookback_s: the window of stamps remembered, in seconds.
+        limit: most rows fetched per poll (the rest come next poll).
+    """
+
+    def __init__(self, hub: LiveHub, store: SpanStore, interval_s: float,
+                 lookback_s: float = 15.0, limit: int = 50_000) -> None:
+        self.hub = hub
+        self.store = store
+        self.interval_s = interval_s
+        self.lookback_ns = int(lookback_s * 1e9)
+        self.limit = limit
+        self.spans_delivered = 0
+        self._seen: set[int] = set()
+        self._primed = False
+
+    def poll_once(self) -> int:
+        """One poll (blocking): publish the commits not seen yet; return their span count.
+
+        Raises:
+            StoreError: the store query failed (the next poll retries).
+        """
+        floor_ns = time.time_ns() - self.lookback_ns
+        self._seen = {stamp for stamp in self._seen if stamp > floor_ns}
+        if not self._primed or self.hub.num_clients == 0:
+            self._seen.update(list_commit_stamps_since(self.store, floor_ns))
+            self._primed = True
+            return 0
+        table = list_commits_since(self.store, floor_ns, sorted(self._seen), self.limit)
+        if table.num_rows == 0:
+            return 0
+        stamps = table.column("ingested_at_ns")
+        if table.num_rows >= self.limit:
+            # The last commit may be cut: leave it whole for the next poll when possible.
+            earlier = table.filter(pc.less(stamps, pc.max(stamps)))
+            if earlier.num_rows:
+                table, stamps = earlier, earlier.column("ingested_at_ns")
+        self._seen.update(int(v) for v in pc.unique(stamps).to_pylist())
+        self.hub.publish(table)
+        self.spans_delivered += table.num_rows
+        return int(table.num_rows)
+
+    async def run(self) -> None:
+        """Poll every ``interval_s`` until cancelled; failures are logged and retried."""
+        while True:
+            try:
+                await asyncio.to_thread(self.poll_once)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 — keep polling; the store may come back
+                _log.warning("live feed poll failed; retrying", exc_info=True)
+            await asyncio.sleep(self.interval_s)
 
 
 router = APIRouter(tags=["live"])
