@@ -85,6 +85,10 @@ class Unauthorized(ApiError):
                          {"WWW-Authenticate": "Bearer"})
 
 
+STORE_RETRY_AFTER_S = 1
+"""``Retry-After`` (s) of a 503 for an unavailable store, where no setting says otherwise."""
+
+
 def status_for(exc: BaseException) -> int:
     """The HTTP status for an exception raised while handling a request.
 
@@ -149,6 +153,8 @@ def exception_response(exc: BaseException) -> JSONResponse:
     headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
     if isinstance(exc, Backpressure):
         headers["Retry-After"] = str(exc.retry_after_s)
+    elif status == 503:
+        headers.setdefault("Retry-After", str(STORE_RETRY_AFTER_S))
     if status >= 500 and not isinstance(exc, (StoreError, Backpressure)):
         _log.exception("Unhandled error while serving a request", exc_info=exc)
         return error_response(500, "Internal server error")
