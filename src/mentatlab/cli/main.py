@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import admin, cost, spans
+from mentatlab.cli import admin, cost, migrate, spans
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
@@ -27,6 +27,7 @@ app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.prices_app, name="prices")
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
+app.command("migrate")(migrate.migrate)
 
 
 @app.command()
