@@ -21,13 +21,16 @@ def free_port() -> int:
 
 
 def start_serve(data_dir: Path, port: int, *, grpc_port: int = 0, log: Path,
-                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start `mentatctl serve` on 127.0.0.1 (output appended to ``log``); does not wait."""
+                env: dict[str, str] | None = None,
+                args: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `mentatctl serve` on 127.0.0.1 (output appended to ``log``, extra CLI ``args``);
+    does not wait."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--grpc-port", str(grpc_port), "--data-dir", str(data_dir)],
+             "--port", str(port), "--grpc-port", str(grpc_port), "--data-dir", str(data_dir),
+             *(args or [])],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
