@@ -404,3 +404,32 @@ def test_a_source_held_by_a_running_server_is_refused(tmp_path: Path) -> None:
         stop(proc)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "is in use by another process: stop `mentatctl serve`" in done.stderr
+
+
+def test_control_to_alone_copies_only_the_control_store(installation: dict[str, Any],
+                                                        control_target: str) -> None:
+    done = _mentatctl(*_migrate_args(installation, "--control-to", control_target))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Copying spans" not in done.stdout and "spans total" not in done.stdout
+    assert "api_keys 3 copied" in done.stdout
+    assert "Verified" in done.stdout
+    control = ControlStore(control_target.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        assert control.resolve_api_key(installation["key"]) is not None
+    finally:
+        control.close()
+
+
+def test_an_unreadable_checkpoint_is_exit_2(installation: dict[str, Any]) -> None:
+    from mentatlab.storage.transfer import checkpoint_path
+
+    url = "clickhouse://127.0.0.1:1/broken_checkpoint"
+    path = checkpoint_path(installation["data_dir"], url, None)
+    path.write_text("{not json")
+    try:
+        done = _mentatctl(*_migrate_args(installation, "--to", url))
+        assert done.returncode == 2
+        assert "Cannot read the migration checkpoint" in done.stderr
+        assert "--restart" in done.stderr
+    finally:
+        path.unlink()

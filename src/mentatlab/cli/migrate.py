@@ -82,8 +82,10 @@ def migrate(
         raise _fail("Expected --to (span store) and/or --control-to (control store)", 2)
     try:
         settings = load_settings(data_dir=data_dir)
-        # Parsed now (a bad URL is exit 2); it connects on first use.
-        target = open_clickhouse_store(to, query_timeout_s=0) if to else None
+        # Parsed now (a bad URL is exit 2); it connects on first use. migrate() sets or
+        # removes the TTL, so it gets the installation's retention, as a node would.
+        target = open_clickhouse_store(
+            to, query_timeout_s=0, retention_days=settings.span_retention_days) if to else None
         if control_to:
             control_to = transfer.normalize_control_url(control_to)
     except ConfigError as exc:
