@@ -74,6 +74,31 @@ class Settings:
         default=300.0, metadata=_env("MENTATLAB_EVENT_PAIR_TIMEOUT_S"))
     """Seconds after which an unpaired ``*.started`` event becomes a span with status
     ``timeout``."""
+    forward_otlp_endpoint: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_ENDPOINT"))
+    """Forward every accepted OTLP trace request, unchanged, to this OTLP backend:
+    ``http(s)://host:4318`` (``/v1/traces`` appended unless the path ends with it) or
+    ``grpc(s)://host:4317``; empty (default) forwards nothing. See docs/forwarding.md."""
+    forward_otlp_headers: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_HEADERS"))
+    """Headers (gRPC: metadata) sent with forwarded requests, ``k=v,k=v``, values
+    URL-decoded (e.g. ``authorization=Bearer%20abc``)."""
+    forward_otlp_compression: str = field(
+        default="none", metadata=_env("MENTATLAB_FORWARD_OTLP_COMPRESSION"))
+    """Compression of forwarded requests: ``none`` or ``gzip``."""
+    forward_queue_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_env("MENTATLAB_FORWARD_QUEUE_BYTES"))
+    """Bytes of received requests that may wait to be forwarded; newer ones are dropped
+    (and counted) beyond it, so forwarding never slows ingest."""
+    forward_batch_bytes: int = field(
+        default=4 * 1024 * 1024, metadata=_env("MENTATLAB_FORWARD_BATCH_BYTES"))
+    """Requests are merged into one forwarded request up to this many bytes (protobuf)."""
+    forward_linger_s: float = field(default=1.0, metadata=_env("MENTATLAB_FORWARD_LINGER_S"))
+    """Longest a request waits for others to batch with, in seconds."""
+    forward_timeout_s: float = field(default=10.0, metadata=_env("MENTATLAB_FORWARD_TIMEOUT_S"))
+    """Timeout of one forwarded request, in seconds; also the shutdown flush budget."""
+    forward_retry_max_s: float = field(
+        default=300.0, metadata=_env("MENTATLAB_FORWARD_RETRY_MAX_S"))
+    """Seconds a batch is retried (429/502/503/504, connection errors) before it is given
+    up and counted failed."""
     dedup_cache_spans: int = field(default=1_000_000, metadata=_env("MENTATLAB_DEDUP_CACHE_SPANS"))
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
     span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -75,10 +76,16 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     Args:
         ingest: awaited with each decoded batch (skipped when no span is valid); answers
             once the accepted spans are durable, or raises ``Backpressure``.
+        on_committed: called with ``(request, refused spans, accepted count)`` after a
+            request's accepted spans are durable (the OTLP forwarder's queue); must not
+            block.
     """
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest,
+                 on_committed: Callable[[ExportTraceServiceRequest, list[FieldError], int],
+                                        object] | None = None) -> None:
         self._ingest = ingest
+        self._on_committed = on_committed
         self.bound_port: int | None = None
         """The port the server listens on, once :func:`start_grpc_server` returns."""
 
@@ -95,6 +102,8 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             if batch.spans:
                 outcome = await self._ingest(batch)
                 rejected.extend(outcome.rejected)
+                if self._on_committed is not None and outcome.accepted:
+                    self._on_committed(request, rejected, outcome.accepted)
         except MentatLabError as exc:
             await self._abort(context, exc)
             raise  # abort raises; this line is never reached

@@ -99,6 +99,7 @@ class _RequestMetrics:
 async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     store = await anyio.to_thread.run_sync(components.open_store, settings)
     try:
+        forwarder = components.open_forwarder(settings)  # None unless forward_otlp_endpoint
         control = await anyio.to_thread.run_sync(components.open_control_store, settings)
         pipeline = await anyio.to_thread.run_sync(components.build_pipeline, settings)
         writer = components.open_writer(settings, store)
@@ -110,7 +111,8 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     components.subscribe_writer(writer, hub.publish)
     pairer = components.open_pairer(settings)
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
-                        ingestor=Ingestor(pipeline, writer, metrics, settings), metrics=metrics,
+                        ingestor=Ingestor(pipeline, writer, metrics, settings, forwarder),
+                        metrics=metrics,
                         live=hub,
                         control=control, pairer=pairer)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
@@ -122,6 +124,7 @@ async def _close_state(state: ServerState) -> None:
     try:
         await state.ingestor.close()
         await components.close_writer(state.writer)
+        await components.close_forwarder(state.ingestor.forwarder)
     finally:
         await anyio.to_thread.run_sync(state.store.close)
         if state.control is not None:
@@ -157,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
                              "receiver cannot check API keys yet; use OTLP/HTTP")
             elif settings.grpc_port:
                 grpc_server, state.extras["grpc_port"] = await components.start_grpc(
-                    settings, state.ingestor.for_receiver("otlp_grpc"))
+                    settings, state.ingestor.for_receiver("otlp_grpc"), state.ingestor.forwarder)
             _log.info("MentatLab serving; data in %s", settings.data_dir)
             yield
         finally:

@@ -20,8 +20,10 @@ __all__ = [
     "PRICE_SNAPSHOT_NAME",
     "build_pipeline",
     "build_price",
+    "close_forwarder",
     "close_writer",
     "open_control_store",
+    "open_forwarder",
     "open_pairer",
     "open_store",
     "open_writer",
@@ -186,8 +188,11 @@ def seed_pairer(pairer: Any, store: SpanStore, settings: Settings) -> int:
     return len(spans)
 
 
-async def start_grpc(settings: Settings, ingest: Ingest) -> tuple[Any, int]:
+async def start_grpc(settings: Settings, ingest: Ingest, forward: Any = None) -> tuple[Any, int]:
     """Start the OTLP/gRPC receiver on ``settings.host:settings.grpc_port``.
+
+    With ``forward`` (an :class:`~mentatlab.exporters.OtlpForwarder`), committed requests
+    are queued for forwarding.
 
     Returns:
         The running ``grpc.aio.Server`` and the port it bound.
@@ -197,7 +202,7 @@ async def start_grpc(settings: Settings, ingest: Ingest) -> tuple[Any, int]:
     """
     from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
 
-    receiver = OtlpGrpcReceiver(ingest)
+    receiver = OtlpGrpcReceiver(ingest, forward.submit_request if forward is not None else None)
     server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
                                      settings.max_body_bytes)
     return server, int(getattr(receiver, "bound_port", settings.grpc_port))
@@ -206,3 +211,42 @@ async def start_grpc(settings: Settings, ingest: Ingest) -> tuple[Any, int]:
 async def stop_grpc(server: Any) -> None:
     """Stop the gRPC server, letting in-flight calls finish for up to 5 s."""
     await server.stop(5.0)
+
+def open_forwarder(settings: Settings) -> Any:
+    """Start the OTLP forwarder of ``settings.forward_*``; None when forwarding is off.
+
+    Returns:
+        A started :class:`~mentatlab.exporters.OtlpForwarder`, or None when
+        ``forward_otlp_endpoint`` is empty.
+
+    Raises:
+        ConfigError: a bad endpoint, header list, compression or size.
+    """
+    if not settings.forward_otlp_endpoint.strip():
+        return None
+    from mentatlab.errors import ConfigError
+    from mentatlab.exporters import ForwardConfig, OtlpForwarder, parse_forward_endpoint
+    from mentatlab.exporters.otlp_payload import parse_headers
+
+    compression = settings.forward_otlp_compression.strip().lower()
+    if compression not in ("none", "gzip"):
+        raise ConfigError(f"Expected forward_otlp_compression to be none or gzip, "
+                          f"got {settings.forward_otlp_compression!r}")
+    for name in ("forward_queue_bytes", "forward_batch_bytes", "forward_timeout_s"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"Expected {name} > 0, got {getattr(settings, name)!r}")
+    forwarder = OtlpForwarder(ForwardConfig(
+        parse_forward_endpoint(settings.forward_otlp_endpoint),
+        parse_headers(settings.forward_otlp_headers), compression,
+        settings.forward_queue_bytes, settings.forward_batch_bytes,
+        max(0.0, settings.forward_linger_s), settings.forward_timeout_s,
+        max(0.0, settings.forward_retry_max_s), settings.max_decompressed_bytes))
+    forwarder.start()
+    _log.info("Forwarding OTLP traces to %s", forwarder.config.target.url)
+    return forwarder
+
+
+async def close_forwarder(forwarder: Any) -> None:
+    """Flush the forwarder's queue (at most ``forward_timeout_s``) and stop it; None is a no-op."""
+    if forwarder is not None:
+        await anyio.to_thread.run_sync(forwarder.close)

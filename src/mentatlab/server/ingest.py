@@ -48,9 +48,17 @@ class Ingestor:
     settings: Settings | None = None
     """When set with ``ingest_workers`` > 0, OTLP/HTTP bodies are processed in worker
     processes (:mod:`mentatlab.pipeline.workers`); see :meth:`start`."""
+    forwarder: Any = None
+    """An :class:`~mentatlab.exporters.OtlpForwarder`: committed OTLP/HTTP bodies are
+    queued to it (never blocking); None when forwarding is off."""
     _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
     _ready: bool = field(default=False, init=False, repr=False)
     _warmup: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        forwarder = self.forwarder
+        if forwarder is not None:
+            self.metrics.bind_forwarder(lambda: forwarder.stats)
 
     async def start(self) -> None:
         """Start ``settings.ingest_workers`` worker processes in the background.
@@ -125,8 +133,10 @@ class Ingestor:
         if result is None:  # no workers, a dead pool, or a body that does not decode
             decoded = await anyio.to_thread.run_sync(
                 decode_http_body, body, content_type, content_encoding, limits)
-            return decoded.rejected, await self.ingest(
-                decoded.spans, "otlp_http", tenancy, decoded.rejected)
+            outcome = await self.ingest(decoded.spans, "otlp_http", tenancy, decoded.rejected)
+            self._forward(body, content_type, content_encoding,
+                          [*decoded.rejected, *outcome.rejected], outcome.accepted)
+            return decoded.rejected, outcome
         receiver = "otlp_http"
         self.metrics.spans_received.labels(receiver).inc(
             result.received + len(result.decode_rejected))
@@ -136,7 +146,15 @@ class Ingestor:
             return result.decode_rejected, IngestOutcome(0, result.rejected)
         table = workers.arrow_from_ipc(result.table_ipc)
         await self._commit(table, receiver, dedup=True)
+        self._forward(body, content_type, content_encoding,
+                      [*result.decode_rejected, *result.rejected], table.num_rows)
         return result.decode_rejected, IngestOutcome(table.num_rows, result.rejected)
+
+    def _forward(self, body: bytes, content_type: str | None, content_encoding: str | None,
+                 rejected: list[FieldError], accepted: int) -> None:
+        """Queue a committed body for OTLP forwarding (only after the commit succeeded)."""
+        if self.forwarder is not None and accepted:
+            self.forwarder.submit_http(body, content_type, content_encoding, rejected, accepted)
 
     def for_receiver(self, receiver: str, tenancy: Mapping[str, str] | None = None, *,
                      dedup: bool = True) -> Ingest:

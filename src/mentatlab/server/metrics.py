@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
@@ -51,6 +54,45 @@ class ServerMetrics:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)
 
+    def bind_forwarder(self, read_stats: Callable[[], Any]) -> None:
+        """Export the OTLP forwarder's counters, read at scrape time.
+
+        ``mentatlab_forward_spans_total`` and ``mentatlab_forward_requests_total`` (received
+        requests) by ``outcome`` (``sent``, ``dropped`` = queue full, ``failed`` = given
+        up), ``mentatlab_forward_batches_total`` (requests sent to the target),
+        ``mentatlab_forward_send_errors_total`` (failed attempts, retries included) and the
+        gauge ``mentatlab_forward_queue_bytes``.
+
+        Args:
+            read_stats: returns a :class:`~mentatlab.exporters.ForwardStats`.
+        """
+        self.registry.register(_ForwardCollector(read_stats))
+
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
+
+
+class _ForwardCollector(Collector):
+    """Prometheus view of a :class:`~mentatlab.exporters.ForwardStats`."""
+
+    def __init__(self, read_stats: Callable[[], Any]) -> None:
+        self._read_stats = read_stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read_stats()
+        spans = CounterMetricFamily("mentatlab_forward_spans", "Spans forwarded to the OTLP "
+                                    "target, by outcome", labels=["outcome"])
+        requests = CounterMetricFamily("mentatlab_forward_requests", "Received requests "
+                                       "forwarded, by outcome", labels=["outcome"])
+        for outcome in ("sent", "dropped", "failed"):
+            spans.add_metric([outcome], getattr(stats, f"spans_{outcome}"))
+            requests.add_metric([outcome], getattr(stats, f"requests_{outcome}"))
+        yield spans
+        yield requests
+        yield CounterMetricFamily("mentatlab_forward_batches", "Requests sent to the OTLP "
+                                  "target (batches)", value=stats.batches_sent)
+        yield CounterMetricFamily("mentatlab_forward_send_errors", "Failed send attempts to "
+                                  "the OTLP target, retries included", value=stats.send_errors)
+        yield GaugeMetricFamily("mentatlab_forward_queue_bytes", "Bytes waiting to be "
+                                "forwarded", value=stats.queue_bytes)
