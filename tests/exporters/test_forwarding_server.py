@@ -119,6 +119,30 @@ def test_json_body_is_forwarded_as_the_same_protobuf(
         assert http_target.received.requests == [request]
 
 
+def test_grpc_partial_success_forwards_the_accepted_spans(
+        _isolated_data_dir: Path, http_target: OtlpHttpTarget) -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    good = llm_span()
+    bad = llm_span()
+    bad.span_id = b"\x02" * 4  # a 4-byte span id: refused by MentatLab's decoder
+    with _server(_isolated_data_dir, http_target.url, grpc_port=free_port()) as server:
+        port = server.state.extras["grpc_port"]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            answer = stub.Export(export_request([bad, good]), timeout=10)
+            assert answer.partial_success.rejected_spans == 1
+            raw_export = channel.unary_unary(  # undecodable bytes on the wire: refused
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            with pytest.raises(grpc.RpcError) as refused:
+                raw_export(b"\x0a\xff", timeout=10)
+            assert refused.value.code() != grpc.StatusCode.OK  # type: ignore[attr-defined]
+        assert http_target.received.wait_spans(1) == [good]
+        time.sleep(0.3)
+        assert http_target.received.spans() == [good]
+
+
 def test_only_accepted_spans_are_forwarded(
         _isolated_data_dir: Path, http_target: OtlpHttpTarget) -> None:
     good, marker = llm_span(), llm_span(name="marker")

