@@ -98,3 +98,44 @@ def make_request(
         ]
     )
     return req_msg.SerializeToString()
+
+
+class UniqueBodies:
+    """Bodies of ``num_spans`` spans with fresh span and trace ids on every call.
+
+    One protobuf body is built (as :func:`make_request`) and its ids are overwritten in
+    place per request (~0.1 ms for 500 spans, instead of ~10 ms to rebuild it), so
+    client CPU stays small. Span ids are ``client`` (2 bytes) + a random run prefix
+    (2 bytes) + a counter (4 bytes): unique across the clients of one run.
+    """
+
+    def __init__(self, num_spans: int, *, client: int = 0, seed: int | None = None) -> None:
+        msg = ExportTraceServiceRequest()
+        self._template = make_request(num_spans, seed=seed if seed is not None else client)
+        msg.ParseFromString(self._template)
+        spans = msg.resource_spans[0].scope_spans[0].spans
+        self._span_offsets = [self._template.index(s.span_id) for s in spans]
+        traces: dict[bytes, list[int]] = {}
+        for tid in dict.fromkeys(s.trace_id for s in spans):
+            at, found = -1, []
+            while (at := self._template.find(tid, at + 1)) >= 0:
+                found.append(at)
+            traces[tid] = found
+        self._trace_offsets = list(traces.values())
+        self._prefix = (client & 0xFFFF) << 48 | int.from_bytes(os.urandom(2), "big") << 32
+        self._trace_prefix = os.urandom(8)
+        self._spans = 0
+        self._traces = 0
+
+    def next(self) -> bytes:
+        """The next body (bytes), every span and trace id never sent before."""
+        body = bytearray(self._template)
+        for at in self._span_offsets:
+            self._spans += 1
+            body[at:at + 8] = (self._prefix | self._spans).to_bytes(8, "big")
+        for offsets in self._trace_offsets:
+            self._traces += 1
+            tid = self._trace_prefix + self._traces.to_bytes(8, "big")
+            for at in offsets:
+                body[at:at + 16] = tid
+        return bytes(body)

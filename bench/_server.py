@@ -20,12 +20,17 @@ def free_port() -> int:
 
 
 class Server:
-    """A `mentatctl serve` subprocess; use as a context manager."""
+    """A `mentatctl serve` subprocess; use as a context manager.
 
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    Its log goes to ``data_dir.parent / "server.log"``. ``grpc_port`` None picks a free
+    port; 0 runs without the OTLP/gRPC receiver.
+    """
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None,
+                 *, grpc_port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.grpc_port = free_port()
+        self.grpc_port = free_port() if grpc_port is None else grpc_port  # 0: no gRPC
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None

@@ -8,14 +8,16 @@ trace queryable through the REST API); server RSS idle and under load.
 Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--workers 0]
 ``--stages`` instead times each in-process stage (CPU time, min of 5, 2,000 spans).
 (``--workers`` sets MENTATLAB_INGEST_WORKERS of the server; ``--batches 500`` runs only
-the listed batch sizes before the half-load run.)
+the listed batch sizes before the half-load run.) The clients (bench/_load.py) re-send 20
+pre-built bodies, so after the first 20 requests per client the server's dedup drops every
+span before the store insert; ``--unique-ids`` sends fresh ids on every request instead
+(every span reaches the store), as bench/scale_out.py does.
 Bounded in time and count; targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import statistics
 import tempfile
@@ -24,64 +26,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _load import HEADERS, run_load
 from _otlp_payload import make_request
 from _server import Server
-
-HEADERS = {"Content-Type": "application/x-protobuf"}
-
-
-def _client(url: str, batch: int, seconds: float, rate_rps: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    bodies = [make_request(batch, seed=i) for i in range(20)]
-    latencies: list[float] = []
-    sent = errors = 0
-    interval = 1.0 / rate_rps if rate_rps else 0.0
-    with httpx.Client(timeout=30) as client:
-        end = time.monotonic() + seconds
-        next_t = time.monotonic()
-        i = 0
-        while time.monotonic() < end:
-            if interval:
-                sleep_s = next_t - time.monotonic()
-                if sleep_s > 0:
-                    time.sleep(sleep_s)
-                next_t += interval
-            t0 = time.perf_counter()
-            r = client.post(f"{url}/v1/traces", content=bodies[i % len(bodies)], headers=HEADERS)
-            latencies.append(time.perf_counter() - t0)
-            i += 1
-            if r.status_code == 200:
-                sent += batch
-            else:
-                errors += 1
-    out.put((sent, errors, latencies))
-
-
-def run_load(
-    url: str, batch: int, clients: int, seconds: float, rate_rps_per_client: float = 0.0
-) -> dict[str, float]:
-    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [
-        mp.Process(target=_client, args=(url, batch, seconds, rate_rps_per_client, q))
-        for _ in range(clients)
-    ]
-    t0 = time.monotonic()
-    for p in procs:
-        p.start()
-    results = [q.get() for _ in procs]
-    for p in procs:
-        p.join()
-    elapsed = time.monotonic() - t0
-    lat = sorted(x for r in results for x in r[2])
-    spans = sum(r[0] for r in results)
-    return {
-        "batch": batch,
-        "clients": clients,
-        "spans_per_s": spans / max(elapsed - 0.5, 0.1),
-        "requests": len(lat),
-        "errors": sum(r[1] for r in results),
-        "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
-    }
 
 
 def visibility_lag(url: str, samples: int = 20) -> list[float]:
@@ -160,6 +107,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 100, 500])
     ap.add_argument("--stages", action="store_true")
+    ap.add_argument("--unique-ids", action="store_true",
+                    help="fresh span/trace ids per request (no dedup short-cut)")
     args = ap.parse_args()
     if args.stages:
         stages()
@@ -174,14 +123,15 @@ def main() -> None:
         peak_rss = rss_idle
         for batch in args.batches:
             cpu0 = _tree_cpu_s(proc)
-            row = run_load(srv.url, batch, args.clients, args.seconds)
+            row = run_load(srv.url, batch, args.clients, args.seconds, unique=args.unique_ids)
             row["server_cpu_cores"] = (_tree_cpu_s(proc) - cpu0) / args.seconds
             peak_rss = max(peak_rss, _tree_rss(proc))
             rows.append(row)
             print(row, flush=True)
         max500 = rows[-1]["spans_per_s"]
         half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
-        half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate)
+        half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate,
+                        unique=args.unique_ids)
         peak_rss = max(peak_rss, _tree_rss(proc))
         print("half-load", half, flush=True)
         lags = visibility_lag(srv.url)

@@ -1,41 +1,61 @@
-"""Query latency of the named analytics queries over 1M and 10M stored spans (chDB).
+"""Query latency of the named analytics queries over 1M and 10M stored spans.
 
-Builds a store per size under bench/data/ (reused when present), spread over 30 days,
-then builds the hourly rollups as the server's background job does (`refresh_rollups`,
-timed) and times `cost_by(group_by=[model], bucket=day)` and `get_overview` over the whole
-range (median of 5 after one warm-up), through the rollups and raw (`use_rollups=False`).
+Builds a chDB store per size under bench/data/ (reused when present), spread over 30
+days, then builds the hourly rollups as the server's background job does
+(`refresh_rollups`, timed) and times `cost_by(group_by=[model], bucket=day)` and
+`get_overview` over the whole range (median of 5 after one warm-up), through the rollups
+and raw (`use_rollups=False`); with ``--traces`` also `get_trace` (5 trace ids picked
+across the range, no time range, as `GET /api/v1/traces/{id}` calls it) and
+`list_traces` (newest 50 of the last 24 h, and of the whole 31 days).
 Spans are inserted in batches like the writer does, so the table has the parts a live
 server would have; `--optimize` first merges closed partitions as the background
 compaction job does.
 
+``--backend clickhouse`` runs the same queries through `ClickHouseSpanStore`
+(clickhouse-connect over HTTP) against the ClickHouse test endpoint
+(tests/clickhouse_endpoint.py, chDB in a child process). Its data is not re-ingested: the
+closed chDB store of that size is copied once into the endpoint's folder
+(bench/data/endpoint-<n>/chdb, database `default`), so both backends query the same
+parts on the same engine and differ only by the HTTP hop, the client and the endpoint.
+
 Usage: .venv/bin/python bench/query.py [--sizes 1000000,10000000] [--optimize] [--no-raw]
+       [--traces] [--backend chdb|clickhouse] [--endpoint-nodelay]
+
+``--endpoint-nodelay`` (clickhouse) runs the endpoint with TCP_NODELAY on its replies
+(bench/_endpoint.py); without it every HTTP request waits ~40 ms for a delayed ACK.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from _synthetic import synthetic_table  # noqa: E402
 
 from mentatlab.analytics.cost import cost_by  # noqa: E402
 from mentatlab.analytics.overview import get_overview  # noqa: E402
 from mentatlab.analytics.query import QueryParams, TimeRange  # noqa: E402
+from mentatlab.analytics.traces import get_trace, list_traces  # noqa: E402
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
+from mentatlab.storage.clickhouse_store import ClickHouseSpanStore  # noqa: E402
 from mentatlab.storage.rollup import refresh_rollups  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CHUNK_ROWS = 500_000
 
 
-def build(store: ChdbSpanStore, n: int) -> None:
+def build(store: ChdbSpanStore | ClickHouseSpanStore, n: int) -> None:
     have = store.query_arrow("SELECT count() AS n FROM spans").column("n")[0].as_py()
     if have >= n:
         return
@@ -57,11 +77,61 @@ def timed(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
     return 1000 * statistics.median(times)
 
 
+def _chdb_store_path(n: int) -> Path:
+    return DATA / f"spans-v2-{n}"
+
+
+@contextlib.contextmanager
+def open_store(backend: str, n: int, *, nodelay: bool = False
+               ) -> Iterator[ChdbSpanStore | ClickHouseSpanStore]:
+    """The store of ``n`` spans on ``backend`` (built if missing), migrated."""
+    if backend == "chdb":
+        with ChdbSpanStore(_chdb_store_path(n)) as store:
+            store.migrate()
+            build(store, n)
+            yield store
+        return
+    from _endpoint import endpoint_process
+
+    folder = DATA / f"endpoint-{n}"
+    if not (folder / "chdb").exists():
+        with ChdbSpanStore(_chdb_store_path(n)) as chdb_store:  # build it if missing
+            chdb_store.migrate()
+            build(chdb_store, n)
+        t0 = time.monotonic()
+        folder.mkdir(parents=True, exist_ok=True)
+        # data/<db>/<table> are relative symlinks into store/: copy them as links
+        shutil.copytree(_chdb_store_path(n), folder / "chdb.tmp", symlinks=True,
+                        ignore=shutil.ignore_patterns("_ingest"))
+        (folder / "chdb.tmp").rename(folder / "chdb")
+        print(f"  copied the chDB store into {folder / 'chdb'} ({time.monotonic() - t0:.0f} s)",
+              flush=True)
+    with endpoint_process(folder, nodelay=nodelay) as endpoint, ClickHouseSpanStore(
+            endpoint.host, endpoint.port, database="default", compress=False) as store:
+        store.migrate()
+        build(store, n)
+        yield store
+
+
+def _trace_ids(store: ChdbSpanStore | ClickHouseSpanStore, n: int, k: int = 5) -> list[str]:
+    """``k`` stored trace ids spread over the table (same ones on both backends)."""
+    ids = []
+    for i in range(k):
+        table = store.query_arrow(
+            f"SELECT trace_id FROM spans ORDER BY trace_id LIMIT 1 OFFSET {(i * n) // k}")
+        ids.append(str(table.column("trace_id")[0].as_py()))
+    return ids
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--optimize", action="store_true")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw-path timings")
+    ap.add_argument("--traces", action="store_true", help="also time get_trace and list_traces")
+    ap.add_argument("--backend", choices=("chdb", "clickhouse"), default="chdb")
+    ap.add_argument("--endpoint-nodelay", action="store_true",
+                    help="clickhouse: endpoint replies with TCP_NODELAY (bench/_endpoint.py)")
     args = ap.parse_args()
     now = datetime.now(UTC)
     params_model_day = QueryParams(
@@ -70,13 +140,17 @@ def main() -> None:
         bucket="day",
     )
     params_all = QueryParams(TimeRange(now - timedelta(days=31), now + timedelta(hours=1)))
+    params_day = QueryParams(TimeRange(now - timedelta(days=1), now + timedelta(hours=1)))
+    trace_cols = " get_trace (ms) | list_traces 24 h (ms) | list_traces 31 d (ms) |" \
+        if args.traces else ""
+    print(f"backend {args.backend} (endpoint TCP_NODELAY {args.endpoint_nodelay}),"
+          f" load average before {os.getloadavg()}")
     print("| spans | rollup build (s) | cost by model by day (ms) | overview (ms) |"
-          " raw cost by model by day (ms) | raw overview (ms) | parts | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
+          " raw cost by model by day (ms) | raw overview (ms) |" + trace_cols
+          + " parts | load avg |")
+    print("|---|---|---|---|---|---|" + "---|" * (3 if args.traces else 0) + "---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
-        with ChdbSpanStore(DATA / f"spans-v2-{n}") as store:
-            store.migrate()
-            build(store, n)
+        with open_store(args.backend, n, nodelay=args.endpoint_nodelay) as store:
             if args.optimize:
                 store.execute("OPTIMIZE TABLE spans FINAL")
             t0 = time.perf_counter()
@@ -84,7 +158,8 @@ def main() -> None:
             build_s = time.perf_counter() - t0
             parts = (
                 store.query_arrow(
-                    "SELECT count() AS n FROM system.parts WHERE table = 'spans' AND active"
+                    "SELECT count() AS n FROM system.parts"
+                    " WHERE database = currentDatabase() AND table = 'spans' AND active"
                 )
                 .column("n")[0]
                 .as_py()
@@ -95,10 +170,20 @@ def main() -> None:
             if not args.no_raw:
                 raw_a = timed(lambda: cost_by(store, params_model_day, use_rollups=False))  # noqa: B023
                 raw_b = timed(lambda: get_overview(store, params_all, use_rollups=False))  # noqa: B023
+            traces = ""
+            if args.traces:
+                ids = _trace_ids(store, n)
+                found = [get_trace(store, tid) for tid in ids]
+                assert all(found), "a picked trace id was not found"
+                one = timed(lambda: [get_trace(store, tid) for tid in ids]) / len(ids)  # noqa: B023
+                day = timed(lambda: list_traces(store, params_day, limit=50))  # noqa: B023
+                month = timed(lambda: list_traces(store, params_all, limit=50))  # noqa: B023
+                traces = f" {one:.0f} | {day:.0f} | {month:.0f} |"
             load = os.getloadavg()
             print(f"| {n:,} | {build_s:.1f} ({report.hours_built} h) | {a:.0f} | {b:.0f} |"
-                  f" {raw_a:.0f} | {raw_b:.0f} | {parts} |"
+                  f" {raw_a:.0f} | {raw_b:.0f} |{traces} {parts} |"
                   f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()
