@@ -6,6 +6,7 @@ mid-load, ClickHouse going away and coming back, and events paired across nodes.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -270,3 +271,47 @@ def test_workers_refused_on_the_embedded_store(tmp_path: Path) -> None:
                           timeout=60)
     assert done.returncode == 2
     assert "needs a ClickHouse span store" in done.stderr + done.stdout
+
+
+def test_a_slow_clickhouse_fills_the_bounded_buffer_then_503_and_nothing_acknowledged_is_lost(
+        stores: dict[str, str], endpoint: EndpointProcess, tmp_path: Path) -> None:
+    """ClickHouse stops answering (SIGSTOP: connections hang, as on an overloaded server).
+    The node's buffer holds 50 spans: requests beyond it get 503 + Retry-After at once
+    instead of queueing without bound; after SIGCONT the held requests complete."""
+    project = f"slow-{uuid.uuid4().hex[:8]}"
+    node = start_node(tmp_path / "slow", {**stores, "MENTATLAB_WRITE_BUFFER_SPANS": "50"})
+    statuses: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def send(trace: str) -> None:
+        answer = httpx.post(f"{node.url}/v1/traces", json=otlp_json(trace, 10, project),
+                            timeout=120)
+        with lock:
+            statuses[trace] = answer.status_code
+            if answer.status_code == 503:
+                assert answer.headers["retry-after"] == "1"
+
+    try:
+        os.kill(endpoint.pid, signal.SIGSTOP)
+        try:
+            threads = []
+            for _ in range(12):  # one insert hangs, 5 requests wait, the rest are refused
+                t = threading.Thread(target=send, args=(uuid.uuid4().hex,))
+                t.start()
+                threads.append(t)
+                time.sleep(0.3)
+            _wait_for(lambda: list(statuses.values()).count(503) >= 5, 30,
+                      "the buffer to refuse")
+            assert 200 not in statuses.values()  # nothing acknowledged while ClickHouse hangs
+            assert node.proc.poll() is None
+        finally:
+            os.kill(endpoint.pid, signal.SIGCONT)
+        for t in threads:
+            t.join(120)
+        assert len(statuses) == 12
+        assert set(statuses.values()) <= {200, 503}
+        acknowledged = {t for t, s in statuses.items() if s == 200}
+        assert acknowledged, statuses  # the held requests were committed after all
+        assert acknowledged <= stored_traces(node.url, project)
+    finally:
+        stop(node.proc)
