@@ -48,6 +48,9 @@ class Settings:
     """Path of ``pricing.toml``; default ``<data_dir>/pricing.toml`` when that file exists."""
     host: str = field(default="127.0.0.1", metadata=_env("MENTATLAB_HOST"))
     """Address the HTTP and gRPC servers bind to."""
+    workers: int = field(default=1, metadata=_env("MENTATLAB_WORKERS"))
+    """Server processes sharing the HTTP and gRPC ports (``mentatctl serve --workers``);
+    above 1 needs a span store that several processes can open (ClickHouse)."""
     http_port: int = field(default=4318, metadata=_env("MENTATLAB_HTTP_PORT"))
     """Port of the HTTP server: OTLP/HTTP, REST API, WebSocket and dashboard."""
     grpc_port: int = field(default=4317, metadata=_env("MENTATLAB_GRPC_PORT"))
@@ -106,12 +109,21 @@ class Settings:
     rollup_interval_s: float = field(default=60.0, metadata=_env("MENTATLAB_ROLLUP_INTERVAL_S"))
     """Seconds between runs of the hourly-rollup job (cost and overview of closed hours);
     0 turns it off (queries then read raw spans only)."""
+    live_poll_interval_s: float = field(
+        default=0.5, metadata=_env("MENTATLAB_LIVE_POLL_INTERVAL_S"))
+    """Seconds between polls of a shared (ClickHouse) span store by the live stream, so it
+    shows spans committed by every node; the embedded store pushes commits directly."""
     query_timeout_s: float = field(default=30.0, metadata=_env("MENTATLAB_QUERY_TIMEOUT_S"))
     """Longest a span-store read query may run, in seconds (``max_execution_time``); 0 = none."""
     auth_required: bool = field(default=False, metadata=_env("MENTATLAB_AUTH_REQUIRED"))
     """Require an API key (``Authorization: Bearer`` or ``x-api-key``) on every request."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
+
+    @property
+    def span_store_is_shared(self) -> bool:
+        """True when the span store is a server other processes may write to as well."""
+        return not self.span_store_url.startswith("chdb:")
 
     @property
     def span_store_url(self) -> str:
@@ -185,4 +197,12 @@ def load_settings(**overrides: Any) -> Settings:
         values[name] = raw if not isinstance(raw, str) else _coerce(name, raw, kind)
         if name == "data_dir":
             values[name] = Path(values[name]).expanduser()
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.workers < 1:
+        raise ConfigError(f"Expected workers >= 1, got {settings.workers}")
+    if settings.workers > 1 and not settings.span_store_is_shared:
+        raise ConfigError(
+            f"workers={settings.workers} needs a ClickHouse span store: the embedded chDB "
+            "store can be opened by one process only (set MENTATLAB_SPAN_STORE="
+            "clickhouse://… or use one worker)")
+    return settings

@@ -38,25 +38,41 @@ def serve(
         help="OTLP/gRPC port, 0 disables (MENTATLAB_GRPC_PORT).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="Data folder (MENTATLAB_DATA_DIR).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Server processes sharing the ports; >1 needs a ClickHouse span store "
+        "(MENTATLAB_WORKERS).")] = None,
 ) -> None:
     """Run the server: OTLP/HTTP, OTLP/gRPC, REST API, live tail and metrics."""
+    import os
+
     import uvicorn
 
     from mentatlab.errors import ConfigError
     from mentatlab.server.app import create_app
     from mentatlab.settings import load_settings
 
+    overrides = {"host": host, "http_port": port, "grpc_port": grpc_port,
+                 "data_dir": data_dir, "workers": workers}
     try:
-        settings = load_settings(host=host, http_port=port, grpc_port=grpc_port,
-                                 data_dir=data_dir)
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port,
-                log_level=settings.log_level.lower(), loop="auto", http="auto",
-                timeout_graceful_shutdown=10)
+    common = {"host": settings.host, "port": settings.http_port,
+              "log_level": settings.log_level.lower(), "loop": "auto", "http": "auto",
+              "timeout_graceful_shutdown": 10}
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    # Worker processes load their settings from the environment: pass the options on.
+    names = {"host": "MENTATLAB_HOST", "http_port": "MENTATLAB_HTTP_PORT",
+             "grpc_port": "MENTATLAB_GRPC_PORT", "data_dir": "MENTATLAB_DATA_DIR",
+             "workers": "MENTATLAB_WORKERS"}
+    os.environ.update({names[k]: str(v) for k, v in overrides.items() if v is not None})
+    uvicorn.run("mentatlab.server.app:app_from_env", factory=True, workers=settings.workers,
+                **common)  # type: ignore[arg-type]
 
 
 @app.command()

@@ -135,7 +135,7 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
-                            max_message_bytes: int) -> Any:
+                            max_message_bytes: int, *, reuse_port: bool = False) -> Any:
     """Start a ``grpc.aio.Server`` serving ``receiver`` on ``host:port``.
 
     Args:
@@ -144,6 +144,8 @@ async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
         port: TCP port; 0 picks a free one, stored in ``receiver.bound_port``.
         max_message_bytes: largest request accepted, in bytes (gRPC answers
             RESOURCE_EXHAUSTED above it). gzip-compressed requests are accepted.
+        reuse_port: share the port with sibling processes (``SO_REUSEPORT``: the kernel
+            spreads connections over them); off, a port in use is an error.
 
     Returns:
         The started ``grpc.aio.Server``; stop it with ``await server.stop(grace_s)``.
@@ -153,7 +155,7 @@ async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
     """
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ])
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         receiver, server)

@@ -21,14 +21,14 @@ from mentatlab.server import components
 from mentatlab.server.deps import ServerState
 from mentatlab.server.errors import install_error_handlers
 from mentatlab.server.ingest import Ingestor
-from mentatlab.server.live import LiveHub
+from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.routes import admin, analytics, events, health, otlp, reprice
 from mentatlab.settings import Settings
 from mentatlab.storage.rollup import rollup_loop
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 _log = logging.getLogger(__name__)
 _EXPIRE_PERIOD_MAX_S = 1.0
@@ -47,7 +47,11 @@ async def _expire_events(state: ServerState) -> None:
     pending: list[Any] = []
     while True:
         await asyncio.sleep(period_s)
-        pending.extend(state.pairer.expire(time.time_ns()))
+        expired = state.pairer.expire(time.time_ns())
+        if expired and state.settings.span_store_is_shared:
+            expired = await anyio.to_thread.run_sync(
+                components.keep_still_open, state.store, expired)
+        pending.extend(expired)
         if not pending:
             continue
         try:
@@ -108,7 +112,8 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
         raise
     metrics = ServerMetrics()
     metrics.bind_buffer_depth(lambda: float(components.writer_depth(writer)))
-    components.subscribe_writer(writer, hub.publish)
+    if not settings.span_store_is_shared:
+        components.subscribe_writer(writer, hub.publish)  # else a StoreFeed polls the store
     pairer = components.open_pairer(settings)
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
                         ingestor=Ingestor(pipeline, writer, metrics, settings, forwarder),
@@ -152,7 +157,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.mentat = state
         grpc_server: Any = None
         expire_task = asyncio.create_task(_expire_events(state))
-        rollup_task = asyncio.create_task(rollup_loop(state.store, settings.rollup_interval_s))
+        feed_task = None
+        if settings.span_store_is_shared:
+            feed_task = asyncio.create_task(
+                StoreFeed(hub, state.store, settings.live_poll_interval_s).run())
+        rollup_leader = components.open_leader(settings, "rollup")
+        state.metrics.job_leader.labels("rollup").set(0)
+        rollup_task = asyncio.create_task(rollup_loop(
+            state.store, settings.rollup_interval_s, rollup_leader,
+            on_leadership=state.metrics.job_leader.labels("rollup").set))
         try:
             if settings.grpc_port and settings.auth_required:
                 # the gRPC receiver has no API-key hook yet: never serve it unauthenticated
@@ -166,10 +179,15 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             expire_task.cancel()
             rollup_task.cancel()
+            if feed_task is not None:
+                feed_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed_task
             with contextlib.suppress(asyncio.CancelledError):
                 await expire_task
             with contextlib.suppress(asyncio.CancelledError):
                 await rollup_task
+            await anyio.to_thread.run_sync(rollup_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)
             await _close_state(state)
@@ -189,3 +207,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(live_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from the environment: the factory ``--workers`` processes run.
+
+    Raises:
+        ConfigError: a bad setting.
+    """
+    from mentatlab.settings import load_settings
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings)

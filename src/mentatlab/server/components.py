@@ -22,8 +22,10 @@ __all__ = [
     "build_price",
     "close_forwarder",
     "close_writer",
+    "keep_still_open",
     "open_control_store",
     "open_forwarder",
+    "open_leader",
     "open_pairer",
     "open_store",
     "open_writer",
@@ -104,6 +106,17 @@ def open_control_store(settings: Settings) -> Any:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
     return ControlStore(settings.control_store_url)
+
+
+def open_leader(settings: Settings, job: str) -> Any:
+    """The :class:`~mentatlab.storage.control.leader.LeaderLock` of background ``job``.
+
+    Raises:
+        ConfigError: the control store cannot hold locks.
+    """
+    from mentatlab.storage.control.leader import LeaderLock
+
+    return LeaderLock(settings.control_store_url, job)
 
 
 def open_writer(settings: Settings, store: SpanStore) -> Any:
@@ -188,6 +201,43 @@ def seed_pairer(pairer: Any, store: SpanStore, settings: Settings) -> int:
     return len(spans)
 
 
+_STILL_OPEN_SQL = """
+SELECT trace_id, span_id
+FROM spans FINAL
+WHERE trace_id IN {trace_ids:Array(String)}
+  AND start_time >= fromUnixTimestamp64Nano({min_start_ns:Int64}, 'UTC')
+  AND JSONExtractBool(attributes, 'mentat.span.open')
+SETTINGS do_not_merge_across_partitions_select_final = 1
+"""
+
+
+def keep_still_open(store: SpanStore, expired: list[Any]) -> list[Any]:
+    """The expired ``*.started`` spans whose newest stored version is still open.
+
+    With several nodes, an agent's completion may reach another node than its start;
+    that node stores the completed span, and this node must not then overwrite it with a
+    timeout. Spans this check cannot read (store down) are kept: a timeout is never lost.
+
+    Args:
+        store: the shared span store.
+        expired: RawSpans from ``EventPairer.expire``.
+
+    Returns:
+        The subset to commit as timeouts.
+    """
+    if not expired:
+        return expired
+    try:
+        rows = store.query_arrow(_STILL_OPEN_SQL, {
+            "trace_ids": sorted({s.trace_id for s in expired}),
+            "min_start_ns": min(s.start_time_ns for s in expired)}).to_pylist()
+    except Exception:  # noqa: BLE001 — keep them all; the check is retried next period
+        _log.warning("could not check expired event spans against the store", exc_info=True)
+        return expired
+    open_keys = {(r["trace_id"], r["span_id"]) for r in rows}
+    return [s for s in expired if (s.trace_id, s.span_id) in open_keys]
+
+
 async def start_grpc(settings: Settings, ingest: Ingest, forward: Any = None) -> tuple[Any, int]:
     """Start the OTLP/gRPC receiver on ``settings.host:settings.grpc_port``.
 
@@ -204,13 +254,14 @@ async def start_grpc(settings: Settings, ingest: Ingest, forward: Any = None) ->
 
     receiver = OtlpGrpcReceiver(ingest, forward.submit_request if forward is not None else None)
     server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
-                                     settings.max_body_bytes)
+                                     settings.max_body_bytes, reuse_port=settings.workers > 1)
     return server, int(getattr(receiver, "bound_port", settings.grpc_port))
 
 
 async def stop_grpc(server: Any) -> None:
     """Stop the gRPC server, letting in-flight calls finish for up to 5 s."""
     await server.stop(5.0)
+
 
 def open_forwarder(settings: Settings) -> Any:
     """Start the OTLP forwarder of ``settings.forward_*``; None when forwarding is off.

@@ -49,6 +49,9 @@ class ServerMetrics:
             "mentatlab_write_buffer_spans", "Spans waiting for the writer", registry=r)
         self.live_clients = Gauge(
             "mentatlab_live_clients", "Open WebSocket live-tail connections", registry=r)
+        self.job_leader = Gauge(
+            "mentatlab_job_leader", "1 while this process runs the named background job "
+            "(leader election on the control store), else 0", ["job"], registry=r)
 
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""
