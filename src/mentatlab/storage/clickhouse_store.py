@@ -34,6 +34,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
+from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
 from mentatlab.storage.query_param import to_param_text
@@ -210,11 +211,15 @@ class ClickHouseSpanStore:
 
         Raises:
             StoreUnavailable: the server is unreachable or cannot take the write now.
-            StoreError: the insert was refused.
+            StoreError: the insert was refused, or ``table`` is not of ``SPAN_SCHEMA``.
         """
         self._check_open()
         if table.num_rows == 0:
             return
+        if not table.schema.equals(SPAN_SCHEMA):
+            # The server fills a column missing from the INSERT with its default: lost data.
+            raise StoreError(f"Expected an Arrow table with schema SPAN_SCHEMA, got columns "
+                             f"{table.schema.names}")
         settings: dict[str, Any] = {"wait_for_async_insert": 1}
         if self.layout is not None:
             settings["distributed_foreground_insert"] = 1
