@@ -19,7 +19,7 @@ from mentatlab.analytics import (
 )
 from mentatlab.errors import ValidationError
 from mentatlab.model.span import CanonicalSpan
-from mentatlab.storage.chdb_store import ChdbSpanStore
+from mentatlab.storage.base import SpanStore
 
 ALL = TimeRange(T0 - timedelta(days=1), T0 + timedelta(days=10))
 
@@ -28,7 +28,7 @@ def is_call(s: CanonicalSpan) -> bool:
     return bool(model_of(s)) and not s.usage_is_rollup
 
 
-def test_overview_totals_are_exact(loaded: ChdbSpanStore, spans: list[CanonicalSpan]) -> None:
+def test_overview_totals_are_exact(loaded: SpanStore, spans: list[CanonicalSpan]) -> None:
     o = get_overview(loaded, QueryParams(ALL))
     assert o.spend == sum((s.total_cost for s in spans), Decimal(0))
     assert o.num_spans == len(spans) and o.num_traces == NUM_TRACES
@@ -45,7 +45,7 @@ def test_overview_totals_are_exact(loaded: ChdbSpanStore, spans: list[CanonicalS
     assert o.latency_p50_ms <= o.latency_p95_ms <= o.latency_p99_ms <= max(durations)
 
 
-def test_overview_filters_and_empty_range(loaded: ChdbSpanStore, spans: list[CanonicalSpan]
+def test_overview_filters_and_empty_range(loaded: SpanStore, spans: list[CanonicalSpan]
                                           ) -> None:
     o = get_overview(loaded, QueryParams(ALL, filters={"org_id": "acme", "model": "gpt-4o"}))
     want = [s for s in spans if s.org_id == "acme" and model_of(s) == "gpt-4o"]
@@ -57,7 +57,7 @@ def test_overview_filters_and_empty_range(loaded: ChdbSpanStore, spans: list[Can
         0, Decimal(0), 1.0, 0.0)
 
 
-def test_cost_by_model_by_day(loaded: ChdbSpanStore, spans: list[CanonicalSpan]) -> None:
+def test_cost_by_model_by_day(loaded: SpanStore, spans: list[CanonicalSpan]) -> None:
     rows = cost_by(loaded, QueryParams(ALL, group_by=["model"], bucket="day"))
     want: dict[tuple[str, object], list[CanonicalSpan]] = defaultdict(list)
     for s in spans:
@@ -77,7 +77,7 @@ def test_cost_by_model_by_day(loaded: ChdbSpanStore, spans: list[CanonicalSpan])
     assert buckets == sorted(buckets)  # type: ignore[type-var]
 
 
-def test_cost_by_org_project_without_bucket(loaded: ChdbSpanStore, spans: list[CanonicalSpan]
+def test_cost_by_org_project_without_bucket(loaded: SpanStore, spans: list[CanonicalSpan]
                                             ) -> None:
     rows = cost_by(loaded, QueryParams(ALL, group_by=["org_id", "project_id"]))
     assert all(r.bucket_start is None for r in rows)
@@ -111,12 +111,12 @@ def test_time_range_must_be_aware_and_ordered() -> None:
         TimeRange(T0, T0)
 
 
-def test_filter_values_are_bound(loaded: ChdbSpanStore) -> None:
+def test_filter_values_are_bound(loaded: SpanStore) -> None:
     o = get_overview(loaded, QueryParams(ALL, filters={"org_id": "acme' OR '1'='1"}))
     assert o.num_spans == 0
 
 
-def test_list_traces_filters_and_pages(loaded: ChdbSpanStore, spans: list[CanonicalSpan]) -> None:
+def test_list_traces_filters_and_pages(loaded: SpanStore, spans: list[CanonicalSpan]) -> None:
     by_trace: dict[str, list[CanonicalSpan]] = defaultdict(list)
     for s in spans:
         by_trace[s.trace_id].append(s)
@@ -152,7 +152,7 @@ def test_list_traces_filters_and_pages(loaded: ChdbSpanStore, spans: list[Canoni
         list_traces(loaded, QueryParams(ALL), limit=0)
 
 
-def test_get_trace_builds_the_tree_with_costs(loaded: ChdbSpanStore, spans: list[CanonicalSpan]
+def test_get_trace_builds_the_tree_with_costs(loaded: SpanStore, spans: list[CanonicalSpan]
                                               ) -> None:
     trace_id = f"{5 + 1:032x}"
     members = [s for s in spans if s.trace_id == trace_id]
@@ -169,7 +169,7 @@ def test_get_trace_builds_the_tree_with_costs(loaded: ChdbSpanStore, spans: list
     assert get_trace(loaded, "f" * 32) is None
 
 
-def test_unpriced_models(loaded: ChdbSpanStore, spans: list[CanonicalSpan]) -> None:
+def test_unpriced_models(loaded: SpanStore, spans: list[CanonicalSpan]) -> None:
     rows = list_unpriced(loaded, QueryParams(ALL))
     assert [(r.provider, r.model) for r in rows] == [("anthropic", "llama-self-hosted")]
     want = [s for s in spans if s.price_source == "unpriced"]
@@ -178,7 +178,7 @@ def test_unpriced_models(loaded: ChdbSpanStore, spans: list[CanonicalSpan]) -> N
     assert rows[0].first_seen <= rows[0].last_seen
 
 
-def test_iter_spans_pages_every_span_once(loaded: ChdbSpanStore, spans: list[CanonicalSpan]
+def test_iter_spans_pages_every_span_once(loaded: SpanStore, spans: list[CanonicalSpan]
                                           ) -> None:
     tables = list(iter_spans(loaded, ALL.start, ALL.end, batch_rows=37))
     assert all(t.num_rows <= 37 for t in tables)

@@ -1,29 +1,20 @@
+"""The live-tail cursor and the trace tree, on both span-store backends."""
+
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from dataset import build_spans
 
 from mentatlab.analytics import get_trace, list_spans_since
 from mentatlab.analytics.traces import _build_tree
 from mentatlab.model.schema import spans_to_arrow
-from mentatlab.storage.chdb_store import ChdbSpanStore
+from mentatlab.storage.base import SpanStore
 from mentatlab.storage.writer import SpanWriter
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ChdbSpanStore]:
-    s = ChdbSpanStore(tmp_path / "spans")
-    s.migrate()
-    yield s
-    s.close()
-
-
-def test_live_tail_cursor_never_skips_or_repeats(store: ChdbSpanStore) -> None:
+def test_live_tail_cursor_never_skips_or_repeats(store: SpanStore) -> None:
     spans = build_spans()[:40]
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=1000, dedup_cache_spans=100)
     try:
@@ -70,7 +61,7 @@ def test_tree_keeps_orphans_and_breaks_cycles() -> None:
     assert cycle_root.subtree_cost == Decimal(3)
 
 
-def test_deep_trace_does_not_recurse(store: ChdbSpanStore) -> None:
+def test_deep_trace_does_not_recurse(store: SpanStore) -> None:
     root = build_spans()[0]
     chain = [root]
     for i in range(1, 3000):
@@ -82,7 +73,7 @@ def test_deep_trace_does_not_recurse(store: ChdbSpanStore) -> None:
     assert detail.roots[0].subtree_cost == root.total_cost + Decimal("2.999")
 
 
-def test_live_tail_caps_an_oversized_commit(store: ChdbSpanStore) -> None:
+def test_live_tail_caps_an_oversized_commit(store: SpanStore) -> None:
     spans = build_spans()[:30]
     store.append_batch(spans_to_arrow(spans))  # bypasses the writer: one stamp for 30 rows
     page = list_spans_since(store, 0, limit=5, max_commit_rows=12)

@@ -1,12 +1,13 @@
+"""The control store, run on SQLite and on PostgreSQL (ids ``[sqlite]``, ``[postgresql]``)."""
+
 from __future__ import annotations
 
-import sqlite3
+import os
 from collections.abc import Iterator
 from datetime import UTC
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import MetaData, create_engine, inspect, select
 
 from mentatlab.errors import ValidationError
 from mentatlab.settings import load_settings
@@ -14,25 +15,51 @@ from mentatlab.storage.control import ControlStore, hash_api_key, migrate_contro
 
 
 @pytest.fixture
-def control(tmp_path: Path) -> Iterator[ControlStore]:
-    url = f"sqlite:///{tmp_path / 'sub' / 'control.db'}"
-    migrate_control_store(url)
-    migrate_control_store(url)  # idempotent
-    store = ControlStore(url)
+def control(control_store_url: str) -> Iterator[ControlStore]:
+    migrate_control_store(control_store_url)
+    migrate_control_store(control_store_url)  # idempotent
+    store = ControlStore(control_store_url)
     yield store
     store.close()
 
 
-def test_migrations_create_every_table(tmp_path: Path) -> None:
-    url = load_settings().control_store_url
-    migrate_control_store(url)
+def _table_names(url: str) -> set[str]:
     engine = create_engine(url)
     try:
-        names = set(inspect(engine).get_table_names())
+        return set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_migrations_create_every_table(control_store_url: str) -> None:
+    migrate_control_store(control_store_url)
     assert {"orgs", "projects", "api_keys", "pricing_documents", "pricing_overrides",
-            "reprice_jobs", "alembic_version"} <= names
+            "reprice_jobs", "alembic_version"} <= _table_names(control_store_url)
+
+
+def test_the_store_runs_on_the_backend_its_url_names(control: ControlStore,
+                                                    control_store_url: str) -> None:
+    assert control.engine.dialect.name == control_store_url.split(":")[0].split("+")[0]
+
+
+def test_the_default_url_is_a_sqlite_file_in_the_data_dir() -> None:
+    url = load_settings().control_store_url
+    assert url.startswith("sqlite:///") and os.environ["MENTATLAB_DATA_DIR"] in url
+    migrate_control_store(url)
+    assert "orgs" in _table_names(url)
+
+
+def _dump(url: str) -> str:
+    """Every value of every table, as text."""
+    engine = create_engine(url)
+    try:
+        metadata = MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            return "\n".join(repr(tuple(row)) for table in metadata.sorted_tables
+                             for row in connection.execute(select(table)))
+    finally:
+        engine.dispose()
 
 
 def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
@@ -61,14 +88,11 @@ def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
     assert listed[issued.info.id].revoked_at is not None
 
 
-def test_only_the_hash_is_stored(control: ControlStore, tmp_path: Path) -> None:
+def test_only_the_hash_is_stored(control: ControlStore) -> None:
     org = control.create_org("Acme")
     issued = control.create_api_key(org.id, None, "k")
-    db = sqlite3.connect(tmp_path / "sub" / "control.db")
-    try:
-        dump = "\n".join(db.iterdump())
-    finally:
-        db.close()
+    dump = _dump(control.url)
+    assert issued.info.prefix in dump  # the dump does hold the key's row
     assert issued.key not in dump
     assert hash_api_key(issued.key) in dump
 

@@ -1,4 +1,4 @@
-"""Scalar string parameters reach chDB unchanged: tabs, newlines, backslashes, quotes."""
+"""Scalar string parameters reach the store unchanged: tabs, newlines, backslashes, quotes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from spanfactory import T0, make_table
 
 from mentatlab.analytics import QueryParams, TimeRange, cost_by
-from mentatlab.storage.chdb_store import ChdbSpanStore
+from mentatlab.storage.base import SpanStore
 from mentatlab.storage.query_param import escape_text, format_params
 
 NASTY = [
@@ -23,7 +23,7 @@ NASTY = [
 
 
 @pytest.mark.parametrize("value", NASTY)
-def test_string_parameter_round_trips(store: ChdbSpanStore, value: str) -> None:
+def test_string_parameter_round_trips(store: SpanStore, value: str) -> None:
     got = store.query_arrow("SELECT {v:String} AS v", {"v": value}).column("v")[0].as_py()
     assert got == value
 
@@ -34,7 +34,7 @@ def test_escape_text_is_the_tab_separated_escaping() -> None:
         "s": "x\\ty", "a": "['x\ty']", "n": "3"}
 
 
-def test_nasty_values_filter_exactly(store: ChdbSpanStore) -> None:
+def test_nasty_values_filter_exactly(store: SpanStore) -> None:
     from datetime import timedelta
 
     for i, value in enumerate(NASTY):

@@ -10,14 +10,14 @@ import pytest
 from spanfactory import make_table
 
 from mentatlab.errors import Backpressure, StoreError, StoreUnavailable
-from mentatlab.storage.chdb_store import ChdbSpanStore
+from mentatlab.storage.base import SpanStore
 from mentatlab.storage.writer import SpanWriter
 
 
 class GatedStore:
-    """A real chDB store whose inserts wait for a gate (to hold the writer mid-commit)."""
+    """A real store whose inserts wait for a gate (to hold the writer mid-commit)."""
 
-    def __init__(self, inner: ChdbSpanStore) -> None:
+    def __init__(self, inner: SpanStore) -> None:
         self.inner = inner
         self.gate = threading.Event()
         self.entered = threading.Event()
@@ -33,12 +33,12 @@ class GatedStore:
         return getattr(self.inner, name)
 
 
-def count(store: ChdbSpanStore, final: bool = False) -> int:
+def count(store: SpanStore, final: bool = False) -> int:
     sql = "SELECT count() AS n FROM spans" + (" FINAL" if final else "")
     return int(store.query_arrow(sql).column("n")[0].as_py())
 
 
-async def test_submit_commits_before_returning(store: ChdbSpanStore) -> None:
+async def test_submit_commits_before_returning(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=100)
     try:
         assert await writer.submit(make_table(range(50))) == 50
@@ -50,7 +50,7 @@ async def test_submit_commits_before_returning(store: ChdbSpanStore) -> None:
         writer.close()
 
 
-async def test_resent_spans_are_dropped_at_ingest(store: ChdbSpanStore) -> None:
+async def test_resent_spans_are_dropped_at_ingest(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=100)
     try:
         assert await writer.submit(make_table(range(10))) == 10
@@ -70,7 +70,7 @@ async def test_resent_spans_are_dropped_at_ingest(store: ChdbSpanStore) -> None:
         writer.close()
 
 
-async def test_dedup_cache_is_bounded_and_final_is_the_backstop(store: ChdbSpanStore) -> None:
+async def test_dedup_cache_is_bounded_and_final_is_the_backstop(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=5)
     try:
         await writer.submit(make_table(range(20)))
@@ -81,7 +81,7 @@ async def test_dedup_cache_is_bounded_and_final_is_the_backstop(store: ChdbSpanS
         writer.close()
 
 
-async def test_group_commit_and_backpressure(store: ChdbSpanStore) -> None:
+async def test_group_commit_and_backpressure(store: SpanStore) -> None:
     gated = GatedStore(store)
     writer = SpanWriter(gated, max_buffer_spans=100, max_batch_spans=60, dedup_cache_spans=0,  # type: ignore[arg-type]
                         retry_after_s=3)
@@ -107,7 +107,7 @@ async def test_group_commit_and_backpressure(store: ChdbSpanStore) -> None:
         writer.close()
 
 
-async def test_subscribers_get_committed_rows_with_ingest_stamp(store: ChdbSpanStore) -> None:
+async def test_subscribers_get_committed_rows_with_ingest_stamp(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=100)
     got: list[pa.Table] = []
     unsubscribe = writer.subscribe(got.append)
@@ -129,7 +129,7 @@ async def test_subscribers_get_committed_rows_with_ingest_stamp(store: ChdbSpanS
         writer.close()
 
 
-async def test_failed_insert_reaches_every_waiter_and_writer_survives(store: ChdbSpanStore) -> None:
+async def test_failed_insert_reaches_every_waiter_and_writer_survives(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=100)
     try:
         bad = make_table(range(3)).drop_columns(["attributes"])
@@ -141,7 +141,7 @@ async def test_failed_insert_reaches_every_waiter_and_writer_survives(store: Chd
         writer.close()
 
 
-def test_sync_write_and_close(store: ChdbSpanStore) -> None:
+def test_sync_write_and_close(store: SpanStore) -> None:
     writer = SpanWriter(store, max_buffer_spans=1000, max_batch_spans=500, dedup_cache_spans=100)
     assert writer.write(make_table(range(7))) == 7
     writer.close()

@@ -1,8 +1,8 @@
-"""Fixtures of the ClickHouse-backend tests; the helpers live in chkit.py (a unique name)."""
+"""Fixtures of the ClickHouse-backend tests (they live in tests/backends.py)."""
 
 from __future__ import annotations
 
-from chkit import (
+from backends import (
     clickhouse_database,
     clickhouse_server,
     clickhouse_store,
