@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,20 +21,18 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from clickhouse_endpoint import EndpointProcess
+from backends import fresh_postgres_database, libpq_url, server_args
 from mentatlab.analytics import QueryParams, TimeRange, cost_by, get_overview
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.storage.chdb_store import ChdbSpanStore
-from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
+from mentatlab.storage.clickhouse_store import ClickHouseSpanStore
 from mentatlab.storage.control import ControlStore, migrate_control_store
 from mentatlab.storage.control.models import PricingOverride
 from serve_process import free_port, start_serve, stop, wait_ready
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC)
 DAYS = 5
 SPANS_PER_DAY = 1200
@@ -47,44 +44,11 @@ RANGE = TimeRange(DAY0 - timedelta(days=1), DAY0 + timedelta(days=DAYS + 1))
 # --- servers ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Connection arguments (no database) of the ClickHouse server: CLICKHOUSE_URL, else
-    the chDB-backed endpoint in a child process."""
-    url = os.environ.get("CLICKHOUSE_URL")
-    if url:
-        args = parse_clickhouse_url(url)
-        args.pop("database", None)
-        args.pop("cluster", None)
-        yield args
-        return
-    with EndpointProcess(tmp_path_factory.mktemp("ch-endpoint")) as endpoint:
-        yield {"host": endpoint.host, "port": endpoint.port, "compress": False}
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """SQLAlchemy URL of a private PostgreSQL (scripts/postgres.sh), dropped afterwards;
-    MENTATLAB_TEST_POSTGRES_URL uses an existing server instead."""
-    url = os.environ.get("MENTATLAB_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    folder = Path(tempfile.mkdtemp(prefix="mentatlab-pg-migrate-", dir="/tmp"))
-    try:
-        started = subprocess.run([str(SCRIPTS / "postgres.sh"), str(folder)], check=True,
-                                 capture_output=True, text=True, timeout=300)
-        yield started.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run([str(SCRIPTS / "postgres-stop.sh"), str(folder), "--drop"],
-                       check=False, capture_output=True, timeout=120)
-
-
 @pytest.fixture
-def span_target(clickhouse: dict[str, Any]) -> Iterator[tuple[str, ClickHouseSpanStore]]:
+def span_target(clickhouse_server: dict[str, Any]) -> Iterator[tuple[str, ClickHouseSpanStore]]:
     """(URL, store) of a ClickHouse database of this test's own, dropped afterwards."""
     database = f"mentat_migrate_{uuid.uuid4().hex[:10]}"
-    args = dict(clickhouse)
+    args = server_args(clickhouse_server)
     store = ClickHouseSpanStore(database=database, query_timeout_s=0, **args)
     auth = f"{args['username']}:{args['password']}@" if args.get("username") else ""
     url = f"clickhouse://{auth}{args['host']}:{args['port']}/{database}?compress=false"
@@ -94,17 +58,10 @@ def span_target(clickhouse: dict[str, Any]) -> Iterator[tuple[str, ClickHouseSpa
 
 
 @pytest.fixture
-def control_target(postgres: str) -> Iterator[str]:
+def control_target(postgres_cluster: tuple[str, Path | None]) -> Iterator[str]:
     """URL of a fresh PostgreSQL database, as a user types it (postgresql://, no driver)."""
-    base = make_url(postgres)
-    name = f"migrate_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield base.set(drivername="postgresql", database=name).render_as_string(
-        hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(postgres_cluster[0]) as url:
+        yield libpq_url(url)
 
 
 # --- the embedded installation -----------------------------------------------------------
@@ -337,7 +294,7 @@ def test_verification_reports_a_difference_with_exit_1(
 
 def test_dry_run_prints_the_plan_and_writes_nothing(
         installation: dict[str, Any], span_target: tuple[str, ClickHouseSpanStore],
-        control_target: str, clickhouse: dict[str, Any]) -> None:
+        control_target: str, clickhouse_server: dict[str, Any]) -> None:
     url, target = span_target
     checkpoints_before = set(installation["data_dir"].glob("migrate-*.json"))
     done = _mentatctl(*_migrate_args(installation, "--to", url, "--control-to", control_target,
@@ -351,7 +308,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
         assert item in plan
     assert "Dry run: nothing written." in done.stdout
     assert set(installation["data_dir"].glob("migrate-*.json")) == checkpoints_before
-    with ClickHouseSpanStore(database="default", **clickhouse) as server:
+    with ClickHouseSpanStore(database="default", **server_args(clickhouse_server)) as server:
         exists = server.query_arrow("SELECT count() AS n FROM system.databases"
                                     " WHERE name = {d:String}", {"d": target.database})
     assert exists.column("n")[0].as_py() == 0

@@ -1,8 +1,7 @@
 """Helpers of the ClickHouse-only tests: a span with every kind of column filled.
 
 The fixtures (``clickhouse_server``, ``clickhouse_store``, ``postgres_cluster``, …) live
-in tests/backends.py and are re-exported here for the conftests that imported them from
-this module. To run a suite on both span-store backends, take ``store`` from there.
+in tests/backends.py. To run a suite on both span-store backends, take ``store`` from there.
 """
 
 from __future__ import annotations
@@ -11,15 +10,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from backends import (
-    SCRIPTS,
-    clickhouse_database,
-    clickhouse_server,
-    clickhouse_store,
-    postgres_cluster,
-    postgres_url,
-    server_args,
-)
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
@@ -55,5 +45,4 @@ def make_span(i: int, *, trace: int = 0, start: datetime = T0, **overrides: Any)
     return CanonicalSpan(**fields)
 
 
-__all__ = ["SCRIPTS", "T0", "clickhouse_database", "clickhouse_server", "clickhouse_store",
-           "make_span", "postgres_cluster", "postgres_url", "server_args"]
+__all__ = ["T0", "make_span"]
