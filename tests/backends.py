@@ -14,9 +14,8 @@ Control stores: every test that takes ``control_store_url`` runs on a SQLite fil
 (``[sqlite]``) and on a fresh database of a real PostgreSQL (``[postgresql]``), started by
 scripts/postgres.sh once per test process (or ``MENTATLAB_TEST_POSTGRES_URL``).
 
-Conftests re-export these fixtures; the endpoint and the PostgreSQL cluster are shared by
-every conftest of one process (pytest makes one fixture instance per conftest), and stop
-when the last user's session ends.
+tests/conftest.py loads this module as a plugin, so every suite sees these fixtures and
+the endpoint and the PostgreSQL cluster start at most once per test process.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -60,33 +59,6 @@ SPAN_BACKENDS = ("chdb", "clickhouse")
 CONTROL_BACKENDS = ("sqlite", "postgresql")
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
-T = TypeVar("T")
-_shared: dict[str, list[Any]] = {}
-
-
-@contextmanager
-def _process_wide(name: str, start: Callable[[ExitStack], T]) -> Iterator[T]:
-    """One ``start(stack)`` per process however many fixture instances use it; the stack
-    is closed when the last of them ends."""
-    entry = _shared.get(name)
-    if entry is None:
-        stack = ExitStack()
-        try:
-            entry = [start(stack), 0, stack]
-        except BaseException:
-            stack.close()
-            raise
-        _shared[name] = entry
-    entry[1] += 1
-    try:
-        yield entry[0]
-    finally:
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _shared[name]
-            entry[2].close()
-
-
 # --- ClickHouse server --------------------------------------------------------------------
 
 
@@ -106,9 +78,8 @@ def _start_clickhouse(folder: Path, stack: ExitStack) -> dict[str, Any]:
 def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Connection arguments of the ClickHouse server the tests use (no database); the key
     ``endpoint`` holds the :class:`EndpointProcess` when it is the test endpoint."""
-    with _process_wide("clickhouse", lambda stack: _start_clickhouse(
-            tmp_path_factory.mktemp("clickhouse-endpoint"), stack)) as args:
-        yield args
+    with ExitStack() as stack:
+        yield _start_clickhouse(tmp_path_factory.mktemp("clickhouse-endpoint"), stack)
 
 
 def server_args(server: dict[str, Any]) -> dict[str, Any]:
@@ -244,8 +215,8 @@ def postgres_cluster() -> Iterator[tuple[str, Path | None]]:
     """(SQLAlchemy URL, folder) of a private PostgreSQL started by scripts/postgres.sh and
     dropped afterwards; set ``MENTATLAB_TEST_POSTGRES_URL`` to use an existing server
     (folder None) instead."""
-    with _process_wide("postgres", _start_postgres) as cluster:
-        yield cluster
+    with ExitStack() as stack:
+        yield _start_postgres(stack)
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The span-store and control-store fixtures every suite shares (tests/backends.py).
+pytest_plugins = ["backends"]
+
 CONFORMANCE_DIR = Path(
     os.environ.get(
         "MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance"

@@ -12,19 +12,10 @@ from collections.abc import Iterator
 import pytest
 from dataset import build_spans, resent
 
-from backends import (
-    SPAN_BACKENDS,
-    clickhouse_server,
-    open_span_store,
-    span_backend,
-    span_stores,
-    store,
-)
+from backends import SPAN_BACKENDS, span_stores
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.storage.base import SpanStore
-
-__all__ = ["clickhouse_server", "loaded", "open_span_store", "span_backend", "spans", "store"]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from mentatlab.errors import ConfigError, DecodeError, FieldError
+from mentatlab.receivers.decode import load_json_object
 
 __all__ = [
     "ForwardTarget",
@@ -151,12 +151,7 @@ def json_to_protobuf(body: bytes, rejected: Sequence[FieldError] = ()) -> bytes:
         DecodeError: the JSON does not map onto ``ExportTraceServiceRequest``.
     """
     resources, positions, _ = _positions(rejected)
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"Expected a JSON body: {exc}") from None
-    if not isinstance(doc, dict):
-        raise DecodeError(f"Expected a JSON object, got {type(doc).__name__}")
+    doc = load_json_object(body)
     for ri, rs in enumerate(_list(doc, "resourceSpans", "resource_spans")):
         if not isinstance(rs, dict):
             continue

@@ -37,6 +37,7 @@ __all__ = [
     "decode_export_request",
     "decode_otlp_json",
     "decode_otlp_protobuf",
+    "load_json_object",
 ]
 
 _KIND_NAMES = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -348,6 +349,21 @@ def _json_list(obj: dict[str, Any], camel: str, snake: str, where: str) -> list[
     return value
 
 
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """Parse a JSON request body that must be one object.
+
+    Raises:
+        DecodeError: the body is not JSON, or its top level is not an object.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"Expected a JSON body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DecodeError(f"Expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
 def decode_otlp_json(body: bytes) -> DecodedBatch:
     """Decode an OTLP/JSON ``ExportTraceServiceRequest`` (see the module docstring).
 
@@ -360,12 +376,7 @@ def decode_otlp_json(body: bytes) -> DecodedBatch:
     Raises:
         DecodeError: the body is not JSON or not shaped like an export request.
     """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"Expected a JSON body: {exc}") from None
-    if not isinstance(doc, dict):
-        raise DecodeError(f"Expected a JSON object, got {type(doc).__name__}")
+    doc = load_json_object(body)
     batch = DecodedBatch()
     for ri, rs in enumerate(_json_list(doc, "resourceSpans", "resource_spans", "")):
         where = f"resourceSpans[{ri}]"
