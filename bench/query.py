@@ -19,10 +19,7 @@ closed chDB store of that size is copied once into the endpoint's folder
 parts on the same engine and differ only by the HTTP hop, the client and the endpoint.
 
 Usage: .venv/bin/python bench/query.py [--sizes 1000000,10000000] [--optimize] [--no-raw]
-       [--traces] [--backend chdb|clickhouse] [--endpoint-nodelay]
-
-``--endpoint-nodelay`` (clickhouse) runs the endpoint with TCP_NODELAY on its replies
-(bench/_endpoint.py); without it every HTTP request waits ~40 ms for a delayed ACK.
+       [--traces] [--backend chdb|clickhouse]
 """
 
 from __future__ import annotations
@@ -82,8 +79,7 @@ def _chdb_store_path(n: int) -> Path:
 
 
 @contextlib.contextmanager
-def open_store(backend: str, n: int, *, nodelay: bool = False
-               ) -> Iterator[ChdbSpanStore | ClickHouseSpanStore]:
+def open_store(backend: str, n: int) -> Iterator[ChdbSpanStore | ClickHouseSpanStore]:
     """The store of ``n`` spans on ``backend`` (built if missing), migrated."""
     if backend == "chdb":
         with ChdbSpanStore(_chdb_store_path(n)) as store:
@@ -91,7 +87,8 @@ def open_store(backend: str, n: int, *, nodelay: bool = False
             build(store, n)
             yield store
         return
-    from _endpoint import endpoint_process
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from clickhouse_endpoint import EndpointProcess
 
     folder = DATA / f"endpoint-{n}"
     if not (folder / "chdb").exists():
@@ -106,7 +103,7 @@ def open_store(backend: str, n: int, *, nodelay: bool = False
         (folder / "chdb.tmp").rename(folder / "chdb")
         print(f"  copied the chDB store into {folder / 'chdb'} ({time.monotonic() - t0:.0f} s)",
               flush=True)
-    with endpoint_process(folder, nodelay=nodelay) as endpoint, ClickHouseSpanStore(
+    with EndpointProcess(folder) as endpoint, ClickHouseSpanStore(
             endpoint.host, endpoint.port, database="default", compress=False) as store:
         store.migrate()
         build(store, n)
@@ -130,8 +127,6 @@ def main() -> None:
     ap.add_argument("--no-raw", action="store_true", help="skip the raw-path timings")
     ap.add_argument("--traces", action="store_true", help="also time get_trace and list_traces")
     ap.add_argument("--backend", choices=("chdb", "clickhouse"), default="chdb")
-    ap.add_argument("--endpoint-nodelay", action="store_true",
-                    help="clickhouse: endpoint replies with TCP_NODELAY (bench/_endpoint.py)")
     args = ap.parse_args()
     now = datetime.now(UTC)
     params_model_day = QueryParams(
@@ -143,14 +138,13 @@ def main() -> None:
     params_day = QueryParams(TimeRange(now - timedelta(days=1), now + timedelta(hours=1)))
     trace_cols = " get_trace (ms) | list_traces 24 h (ms) | list_traces 31 d (ms) |" \
         if args.traces else ""
-    print(f"backend {args.backend} (endpoint TCP_NODELAY {args.endpoint_nodelay}),"
-          f" load average before {os.getloadavg()}")
+    print(f"backend {args.backend}, load average before {os.getloadavg()}")
     print("| spans | rollup build (s) | cost by model by day (ms) | overview (ms) |"
           " raw cost by model by day (ms) | raw overview (ms) |" + trace_cols
           + " parts | load avg |")
     print("|---|---|---|---|---|---|" + "---|" * (3 if args.traces else 0) + "---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
-        with open_store(args.backend, n, nodelay=args.endpoint_nodelay) as store:
+        with open_store(args.backend, n) as store:
             if args.optimize:
                 store.execute("OPTIMIZE TABLE spans FINAL")
             t0 = time.perf_counter()

@@ -20,11 +20,8 @@ stored span on disk (active parts, before background merges finish).
 `ClickHouseSpanStore.append_batch` from one thread (the endpoint serializes requests),
 for each ``--insert-rows`` batch size: the store's ceiling without any node.
 
-``--endpoint-nodelay`` runs the endpoint with TCP_NODELAY on its replies (see
-bench/_endpoint.py: as in tests/, each reply waits ~40 ms for a delayed ACK).
-
 Usage: .venv/bin/python bench/scale_out.py [--nodes 1 2 4] [--seconds 15] [--clients 4]
-       [--batch 500] [--workers 0] [--endpoint-only] [--endpoint-nodelay]
+       [--batch 500] [--workers 0] [--endpoint-only]
        [--control-store URL]
 Bounded in time and count; 127.0.0.1 only; every process it starts is stopped at the end.
 """
@@ -52,7 +49,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from _endpoint import endpoint_process  # noqa: E402
 from _load import run_load  # noqa: E402
 from _otlp_payload import UniqueBodies  # noqa: E402
 from _server import Server  # noqa: E402
@@ -246,18 +242,16 @@ def main() -> None:
                     " (default: each node's own SQLite)")
     ap.add_argument("--endpoint-only", action="store_true")
     ap.add_argument("--insert-rows", type=int, nargs="+", default=[500, 5000])
-    ap.add_argument("--endpoint-nodelay", action="store_true",
-                    help="endpoint replies with TCP_NODELAY (bench/_endpoint.py)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     print(f"load average before: {_load_avg()}; {os.cpu_count()} cores; "
           f"batch {args.batch}, {args.clients} clients, {args.seconds} s, "
-          f"ingest workers {args.workers}, endpoint TCP_NODELAY {args.endpoint_nodelay}",
+          f"ingest workers {args.workers}",
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mentat-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        with endpoint_process(tmp / "endpoint", nodelay=args.endpoint_nodelay) as endpoint:
+        with EndpointProcess(tmp / "endpoint") as endpoint:
             if args.endpoint_only:
                 endpoint_only(endpoint, args.insert_rows, min(args.seconds, 10))
             for n in args.nodes:
@@ -269,8 +263,8 @@ def main() -> None:
     print("\n| nodes | spans/s total | spans/s per node | p50 ms | p99 ms | 503 | other non-2xx |"
           " CPU nodes / endpoint / clients (cores) | write latency mean ms |"
           " requests waiting on the store (mean) | endpoint probe p50 / p99 ms (idle) | acked = stored |"
-          " load avg before → after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " bytes/span on disk | load avg before → after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s503 = r["status"].get(503, 0)
         other = r["errors"] - s503
