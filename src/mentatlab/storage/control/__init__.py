@@ -1,7 +1,16 @@
-"""The control store: orgs, projects, API keys and pricing documents (SQLAlchemy + Alembic)."""
+"""The control store: orgs, projects, API keys, pricing and alerting (SQLAlchemy, Alembic)."""
 
 from __future__ import annotations
 
+from mentatlab.storage.control.alerts import (
+    AlertDeliveryInfo,
+    AlertInfo,
+    AlertRecords,
+    AlertRuleInfo,
+    AlertRuleSpec,
+    DueDelivery,
+    NewAlert,
+)
 from mentatlab.storage.control.migrate import migrate_control_store
 from mentatlab.storage.control.store import (
     ApiKeyInfo,
@@ -14,6 +23,13 @@ from mentatlab.storage.control.store import (
 )
 
 __all__ = [
+    "AlertDeliveryInfo",
+    "AlertInfo",
+    "AlertRecords",
+    "AlertRuleInfo",
+    "AlertRuleSpec",
+    "DueDelivery",
+    "NewAlert",
     "ApiKeyInfo",
     "ApiKeyScope",
     "ControlStore",

@@ -1,8 +1,8 @@
 """Leader election for background jobs: one node at a time runs each named job.
 
 Several ``mentatctl serve`` nodes (or ``--workers`` processes) share one control store.
-Jobs that must not run twice at once (the hourly-rollup build today; alert evaluation and
-retention later) take a named lock there first:
+Jobs that must not run twice at once (the hourly-rollup build and the alert evaluator;
+retention when it exists) take a named lock there first:
 
 * **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) held on one
   dedicated connection for as long as the node leads. PostgreSQL releases it when that

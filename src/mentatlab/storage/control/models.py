@@ -1,4 +1,6 @@
-"""Control-store tables (SQLAlchemy 2.0 typed models): orgs, projects, API keys, pricing.
+"""Control-store tables (SQLAlchemy 2.0 typed models).
+
+Orgs, projects, API keys, pricing, alert rules, alerts and their deliveries.
 
 Portable across SQLite and PostgreSQL: no dialect-specific types; money is exact decimal
 text (SQLite has no decimal type, and a float would round); times are timezone-aware UTC.
@@ -10,12 +12,15 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "Alert",
+    "AlertDelivery",
+    "AlertRule",
     "ApiKey",
     "Base",
     "DecimalText",
@@ -156,3 +161,81 @@ class RepriceJob(Base):
     error: Mapped[str] = mapped_column(Text(), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class AlertRule(Base):
+    """An alert rule: a budget over a calendar period, or a metric threshold over a window.
+
+    ``filters`` (a JSON object of canonical column → value), ``channels`` (a JSON list of
+    ``kind:target`` strings) and ``thresholds`` (comma-separated budget fractions) are text
+    so the table is the same on every backend. The evaluator keeps ``state``,
+    ``state_since``, ``last_value`` and ``last_evaluated_at`` current.
+    """
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_alert_rules_org_name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    """The org the rule belongs to and is limited to; ``""`` = every org (a global rule)."""
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``budget`` or ``threshold``."""
+    metric: Mapped[str] = mapped_column(String(32))
+    op: Mapped[str] = mapped_column(String(2), default=">=")
+    threshold: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
+    window_s: Mapped[int] = mapped_column(Integer, default=300)
+    period: Mapped[str] = mapped_column(String(16), default="")
+    """Budget period: ``day`` or ``month`` (calendar, UTC); ``""`` for a threshold rule."""
+    limit_amount: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
+    """Budget limit in the spans' currency (USD by default)."""
+    thresholds: Mapped[str] = mapped_column(String(200), default="")
+    filters: Mapped[str] = mapped_column(Text(), default="{}")
+    channels: Mapped[str] = mapped_column(Text(), default="[]")
+    enabled: Mapped[bool] = mapped_column(Boolean(), default=True)
+    state: Mapped[str] = mapped_column(String(16), default="ok")
+    """``ok`` or ``firing`` (threshold rules); budgets stay ``ok`` until a threshold is hit."""
+    state_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_value: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+
+
+class Alert(Base):
+    """One notification-worthy event of a rule: a budget threshold hit, firing or resolved.
+
+    ``fingerprint`` is unique: a budget threshold fires once per period, a threshold rule
+    once per firing episode, even if two evaluators ever ran at once.
+    """
+
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    rule_id: Mapped[str] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"),
+                                         index=True)
+    org_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    fingerprint: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    """``firing`` or ``resolved``."""
+    metric: Mapped[str] = mapped_column(String(32))
+    value: Mapped[Decimal] = mapped_column(DecimalText())
+    threshold: Mapped[Decimal] = mapped_column(DecimalText())
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime())
+    message: Mapped[str] = mapped_column(Text(), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now, index=True)
+
+
+class AlertDelivery(Base):
+    """The delivery of one alert to one channel (an outbox row, retried until sent)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "channel", name="uq_alert_deliveries"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    channel: Mapped[str] = mapped_column(Text())
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    """``pending``, ``sent`` or ``failed`` (given up)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    last_error: Mapped[str] = mapped_column(Text(), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

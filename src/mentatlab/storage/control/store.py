@@ -1,4 +1,4 @@
-"""ControlStore: orgs, projects, API keys and pricing documents over SQLAlchemy.
+"""ControlStore: orgs, projects, API keys, pricing documents and alerting over SQLAlchemy.
 
 API keys look like ``mtl_<8 hex>_<43 url-safe chars>`` (256 random bits). Only the
 SHA-256 of the whole key is stored, with its first 12 characters (``mtl_<8 hex>``) kept
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mentatlab.errors import StoreError, ValidationError
+from mentatlab.storage.control.alerts import AlertRecords
 from mentatlab.storage.control.models import (
     ApiKey,
     Org,
@@ -110,6 +111,8 @@ class ControlStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.alerts = AlertRecords(self._session)
+        """Alert rules, alerts and their deliveries."""
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

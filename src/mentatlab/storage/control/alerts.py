@@ -1,0 +1,357 @@
+"""Alert rules, alerts and their deliveries in the control store.
+
+The alerting stage (``mentatlab.alerting``) decides *what* fires; this module only keeps
+it: rules as the user wrote them, the state the evaluator carries between runs, and an
+outbox of deliveries that a notifier drains. Recording an alert and its deliveries is one
+transaction, and an alert's ``fingerprint`` is unique, so an alert is recorded (and so
+notified) once even if two evaluators ever overlapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import orjson
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from mentatlab.storage.control.models import Alert, AlertDelivery, AlertRule, new_id, utc_now
+
+__all__ = [
+    "AlertDeliveryInfo",
+    "AlertInfo",
+    "AlertRecords",
+    "AlertRuleInfo",
+    "AlertRuleSpec",
+    "DueDelivery",
+    "NewAlert",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRuleSpec:
+    """An alert rule as written by a user (checked by ``mentatlab.alerting.rules``).
+
+    Money (``threshold`` of a cost metric, ``limit_amount``) is in the spans' currency
+    (USD by default); ``window_s`` in seconds.
+    """
+
+    name: str
+    kind: str
+    """``budget`` or ``threshold``."""
+    metric: str
+    org_id: str = ""
+    op: str = ">="
+    threshold: Decimal | None = None
+    window_s: int = 300
+    period: str = ""
+    limit_amount: Decimal | None = None
+    thresholds: tuple[Decimal, ...] = ()
+    """Budget fractions that notify, e.g. ``(0.5, 0.8, 1)``."""
+    filters: dict[str, str] = field(default_factory=dict)
+    channels: tuple[str, ...] = ()
+    """``kind:target`` strings (``webhook:https://…``, ``slack:…``, ``email:a@x.org``)."""
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRuleInfo:
+    """A stored rule with the state the evaluator keeps."""
+
+    id: str
+    spec: AlertRuleSpec
+    state: str
+    state_since: datetime | None
+    last_value: Decimal | None
+    last_evaluated_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert the evaluator wants recorded (and delivered to the rule's channels)."""
+
+    fingerprint: str
+    state: str
+    metric: str
+    value: Decimal
+    threshold: Decimal
+    window_start: datetime
+    window_end: datetime
+    message: str
+    notify: bool = True
+    """False records the alert without deliveries (e.g. a lower budget threshold crossed
+    in the same run as a higher one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDeliveryInfo:
+    """Where an alert was (or is being) delivered."""
+
+    channel: str
+    status: str
+    attempts: int
+    last_error: str
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """A recorded alert, with its rule's name and scope and its deliveries."""
+
+    id: str
+    rule_id: str
+    rule_name: str
+    rule_kind: str
+    org_id: str
+    filters: dict[str, str]
+    state: str
+    metric: str
+    value: Decimal
+    threshold: Decimal
+    window_start: datetime
+    window_end: datetime
+    message: str
+    created_at: datetime
+    deliveries: tuple[AlertDeliveryInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery whose next attempt is due."""
+
+    id: int
+    channel: str
+    attempts: int
+    alert: AlertInfo
+
+
+def _spec(row: AlertRule) -> AlertRuleSpec:
+    return AlertRuleSpec(
+        name=row.name, kind=row.kind, metric=row.metric, org_id=row.org_id, op=row.op,
+        threshold=row.threshold, window_s=row.window_s, period=row.period,
+        limit_amount=row.limit_amount,
+        thresholds=tuple(Decimal(t) for t in row.thresholds.split(",") if t),
+        filters=dict(orjson.loads(row.filters)), channels=tuple(orjson.loads(row.channels)),
+        enabled=row.enabled)
+
+
+def _rule_info(row: AlertRule) -> AlertRuleInfo:
+    return AlertRuleInfo(row.id, _spec(row), row.state, row.state_since, row.last_value,
+                         row.last_evaluated_at, row.created_at)
+
+
+def _alert_info(row: Alert, rule: AlertRule,
+                deliveries: Sequence[AlertDelivery] = ()) -> AlertInfo:
+    return AlertInfo(
+        id=row.id, rule_id=row.rule_id, rule_name=rule.name, rule_kind=rule.kind,
+        org_id=row.org_id, filters=dict(orjson.loads(rule.filters)), state=row.state,
+        metric=row.metric, value=row.value, threshold=row.threshold,
+        window_start=row.window_start, window_end=row.window_end, message=row.message,
+        created_at=row.created_at,
+        deliveries=tuple(AlertDeliveryInfo(d.channel, d.status, d.attempts, d.last_error,
+                                           d.sent_at) for d in deliveries))
+
+
+class AlertRecords:
+    """The alerting tables of a control store (``ControlStore.alerts``).
+
+    Args:
+        session: opens one transaction (commit on exit, rollback on error) that maps
+            database errors to :class:`~mentatlab.errors.StoreError`.
+
+    Raises (every method):
+        StoreError: the control store failed.
+    """
+
+    def __init__(self, session: Callable[[], AbstractContextManager[Session]]) -> None:
+        self._session = session
+
+    def create_rule(self, spec: AlertRuleSpec) -> AlertRuleInfo:
+        """Store a new rule (check it with ``alerting.rules.check_rule`` first).
+
+        Raises:
+            ValidationError: an org already has a rule of that name (field ``control_store``).
+        """
+        now = utc_now()
+        with self._session() as session:
+            row = AlertRule(
+                id=new_id(), org_id=spec.org_id, name=spec.name, kind=spec.kind,
+                metric=spec.metric, op=spec.op, threshold=spec.threshold,
+                window_s=spec.window_s, period=spec.period, limit_amount=spec.limit_amount,
+                thresholds=",".join(format(t, "f") for t in spec.thresholds),
+                filters=orjson.dumps(spec.filters, option=orjson.OPT_SORT_KEYS).decode(),
+                channels=orjson.dumps(list(spec.channels)).decode(), enabled=spec.enabled,
+                state="ok", state_since=now, created_at=now)
+            session.add(row)
+            session.flush()
+            return _rule_info(row)
+
+    def list_rules(self, org_id: str | None = None, *,
+                         enabled_only: bool = False) -> list[AlertRuleInfo]:
+        """Rules of ``org_id`` (every org's and the global ones when None), by org and name."""
+        with self._session() as session:
+            query = select(AlertRule).order_by(AlertRule.org_id, AlertRule.name)
+            if org_id is not None:
+                query = query.where(AlertRule.org_id == org_id)
+            if enabled_only:
+                query = query.where(AlertRule.enabled.is_(True))
+            return [_rule_info(r) for r in session.scalars(query).all()]
+
+    def get_rule(self, rule_id: str) -> AlertRuleInfo | None:
+        """One rule, or None."""
+        with self._session() as session:
+            row = session.get(AlertRule, rule_id)
+            return None if row is None else _rule_info(row)
+
+    def set_enabled(self, rule_id: str, enabled: bool
+                               ) -> AlertRuleInfo | None:
+        """Enable or disable a rule; None when there is no such rule.
+
+        Re-enabling starts the rule from ``ok``: what happened while it was off is not
+        replayed as a resolution.
+        """
+        with self._session() as session:
+            row = session.get(AlertRule, rule_id)
+            if row is None:
+                return None
+            if row.enabled != enabled:
+                row.enabled = enabled
+                row.state, row.state_since = "ok", utc_now()
+            return _rule_info(row)
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule with its alerts and deliveries; False when there is no such rule."""
+        with self._session() as session:
+            row = session.get(AlertRule, rule_id)
+            if row is None:
+                return False
+            alert_ids = select(Alert.id).where(Alert.rule_id == rule_id)
+            # explicit: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON
+            session.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.in_(alert_ids)))
+            session.execute(delete(Alert).where(Alert.rule_id == rule_id))
+            session.delete(row)
+            return True
+
+    def record_evaluation(self, rule_id: str, *, value: Decimal,
+                          evaluated_at: datetime, state: str | None = None,
+                          alert: NewAlert | None = None, expected_state: str | None = None
+                          ) -> AlertInfo | None:
+        """Save one evaluation of a rule, and the alert it raised, in one transaction.
+
+        Args:
+            rule_id: the rule evaluated.
+            value: the measured value (its metric's unit).
+            evaluated_at: when (UTC).
+            state: the rule's new state, or None to keep it.
+            alert: an alert to record with one pending delivery per channel of the rule.
+            expected_state: compare-and-set: when the rule's state is no longer this (another
+                evaluator moved it), only the value is saved.
+
+        Returns:
+            The recorded alert; None when there is none, the rule is gone or moved on, or an
+            alert with the same fingerprint exists already (it fired before: not again).
+        """
+        with self._session() as session:
+            rule = session.get(AlertRule, rule_id, with_for_update=True)
+            if rule is None:
+                return None
+            rule.last_value, rule.last_evaluated_at = value, evaluated_at
+            if expected_state is not None and rule.state != expected_state:
+                return None
+            if state is not None and state != rule.state:
+                rule.state, rule.state_since = state, evaluated_at
+            if alert is None or session.scalars(select(Alert.id).where(
+                    Alert.fingerprint == alert.fingerprint)).first() is not None:
+                return None
+            row = Alert(id=new_id(), rule_id=rule_id, org_id=rule.org_id,
+                        fingerprint=alert.fingerprint, state=alert.state, metric=alert.metric,
+                        value=alert.value, threshold=alert.threshold,
+                        window_start=alert.window_start, window_end=alert.window_end,
+                        message=alert.message, created_at=evaluated_at)
+            session.add(row)
+            deliveries = [AlertDelivery(alert_id=row.id, channel=channel, status="pending",
+                                        attempts=0, next_attempt_at=evaluated_at, last_error="")
+                          for channel in (orjson.loads(rule.channels) if alert.notify else ())]
+            session.add_all(deliveries)
+            session.flush()
+            return _alert_info(row, rule, deliveries)
+
+    def claim_due_deliveries(self, now: datetime, *, lease_s: float = 60.0,
+                             limit: int = 100) -> list[DueDelivery]:
+        """Claim the pending deliveries due at ``now`` (oldest first) for one sender.
+
+        A claimed delivery's next attempt moves ``lease_s`` seconds on, so another
+        evaluator does not send it too; :meth:`finish_delivery` then records the outcome.
+        A sender that dies holding a claim leaves the delivery to be retried after the
+        lease (at least once). On PostgreSQL, rows another transaction is claiming are
+        skipped (``FOR UPDATE SKIP LOCKED``).
+        """
+        with self._session() as session:
+            rows = session.execute(
+                select(AlertDelivery, Alert, AlertRule)
+                .join(Alert, AlertDelivery.alert_id == Alert.id)
+                .join(AlertRule, Alert.rule_id == AlertRule.id)
+                .where(AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now)
+                .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)
+                .with_for_update(of=AlertDelivery, skip_locked=True)).all()
+            lease_end = now + timedelta(seconds=lease_s)
+            claimed: list[DueDelivery] = []
+            for delivery, alert, rule in rows:
+                # compare-and-set: a concurrent claimer that read the same row loses here
+                moved = session.execute(
+                    update(AlertDelivery)
+                    .where(AlertDelivery.id == delivery.id, AlertDelivery.status == "pending",
+                           AlertDelivery.next_attempt_at == delivery.next_attempt_at)
+                    .values(next_attempt_at=lease_end)
+                    .execution_options(synchronize_session=False))
+                if getattr(moved, "rowcount", 0) == 1:
+                    claimed.append(DueDelivery(delivery.id, delivery.channel, delivery.attempts,
+                                               _alert_info(alert, rule)))
+            return claimed
+
+    def finish_delivery(self, delivery_id: int, *, sent_at: datetime | None,
+                        error: str = "", retry_at: datetime | None = None) -> None:
+        """Record an attempt: sent (``sent_at``), to retry at ``retry_at``, or given up.
+
+        Args:
+            delivery_id: the delivery.
+            sent_at: when it was delivered; None when the attempt failed.
+            error: why it failed.
+            retry_at: when to try again; None with ``sent_at`` None gives up (``failed``).
+        """
+        with self._session() as session:
+            row = session.get(AlertDelivery, delivery_id)
+            if row is None:
+                return
+            row.attempts += 1
+            row.last_error = error
+            if sent_at is not None:
+                row.status, row.sent_at = "sent", sent_at
+            elif retry_at is not None:
+                row.next_attempt_at = retry_at
+            else:
+                row.status = "failed"
+
+    def list_alerts(self, org_id: str | None = None, *, rule_id: str | None = None,
+                    state: str | None = None, limit: int = 100) -> list[AlertInfo]:
+        """Recorded alerts, newest first, with their deliveries."""
+        with self._session() as session:
+            query = (select(Alert, AlertRule).join(AlertRule, Alert.rule_id == AlertRule.id)
+                     .order_by(Alert.created_at.desc(), Alert.id).limit(limit))
+            if org_id is not None:
+                query = query.where(Alert.org_id == org_id)
+            if rule_id is not None:
+                query = query.where(Alert.rule_id == rule_id)
+            if state is not None:
+                query = query.where(Alert.state == state)
+            pairs = session.execute(query).all()
+            by_alert: dict[str, list[AlertDelivery]] = {a.id: [] for a, _ in pairs}
+            for delivery in session.scalars(select(AlertDelivery).where(
+                    AlertDelivery.alert_id.in_(list(by_alert))).order_by(AlertDelivery.id)):
+                by_alert[delivery.alert_id].append(delivery)
+            return [_alert_info(a, r, by_alert[a.id]) for a, r in pairs]
