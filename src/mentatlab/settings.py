@@ -109,6 +109,29 @@ class Settings:
     rollup_interval_s: float = field(default=60.0, metadata=_env("MENTATLAB_ROLLUP_INTERVAL_S"))
     """Seconds between runs of the hourly-rollup job (cost and overview of closed hours);
     0 turns it off (queries then read raw spans only)."""
+    alert_interval_s: float = field(default=30.0, metadata=_env("MENTATLAB_ALERT_INTERVAL_S"))
+    """Seconds between runs of the alert evaluator (budgets, threshold rules, notification
+    deliveries); 0 turns alerting off. With several nodes only the elected one runs it."""
+    alert_max_attempts: int = field(default=10, metadata=_env("MENTATLAB_ALERT_MAX_ATTEMPTS"))
+    """Attempts to deliver one notification to one channel before it is given up."""
+    alert_delivery_timeout_s: float = field(
+        default=10.0, metadata=_env("MENTATLAB_ALERT_DELIVERY_TIMEOUT_S"))
+    """Timeout of one webhook, Slack or SMTP delivery, in seconds."""
+    alert_webhook_secret: str = field(default="", metadata=_env("MENTATLAB_ALERT_WEBHOOK_SECRET"))
+    """When set, webhook notifications carry ``X-MentatLab-Signature: sha256=<HMAC>`` of the
+    body with this secret (docs/alerting.md shows how to verify it)."""
+    smtp_host: str = field(default="127.0.0.1", metadata=_env("MENTATLAB_SMTP_HOST"))
+    """SMTP server for ``email:`` alert channels."""
+    smtp_port: int = field(default=25, metadata=_env("MENTATLAB_SMTP_PORT"))
+    """Port of the SMTP server."""
+    smtp_from: str = field(default="mentatlab@localhost", metadata=_env("MENTATLAB_SMTP_FROM"))
+    """Sender address of alert emails."""
+    smtp_username: str = field(default="", metadata=_env("MENTATLAB_SMTP_USERNAME"))
+    """SMTP login; empty sends without authentication."""
+    smtp_password: str = field(default="", metadata=_env("MENTATLAB_SMTP_PASSWORD"))
+    """SMTP password (with ``smtp_username``)."""
+    smtp_starttls: bool = field(default=False, metadata=_env("MENTATLAB_SMTP_STARTTLS"))
+    """Upgrade the SMTP connection with STARTTLS before sending."""
     live_poll_interval_s: float = field(
         default=0.5, metadata=_env("MENTATLAB_LIVE_POLL_INTERVAL_S"))
     """Seconds between polls of a shared (ClickHouse) span store by the live stream, so it

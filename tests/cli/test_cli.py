@@ -29,7 +29,16 @@ runner = CliRunner()
 
 @pytest.fixture
 def server_url(_isolated_data_dir: Path) -> Iterator[str]:
-    settings = load_settings(data_dir=_isolated_data_dir, grpc_port=0)
+    yield from _serve(load_settings(data_dir=_isolated_data_dir, grpc_port=0))
+
+
+@pytest.fixture
+def alerting_server_url(_isolated_data_dir: Path) -> Iterator[str]:
+    yield from _serve(load_settings(data_dir=_isolated_data_dir, grpc_port=0,
+                                    alert_interval_s=0.3))
+
+
+def _serve(settings: Any) -> Iterator[str]:
     application = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=0,
                                            log_level="warning", ws="websockets-sansio"))
@@ -171,6 +180,45 @@ def test_reprice_and_admin_commands(server_url: str) -> None:
     assert result.exit_code == 1
 
 
+def test_budgets_and_alerts_commands(alerting_server_url: str) -> None:
+    from receivers import WebhookReceiver
+
+    url = alerting_server_url
+    with WebhookReceiver() as hook:
+        made = invoke("budgets", "add", "acme daily", "--limit", "0.004", "--period", "day",
+                      "--filter", "project=acme", "--notify", f"webhook:{hook.url}",
+                      "--url", url)
+        assert made.exit_code == 0, made.output
+        assert "acme daily" in made.output and "budget" in made.output
+        rule = invoke("alerts", "add", "slow", "--metric", "latency_p95_ms", "--op", ">",
+                      "--threshold", "100000", "--notify", "email:ops@example.org",
+                      "--url", url)
+        assert rule.exit_code == 0, rule.output
+        bad = invoke("alerts", "add", "bad", "--metric", "colour", "--threshold", "1",
+                     "--notify", "email:ops@example.org", "--url", url)
+        assert bad.exit_code == 1 and "metric" in bad.output
+        send(url, "acme", "gpt-4o")  # 1000 in + 100 out tokens of gpt-4o = 0.0035 USD
+        body = hook.wait_for(1, 20)[0].json()
+        # past 50 % and 80 % in one run: the 80 % alert is the one delivered
+        assert body["threshold"] == "0.0032" and body["value"] == "0.0035"
+    listed = invoke("budgets", "list", "--url", url)
+    assert listed.exit_code == 0, listed.output
+    assert "acme daily" in listed.output and "87.5 %" in listed.output
+    rules = json.loads(invoke("alerts", "rules", "--json", "--url", url).output)
+    assert {r["name"]: r["kind"] for r in rules} == {"acme daily": "budget", "slow": "threshold"}
+    history = invoke("alerts", "history", "--url", url)
+    assert history.exit_code == 0 and "acme daily" in history.output, history.output
+    alerts = json.loads(invoke("alerts", "history", "--json", "--url", url).output)
+    assert [(a["state"], a["threshold"], len(a["deliveries"])) for a in alerts] in (
+        [("firing", "0.0032", 1), ("firing", "0.002", 0)],
+        [("firing", "0.002", 0), ("firing", "0.0032", 1)])  # one run: the same created_at
+    assert "reached 80 %" in alerts[0]["message"] + alerts[1]["message"]
+    slow = next(r["id"] for r in rules if r["name"] == "slow")
+    assert invoke("alerts", "disable", slow, "--url", url).exit_code == 0
+    assert invoke("alerts", "delete", slow, "--url", url).exit_code == 0
+    assert invoke("alerts", "delete", slow, "--url", url).exit_code == 1
+
+
 def test_unreachable_server_is_a_clean_error() -> None:
     result = invoke("cost", "report", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 1
@@ -192,5 +240,5 @@ def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     for name in ("serve", "demo", "tail", "cost", "trace", "reprice", "prices", "orgs",
-                 "keys"):
+                 "keys", "budgets", "alerts"):
         assert name in result.output

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import admin, cost, migrate, spans
+from mentatlab.cli import admin, alerts, cost, migrate, spans
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
@@ -25,6 +25,8 @@ app.add_typer(spans.trace_app, name="trace")
 app.add_typer(admin.orgs_app, name="orgs")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.prices_app, name="prices")
+app.add_typer(alerts.budgets_app, name="budgets")
+app.add_typer(alerts.alerts_app, name="alerts")
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)

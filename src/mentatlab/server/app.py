@@ -24,8 +24,9 @@ from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
-from mentatlab.server.routes import admin, analytics, events, health, otlp, reprice
+from mentatlab.server.routes import admin, alerts, analytics, events, health, otlp, reprice
 from mentatlab.settings import Settings
+from mentatlab.storage.control.leader import run_periodic
 from mentatlab.storage.rollup import rollup_loop
 
 __all__ = ["app_from_env", "create_app"]
@@ -61,6 +62,23 @@ async def _expire_events(state: ServerState) -> None:
             raise
         except Exception:  # noqa: BLE001 — keep the timer alive; logged and retried
             _log.exception("Committing %s expired event spans failed; retrying", len(pending))
+
+
+def _alert_job(state: ServerState) -> Any:
+    """One run of the alert evaluator, counted in the server's metrics (runs in a thread)."""
+    evaluator = components.open_alert_evaluator(state.settings, state.store, state.control)
+    metrics = state.metrics
+
+    def run() -> None:
+        report = evaluator.run_once()
+        for alert in report.alerts:
+            metrics.alerts_recorded.labels(alert.rule_kind, alert.state).inc()
+        metrics.alert_deliveries.labels("sent").inc(report.num_sent)
+        metrics.alert_deliveries.labels("retry").inc(report.num_retried)
+        metrics.alert_deliveries.labels("failed").inc(report.num_given_up)
+        metrics.alert_rule_errors.inc(report.num_failed_rules)
+
+    return run
 
 
 def _route_template(scope: Scope) -> str:
@@ -141,8 +159,9 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the MentatLab ASGI app for ``settings``.
 
     The lifespan opens (and migrates) the span and control stores, starts the writer,
-    the event-pairing timer and, when ``settings.grpc_port`` is not 0, the OTLP/gRPC
-    server; on shutdown it stops gRPC, flushes the writer and closes the stores.
+    the event-pairing timer, the rollup and alert jobs (on the elected node) and, when
+    ``settings.grpc_port`` is not 0, the OTLP/gRPC server; on shutdown it stops gRPC,
+    flushes the writer and closes the stores.
 
     Raises:
         ConfigError: (at startup) a bad setting or pricing file.
@@ -154,6 +173,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.bind_loop(asyncio.get_running_loop())
         state = await _open_state(settings, hub)
+        try:
+            alert_job = _alert_job(state)
+        except BaseException:
+            await _close_state(state)
+            raise
         app.state.mentat = state
         grpc_server: Any = None
         expire_task = asyncio.create_task(_expire_events(state))
@@ -166,6 +190,11 @@ def create_app(settings: Settings) -> FastAPI:
         rollup_task = asyncio.create_task(rollup_loop(
             state.store, settings.rollup_interval_s, rollup_leader,
             on_leadership=state.metrics.job_leader.labels("rollup").set))
+        alert_leader = components.open_leader(settings, "alerts")
+        state.metrics.job_leader.labels("alerts").set(0)
+        alert_task = asyncio.create_task(run_periodic(
+            alert_job, settings.alert_interval_s, name="alert evaluator",
+            leader=alert_leader, on_leadership=state.metrics.job_leader.labels("alerts").set))
         try:
             if settings.grpc_port and settings.auth_required:
                 # the gRPC receiver has no API-key hook yet: never serve it unauthenticated
@@ -179,6 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             expire_task.cancel()
             rollup_task.cancel()
+            alert_task.cancel()
             if feed_task is not None:
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -187,7 +217,10 @@ def create_app(settings: Settings) -> FastAPI:
                 await expire_task
             with contextlib.suppress(asyncio.CancelledError):
                 await rollup_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await alert_task
             await anyio.to_thread.run_sync(rollup_leader.close)
+            await anyio.to_thread.run_sync(alert_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)
             await _close_state(state)
@@ -203,7 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
-    for module in (otlp, events, analytics, reprice, admin, health):
+    for module in (otlp, events, analytics, alerts, reprice, admin, health):
         app.include_router(module.router)
     app.include_router(live_router)
     return app

@@ -23,6 +23,7 @@ __all__ = [
     "close_forwarder",
     "close_writer",
     "keep_still_open",
+    "open_alert_evaluator",
     "open_control_store",
     "open_forwarder",
     "open_leader",
@@ -106,6 +107,27 @@ def open_control_store(settings: Settings) -> Any:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
     return ControlStore(settings.control_store_url)
+
+
+def open_alert_evaluator(settings: Settings, store: SpanStore, control: Any) -> Any:
+    """The :class:`~mentatlab.alerting.evaluator.AlertEvaluator` of ``settings``.
+
+    Raises:
+        ConfigError: ``alert_max_attempts`` or ``alert_delivery_timeout_s`` is not above 0.
+    """
+    from mentatlab.alerting.evaluator import AlertEvaluator
+    from mentatlab.alerting.notifiers import NotifierConfig
+    from mentatlab.errors import ConfigError
+
+    for name in ("alert_max_attempts", "alert_delivery_timeout_s"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"Expected {name} > 0, got {getattr(settings, name)!r}")
+    notifier = NotifierConfig(
+        smtp_host=settings.smtp_host, smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
+        smtp_username=settings.smtp_username, smtp_password=settings.smtp_password,
+        smtp_starttls=settings.smtp_starttls, webhook_secret=settings.alert_webhook_secret,
+        timeout_s=settings.alert_delivery_timeout_s)
+    return AlertEvaluator(store, control, notifier, max_attempts=settings.alert_max_attempts)
 
 
 def open_leader(settings: Settings, job: str) -> Any:

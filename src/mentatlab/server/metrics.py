@@ -52,6 +52,15 @@ class ServerMetrics:
         self.job_leader = Gauge(
             "mentatlab_job_leader", "1 while this process runs the named background job "
             "(leader election on the control store), else 0", ["job"], registry=r)
+        self.alerts_recorded = Counter(
+            "mentatlab_alerts", "Alerts recorded by this node's evaluator, by rule kind and "
+            "state", ["kind", "state"], registry=r)
+        self.alert_deliveries = Counter(
+            "mentatlab_alert_deliveries", "Notification delivery attempts, by outcome (sent, "
+            "retry, failed = given up)", ["outcome"], registry=r)
+        self.alert_rule_errors = Counter(
+            "mentatlab_alert_rule_errors", "Rule evaluations that failed (logged, retried "
+            "next run)", registry=r)
 
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""

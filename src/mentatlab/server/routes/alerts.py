@@ -1,0 +1,187 @@
+"""Alert rules (budgets and thresholds) and the alerts they recorded.
+
+A key scoped to an org creates rules for that org only (a project-scoped key: for its
+project only), and sees only its org's rules and alerts. Money values are strings (exact
+decimals); times are ISO-8601 UTC. Channel URLs are shown without their path and query
+(webhook URLs often carry a secret token).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from mentatlab.alerting.alert_rule import check_rule
+from mentatlab.errors import FieldError
+from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.serialize import jsonable
+from mentatlab.storage.control import AlertInfo, AlertRuleInfo, AlertRuleSpec
+
+__all__ = ["AlertRuleRequest", "RuleUpdate", "router"]
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+Tenancy = Annotated[dict[str, str], Depends(require_auth)]
+
+
+class AlertRuleRequest(BaseModel):
+    """A new alert rule (docs/alerting.md).
+
+    A ``budget`` needs ``period`` and ``limit_amount``; a ``threshold`` rule needs
+    ``metric``, ``op``, ``threshold`` and ``window_s``.
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(description="`budget` or `threshold`")
+    org_id: str = Field(default="", description="Org the rule watches; empty = every org "
+                        "(only with an unscoped key). An org-scoped key's org is used.")
+    filters: dict[str, str] = Field(default_factory=dict, description="Equality filters on "
+                                    "canonical span fields, e.g. `{\"project_id\": \"p1\"}`.")
+    channels: list[str] = Field(default_factory=list, description="Where to notify: "
+                                "`webhook:https://…`, `slack:https://hooks.slack.com/…`, "
+                                "`email:a@x.org,b@y.org`.")
+    period: str = Field(default="", description="Budget period: `day` or `month` (UTC).")
+    limit_amount: Decimal | None = Field(default=None, description="Budget limit (USD or "
+                                         "the spans' currency).")
+    thresholds: list[Decimal] = Field(default_factory=list, description="Budget fractions "
+                                      "that notify; default [0.5, 0.8, 1].")
+    metric: str = Field(default="", description="Threshold metric: cost, requests, spans, "
+                        "errors, error_rate, tokens, latency_p95_ms, latency_p99_ms.")
+    op: str = Field(default=">=", description="`>`, `>=`, `<` or `<=`.")
+    threshold: Decimal | None = Field(default=None, description="Value compared with the "
+                                      "metric (its unit).")
+    window_s: int = Field(default=300, description="Threshold window in seconds (60..31 days).")
+    enabled: bool = True
+
+
+class RuleUpdate(BaseModel):
+    """A change to a rule."""
+
+    enabled: bool
+
+
+def _control(request: Request) -> Any:
+    control = server_state(request).control
+    if control is None:
+        raise ApiError(503, "No control store")
+    return control
+
+
+def _shown_channel(channel: str) -> str:
+    kind, _, target = channel.partition(":")
+    if kind == "email":
+        return channel
+    parts = urlsplit(target)
+    return f"{kind}:{parts.scheme}://{parts.netloc}" + ("/…" if parts.path.strip("/") else "")
+
+
+def _rule_json(rule: AlertRuleInfo) -> dict[str, Any]:
+    spec = jsonable(rule.spec)
+    spec["channels"] = [_shown_channel(c) for c in rule.spec.channels]
+    return {"id": rule.id, **spec, "state": rule.state, "state_since": jsonable(rule.state_since),
+            "last_value": jsonable(rule.last_value),
+            "last_evaluated_at": jsonable(rule.last_evaluated_at),
+            "created_at": jsonable(rule.created_at)}
+
+
+def _alert_json(alert: AlertInfo) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable(alert)
+    for delivery in out["deliveries"]:
+        delivery["channel"] = _shown_channel(delivery["channel"])
+    return out
+
+
+def _visible(tenancy: dict[str, str], org_id: str) -> bool:
+    scoped = tenancy.get("org_id")
+    return not scoped or scoped == org_id
+
+
+async def _rule_or_404(request: Request, tenancy: dict[str, str], rule_id: str
+                       ) -> AlertRuleInfo:
+    rule: AlertRuleInfo | None = await anyio.to_thread.run_sync(
+        _control(request).alerts.get_rule, rule_id)
+    if rule is None or not _visible(tenancy, rule.spec.org_id):
+        raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
+    return rule
+
+
+@router.post("/alert-rules", summary="Create an alert rule or budget",
+             responses=error_responses(401, 403, 422, 503))
+async def create_rule(request: Request, body: AlertRuleRequest, tenancy: Tenancy
+                      ) -> dict[str, Any]:
+    """Create a rule; it is evaluated from the next run of the alert evaluator."""
+    org_id = body.org_id
+    scoped = tenancy.get("org_id")
+    if scoped:
+        if org_id and org_id != scoped:
+            raise ApiError(403, "Forbidden", [FieldError(
+                "org_id", f"This API key belongs to org {scoped!r}, not {org_id!r}")])
+        org_id = scoped
+    filters = dict(body.filters)
+    if tenancy.get("project_id"):
+        filters["project_id"] = tenancy["project_id"]
+    spec = check_rule(AlertRuleSpec(
+        name=body.name, kind=body.kind, metric=body.metric, org_id=org_id, op=body.op,
+        threshold=body.threshold, window_s=body.window_s, period=body.period,
+        limit_amount=body.limit_amount, thresholds=tuple(body.thresholds), filters=filters,
+        channels=tuple(body.channels), enabled=body.enabled))
+    rule = await anyio.to_thread.run_sync(_control(request).alerts.create_rule, spec)
+    return {"ok": True, "rule": _rule_json(rule)}
+
+
+@router.get("/alert-rules", summary="Alert rules and budgets, with their state",
+            responses=error_responses(401, 503))
+async def list_rules(request: Request, tenancy: Tenancy) -> dict[str, Any]:
+    """Every rule the key may see, by org and name, with its last measured value."""
+    org_id = tenancy.get("org_id")
+    rules = await anyio.to_thread.run_sync(_control(request).alerts.list_rules, org_id)
+    return {"ok": True, "rules": [_rule_json(r) for r in rules]}
+
+
+@router.get("/alert-rules/{rule_id}", summary="One alert rule",
+            responses=error_responses(401, 404, 503))
+async def get_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[str, Any]:
+    """One rule with its state."""
+    return {"ok": True, "rule": _rule_json(await _rule_or_404(request, tenancy, rule_id))}
+
+
+@router.patch("/alert-rules/{rule_id}", summary="Enable or disable an alert rule",
+              responses=error_responses(401, 404, 422, 503))
+async def update_rule(request: Request, rule_id: str, body: RuleUpdate, tenancy: Tenancy
+                      ) -> dict[str, Any]:
+    """Turn a rule on or off (re-enabled rules start from ``ok``)."""
+    await _rule_or_404(request, tenancy, rule_id)
+    rule = await anyio.to_thread.run_sync(_control(request).alerts.set_enabled, rule_id,
+                                          body.enabled)
+    return {"ok": True, "rule": _rule_json(rule)}
+
+
+@router.delete("/alert-rules/{rule_id}", summary="Delete an alert rule and its alerts",
+               responses=error_responses(401, 404, 503))
+async def delete_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[str, Any]:
+    """Delete a rule, its alerts and their pending deliveries."""
+    await _rule_or_404(request, tenancy, rule_id)
+    await anyio.to_thread.run_sync(_control(request).alerts.delete_rule, rule_id)
+    return {"ok": True, "deleted": rule_id}
+
+
+@router.get("/alerts", summary="Recorded alerts, newest first",
+            responses=error_responses(401, 422, 503))
+async def list_alerts(
+    request: Request,
+    tenancy: Tenancy,
+    rule_id: Annotated[str | None, Query(description="Only this rule's alerts.")] = None,
+    state: Annotated[str | None, Query(pattern="^(firing|resolved)$",
+                                       description="`firing` or `resolved`.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Alerts with their delivery status per channel (``pending``, ``sent``, ``failed``)."""
+    control = _control(request)
+    alerts = await anyio.to_thread.run_sync(lambda: control.alerts.list_alerts(
+        tenancy.get("org_id"), rule_id=rule_id, state=state, limit=limit))
+    return {"ok": True, "alerts": [_alert_json(a) for a in alerts]}
