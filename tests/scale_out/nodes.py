@@ -33,6 +33,14 @@ class Node:
         return float(match.group(1)) if match else 0.0
 
 
+def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 0.2 s until true; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def node_env(span_store: str, control_store: str, **extra: str) -> dict[str, str]:
     """Environment of a stateless node: shared stores, quick background jobs."""
     return {"MENTATLAB_SPAN_STORE": span_store, "MENTATLAB_CONTROL_STORE": control_store,

@@ -11,11 +11,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from nodes import Node, node_env, otlp_json, start_nodes
+from nodes import Node, node_env, otlp_json, start_nodes, wait_for
 
 from backends import fresh_postgres_database
 from clickhouse_endpoint import EndpointProcess
@@ -26,13 +25,6 @@ pytestmark = pytest.mark.slow
 
 # gpt-4o at 2.50 / 10.00 USD per 1M tokens: 1000 input + 100 output tokens = 0.0035 USD
 SPAN_USD = 0.0035
-
-
-def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -65,7 +57,7 @@ def _send(nodes: list[Node], project: str, num_traces: int) -> None:
 def test_one_node_evaluates_and_a_survivor_takes_over_without_repeating(
         nodes: list[Node]) -> None:
     project = f"budget-{uuid.uuid4().hex[:6]}"
-    _wait_for(lambda: len(_leaders(nodes)) == 1, 30, "one alerts leader")
+    wait_for(lambda: len(_leaders(nodes)) == 1, 30, "one alerts leader")
     with WebhookReceiver() as hook:
         made = httpx.post(f"{nodes[1].url}/api/v1/alert-rules", json={
             "name": "project budget", "kind": "budget", "period": "month",
@@ -81,7 +73,7 @@ def test_one_node_evaluates_and_a_survivor_takes_over_without_repeating(
         leader.proc.send_signal(signal.SIGKILL)
         leader.proc.wait(10)
         survivors = [n for n in nodes if n is not leader]
-        _wait_for(lambda: len(_leaders(survivors)) == 1, 30, "a survivor to lead alerts")
+        wait_for(lambda: len(_leaders(survivors)) == 1, 30, "a survivor to lead alerts")
 
         _send(survivors, project, 10)  # 100 spans = 0.35 USD: past 100 % (0.30)
         received = hook.wait_for(2, 30)

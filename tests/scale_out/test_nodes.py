@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from nodes import Node, node_env, otlp_json, start_node, start_nodes, stored_traces
+from nodes import Node, node_env, otlp_json, start_node, start_nodes, stored_traces, wait_for
 from websockets.sync.client import connect
 
 from clickhouse_endpoint import EndpointProcess
@@ -52,13 +52,6 @@ def three_nodes(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     finally:
         for node in nodes:
             stop(node.proc)
-
-
-def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_round_robin_totals_live_stream_and_shared_control_data(three_nodes: list[Node]) -> None:
@@ -136,7 +129,7 @@ def test_events_started_on_one_node_and_completed_on_another_are_not_timed_out(
 
 
 def test_one_node_leads_the_rollup_job(three_nodes: list[Node]) -> None:
-    _wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
+    wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
                           for n in three_nodes) == 1, 20, "one rollup leader")
 
 
@@ -169,7 +162,7 @@ def test_clickhouse_down_means_503_with_retry_after_then_recovery(
         return httpx.post(f"{three_nodes[0].url}/v1/traces", json=otlp_json(after, 4, project),
                           timeout=60).status_code == 200
 
-    _wait_for(accepted, 30, "ingest to recover")
+    wait_for(accepted, 30, "ingest to recover")
     assert stored_traces(three_nodes[1].url, project) == {before, after}
 
 
@@ -217,7 +210,7 @@ def test_a_node_killed_mid_load_loses_nothing_it_acknowledged(
         overview = httpx.get(f"{survivors[1].url}/api/v1/overview",
                              params={"filter": f"project_id={project}"}, timeout=60).json()
         assert overview["num_spans"] == 10 * len(stored)
-        _wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
+        wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
                               for n in survivors) == 1, 30, "a survivor to lead the rollups")
     finally:
         stop(extra.proc)
@@ -300,7 +293,7 @@ def test_a_slow_clickhouse_fills_the_bounded_buffer_then_503_and_nothing_acknowl
                 t.start()
                 threads.append(t)
                 time.sleep(0.3)
-            _wait_for(lambda: list(statuses.values()).count(503) >= 5, 30,
+            wait_for(lambda: list(statuses.values()).count(503) >= 5, 30,
                       "the buffer to refuse")
             assert 200 not in statuses.values()  # nothing acknowledged while ClickHouse hangs
             assert node.proc.poll() is None

@@ -49,6 +49,7 @@ import httpx
 import orjson
 
 from mentatlab.errors import MentatLabError, ValidationError
+from mentatlab.retry_after import parse_retry_after_s
 
 __all__ = [
     "Channel",
@@ -333,7 +334,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], config: NotifierConfig
         f"Expected a 2xx answer from {where}, got HTTP {status}"
         + (f": {excerpt}" if excerpt else ""),
         retryable=status in _RETRYABLE_HTTP or status >= 500,
-        retry_after_s=_retry_after_s(response.headers.get("Retry-After")))
+        retry_after_s=parse_retry_after_s(response.headers.get("Retry-After")))
 
 
 def _redacted(url: str) -> str:
@@ -343,21 +344,6 @@ def _redacted(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds, or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (_as_utc(when) - datetime.now(UTC)).total_seconds())
 
 
 def _display(notification: Notification, value: Decimal) -> str:

@@ -18,7 +18,6 @@ most its timeout.
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import logging
 import random
@@ -38,6 +37,7 @@ from mentatlab.exporters.otlp_payload import (
     json_to_protobuf,
 )
 from mentatlab.receivers.otlp_http import decompress, is_json
+from mentatlab.retry_after import parse_retry_after_s
 
 __all__ = ["ForwardConfig", "ForwardStats", "OtlpForwarder", "SendResult"]
 
@@ -110,21 +110,6 @@ class _Sender(Protocol):
     def close(self) -> None: ...
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _QuietRequests(logging.Filter):
     """Drops httpx's INFO line per request to the forwarding URL (one per batch is noise)."""
 
@@ -160,7 +145,7 @@ class _HttpSender:
         if 200 <= response.status_code < 300:
             return SendResult(True)
         return SendResult(False, response.status_code in _RETRYABLE_HTTP,
-                          _retry_after_s(response.headers.get("retry-after")),
+                          parse_retry_after_s(response.headers.get("retry-after")),
                           f"HTTP {response.status_code}")
 
     def close(self) -> None:
