@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from mentatlab.alerting.alert_rule import check_rule
+from mentatlab.alerting.alert_rule import METRICS, check_rule
 from mentatlab.alerting.budget import crossed_thresholds, period_range
+from mentatlab.alerting.evaluator import measure_metric
+from mentatlab.alerting.notifiers import parse_channel
+from mentatlab.analytics.overview import Overview
 from mentatlab.errors import ValidationError
 from mentatlab.storage.control import AlertRuleSpec
 
@@ -90,3 +93,25 @@ def test_crossed_thresholds_compare_exactly() -> None:
     assert crossed_thresholds(Decimal("80.000000"), Decimal(100), fractions) == [
         Decimal("0.5"), Decimal("0.8")]
     assert crossed_thresholds(Decimal(0), Decimal(100), fractions) == []
+
+
+def test_every_metric_a_rule_may_name_is_measured() -> None:
+    overview = Overview(spend=Decimal("1.250000000000"), requests=7, num_spans=8, num_traces=2,
+                        input_tokens=100, output_tokens=20, cached_tokens=5, error_spans=2,
+                        success_rate=0.75, latency_p50_ms=10.0, latency_p95_ms=95.5,
+                        latency_p99_ms=99.25)
+    expected = {"cost": Decimal("1.25"), "requests": 7, "spans": 8, "errors": 2,
+                "error_rate": Decimal("0.25"), "tokens": 120,
+                "latency_p95_ms": Decimal("95.5"), "latency_p99_ms": Decimal("99.25")}
+    assert set(expected) == set(METRICS)
+    assert {m: measure_metric(m, overview) for m in METRICS} == expected
+    with pytest.raises(ValueError, match="cpu"):
+        measure_metric("cpu", overview)
+
+
+def test_channels_are_shown_without_secrets() -> None:
+    slack = parse_channel("slack:https://hooks.slack.com/services/T1/B1/secret-token")
+    assert slack.redacted() == "slack:https://hooks.slack.com"
+    hook = parse_channel("webhook:http://127.0.0.1:8080/hook?token=secret")
+    assert hook.redacted() == "webhook:http://127.0.0.1:8080"
+    assert parse_channel("email:a@x.org,b@y.org").redacted() == "email:a@x.org,b@y.org"

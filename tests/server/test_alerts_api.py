@@ -37,7 +37,7 @@ async def test_a_budget_made_over_the_api_notifies_the_webhook(_isolated_data_di
             assert made.status_code == 200, made.text
             rule = made.json()["rule"]
             assert rule["filters"] == {"project_id": "acme"} and rule["state"] == "ok"
-            assert rule["channels"] == [f"webhook:http://127.0.0.1:{hook.port}/…"]  # no token
+            assert rule["channels"] == [f"webhook:http://127.0.0.1:{hook.port}"]  # no token
             # gpt-4o at 2.50/10.00 USD per 1M tokens: 3000 in + 500 out = 0.0125 USD
             span = llm_span(input_tokens=3000, output_tokens=500)
             body, headers = encode(export_request([span], project_id="acme"))

@@ -175,27 +175,17 @@ class AlertEvaluator:
         crossed = crossed_thresholds(spend, spec.limit_amount, spec.thresholds)
         state = "firing" if spend >= spec.limit_amount else "ok"
         label = f"{period.start:%Y-%m-%d}" if spec.period == "day" else f"{period.start:%Y-%m}"
-        recorded: list[AlertInfo] = []
-        # the highest crossed threshold is delivered; lower ones crossed in the same run
-        # are recorded without deliveries so they do not fire later
-        for fraction in reversed(crossed):
-            amount = _trimmed(spec.limit_amount * fraction)
-            alert = NewAlert(
-                fingerprint=f"{rule.id}:{period.start:%Y-%m-%d}:{fraction:f}", state="firing",
-                metric="cost", value=spend, threshold=amount,
-                window_start=period.start, window_end=period.end,
-                message=(f"Budget {spec.name!r} reached {_percent(fraction)} of "
-                         f"{spec.limit_amount:f} for {label}: spend {spend:f}"),
-                notify=fraction == crossed[-1])
-            info = self.control.alerts.record_evaluation(
-                rule.id, value=spend, evaluated_at=now, state=state, alert=alert)
-            if info is None:
-                break  # this threshold (and so every lower one) fired before
-            recorded.append(info)
-        if not crossed or not recorded:
-            self.control.alerts.record_evaluation(rule.id, value=spend, evaluated_at=now,
-                                                  state=state)
-        return recorded
+        # every newly crossed threshold is recorded (so it never fires later); only the
+        # highest one is delivered
+        alerts = [NewAlert(
+            fingerprint=f"{rule.id}:{period.start:%Y-%m-%d}:{fraction:f}", state="firing",
+            metric="cost", value=spend, threshold=_trimmed(spec.limit_amount * fraction),
+            window_start=period.start, window_end=period.end,
+            message=(f"Budget {spec.name!r} reached {_percent(fraction)} of "
+                     f"{spec.limit_amount:f} for {label}: spend {spend:f}"),
+            notify=fraction == crossed[-1]) for fraction in crossed]
+        return self.control.alerts.record_evaluation(
+            rule.id, value=spend, evaluated_at=now, state=state, alerts=alerts)
 
     def _evaluate_threshold(self, rule: AlertRuleInfo, now: datetime) -> list[AlertInfo]:
         spec = rule.spec
@@ -219,10 +209,9 @@ class AlertEvaluator:
             state="firing" if holds else "resolved", metric=spec.metric, value=value,
             threshold=spec.threshold, window_start=window.start, window_end=window.end,
             message=message)
-        info = self.control.alerts.record_evaluation(
-            rule.id, value=value, evaluated_at=now, state=state, alert=alert,
+        return self.control.alerts.record_evaluation(
+            rule.id, value=value, evaluated_at=now, state=state, alerts=[alert],
             expected_state=rule.state)
-        return [] if info is None else [info]
 
     def deliver_due(self, now: datetime) -> tuple[int, int, int]:
         """Send every delivery due at ``now``; returns (sent, to retry, given up)."""

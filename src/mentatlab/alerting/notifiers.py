@@ -3,7 +3,7 @@
 A rule names its destinations as channel strings (:func:`parse_channel`)::
 
     webhook:https://ops.example.org/hooks/mentatlab
-    slack:https://hooks.slack.com/services/T000/B000/XXXX
+    slack:https://hooks.slack.com/services/T0001/B0001/your-webhook-token
     email:ops@example.org,finance@example.org
 
 :func:`deliver` sends one :class:`Notification` to one :class:`Channel` and blocks until
@@ -90,6 +90,14 @@ class Channel:
     def __str__(self) -> str:
         """The channel string, e.g. ``email:a@x.org,b@y.org`` (parses back to ``self``)."""
         return f"{self.kind}:{self.target}"
+
+    def redacted(self) -> str:
+        """The channel as shown to people: a URL cut to ``scheme://host[:port]``.
+
+        Slack and many webhook URLs carry a secret in the path or query; email addresses
+        are shown unchanged.
+        """
+        return str(self) if self.kind == "email" else f"{self.kind}:{_redacted(self.target)}"
 
 
 def parse_channel(text: str, field: str = "channels") -> Channel:

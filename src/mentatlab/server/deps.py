@@ -11,14 +11,15 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from mentatlab.pipeline.processor import Pipeline
-from mentatlab.server.errors import Unauthorized
+from mentatlab.server.errors import ApiError, Unauthorized
 from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["ServerState", "api_key_from", "require_auth", "resolve_tenancy", "server_state"]
+__all__ = ["ServerState", "api_key_from", "control_store", "require_auth", "resolve_tenancy",
+           "server_state"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ def server_state(conn: HTTPConnection) -> ServerState:
     """The running server's state (set by the lifespan)."""
     state: ServerState = conn.app.state.mentat
     return state
+
+
+def control_store(conn: HTTPConnection) -> Any:
+    """The running server's control store.
+
+    Raises:
+        ApiError: (503) the server runs without one.
+    """
+    control = server_state(conn).control
+    if control is None:
+        raise ApiError(503, "No control store")
+    return control
 
 
 def api_key_from(conn: HTTPConnection) -> str | None:

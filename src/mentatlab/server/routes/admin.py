@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from mentatlab.errors import FieldError
-from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.deps import control_store, require_auth
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable
 
@@ -36,13 +36,6 @@ class KeyRequest(BaseModel):
     name: str = "default"
 
 
-def _control(request: Request) -> Any:
-    control = server_state(request).control
-    if control is None:
-        raise ApiError(503, "No control store")
-    return control
-
-
 def _check_scope(tenancy: dict[str, str], org_id: str) -> None:
     scoped = tenancy.get("org_id")
     if scoped and scoped != org_id:
@@ -57,7 +50,7 @@ async def create_org(request: Request, body: OrgRequest, tenancy: Tenancy) -> di
     if tenancy.get("org_id"):
         raise ApiError(403, "Forbidden", [FieldError(
             "authorization", "An org-scoped key cannot create organizations")])
-    org = await anyio.to_thread.run_sync(_control(request).create_org, body.name, body.id)
+    org = await anyio.to_thread.run_sync(control_store(request).create_org, body.name, body.id)
     return {"ok": True, "org": jsonable(org)}
 
 
@@ -68,7 +61,7 @@ async def create_key(request: Request, body: KeyRequest, tenancy: Tenancy) -> di
     A ``project_id`` the org does not have yet is created (named after its id).
     """
     _check_scope(tenancy, body.org_id)
-    control = _control(request)
+    control = control_store(request)
 
     def issue() -> Any:
         if body.project_id is not None:

@@ -2,7 +2,7 @@
 
 A key scoped to an org creates rules for that org only (a project-scoped key: for its
 project only), and sees only its org's rules and alerts. Money values are strings (exact
-decimals); times are ISO-8601 UTC. Channel URLs are shown without their path and query
+decimals); times are ISO-8601 UTC. Channel URLs are shown as ``scheme://host[:port]``
 (webhook URLs often carry a secret token).
 """
 
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from mentatlab.alerting.alert_rule import check_rule
+from mentatlab.alerting.notifiers import parse_channel
 from mentatlab.errors import FieldError
-from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.deps import control_store, require_auth
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable
 from mentatlab.storage.control import AlertInfo, AlertRuleInfo, AlertRuleSpec
@@ -65,19 +65,8 @@ class RuleUpdate(BaseModel):
     enabled: bool
 
 
-def _control(request: Request) -> Any:
-    control = server_state(request).control
-    if control is None:
-        raise ApiError(503, "No control store")
-    return control
-
-
 def _shown_channel(channel: str) -> str:
-    kind, _, target = channel.partition(":")
-    if kind == "email":
-        return channel
-    parts = urlsplit(target)
-    return f"{kind}:{parts.scheme}://{parts.netloc}" + ("/…" if parts.path.strip("/") else "")
+    return parse_channel(channel).redacted()
 
 
 def _rule_json(rule: AlertRuleInfo) -> dict[str, Any]:
@@ -104,7 +93,7 @@ def _visible(tenancy: dict[str, str], org_id: str) -> bool:
 async def _rule_or_404(request: Request, tenancy: dict[str, str], rule_id: str
                        ) -> AlertRuleInfo:
     rule: AlertRuleInfo | None = await anyio.to_thread.run_sync(
-        _control(request).alerts.get_rule, rule_id)
+        control_store(request).alerts.get_rule, rule_id)
     if rule is None or not _visible(tenancy, rule.spec.org_id):
         raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
     return rule
@@ -130,7 +119,7 @@ async def create_rule(request: Request, body: AlertRuleRequest, tenancy: Tenancy
         threshold=body.threshold, window_s=body.window_s, period=body.period,
         limit_amount=body.limit_amount, thresholds=tuple(body.thresholds), filters=filters,
         channels=tuple(body.channels), enabled=body.enabled))
-    rule = await anyio.to_thread.run_sync(_control(request).alerts.create_rule, spec)
+    rule = await anyio.to_thread.run_sync(control_store(request).alerts.create_rule, spec)
     return {"ok": True, "rule": _rule_json(rule)}
 
 
@@ -139,7 +128,7 @@ async def create_rule(request: Request, body: AlertRuleRequest, tenancy: Tenancy
 async def list_rules(request: Request, tenancy: Tenancy) -> dict[str, Any]:
     """Every rule the key may see, by org and name, with its last measured value."""
     org_id = tenancy.get("org_id")
-    rules = await anyio.to_thread.run_sync(_control(request).alerts.list_rules, org_id)
+    rules = await anyio.to_thread.run_sync(control_store(request).alerts.list_rules, org_id)
     return {"ok": True, "rules": [_rule_json(r) for r in rules]}
 
 
@@ -156,7 +145,7 @@ async def update_rule(request: Request, rule_id: str, body: RuleUpdate, tenancy:
                       ) -> dict[str, Any]:
     """Turn a rule on or off (re-enabled rules start from ``ok``)."""
     await _rule_or_404(request, tenancy, rule_id)
-    rule = await anyio.to_thread.run_sync(_control(request).alerts.set_enabled, rule_id,
+    rule = await anyio.to_thread.run_sync(control_store(request).alerts.set_enabled, rule_id,
                                           body.enabled)
     return {"ok": True, "rule": _rule_json(rule)}
 
@@ -166,7 +155,7 @@ async def update_rule(request: Request, rule_id: str, body: RuleUpdate, tenancy:
 async def delete_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[str, Any]:
     """Delete a rule, its alerts and their pending deliveries."""
     await _rule_or_404(request, tenancy, rule_id)
-    await anyio.to_thread.run_sync(_control(request).alerts.delete_rule, rule_id)
+    await anyio.to_thread.run_sync(control_store(request).alerts.delete_rule, rule_id)
     return {"ok": True, "deleted": rule_id}
 
 
@@ -181,7 +170,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Alerts with their delivery status per channel (``pending``, ``sent``, ``failed``)."""
-    control = _control(request)
+    control = control_store(request)
     alerts = await anyio.to_thread.run_sync(lambda: control.alerts.list_alerts(
         tenancy.get("org_id"), rule_id=rule_id, state=state, limit=limit))
     return {"ok": True, "alerts": [_alert_json(a) for a in alerts]}

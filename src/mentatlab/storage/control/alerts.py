@@ -84,8 +84,8 @@ class NewAlert:
     window_end: datetime
     message: str
     notify: bool = True
-    """False records the alert without deliveries (e.g. a lower budget threshold crossed
-    in the same run as a higher one)."""
+    """False records the alert without deliveries (a lower budget threshold crossed in the
+    same run as a higher one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,57 +239,64 @@ class AlertRecords:
 
     def record_evaluation(self, rule_id: str, *, value: Decimal,
                           evaluated_at: datetime, state: str | None = None,
-                          alert: NewAlert | None = None, expected_state: str | None = None
-                          ) -> AlertInfo | None:
-        """Save one evaluation of a rule, and the alert it raised, in one transaction.
+                          alerts: Sequence[NewAlert] = (), expected_state: str | None = None
+                          ) -> list[AlertInfo]:
+        """Save one evaluation of a rule, and the alerts it raised, in one transaction.
 
         Args:
             rule_id: the rule evaluated.
             value: the measured value (its metric's unit).
             evaluated_at: when (UTC).
             state: the rule's new state, or None to keep it.
-            alert: an alert to record with one pending delivery per channel of the rule.
+            alerts: alerts to record, each (when ``notify``) with one pending delivery per
+                channel of the rule; one whose fingerprint is already recorded fired before
+                and is skipped.
             expected_state: compare-and-set: when the rule's state is no longer this (another
                 evaluator moved it), only the value is saved.
 
         Returns:
-            The recorded alert; None when there is none, the rule is gone or moved on, or an
-            alert with the same fingerprint exists already (it fired before: not again).
+            The alerts recorded now (none when the rule is gone or moved on).
         """
         with self._session() as session:
+            # the row lock (PostgreSQL) makes the fingerprint check and the inserts atomic
             rule = session.get(AlertRule, rule_id, with_for_update=True)
             if rule is None:
-                return None
+                return []
             rule.last_value, rule.last_evaluated_at = value, evaluated_at
             if expected_state is not None and rule.state != expected_state:
-                return None
+                return []
             if state is not None and state != rule.state:
                 rule.state, rule.state_since = state, evaluated_at
-            if alert is None or session.scalars(select(Alert.id).where(
-                    Alert.fingerprint == alert.fingerprint)).first() is not None:
-                return None
-            row = Alert(id=new_id(), rule_id=rule_id, org_id=rule.org_id,
-                        fingerprint=alert.fingerprint, state=alert.state, metric=alert.metric,
-                        value=alert.value, threshold=alert.threshold,
-                        window_start=alert.window_start, window_end=alert.window_end,
-                        message=alert.message, created_at=evaluated_at)
-            session.add(row)
-            deliveries = [AlertDelivery(alert_id=row.id, channel=channel, status="pending",
-                                        attempts=0, next_attempt_at=evaluated_at, last_error="")
-                          for channel in (orjson.loads(rule.channels) if alert.notify else ())]
-            session.add_all(deliveries)
+            fired = set(session.scalars(select(Alert.fingerprint).where(
+                Alert.fingerprint.in_([a.fingerprint for a in alerts]))))
+            channels = orjson.loads(rule.channels)
+            recorded: list[AlertInfo] = []
+            for alert in alerts:
+                if alert.fingerprint in fired:
+                    continue
+                row = Alert(id=new_id(), rule_id=rule_id, org_id=rule.org_id,
+                            fingerprint=alert.fingerprint, state=alert.state,
+                            metric=alert.metric, value=alert.value, threshold=alert.threshold,
+                            window_start=alert.window_start, window_end=alert.window_end,
+                            message=alert.message, created_at=evaluated_at)
+                deliveries = [AlertDelivery(alert_id=row.id, channel=channel, status="pending",
+                                            attempts=0, next_attempt_at=evaluated_at,
+                                            last_error="")
+                              for channel in (channels if alert.notify else ())]
+                session.add(row)
+                session.add_all(deliveries)
+                recorded.append(_alert_info(row, rule, deliveries))
             session.flush()
-            return _alert_info(row, rule, deliveries)
+            return recorded
 
     def claim_due_deliveries(self, now: datetime, *, lease_s: float = 60.0,
                              limit: int = 100) -> list[DueDelivery]:
         """Claim the pending deliveries due at ``now`` (oldest first) for one sender.
 
-        A claimed delivery's next attempt moves ``lease_s`` seconds on, so another
-        evaluator does not send it too; :meth:`finish_delivery` then records the outcome.
-        A sender that dies holding a claim leaves the delivery to be retried after the
-        lease (at least once). On PostgreSQL, rows another transaction is claiming are
-        skipped (``FOR UPDATE SKIP LOCKED``).
+        A claimed delivery's next attempt moves ``lease_s`` seconds on (a compare-and-set,
+        so of two concurrent claimers only one wins a row); :meth:`finish_delivery` then
+        records the outcome. A sender that dies holding a claim leaves the delivery to be
+        retried after the lease (at least once).
         """
         with self._session() as session:
             rows = session.execute(
@@ -297,8 +304,7 @@ class AlertRecords:
                 .join(Alert, AlertDelivery.alert_id == Alert.id)
                 .join(AlertRule, Alert.rule_id == AlertRule.id)
                 .where(AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now)
-                .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)
-                .with_for_update(of=AlertDelivery, skip_locked=True)).all()
+                .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
             lease_end = now + timedelta(seconds=lease_s)
             claimed: list[DueDelivery] = []
             for delivery, alert, rule in rows:
