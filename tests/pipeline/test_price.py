@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mentatlab.errors import ConfigError
-from mentatlab.model.schema import spans_to_arrow
+from mentatlab.model.schema import MONEY_COLUMNS, spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import UNPRICED, Price, reprice_spans
 from mentatlab.pricing.catalog import PriceCatalog
@@ -181,6 +181,26 @@ def test_reprice_spans_writes_a_newer_version() -> None:
     assert repriced[0].token_cost == Decimal("0.0035")
 
 
+def test_unattributed_usage_of_a_rollup_span_is_priced_like_its_model() -> None:
+    processor = Price(CATALOG)
+    agent = make_span(provider="openai", request_model="gpt-4o", usage_is_rollup=True,
+                      input_tokens=1000, output_tokens=100, unattributed_input_tokens=400,
+                      unattributed_output_tokens=40)
+    priced = processor([agent])[0]
+    llm = processor([make_span(provider="openai", request_model="gpt-4o", input_tokens=400,
+                               output_tokens=40)])[0]
+    assert priced.token_cost == 0
+    assert priced.unattributed_cost == llm.token_cost == Decimal("0.0014")
+    assert priced.total_cost == priced.unattributed_cost
+    assert priced.price_source == llm.price_source
+    unknown = processor([make_span(request_model="", usage_is_rollup=True, input_tokens=10,
+                                   unattributed_input_tokens=10)])[0]
+    assert (unknown.unattributed_cost, unknown.price_source) == (0, UNPRICED)
+    covered = processor([make_span(provider="openai", request_model="gpt-4o",
+                                   usage_is_rollup=True, input_tokens=10)])[0]
+    assert (covered.total_cost, covered.price_source) == (0, "")
+
+
 spans_st = st.builds(
     make_span,
     provider=st.sampled_from(["openai", "anthropic", "", "ollama", "gcp.vertex_ai"]),
@@ -190,6 +210,8 @@ spans_st = st.builds(
     cache_read_tokens=st.one_of(st.none(), st.integers(0, 10**6)),
     cache_write_tokens=st.one_of(st.none(), st.integers(0, 10**6)),
     usage_is_rollup=st.booleans(),
+    unattributed_input_tokens=st.integers(0, 10**6),
+    unattributed_output_tokens=st.integers(0, 10**5),
     org_id=st.sampled_from(["acme", "other"]),
     cpu_core_seconds=st.floats(0, 1e6, allow_nan=False),
     memory_gb_seconds=st.floats(0, 1e6, allow_nan=False),
@@ -210,14 +232,15 @@ PROPERTY_PRICE = Price(CATALOG, parse_pricing({
 def test_cost_parts_add_up_to_total(span: CanonicalSpan) -> None:
     priced = PROPERTY_PRICE([span])[0]
     parts = (priced.token_cost + priced.cpu_cost + priced.memory_cost + priced.gpu_cost
-             + priced.network_cost + priced.storage_cost)
+             + priced.network_cost + priced.storage_cost + priced.unattributed_cost)
     assert priced.total_cost == parts - priced.discount
     assert priced.total_cost >= 0 and priced.discount >= 0
-    for name in ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
-                 "storage_cost", "discount", "total_cost"):
+    for name in MONEY_COLUMNS:
         assert getattr(priced, name).as_tuple().exponent == -12, name
     if priced.price_source == UNPRICED or span.usage_is_rollup:
         assert priced.token_cost == 0
+    if not span.usage_is_rollup:
+        assert priced.unattributed_cost == 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -226,8 +249,9 @@ def test_pricing_twice_changes_nothing(span: CanonicalSpan) -> None:
     once = PROPERTY_PRICE([span])[0]
     assert PROPERTY_PRICE([once])[0] is once
     twice = reprice_spans(reprice_spans([span], PROPERTY_PRICE), PROPERTY_PRICE)[0]
-    assert dataclasses.replace(twice, ingested_at_ns=0) == dataclasses.replace(once,
-                                                                               ingested_at_ns=0)
+    assert twice.revision == span.revision + 2
+    assert dataclasses.replace(twice, ingested_at_ns=0, revision=0) == dataclasses.replace(
+        once, ingested_at_ns=0, revision=0)
 
 
 def test_lookups_are_memoized_per_model_and_minute() -> None:

@@ -21,6 +21,7 @@ from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 
 __all__ = [
     "MONEY_ARROW",
+    "MONEY_COLUMNS",
     "MONEY_SCALE",
     "SPAN_COLUMNS",
     "SPAN_SCHEMA",
@@ -54,8 +55,10 @@ _LC = "LowCardinality(String)"
 _MONEY_CH = f"Decimal(38, {MONEY_SCALE})"
 _TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
            "reasoning_tokens", "total_tokens")
-_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost", "storage_cost",
-          "discount", "total_cost")
+MONEY_COLUMNS: tuple[str, ...] = (
+    "token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost", "storage_cost",
+    "unattributed_cost", "discount", "total_cost")
+"""Every money column (``Decimal(38, 12)``), in table order."""
 
 SPAN_COLUMNS: tuple[Column, ...] = (
     _c("trace_id", _S, "String"),
@@ -73,6 +76,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
                                 "runtime", "workflow_id", "workflow_version")),
     *(_c(n, _S, "String") for n in ("flow_id", "run_id", "session_id", "step")),
     _c("prompt_version", _S, _LC),
+    _c("inherited", pa.uint8(), "UInt8"),
     _c("operation", _S, _LC),
     _c("operation_name", _S, _LC),
     _c("tool_name", _S, _LC),
@@ -85,13 +89,15 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("response_model", _S, _LC),
     *(_c(n, pa.uint64(), "Nullable(UInt64)", nullable=True) for n in _TOKENS),
     _c("usage_is_rollup", pa.bool_(), "Bool"),
+    *(_c(f"unattributed_{n}_tokens", pa.uint64(), "UInt64")
+      for n in ("input", "output", "cache_read", "cache_write")),
     _c("cpu_core_seconds", pa.float64(), "Float64"),
     _c("memory_gb_seconds", pa.float64(), "Float64"),
     _c("gpu_seconds", pa.float64(), "Float64"),
     _c("network_bytes_in", pa.uint64(), "UInt64"),
     _c("network_bytes_out", pa.uint64(), "UInt64"),
     _c("storage_bytes", pa.uint64(), "UInt64"),
-    *(_c(n, MONEY_ARROW, _MONEY_CH) for n in _MONEY),
+    *(_c(n, MONEY_ARROW, _MONEY_CH) for n in MONEY_COLUMNS),
     _c("currency", _S, _LC),
     _c("price_source", _S, _LC),
     _c("error_type", _S, _LC),
@@ -103,6 +109,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("events", _S, "String"),
     _c("resource", _S, "String"),
     _c("scope_name", _S, _LC),
+    _c("revision", pa.uint32(), "UInt32"),
     _c("ingested_at_ns", pa.int64(), "Int64"),
 )
 
@@ -153,7 +160,7 @@ def arrow_to_spans(table: pa.Table) -> list[CanonicalSpan]:
         for key in ("start_time", "end_time"):
             ts: datetime = row[key]
             row[key] = ts
-        for key in _MONEY:
+        for key in MONEY_COLUMNS:
             row[key] = Decimal(row[key])
         out.append(CanonicalSpan(**row))
     return out

@@ -10,9 +10,17 @@ Token meaning (one documented meaning, whatever the producer used):
   Strands, Bedrock through the Vercel AI SDK) are converted at normalization.
 * ``output_tokens`` is the total completion count, *inclusive* of ``reasoning_tokens``.
 * ``None`` means "not reported" and differs from ``0``.
-* ``usage_is_rollup`` marks a span whose token counts sum its children's (an agent run
-  span); its tokens are kept for display but its ``token_cost`` is 0 and analytics never
-  add its tokens to totals, so usage is never counted twice.
+* ``usage_is_rollup`` marks a span whose token counts sum its descendants' (an agent or
+  workflow run span); its tokens are kept for display, its ``token_cost`` is 0 and
+  analytics never add them to token totals, so usage is never counted twice. The part of
+  its usage that no descendant carries (all of it when none does) is its
+  ``unattributed_*_tokens``, priced as ``unattributed_cost``: set by the attribution
+  resolver, which sees the whole trace (docs/decisions/0004-attribution-and-aggregates.md).
+
+Attribution (``agent_id``, ``workflow_id``, ``run_id``, ``session_id``, ``user_id``,
+``customer_id``, ``prompt_version`` and the versions) is the span's own (attribute, then
+resource), else the nearest ancestor's in the same org; ``inherited`` records which groups
+were taken from an ancestor, ``revision`` counts the rewrites of a row after ingest.
 """
 
 from __future__ import annotations
@@ -22,9 +30,23 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-__all__ = ["CanonicalSpan", "Operation", "SpanStatus", "ZERO_USD"]
+__all__ = ["INHERITED_GROUPS", "CanonicalSpan", "Operation", "SpanStatus", "ZERO_USD"]
 
 ZERO_USD = Decimal(0)
+
+INHERITED_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("agent_id", "agent_version"),
+    ("workflow_id", "workflow_version"),
+    ("run_id",),
+    ("session_id",),
+    ("user_id",),
+    ("customer_id",),
+    ("prompt_version",),
+)
+"""Attribution fields a span takes from its nearest ancestor when it has none of its own,
+as groups: bit ``i`` of ``CanonicalSpan.inherited`` is set when group ``i`` was inherited.
+A group is the span's own when any of its fields is set (an agent id is never paired with
+another agent's version)."""
 
 
 class SpanStatus(StrEnum):
@@ -91,6 +113,8 @@ class CanonicalSpan:
     session_id: str = ""
     step: str = ""
     prompt_version: str = ""
+    inherited: int = 0
+    """Bit mask over ``INHERITED_GROUPS``: the groups whose values came from an ancestor."""
     # operation
     operation: Operation = Operation.OTHER
     operation_name: str = ""
@@ -113,6 +137,14 @@ class CanonicalSpan:
     reasoning_tokens: int | None = None
     total_tokens: int | None = None
     usage_is_rollup: bool = False
+    unattributed_input_tokens: int = 0
+    """On a roll-up span: input tokens (inclusive of cache) no descendant accounts for."""
+    unattributed_output_tokens: int = 0
+    """On a roll-up span: output tokens no descendant accounts for."""
+    unattributed_cache_read_tokens: int = 0
+    """On a roll-up span: cache-read tokens no descendant accounts for."""
+    unattributed_cache_write_tokens: int = 0
+    """On a roll-up span: cache-write tokens no descendant accounts for."""
     # resources
     cpu_core_seconds: float = 0.0
     memory_gb_seconds: float = 0.0
@@ -127,6 +159,8 @@ class CanonicalSpan:
     gpu_cost: Decimal = ZERO_USD
     network_cost: Decimal = ZERO_USD
     storage_cost: Decimal = ZERO_USD
+    unattributed_cost: Decimal = ZERO_USD
+    """Price of the ``unattributed_*_tokens`` (a roll-up span's usage no descendant carries)."""
     discount: Decimal = ZERO_USD
     total_cost: Decimal = ZERO_USD
     currency: str = "USD"
@@ -146,6 +180,8 @@ class CanonicalSpan:
     events: str = "[]"
     resource: str = "{}"
     scope_name: str = ""
+    revision: int = 0
+    """0 for a row as received; each rewrite after ingest (attribution, reprice) adds 1."""
     ingested_at_ns: int = 0
     """When this version of the row was written; the ``ReplacingMergeTree`` version."""
 

@@ -4,14 +4,17 @@ Formulas (all ``Decimal``; prices in USD, converted to the pricing file's curren
 every part rounded to 12 decimal places, half to even, see ``pricing/money.py``)::
 
     token_cost   = genai-prices / pricing.toml cost of the span's tokens (0 for a roll-up)
+    unattributed_cost = the same price of a roll-up span's unattributed_*_tokens (the part
+                   of its usage no descendant carries, set by the attribution resolver)
     cpu_cost     = cpu_core_seconds  / 3600 * cpu_per_core_hour
     memory_cost  = memory_gb_seconds / 3600 * memory_per_gb_hour
     gpu_cost     = gpu_seconds       / 3600 * gpu_per_hour
     network_cost = (network_bytes_in * network_in_per_gb
                     + network_bytes_out * network_out_per_gb) / 1e9
     storage_cost = storage_bytes / 1e9 * storage_per_gb_month * storage_billed_months
-    discount     = percent / 100 * (the parts the first matching discount applies to)
-    total_cost   = token + cpu + memory + gpu + network + storage - discount
+    discount     = percent / 100 * (the parts the first matching discount applies to;
+                   "tokens" means token_cost + unattributed_cost)
+    total_cost   = token + unattributed + cpu + memory + gpu + network + storage - discount
 
 Token prices: a ``[[models]]`` entry of ``pricing.toml`` wins, else genai-prices (see
 ``pricing/catalog.py``), priced by the response model when present, else the request
@@ -35,6 +38,7 @@ import orjson
 from genai_prices.types import ModelPrice
 
 from mentatlab.errors import PricingError
+from mentatlab.model.schema import MONEY_COLUMNS
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.money import quantize_money, to_decimal
@@ -42,7 +46,7 @@ from mentatlab.pricing.pricing_file import ModelRate, PricingConfig, load_pricin
 from mentatlab.pricing.rate_card import RateCard, TokenUsage
 from mentatlab.settings import Settings
 
-__all__ = ["EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
+__all__ = ["COST_FIELDS", "EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +69,10 @@ _HUNDRED = Decimal(100)
 _ZERO_MONEY = quantize_money(_ZERO)
 _MONEY_EXPONENT = _ZERO_MONEY.as_tuple().exponent
 _FIELDS = tuple(f.name for f in dataclasses.fields(CanonicalSpan))
-_MONEY_FIELDS = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
-                 "storage_cost", "discount", "total_cost")
-_COST_FIELDS = (*_MONEY_FIELDS, "currency", "price_source")
+_MONEY_FIELDS = MONEY_COLUMNS
+COST_FIELDS = (*_MONEY_FIELDS, "currency", "price_source")
+"""Every field the ``price`` processor sets."""
+_COST_FIELDS = COST_FIELDS
 _GET_ALL = operator.attrgetter(*_FIELDS)
 _GET_COSTS = operator.attrgetter(*_COST_FIELDS)
 _COST_INDEX = tuple(_FIELDS.index(name) for name in _COST_FIELDS)
@@ -88,6 +93,18 @@ def _usage(span: CanonicalSpan) -> TokenUsage:
         input_tokens=span.input_tokens, output_tokens=span.output_tokens,
         cache_read_tokens=span.cache_read_tokens, cache_write_tokens=span.cache_write_tokens,
         reasoning_tokens=span.reasoning_tokens, **extra)
+
+
+def _unattributed_usage(span: CanonicalSpan) -> TokenUsage | None:
+    """A roll-up span's unattributed usage, or None when it has none."""
+    if not (span.unattributed_input_tokens or span.unattributed_output_tokens
+            or span.unattributed_cache_read_tokens or span.unattributed_cache_write_tokens):
+        return None
+    return TokenUsage(
+        input_tokens=span.unattributed_input_tokens,
+        output_tokens=span.unattributed_output_tokens,
+        cache_read_tokens=span.unattributed_cache_read_tokens or None,
+        cache_write_tokens=span.unattributed_cache_write_tokens or None)
 
 
 def _has_tokens(span: CanonicalSpan) -> bool:
@@ -157,8 +174,8 @@ class Price:
         costs = self._costs
         for span in spans:
             (span.token_cost, span.cpu_cost, span.memory_cost, span.gpu_cost,
-             span.network_cost, span.storage_cost, span.discount, span.total_cost,
-             span.currency, span.price_source) = costs(span)
+             span.network_cost, span.storage_cost, span.unattributed_cost, span.discount,
+             span.total_cost, span.currency, span.price_source) = costs(span)
         return spans
 
     def price_span(self, span: CanonicalSpan) -> CanonicalSpan:
@@ -178,22 +195,26 @@ class Price:
         return CanonicalSpan(*row)
 
     def _costs(self, span: CanonicalSpan) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal,
-                                                   Decimal, Decimal, Decimal, str, str]:
-        """The 8 money fields (in ``_MONEY_FIELDS`` order), currency and price source."""
+                                                   Decimal, Decimal, Decimal, Decimal, str, str]:
+        """The 9 money fields (in ``_MONEY_FIELDS`` order), currency and price source."""
         token_usd, source = self._token_cost(span)
+        unattributed_usd = _ZERO
+        if span.usage_is_rollup:
+            unattributed_usd, source = self._unattributed_cost(span)
         pricing = self.pricing
         currency = pricing.currency
         fx = currency.rate_from_usd
-        if fx == 1 and not pricing.discounts and not (
+        if fx == 1 and not pricing.discounts and not unattributed_usd and not (
                 span.cpu_core_seconds or span.memory_gb_seconds or span.gpu_seconds
                 or span.network_bytes_in or span.network_bytes_out or span.storage_bytes):
             # the common case: tokens only, USD, no discount
             token = quantize_money(token_usd) if token_usd else _ZERO_MONEY
             z = _ZERO_MONEY
-            return token, z, z, z, z, z, z, token, currency.code, source
+            return token, z, z, z, z, z, z, z, token, currency.code, source
         rates = pricing.infrastructure
         usd = {"token_cost": token_usd, "cpu_cost": _ZERO, "memory_cost": _ZERO,
-               "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO}
+               "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO,
+               "unattributed_cost": unattributed_usd}
         if span.cpu_core_seconds:
             usd["cpu_cost"] = to_decimal(span.cpu_core_seconds) * rates.cpu_per_core_hour / _HOUR_S
         if span.memory_gb_seconds:
@@ -213,17 +234,41 @@ class Price:
         rule = pricing.discount_for(span.provider, span.model, span.org_id) \
             if pricing.discounts else None
         if rule is not None:
+            tokens = ("token_cost", "unattributed_cost")
             if rule.applies_to == "tokens":
-                base = parts["token_cost"]
+                base = parts["token_cost"] + parts["unattributed_cost"]
             elif rule.applies_to == "infrastructure":
-                base = sum((v for k, v in parts.items() if k != "token_cost"), _ZERO)
+                base = sum((v for k, v in parts.items() if k not in tokens), _ZERO)
             else:
                 base = sum(parts.values(), _ZERO)
             discount = quantize_money(base * rule.percent / _HUNDRED)
         total = sum(parts.values(), _ZERO) - discount
         p = parts
         return (p["token_cost"], p["cpu_cost"], p["memory_cost"], p["gpu_cost"],
-                p["network_cost"], p["storage_cost"], discount, total, currency.code, source)
+                p["network_cost"], p["storage_cost"], p["unattributed_cost"], discount, total,
+                currency.code, source)
+
+    def _unattributed_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
+        """USD of a roll-up span's unattributed usage, and its price source.
+
+        Priced like an LLM call of the span's own model; a span without a known model
+        is ``unpriced`` (its usage is never priced with a descendant's model: that would
+        be a guess).
+        """
+        usage = _unattributed_usage(span)
+        if usage is None:
+            return _ZERO, ""
+        minute = int(span.start_time.timestamp() // 60)
+        found = self._resolve(span.provider, span.model, span.request_model, minute)
+        if found is None:
+            return _ZERO, UNPRICED
+        card, source = found
+        try:
+            return card.cost(usage).total_usd, source
+        except PricingError as exc:
+            logger.warning("Span %s/%s unattributed usage left unpriced: %s", span.trace_id,
+                           span.span_id, exc)
+            return _ZERO, UNPRICED
 
     def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
         if span.usage_is_rollup:
@@ -272,12 +317,13 @@ def reprice_spans(spans: Sequence[CanonicalSpan], processor: Price) -> list[Cano
 
     Every returned span is a new version: ``ingested_at_ns`` is now (ns since the epoch),
     and always above the span's previous version, so the store's
-    ``ReplacingMergeTree(ingested_at_ns)`` keeps the repriced row.
+    ``ReplacingMergeTree(ingested_at_ns)`` keeps the repriced row; ``revision`` is one more.
     """
     now_ns = time.time_ns()
     out: list[CanonicalSpan] = []
     for span in spans:
         priced = processor.price_span(span)
         version_ns = max(now_ns, span.ingested_at_ns + 1)
-        out.append(dataclasses.replace(priced, ingested_at_ns=version_ns))
+        out.append(dataclasses.replace(priced, ingested_at_ns=version_ns,
+                                       revision=span.revision + 1))
     return out

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from mentatlab.analytics.spans import iter_spans
 from mentatlab.errors import FieldError
 from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
-from mentatlab.pipeline.price import reprice_spans
+from mentatlab.pipeline.price import COST_FIELDS, reprice_spans
 from mentatlab.server.components import build_price
 from mentatlab.server.deps import require_auth, server_state
 from mentatlab.server.errors import ApiError, error_responses
@@ -42,10 +42,6 @@ class RepriceAnswer(BaseModel):
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else \
         value.astimezone(UTC)
-
-
-_COST_FIELDS = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
-                "storage_cost", "discount", "total_cost", "currency", "price_source")
 
 
 @router.post("/reprice", response_model=RepriceAnswer, summary="Reprice stored spans",
@@ -77,7 +73,7 @@ async def reprice(
         num_read += len(old)
         new = await anyio.to_thread.run_sync(reprice_spans, old, price)
         changed = [n for o, n in zip(old, new, strict=True)
-                   if any(getattr(o, f) != getattr(n, f) for f in _COST_FIELDS)]
+                   if any(getattr(o, f) != getattr(n, f) for f in COST_FIELDS)]
         num_changed += len(changed)
         if changed:
             num_written += await state.writer.submit(spans_to_arrow(changed), dedup=False)
