@@ -8,7 +8,8 @@ A single daemon thread (never one per span) samples, every ``period_ms``:
   ``psutil.Process().io_counters()``);
 * network bytes in/out (``/proc/self/net/dev``, else ``psutil.net_io_counters()``);
 * GPU use through NVML when ``pynvml`` is installed and a GPU answers (GPUs holding a
-  context of this process, integrated into GPU·ns; and their memory in bytes).
+  context of this process, integrated into GPU·ns; their memory in bytes; and their model,
+  the NVML device name, when every GPU in use is the same model).
 
 Network, storage and GPU counters are read every 2nd tick (resident memory every tick),
 and the thread sleeps after a second with no span open, so an idle program pays nothing.
@@ -65,6 +66,10 @@ class Sample:
     """Integral of ``num_gpus_in_use`` over time, GPU·ns."""
     gpu_memory_bytes: int | None
     """GPU memory used by this process over all GPUs, bytes; None without NVML."""
+    gpu_model: str | None = None
+    """NVML device name of the GPUs this process uses (``"NVIDIA A100-SXM4-80GB"``): of the
+    GPUs in use at this sample, else the last ones seen in use; None without NVML, before
+    any use, or when GPUs of different models are in use together."""
 
     def memory_byte_ns_at(self, now_ns: int) -> int:
         """Memory integral extrapolated to ``now_ns`` with the last sampled RSS, byte·ns."""
@@ -155,6 +160,7 @@ class _GpuReader:
     def __init__(self) -> None:
         self._nvml: Any = None
         self._handles: list[Any] = []
+        self._names: list[str | None] = []
         try:
             nvml = importlib.import_module("pynvml")
             nvml.nvmlInit()
@@ -163,16 +169,33 @@ class _GpuReader:
             self._nvml = nvml
         except Exception:  # no pynvml, no driver or no GPU: GPU meters are not reported
             logger.debug("NVML unavailable; GPU meters are not reported", exc_info=True)
+        self._names = [self._device_name(handle) for handle in self._handles]
+
+    def _device_name(self, handle: Any) -> str | None:
+        """NVML's product name of one GPU (``"Tesla T4"``); None if NVML cannot say."""
+        try:
+            name = self._nvml.nvmlDeviceGetName(handle)
+        except Exception:  # an old driver without the query: the model is not reported
+            logger.debug("NVML device name unavailable", exc_info=True)
+            return None
+        if isinstance(name, bytes):  # pynvml < 11 answers bytes
+            name = name.decode(errors="replace")
+        return str(name).strip() or None
 
     @property
     def available(self) -> bool:
         return self._nvml is not None and bool(self._handles)
 
-    def read(self) -> tuple[int, int]:
-        """Return (GPUs holding a context of this process, their memory in bytes)."""
+    def read(self) -> tuple[int, int, str | None]:
+        """Return (GPUs holding a context of this process, their memory in bytes, their model).
+
+        The model is the NVML device name when every GPU in use has the same one, else None
+        (a span's GPU time cannot be split between models).
+        """
         pid = os.getpid()
         num_gpus = memory_bytes = 0
-        for handle in self._handles:
+        models: set[str | None] = set()
+        for handle, name in zip(self._handles, self._names, strict=True):
             try:
                 processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(handle)
             except Exception:  # one GPU failing to answer must not stop the others
@@ -182,7 +205,9 @@ class _GpuReader:
             if mine:
                 num_gpus += 1
                 memory_bytes += sum(int(p.usedGpuMemory or 0) for p in mine)
-        return num_gpus, memory_bytes
+                models.add(name)
+        model = models.pop() if len(models) == 1 else None
+        return num_gpus, memory_bytes, model
 
 
 class Sampler:
@@ -215,9 +240,12 @@ class Sampler:
             storage_write_bytes = previous.storage_write_bytes
         num_gpus: int | None = None
         gpu_memory_bytes: int | None = None
+        gpu_model = previous.gpu_model if previous is not None else None
         if self._gpu.available:
             if previous is None or all_counters:
-                num_gpus, gpu_memory_bytes = self._gpu.read()
+                num_gpus, gpu_memory_bytes, model_in_use = self._gpu.read()
+                if num_gpus:
+                    gpu_model = model_in_use  # None when models are mixed: never a guess
             else:
                 num_gpus, gpu_memory_bytes = previous.num_gpus_in_use, previous.gpu_memory_bytes
         return Sample(
@@ -230,6 +258,7 @@ class Sampler:
             num_gpus_in_use=num_gpus,
             gpu_ns=previous.gpu_ns_at(now_ns) if previous else 0,
             gpu_memory_bytes=gpu_memory_bytes,
+            gpu_model=gpu_model,
         )
 
     def refresh(self) -> Sample:

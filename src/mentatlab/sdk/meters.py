@@ -16,7 +16,10 @@ What each span reports, and how (details and error bounds in ``docs/sdk.md``):
 * ``memory_gb_seconds`` — integral of the process's resident memory over the span, from
   the shared sampler (:mod:`mentatlab.sdk._sampler`); GB means GiB (2**30 bytes), as in
   cloud memory prices.
-* ``gpu_seconds`` / ``gpu_memory_bytes`` — NVML, only when a GPU answers.
+* ``gpu_seconds`` / ``gpu_memory_bytes`` — NVML, only when a GPU answers; ``gpu_model``
+  (the NVML device name, e.g. ``"NVIDIA A100-SXM4-80GB"``) with GPU time when every GPU
+  the process uses is that model, so the server prices GPU time per model
+  (``docs/pricing.md``).
 * ``network_bytes_in`` / ``network_bytes_out`` / ``storage_bytes`` — deltas of the
   sampled counters; exact for spans longer than one sampler period (the span end takes a
   fresh sample), otherwise attributed to whichever span straddles a sample.
@@ -40,6 +43,7 @@ from mentatlab.sdk._sampler import Sampler
 __all__ = [
     "ATTR_CPU_CORE_SECONDS",
     "ATTR_GPU_MEMORY_BYTES",
+    "ATTR_GPU_MODEL",
     "ATTR_GPU_SECONDS",
     "ATTR_MEMORY_GB_SECONDS",
     "ATTR_NETWORK_BYTES_IN",
@@ -53,6 +57,9 @@ ATTR_CPU_CORE_SECONDS = "mentat.resource.cpu_core_seconds"
 ATTR_MEMORY_GB_SECONDS = "mentat.resource.memory_gb_seconds"
 ATTR_GPU_SECONDS = "mentat.resource.gpu_seconds"
 ATTR_GPU_MEMORY_BYTES = "mentat.resource.gpu_memory_bytes"
+ATTR_GPU_MODEL = "mentat.resource.gpu_model"
+"""NVML device name of the GPUs a span's GPU time ran on; the server's GPU rate is chosen by
+it (``pricing/infra_rates.py`` ``GPU_MODEL_ATTRIBUTE``, the same name)."""
 ATTR_NETWORK_BYTES_IN = "mentat.resource.network_bytes_in"
 ATTR_NETWORK_BYTES_OUT = "mentat.resource.network_bytes_out"
 ATTR_STORAGE_BYTES = "mentat.resource.storage_bytes"
@@ -170,11 +177,12 @@ class ResourceMeter:
             _CURRENT_METER.reset(self._token_current)
             self._token_current = None
 
-    def finish(self) -> dict[str, float | int]:
+    def finish(self) -> dict[str, float | int | str]:
         """End the meter; return the span's exclusive ``mentat.resource.*`` attributes.
 
         CPU and memory are always present; GPU, network and storage only when non-zero
-        (and the platform exposes them), which keeps short spans cheap. Also credits this
+        (and the platform exposes them), which keeps short spans cheap; the GPU model
+        with non-zero GPU time when it is known. Also credits this
         span's inclusive usage to its parent meter.
         """
         end_ns = _monotonic_ns()
@@ -208,13 +216,15 @@ class ResourceMeter:
         children = self._children
         if children is not None:
             usage = [max(0.0, value - child) for value, child in zip(usage, children, strict=True)]
-        attributes: dict[str, float | int] = {
+        attributes: dict[str, float | int | str] = {
             ATTR_CPU_CORE_SECONDS: usage[0],
             ATTR_MEMORY_GB_SECONDS: usage[1],
         }
         if end.num_gpus_in_use is not None:
             attributes[ATTR_GPU_SECONDS] = usage[2]
             attributes[ATTR_GPU_MEMORY_BYTES] = end.gpu_memory_bytes or 0
+            if usage[2] > 0 and end.gpu_model:
+                attributes[ATTR_GPU_MODEL] = end.gpu_model
         for key, value in ((ATTR_NETWORK_BYTES_IN, usage[3]), (ATTR_NETWORK_BYTES_OUT, usage[4]),
                            (ATTR_STORAGE_BYTES, usage[5])):
             if value > 0:
