@@ -97,7 +97,7 @@ def test_rollup_span_carries_no_token_cost() -> None:
                                output_tokens=200, usage_is_rollup=True, cpu_core_seconds=3600.0),
                      parse_pricing(RATES))
     assert span.token_cost == 0
-    assert span.price_source == ""
+    assert span.price_source == "infra=pricing.toml"  # no token source; CPU at the file's rate
     assert span.cpu_cost == Decimal("0.036")
     assert span.total_cost == Decimal("0.036")
 
@@ -130,7 +130,7 @@ def test_infrastructure_costs_follow_the_documented_formulas() -> None:
     assert span.network_cost == Decimal("0.065")      # 2 GB * 0.01 + 0.5 GB * 0.09
     assert span.storage_cost == Decimal("0.069")      # 1 GB * 0.023 * 3 months
     assert span.total_cost == Decimal("0.2696")
-    assert span.price_source == ""
+    assert span.price_source == "infra=pricing.toml"
 
 
 def test_discount_currency_and_rounding() -> None:

@@ -8,7 +8,8 @@ every part rounded to 12 decimal places, half to even, see ``pricing/money.py``)
                    of its usage no descendant carries, set by the attribution resolver)
     cpu_cost     = cpu_core_seconds  / 3600 * cpu_per_core_hour
     memory_cost  = memory_gb_seconds / 3600 * memory_per_gb_hour
-    gpu_cost     = gpu_seconds       / 3600 * gpu_per_hour
+    gpu_cost     = gpu_seconds       / 3600 * (rate of the span's GPU model, attribute
+                   mentat.resource.gpu_model, else gpu_per_hour)
     network_cost = (network_bytes_in * network_in_per_gb
                     + network_bytes_out * network_out_per_gb) / 1e9
     storage_cost = storage_bytes / 1e9 * storage_per_gb_month * storage_billed_months
@@ -16,11 +17,18 @@ every part rounded to 12 decimal places, half to even, see ``pricing/money.py``)
                    "tokens" means token_cost + unattributed_cost)
     total_cost   = token + unattributed + cpu + memory + gpu + network + storage - discount
 
+Infrastructure rates: ``pricing.toml [infrastructure]`` key by key over the shipped
+defaults, public on-demand list prices with their source and date
+(``pricing/data/infrastructure.toml``, :mod:`mentatlab.pricing.infra_rates`).
+
 Token prices: a ``[[models]]`` entry of ``pricing.toml`` wins, else genai-prices (see
 ``pricing/catalog.py``), priced by the response model when present, else the request
 model (falling back to the request model when the response model is unknown). A span
 with token counts but no known model gets token cost 0 and ``price_source = "unpriced"``:
-a price is never guessed. A span with no token counts has ``price_source = ""``.
+a price is never guessed. A span with no token counts has no token source.
+``price_source`` is the token source, then ``;infra=<origin>`` when the span has an
+infrastructure cost (``pricing/price_source.py``): ``genai-prices@0.2.5:openai/gpt-4o``,
+``genai-prices@0.2.5:openai/gpt-4o;infra=defaults@2026-12-06``, ``infra=pricing.toml``, ``""``.
 """
 
 from __future__ import annotations
@@ -41,7 +49,16 @@ from mentatlab.errors import PricingError
 from mentatlab.model.schema import MONEY_COLUMNS
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.pricing.catalog import PriceCatalog
+from mentatlab.pricing.infra_rates import (
+    GPU_MODEL_ATTRIBUTE,
+    ORIGIN_PRICING_FILE,
+    DefaultInfraRates,
+    InfraRate,
+    InfraRateCard,
+    load_default_infra_rates,
+)
 from mentatlab.pricing.money import quantize_money, to_decimal
+from mentatlab.pricing.price_source import UNPRICED, format_price_source
 from mentatlab.pricing.pricing_file import ModelRate, PricingConfig, load_pricing_file
 from mentatlab.pricing.rate_card import RateCard, TokenUsage
 from mentatlab.settings import Settings
@@ -49,9 +66,6 @@ from mentatlab.settings import Settings
 __all__ = ["COST_FIELDS", "EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
 
 logger = logging.getLogger(__name__)
-
-UNPRICED = "unpriced"
-"""``price_source`` of a span with tokens whose model has no known price."""
 
 EXTRA_USAGE_ATTRIBUTES = {
     "mentat.usage.cache_write_5m_tokens": "cache_write_5m_tokens",
@@ -107,6 +121,23 @@ def _unattributed_usage(span: CanonicalSpan) -> TokenUsage | None:
         cache_write_tokens=span.unattributed_cache_write_tokens or None)
 
 
+_GPU_MODEL_KEY = f'"{GPU_MODEL_ATTRIBUTE}"'
+
+
+def _gpu_model(span: CanonicalSpan) -> str:
+    """The GPU model the span's GPU time ran on (span attribute, else resource), or ""."""
+    for text in (span.attributes, span.resource):
+        if _GPU_MODEL_KEY in text:
+            try:
+                decoded = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                continue
+            value = decoded.get(GPU_MODEL_ATTRIBUTE) if isinstance(decoded, dict) else None
+            if isinstance(value, str):
+                return value
+    return ""
+
+
 def _has_tokens(span: CanonicalSpan) -> bool:
     return (span.input_tokens is not None or span.output_tokens is not None
             or span.cache_read_tokens is not None or span.cache_write_tokens is not None
@@ -135,16 +166,25 @@ class Price:
     name = "price"
 
     def __init__(self, catalog: PriceCatalog | None = None,
-                 pricing: PricingConfig | None = None) -> None:
+                 pricing: PricingConfig | None = None, *,
+                 infra_defaults: DefaultInfraRates | None = None) -> None:
         """Create the processor.
 
         Args:
             catalog: genai-prices catalog; default the bundled offline snapshot.
-            pricing: the parsed ``pricing.toml``; default none (genai-prices, USD, no
-                infrastructure rates, no discounts).
+            pricing: the parsed ``pricing.toml``; default none (genai-prices, USD, the
+                shipped infrastructure rates, no discounts).
+            infra_defaults: the default infrastructure rates; default the shipped ones.
+
+        Raises:
+            ConfigError: the shipped infrastructure rates file cannot be read.
         """
         self.catalog = catalog if catalog is not None else PriceCatalog()
         self.pricing = pricing if pricing is not None else PricingConfig()
+        self.infra = InfraRateCard(
+            infra_defaults if infra_defaults is not None else load_default_infra_rates(),
+            self.pricing.infrastructure)
+        """The infrastructure rates in force, with where each came from."""
         self._config_cards = {id(rate): RateCard(_model_price(rate))
                               for rate in self.pricing.models}
         self._resolve = functools.lru_cache(maxsize=65_536)(self._resolve_uncached)
@@ -211,23 +251,38 @@ class Price:
             token = quantize_money(token_usd) if token_usd else _ZERO_MONEY
             z = _ZERO_MONEY
             return token, z, z, z, z, z, z, z, token, currency.code, source
-        rates = pricing.infrastructure
+        card = self.infra
         usd = {"token_cost": token_usd, "cpu_cost": _ZERO, "memory_cost": _ZERO,
                "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO,
                "unattributed_cost": unattributed_usd}
-        if span.cpu_core_seconds:
-            usd["cpu_cost"] = to_decimal(span.cpu_core_seconds) * rates.cpu_per_core_hour / _HOUR_S
-        if span.memory_gb_seconds:
-            usd["memory_cost"] = (to_decimal(span.memory_gb_seconds) * rates.memory_per_gb_hour
+        used: list[InfraRate] = []
+        if span.cpu_core_seconds and card.cpu.usd:
+            usd["cpu_cost"] = to_decimal(span.cpu_core_seconds) * card.cpu.usd / _HOUR_S
+            used.append(card.cpu)
+        if span.memory_gb_seconds and card.memory.usd:
+            usd["memory_cost"] = (to_decimal(span.memory_gb_seconds) * card.memory.usd
                                   / _HOUR_S)
+            used.append(card.memory)
         if span.gpu_seconds:
-            usd["gpu_cost"] = to_decimal(span.gpu_seconds) * rates.gpu_per_hour / _HOUR_S
-        if span.network_bytes_in or span.network_bytes_out:
-            usd["network_cost"] = (span.network_bytes_in * rates.network_in_per_gb
-                                   + span.network_bytes_out * rates.network_out_per_gb) / _GB_BYTES
-        if span.storage_bytes:
-            usd["storage_cost"] = (span.storage_bytes * rates.storage_per_gb_month
-                                   * rates.storage_billed_months / _GB_BYTES)
+            gpu = card.gpu_rate(_gpu_model(span))
+            if gpu.usd:
+                usd["gpu_cost"] = to_decimal(span.gpu_seconds) * gpu.usd / _HOUR_S
+                used.append(gpu)
+        if span.network_bytes_in and card.network_in.usd:
+            usd["network_cost"] = span.network_bytes_in * card.network_in.usd / _GB_BYTES
+            used.append(card.network_in)
+        if span.network_bytes_out and card.network_out.usd:
+            usd["network_cost"] += span.network_bytes_out * card.network_out.usd / _GB_BYTES
+            used.append(card.network_out)
+        if span.storage_bytes and card.storage.usd:
+            usd["storage_cost"] = (span.storage_bytes * card.storage.usd
+                                   * card.storage_billed_months / _GB_BYTES)
+            used.append(card.storage)
+        if used:
+            from_file = any(rate.origin == ORIGIN_PRICING_FILE for rate in used)
+            source = format_price_source(source, card.source_tag(
+                from_file=from_file, from_defaults=not all(
+                    rate.origin == ORIGIN_PRICING_FILE for rate in used)))
         parts = {k: quantize_money(v * fx if fx != 1 else v) if v else _ZERO_MONEY
                  for k, v in usd.items()}
         discount = _ZERO_MONEY

@@ -163,6 +163,8 @@ class PriceCatalog:
             version = f"{version}+snapshot.{hashlib.sha256(raw).hexdigest()[:12]}"
         self.version = version
         """Version tag written into ``price_source``."""
+        self.snapshot_path = snapshot_path
+        """The saved genai-prices file in use, or None for the data bundled in the package."""
         self._match = functools.lru_cache(maxsize=_CACHE_SIZE)(self._match_uncached)
         self._resolve = functools.lru_cache(maxsize=_CACHE_SIZE)(self._resolve_uncached)
         self._cards: dict[int, tuple[Any, RateCard]] = {}

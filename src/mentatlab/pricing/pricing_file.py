@@ -22,6 +22,7 @@ from mentatlab.errors import ConfigError
 __all__ = [
     "Currency",
     "Discount",
+    "GpuModelRate",
     "InfraRates",
     "ModelRate",
     "PricingConfig",
@@ -29,13 +30,13 @@ __all__ = [
     "parse_pricing",
 ]
 
-_ZERO = Decimal(0)
 _TOP_KEYS = {"models", "infrastructure", "discounts", "currency"}
 _MODEL_PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
                      "cache_write_per_mtok", "per_request")
-_INFRA_KEYS = ("cpu_per_core_hour", "memory_per_gb_hour", "gpu_per_hour", "network_per_gb",
-               "network_in_per_gb", "network_out_per_gb", "storage_per_gb_month",
-               "storage_billed_months")
+_INFRA_RATE_KEYS = ("cpu_per_core_hour", "memory_per_gb_hour", "gpu_per_hour", "network_per_gb",
+                    "network_in_per_gb", "network_out_per_gb", "storage_per_gb_month",
+                    "storage_billed_months")
+_INFRA_KEYS = (*_INFRA_RATE_KEYS, "gpu_models", "defaults")
 _APPLIES_TO = ("all", "tokens", "infrastructure")
 
 
@@ -71,23 +72,45 @@ class ModelRate:
 
 
 @dataclass(frozen=True, slots=True)
-class InfraRates:
-    """Infrastructure rates in USD; every rate defaults to 0 (not charged)."""
+class GpuModelRate:
+    """A GPU-hour rate for the GPU models whose name matches ``model`` (USD)."""
 
-    cpu_per_core_hour: Decimal = _ZERO
+    model: str
+    """Pattern (``fnmatch``, case-insensitive) against the span's GPU model, the NVML device
+    name recorded as ``mentat.resource.gpu_model`` (``"NVIDIA A100-SXM4-80GB"``)."""
+    per_hour: Decimal
+    """USD per GPU-hour of a matching GPU."""
+
+
+@dataclass(frozen=True, slots=True)
+class InfraRates:
+    """The ``[infrastructure]`` table: rates in USD that override the shipped defaults.
+
+    ``None`` means "not set in this file": the shipped default rate applies
+    (``pricing/data/infrastructure.toml``, see :mod:`mentatlab.pricing.infra_rates`), or 0
+    when ``use_defaults`` is False. Set a rate to ``0`` to stop charging that resource.
+    """
+
+    cpu_per_core_hour: Decimal | None = None
     """USD per CPU core-hour (charged on ``cpu_core_seconds / 3600``)."""
-    memory_per_gb_hour: Decimal = _ZERO
+    memory_per_gb_hour: Decimal | None = None
     """USD per GB-hour of memory (charged on ``memory_gb_seconds / 3600``)."""
-    gpu_per_hour: Decimal = _ZERO
-    """USD per GPU-hour (charged on ``gpu_seconds / 3600``)."""
-    network_in_per_gb: Decimal = _ZERO
+    gpu_per_hour: Decimal | None = None
+    """USD per GPU-hour of a GPU whose model is not recorded or matches no GPU model rate
+    (charged on ``gpu_seconds / 3600``)."""
+    network_in_per_gb: Decimal | None = None
     """USD per GB (10^9 bytes) received (``network_bytes_in``)."""
-    network_out_per_gb: Decimal = _ZERO
+    network_out_per_gb: Decimal | None = None
     """USD per GB (10^9 bytes) sent (``network_bytes_out``)."""
-    storage_per_gb_month: Decimal = _ZERO
+    storage_per_gb_month: Decimal | None = None
     """USD per GB (10^9 bytes) stored for one month (``storage_bytes``)."""
-    storage_billed_months: Decimal = Decimal(1)
-    """Months of storage charged, once, to the span that wrote the bytes."""
+    storage_billed_months: Decimal | None = None
+    """Months of storage charged, once, to the span that wrote the bytes; None means 1."""
+    gpu_models: tuple[GpuModelRate, ...] = ()
+    """``[[infrastructure.gpu_models]]``: GPU-hour rates by GPU model, tried in file order
+    before the shipped ones (the first match wins)."""
+    use_defaults: bool = True
+    """``defaults = false`` in the file: no shipped default applies (unset rates are 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,14 +224,32 @@ def _parse_model(where: str, raw: Any) -> ModelRate:
     )
 
 
+def _parse_gpu_model(where: str, raw: Any) -> GpuModelRate:
+    entry = _table(where, raw, ("model", "per_hour"))
+    for key in ("model", "per_hour"):
+        if key not in entry:
+            raise ConfigError(f"Missing key {where}.{key}")
+    return GpuModelRate(model=_text(f"{where}.model", entry["model"]).lower(),
+                        per_hour=_decimal(f"{where}.per_hour", entry["per_hour"]))
+
+
 def _parse_infra(raw: Any) -> InfraRates:
     entry = _table("infrastructure", raw, _INFRA_KEYS)
-    values = {key: _decimal(f"infrastructure.{key}", entry[key]) for key in entry}
+    values: dict[str, Any] = {key: _decimal(f"infrastructure.{key}", entry[key])
+                              for key in _INFRA_RATE_KEYS if key in entry}
     network = values.pop("network_per_gb", None)
     if network is not None:
         values.setdefault("network_in_per_gb", network)
         values.setdefault("network_out_per_gb", network)
-    return InfraRates(**values)
+    gpu_models = tuple(
+        _parse_gpu_model(f"infrastructure.gpu_models[{i}]", item)
+        for i, item in enumerate(_array("infrastructure.gpu_models",
+                                        entry.get("gpu_models", []))))
+    use_defaults = entry.get("defaults", True)
+    if not isinstance(use_defaults, bool):
+        raise ConfigError(
+            f"Expected infrastructure.defaults to be true or false, got {use_defaults!r}")
+    return InfraRates(**values, gpu_models=gpu_models, use_defaults=use_defaults)
 
 
 def _parse_discount(where: str, raw: Any) -> Discount:
