@@ -24,7 +24,16 @@ from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
-from mentatlab.server.routes import admin, alerts, analytics, events, health, otlp, reprice
+from mentatlab.server.routes import (
+    admin,
+    alerts,
+    analytics,
+    events,
+    health,
+    otlp,
+    prices,
+    reprice,
+)
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
 from mentatlab.storage.rollup import rollup_loop
@@ -236,7 +245,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
-    for module in (otlp, events, analytics, alerts, reprice, admin, health):
+    for module in (otlp, events, analytics, alerts, reprice, prices, admin, health):
         app.include_router(module.router)
     app.include_router(live_router)
     return app
