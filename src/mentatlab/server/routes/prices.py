@@ -99,8 +99,10 @@ def _price_in_force(state: ServerState) -> Price:
 @router.get("/prices", summary="Prices in force and their sources",
             responses=error_responses(401, 503))
 async def prices(request: Request, tenancy: Tenancy) -> dict[str, Any]:
-    """Infrastructure rates (value in USD per unit, origin, source and date), model prices
-    and discounts from ``pricing.toml``, the currency, and the genai-prices version in use.
+    """The prices new spans are priced with, and where each came from.
+
+    Infrastructure rates (value in USD per unit, origin, source and date), model prices
+    and discounts from ``pricing.toml``, the currency, and the genai-prices version.
     """
     state = server_state(request)
     path = state.settings.pricing_path
