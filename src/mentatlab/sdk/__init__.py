@@ -2,9 +2,11 @@
 
 ``mentatlab.init()`` configures the OpenTelemetry SDK to export to MentatLab;
 ``@mentatlab.traced`` and ``mentatlab.span()`` create spans carrying
-``mentat.resource.*`` meters; :mod:`mentatlab.sdk.propagation` carries context across
-threads, tasks, processes and services; ``mentatlab.instrument()`` turns on the published
-GenAI instrumentations. See ``docs/sdk.md``.
+``mentat.resource.*`` meters; agent, workflow, run and user set on a span are inherited by
+the spans started under it (:mod:`mentatlab.sdk.attribution`);
+:mod:`mentatlab.sdk.propagation` carries context across threads, tasks, processes and
+services; ``mentatlab.instrument()`` turns on the published GenAI instrumentations. See
+``docs/sdk.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mentatlab.sdk.attributes import (
     set_tool,
     set_workflow,
 )
+from mentatlab.sdk.attribution import AttributionProcessor
 from mentatlab.sdk.configure import SDKState, export_stats, get_state, init, shutdown
 from mentatlab.sdk.exporter import ExportStats
 from mentatlab.sdk.instrumentation import instrument
@@ -34,6 +37,7 @@ from mentatlab.sdk.propagation import (
 from mentatlab.sdk.tracing import span, traced
 
 __all__ = [
+    "AttributionProcessor",
     "ExportStats",
     "SDKState",
     "baggage",

@@ -3,8 +3,11 @@
 Each writes ``mentat.<canonical field>`` (docs/decisions/0001-contracts.md), the
 highest-precedence convention at ingest. They act on the current span (the innermost
 ``@traced`` or ``span()``, or an instrumentation's span) and do nothing when there is
-none. Token counts follow the canonical meaning (``mentatlab.model.span``): input
-*includes* cache reads and writes, output *includes* reasoning.
+none. Agent, workflow, run, session, user, customer and prompt version set here are also
+carried by every span started later under that span (:mod:`mentatlab.sdk.attribution`);
+switching a span to another agent or workflow drops the version it inherited. Token
+counts follow the canonical meaning (``mentatlab.model.span``): input *includes* cache
+reads and writes, output *includes* reasoning.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from mentatlab.sdk._safety import handle_internal_errors
+from mentatlab.sdk.attribution import drop_stale_group_members
 
 __all__ = [
     "record_tokens",
@@ -33,8 +37,10 @@ def set_attributes(**fields: AttributeValue | None) -> None:
     with handle_internal_errors():
         current = trace.get_current_span()
         if current.is_recording():
-            current.set_attributes({f"mentat.{key}": value for key, value in fields.items()
-                                    if value is not None})
+            attributes = {f"mentat.{key}": value for key, value in fields.items()
+                          if value is not None}
+            drop_stale_group_members(current, attributes)
+            current.set_attributes(attributes)
 
 
 def record_tokens(
@@ -82,12 +88,20 @@ def set_tool(tool_name: str) -> None:
 
 
 def set_agent(agent_id: str, *, version: str | None = None, runtime: str | None = None) -> None:
-    """Record the agent running the current span (``mentat.agent_id``, ...)."""
+    """Record the agent running the current span (``mentat.agent_id``, ...).
+
+    Spans started later under the current span inherit ``agent_id`` and ``version``
+    (not ``runtime``) unless they set their own agent.
+    """
     set_attributes(agent_id=agent_id, agent_version=version, runtime=runtime)
 
 
 def set_workflow(workflow_id: str, *, version: str | None = None, step: str | None = None) -> None:
-    """Record the workflow, its version and the step of the current span."""
+    """Record the workflow, its version and the step of the current span.
+
+    Spans started later under the current span inherit ``workflow_id`` and ``version``
+    (not ``step``) unless they set their own workflow.
+    """
     set_attributes(workflow_id=workflow_id, workflow_version=version, step=step)
 
 

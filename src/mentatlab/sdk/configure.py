@@ -8,9 +8,11 @@ the exporter, tenancy and metering settings in place (the ``Resource`` — servi
 of the global provider is fixed by the first call, as OTel providers are immutable there;
 MentatLab's own spans follow a changed service name through a private provider).
 
-The processor puts tenancy on *every* span of the provider, including spans from
-auto-instrumentations: ``mentat.org_id``/``mentat.project_id`` from :func:`init`, then
-every ``mentat.*`` baggage entry of the span's parent context (which wins).
+The processor puts tenancy and attribution on *every* span of the provider, including
+spans from auto-instrumentations: ``mentat.org_id``/``mentat.project_id`` from
+:func:`init`, every ``mentat.*`` baggage entry of the span's parent context (which wins),
+and the agent, workflow, run, session, user, customer and prompt version of the parent
+span (:mod:`mentatlab.sdk.attribution`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import threading
 from dataclasses import dataclass
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -30,10 +31,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 
 from mentatlab.sdk._safety import handle_internal_errors, log_internal_error
 from mentatlab.sdk._sampler import Sampler, get_sampler
+from mentatlab.sdk.attribution import apply_attribution
 from mentatlab.sdk.config import SDKConfig, resolve_config
 from mentatlab.sdk.exporter import CountingExporter, ExportStats
 from mentatlab.sdk.meters import install_loop_hook
-from mentatlab.sdk.propagation import BAGGAGE_PREFIX, extract_env
+from mentatlab.sdk.propagation import extract_env
 
 __all__ = ["SDKState", "export_stats", "get_state", "init", "shutdown"]
 
@@ -42,7 +44,7 @@ _SCOPE = "mentatlab"
 
 
 class _MentatSpanProcessor(SpanProcessor):
-    """Adds tenancy to every span; forwards to the current export processor."""
+    """Adds tenancy and attribution to every span; forwards to the current export processor."""
 
     def __init__(self) -> None:
         self.inner: SpanProcessor | None = None
@@ -54,12 +56,7 @@ class _MentatSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            if self.static_attributes:
-                span.set_attributes(self.static_attributes)
-            entries = otel_baggage.get_all(parent_context)
-            if entries:
-                span.set_attributes({key: str(value) for key, value in entries.items()
-                                     if key.startswith(BAGGAGE_PREFIX)})
+            apply_attribution(span, parent_context, self.static_attributes)
         except Exception:
             log_internal_error()
         inner = self.inner

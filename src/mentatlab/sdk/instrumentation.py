@@ -5,8 +5,10 @@ MentatLab does not re-implement client instrumentation. For each library in
 candidate list (the OTel GenAI ``opentelemetry-instrumentation-*`` package first, then
 OpenInference, then OpenLLMetry), so a call yields one LLM span, not two. The spans go
 through the provider :func:`mentatlab.init` set up, whose processor adds MentatLab's
-tenancy (``mentat.org_id``, ``mentat.project_id``) and every ``mentat.*`` baggage entry
-(agent, workflow, flow, run).
+tenancy (``mentat.org_id``, ``mentat.project_id``), every ``mentat.*`` baggage entry
+(agent, workflow, flow, run) and the attribution of the span the call is made under
+(``set_agent`` on the calling function's span reaches the LLM span:
+:mod:`mentatlab.sdk.attribution`).
 
 Each library is a small record with an identifier and a once-only setup (STYLE.md 11.5):
 missing libraries are skipped quietly when instrumenting "everything installed", and
