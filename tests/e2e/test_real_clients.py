@@ -71,6 +71,29 @@ def test_every_run_is_one_trace_with_tenancy_from_the_resource(
     assert {r["operation"] for r in roots} == {"agent"}
 
 
+def test_agent_set_on_the_root_span_reaches_every_span_of_the_run(
+        stored: list[dict[str, Any]]) -> None:
+    # The demo names the agent, workflow, run and session on the root span only (no agent
+    # in the resource); the SDK's AttributionProcessor carries them to the LLM and tool
+    # spans the instrumentations and the application start under it.
+    root_of = {s["trace_id"]: s for s in stored if not s.get("parent_span_id")}
+    children = [s for s in stored if s.get("parent_span_id")]
+    assert {s["operation"] for s in children} >= {"chat", "tool"}
+    for span in children:
+        root = root_of[span["trace_id"]]
+        agent = AGENT_BY_ID[root["agent_id"]]
+        assert span["agent_id"] == agent.agent_id, span
+        assert span["agent_version"] == agent.agent_version, span
+        assert span["workflow_id"] == f"{agent.project_id}-flow", span
+        assert span["run_id"] == root["run_id"] and span["run_id"], span
+        assert span["session_id"] == root["session_id"], span
+        assert span["session_id"].startswith(f"{agent.agent_id}-session-"), span
+        # as sent, not filled in by the server's inheritance from ancestors
+        assert span["attributes"]["mentat.agent_id"] == agent.agent_id, span
+        assert span["attributes"]["mentat.run_id"] == root["run_id"], span
+        assert span.get("inherited", 0) == 0, span
+
+
 def test_llm_spans_carry_provider_models_and_the_reported_usage(
         stored: list[dict[str, Any]], fake_openai: FakeOpenAIServer) -> None:
     llm = _llm_spans(stored)

@@ -4,8 +4,10 @@ An agent run is an ``invoke_agent`` root span with child LLM calls made through 
 ``openai`` client (spans from whichever instrumentation the process installed), tool
 executions (``execute_tool`` spans, some failing), application-level retries after a 429
 (``mentat.attempt`` / ``mentat.is_retry`` on the retried call) and, for retrieval agents,
-an embeddings call. Questions, failures and streaming follow from the run number, so
-runs are reproducible.
+an embeddings call. Only the root span is told which agent, workflow, run and session it
+belongs to (``mentatlab.set_agent`` and friends); the spans under it inherit them, as in a
+real agent. Questions, failures and streaming follow from the run number, so runs are
+reproducible.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from openai.types.chat import ChatCompletion
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+import mentatlab
 from mentatlab.demo.routing import span_attributes
 
 __all__ = ["AGENTS", "Agent", "RunOutcome", "run_agent"]
@@ -76,15 +79,17 @@ class Agent:
 
     @property
     def resource_attributes(self) -> dict[str, str]:
-        """OTel resource attributes of this agent's process (tenancy included)."""
+        """OTel resource attributes of the service this agent runs in (its project's).
+
+        Tenancy only: which agent a span belongs to is set once, on the run's root span
+        (:func:`run_agent`), and reaches the LLM and tool spans under it through the SDK's
+        attribution propagation (:class:`mentatlab.sdk.AttributionProcessor`).
+        """
         return {
-            "service.name": self.agent_id,
-            "service.version": self.agent_version,
+            "service.name": self.project_id,
             "deployment.environment.name": "demo",
             "mentat.org_id": self.org_id,
             "mentat.project_id": self.project_id,
-            "mentat.agent_id": self.agent_id,
-            "mentat.agent_version": self.agent_version,
         }
 
 
@@ -201,10 +206,12 @@ def run_agent(client: openai.OpenAI, tracer: trace.Tracer, agent: Agent, run: in
     run_id = str(uuid.uuid4())
     root_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.agent_id,
                   "gen_ai.agent.id": agent.agent_id, "gen_ai.conversation.id": session_id}
-    with span_attributes(**{"mentat.run_id": run_id, "mentat.session_id": session_id,
-                            "mentat.workflow_id": f"{agent.project_id}-flow"}), \
-            tracer.start_as_current_span(f"invoke_agent {agent.agent_id}",
-                                         attributes=root_attrs) as root:
+    with tracer.start_as_current_span(f"invoke_agent {agent.agent_id}",
+                                      attributes=root_attrs) as root:
+        # Set on the root span only: every span started under it inherits them.
+        mentatlab.set_agent(agent.agent_id, version=agent.agent_version)
+        mentatlab.set_workflow(f"{agent.project_id}-flow")
+        mentatlab.set_attributes(run_id=run_id, session_id=session_id)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": agent.system_prompt},
             {"role": "user", "content": _QUESTIONS[run % len(_QUESTIONS)]}]

@@ -6,9 +6,11 @@ tenants in one process, each with its own resource (``service.name``,
 ``mentat.org_id``...). :class:`RoutingTracerProvider` hands out tracers that start every
 span on the provider of the agent current in the context (:func:`use_agent`).
 
-:class:`ContextAttributesProcessor` stamps per-call attributes (``mentat.run_id``,
-``mentat.attempt``, ``mentat.is_retry``...) on spans started while :func:`span_attributes`
-is active, including spans an instrumentation creates.
+:class:`ContextAttributesProcessor` stamps per-call attributes (``mentat.attempt``,
+``mentat.is_retry``) on spans started while :func:`span_attributes` is active, including
+spans an instrumentation creates. (Agent, workflow, run and session are not stamped this
+way: they are set on a run's root span and inherited through the SDK's
+:class:`~mentatlab.sdk.AttributionProcessor`.)
 """
 
 from __future__ import annotations

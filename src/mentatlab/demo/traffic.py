@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from mentatlab.demo.agents import AGENTS, Agent, RunOutcome, run_agent
 from mentatlab.demo.routing import ContextAttributesProcessor, RoutingTracerProvider, use_agent
+from mentatlab.sdk import AttributionProcessor
 
 __all__ = ["INSTRUMENTATIONS", "agents_for", "main", "run_traffic"]
 
@@ -83,6 +84,9 @@ def _provider(agent: Agent, instrumentation: str, otlp_http: str,
                                 "mentat.runtime": f"python/{instrumentation}"})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(ContextAttributesProcessor())
+    # What mentatlab.init() does on its own provider: the agent, workflow, run and session
+    # set on a run's root span reach the instrumentation's LLM spans and the tool spans.
+    provider.add_span_processor(AttributionProcessor())
     provider.add_span_processor(BatchSpanProcessor(
         _exporter(instrumentation, otlp_http, otlp_grpc), schedule_delay_millis=200))
     return provider
