@@ -105,6 +105,24 @@ class ApiClient:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean).json()
 
+    def try_get_json(self, path: str, **params: Any) -> Any:
+        """Like :meth:`get_json`, but None (nothing printed) when the answer is not a 2xx.
+
+        For optional extras of a command (footnotes), so an older server without the
+        route, or a key without access, never fails the command itself.
+        """
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._http.request("GET", path, params=clean)
+        except httpx.HTTPError:
+            return None
+        if response.status_code >= 300:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
     def post_json(self, path: str, body: Any = None, **params: Any) -> Any:
         """POST a JSON ``body`` and decode the JSON answer."""
         clean = {k: v for k, v in params.items() if v is not None}

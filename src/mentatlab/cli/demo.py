@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mentatlab.cli._format import format_count, format_money
 from mentatlab.demo.fake_openai import FakeOpenAIConfig, FakeOpenAIServer
 from mentatlab.settings import default_data_dir
 
@@ -199,6 +200,17 @@ def _decimal(value: Any) -> Decimal:
         return Decimal(0)
 
 
+def _cell(name: str, value: Any) -> str:
+    """Money and counts as ``mentatctl cost report`` prints them (``cli/_format.py``)."""
+    if value is None:
+        return ""
+    if name.endswith("_cost"):
+        return format_money(value)
+    if name.endswith(("_tokens", "spans", "count", "requests")) and isinstance(value, int):
+        return format_count(value)
+    return str(value)
+
+
 def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | None = None) -> Table:
     table = Table(title=title)
     names = columns or (list(rows[0]) if rows else [])
@@ -206,7 +218,7 @@ def _rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | Non
         numeric = name.endswith(("_cost", "_tokens", "_ms", "spans", "count", "requests"))
         table.add_column(name, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*("" if row.get(n) is None else str(row.get(n)) for n in names))
+        table.add_row(*(_cell(n, row.get(n)) for n in names))
     return table
 
 
@@ -225,7 +237,8 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
         console.print(_rows_table(priced, "Cost by org, project and model",
                                   ["org_id", "project_id", "model", "requests", "input_tokens",
                                    "cached_tokens", "output_tokens", "total_cost"]))
-        console.print(f"Total: [bold]{result.total_cost}[/bold] {cost.get('currency', 'USD')}")
+        console.print(f"Total: [bold]{format_money(result.total_cost, cost.get('currency', 'USD'))}"
+                      "[/bold]")
     if traces is not None:
         rows = list(traces.get("traces", []))
         rows.sort(key=lambda r: _decimal(r.get("total_cost")), reverse=True)
