@@ -7,8 +7,11 @@
   framework; the model response JSON ``gcp.vertex.agent.llm_response`` carries
   ``usage_metadata`` (Gemini: candidates + thoughts = output).
 * LiveKit Agents (scope ``livekit-agents``): tool spans are named ``function_tool``.
-* Strands Agents (scope ``strands.telemetry.tracer``): ``gen_ai.usage.input_tokens`` is
-  cache-EXCLUSIVE; flat ``cache_read_input_tokens``/``cache_write_input_tokens`` are added.
+* Cache-EXCLUSIVE input by instrumentation scope (:data:`CACHE_EXCLUSIVE_SCOPES`): these
+  producers put the provider's cache-exclusive input count (Anthropic ``input_tokens``,
+  Bedrock ``inputTokens``) into ``gen_ai.usage.input_tokens`` and the cache counts into
+  separate attributes; the cache read and write counts are added back. Strands Agents is
+  also recognised by ``gen_ai.system``/``gen_ai.provider.name`` = ``strands-agents``.
 * OpenLIT: ``gen_ai.request.is_stream``.
 * Span names: ``"<gen_ai operation> <target>"`` (semconv span naming),
   ``"<vendor>.chat"`` (OpenLLMetry), ``chat_completion`` (Semantic Kernel).
@@ -29,7 +32,7 @@ from mentatlab.conventions.base import (
 from mentatlab.conventions.genai import GENAI_OPERATIONS
 from mentatlab.model.raw import RawSpan
 
-__all__ = ["CONVENTION", "SPAN_NAME_OPERATIONS"]
+__all__ = ["CACHE_EXCLUSIVE_SCOPES", "CONVENTION", "SPAN_NAME_OPERATIONS"]
 
 SPAN_NAME_OPERATIONS: dict[str, str] = {
     "chat_completion": "chat",
@@ -38,7 +41,31 @@ SPAN_NAME_OPERATIONS: dict[str, str] = {
 }
 """Whole span names (lower-cased) → operation name, besides the semconv pattern."""
 
-_STRANDS_SCOPE = "strands.telemetry.tracer"
+CACHE_EXCLUSIVE_SCOPES: dict[str, str] = {
+    "strands.telemetry.tracer":
+        "Strands Agents: input from Bedrock/Anthropic usage, cache counts flat",
+    "openlit.instrumentation.anthropic":
+        "OpenLIT (openlit 1.45): gen_ai.usage.input_tokens = Anthropic usage.input_tokens",
+    "openlit.instrumentation.bedrock":
+        "OpenLIT (openlit 1.45): gen_ai.usage.input_tokens = Converse usage.inputTokens",
+    "opentelemetry.instrumentation.bedrock":
+        "OpenLLMetry (opentelemetry-instrumentation-bedrock 0.62): Converse inputTokens, "
+        "InvokeModel Anthropic usage.input_tokens",
+    "@traceloop/instrumentation-anthropic":
+        "OpenLLMetry-JS (@traceloop/instrumentation-anthropic 0.27): usage.input_tokens",
+}
+"""Instrumentation scope → why its ``gen_ai.usage.input_tokens`` EXCLUDES the cache.
+
+Verified by the real-client matrix (``tests/matrix``) against the versions named; the
+same producers' OpenAI spans are inclusive (OpenAI's ``prompt_tokens`` already is)."""
+
+_CACHE_READ_KEYS = ("gen_ai.usage.cache_read.input_tokens",
+                    "gen_ai.usage.cache_read_input_tokens")
+_CACHE_WRITE_KEYS = ("gen_ai.usage.cache_write.input_tokens",
+                     "gen_ai.usage.cache_creation.input_tokens",
+                     "gen_ai.usage.cache_write_input_tokens",
+                     "gen_ai.usage.cache_creation_input_tokens")
+"""Where a cache-exclusive producer puts its cache counts; the first key present wins."""
 
 
 def _genkit_model(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
@@ -50,24 +77,27 @@ def _genkit_model(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | No
     return None
 
 
-def _strands_exclusive(span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+def _cache_excluded(span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+    """The cache read + write counts a cache-exclusive input left out (tokens), if any."""
     attrs = span.attributes
     extra = 0
     found = False
-    for key in ("gen_ai.usage.cache_read_input_tokens", "gen_ai.usage.cache_write_input_tokens"):
-        value = attrs.get(key)
-        if value is not None:
-            extra += as_tokens(value)
-            found = True
+    for keys in (_CACHE_READ_KEYS, _CACHE_WRITE_KEYS):
+        for key in keys:
+            value = attrs.get(key)
+            if value is not None:
+                extra += as_tokens(value)
+                found = True
+                break
     return (("input_cache_excluded_tokens", extra),) if found else None
 
 
-def _strands_by_scope(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
-    return _strands_exclusive(span) if value == _STRANDS_SCOPE else None
+def _exclusive_by_scope(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+    return _cache_excluded(span) if value in CACHE_EXCLUSIVE_SCOPES else None
 
 
 def _strands_by_system(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
-    return _strands_exclusive(span) if value == "strands-agents" else None
+    return _cache_excluded(span) if value == "strands-agents" else None
 
 
 def _livekit_tool(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
@@ -93,7 +123,7 @@ def _span_name(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
 
 CONVENTION = Convention(
     name="other",
-    source="Genkit, Google ADK, LiveKit Agents, Strands Agents, OpenLIT, span names",
+    source="Genkit, Google ADK, LiveKit, Strands, cache-exclusive scopes, OpenLIT, span names",
     rules=(
         computed("genkit:name", ("request_model", "tool_name", "operation_name"), _genkit_model,
                  "model when genkit:metadata:subtype=model, tool when =tool"),
@@ -119,8 +149,9 @@ CONVENTION = Convention(
         computed("@scope", ("operation_name",), _livekit_tool, "livekit-agents function_tool"),
         attr("lk.function_tool.name", "tool_name"),
         attr("gen_ai.usage.cache_write_input_tokens", "cache_write_tokens", "Strands (flat)"),
-        computed("@scope", ("input_cache_excluded_tokens",), _strands_by_scope,
-                 "strands.telemetry.tracer: input is cache-exclusive"),
+        computed("@scope", ("input_cache_excluded_tokens",), _exclusive_by_scope,
+                 "CACHE_EXCLUSIVE_SCOPES (Strands, OpenLIT Anthropic/Bedrock, OpenLLMetry "
+                 "Bedrock, OpenLLMetry-JS Anthropic): cache read + write added to input"),
         computed("gen_ai.system", ("input_cache_excluded_tokens",), _strands_by_system,
                  "strands-agents: input is cache-exclusive"),
         computed("gen_ai.provider.name", ("input_cache_excluded_tokens",), _strands_by_system,
