@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+MATRIX_STAMP := .matrix/.ready
+MATRIX_INPUTS := scripts/matrix-envs.sh $(wildcard tests/matrix/requirements/*.txt) \
+	tests/matrix/js/package.json tests/matrix/js/package-lock.json
 
 .DEFAULT_GOAL := help
 
@@ -18,6 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install MentatLab with its dev tools
 
+$(MATRIX_STAMP): $(STAMP) $(MATRIX_INPUTS)
+	scripts/matrix-envs.sh $(BIN)/python
+	touch $(MATRIX_STAMP)
+
+matrix-envs: $(MATRIX_STAMP) ## Build the real-client matrix venvs and node_modules (tests/matrix)
+
 demo: $(STAMP) ## Start the server on the embedded store and drive realistic agent traffic through it
 	$(BIN)/mentatctl demo
 
@@ -31,10 +40,10 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck ## Install, lint, type-check and run every test
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+test: $(STAMP) $(MATRIX_STAMP) lint typecheck ## Install, lint, type-check and run every test
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (by hand; results go in bench/RESULTS.md)
 	$(BIN)/python bench/run_all.py
 
-.PHONY: help install demo format lint typecheck test bench
+.PHONY: help install matrix-envs demo format lint typecheck test bench
