@@ -289,6 +289,18 @@ def test_baggage_and_span_values_the_nearer_setting_wins(
                                          "mentat.user_id": "u-10"})
 
 
+def test_a_span_that_switches_agent_passes_on_no_version_from_older_baggage(
+        span_exporter: InMemorySpanExporter) -> None:
+    with mentatlab.baggage(agent="caller-agent", agent_version="9"):
+        with mentatlab.span("handler"):
+            mentatlab.set_agent("handler-agent")
+            with mentatlab.span("handler.llm"):
+                pass
+    spans = spans_by_name(span_exporter)
+    for name in ("handler", "handler.llm"):  # not handler-agent at the caller's version 9
+        assert_carries(spans[name], {"mentat.agent_id": "handler-agent"})
+
+
 def test_span_attribution_is_not_added_to_outgoing_baggage(
         span_exporter: InMemorySpanExporter) -> None:
     with mentatlab.baggage(run_id="run-1"), mentatlab.span("agent"):

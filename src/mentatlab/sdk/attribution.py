@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 from opentelemetry import baggage as otel_baggage
@@ -95,17 +94,12 @@ def _mentat_baggage(parent_context: Context | None) -> Mapping[str, str]:
             if key.startswith(BAGGAGE_PREFIX)}
 
 
-def _inherited(parent: Span, own: Mapping[str, AttributeValue],
-               bag: Mapping[str, str]) -> dict[str, AttributeValue]:
-    """The inheritable attributes ``parent`` passes on to a span with ``own`` attributes."""
+def _inherited(parent: Span, bag: Mapping[str, str]) -> dict[str, AttributeValue]:
+    """The inheritable attributes ``parent`` passes on (before the child's own win)."""
     parent_attributes = _snapshot(parent.attributes)
-    present: AbstractSet[str] = INHERITED_FIELDS.intersection(parent_attributes)
-    if not present:
-        return {}
-    if not INHERITED_FIELDS.isdisjoint(own):  # a group with any field of its own is its own
-        present = {key for key in present if own.keys().isdisjoint(_GROUP_OF[key])}
-    inherited = {key: parent_attributes[key] for key in present}
-    if bag:
+    inherited = {key: parent_attributes[key]
+                 for key in INHERITED_FIELDS.intersection(parent_attributes)}
+    if inherited and bag:
         parent_bag = _start_baggage.get(parent, _EMPTY)
         for group in INHERITED_GROUPS:
             # baggage entered inside the parent span: the nearer setting wins the group
@@ -128,12 +122,13 @@ def apply_attribution(span: Span, parent_context: Context | None,
         parent_context: the context it starts in (None: the current one).
         static_attributes: process-wide attributes, e.g. ``mentat.org_id``.
     """
-    # Set operations on key views and plain dict merges: this runs for every span started
-    # in the process, instrumentations' included (docs/decisions/0005).
-    own = _snapshot(span.attributes)
+    # Set operations on key views and plain dict merges, and nothing more when there is
+    # nothing to add: this runs for every span started in the process (docs/decisions/0005).
     bag = _mentat_baggage(parent_context)
     parent = trace.get_current_span(parent_context)
-    inherited = _inherited(parent, own, bag) if isinstance(parent, Span) else None
+    inherited = _inherited(parent, bag) if isinstance(parent, Span) else None
+    if not (static_attributes or bag or inherited):
+        return
     updates: dict[str, AttributeValue] = {**static_attributes, **bag}
     if inherited:
         # A group taken from the parent replaces the baggage's members of that group.
@@ -141,10 +136,12 @@ def apply_attribution(span: Span, parent_context: Context | None,
             for member in _GROUP_OF[key]:
                 updates.pop(member, None)
         updates.update(inherited)
-    if own and updates:
+    own = _snapshot(span.attributes)
+    if own:
         for key in own.keys() & updates.keys():
             del updates[key]
-        for key in INHERITED_FIELDS.intersection(own):  # own agent: no other's version
+        # A group with any field of its own is the span's own: no other agent's version.
+        for key in INHERITED_FIELDS.intersection(own):
             for member in _GROUP_OF[key]:
                 updates.pop(member, None)
     if bag:
