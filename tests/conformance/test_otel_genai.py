@@ -160,3 +160,13 @@ def test_conformance_rate_and_table() -> None:
 def test_documented_disagreements_still_hold(case_id: str) -> None:
     _, bad = _evaluate(CASES_DIR / f"{case_id}.json")
     assert {name.split("#")[0] for name in bad} == DISAGREEMENTS[case_id]
+
+
+def test_every_disagreement_is_documented_with_a_quote() -> None:
+    """docs/conventions.md names each disagreement and quotes the producer (a ``>`` line)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "conventions.md").read_text()
+    section = doc[doc.index("## Conformance and deliberate disagreements"):]
+    for case_id in DISAGREEMENTS:
+        assert f"`{case_id}`" in section
+        after = section[section.index(f"`{case_id}`"):]
+        assert "\n> " in after, f"no quote of the producer for {case_id}"

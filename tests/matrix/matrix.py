@@ -76,6 +76,7 @@ PRODUCERS: tuple[Producer, ...] = (
     Producer("logfire", "logfire", OPENAI_CHAT + OPENAI_RESPONSES + ANTHROPIC),
     Producer("pydantic-ai", "logfire", PYDANTIC_AI, framework_agent=True),
     Producer("vercel-ai", "js", VERCEL_AI),
+    Producer("vercel-ai-v6", "js", VERCEL_AI),
     Producer("traceloop-js", "js", TRACELOOP_JS),
 )
 """Every producer of the matrix, with the modes its driver runs."""
