@@ -100,3 +100,35 @@ def test_pydantic_ai_usage_details_reasoning(normalized: Norm) -> None:
                        "gen_ai.usage.details.cache_read_tokens": 1280}, scope="pydantic-ai")
     assert (span.input_tokens, span.output_tokens, span.cache_read_tokens,
             span.reasoning_tokens) == (1687, 132, 1280, 41)
+
+
+def test_ai_sdk_v6_bedrock_input_is_already_the_total(normalized: Norm) -> None:
+    # ai 6 + @ai-sdk/amazon-bedrock 4, Converse answered inputTokens=455, read 1024, write 768
+    attributes = {
+        "ai.operationId": "ai.generateText.doGenerate", "ai.model.provider": "amazon-bedrock",
+        "ai.model.id": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "ai.usage.inputTokens": 2247, "ai.usage.outputTokens": 75,
+        "ai.usage.inputTokenDetails.noCacheTokens": 455,
+        "ai.usage.inputTokenDetails.cacheReadTokens": 1024,
+        "ai.usage.inputTokenDetails.cacheWriteTokens": 768,
+        "ai.usage.cachedInputTokens": 1024,
+        "ai.response.providerMetadata": json.dumps(
+            {"bedrock": {"usage": {"cacheReadInputTokens": 1024,
+                                   "cacheWriteInputTokens": 768}}})}
+    span = normalized(attributes, scope="ai")
+    assert (span.provider, span.input_tokens, span.cache_read_tokens,
+            span.cache_write_tokens) == ("aws.bedrock", 2247, 1024, 768)
+    # without the v6 breakdown the same metadata means a cache-exclusive input (older SDKs)
+    older = {k: v for k, v in attributes.items() if "TokenDetails" not in k}
+    span = normalized({**older, "ai.usage.inputTokens": 455}, scope="ai")
+    assert (span.input_tokens, span.cache_read_tokens, span.cache_write_tokens) == (
+        2247, 1024, 768)
+
+
+def test_ai_sdk_v6_detail_spellings(normalized: Norm) -> None:
+    span = normalized({"ai.operationId": "ai.generateText.doGenerate",
+                       "ai.model.provider": "openai.chat", "ai.model.id": "o4-mini",
+                       "ai.usage.inputTokens": 100, "ai.usage.outputTokens": 40,
+                       "ai.usage.inputTokenDetails.cacheReadTokens": 64,
+                       "ai.usage.outputTokenDetails.reasoningTokens": 30}, scope="ai")
+    assert (span.input_tokens, span.cache_read_tokens, span.reasoning_tokens) == (100, 64, 30)

@@ -42,7 +42,8 @@ PYDANTIC_AI = ("pai-chat-tool-call", "pai-chat-reasoning-cache-read-tool-call",
 VERCEL_AI = ("ai-chat", "ai-chat-stream", "ai-chat-cache-read", "ai-chat-reasoning",
              "ai-responses-reasoning-cache-read", "ai-responses-stream", "ai-chat-tool-call",
              "ai-messages", "ai-messages-stream-cache", "ai-messages-cache-write",
-             "ai-messages-tool-call")
+             "ai-messages-tool-call", "ai-converse", "ai-converse-stream-cache",
+             "ai-converse-cache")
 TRACELOOP_JS = ("chat", "chat-stream", "chat-cache-read", "chat-reasoning", "chat-tool-call",
                 "messages", "messages-stream-cache", "messages-cache-write")
 

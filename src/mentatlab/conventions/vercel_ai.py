@@ -5,7 +5,12 @@ inner ``doGenerate``/``doStream``/``doEmbed`` spans are the model calls; the out
 ``ai.generateText``/``ai.streamText``... spans sum their steps (a roll-up). Cache
 counters hide in the JSON ``ai.response.providerMetadata``: Anthropic's are nested under
 ``anthropic.usage``; Bedrock's input count is cache-EXCLUSIVE (Bedrock Converse: total =
-input + output + cacheRead + cacheWrite), so its cache read/write are added back.
+input + output + cacheRead + cacheWrite), so its cache read/write are added back, unless
+the span carries v6's ``ai.usage.inputTokenDetails.noCacheTokens`` (then
+``ai.usage.inputTokens`` is already the total: AI SDK 6 with ``@ai-sdk/amazon-bedrock`` 4
+reports 2247 = 455 uncached + 1024 read + 768 written). v6 also spells the details
+``ai.usage.inputTokenDetails.cacheReadTokens``/``cacheWriteTokens`` and
+``ai.usage.outputTokenDetails.reasoningTokens``.
 AI SDK v7 emits plain OTel GenAI attributes instead (genai convention).
 Source: https://ai-sdk.dev/docs/ai-sdk-core/telemetry
 """
@@ -72,10 +77,21 @@ _METADATA = json_blob(
                                "bedrock.usage.cacheCreationInputTokens"),
         "reasoning_tokens": ("openai.reasoningTokens",),
     },
-    "Anthropic usage nested; Bedrock input cache-exclusive",
+    "Anthropic usage nested",
+)
+
+_BEDROCK_EXCLUDED = json_blob(
+    "ai.response.providerMetadata", {}, "",
     sums={"input_cache_excluded_tokens": ("bedrock.usage.cacheReadInputTokens",
                                           "bedrock.usage.cacheWriteInputTokens")},
 )
+
+
+def _bedrock_exclusive(value: Any, span: RawSpan) -> tuple[tuple[str, Any], ...] | None:
+    # AI SDK 6+ reports the total input and its breakdown (noCacheTokens): nothing to add.
+    if "ai.usage.inputTokenDetails.noCacheTokens" in span.attributes:
+        return None
+    return _BEDROCK_EXCLUDED.extract(value, span)
 
 
 CONVENTION = Convention(
@@ -96,8 +112,14 @@ CONVENTION = Convention(
         attr("ai.usage.tokens", "total_tokens", "often a STRING"),
         attr("ai.usage.totalTokens", "total_tokens"),
         attr("ai.usage.cachedInputTokens", "cache_read_tokens", "often a STRING"),
+        attr("ai.usage.inputTokenDetails.cacheReadTokens", "cache_read_tokens", "v6+"),
+        attr("ai.usage.inputTokenDetails.cacheWriteTokens", "cache_write_tokens", "v6+"),
         attr("ai.usage.reasoningTokens", "reasoning_tokens"),
+        attr("ai.usage.outputTokenDetails.reasoningTokens", "reasoning_tokens", "v6+"),
         _METADATA,
+        computed("ai.response.providerMetadata", ("input_cache_excluded_tokens",),
+                 _bedrock_exclusive, "Bedrock input cache-exclusive, unless v6 "
+                 "ai.usage.inputTokenDetails.noCacheTokens says the input is the total"),
         computed("ai.response.providerMetadata", ("provider",), _metadata_provider,
                  "top-level key: anthropic, bedrock"),
         attr("ai.toolCall.name", "tool_name"),

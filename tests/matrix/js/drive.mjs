@@ -26,6 +26,7 @@ const endpoints = values;
 const OPENAI_MODEL = "gpt-4o";
 const REASONING_MODEL = "o4-mini";
 const ANTHROPIC_MODEL = "claude-sonnet-4-20250514";
+const BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const SYSTEM_CACHED = "You are a geography tutor. ".repeat(200);
 const results = [];
 
@@ -81,8 +82,10 @@ function nodeProvider() {
   return provider;
 }
 
-async function vercelModes(ai, createOpenAI, createAnthropic, telemetryOption) {
+async function vercelModes(ai, createOpenAI, createAnthropic, createBedrock, telemetryOption) {
   const openai = createOpenAI({ baseURL: endpoints.openai, apiKey: "sk-fake" });
+  const bedrock = createBedrock({ baseURL: endpoints.bedrock, region: "us-east-1",
+                                  accessKeyId: "fake", secretAccessKey: "fake" });
   const anthropic = createAnthropic({ baseURL: `${endpoints.anthropic}/v1`, apiKey: "sk-ant-fake" });
   const weather = ai.tool({
     description: "Current weather in a city",
@@ -119,6 +122,11 @@ async function vercelModes(ai, createOpenAI, createAnthropic, telemetryOption) {
     "ai-messages-tool-call": ["anthropic", (t) => gen({
       model: anthropic(ANTHROPIC_MODEL), prompt: `Weather in Paris? ${t}`,
       tools: { get_weather: weather }, stopWhen: stop })],
+    "ai-converse": ["aws.bedrock", (t) => gen({ model: bedrock(BEDROCK_MODEL), prompt: ask(t) })],
+    "ai-converse-stream-cache": ["aws.bedrock", (t) => str({
+      model: bedrock(BEDROCK_MODEL), prompt: ask(t) })],
+    "ai-converse-cache": ["aws.bedrock", (t) => gen({
+      model: bedrock(BEDROCK_MODEL), prompt: ask(t) })],
   };
 }
 
@@ -127,26 +135,30 @@ async function vercelAi() {
   const { OpenTelemetry } = await import("@ai-sdk/otel");
   const { createOpenAI } = await import("@ai-sdk/openai");
   const { createAnthropic } = await import("@ai-sdk/anthropic");
+  const { createAmazonBedrock } = await import("@ai-sdk/amazon-bedrock");
   const provider = nodeProvider();
   // v7: telemetry is an integration registered once (ai-sdk.dev/v7/docs/ai-sdk-core/telemetry)
   ai.registerTelemetry(new OpenTelemetry());
-  const modes = await vercelModes(ai, createOpenAI, createAnthropic, {});
+  const modes = await vercelModes(ai, createOpenAI, createAnthropic, createAmazonBedrock, {});
   await runCases(modes, provider);
   return { ai: version("ai"), "@ai-sdk/otel": version("@ai-sdk/otel"),
            "@ai-sdk/openai": version("@ai-sdk/openai"),
-           "@ai-sdk/anthropic": version("@ai-sdk/anthropic") };
+           "@ai-sdk/anthropic": version("@ai-sdk/anthropic"),
+           "@ai-sdk/amazon-bedrock": version("@ai-sdk/amazon-bedrock") };
 }
 
 async function vercelAiV6() {
   const ai = await import("ai-v6");
   const { createOpenAI } = await import("ai-sdk-openai-v3");
   const { createAnthropic } = await import("ai-sdk-anthropic-v3");
+  const { createAmazonBedrock } = await import("ai-sdk-amazon-bedrock-v4");
   const provider = nodeProvider();
-  const modes = await vercelModes(ai, createOpenAI, createAnthropic,
+  const modes = await vercelModes(ai, createOpenAI, createAnthropic, createAmazonBedrock,
                                   { experimental_telemetry: { isEnabled: true } });
   await runCases(modes, provider);
   return { ai: version("ai-v6"), "@ai-sdk/openai": version("ai-sdk-openai-v3"),
-           "@ai-sdk/anthropic": version("ai-sdk-anthropic-v3") };
+           "@ai-sdk/anthropic": version("ai-sdk-anthropic-v3"),
+           "@ai-sdk/amazon-bedrock": version("ai-sdk-amazon-bedrock-v4") };
 }
 
 async function traceloopJs() {
