@@ -51,9 +51,7 @@ from mentatlab.model.span import CanonicalSpan
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.infra_rates import (
     GPU_MODEL_ATTRIBUTE,
-    ORIGIN_PRICING_FILE,
     DefaultInfraRates,
-    InfraRate,
     InfraRateCard,
     load_default_infra_rates,
 )
@@ -255,34 +253,31 @@ class Price:
         usd = {"token_cost": token_usd, "cpu_cost": _ZERO, "memory_cost": _ZERO,
                "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO,
                "unattributed_cost": unattributed_usd}
-        used: list[InfraRate] = []
+        origins = 0  # bit set of the origins of the rates this span was charged at
         if span.cpu_core_seconds and card.cpu.usd:
             usd["cpu_cost"] = to_decimal(span.cpu_core_seconds) * card.cpu.usd / _HOUR_S
-            used.append(card.cpu)
+            origins |= card.cpu.origin_bit
         if span.memory_gb_seconds and card.memory.usd:
             usd["memory_cost"] = (to_decimal(span.memory_gb_seconds) * card.memory.usd
                                   / _HOUR_S)
-            used.append(card.memory)
+            origins |= card.memory.origin_bit
         if span.gpu_seconds:
             gpu = card.gpu_rate(_gpu_model(span))
             if gpu.usd:
                 usd["gpu_cost"] = to_decimal(span.gpu_seconds) * gpu.usd / _HOUR_S
-                used.append(gpu)
+                origins |= gpu.origin_bit
         if span.network_bytes_in and card.network_in.usd:
             usd["network_cost"] = span.network_bytes_in * card.network_in.usd / _GB_BYTES
-            used.append(card.network_in)
+            origins |= card.network_in.origin_bit
         if span.network_bytes_out and card.network_out.usd:
             usd["network_cost"] += span.network_bytes_out * card.network_out.usd / _GB_BYTES
-            used.append(card.network_out)
+            origins |= card.network_out.origin_bit
         if span.storage_bytes and card.storage.usd:
             usd["storage_cost"] = (span.storage_bytes * card.storage.usd
                                    * card.storage_billed_months / _GB_BYTES)
-            used.append(card.storage)
-        if used:
-            from_file = any(rate.origin == ORIGIN_PRICING_FILE for rate in used)
-            source = format_price_source(source, card.source_tag(
-                from_file=from_file, from_defaults=not all(
-                    rate.origin == ORIGIN_PRICING_FILE for rate in used)))
+            origins |= card.storage.origin_bit
+        if origins:
+            source = format_price_source(source, card.source_tags[origins])
         parts = {k: quantize_money(v * fx if fx != 1 else v) if v else _ZERO_MONEY
                  for k, v in usd.items()}
         discount = _ZERO_MONEY

@@ -19,7 +19,7 @@ import fnmatch
 import functools
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -105,6 +105,12 @@ class InfraRate:
     """:data:`ORIGIN_DEFAULTS` or :data:`ORIGIN_PRICING_FILE`."""
     source: RateSource | None = None
     """Publication details of a default rate; None for a rate from ``pricing.toml``."""
+    origin_bit: int = field(init=False, repr=False, compare=False)
+    """1 for ``pricing.toml``, 2 for the defaults (OR-ed: an index of
+    :attr:`InfraRateCard.source_tags`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin_bit", 1 if self.origin == ORIGIN_PRICING_FILE else 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +267,10 @@ class InfraRateCard:
         self.network_out = rates["network_out_per_gb"]
         self.storage = rates["storage_per_gb_month"]
         self.gpu_rate = functools.lru_cache(maxsize=256)(self._gpu_rate_uncached)
+        self.source_tags: tuple[str, ...] = tuple(
+            self.source_tag(from_file=bool(bits & 1), from_defaults=bool(bits & 2))
+            for bits in range(4))
+        """``infra=`` values of ``price_source`` by OR-ed :attr:`InfraRate.origin_bit`."""
 
     @property
     def is_priced(self) -> bool:
