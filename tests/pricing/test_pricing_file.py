@@ -23,14 +23,16 @@ def test_example_file_loads_and_documents_every_key() -> None:
     assert config.models[0].cache_write_per_mtok == Decimal("2.50")
     assert config.infrastructure.network_out_per_gb == Decimal("0.09")
     assert config.infrastructure.network_in_per_gb == Decimal("0")
+    assert config.infrastructure.use_defaults is True
+    assert config.infrastructure.gpu_models[0].model == "*a100*80gb*"
     assert config.discounts[0].applies_to == "tokens"
     assert config.currency == Currency("USD", Decimal(1))
     text = EXAMPLE.read_text()
     for key in ("provider", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
                 "cache_write_per_mtok", "per_request", "cpu_per_core_hour", "memory_per_gb_hour",
                 "gpu_per_hour", "network_per_gb", "network_in_per_gb", "network_out_per_gb",
-                "storage_per_gb_month", "storage_billed_months", "percent", "org_id",
-                "applies_to", "code", "rate_from_usd"):
+                "storage_per_gb_month", "storage_billed_months", "defaults", "per_hour",
+                "percent", "org_id", "applies_to", "code", "rate_from_usd"):
         assert f"\n{key} = " in text or f"\n{key}=" in text, key
 
 
