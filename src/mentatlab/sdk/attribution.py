@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 from opentelemetry import baggage as otel_baggage
@@ -86,20 +87,11 @@ def _snapshot(attributes: Mapping[str, AttributeValue] | None) -> dict[str, Attr
     return dict(attributes or {})
 
 
-def _mentat_baggage(parent_context: Context | None) -> Mapping[str, str]:
-    entries = otel_baggage.get_all(parent_context)
-    if not entries:
-        return _EMPTY
-    return {key: str(value) for key, value in entries.items()
-            if key.startswith(BAGGAGE_PREFIX)}
-
-
-def _inherited(parent: Span, bag: Mapping[str, str]) -> dict[str, AttributeValue]:
+def _inherited(parent: Span, parent_attributes: Mapping[str, AttributeValue],
+               present: AbstractSet[str], bag: Mapping[str, str]) -> dict[str, AttributeValue]:
     """The inheritable attributes ``parent`` passes on (before the child's own win)."""
-    parent_attributes = _snapshot(parent.attributes)
-    inherited = {key: parent_attributes[key]
-                 for key in INHERITED_FIELDS.intersection(parent_attributes)}
-    if inherited and bag:
+    inherited = {key: parent_attributes[key] for key in present}
+    if bag:
         parent_bag = _start_baggage.get(parent, _EMPTY)
         for group in INHERITED_GROUPS:
             # baggage entered inside the parent span: the nearer setting wins the group
@@ -122,11 +114,21 @@ def apply_attribution(span: Span, parent_context: Context | None,
         parent_context: the context it starts in (None: the current one).
         static_attributes: process-wide attributes, e.g. ``mentat.org_id``.
     """
-    # Set operations on key views and plain dict merges, and nothing more when there is
-    # nothing to add: this runs for every span started in the process (docs/decisions/0005).
-    bag = _mentat_baggage(parent_context)
+    # This runs for every span started in the process, so the common cases (no baggage, a
+    # parent with no attribution) are inline, and set operations do the per-key work
+    # (docs/decisions/0005).
+    entries = otel_baggage.get_all(parent_context)
+    bag: Mapping[str, str] = _EMPTY
+    if entries:
+        bag = {key: str(value) for key, value in entries.items()
+               if key.startswith(BAGGAGE_PREFIX)}
+    inherited = None
     parent = trace.get_current_span(parent_context)
-    inherited = _inherited(parent, bag) if isinstance(parent, Span) else None
+    if isinstance(parent, Span):  # not a remote, non-recording or another SDK's span
+        parent_attributes = _snapshot(parent.attributes)
+        present = INHERITED_FIELDS.intersection(parent_attributes)
+        if present:
+            inherited = _inherited(parent, parent_attributes, present, bag)
     if not (static_attributes or bag or inherited):
         return
     updates: dict[str, AttributeValue] = {**static_attributes, **bag}
