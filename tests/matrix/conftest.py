@@ -118,6 +118,12 @@ class Runs:
         lines = [line for line in done.stdout.splitlines() if line.startswith('{"producer"')]
         assert lines, f"{producer.name}: no report on stdout:\n{done.stdout[-2000:]}"
         report = json.loads(lines[-1])
+        # what ran, for the record (versions per producer): .matrix/reports/<producer>.json
+        reports = MATRIX_DIR / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / f"{producer.name}.json").write_text(json.dumps(
+            {"producer": producer.name, "group": producer.group, "seconds": round(seconds, 1),
+             "versions": report["versions"]}, indent=1))
         cases = {c["mode"]: c for c in report["cases"]}
         traces: dict[str, dict[str, Any]] = {}
         with httpx.Client(base_url=self.server, timeout=30) as client:
