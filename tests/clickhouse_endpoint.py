@@ -23,6 +23,8 @@ are session state in chDB, so they are set before and reset after each request.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import itertools
 import json
 import logging
@@ -222,6 +224,19 @@ def _failure(exc: BaseException) -> _Failure:
     return _Failure(int(match.group(1)) if match else 1001, text)
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a ``multipart/form-data`` body, by name (text values)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            fields[name] = payload.decode() if isinstance(payload, bytes) else ""
+    return fields
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ChdbClickHouseEndpoint
     protocol_version = "HTTP/1.1"
@@ -276,6 +291,12 @@ class _Handler(BaseHTTPRequestHandler):
                         {"X-ClickHouse-Exception-Code": "1001"})
             return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            # Large bind parameters (and then the query) come as form fields, as ClickHouse's
+            # HTTP interface accepts them (clickhouse-connect does so past 4 KiB of params).
+            params.update(_form_fields(content_type, body))
+            body = b""
         self.owner.requests.append(params)
         query_id = params.get("query_id") or str(uuid.uuid4())
         headers = {"X-ClickHouse-Query-Id": query_id,
@@ -392,3 +413,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+

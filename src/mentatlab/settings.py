@@ -106,9 +106,13 @@ class Settings:
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
     span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))
     """Days spans are kept (by ``start_time``, a table TTL); 0 keeps them forever."""
-    rollup_interval_s: float = field(default=60.0, metadata=_env("MENTATLAB_ROLLUP_INTERVAL_S"))
-    """Seconds between runs of the hourly-rollup job (cost and overview of closed hours);
-    0 turns it off (queries then read raw spans only)."""
+    resolve_interval_s: float = field(default=0.5, metadata=_env("MENTATLAB_RESOLVE_INTERVAL_S"))
+    """Seconds between passes of the attribution resolver on a shared (ClickHouse) span
+    store (the embedded store resolves right after each commit); 0 turns it off: answers
+    then read raw spans, without inherited attribution or aggregates."""
+    resolve_wait_s: float = field(default=2.0, metadata=_env("MENTATLAB_RESOLVE_WAIT_S"))
+    """Longest an analytics read waits, in seconds, for the resolver to reach the spans
+    this node acknowledged before it; past it the read answers from what is resolved."""
     alert_interval_s: float = field(default=30.0, metadata=_env("MENTATLAB_ALERT_INTERVAL_S"))
     """Seconds between runs of the alert evaluator (budgets, threshold rules, notification
     deliveries); 0 turns alerting off. With several nodes only the elected one runs it."""

@@ -25,11 +25,15 @@ def _span(trace: int, n: int, parent: str, start: datetime, ms: int, **kw: objec
     return CanonicalSpan(**fields)  # type: ignore[arg-type]
 
 
-def build_spans() -> list[CanonicalSpan]:
-    """Traces of: agent root (usage rollup) -> 2 LLM calls + 1 tool call (with infra cost)."""
+def build_spans(t0: datetime = T0) -> list[CanonicalSpan]:
+    """Traces of: agent root (usage rollup) -> 2 LLM calls + 1 tool call (with infra cost).
+
+    Only the root names its agent; its children inherit it once resolved. The root reports
+    the sum of its children's usage, so it has no unattributed usage.
+    """
     spans: list[CanonicalSpan] = []
     for t in range(NUM_TRACES):
-        start = T0 + timedelta(days=t % 3, hours=t % 24, minutes=t)
+        start = t0 + timedelta(days=t % 3, hours=t % 24, minutes=t, seconds=t % 50)
         model = MODELS[t % 3]
         unpriced = model == "llama-self-hosted"
         root_id = f"{t + 1:08x}{0:08x}"

@@ -128,9 +128,9 @@ def test_events_started_on_one_node_and_completed_on_another_are_not_timed_out(
     assert stored[0]["status"] == "ok", stored[0]
 
 
-def test_one_node_leads_the_rollup_job(three_nodes: list[Node]) -> None:
-    wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
-                          for n in three_nodes) == 1, 20, "one rollup leader")
+def test_one_node_leads_the_resolver(three_nodes: list[Node]) -> None:
+    wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="resolver")
+                          for n in three_nodes) == 1, 20, "one resolver leader")
 
 
 def test_clickhouse_down_means_503_with_retry_after_then_recovery(
@@ -163,17 +163,19 @@ def test_clickhouse_down_means_503_with_retry_after_then_recovery(
                           timeout=60).status_code == 200
 
     wait_for(accepted, 30, "ingest to recover")
-    assert stored_traces(three_nodes[1].url, project) == {before, after}
+    # node 1 answers once the resolver has passed node 0's commits (within a second)
+    wait_for(lambda: stored_traces(three_nodes[1].url, project) == {before, after}, 30,
+             "both traces to be readable from another node")
 
 
 def test_a_node_killed_mid_load_loses_nothing_it_acknowledged(
         stores: dict[str, str], three_nodes: list[Node], tmp_path: Path) -> None:
-    """Kill -9 the rollup leader while clients load every node; afterwards every span any
-    node acknowledged is stored, and a survivor takes the rollup job over."""
+    """Kill -9 the resolver leader while clients load every node; afterwards every span any
+    node acknowledged is stored, and a survivor takes the resolver over."""
     project = f"kill-{uuid.uuid4().hex[:8]}"
     extra = start_node(tmp_path / "victim-candidate", stores)
     nodes = [*three_nodes, extra]
-    leaders = [n for n in nodes if n.metric("mentatlab_job_leader", job="rollup") == 1]
+    leaders = [n for n in nodes if n.metric("mentatlab_job_leader", job="resolver") == 1]
     victim = leaders[0] if leaders else extra
     acked: list[str] = []
     lock = threading.Lock()
@@ -205,13 +207,14 @@ def test_a_node_killed_mid_load_loses_nothing_it_acknowledged(
     survivors = [n for n in nodes if n is not victim]
     try:
         assert len(acked) > 20
+        wait_for(lambda: set(acked) <= stored_traces(survivors[0].url, project), 60,
+                 "every acknowledged trace to be readable from a survivor")
         stored = stored_traces(survivors[0].url, project)
-        assert set(acked) <= stored
         overview = httpx.get(f"{survivors[1].url}/api/v1/overview",
                              params={"filter": f"project_id={project}"}, timeout=60).json()
         assert overview["num_spans"] == 10 * len(stored)
-        wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="rollup")
-                              for n in survivors) == 1, 30, "a survivor to lead the rollups")
+        wait_for(lambda: sum(n.metric("mentatlab_job_leader", job="resolver")
+                              for n in survivors) == 1, 30, "a survivor to lead the resolver")
     finally:
         stop(extra.proc)
 
@@ -305,6 +308,7 @@ def test_a_slow_clickhouse_fills_the_bounded_buffer_then_503_and_nothing_acknowl
         assert set(statuses.values()) <= {200, 503}
         acknowledged = {t for t, s in statuses.items() if s == 200}
         assert acknowledged, statuses  # the held requests were committed after all
-        assert acknowledged <= stored_traces(node.url, project)
+        wait_for(lambda: acknowledged <= stored_traces(node.url, project), 60,
+                 "every acknowledged trace to be readable")
     finally:
         stop(node.proc)

@@ -25,7 +25,7 @@ async def _wait_alerts(env: InProcess, count: int, timeout_s: float = 20) -> lis
 
 
 async def test_a_budget_made_over_the_api_notifies_the_webhook(_isolated_data_dir: Path) -> None:
-    settings = make_settings(_isolated_data_dir, alert_interval_s=0.2, rollup_interval_s=0)
+    settings = make_settings(_isolated_data_dir, alert_interval_s=0.2)
     with WebhookReceiver() as hook:
         async for env in open_in_process(settings):
             c = env.client

@@ -14,8 +14,9 @@ from spanfactory import T0, make_span, make_table
 
 from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
+from mentatlab.pipeline.price import Price
+from mentatlab.resolver.resolver import Resolver
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.rollup import refresh_rollups
 from mentatlab.storage.span_schema import MIGRATIONS, applied_versions, migrate_span_store
 
 _DDL_SQL = ("SELECT create_table_query AS q FROM system.tables"
@@ -186,10 +187,11 @@ def test_closed_store_raises(store: SpanStore) -> None:
         store.append_batch(make_table(range(1)))
 
 
-def test_inserts_queries_and_rollups_run_side_by_side(store: SpanStore) -> None:
+def test_inserts_queries_and_resolver_passes_run_side_by_side(store: SpanStore) -> None:
     """Regression: INSERT ... FROM Python() beside a query on another thread hung for good."""
     stop_s = time.monotonic() + 4.0
-    done: dict[str, int] = {"insert": 0, "query": 0, "rollup": 0}
+    done: dict[str, int] = {"insert": 0, "query": 0, "resolve": 0}
+    resolver = Resolver(store, Price())
     errors: list[BaseException] = []
 
     def insert() -> None:
@@ -204,10 +206,10 @@ def test_inserts_queries_and_rollups_run_side_by_side(store: SpanStore) -> None:
             store.query_arrow("SELECT count() AS n FROM spans FINAL")
             done["query"] += 1
 
-    def rollup() -> None:
+    def resolve() -> None:
         while time.monotonic() < stop_s:
-            refresh_rollups(store, datetime.now(UTC) + timedelta(days=400))
-            done["rollup"] += 1
+            resolver.run_pass(time.time_ns())
+            done["resolve"] += 1
 
     def guarded(f: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -217,7 +219,7 @@ def test_inserts_queries_and_rollups_run_side_by_side(store: SpanStore) -> None:
                 errors.append(exc)
         return run
 
-    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (insert, query, rollup)]
+    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (insert, query, resolve)]
     for t in threads:
         t.start()
     for t in threads:

@@ -19,6 +19,7 @@ from chkit import make_span
 
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, spans_to_arrow
+from mentatlab.storage.aggregates import aggregate_tables
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
 from mentatlab.storage.span_schema import migrate_span_store
@@ -87,23 +88,30 @@ def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -
     creates = [s for s in statements if s.startswith("CREATE TABLE")]
     names = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1) for s in creates]  # type: ignore[union-attr]
     assert names == ["schema_migrations", "spans_local", "spans", "span_rollup_hourly",
-                     "span_rollup_scope_hourly", "span_rollup_builds"]
+                     "span_rollup_scope_hourly", "span_rollup_builds", "span_deltas",
+                     *aggregate_tables(), "resolver_state"]
     assert creates[2] == (
         "CREATE TABLE IF NOT EXISTS spans ON CLUSTER mentat_cluster AS spans_local"
         " ENGINE = Distributed(mentat_cluster, observability, spans_local, cityHash64(trace_id))")
 
 
-def test_rollups_are_replicated_whole_to_every_node(cluster_ddl: Any) -> None:
+def test_aggregates_are_replicated_whole_to_every_node(cluster_ddl: Any) -> None:
     statements, _ = cluster_ddl
     creates = {re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1): s  # type: ignore[union-attr]
                for s in statements if s.startswith("CREATE TABLE")}
     prefix = "/clickhouse/tables/observability"
-    assert (f"ENGINE = ReplicatedMergeTree('{prefix}/span_rollup_hourly', '{{replica}}')"
-            in creates["span_rollup_hourly"])
-    assert (f"ENGINE = ReplicatedMergeTree('{prefix}/span_rollup_scope_hourly', '{{replica}}')"
-            in creates["span_rollup_scope_hourly"])
-    assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/span_rollup_builds',"
-            " '{replica}', build_id)" in creates["span_rollup_builds"])
+    assert (f"ENGINE = ReplicatedSummingMergeTree('{prefix}/span_ledger', '{{replica}}')"
+            in creates["span_ledger"])
+    assert (f"ENGINE = ReplicatedSummingMergeTree('{prefix}/agg_cost_hour', '{{replica}}')"
+            in creates["agg_cost_hour"])
+    assert (f"ENGINE = ReplicatedAggregatingMergeTree('{prefix}/agg_scope_minute',"
+            " '{replica}')" in creates["agg_scope_minute"])
+    assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/resolver_state', '{{replica}}',"
+            " version)" in creates["resolver_state"])
+    assert "ENGINE = Null" in creates["span_deltas"]  # every node fans its inserts out
+    views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert len(views) == len(aggregate_tables())
+    assert all(" ON CLUSTER mentat_cluster TO " in v for v in views)
 
 
 def test_migrations_are_recorded_once_for_the_whole_cluster(cluster_ddl: Any) -> None:
@@ -123,7 +131,7 @@ def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any
         f"ALTER TABLE spans ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
         f" `{last.name}` {last.clickhouse} CODEC(Delta, ZSTD(1))",
     ]
-    ttl = [s for s in statements if "TTL" in s]
+    ttl = [s for s in statements if "TTL" in s and s.startswith("ALTER")]
     assert ttl == ["ALTER TABLE spans_local ON CLUSTER mentat_cluster"
                    " MODIFY TTL start_time + toIntervalDay(90)"]
     assert {"t": "spans_local"} in lookups  # TTL and columns are read from the local table

@@ -5,30 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
+from mentatlab.analytics.aggregate_read import Side, plan_read
 from mentatlab.analytics.query import (
     BUCKETS,
     FINAL_SETTINGS,
     GROUP_BY_COLUMNS,
     QueryParams,
     SqlParts,
-    build_where,
     group_keys_of,
 )
-from mentatlab.analytics.rollup_read import (
-    ROLLUP_BUCKETS,
-    intervals_where,
-    rollup_plan_for,
-    rollup_where,
-)
+from mentatlab.storage.aggregates import MEASURES
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.rollup import ROLLUP_SUMS, SUMS_SQL
-from mentatlab.storage.span_schema import ROLLUP_DIMENSIONS, ROLLUP_TABLE
 
 __all__ = ["CostRow", "cost_by"]
 
-_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost", "storage_cost",
-          "discount", "total_cost")
+_MONEY = tuple(m.name for m in MEASURES if m.type.startswith("Decimal"))
+_COUNTS = tuple(m.name for m in MEASURES if m.type == "Int64")
+_RAW_MEASURES = ", ".join(f"{m.expr} AS {m.name}" for m in MEASURES)
+_SUMS = ", ".join(f"sum({m.name}) AS {m.name}" for m in MEASURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +36,37 @@ class CostRow:
     bucket_start: datetime | None
     """Start of the time bucket (UTC), or None without a bucket."""
     token_cost: Decimal
+    """Price of the LLM calls' tokens."""
     cpu_cost: Decimal
     memory_cost: Decimal
     gpu_cost: Decimal
     network_cost: Decimal
     storage_cost: Decimal
+    unattributed_cost: Decimal
+    """Price of usage reported by agent/workflow spans that no LLM call below them carries."""
     discount: Decimal
     total_cost: Decimal
+    """token + unattributed + infrastructure - discount."""
     requests: int
-    """LLM calls (spans with a model, not rollups)."""
+    """LLM calls (spans with a model, not roll-ups)."""
     num_spans: int
+    error_spans: int
+    """Spans with status ``error`` or ``timeout``."""
+    timeout_spans: int
     input_tokens: int
+    """Prompt tokens of LLM calls, inclusive of cache reads and writes."""
     output_tokens: int
+    """Completion tokens of LLM calls, inclusive of reasoning."""
     cached_tokens: int
+    """Cache-read tokens (part of ``input_tokens``)."""
+    cache_write_tokens: int
+    """Cache-write tokens (part of ``input_tokens``)."""
+    reasoning_tokens: int
+    """Reasoning tokens (part of ``output_tokens``)."""
+    unattributed_input_tokens: int
+    """Input tokens behind ``unattributed_cost`` (not in ``input_tokens``)."""
+    unattributed_output_tokens: int
+    """Output tokens behind ``unattributed_cost`` (not in ``output_tokens``)."""
 
     @property
     def infra_cost(self) -> Decimal:
@@ -66,27 +80,55 @@ class CostRow:
         return self.input_tokens + self.output_tokens
 
 
+def _bucket_expr(side: Side, bucket: str) -> str:
+    if side.raw:
+        return BUCKETS[bucket]
+    time = side.time_column
+    if bucket == "minute" or (bucket == "hour" and time == "hour"):
+        return f"toDateTime64({time}, 0, 'UTC')"
+    start_of = "toStartOfHour" if bucket == "hour" else "toStartOfDay"
+    return f"toDateTime64({start_of}({time}), 0, 'UTC')"
+
+
+def _side_sql(side: Side, params: QueryParams, parts: SqlParts) -> str:
+    select = [f"{GROUP_BY_COLUMNS[g] if side.raw else g} AS g_{g}" for g in params.group_by]
+    if params.bucket is not None:
+        select.append(f"{_bucket_expr(side, params.bucket)} AS bucket_start")
+    where = side.where(parts, params.filters)
+    if side.raw:
+        keys = [f"g_{g}" for g in params.group_by]
+        if params.bucket is not None:
+            keys.append("bucket_start")
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        return (f"SELECT {', '.join([*select, _RAW_MEASURES])} FROM spans FINAL"
+                f" WHERE {where}{group}")
+    columns = ", ".join(m.name for m in MEASURES)
+    return f"SELECT {', '.join([*select, columns])} FROM {side.table} WHERE {where}"
+
+
 def cost_by(store: SpanStore, params: QueryParams, *, limit: int = 10_000,
-            use_rollups: bool = True) -> list[CostRow]:
+            use_aggregates: bool = True) -> list[CostRow]:
     """Cost per group-by key (and time bucket), ordered by bucket then cost (highest first).
 
-    Reads the hourly rollup for closed, unchanged whole hours when every filter and
-    group-by is a rollup dimension and the bucket is not ``minute``, and ``spans FINAL``
-    for the rest; the answer is the same to the last Decimal digit either way.
+    Whole hours and minutes of the range come from the first aggregate whose dimensions
+    cover every filter and group-by name (``storage/aggregates.py``), the seconds at its
+    ends and anything no aggregate covers from ``spans FINAL``; the answer is the same to
+    the last Decimal digit either way. Groups whose spans all moved away (re-attributed)
+    are left out.
 
     Args:
         store: the span store.
         params: time range, filters, group-by names and bucket.
         limit: most rows returned.
-        use_rollups: False reads only ``spans FINAL`` (for checks and comparisons).
+        use_aggregates: False reads only ``spans FINAL`` (for checks and comparisons).
 
     Raises:
         QueryTimeout: the query ran past the store's time limit.
         StoreError: the query failed.
     """
     names = {*params.filters, *params.group_by}
-    plan = None if params.bucket == "minute" or not use_rollups else rollup_plan_for(
-        store, params.time_range, names, ROLLUP_DIMENSIONS)
+    plan = plan_read(store, params.time_range.start, params.time_range.end, names,
+                     minute_buckets=params.bucket == "minute") if use_aggregates else None
     parts = SqlParts()
     keys = [f"g_{name}" for name in params.group_by]
     if params.bucket is not None:
@@ -96,42 +138,20 @@ def cost_by(store: SpanStore, params: QueryParams, *, limit: int = 10_000,
              + (", " + ", ".join(k for k in keys if k != "bucket_start")
                 if params.group_by else ""))
     if plan is None:
-        build_where(params.time_range, params.filters, parts)
-        raw_where = parts.where
+        side = Side("spans", "start_time", ((params.time_range.start, params.time_range.end),))
+        inner = _side_sql(side, params, parts)
     else:
-        raw_where = intervals_where(parts, "start_time", plan.raw)
-        filters = build_where(None, params.filters, SqlParts(binds=parts.binds))
-        raw_where += f" AND {filters.where}"
-    select = [f"{GROUP_BY_COLUMNS[name]} AS g_{name}" for name in params.group_by]
-    if params.bucket is not None:
-        select.append(f"{BUCKETS[params.bucket]} AS bucket_start")
-    raw = f"SELECT {', '.join([*select, SUMS_SQL])} FROM spans FINAL WHERE {raw_where}{group}"
-    if plan is None:
-        sql = f"{raw}{order} LIMIT {parts.bind(limit, 'UInt32')} {FINAL_SETTINGS}"
-    else:
-        rolled = [f"{name} AS g_{name}" for name in params.group_by]
-        if params.bucket is not None:
-            rolled.append(f"{ROLLUP_BUCKETS[params.bucket]} AS bucket_start")
-        rolled += list(ROLLUP_SUMS)
-        side = (f"SELECT {', '.join(rolled)} FROM {ROLLUP_TABLE}"
-                f" WHERE {rollup_where(parts, plan, params.filters)}")
-        sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
-        sql = (f"SELECT {', '.join([*keys, sums])} FROM ({raw} UNION ALL {side}){group}{order}"
-               f" LIMIT {parts.bind(limit, 'UInt32')} {FINAL_SETTINGS}")
+        inner = " UNION ALL ".join(_side_sql(side, params, parts) for side in plan.sides)
+    sql = (f"SELECT {', '.join([*keys, _SUMS])} FROM ({inner}){group}"
+           f" HAVING num_spans != 0{order} LIMIT {parts.bind(limit, 'UInt32')} {FINAL_SETTINGS}")
     rows = store.query_arrow(sql, parts.binds).to_pylist()
     out: list[CostRow] = []
     for row in rows:
-        if not keys and int(row["num_spans"]) == 0:
-            continue  # an aggregate without GROUP BY answers one row even over no spans
         bucket = row.get("bucket_start")
         if isinstance(bucket, datetime) and bucket.tzinfo is None:
             bucket = bucket.replace(tzinfo=UTC)
-        out.append(CostRow(
-            keys=group_keys_of(row, params.group_by),
-            bucket_start=bucket,
-            **{name: Decimal(row[name] or 0) for name in _MONEY},
-            requests=int(row["requests"]), num_spans=int(row["num_spans"]),
-            input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
-            cached_tokens=int(row["cached_tokens"]),
-        ))
+        values: dict[str, Any] = {name: Decimal(row[name] or 0) for name in _MONEY}
+        values.update({name: int(row[name] or 0) for name in _COUNTS})
+        out.append(CostRow(keys=group_keys_of(row, params.group_by), bucket_start=bucket,
+                           **values))
     return out

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mentatlab.errors import ValidationError
+from mentatlab.storage.aggregates import LLM_CALL, MODEL_EXPR, NOT_ROLLUP
 
 __all__ = [
     "BUCKETS",
@@ -42,11 +43,6 @@ __all__ = [
     "to_utc",
 ]
 
-MODEL_EXPR = "if(response_model != '', response_model, request_model)"
-"""The model of a span: the response model when reported, else the request model."""
-NOT_ROLLUP = "NOT usage_is_rollup"
-LLM_CALL = f"({MODEL_EXPR} != '' AND {NOT_ROLLUP})"
-"""A span that is one LLM call (has a model, is not a rollup of its children)."""
 FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 """Appended to every ``FROM spans FINAL`` query."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from mentatlab.analytics.aggregate_read import plan_read
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
@@ -20,6 +21,7 @@ from mentatlab.analytics.query import (
 from mentatlab.errors import ValidationError
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans
 from mentatlab.model.span import CanonicalSpan, SpanStatus
+from mentatlab.storage.aggregates import TRACE_SUMMARY_TABLE
 from mentatlab.storage.base import SpanStore
 
 __all__ = ["SpanNode", "TraceDetail", "TraceSummary", "get_trace", "list_traces"]
@@ -87,8 +89,15 @@ _STATUS = ("multiIf(countIf(status = 'error') > 0, 'error', countIf(status = 'ti
 
 def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offset: int = 0,
                 status: str | None = None, min_cost: Decimal | None = None,
-                min_duration_ms: float | None = None) -> list[TraceSummary]:
+                min_duration_ms: float | None = None, use_aggregates: bool = True
+                ) -> list[TraceSummary]:
     """Traces with a span matching ``params`` (time range, filters), newest first.
+
+    Summaries (and the status, cost and duration conditions) cover each trace's spans in
+    the time range. The page of trace ids comes from ``trace_summary`` when the filters are
+    only org and project (traces whose spans in the range's hours all start inside it),
+    with the few traces crossing the range's ends summed from raw spans; the answer is the
+    same as reading raw spans only.
 
     Args:
         store: the span store.
@@ -98,6 +107,7 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         status: only traces with this status (``ok``, ``error``, ``timeout``).
         min_cost: only traces costing at least this much.
         min_duration_ms: only traces lasting at least this long, in ms.
+        use_aggregates: False picks the page from raw spans only.
 
     Raises:
         ValidationError: a bad limit, offset or status.
@@ -109,26 +119,16 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         raise ValidationError("offset", f"Expected >= 0, got {offset}")
     if status is not None and status not in {s.value for s in SpanStatus}:
         raise ValidationError("status", f"Expected ok, error or timeout, got {status!r}")
-    # Two phases: pick the page of trace ids with light aggregates only (no FINAL unless a
-    # HAVING needs exact sums: a duplicate never moves min(start_time)), then compute the
-    # full summaries of just those traces. ~3.5x faster than one pass at 1M spans.
+    # Two phases: pick the page of trace ids, then compute the full summaries of just those
+    # traces. The page comes from trace_summary when it can, else from raw spans with
+    # light aggregates only (no FINAL unless a HAVING needs exact sums: a duplicate never
+    # moves min(start_time) or a status); ~3.5x faster than one pass at 1M spans.
     parts = build_where(params.time_range, None)
-    scope = parts.where
-    if params.filters:
-        inner = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
-        scope += f" AND trace_id IN (SELECT trace_id FROM spans WHERE {inner.where})"
-    having: list[str] = []
-    if status is not None:
-        having.append(f"{_STATUS} = {parts.bind(status, 'String')}")
-    if min_cost is not None:
-        having.append(f"sum(total_cost) >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
-    if min_duration_ms is not None:
-        having.append(f"{_DURATION_MS} >= {parts.bind(float(min_duration_ms), 'Float64')}")
-    page = (
-        f"SELECT trace_id FROM spans {'FINAL' if having else ''} WHERE {scope}"
-        " GROUP BY trace_id" + (f" HAVING {' AND '.join(having)}" if having else "")
-        + " ORDER BY min(start_time) DESC, trace_id"
-        f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
+    if use_aggregates and set(params.filters) <= {"org_id", "project_id"} and plan_read(
+            store, params.time_range.start, params.time_range.end, set(params.filters)):
+        page = _summary_page(params, parts, limit, offset, status, min_cost, min_duration_ms)
+    else:
+        page = _raw_page(params, parts, limit, offset, status, min_cost, min_duration_ms)
     sql = f"""
 SELECT
     trace_id,
@@ -164,6 +164,80 @@ ORDER BY t_start DESC, trace_id
         )
         for r in store.query_arrow(sql, parts.binds).to_pylist()
     ]
+
+
+def _raw_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
+              status: str | None, min_cost: Decimal | None,
+              min_duration_ms: float | None) -> str:
+    """SQL of the page of trace ids, over raw spans (binds go to ``parts``)."""
+    scope = parts.where
+    if params.filters:
+        inner = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
+        scope += f" AND trace_id IN (SELECT trace_id FROM spans WHERE {inner.where})"
+    having: list[str] = []
+    if status is not None:
+        having.append(f"{_STATUS} = {parts.bind(status, 'String')}")
+    if min_cost is not None:
+        having.append(f"sum(total_cost) >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
+    if min_duration_ms is not None:
+        having.append(f"{_DURATION_MS} >= {parts.bind(float(min_duration_ms), 'Float64')}")
+    return (
+        f"SELECT trace_id FROM spans {'FINAL' if having else ''} WHERE {scope}"
+        " GROUP BY trace_id" + (f" HAVING {' AND '.join(having)}" if having else "")
+        + " ORDER BY min(start_time) DESC, trace_id"
+        f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
+
+
+_NS = "Int64"
+_TS = "DateTime64(9, 'UTC')"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _summary_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
+                  status: str | None, min_cost: Decimal | None,
+                  min_duration_ms: float | None) -> str:
+    """SQL of the page of trace ids, from ``trace_summary`` (binds go to ``parts``).
+
+    A trace whose rows in the range's hours all start inside the range (its interior) is
+    judged on its summary; one crossing an end of the range on its spans in the range.
+    """
+    time_range = params.time_range
+    start_ns = parts.bind(_ns(time_range.start), _NS)
+    end_ns = parts.bind(_ns(time_range.end), _NS)
+    hours = (f"hour >= toStartOfHour({parts.bind(time_range.start, _TS)})"
+             f" AND hour < {parts.bind(time_range.end, _TS)}")
+    tenancy = "".join(f" AND {name} = {parts.bind(value, 'String')}"
+                      for name, value in params.filters.items())
+    summary = (
+        "SELECT trace_id, min(min_start_ns) AS lo, max(max_start_ns) AS hi,"
+        " max(max_end_ns) AS end_ns, sum(num_spans) AS n, sum(error_spans) AS e,"
+        " sum(timeout_spans) AS t, sum(total_cost) AS c"
+        f" FROM {TRACE_SUMMARY_TABLE} WHERE {hours}{tenancy} GROUP BY trace_id HAVING n != 0")
+    edge = build_where(time_range, params.filters, SqlParts(binds=parts.binds)).where
+    candidates = (
+        f"SELECT trace_id, lo AS t_start, end_ns - lo AS dur_ns, n, e, t, c FROM ({summary})"
+        f" WHERE lo >= {start_ns} AND hi < {end_ns}"
+        " UNION ALL SELECT trace_id, toUnixTimestamp64Nano(min(start_time)) AS t_start,"
+        " toUnixTimestamp64Nano(max(end_time)) - t_start AS dur_ns, toInt64(count()) AS n,"
+        " toInt64(countIf(status != 'ok')) AS e, toInt64(countIf(status = 'timeout')) AS t,"
+        f" sum(total_cost) AS c FROM spans FINAL WHERE {edge} AND trace_id IN"
+        f" (SELECT trace_id FROM ({summary}) WHERE lo < {start_ns} OR hi >= {end_ns})"
+        " GROUP BY trace_id")
+    conditions = []
+    if status is not None:
+        conditions.append({"error": "e - t > 0", "timeout": "e - t = 0 AND t > 0",
+                           "ok": "e = 0"}[status])
+    if min_cost is not None:
+        conditions.append(f"c >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
+    if min_duration_ms is not None:
+        conditions.append(f"dur_ns / 1e6 >= {parts.bind(float(min_duration_ms), 'Float64')}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return (f"SELECT trace_id FROM ({candidates}){where} ORDER BY t_start DESC, trace_id"
+            f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
 
 
 def _by_start(node: SpanNode) -> tuple[datetime, str]:

@@ -30,6 +30,7 @@ from rich.text import Text
 from mentatlab.cli._client import console, err_console
 
 if TYPE_CHECKING:  # the storage modules are imported when the command runs (fast --help)
+    from mentatlab.pipeline.price import Price
     from mentatlab.storage.base import SpanStore
     from mentatlab.storage.transfer import Checkpoint, DayTotals
 
@@ -74,6 +75,7 @@ def migrate(
     first. Either target alone migrates only that part.
     """
     from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
+    from mentatlab.pipeline.price import Price
     from mentatlab.settings import load_settings
     from mentatlab.storage import transfer
     from mentatlab.storage.clickhouse_store import open_clickhouse_store
@@ -82,6 +84,7 @@ def migrate(
         raise _fail("Expected --to (span store) and/or --control-to (control store)", 2)
     try:
         settings = load_settings(data_dir=data_dir)
+        price = Price.from_settings(settings)  # roll-up spans are priced as the server would
         # Parsed now (a bad URL is exit 2); it connects on first use. migrate() sets or
         # removes the TTL, so it gets the installation's retention, as a node would.
         target = open_clickhouse_store(
@@ -107,7 +110,7 @@ def migrate(
     except StoreUnavailable as exc:
         raise _fail(str(exc)) from None
     try:
-        _run(source, target, source_control, control_to, checkpoint,
+        _run(source, target, source_control, control_to, checkpoint, price,
              batch_rows=batch_rows, dry_run=dry_run)
     except StoreUnavailable as exc:
         raise _fail(f"{exc}\nNothing committed is lost: rerun the same command to continue"
@@ -121,7 +124,8 @@ def migrate(
 
 
 def _run(src: SpanStore, dst: SpanStore | None, source_control: str, control_to: str | None,
-         checkpoint: Checkpoint, *, batch_rows: int, dry_run: bool) -> None:
+         checkpoint: Checkpoint, price: Price, *, batch_rows: int, dry_run: bool) -> None:
+    from mentatlab.resolver.resolver import rebuild_aggregates
     from mentatlab.storage import transfer
     from mentatlab.storage.control import migrate_control_store
 
@@ -146,9 +150,10 @@ def _run(src: SpanStore, dst: SpanStore | None, source_control: str, control_to:
     if dst is not None and source_days is not None:
         dst.migrate()
         _copy_spans(src, dst, checkpoint, source_days, batch_rows)
-        with console.status("Rebuilding the hourly rollups on the target"):
-            report = transfer.rebuild_rollups(dst)
-        console.print(f"Rollups rebuilt on the target: {report.hours_built} hours in"
+        with console.status("Resolving attribution and building the aggregates on the target"):
+            report = rebuild_aggregates(dst, price, transfer.on_cluster_clause(dst))
+        console.print(f"Aggregates built on the target: {report.num_traces:,} traces,"
+                      f" {report.num_versions:,} spans re-attributed, in"
                       f" {report.duration_s:.1f} s")
         target_days = transfer.span_totals_by_day(dst)
     mismatches = transfer.verify(source_days, target_days, source_rows, target_rows)

@@ -36,7 +36,6 @@ from mentatlab.server.routes import (
 )
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
-from mentatlab.storage.rollup import rollup_loop
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -147,8 +146,10 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
                         metrics=metrics,
                         live=hub,
                         control=control, pairer=pairer)
+    state.resolver = components.open_resolver(settings, store, writer, control, metrics)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
+    await state.resolver.start()
     return state
 
 
@@ -156,6 +157,8 @@ async def _close_state(state: ServerState) -> None:
     try:
         await state.ingestor.close()
         await components.close_writer(state.writer)
+        if state.resolver is not None:
+            await state.resolver.stop()
         await components.close_forwarder(state.ingestor.forwarder)
     finally:
         await anyio.to_thread.run_sync(state.store.close)
@@ -168,7 +171,8 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the MentatLab ASGI app for ``settings``.
 
     The lifespan opens (and migrates) the span and control stores, starts the writer,
-    the event-pairing timer, the rollup and alert jobs (on the elected node) and, when
+    the attribution resolver and the alert job (on the elected node), the event-pairing
+    timer and, when
     ``settings.grpc_port`` is not 0, the OTLP/gRPC server; on shutdown it stops gRPC,
     flushes the writer and closes the stores.
 
@@ -194,11 +198,6 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.span_store_is_shared:
             feed_task = asyncio.create_task(
                 StoreFeed(hub, state.store, settings.live_poll_interval_s).run())
-        rollup_leader = components.open_leader(settings, "rollup")
-        state.metrics.job_leader.labels("rollup").set(0)
-        rollup_task = asyncio.create_task(rollup_loop(
-            state.store, settings.rollup_interval_s, rollup_leader,
-            on_leadership=state.metrics.job_leader.labels("rollup").set))
         alert_leader = components.open_leader(settings, "alerts")
         state.metrics.job_leader.labels("alerts").set(0)
         alert_task = asyncio.create_task(run_periodic(
@@ -216,7 +215,6 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             expire_task.cancel()
-            rollup_task.cancel()
             alert_task.cancel()
             if feed_task is not None:
                 feed_task.cancel()
@@ -225,10 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await expire_task
             with contextlib.suppress(asyncio.CancelledError):
-                await rollup_task
-            with contextlib.suppress(asyncio.CancelledError):
                 await alert_task
-            await anyio.to_thread.run_sync(rollup_leader.close)
             await anyio.to_thread.run_sync(alert_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)

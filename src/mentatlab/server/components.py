@@ -28,6 +28,7 @@ __all__ = [
     "open_forwarder",
     "open_leader",
     "open_pairer",
+    "open_resolver",
     "open_store",
     "open_writer",
     "price_snapshot_path",
@@ -149,6 +150,18 @@ def open_writer(settings: Settings, store: SpanStore) -> Any:
                       max_batch_spans=settings.write_batch_spans,
                       dedup_cache_spans=settings.dedup_cache_spans,
                       retry_after_s=settings.retry_after_s)
+
+
+def open_resolver(settings: Settings, store: SpanStore, writer: Any, control: Any,
+                  metrics: Any) -> Any:
+    """The :class:`~mentatlab.server.resolving.ResolverService` of this process (not started).
+
+    Raises:
+        ConfigError: the pricing file is invalid, or the control store cannot hold locks.
+    """
+    from mentatlab.server.resolving import ResolverService
+
+    return ResolverService(settings, store, writer, control, build_price(settings), metrics)
 
 
 def writer_depth(writer: Any) -> int:

@@ -19,7 +19,7 @@ from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
 __all__ = ["ServerState", "api_key_from", "control_store", "require_auth", "resolve_tenancy",
-           "server_state"]
+           "resolved_reads", "server_state"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class ServerState:
     """The :class:`~mentatlab.storage.control.ControlStore` (API keys, orgs, projects)."""
     pairer: Any = None
     """The :class:`~mentatlab.receivers.events.EventPairer`."""
+    resolver: Any = None
+    """The :class:`~mentatlab.server.resolving.ResolverService`."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +49,16 @@ def server_state(conn: HTTPConnection) -> ServerState:
     """The running server's state (set by the lifespan)."""
     state: ServerState = conn.app.state.mentat
     return state
+
+
+async def resolved_reads(conn: HTTPConnection) -> None:
+    """Dependency of analytics reads: wait until this node's acknowledged spans are resolved.
+
+    Bounded by ``resolve_wait_s``; see :mod:`mentatlab.server.resolving`.
+    """
+    resolver = server_state(conn).resolver
+    if resolver is not None:
+        await resolver.wait_resolved()
 
 
 def control_store(conn: HTTPConnection) -> Any:

@@ -58,6 +58,21 @@ class ServerMetrics:
         self.alert_deliveries = Counter(
             "mentatlab_alert_deliveries", "Notification delivery attempts, by outcome (sent, "
             "retry, failed = given up)", ["outcome"], registry=r)
+        self.resolver_passes = Counter(
+            "mentatlab_resolver_passes", "Attribution resolver passes run by this process",
+            registry=r)
+        self.resolver_versions = Counter(
+            "mentatlab_resolver_versions", "Span versions the resolver wrote (inherited "
+            "attribution or unattributed usage changed)", registry=r)
+        self.resolver_pass_seconds = Histogram(
+            "mentatlab_resolver_pass_seconds", "Duration of one resolver pass, in seconds",
+            buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.resolver_stale_reads = Counter(
+            "mentatlab_resolver_stale_reads", "Reads answered before the resolver reached "
+            "this node's newest commit (it was more than resolve_wait_s behind)", registry=r)
+        self.resolver_lag = Gauge(
+            "mentatlab_resolver_lag_seconds", "How far the resolver's watermark is behind this "
+            "node's newest commit, in seconds (0 on a node that does not run it)", registry=r)
         self.alert_rule_errors = Counter(
             "mentatlab_alert_rule_errors", "Rule evaluations that failed (logged, retried "
             "next run)", registry=r)
@@ -65,6 +80,10 @@ class ServerMetrics:
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)
+
+    def bind_resolver(self, read_lag_s: Callable[[], float]) -> None:
+        """Make the resolver-lag gauge read the lag (s) at scrape time."""
+        self.resolver_lag.set_function(read_lag_s)
 
     def bind_forwarder(self, read_stats: Callable[[], Any]) -> None:
         """Export the OTLP forwarder's counters, read at scrape time.

@@ -25,20 +25,12 @@ from dataclasses import dataclass
 
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, Column
+from mentatlab.storage.aggregates import aggregate_ddl
 from mentatlab.storage.base import SpanStore
 
 __all__ = [
-    "LATENCY_BUCKET_RATIO",
-    "LATENCY_HIST",
     "MIGRATIONS",
-    "ROLLUP_BUILDS_TABLE",
-    "ROLLUP_DIMENSIONS",
-    "ROLLUP_MONEY",
-    "ROLLUP_SCOPE_DIMENSIONS",
-    "ROLLUP_SCOPE_TABLE",
-    "ROLLUP_TABLE",
     "SPANS_TABLE",
-    "TRACE_SKETCH",
     "Migration",
     "SchemaOptions",
     "apply_retention",
@@ -143,37 +135,22 @@ def _m002(options: SchemaOptions) -> list[str]:
     return [spans_table_ddl(options)]
 
 
-ROLLUP_TABLE = "span_rollup_hourly"
-"""Hourly cost rollup: sums per (hour, fine dimensions), for ``cost_by``."""
-ROLLUP_SCOPE_TABLE = "span_rollup_scope_hourly"
-"""Hourly overview rollup per (hour, trace-level dimensions), with trace-count
-(:data:`TRACE_SKETCH`, since migration 4) and latency states, for ``get_overview``."""
-ROLLUP_BUILDS_TABLE = "span_rollup_builds"
-"""``(hour, build_id)`` of every rollup build; the largest build id of an hour is current."""
-
-ROLLUP_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
-                     "service_name", "provider", "model", "operation", "status", "tool_name")
-"""Key columns of ``span_rollup_hourly`` (``model`` is the span's model expression)."""
-ROLLUP_SCOPE_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
-                           "service_name")
-"""Key columns of ``span_rollup_scope_hourly`` (mostly constant within a trace)."""
-ROLLUP_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
-                "storage_cost", "discount", "total_cost")
-"""Money columns summed by the rollups (``Decimal(38, 12)``, like the span columns)."""
-LATENCY_BUCKET_RATIO = 1.02
-"""Latency histogram bucket ``b >= 1`` holds durations in ``[0.001 * r**(b-1), 0.001 * r**b)``
-ms (``r`` this ratio); bucket 0 holds durations up to 0.001 ms. Reporting a bucket's
-geometric middle is within 1% of any duration in it."""
-LATENCY_HIST = ("sumMap(map(toUInt16(if(duration_ms <= 0.001, 0, least(65535,"
-                f" floor(log(duration_ms / 0.001) / log({LATENCY_BUCKET_RATIO})) + 1))),"
-                " toUInt64(1)))")
-"""Aggregate over spans: the duration histogram (``Map(UInt16, UInt64)``) the overview's
-latency percentiles come from, raw or rolled up (``sumMap`` of histograms merges them)."""
+# The closed-hour rollups of migrations 3 and 4, replaced by the resolver's aggregates in
+# migration 5 (storage/aggregates.py); kept so that released migrations never change.
+_ROLLUP_TABLE = "span_rollup_hourly"
+_ROLLUP_SCOPE_TABLE = "span_rollup_scope_hourly"
+_ROLLUP_BUILDS_TABLE = "span_rollup_builds"
+_ROLLUP_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
+                      "service_name", "provider", "model", "operation", "status", "tool_name")
+_ROLLUP_SCOPE_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
+                            "service_name")
+_ROLLUP_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
+                 "storage_cost", "discount", "total_cost")
 
 
 def _m003(options: SchemaOptions) -> list[str]:
     c = options.cluster_clause
-    money = "".join(f"  {m} Decimal(38, 12),\n" for m in ROLLUP_MONEY)
+    money = "".join(f"  {m} Decimal(38, 12),\n" for m in _ROLLUP_MONEY)
     counts = ("  requests UInt64,\n  num_spans UInt64,\n  error_spans UInt64,\n"
               "  input_tokens UInt64,\n  output_tokens UInt64,\n  cached_tokens UInt64,\n")
 
@@ -181,31 +158,23 @@ def _m003(options: SchemaOptions) -> list[str]:
         return "".join(f"  {d} LowCardinality(String),\n" for d in names)
 
     return [
-        f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE}{c} (\n  build_id UInt64,\n"
-        f"  hour DateTime('UTC'),\n{dims(ROLLUP_DIMENSIONS)}{money}{counts[:-2]}\n)"
-        f" ENGINE = {options.shared_engine(ROLLUP_TABLE, 'MergeTree')}\n"
+        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_TABLE}{c} (\n  build_id UInt64,\n"
+        f"  hour DateTime('UTC'),\n{dims(_ROLLUP_DIMENSIONS)}{money}{counts[:-2]}\n)"
+        f" ENGINE = {options.shared_engine(_ROLLUP_TABLE, 'MergeTree')}\n"
         "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
-        f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCOPE_TABLE}{c} (\n  build_id UInt64,\n"
-        f"  hour DateTime('UTC'),\n{dims(ROLLUP_SCOPE_DIMENSIONS)}{money}{counts}"
+        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_SCOPE_TABLE}{c} (\n  build_id UInt64,\n"
+        f"  hour DateTime('UTC'),\n{dims(_ROLLUP_SCOPE_DIMENSIONS)}{money}{counts}"
         "  traces AggregateFunction(uniqExact, String),\n"
         "  latency_hist Map(UInt16, UInt64),\n  min_duration_ms Float64,\n"
         "  max_duration_ms Float64\n)"
-        f" ENGINE = {options.shared_engine(ROLLUP_SCOPE_TABLE, 'MergeTree')}\n"
+        f" ENGINE = {options.shared_engine(_ROLLUP_SCOPE_TABLE, 'MergeTree')}\n"
         "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
-        f"CREATE TABLE IF NOT EXISTS {ROLLUP_BUILDS_TABLE}{c} (\n  hour DateTime('UTC'),\n"
+        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_BUILDS_TABLE}{c} (\n  hour DateTime('UTC'),\n"
         "  build_id UInt64,\n  source_max_ns Int64,\n  closed_before DateTime('UTC'),\n"
         "  built_at DateTime64(3, 'UTC')\n)"
-        f" ENGINE = {options.shared_engine(ROLLUP_BUILDS_TABLE, 'ReplacingMergeTree', 'build_id')}"
+        f" ENGINE = {options.shared_engine(_ROLLUP_BUILDS_TABLE, 'ReplacingMergeTree', 'build_id')}"
         "\nORDER BY hour",
     ]
-
-
-TRACE_SKETCH = "uniq"
-"""Aggregate of the overview's trace count, raw (``uniq(trace_id)``) and rolled up
-(``uniqState``/``uniqMerge``): ClickHouse's adaptive-sampling distinct count. It is exact
-up to tens of thousands of traces and approximate beyond (-0.6% at 1.25M traces in
-``bench/RESULTS.md``); deterministic, and merging per-hour states gives the same number
-as the raw function over the same rows."""
 
 
 def _m004(options: SchemaOptions) -> list[str]:
@@ -215,14 +184,24 @@ def _m004(options: SchemaOptions) -> list[str]:
     c = options.cluster_clause
     return [
         *(f"TRUNCATE TABLE IF EXISTS {t}{c}"
-          for t in (ROLLUP_BUILDS_TABLE, ROLLUP_SCOPE_TABLE, ROLLUP_TABLE)),
+          for t in (_ROLLUP_BUILDS_TABLE, _ROLLUP_SCOPE_TABLE, _ROLLUP_TABLE)),
         # No direct cast between aggregate states exists (ClickHouse refuses it even on an
         # empty table); through String it is allowed, and on the emptied table no state
         # is converted. A repeat of both steps is harmless.
-        f"ALTER TABLE {ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN traces String",
-        f"ALTER TABLE {ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN"
-        f" traces AggregateFunction({TRACE_SKETCH}, String)",
+        f"ALTER TABLE {_ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN traces String",
+        f"ALTER TABLE {_ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN"
+        f" traces AggregateFunction(uniq, String)",
     ]
+
+
+def _m005(options: SchemaOptions) -> list[str]:
+    # The resolver's ledger and aggregates replace the closed-hour rollups: they are kept
+    # current as spans arrive, with inherited attribution (storage/aggregates.py). The
+    # resolver's first pass over an upgraded store builds them from every stored span.
+    c = options.cluster_clause
+    return [*(f"DROP TABLE IF EXISTS {t}{c}"
+              for t in (_ROLLUP_BUILDS_TABLE, _ROLLUP_SCOPE_TABLE, _ROLLUP_TABLE)),
+            *aggregate_ddl(c, options.shared_engine)]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -230,6 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "spans", _m002),
     Migration(3, "span rollups", _m003),
     Migration(4, "approximate trace count in the scope rollup", _m004),
+    Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
 )
 """Every span-store migration, in version order."""
 

@@ -9,12 +9,11 @@ What is copied, and how:
   Arrow insert (:meth:`SpanStore.append_batch`) with ``ingested_at_ns`` kept as is: the
   target's ``ReplacingMergeTree(ingested_at_ns)`` keeps the newest version, so a page
   copied twice (a crash between the insert and the checkpoint) counts once.
-* **Rollups** are not copied: they are rebuilt on the target by
-  :func:`~mentatlab.storage.rollup.refresh_rollups` after emptying its three rollup
-  tables. Copying them would be exact only if the source's last run were current, and
-  the copied spans keep their old commit stamps, which a target that already ran the job
-  would never see as changed (its readers would then trust stale hours). A rebuild from
-  ``spans FINAL`` is exact by construction; it costs one aggregation pass on the target.
+* **Aggregates** (the resolver's ledger and aggregate tables) are not copied: the caller
+  rebuilds them on the target (:func:`mentatlab.resolver.resolver.rebuild_aggregates`)
+  from the copied spans. Copying them would be exact only if the source's resolver were
+  current, and the copied spans keep their old commit stamps, which a target's resolver
+  would never see as new. A rebuild from ``spans FINAL`` is exact by construction.
 * **Control data**: every table of the SQLAlchemy models, parents before children
   (``Base.metadata.sorted_tables``); a row whose primary key is already on the target is
   skipped, so a rerun copies nothing twice. On PostgreSQL, the sequences of integer
@@ -47,13 +46,7 @@ from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.control.models import Base
-from mentatlab.storage.rollup import RollupReport, refresh_rollups
-from mentatlab.storage.span_schema import (
-    ROLLUP_BUILDS_TABLE,
-    ROLLUP_SCOPE_TABLE,
-    ROLLUP_TABLE,
-    SPANS_TABLE,
-)
+from mentatlab.storage.span_schema import SPANS_TABLE
 
 __all__ = [
     "Checkpoint",
@@ -69,7 +62,7 @@ __all__ = [
     "mask_url",
     "normalize_control_url",
     "open_embedded_source",
-    "rebuild_rollups",
+    "on_cluster_clause",
     "span_totals_by_day",
     "unmodelled_tables",
     "verify",
@@ -372,19 +365,10 @@ def copy_spans(source: SpanStore, target: SpanStore, checkpoint: Checkpoint,
     return copied
 
 
-def rebuild_rollups(target: SpanStore, now: datetime | None = None) -> RollupReport:
-    """Empty the target's rollup tables and rebuild every closed hour from ``spans FINAL``.
-
-    Queries stay exact meanwhile: without a rollup state they read raw spans.
-
-    Raises:
-        StoreError: a statement failed (rerun the migration to redo it).
-    """
+def on_cluster_clause(target: SpanStore) -> str:
+    """`` ON CLUSTER `<name>` `` when ``target`` is laid out on a cluster, else ``""``."""
     layout = getattr(target, "layout", None)
-    on_cluster = f" ON CLUSTER `{layout.cluster}`" if layout is not None else ""
-    for table in (ROLLUP_BUILDS_TABLE, ROLLUP_TABLE, ROLLUP_SCOPE_TABLE):
-        target.execute(f"TRUNCATE TABLE IF EXISTS {table}{on_cluster}")
-    return refresh_rollups(target, now)
+    return f" ON CLUSTER `{layout.cluster}`" if layout is not None else ""
 
 
 # --- control data -----------------------------------------------------------------------

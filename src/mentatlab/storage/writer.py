@@ -60,6 +60,8 @@ class _Item:
     dedup: bool
     resolve: Callable[[int | None, BaseException | None], None]
     enqueued_s: float = field(default_factory=time.monotonic)
+    after_ns: int | None = None
+    """Set for a solo commit of new versions: stamp above this, commit alone."""
 
 
 class _KeyCache:
@@ -129,6 +131,8 @@ class SpanWriter:
         self._cond = threading.Condition()
         self._closing = False
         self._last_ingested_ns = 0
+        self._committed_ns = 0
+        self._inflight_ns = 0
         self._busy = False
         self._subscribers: list[Subscriber] = []
         self._thread = threading.Thread(target=self._run, name="mentatlab-span-writer",
@@ -141,6 +145,22 @@ class SpanWriter:
     def buffer_depth(self) -> int:
         """Spans waiting for the writer (not yet being inserted)."""
         return self._depth
+
+    @property
+    def last_committed_ns(self) -> int:
+        """Stamp (``ingested_at_ns``) of the newest committed batch; 0 before the first."""
+        return self._committed_ns
+
+    def committed_through_ns(self) -> int:
+        """A stamp up to which every commit of this writer is visible in the store (ns).
+
+        While a batch is being inserted, just below its stamp; when idle, now (every
+        later commit is stamped above it). A watermark for readers of new commits.
+        """
+        with self._cond:
+            if self._busy:
+                return self._inflight_ns - 1
+            return max(self._committed_ns, time.time_ns() - 1)
 
     async def submit(self, table: pa.Table, *, dedup: bool = True) -> int:
         """Queue a table of N spans (``SPAN_SCHEMA``); return once committed.
@@ -193,6 +213,37 @@ class SpanWriter:
 
         # _enqueue: None = never wait (async path), < 0 = wait without a deadline.
         self._enqueue(_Item(table, dedup, resolve), wait_s=wait_s if wait_s is not None else -1)
+        return future.result()
+
+    def write_versions(self, table: pa.Table, after_ns: int, wait_s: float | None = 60.0) -> int:
+        """Commit new versions of stored spans, alone, stamped above ``after_ns``.
+
+        For jobs that rewrite rows (the attribution resolver): never deduplicated, never
+        merged with other requests into one commit, so the commit's stamp is theirs alone.
+
+        Args:
+            table: Arrow table with schema ``SPAN_SCHEMA``.
+            after_ns: the newest ``ingested_at_ns`` among the versions being replaced.
+            wait_s: longest wait for buffer room, in s (None waits forever).
+
+        Returns:
+            The stamp (``ingested_at_ns``) of the commit.
+
+        Raises:
+            Backpressure: no room within ``wait_s``.
+            StoreUnavailable: the writer is closed.
+            StoreError: the insert failed.
+        """
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def resolve(stamp: int | None, error: BaseException | None) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(stamp or 0)
+
+        self._enqueue(_Item(table, False, resolve, after_ns=after_ns),
+                      wait_s=wait_s if wait_s is not None else -1)
         return future.result()
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -270,12 +321,19 @@ class SpanWriter:
                 return None
             items = [self._pending.popleft()]
             rows = items[0].table.num_rows
-            while self._pending and rows + self._pending[0].table.num_rows <= self.max_batch_spans:
+            while (items[0].after_ns is None and self._pending
+                   and self._pending[0].after_ns is None
+                   and rows + self._pending[0].table.num_rows <= self.max_batch_spans):
                 item = self._pending.popleft()
                 rows += item.table.num_rows
                 items.append(item)
             self._depth -= rows
             self._busy = True
+            # The stamp is chosen here, under the lock, so committed_through_ns never
+            # reports a stamp that an insert in flight is about to use.
+            self._inflight_ns = max(time.time_ns(), self._last_ingested_ns + 1,
+                                    (items[0].after_ns or 0) + 1)
+            self._last_ingested_ns = self._inflight_ns
             self._cond.notify_all()
             return items
 
@@ -323,10 +381,8 @@ class SpanWriter:
         return tables, kept, new_keys
 
     def _stamp(self, table: pa.Table) -> pa.Table:
-        now_ns = max(time.time_ns(), self._last_ingested_ns + 1)
-        self._last_ingested_ns = now_ns
         index = table.schema.get_field_index("ingested_at_ns")
-        column = pa.repeat(pa.scalar(now_ns, pa.int64()), table.num_rows)
+        column = pa.repeat(pa.scalar(self._inflight_ns, pa.int64()), table.num_rows)
         return table.set_column(index, table.schema.field(index), column)
 
     def _commit(self, items: list[_Item]) -> None:
@@ -341,6 +397,7 @@ class SpanWriter:
         latency_s = time.monotonic() - started_s
         total = sum(kept)
         with self._cond:
+            self._committed_ns = self._inflight_ns
             self.spans_written += total
             self.spans_deduplicated += sum(i.table.num_rows for i in items) - total
             self.batches += 1
@@ -358,7 +415,7 @@ class SpanWriter:
                     self.subscriber_errors += 1
                     _log.exception("span writer subscriber %r failed", callback)
         for item, rows in zip(items, kept, strict=True):
-            item.resolve(rows, None)
+            item.resolve(self._inflight_ns if item.after_ns is not None else rows, None)
 
 
 def _settle(future: asyncio.Future[Any], rows: int | None, error: BaseException | None) -> None:

@@ -25,7 +25,7 @@ from mentatlab.analytics.spans import list_spans_since
 from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
-from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.deps import require_auth, resolved_reads, server_state
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable, span_to_json, table_to_json_rows
 
@@ -35,6 +35,8 @@ router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
 _DEFAULT_WINDOW = timedelta(days=7)
 _ERRORS = error_responses(400, 401, 422, 503, 504)
+_RESOLVED = [Depends(resolved_reads)]
+"""Reads that wait until this node's acknowledged spans are resolved (attribution)."""
 Tenancy = Annotated[dict[str, str], Depends(require_auth)]
 StartQ = Annotated[datetime | None, Query(description="Start (ISO-8601, UTC if no offset); "
                                           "default 7 days before `end`.")]
@@ -97,7 +99,7 @@ async def _run(func: Any, *args: Any) -> Any:
     return await anyio.to_thread.run_sync(func, *args)
 
 
-@router.get("/overview", summary="Headline numbers", responses=_ERRORS)
+@router.get("/overview", summary="Headline numbers", responses=_ERRORS, dependencies=_RESOLVED)
 async def overview(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """Spend, spans, errors, tokens and latency over the range."""
@@ -123,7 +125,8 @@ def _cost_row(row: Any) -> dict[str, Any]:
 
 
 @router.get("/cost", summary="Spend grouped by fields and time buckets", responses={
-    **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}})
+    **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+    dependencies=_RESOLVED)
 async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                filter: FilterQ = None,  # noqa: A002 — public name
                group_by: Annotated[str, Query(description="Fields, comma-separated: "
@@ -149,7 +152,7 @@ async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: En
             "total_cost": total, "rows": rows}
 
 
-@router.get("/traces", summary="Recent traces", responses=_ERRORS)
+@router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)
 async def traces(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
                  status: Annotated[str | None, Query(pattern="^(ok|error|timeout)$")] = None,
@@ -179,7 +182,7 @@ def _all_spans(nodes: tuple[SpanNode, ...]) -> list[Any]:
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a span tree",
-            responses=error_responses(400, 401, 404, 503, 504))
+            responses=error_responses(400, 401, 404, 503, 504), dependencies=_RESOLVED)
 async def trace(request: Request, tenancy: Tenancy, trace_id: str) -> dict[str, Any]:
     """Every span of the trace as a tree (``roots`` → ``children``).
 
@@ -218,7 +221,8 @@ async def spans(request: Request, tenancy: Tenancy,
             "next_after_ns": page.next_ingested_after_ns}
 
 
-@router.get("/unpriced", summary="Models seen without a price", responses=_ERRORS)
+@router.get("/unpriced", summary="Models seen without a price", responses=_ERRORS,
+            dependencies=_RESOLVED)
 async def unpriced(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """(provider, model) pairs whose spans could not be priced, most used first."""

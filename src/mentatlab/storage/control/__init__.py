@@ -21,6 +21,7 @@ from mentatlab.storage.control.store import (
     ProjectInfo,
     hash_api_key,
 )
+from mentatlab.storage.control.watermarks import NodeWatermarks
 
 __all__ = [
     "AlertDeliveryInfo",
@@ -30,6 +31,7 @@ __all__ = [
     "AlertRuleSpec",
     "DueDelivery",
     "NewAlert",
+    "NodeWatermarks",
     "ApiKeyInfo",
     "ApiKeyScope",
     "ControlStore",

@@ -12,7 +12,16 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -24,6 +33,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "DecimalText",
+    "NodeWatermark",
     "Org",
     "PricingDocument",
     "PricingOverride",
@@ -239,3 +249,13 @@ class AlertDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
     last_error: Mapped[str] = mapped_column(Text(), default="")
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class NodeWatermark(Base):
+    """How far one server process's span commits are visible (the resolver's watermark)."""
+
+    __tablename__ = "node_watermarks"
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    committed_through_ns: Mapped[int] = mapped_column(BigInteger)
+    """Every commit of this node stamped at or below it is visible in the span store."""
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())

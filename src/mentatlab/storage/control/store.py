@@ -29,6 +29,7 @@ from mentatlab.storage.control.models import (
     Project,
     utc_now,
 )
+from mentatlab.storage.control.watermarks import NodeWatermarks
 
 __all__ = ["ApiKeyInfo", "ApiKeyScope", "ControlStore", "IssuedApiKey", "OrgInfo", "ProjectInfo",
            "hash_api_key"]
@@ -113,6 +114,8 @@ class ControlStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.alerts = AlertRecords(self._session)
         """Alert rules, alerts and their deliveries."""
+        self.watermarks = NodeWatermarks(self._session)
+        """Node watermarks for the attribution resolver on a shared span store."""
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

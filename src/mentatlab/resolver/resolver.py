@@ -1,0 +1,310 @@
+"""The attribution resolver: the stage after the store that makes every answer right.
+
+Each pass takes the traces touched by commits stamped in ``(W, G]`` (``W`` the last pass's
+watermark, ``G`` a stamp up to which every commit is visible, given by the caller), and for
+each batch of those traces:
+
+1. reads their current spans (``spans FINAL``) and resolves them as a whole
+   (:func:`~mentatlab.resolver.attribution.resolve_traces`): inherited attribution and
+   roll-up usage, whatever order the spans arrived in;
+2. writes a new version of every span whose resolved values differ (``revision + 1``, a
+   stamp above the old version's, roll-up spans repriced by the ``price`` processor);
+3. inserts, for those traces, the difference between what ``spans FINAL`` now holds and
+   what the ledger says the aggregates count (:func:`~mentatlab.storage.aggregates.
+   delta_insert_sql`), which materialized views add to the ledger and every aggregate.
+
+A pass is idempotent: repeating it (after a crash, or on overlapping ranges) writes no
+version and no difference. So re-sent spans, repriced versions, late parents and crashes
+all end in the same exact aggregates. Passes must not run concurrently on one store: the
+server runs one resolver per store (the elected node's on a shared store).
+
+A store whose aggregates were never built (an upgraded store, a bulk load) is backfilled
+by the first pass: every trace, in hash buckets of about :data:`BACKFILL_SPANS` spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
+from mentatlab.pipeline.price import Price
+from mentatlab.resolver.attribution import INPUT_COLUMNS, resolve_traces
+from mentatlab.storage.aggregates import (
+    RESOLVER_STATE_TABLE,
+    aggregate_tables,
+    delta_insert_sql,
+)
+from mentatlab.storage.base import SpanStore
+
+__all__ = ["BACKFILL_SPANS", "CHUNK_TRACES", "PassReport", "Resolver", "ResolverState",
+           "VersionSink", "read_resolver_state", "rebuild_aggregates"]
+
+_log = logging.getLogger(__name__)
+
+CHUNK_TRACES = 5_000
+"""Traces resolved together (one read, one version write, one difference insert)."""
+BACKFILL_SPANS = 400_000
+"""Spans per hash bucket when every trace of a store is resolved (backfill)."""
+_STATE_NAME = "aggregates"
+_FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+_INPUT_SQL = ", ".join(f"`{c}`" for c in (*INPUT_COLUMNS, "ingested_at_ns", "revision"))
+_ALL_SQL = ", ".join(f"`{c}`" for c in SPAN_SCHEMA.names)
+
+VersionSink = Callable[[pa.Table, int], int]
+"""Writes new span versions (``SPAN_SCHEMA``) stamped above the given ns; returns the stamp.
+The server's is the span writer (so the live stream sees the versions); without one the
+resolver appends to the store itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverState:
+    """What the aggregates hold."""
+
+    through_ns: int
+    """Every commit stamped up to this (ns since the epoch) is resolved and aggregated."""
+    complete: bool
+    """False until every stored trace has been resolved once (a new or upgraded store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """What one pass did."""
+
+    through_ns: int
+    num_traces: int
+    num_versions: int
+    """Span versions written (inherited attribution or unattributed usage changed)."""
+    backfill: bool
+    duration_s: float
+
+
+def read_resolver_state(store: SpanStore) -> ResolverState | None:
+    """The last persisted state, or None when the resolver never ran on ``store``.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    rows = store.query_arrow(
+        f"SELECT argMax(through_ns, version) AS w, argMax(complete, version) AS c,"
+        f" count() AS n FROM {RESOLVER_STATE_TABLE} WHERE name = '{_STATE_NAME}'").to_pylist()
+    if not rows or not rows[0]["n"]:
+        return None
+    return ResolverState(int(rows[0]["w"]), bool(rows[0]["c"]))
+
+
+def rebuild_aggregates(store: SpanStore, price: Price, on_cluster: str = "") -> PassReport:
+    """Empty the ledger and every aggregate, then resolve every stored trace (a backfill).
+
+    For a store filled around the resolver (``mentatctl migrate``). Queries read raw
+    spans until it completes (the state says the aggregates are incomplete).
+
+    Args:
+        store: a migrated span store no server is resolving at the same time.
+        price: prices roll-up spans' unattributed usage.
+        on_cluster: `` ON CLUSTER <name>`` on a cluster, else ``""``.
+
+    Raises:
+        StoreError: a statement failed (run it again to redo the work).
+    """
+    store.execute(
+        f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+        " VALUES ({n:String}, 0, 0, {v:UInt64})", {"n": _STATE_NAME, "v": time.time_ns()})
+    for table in aggregate_tables():
+        store.execute(f"TRUNCATE TABLE IF EXISTS {table}{on_cluster}")
+    return Resolver(store, price).run_pass(time.time_ns())
+
+
+class Resolver:
+    """Resolves attribution and keeps the ledger and aggregates of one store exact.
+
+    Args:
+        store: a migrated span store.
+        price: the ``price`` processor that prices roll-up spans' unattributed usage.
+        sink: writes new span versions; None appends to ``store`` directly.
+        persist_every_s: the watermark is written to the store at most this often (s);
+            in between it is kept in memory (a restart redoes at most that much work).
+
+    Not thread-safe: one thread runs passes; :attr:`state` may be read from any thread.
+    """
+
+    def __init__(self, store: SpanStore, price: Price, sink: VersionSink | None = None, *,
+                 persist_every_s: float = 0.5) -> None:
+        self.store = store
+        self.price = price
+        self._sink = sink or self._append
+        self._persist_every_s = persist_every_s
+        self._persisted_s = 0.0
+        self._own_stamps: list[int] = []
+        self._lock = threading.Lock()
+        self._state: ResolverState | None = None
+        self.num_passes = 0
+        self.num_versions = 0
+
+    @property
+    def state(self) -> ResolverState:
+        """The current state (read from the store on first use).
+
+        Raises:
+            StoreError: the state could not be read.
+        """
+        with self._lock:
+            if self._state is None:
+                self._state = read_resolver_state(self.store) or ResolverState(0, False)
+            return self._state
+
+    def forget_state(self) -> None:
+        """Read the state from the store again on next use (another node may have moved it)."""
+        with self._lock:
+            self._state = None
+            self._own_stamps = []
+
+    def run_pass(self, through_ns: int) -> PassReport:
+        """Resolve and aggregate every commit stamped up to ``through_ns``.
+
+        Args:
+            through_ns: every commit stamped at or below it must be visible in the store;
+                below the current watermark, the commits between are resolved again (a
+                node that was left out of the watermark came back).
+
+        Raises:
+            StoreError: a read or write failed (the next pass redoes the work).
+        """
+        started_s = time.monotonic()
+        state = self.state
+        backfill = not state.complete
+        if backfill:
+            num_traces, num_versions = self._backfill()
+        else:
+            num_traces, num_versions = self._incremental(state.through_ns, through_ns)
+        self._advance(max(through_ns, state.through_ns), force=backfill)
+        self.num_passes += 1
+        self.num_versions += num_versions
+        report = PassReport(self.state.through_ns, num_traces, num_versions, backfill,
+                            time.monotonic() - started_s)
+        if backfill or report.duration_s > 1.0:
+            _log.info("resolver pass: %s traces, %s versions%s in %.3f s", num_traces,
+                      num_versions, " (backfill)" if backfill else "", report.duration_s)
+        return report
+
+    def flush_state(self) -> None:
+        """Write the in-memory watermark to the store now (at shutdown).
+
+        Raises:
+            StoreError: the write failed.
+        """
+        self._advance(self.state.through_ns, force=True)
+
+    # --- passes ----------------------------------------------------------------------
+
+    def _incremental(self, after_ns: int, through_ns: int) -> tuple[int, int]:
+        if through_ns < after_ns:
+            # A node left out of the watermark (silent too long) is back with commits the
+            # last passes may not have seen: go over them again (idempotent).
+            after_ns, through_ns = through_ns, after_ns
+        if through_ns == after_ns:
+            return 0, 0
+        own = [s for s in self._own_stamps if s > after_ns]
+        self._own_stamps = own
+        table = self.store.query_arrow(
+            "SELECT DISTINCT trace_id FROM spans WHERE ingested_at_ns > {a:Int64}"
+            " AND ingested_at_ns <= {b:Int64}"
+            " AND NOT (revision > 0 AND has({own:Array(Int64)}, ingested_at_ns))",
+            {"a": after_ns, "b": through_ns, "own": own})
+        ids: list[str] = [str(t) for t in table.column("trace_id").to_pylist()]
+        num_versions = 0
+        for start in range(0, len(ids), CHUNK_TRACES):
+            chunk = ids[start:start + CHUNK_TRACES]
+            num_versions += self._resolve("trace_id IN {ids:Array(String)}", {"ids": chunk})
+        return len(ids), num_versions
+
+    def _backfill(self) -> tuple[int, int]:
+        counts = self.store.query_arrow(
+            "SELECT count() AS n, uniq(trace_id) AS t FROM spans").to_pylist()[0]
+        buckets = max(1, -(-int(counts["n"]) // BACKFILL_SPANS))
+        num_versions = 0
+        for bucket in range(buckets):
+            num_versions += self._resolve(
+                "cityHash64(trace_id) % {k:UInt64} = {b:UInt64}", {"k": buckets, "b": bucket})
+        return int(counts["t"]), num_versions
+
+    def _resolve(self, trace_filter: str, params: dict[str, object]) -> int:
+        """Resolve the traces ``trace_filter`` selects; returns span versions written."""
+        table = self.store.query_arrow(
+            f"SELECT {_INPUT_SQL} FROM spans FINAL WHERE {trace_filter} {_FINAL}", params)
+        num_versions = 0
+        if table.num_rows:
+            resolution = resolve_traces(table)
+            if resolution.changed.any():
+                num_versions = self._write_versions(table, resolution.columns,
+                                                    resolution.changed)
+        self.store.execute(delta_insert_sql(trace_filter), params)
+        return num_versions
+
+    def _write_versions(self, table: pa.Table, columns: dict[str, pa.Array],
+                        changed: np.ndarray) -> int:
+        """Write a new version of every changed row, with its resolved values."""
+        picked = pa.array(np.flatnonzero(changed), pa.int64())
+        trace_ids = table.column("trace_id").take(picked).cast(pa.string())
+        span_ids = table.column("span_id").take(picked).cast(pa.string())
+        full = self.store.query_arrow(
+            f"SELECT {_ALL_SQL} FROM spans FINAL WHERE trace_id IN {{t:Array(String)}}"
+            f" AND span_id IN {{s:Array(String)}} {_FINAL}",
+            {"t": sorted(set(trace_ids.to_pylist())), "s": sorted(set(span_ids.to_pylist()))})
+        full = full.select(SPAN_SCHEMA.names).cast(SPAN_SCHEMA)
+        # Line the full rows up with the changed rows by (trace_id, span_id).
+        keys = pc.binary_join_element_wise(trace_ids, span_ids, ":")
+        full_keys = pc.binary_join_element_wise(
+            full.column("trace_id").combine_chunks(), full.column("span_id").combine_chunks(),
+            ":")
+        position = pc.index_in(full_keys, value_set=keys)  # null: not a changed row
+        found = pc.is_valid(position)
+        full = full.filter(found)
+        source = picked.take(position.filter(found))
+        for name, values in columns.items():
+            index = full.schema.get_field_index(name)
+            full = full.set_column(index, full.schema.field(index),
+                                   values.take(source).cast(full.schema.field(index).type))
+        revision = full.schema.get_field_index("revision")
+        bumped = pc.add(full.column("revision"), pa.scalar(1, pa.uint32()))
+        full = full.set_column(revision, full.schema.field(revision), bumped)
+        full = self._reprice_rollups(full)
+        after_ns = int(pc.max(full.column("ingested_at_ns")).as_py() or 0)
+        stamp = self._sink(full, after_ns)
+        self._own_stamps.append(stamp)
+        return int(full.num_rows)
+
+    def _reprice_rollups(self, table: pa.Table) -> pa.Table:
+        """Reprice the roll-up rows of ``table`` (their unattributed usage changed)."""
+        rollup = table.column("usage_is_rollup").combine_chunks()
+        if not pc.any(rollup).as_py():
+            return table
+        others = table.filter(pc.invert(rollup))
+        repriced = [self.price.price_span(s) for s in arrow_to_spans(table.filter(rollup))]
+        return pa.concat_tables([others, spans_to_arrow(repriced)])
+
+    def _append(self, table: pa.Table, after_ns: int) -> int:
+        stamp = max(time.time_ns(), after_ns + 1)
+        index = table.schema.get_field_index("ingested_at_ns")
+        stamped = table.set_column(index, table.schema.field(index),
+                                   pa.repeat(pa.scalar(stamp, pa.int64()), table.num_rows))
+        self.store.append_batch(stamped)
+        return stamp
+
+    def _advance(self, through_ns: int, *, force: bool) -> None:
+        with self._lock:
+            self._state = ResolverState(through_ns, True)
+        now_s = time.monotonic()
+        if force or now_s - self._persisted_s >= self._persist_every_s:
+            self.store.execute(
+                f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+                " VALUES ({n:String}, {w:Int64}, 1, {v:UInt64})",
+                {"n": _STATE_NAME, "w": through_ns, "v": time.time_ns()})
+            self._persisted_s = now_s
