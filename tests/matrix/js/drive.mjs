@@ -7,7 +7,7 @@
 // Every case runs under a top-level span that alone names the agent (gen_ai.agent.name).
 // the Anthropic SDK traces itself by default: one span per call is ours to count
 process.env.ANTHROPIC_OPEN_TELEMETRY ??= "false";
-import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { trace, context } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
@@ -15,7 +15,6 @@ import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { z } from "zod";
 
-const require = createRequire(import.meta.url);
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: { openai: { type: "string" }, anthropic: { type: "string" },
@@ -71,7 +70,9 @@ async function runCases(modes, provider) {
 }
 
 function version(name) {
-  try { return require(`${name}/package.json`).version; } catch { return null; }
+  // read the installed package.json directly: some packages' "exports" hide it from require
+  const path = new URL(`./node_modules/${name}/package.json`, import.meta.url);
+  try { return JSON.parse(readFileSync(path, "utf8")).version; } catch { return null; }
 }
 
 function nodeProvider() {
