@@ -2,7 +2,9 @@
 
 Workload: spans of 1 ms and 10 ms of CPU work (a busy loop on the thread CPU clock, so the
 work per span is fixed whatever the machine's load), plus empty spans to isolate the
-per-span cost. Each mode runs in a fresh interpreter; spans go through a
+per-span cost. ``mentatlab_attributed`` runs every span under one parent span that called
+``set_agent``/``set_workflow``/``set_attributes`` (seven attribution fields), so each span
+inherits them: the cost of attribution propagation (docs/decisions/0005). Each mode runs in a fresh interpreter; spans go through a
 BatchSpanProcessor to an exporter that discards them, so export cost is the same for
 every traced mode and the network is not measured. CPU is the whole process's CPU time
 (``time.process_time``: the program's thread plus the export and sampler threads).
@@ -23,7 +25,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-MODES = ("untraced", "otel", "mentatlab_metering_off", "mentatlab_metering_on")
+MODES = ("untraced", "otel", "mentatlab_metering_off", "mentatlab_metering_on",
+         "mentatlab_attributed")
 WORKLOADS_MS = (0.0, 1.0, 10.0)
 NUM_SPANS = {0.0: 20_000, 1.0: 1_000, 10.0: 200}
 
@@ -58,6 +61,12 @@ def make_span_factory(mode: str) -> Callable[[str], AbstractContextManager[Any]]
     mentatlab.init(
         exporter=Discard(), resource_metering=mode == "mentatlab_metering_on", service_name="bench"
     )
+    if mode == "mentatlab_attributed":
+        parent = mentatlab.span("agent")
+        parent.__enter__()  # left open: every measured span is its child
+        mentatlab.set_agent("triage-agent", version="1.4.0")
+        mentatlab.set_workflow("support-flow", version="7")
+        mentatlab.set_attributes(run_id="run-1", session_id="session-1", user_id="user-1")
     return lambda name: mentatlab.span(name)
 
 
