@@ -35,6 +35,7 @@ __all__ = [
     "ORIGIN_DEFAULTS",
     "ORIGIN_PRICING_FILE",
     "RATE_KEYS",
+    "UNITS",
     "DefaultInfraRates",
     "GpuRate",
     "InfraRate",
