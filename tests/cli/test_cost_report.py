@@ -222,3 +222,33 @@ def test_prices_show_lists_rates_and_sources(server_url: str) -> None:
     assert as_json.exit_code == 0, as_json.output
     body = json.loads(as_json.output)
     assert body == httpx.get(f"{server_url}/api/v1/prices").json()
+
+
+def test_columns_the_server_adds_are_shown_when_non_zero() -> None:
+    from rich.console import Console
+
+    from mentatlab.cli._cost_table import report_renderable
+
+    body = {"group_by": ["agent_id"], "bucket": "day", "currency": "USD", "total_cost": "1.2",
+            "rows": [
+                {"agent_id": "planner", "bucket": "2026-12-06T00:00:00Z", "requests": 3,
+                 "input_tokens": 1200, "output_tokens": 40, "cache_write_tokens": 0,
+                 "reasoning_tokens": 7, "unattributed_input_tokens": 500,
+                 "unattributed_output_tokens": 0, "token_cost": "1", "cpu_cost": "0.1",
+                 "unattributed_cost": "0.15", "discount": "0.05", "total_cost": "1.2"},
+                {"agent_id": "", "bucket": "2026-12-06T00:00:00Z", "requests": 0,
+                 "token_cost": "0", "unattributed_cost": "0", "total_cost": "0"}]}
+    out = Console(width=200, record=True)
+    out.print(report_renderable(body, "t", show_all=True, prices=None, unpriced=None,
+                                width=200))
+    text = out.export_text()
+    assert "reasoning" in text and "unattrib." in text and "discount" in text
+    assert "cache write" not in text                     # zero in every row: left out
+    row = next(line for line in text.splitlines() if "planner" in line).split()
+    # bucket (day), agent, requests, in, out, reasoning, unattributed in, token, infra,
+    # unattributed cost, discount (negative), total
+    assert row == ["2026-12-06", "planner", "3", "1,200", "40", "7", "500", "$1.00", "$0.10",
+                   "$0.15", "-$0.05", "$1.20"]
+    assert "(none)" in text
+    assert ("Total $1.20 = token $1.00 + infrastructure $0.10 + unattributed $0.15 - discount "
+            "$0.05") in text
