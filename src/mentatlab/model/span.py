@@ -45,8 +45,8 @@ INHERITED_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 """Attribution fields a span takes from its nearest ancestor when it has none of its own,
 as groups: bit ``i`` of ``CanonicalSpan.inherited`` is set when group ``i`` was inherited.
-A group is the span's own when any of its fields is set (an agent id is never paired with
-another agent's version)."""
+A group is the span's own when its id (the first field) is set; a span without the id
+takes the whole group, so an agent id is never paired with another agent's version."""
 
 
 class SpanStatus(StrEnum):

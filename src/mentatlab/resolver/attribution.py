@@ -6,11 +6,14 @@ rows given, so the resolver can recompute them whenever a trace changes, in any 
 order, and write only what differs.
 
 Inheritance (``model/span.py``): for each group of :data:`INHERITED_GROUPS`, a span keeps
-its own values (any field of the group set on the span or its resource, i.e. stored with
-the group's ``inherited`` bit clear); a span without them takes the values of its nearest
-ancestor that has its own, following ``parent_span_id`` inside the trace and only across
-spans of the same ``org_id``. Found by pointer jumping: ``O(log depth)`` vector steps.
-A parent cycle (malformed input) inherits nothing.
+its own values when the group's id (its first field) is set on the span or its resource,
+i.e. stored with the group's ``inherited`` bit clear; a span without one takes the whole
+group from its nearest ancestor that has its own, following ``parent_span_id`` inside the
+trace and only across spans of the same ``org_id``. A lone version (``service.version``
+mapped to ``agent_version`` by a resource) does not make a group the span's own: it is
+replaced with the ancestor's id and version when there is one (an id is never paired
+with another agent's version), and kept otherwise. Found by pointer jumping:
+``O(log depth)`` vector steps. A parent cycle (malformed input) inherits nothing.
 
 Roll-up usage: a roll-up span's usage (``usage_is_rollup``, an agent or workflow run) is
 compared, per token kind, with what its descendants carry (LLM calls' own usage, nested
@@ -148,14 +151,16 @@ def _inherit_group(table: pa.Table, group: tuple[str, ...], stored_inherited: Bo
                    parent: IntArray) -> tuple[dict[str, pa.Array], BoolArray]:
     """New values of one group's fields and which rows take them from an ancestor."""
     texts = {name: _text(table, name) for name in group}
-    present = np.zeros(table.num_rows, dtype=bool)
-    for array in texts.values():
-        present |= pc.not_equal(array, "").to_numpy(zero_copy_only=False)
+    present = pc.not_equal(texts[group[0]], "").to_numpy(zero_copy_only=False)
     own = present & ~stored_inherited
     source = _nearest_source(own, parent)
     found = own[source]
     inherited = found & ~own
-    take_from = np.where(found, source, -1)
+    # A row with its own id keeps its values, and so does one with nothing to inherit (a
+    # lone version stays); a row that inherits takes its source's; values a row had
+    # inherited before, from an ancestor no longer there, are cleared.
+    rows = np.arange(len(own))
+    take_from = np.where(inherited, source, np.where(stored_inherited & ~own, -1, rows))
     values: dict[str, pa.Array] = {}
     for name, array in texts.items():
         # rows without a source get "" (appended at the end of the taken values)
