@@ -13,11 +13,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from genai_prices import Usage, calc_price
 from nodes import Node, node_env, otlp_json, start_node, start_nodes, stored_traces, wait_for
 from websockets.sync.client import connect
 
@@ -312,3 +315,67 @@ def test_a_slow_clickhouse_fills_the_bounded_buffer_then_503_and_nothing_acknowl
                  "every acknowledged trace to be readable")
     finally:
         stop(node.proc)
+
+
+def _agent_trace_parts(trace: str, project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OTLP/JSON of one agent trace: (children, agent span), the way exporters send them."""
+    now_ns = time.time_ns()
+
+    def span(span_id: str, parent: str, name: str, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"traceId": trace, "spanId": span_id, "parentSpanId": parent, "name": name,
+                "kind": 1, "startTimeUnixNano": str(now_ns - 2_000_000_000),
+                "endTimeUnixNano": str(now_ns - 1_000_000_000),
+                "attributes": [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int)
+                                else {"stringValue": v}} for k, v in attrs.items()]}
+
+    def request(spans: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceSpans": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "support-bot"}}]},
+            "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]}
+
+    llm = {"mentat.project_id": project, "gen_ai.provider.name": "openai",
+           "gen_ai.request.model": "gpt-4o"}
+    children = request([
+        span("00000000000000c1", "00000000000000a1", "chat gpt-4o",
+             {**llm, "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 300,
+              "gen_ai.usage.output_tokens": 50}),
+        span("00000000000000c2", "00000000000000a1", "execute_tool search",
+             {"mentat.project_id": project, "gen_ai.operation.name": "execute_tool",
+              "gen_ai.tool.name": "search"})])
+    agent = request([span("00000000000000a1", "", "invoke_agent triage",
+                          {**llm, "gen_ai.operation.name": "invoke_agent",
+                           "gen_ai.agent.name": "triage", "gen_ai.usage.input_tokens": 1000,
+                           "gen_ai.usage.output_tokens": 200})])
+    return children, agent
+
+
+def test_a_parent_on_another_node_attributes_children_already_counted(
+        three_nodes: list[Node]) -> None:
+    """Children go to node 0; their agent span, in a later request, to node 1; node 2
+    answers cost by agent with the whole trace under the agent, exactly once."""
+    project = f"inherit-{uuid.uuid4().hex[:8]}"
+    trace = uuid.uuid4().hex
+    children, agent = _agent_trace_parts(trace, project)
+    at = datetime.now(UTC) - timedelta(seconds=2)
+    chat = calc_price(Usage(input_tokens=300, output_tokens=50), "gpt-4o", provider_id="openai",
+                      genai_request_timestamp=at).total_price
+    unattributed = calc_price(Usage(input_tokens=700, output_tokens=150), "gpt-4o",
+                              provider_id="openai", genai_request_timestamp=at).total_price
+    params = {"group_by": "agent_id", "filter": f"project_id={project}"}
+
+    def by_agent(node: Node) -> dict[str, tuple[Decimal, Decimal]]:
+        rows = httpx.get(f"{node.url}/api/v1/cost", params=params, timeout=60).json()["rows"]
+        return {r["agent_id"]: (Decimal(r["total_cost"]), Decimal(r["unattributed_cost"]))
+                for r in rows}
+
+    assert httpx.post(f"{three_nodes[0].url}/v1/traces", json=children,
+                      timeout=60).status_code == 200
+    assert by_agent(three_nodes[0]) == {"": (chat, Decimal(0))}  # node 0 waits for its own
+    assert httpx.post(f"{three_nodes[1].url}/v1/traces", json=agent,
+                      timeout=60).status_code == 200
+    want = {"triage": (chat + unattributed, unattributed)}
+    assert by_agent(three_nodes[1]) == want
+    wait_for(lambda: by_agent(three_nodes[2]) == want, 30, "node 2 to see the agent's cost")
+    tree = httpx.get(f"{three_nodes[2].url}/api/v1/traces/{trace}", timeout=60).json()
+    children_of_agent = tree["roots"][0]["children"]
+    assert {c["agent_id"] for c in children_of_agent} == {"triage"}
