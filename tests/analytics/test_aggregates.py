@@ -29,9 +29,10 @@ from mentatlab.storage.base import SpanStore
 
 # Recent, on a day boundary: minute-tier rows exist for its partial hours.
 T0 = (datetime.now(UTC) - timedelta(days=4)).replace(hour=0, minute=0, second=0, microsecond=0)
-# Partial hours AND partial minutes at both ends.
+# Partial hours at both ends (and seconds, which queries round out to whole minutes).
 RANGE = TimeRange(T0 - timedelta(minutes=30, seconds=17), T0 + timedelta(days=3, minutes=7,
                                                                           seconds=41))
+RANGE_MINUTES = TimeRange(T0 - timedelta(minutes=31), T0 + timedelta(days=3, minutes=8))
 WHOLE_DAYS = TimeRange(T0, T0 + timedelta(days=3))
 INSIDE = TimeRange(T0 + timedelta(hours=5, minutes=3, seconds=9),
                    T0 + timedelta(hours=5, minutes=48, seconds=2))
@@ -106,16 +107,17 @@ def test_aggregates_equal_raw_through_resolution_reprice_and_late_spans(
     assert report.backfill and report.num_traces == NUM_TRACES
     # every child inherited its root's agent (the roots carry theirs)
     assert report.num_versions == len(spans) - NUM_TRACES
-    plan = plan_read(store, RANGE.start, RANGE.end, set(), overview=True)
+    plan = plan_read(store, RANGE_MINUTES.start, RANGE_MINUTES.end, set(), overview=True)
     assert plan is not None and [s.table for s in plan.sides] == [
-        "agg_scope_hour", "agg_scope_minute", "spans"]
+        "agg_scope_hour", "agg_scope_minute"]  # no raw read at all
     assert_same(store)
     by_agent = {r.keys["agent_id"]: r.total_cost for r in cost_by(
         store, QueryParams(WHOLE_DAYS, group_by=["agent_id"]))}
     assert by_agent == expected_cost_by_agent(spans, WHOLE_DAYS)
+    assert QueryParams(RANGE).time_range == RANGE_MINUTES
     before = cost_by(store, QueryParams(RANGE))[0].total_cost
-    assert before == sum((s.total_cost for s in spans if RANGE.start <= s.start_time < RANGE.end),
-                         Decimal(0))
+    assert before == sum((s.total_cost for s in spans
+                          if RANGE_MINUTES.start <= s.start_time < RANGE_MINUTES.end), Decimal(0))
 
     # Reprice: a new version of every tool span of the first day, as the reprice route
     # writes it; late spans into earlier hours (new LLM calls of existing and new traces);
@@ -135,7 +137,7 @@ def test_aggregates_equal_raw_through_resolution_reprice_and_late_spans(
     assert report.num_traces == len({s.trace_id for s in [*repriced, *late]})
     assert_same(store)
     expected = before + Decimal("0.000000000007") * len(repriced) + Decimal("0.25") * sum(
-        1 for s in late if RANGE.start <= s.start_time < RANGE.end)
+        1 for s in late if RANGE_MINUTES.start <= s.start_time < RANGE_MINUTES.end)
     assert cost_by(store, QueryParams(RANGE))[0].total_cost == expected
 
     # A pass with nothing new changes nothing; so does rebuilding everything from scratch.

@@ -17,7 +17,14 @@ from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA, arrow_to_spans, sp
 from mentatlab.pipeline.price import Price
 from mentatlab.resolver.resolver import Resolver
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.span_schema import MIGRATIONS, applied_versions, migrate_span_store
+from mentatlab.storage.span_schema import (
+    MIGRATIONS,
+    SPANS_SORTING_KEY,
+    SchemaOptions,
+    applied_versions,
+    migrate_span_store,
+    spans_table_ddl,
+)
 
 _DDL_SQL = ("SELECT create_table_query AS q FROM system.tables"
             " WHERE database = currentDatabase() AND name = 'spans'")
@@ -41,8 +48,29 @@ def test_migrate_is_idempotent_and_creates_the_shared_schema(store: SpanStore) -
     assert [(c["name"], c["type"]) for c in columns] == [
         (c.name, c.clickhouse) for c in SPAN_COLUMNS]
     engine = store.query_arrow(
-        "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'spans'")
-    assert engine.column("engine").to_pylist() == ["ReplacingMergeTree"]
+        "SELECT engine, sorting_key FROM system.tables WHERE database = currentDatabase()"
+        " AND name = 'spans'").to_pylist()
+    assert engine == [{"engine": "ReplacingMergeTree", "sorting_key": SPANS_SORTING_KEY}]
+
+
+def test_a_store_holding_spans_keeps_its_hourly_sorting_key(
+        open_span_store: Callable[[], SpanStore]) -> None:
+    """Migration 6 re-creates an empty ``spans`` sorted by minute; one with rows keeps the
+    key it has (no copy at startup) and stays fully usable."""
+    store = open_span_store()
+    migrate_span_store(store)
+    store.execute("DROP TABLE spans")
+    store.execute(spans_table_ddl(SchemaOptions(),
+                                  "org_id, project_id, toStartOfHour(start_time), trace_id,"
+                                  " span_id"))
+    store.execute("ALTER TABLE schema_migrations DELETE WHERE version = 6"
+                  " SETTINGS mutations_sync = 1")
+    store.append_batch(make_table(range(3)))
+    assert migrate_span_store(store) == [6]
+    key = store.query_arrow("SELECT sorting_key FROM system.tables WHERE"
+                            " database = currentDatabase() AND name = 'spans'")
+    assert "toStartOfHour" in key.column("sorting_key")[0].as_py()
+    assert _count(store, final=True) == 3
 
 
 def test_round_trip_keeps_every_digit_nanosecond_and_null(store: SpanStore) -> None:

@@ -80,6 +80,7 @@ def test_rows_live_in_a_replicated_local_table_per_shard(cluster_ddl: Any) -> No
             "spans_local', '{replica}', ingested_at_ns)") in local
     for column in SPAN_COLUMNS:
         assert f"`{column.name}` {column.clickhouse}" in local
+    # a cluster keeps the key of migration 2 (its shards' tables are not re-created)
     assert "ORDER BY (org_id, project_id, toStartOfHour(start_time), trace_id, span_id)" in local
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from mentatlab.errors import ValidationError
@@ -40,6 +40,7 @@ __all__ = [
     "TimeRange",
     "build_where",
     "group_keys_of",
+    "minute_cover",
     "to_utc",
 ]
 
@@ -127,15 +128,32 @@ class TimeRange:
                        f" {self.end.isoformat()}")
 
 
+def minute_cover(time_range: TimeRange) -> TimeRange:
+    """The whole minutes ``time_range`` touches: start rounded down, end rounded up."""
+    start = time_range.start.replace(second=0, microsecond=0)
+    end = time_range.end.replace(second=0, microsecond=0)
+    if end != time_range.end:
+        end += timedelta(minutes=1)
+    if start == time_range.start and end == time_range.end:
+        return time_range
+    return TimeRange(start, end)
+
+
 @dataclass(frozen=True, slots=True)
 class QueryParams:
     """Time range, equality filters, group-by columns and bucket of one analytics query.
+
+    Analytics answers have whole-minute resolution: ``time_range`` becomes the whole
+    minutes it touches (start rounded down, end rounded up), on every read path, so an
+    answer is the same from the aggregates or from raw spans and no read needs to scan
+    part of a minute (docs/decisions/0004-attribution-and-aggregates.md).
 
     Raises:
         ValidationError: an unknown filter, group-by or bucket name (the field says which).
     """
 
     time_range: TimeRange
+    """The range asked for; after construction, the whole minutes covering it."""
     filters: Mapping[str, str] = field(default_factory=dict)
     """Equality filters on canonical columns (names in ``FILTER_COLUMNS``)."""
     group_by: Sequence[str] = ()
@@ -144,6 +162,7 @@ class QueryParams:
     """Time bucket of the result rows; None for one row per group."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "time_range", minute_cover(self.time_range))
         object.__setattr__(self, "filters",
                            {NAME_ALIASES.get(k, k): v for k, v in self.filters.items()})
         object.__setattr__(self, "group_by", tuple(NAME_ALIASES.get(g, g) for g in self.group_by))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -76,11 +76,6 @@ class TraceDetail:
     status: str
 
 
-def _utc(value: Any) -> datetime:
-    ts: datetime = value
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 _DURATION_MS = ("(toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time)))"
                 " / 1e6")
 _STATUS = ("multiIf(countIf(status = 'error') > 0, 'error', countIf(status = 'timeout') > 0,"
@@ -94,10 +89,9 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
     """Traces with a span matching ``params`` (time range, filters), newest first.
 
     Summaries (and the status, cost and duration conditions) cover each trace's spans in
-    the time range. The page of trace ids comes from ``trace_summary`` when the filters are
-    only org and project (traces whose spans in the range's hours all start inside it),
-    with the few traces crossing the range's ends summed from raw spans; the answer is the
-    same as reading raw spans only.
+    the time range (whole minutes, see ``QueryParams``). The page of trace ids comes from
+    ``trace_summary`` when the filters are only org and project; the answer is the same as
+    reading raw spans only.
 
     Args:
         store: the span store.
@@ -119,51 +113,55 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         raise ValidationError("offset", f"Expected >= 0, got {offset}")
     if status is not None and status not in {s.value for s in SpanStatus}:
         raise ValidationError("status", f"Expected ok, error or timeout, got {status!r}")
-    # Two phases: pick the page of trace ids, then compute the full summaries of just those
-    # traces. The page comes from trace_summary when it can, else from raw spans with
-    # light aggregates only (no FINAL unless a HAVING needs exact sums: a duplicate never
-    # moves min(start_time) or a status); ~3.5x faster than one pass at 1M spans.
     parts = build_where(params.time_range, None)
     if use_aggregates and set(params.filters) <= {"org_id", "project_id"} and plan_read(
             store, params.time_range.start, params.time_range.end, set(params.filters)):
-        page = _summary_page(params, parts, limit, offset, status, min_cost, min_duration_ms)
+        sql = _summary_sql(params, parts, limit, offset, status, min_cost, min_duration_ms)
     else:
+        # Two phases: pick the page of trace ids with light aggregates only (no FINAL
+        # unless a HAVING needs exact sums: a duplicate never moves min(start_time) or a
+        # status), then summarise just those traces. ~3.5x faster than one pass at 1M.
         page = _raw_page(params, parts, limit, offset, status, min_cost, min_duration_ms)
-    sql = f"""
+        sql = f"""
 SELECT
-    trace_id,
-    anyIf(name, parent_span_id = '') AS root_name,
-    anyIf(service_name, parent_span_id = '') AS root_service,
-    any(service_name) AS any_service,
-    min(start_time) AS t_start,
-    max(end_time) AS t_end,
-    {_DURATION_MS} AS t_duration_ms,
-    count() AS num_spans,
-    countIf(status != 'ok') AS num_errors,
-    {_STATUS} AS t_status,
+    trace_id AS tid,
+    maxIf(name, parent_span_id = '') AS root_name,
+    maxIf(service_name, parent_span_id = '') AS root_service,
+    max(service_name) AS any_service,
+    toUnixTimestamp64Nano(min(start_time)) AS start_ns,
+    toUnixTimestamp64Nano(max(end_time)) AS end_ns,
+    toInt64(count()) AS num_spans,
+    toInt64(countIf(status != 'ok')) AS num_errors,
+    toInt64(countIf(status = 'timeout')) AS num_timeouts,
     sum(total_cost) AS t_cost,
-    countIf({LLM_CALL}) AS requests,
-    sumIf(ifNull(input_tokens, 0), {NOT_ROLLUP}) AS input_tokens,
-    sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP}) AS output_tokens,
+    toInt64(countIf({LLM_CALL})) AS requests,
+    toInt64(sumIf(ifNull(input_tokens, 0), {NOT_ROLLUP})) AS input_tokens,
+    toInt64(sumIf(ifNull(output_tokens, 0), {NOT_ROLLUP})) AS output_tokens,
     arraySort(groupUniqArrayIf({MODEL_EXPR}, {MODEL_EXPR} != '')) AS models
 FROM spans FINAL
 WHERE {parts.where} AND trace_id IN ({page})
 GROUP BY trace_id
-ORDER BY t_start DESC, trace_id
+ORDER BY start_ns DESC, trace_id
 {FINAL_SETTINGS}"""
-    return [
-        TraceSummary(
-            trace_id=r["trace_id"], root_name=r["root_name"],
-            service_name=r["root_service"] or r["any_service"],
-            start_time=_utc(r["t_start"]), end_time=_utc(r["t_end"]),
-            duration_ms=float(r["t_duration_ms"]), num_spans=int(r["num_spans"]),
-            num_errors=int(r["num_errors"]), status=r["t_status"],
-            total_cost=Decimal(r["t_cost"]), requests=int(r["requests"]),
-            input_tokens=int(r["input_tokens"]), output_tokens=int(r["output_tokens"]),
-            models=tuple(r["models"]),
-        )
-        for r in store.query_arrow(sql, parts.binds).to_pylist()
-    ]
+    return [_summary_of(r) for r in store.query_arrow(sql, parts.binds).to_pylist()]
+
+
+def _summary_of(row: dict[str, Any]) -> TraceSummary:
+    start_ns, end_ns = int(row["start_ns"]), int(row["end_ns"])
+    errors, timeouts = int(row["num_errors"]), int(row["num_timeouts"])
+    status = "error" if errors > timeouts else "timeout" if timeouts else "ok"
+    return TraceSummary(
+        trace_id=row["tid"], root_name=row["root_name"],
+        service_name=row["root_service"] or row["any_service"],
+        start_time=_from_ns(start_ns), end_time=_from_ns(end_ns),
+        duration_ms=(end_ns - start_ns) / 1e6, num_spans=int(row["num_spans"]),
+        num_errors=errors, status=status, total_cost=Decimal(row["t_cost"]),
+        requests=int(row["requests"]), input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]), models=tuple(row["models"]))
+
+
+def _from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1000 / 1e6, UTC)
 
 
 def _raw_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
@@ -188,56 +186,49 @@ def _raw_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
         f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
 
 
-_NS = "Int64"
 _TS = "DateTime64(9, 'UTC')"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _ns(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1) * 1000
+def _summary_sql(params: QueryParams, parts: SqlParts, limit: int, offset: int,
+                 status: str | None, min_cost: Decimal | None,
+                 min_duration_ms: float | None) -> str:
+    """SQL of a page of trace summaries, from ``trace_summary`` (binds go to ``parts``).
 
-
-def _summary_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
-                  status: str | None, min_cost: Decimal | None,
-                  min_duration_ms: float | None) -> str:
-    """SQL of the page of trace ids, from ``trace_summary`` (binds go to ``parts``).
-
-    A trace whose rows in the range's hours all start inside the range (its interior) is
-    judged on its summary; one crossing an end of the range on its spans in the range.
+    The range is whole minutes (``QueryParams``) and the summary is per minute, so each
+    trace's rows in the range sum exactly its spans in the range.
     """
     time_range = params.time_range
-    start_ns = parts.bind(_ns(time_range.start), _NS)
-    end_ns = parts.bind(_ns(time_range.end), _NS)
-    hours = (f"hour >= toStartOfHour({parts.bind(time_range.start, _TS)})"
-             f" AND hour < {parts.bind(time_range.end, _TS)}")
+    minutes = (f"minute >= {parts.bind(time_range.start, _TS)}"
+               f" AND minute < {parts.bind(time_range.end, _TS)}")
     tenancy = "".join(f" AND {name} = {parts.bind(value, 'String')}"
                       for name, value in params.filters.items())
-    summary = (
-        "SELECT trace_id, min(min_start_ns) AS lo, max(max_start_ns) AS hi,"
-        " max(max_end_ns) AS end_ns, sum(num_spans) AS n, sum(error_spans) AS e,"
-        " sum(timeout_spans) AS t, sum(total_cost) AS c"
-        f" FROM {TRACE_SUMMARY_TABLE} WHERE {hours}{tenancy} GROUP BY trace_id HAVING n != 0")
-    edge = build_where(time_range, params.filters, SqlParts(binds=parts.binds)).where
-    candidates = (
-        f"SELECT trace_id, lo AS t_start, end_ns - lo AS dur_ns, n, e, t, c FROM ({summary})"
-        f" WHERE lo >= {start_ns} AND hi < {end_ns}"
-        " UNION ALL SELECT trace_id, toUnixTimestamp64Nano(min(start_time)) AS t_start,"
-        " toUnixTimestamp64Nano(max(end_time)) - t_start AS dur_ns, toInt64(count()) AS n,"
-        " toInt64(countIf(status != 'ok')) AS e, toInt64(countIf(status = 'timeout')) AS t,"
-        f" sum(total_cost) AS c FROM spans FINAL WHERE {edge} AND trace_id IN"
-        f" (SELECT trace_id FROM ({summary}) WHERE lo < {start_ns} OR hi >= {end_ns})"
-        " GROUP BY trace_id")
-    conditions = []
+    errors, timeouts = "sum(error_spans)", "sum(timeout_spans)"
+    having = ["sum(num_spans) != 0"]
     if status is not None:
-        conditions.append({"error": "e - t > 0", "timeout": "e - t = 0 AND t > 0",
-                           "ok": "e = 0"}[status])
+        having.append({"error": f"{errors} - {timeouts} > 0",
+                       "timeout": f"{errors} = {timeouts} AND {timeouts} > 0",
+                       "ok": f"{errors} = 0"}[status])
     if min_cost is not None:
-        conditions.append(f"c >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
+        having.append(f"sum(total_cost) >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
     if min_duration_ms is not None:
-        conditions.append(f"dur_ns / 1e6 >= {parts.bind(float(min_duration_ms), 'Float64')}")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return (f"SELECT trace_id FROM ({candidates}){where} ORDER BY t_start DESC, trace_id"
+        having.append(f"(max(max_end_ns) - min(min_start_ns)) / 1e6 >= "
+                      f"{parts.bind(float(min_duration_ms), 'Float64')}")
+    where = f"{minutes}{tenancy}"
+    page = (f"SELECT trace_id FROM {TRACE_SUMMARY_TABLE} WHERE {where} GROUP BY trace_id"
+            f" HAVING {' AND '.join(having)} ORDER BY min(min_start_ns) DESC, trace_id"
             f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
+    # Two phases: the page of ids from light sums, then whole summaries of those traces.
+    return (
+        "SELECT lower(hex(trace_id)) AS tid, max(root_name) AS root_name,"
+        " max(root_service) AS root_service,"
+        " max(any_service) AS any_service, min(min_start_ns) AS start_ns,"
+        " max(max_end_ns) AS end_ns, sum(num_spans) AS num_spans,"
+        " sum(error_spans) AS num_errors, sum(timeout_spans) AS num_timeouts,"
+        " sum(total_cost) AS t_cost, sum(requests) AS requests,"
+        " sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,"
+        " arraySort(groupUniqArrayArray(models)) AS models"
+        f" FROM {TRACE_SUMMARY_TABLE} WHERE {where} AND trace_id IN ({page})"
+        f" GROUP BY trace_id ORDER BY start_ns DESC, tid")
 
 
 def _by_start(node: SpanNode) -> tuple[datetime, str]:

@@ -19,7 +19,9 @@ all end in the same exact aggregates. Passes must not run concurrently on one st
 server runs one resolver per store (the elected node's on a shared store).
 
 A store whose aggregates were never built (an upgraded store, a bulk load) is backfilled
-by the first pass: every trace, in hash buckets of about :data:`BACKFILL_SPANS` spans.
+by the first pass: chunk by chunk of the sorting key (org, project, day; split further by
+trace hash beyond :data:`BACKFILL_SPANS` spans), each read through the primary key, then
+once more for the traces that cross chunks (their attribution needs the whole trace).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ _log = logging.getLogger(__name__)
 
 CHUNK_TRACES = 5_000
 """Traces resolved together (one read, one version write, one difference insert)."""
-BACKFILL_SPANS = 400_000
-"""Spans per hash bucket when every trace of a store is resolved (backfill)."""
+BACKFILL_SPANS = 500_000
+"""Most spans of one backfill chunk (a chunk of (org, project, day) is split by trace hash)."""
 _STATE_NAME = "aggregates"
 _FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 _INPUT_SQL = ", ".join(f"`{c}`" for c in (*INPUT_COLUMNS, "ingested_at_ns", "revision"))
@@ -226,26 +228,52 @@ class Resolver:
         return len(ids), num_versions
 
     def _backfill(self) -> tuple[int, int]:
-        counts = self.store.query_arrow(
-            "SELECT count() AS n, uniq(trace_id) AS t FROM spans").to_pylist()[0]
-        buckets = max(1, -(-int(counts["n"]) // BACKFILL_SPANS))
+        chunks = self.store.query_arrow(
+            "SELECT org_id, project_id, toUnixTimestamp(toStartOfDay(start_time)) AS day,"
+            " count() AS n FROM spans GROUP BY org_id, project_id, day"
+            " ORDER BY day, org_id, project_id").to_pylist()
         num_versions = 0
-        for bucket in range(buckets):
-            num_versions += self._resolve(
-                "cityHash64(trace_id) % {k:UInt64} = {b:UInt64}", {"k": buckets, "b": bucket})
-        return int(counts["t"]), num_versions
+        day_s = 86_400
+        for chunk in chunks:
+            buckets = max(1, -(-int(chunk["n"]) // BACKFILL_SPANS))
+            for bucket in range(buckets):
+                params: dict[str, object] = {
+                    "o": str(chunk["org_id"]), "p": str(chunk["project_id"]),
+                    "d": int(chunk["day"]), "e": int(chunk["day"]) + day_s,
+                    "k": buckets, "b": bucket}
+                where = ("org_id = {o:String} AND project_id = {p:String}"
+                         " AND cityHash64(trace_id) % {k:UInt64} = {b:UInt64}")
+                num_versions += self._resolve(
+                    f"{where} AND start_time >= toDateTime64({{d:UInt32}}, 9, 'UTC')"
+                    " AND start_time < toDateTime64({e:UInt32}, 9, 'UTC')", params,
+                    f"{where} AND minute >= toDateTime({{d:UInt32}}, 'UTC')"
+                    " AND minute < toDateTime({e:UInt32}, 'UTC')")
+        # A trace in several chunks was resolved in pieces: resolve it whole now.
+        crossing = self.store.query_arrow(
+            "SELECT trace_id FROM spans GROUP BY trace_id"
+            " HAVING uniqExact(org_id, project_id, toDate(start_time)) > 1")
+        ids = [str(t) for t in crossing.column("trace_id").to_pylist()]
+        for start in range(0, len(ids), CHUNK_TRACES):
+            num_versions += self._resolve("trace_id IN {ids:Array(String)}",
+                                          {"ids": ids[start:start + CHUNK_TRACES]})
+        num_traces = self.store.query_arrow("SELECT uniq(trace_id) AS t FROM spans")
+        return int(num_traces.column("t")[0].as_py()), num_versions
 
-    def _resolve(self, trace_filter: str, params: dict[str, object]) -> int:
-        """Resolve the traces ``trace_filter`` selects; returns span versions written."""
+    def _resolve(self, spans_filter: str, params: dict[str, object],
+                 ledger_filter: str | None = None) -> int:
+        """Resolve and aggregate the spans ``spans_filter`` selects; the versions written.
+
+        The filter selects whole traces, except in the backfill (see :meth:`_backfill`).
+        """
         table = self.store.query_arrow(
-            f"SELECT {_INPUT_SQL} FROM spans FINAL WHERE {trace_filter} {_FINAL}", params)
+            f"SELECT {_INPUT_SQL} FROM spans FINAL WHERE {spans_filter} {_FINAL}", params)
         num_versions = 0
         if table.num_rows:
             resolution = resolve_traces(table)
             if resolution.changed.any():
                 num_versions = self._write_versions(table, resolution.columns,
                                                     resolution.changed)
-        self.store.execute(delta_insert_sql(trace_filter), params)
+        self.store.execute(delta_insert_sql(spans_filter, ledger_filter), params)
         return num_versions
 
     def _write_versions(self, table: pa.Table, columns: dict[str, pa.Array],

@@ -8,7 +8,7 @@ Every table here is written by ONE statement shape: the attribution resolver
   count for each trace, so the next difference can be computed exactly;
 * the aggregate tables of every :data:`AGGREGATES` spec, once per time tier
   (``agg_<spec>_hour``, ``agg_<spec>_minute``), read by :mod:`mentatlab.analytics`;
-* ``trace_summary`` (per hour, org, project and trace), read by the trace list.
+* ``trace_summary`` (per minute, org, project and trace), read by the trace list.
 
 Why differences and not a view over inserted spans: a materialized view sees inserts, so a
 re-sent span, a repriced version or a span re-attributed once its parent arrived would
@@ -76,7 +76,8 @@ SPAN_DELTAS_TABLE = "span_deltas"
 SPAN_LEDGER_TABLE = "span_ledger"
 """Per (trace, minute, dimensions): what the aggregates count for that trace."""
 TRACE_SUMMARY_TABLE = "trace_summary"
-"""Per (hour, org, project, trace): the trace list's sums, times, root and models."""
+"""Per (minute, org, project, trace): the trace list's sums, times, root and models. Its
+``trace_id`` is the 16 bytes (``unhex``): grouping by them is ~25% faster than by text."""
 RESOLVER_STATE_TABLE = "resolver_state"
 """The resolver's watermark: every commit stamped up to it is in the aggregates."""
 
@@ -275,9 +276,9 @@ def _trace_summary_ddl(c: str, engine: EngineClause) -> list[str]:
     types = {m.name: m.type for m in MEASURES}
     sums_ddl = "".join(f"  {s} SimpleAggregateFunction(sum, {types[s]}),\n" for s in sums)
     return [
-        f"CREATE TABLE IF NOT EXISTS {TRACE_SUMMARY_TABLE}{c} (\n  hour DateTime('UTC'),\n"
+        f"CREATE TABLE IF NOT EXISTS {TRACE_SUMMARY_TABLE}{c} (\n  minute DateTime('UTC'),\n"
         "  org_id LowCardinality(String),\n  project_id LowCardinality(String),\n"
-        f"  trace_id String,\n{sums_ddl}"
+        f"  trace_id FixedString(16),\n{sums_ddl}"
         "  min_start_ns SimpleAggregateFunction(min, Int64),\n"
         "  max_start_ns SimpleAggregateFunction(max, Int64),\n"
         "  max_end_ns SimpleAggregateFunction(max, Int64),\n"
@@ -286,10 +287,11 @@ def _trace_summary_ddl(c: str, engine: EngineClause) -> list[str]:
         "  any_service SimpleAggregateFunction(max, String),\n"
         "  models SimpleAggregateFunction(groupUniqArrayArray, Array(String))\n)"
         f" ENGINE = {engine(TRACE_SUMMARY_TABLE, 'AggregatingMergeTree')}\n"
-        "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, trace_id)",
+        "PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, org_id, project_id, trace_id)",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS mv_{TRACE_SUMMARY_TABLE}{c}"
-        f" TO {TRACE_SUMMARY_TABLE} AS SELECT toStartOfHour(minute) AS hour, org_id,"
-        f" project_id, trace_id, {', '.join(f'sum({s}) AS {s}' for s in sums)},"
+        f" TO {TRACE_SUMMARY_TABLE} AS SELECT minute, org_id,"
+        f" project_id, unhex(trace_id) AS trace_id,"
+        f" {', '.join(f'sum({s}) AS {s}' for s in sums)},"
         f" min(if(present = 1, min_start_ns, {_NS_MAX})) AS min_start_ns,"
         " max(if(present = 1, max_start_ns, 0)) AS max_start_ns,"
         " max(if(present = 1, max_end_ns, 0)) AS max_end_ns,"
@@ -297,17 +299,20 @@ def _trace_summary_ddl(c: str, engine: EngineClause) -> list[str]:
         " max(if(present = 1, root_service, '')) AS root_service,"
         " max(if(present = 1, service_name, '')) AS any_service,"
         " groupUniqArrayArray(if(present = 1, models, [])) AS models"
-        f" FROM {SPAN_DELTAS_TABLE} GROUP BY hour, org_id, project_id, trace_id",
+        f" FROM {SPAN_DELTAS_TABLE} GROUP BY minute, org_id, project_id, trace_id",
     ]
 
 
-def delta_insert_sql(trace_filter: str) -> str:
-    """``INSERT INTO span_deltas``: current minus counted, for the traces ``trace_filter`` selects.
+def delta_insert_sql(spans_filter: str, ledger_filter: str | None = None) -> str:
+    """``INSERT INTO span_deltas``: current minus counted, for the rows the filters select.
 
     Args:
-        trace_filter: a condition on ``trace_id`` (and nothing else) with bound parameters,
-            e.g. ``trace_id IN {ids:Array(String)}``; it is applied to ``spans FINAL`` and to
-            the ledger alike.
+        spans_filter: a condition on ``spans`` with bound parameters, e.g.
+            ``trace_id IN {ids:Array(String)}``.
+        ledger_filter: the same condition on the ledger's columns (``trace_id``,
+            ``minute``, the ledger dimensions); None when ``spans_filter`` names only
+            ``trace_id``. Both must select the same (trace, minute, dimensions) keys, or
+            the difference would be taken against the wrong rows.
 
     The current side groups ``spans FINAL`` by (trace, minute, ledger dimensions); the
     counted side sums the ledger the same way; a ``FULL OUTER JOIN`` on the key gives every
@@ -332,10 +337,10 @@ def delta_insert_sql(trace_filter: str) -> str:
         f" AS latency_hist, t.present AS present, {union_out}"
         f" FROM (SELECT trace_id, toStartOfMinute(start_time) AS minute, {current_dims},"
         f" {current}, {LATENCY_HIST} AS latency_hist, toUInt8(1) AS present, {union}"
-        f" FROM spans FINAL WHERE {trace_filter} GROUP BY trace_id, minute, {key}) AS t"
+        f" FROM spans FINAL WHERE {spans_filter} GROUP BY trace_id, minute, {key}) AS t"
         f" FULL OUTER JOIN (SELECT trace_id, minute, {key}, {counted},"
         f" sumMap(latency_hist) AS latency_hist FROM {SPAN_LEDGER_TABLE}"
-        f" WHERE {trace_filter} GROUP BY trace_id, minute, {key}) AS c"
+        f" WHERE {ledger_filter or spans_filter} GROUP BY trace_id, minute, {key}) AS c"
         f" USING (trace_id, minute, {key})"
         f" WHERE {changed}"
         " SETTINGS do_not_merge_across_partitions_select_final = 1, join_use_nulls = 0"
