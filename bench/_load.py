@@ -25,9 +25,10 @@ HEADERS = {"Content-Type": "application/x-protobuf"}
 
 
 def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: float,
-            max_requests: int, unique: bool, out: mp.Queue) -> None:  # type: ignore[type-arg]
+            max_requests: int, unique: bool, out: mp.Queue,  # type: ignore[type-arg]
+            agent_traces: bool = False) -> None:
     if unique:
-        bodies = UniqueBodies(batch, client=index)
+        bodies = UniqueBodies(batch, client=index, agent_traces=agent_traces)
         next_body = bodies.next
     else:
         fixed = [make_request(batch, seed=i) for i in range(20)]
@@ -71,7 +72,7 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
 
 def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
              rate_rps_per_client: float = 0.0, *, max_requests: int = 10**9,
-             unique: bool = False) -> dict[str, Any]:
+             unique: bool = False, agent_traces: bool = False) -> dict[str, Any]:
     """Drive ``clients`` processes against ``urls`` for ``seconds`` s; return the figures.
 
     Returns:
@@ -84,7 +85,7 @@ def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [
         mp.Process(target=_client, args=(k, url_list, batch, seconds, rate_rps_per_client,
-                                         max_requests, unique, q))
+                                         max_requests, unique, q, agent_traces))
         for k in range(clients)
     ]
     t0 = time.monotonic()

@@ -36,15 +36,27 @@ def make_request(
     project: str = "support-bot",
     seed: int | None = None,
     trace_id: bytes | None = None,
+    agent_traces: bool = False,
 ) -> bytes:
-    """An OTLP protobuf body with ``num_spans`` GenAI chat spans (one trace per 10 spans)."""
+    """An OTLP protobuf body with ``num_spans`` GenAI chat spans (one trace per 10 spans).
+
+    ``agent_traces``: each trace is instead an ``invoke_agent`` root naming its agent and
+    reporting the usage of its children (a roll-up), 8 chat calls and 1 tool call under it
+    with no agent of their own, as OTel GenAI producers send them; the resource names no
+    agent, so the server must inherit it.
+    """
     rng = random.Random(seed)
     now_ns = time.time_ns()
     spans = []
     tid = trace_id or os.urandom(16)
+    root = b""
     for i in range(num_spans):
         if trace_id is None and i % 10 == 0:
             tid = os.urandom(16)
+        if agent_traces:
+            spans.append(_agent_span(i, tid, root, now_ns, rng))
+            root = spans[-1].span_id if i % 10 == 0 else root
+            continue
         provider, req, resp = MODELS[rng.randrange(len(MODELS))]
         inp = rng.randint(50, 4000)
         out = rng.randint(10, 800)
@@ -79,7 +91,7 @@ def make_request(
             _kv("service.name", "bench-agent"),
             _kv("mentat.org_id", org),
             _kv("mentat.project_id", project),
-            _kv("mentat.agent_id", "triage"),
+            *([] if agent_traces else [_kv("mentat.agent_id", "triage")]),
         ]
     )
     req_msg = ExportTraceServiceRequest(
@@ -100,6 +112,29 @@ def make_request(
     return req_msg.SerializeToString()
 
 
+def _agent_span(i: int, tid: bytes, root: bytes, now_ns: int, rng: random.Random) -> Span:
+    """Span ``i`` of an agent trace: 0 the agent root, 1–8 chat calls, 9 a tool call."""
+    start = now_ns - 5_000_000_000 + i * 1_000_000
+    kind, parent, name = Span.SPAN_KIND_CLIENT, root, "chat gpt-4o-mini"
+    attrs = [_kv("gen_ai.operation.name", "chat"), _kv("gen_ai.system", "openai"),
+             _kv("gen_ai.request.model", "gpt-4o-mini"),
+             _kv("gen_ai.usage.input_tokens", rng.randint(50, 4000)),
+             _kv("gen_ai.usage.output_tokens", rng.randint(10, 800))]
+    if i % 10 == 0:
+        kind, parent, name = Span.SPAN_KIND_INTERNAL, b"", "invoke_agent triage"
+        attrs = [_kv("gen_ai.operation.name", "invoke_agent"), _kv("gen_ai.agent.name",
+                 f"agent-{rng.randrange(20)}"), _kv("gen_ai.system", "openai"),
+                 _kv("gen_ai.request.model", "gpt-4o-mini"),
+                 _kv("gen_ai.usage.input_tokens", 20000), _kv("gen_ai.usage.output_tokens",
+                                                              4000)]
+    elif i % 10 == 9:
+        kind, name = Span.SPAN_KIND_INTERNAL, "execute_tool search"
+        attrs = [_kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", "search")]
+    return Span(trace_id=tid, span_id=os.urandom(8), parent_span_id=parent, name=name,
+                kind=kind, start_time_unix_nano=start, end_time_unix_nano=start + 500_000_000,
+                attributes=attrs, status=Status(code=Status.STATUS_CODE_OK))
+
+
 class UniqueBodies:
     """Bodies of ``num_spans`` spans with fresh span and trace ids on every call.
 
@@ -109,19 +144,18 @@ class UniqueBodies:
     (2 bytes) + a counter (4 bytes): unique across the clients of one run.
     """
 
-    def __init__(self, num_spans: int, *, client: int = 0, seed: int | None = None) -> None:
+    def __init__(self, num_spans: int, *, client: int = 0, seed: int | None = None,
+                 agent_traces: bool = False) -> None:
         msg = ExportTraceServiceRequest()
-        self._template = make_request(num_spans, seed=seed if seed is not None else client)
+        self._template = make_request(num_spans, seed=seed if seed is not None else client,
+                                      agent_traces=agent_traces)
         msg.ParseFromString(self._template)
         spans = msg.resource_spans[0].scope_spans[0].spans
-        self._span_offsets = [self._template.index(s.span_id) for s in spans]
-        traces: dict[bytes, list[int]] = {}
-        for tid in dict.fromkeys(s.trace_id for s in spans):
-            at, found = -1, []
-            while (at := self._template.find(tid, at + 1)) >= 0:
-                found.append(at)
-            traces[tid] = found
-        self._trace_offsets = list(traces.values())
+        # every occurrence of a span id: its own field and its children's parent field
+        self._span_offsets = [[at for at in _offsets(self._template, s.span_id)]
+                              for s in spans]
+        self._trace_offsets = [_offsets(self._template, tid)
+                               for tid in dict.fromkeys(s.trace_id for s in spans)]
         self._prefix = (client & 0xFFFF) << 48 | int.from_bytes(os.urandom(2), "big") << 32
         self._trace_prefix = os.urandom(8)
         self._spans = 0
@@ -130,12 +164,22 @@ class UniqueBodies:
     def next(self) -> bytes:
         """The next body (bytes), every span and trace id never sent before."""
         body = bytearray(self._template)
-        for at in self._span_offsets:
+        for offsets in self._span_offsets:
             self._spans += 1
-            body[at:at + 8] = (self._prefix | self._spans).to_bytes(8, "big")
+            new_id = (self._prefix | self._spans).to_bytes(8, "big")
+            for at in offsets:
+                body[at:at + 8] = new_id
         for offsets in self._trace_offsets:
             self._traces += 1
             tid = self._trace_prefix + self._traces.to_bytes(8, "big")
             for at in offsets:
                 body[at:at + 16] = tid
         return bytes(body)
+
+
+def _offsets(body: bytes, value: bytes) -> list[int]:
+    """Every position of ``value`` in ``body``."""
+    at, found = -1, []
+    while (at := body.find(value, at + 1)) >= 0:
+        found.append(at)
+    return found

@@ -70,13 +70,14 @@ def _const(value: str, n: int) -> pa.Array:
 
 
 def synthetic_table(
-    n: int, *, days: int = 30, seed: int = 0, end_ns: int | None = None
+    n: int, *, days: float = 30, seed: int = 0, end_ns: int | None = None
 ) -> pa.Table:
-    """A table of ``n`` spans whose traces start over the last ``days`` days."""
+    """A table of ``n`` spans whose traces start over the last ``days`` days (a fraction
+    of a day for recent-data runs)."""
     rng = np.random.default_rng(seed)
     end_ns = end_ns or time.time_ns()
     num_traces = n // SPANS_PER_TRACE + 1
-    trace_start = end_ns - TRACE_SPREAD_NS - rng.integers(0, days * 86_400 * 10**9, num_traces)
+    trace_start = end_ns - TRACE_SPREAD_NS - rng.integers(0, int(days * 86_400 * 10**9), num_traces)
     trace_agent = rng.integers(0, len(AGENT_PROJECT), num_traces)
     trace_words = rng.integers(0, 2**63, (num_traces, 2), dtype=np.int64).astype(np.uint64)
     tr = np.sort(rng.integers(0, num_traces, n))
