@@ -11,7 +11,13 @@ spans/s, request p50/p99, and with the resolver on, how long after the load it t
 reach the last acknowledged commit (``mentatlab_resolver_lag_seconds`` back to 0) and how
 many versions it wrote. Bounded in time; targets 127.0.0.1 only.
 
+With ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. a git worktree
+of the commit before attribution inheritance), a third run per round serves the same load
+from that code (``PYTHONPATH``), so the whole cost of inheritance (the pipeline's
+``attribute`` stage plus the resolver) is measured against the code without it.
+
 Usage: .venv/bin/python bench/resolver_overhead.py [--seconds 20] [--rounds 2] [--batch 500]
+       [--baseline-src /tmp/mentat-baseline/src]
 """
 
 from __future__ import annotations
@@ -35,10 +41,14 @@ def _metric(url: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _run(resolver_on: bool, seconds: float, batch: int) -> dict[str, float]:
+def _run(mode: str, seconds: float, batch: int, baseline_src: str | None
+         ) -> dict[str, float]:
     env = {"MENTATLAB_INGEST_WORKERS": "2"}
-    if not resolver_on:
+    resolver_on = mode == "on"
+    if mode == "off":
         env["MENTATLAB_RESOLVE_INTERVAL_S"] = "0"
+    if mode == "baseline" and baseline_src:
+        env["PYTHONPATH"] = baseline_src
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
@@ -64,25 +74,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--baseline-src", default=None,
+                    help="src folder of the code to compare with (e.g. a git worktree)")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
-    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
-    print("| resolver | spans/s | p50 ms | p99 ms | errors | catch-up after load (s) |"
+    modes = ["baseline", "off", "on"] if args.baseline_src else ["off", "on"]
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    print("| run | spans/s | p50 ms | p99 ms | errors | catch-up after load (s) |"
           " versions written | acked spans | load avg |")
     print("|---|---|---|---|---|---|---|---|---|")
     for _ in range(args.rounds):
-        for on in (False, True):
-            row = _run(on, args.seconds, args.batch)
-            results[on].append(row)
+        for mode in modes:
+            row = _run(mode, args.seconds, args.batch, args.baseline_src)
+            results[mode].append(row)
             load = os.getloadavg()
-            print(f"| {'on' if on else 'off'} | {row['spans_per_s']:,.0f} | {row['p50_ms']:.1f} |"
+            print(f"| {mode} | {row['spans_per_s']:,.0f} | {row['p50_ms']:.1f} |"
                   f" {row['p99_ms']:.1f} | {row['errors']:.0f} | {row['catch_up_s']:.1f} |"
                   f" {row['versions']:,.0f} | {row['acked']:,.0f} |"
                   f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} |", flush=True)
-    off = statistics.median(r["spans_per_s"] for r in results[False])
-    on = statistics.median(r["spans_per_s"] for r in results[True])
-    print(f"median spans/s: off {off:,.0f}, on {on:,.0f}: {100 * (off - on) / off:+.1f}% lost"
-          f" with the resolver on", flush=True)
+    median = {m: statistics.median(r["spans_per_s"] for r in rows) for m, rows in results.items()}
+    for mode in modes[:-1]:
+        print(f"median spans/s: {mode} {median[mode]:,.0f}, on {median['on']:,.0f}:"
+              f" {100 * (median[mode] - median['on']) / median[mode]:+.1f}% lost", flush=True)
 
 
 if __name__ == "__main__":

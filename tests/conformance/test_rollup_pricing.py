@@ -25,7 +25,7 @@ from mentatlab.pipeline.normalize import Normalize
 from mentatlab.pipeline.price import Price
 from mentatlab.pricing.money import quantize_money
 from mentatlab.receivers.decode import decode_otlp_json
-from mentatlab.resolver.attribution import INPUT_COLUMNS, resolve_traces
+from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
 
 CASES_DIR = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "otel-genai"
 if not CASES_DIR.is_dir():

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mentatlab.model.span import INHERITED_GROUPS
-from mentatlab.resolver.attribution import INPUT_COLUMNS, TOKEN_KINDS, resolve_traces
+from mentatlab.pipeline.attribution import INPUT_COLUMNS, TOKEN_KINDS, resolve_traces
 
 Row = dict[str, Any]
 
@@ -175,3 +175,25 @@ def test_a_rollup_reports_only_what_no_descendant_carries() -> None:
     assert [agent[f"unattributed_{k}_tokens"] for k in TOKEN_KINDS] == [400, 0, 220, 0]
     alone = resolved_rows(rows[:1])[0]  # no descendant carries anything: all of it
     assert [alone[f"unattributed_{k}_tokens"] for k in TOKEN_KINDS] == [500, 90, 300, 0]
+
+
+def test_the_attribute_processor_settles_a_batch_and_leaves_a_lone_child_alone() -> None:
+    from datetime import UTC, datetime
+
+    from mentatlab.model.span import CanonicalSpan, SpanStatus
+    from mentatlab.pipeline.attribution import Attribute
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def span(sid: str, parent: str = "", **kw: Any) -> CanonicalSpan:
+        return CanonicalSpan(trace_id="t" * 32, span_id=sid, parent_span_id=parent, name=sid,
+                             kind="internal", start_time=at, end_time=at, duration_ms=0.0,
+                             status=SpanStatus.OK, **kw)
+
+    lone = [span("child", "absent")]
+    assert Attribute()(lone)[0].agent_id == ""  # its parent is in no batch yet
+    batch = Attribute()([span("chat", "agent", input_tokens=30, output_tokens=5),
+                         span("agent", agent_id="triage", usage_is_rollup=True,
+                              input_tokens=100, output_tokens=20)])
+    assert (batch[0].agent_id, batch[0].inherited) == ("triage", 1)
+    assert (batch[1].unattributed_input_tokens, batch[1].unattributed_output_tokens) == (70, 15)

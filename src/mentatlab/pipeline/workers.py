@@ -87,18 +87,21 @@ def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """``Normalize → Price → Classify``, as ``server.components.build_pipeline`` builds it.
+    """``Normalize → Attribute → Price → Classify`` with the current prices.
+
+    The pipeline every ingest path runs, in the server process or in a worker.
 
     Raises:
         ConfigError: the pricing file is invalid.
         PricingError: the fetched price snapshot is unreadable.
     """
+    from mentatlab.pipeline.attribution import Attribute
     from mentatlab.pipeline.classify import Classify
     from mentatlab.pipeline.normalize import Normalize
     from mentatlab.pipeline.price import Price
 
     return Pipeline(Normalize(settings.max_attribute_value_bytes),
-                    [Price.from_settings(settings), Classify()])
+                    [Attribute(), Price.from_settings(settings), Classify()])
 
 
 def ping() -> bool:

@@ -5,7 +5,7 @@ watermark, ``G`` a stamp up to which every commit is visible, given by the calle
 each batch of those traces:
 
 1. reads their current spans (``spans FINAL``) and resolves them as a whole
-   (:func:`~mentatlab.resolver.attribution.resolve_traces`): inherited attribution and
+   (:func:`~mentatlab.pipeline.attribution.resolve_traces`): inherited attribution and
    roll-up usage, whatever order the spans arrived in;
 2. writes a new version of every span whose resolved values differ (``revision + 1``, a
    stamp above the old version's, roll-up spans repriced by the ``price`` processor);
@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
+from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
 from mentatlab.pipeline.price import Price
-from mentatlab.resolver.attribution import INPUT_COLUMNS, resolve_traces
 from mentatlab.storage.aggregates import (
     RESOLVER_STATE_TABLE,
     aggregate_tables,

@@ -2,7 +2,10 @@
 
 :class:`ResolverLoop` owns a thread that runs :meth:`Resolver.run_pass` whenever it is
 woken (:meth:`ResolverLoop.notify`, called after each commit on the embedded store) or
-every ``idle_interval_s`` (a shared store, where other nodes commit too). With a
+every ``idle_interval_s`` (a shared store, where other nodes commit too). Commits wake it
+at most every ``min_gap_s``, so under load one pass takes many commits (a pass has a
+fixed cost of a few statements); a reader waiting for the resolver
+(:meth:`ResolverLoop.wait_through`) wakes it at once. With a
 :class:`~mentatlab.storage.control.leader.LeaderLock`, only the process holding it runs
 passes: the resolver must never run twice at once on one store.
 """
@@ -31,14 +34,16 @@ class ResolverLoop:
         watermark: returns a stamp (ns) up to which every commit is visible, or None when
             it is not known yet; called before each pass, on the loop's thread.
         idle_interval_s: a pass runs at least this often (s) even without :meth:`notify`.
-        min_gap_s: pause after a pass (s), so a stream of commits is resolved in batches.
+        min_gap_s: least time (s) from one pass to the next when only commits ask for it,
+            so a stream of commits is resolved in a few large passes; a waiting reader
+            does not wait for it.
         leader: the ``resolver`` job lock; None runs unconditionally (embedded store).
         on_pass: called with each pass's report (metrics).
         on_leadership: called with True/False when this process gains/loses the lock.
     """
 
     def __init__(self, resolver: Resolver, watermark: Callable[[], int | None], *,
-                 idle_interval_s: float = 1.0, min_gap_s: float = 0.02,
+                 idle_interval_s: float = 1.0, min_gap_s: float = 1.0,
                  leader: LeaderLock | None = None,
                  on_pass: Callable[[PassReport], None] | None = None,
                  on_leadership: Callable[[bool], None] | None = None) -> None:
@@ -50,6 +55,7 @@ class ResolverLoop:
         self._on_pass = on_pass
         self._on_leadership = on_leadership
         self._wake = threading.Event()
+        self._urgent = threading.Event()
         self._stop = threading.Event()
         self._passed = threading.Condition()
         self.leading = leader is None
@@ -61,14 +67,20 @@ class ResolverLoop:
         """Start the thread."""
         self._thread.start()
 
-    def notify(self) -> None:
-        """Ask for a pass soon (thread-safe, cheap: called after every commit)."""
+    def notify(self, *, urgent: bool = False) -> None:
+        """Ask for a pass (thread-safe, cheap: called after every commit).
+
+        Args:
+            urgent: a reader is waiting: run it now rather than after ``min_gap_s``.
+        """
+        if urgent:
+            self._urgent.set()
         self._wake.set()
 
     def wait_through(self, stamp_ns: int, timeout_s: float) -> bool:
         """Block until the resolver has passed ``stamp_ns`` (True) or ``timeout_s`` ran out."""
         deadline = time.monotonic() + timeout_s
-        self.notify()
+        self.notify(urgent=True)
         with self._passed:
             while self.resolver.state.through_ns < stamp_ns:
                 remaining = deadline - time.monotonic()
@@ -81,6 +93,7 @@ class ResolverLoop:
         """Stop after the running pass; persist the watermark; give up leadership."""
         self._stop.set()
         self._wake.set()
+        self._urgent.set()
         if self._thread.is_alive():
             self._thread.join(wait_s)
         try:
@@ -105,11 +118,16 @@ class ResolverLoop:
         return leading
 
     def _run(self) -> None:
+        last_pass_s = 0.0
         while not self._stop.is_set():
             self._wake.wait(self._idle_interval_s)
+            # A stream of commits waits out the gap; a waiting reader cuts it short.
+            self._urgent.wait(max(0.0, last_pass_s + self._min_gap_s - time.monotonic()))
             self._wake.clear()
+            self._urgent.clear()
             if self._stop.is_set():
                 return
+            last_pass_s = time.monotonic()
             try:
                 if not self._lead():
                     self._stop.wait(min(self._idle_interval_s, ACQUIRE_PERIOD_MAX_S))
@@ -127,5 +145,3 @@ class ResolverLoop:
                 self._passed.notify_all()
             if self._on_pass is not None:
                 self._on_pass(report)
-            if self._min_gap_s:
-                self._stop.wait(self._min_gap_s)

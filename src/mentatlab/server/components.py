@@ -73,17 +73,17 @@ def build_price(settings: Settings) -> Price:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """``Normalize → Price → Classify`` with the current prices.
+    """``Normalize → Attribute → Price → Classify`` with the current prices.
+
+    :func:`mentatlab.pipeline.workers.build_pipeline`, the one every ingest path runs.
 
     Raises:
         ConfigError: the pricing file is invalid.
         PricingError: the fetched price snapshot is unreadable.
     """
-    from mentatlab.pipeline.classify import Classify
-    from mentatlab.pipeline.normalize import Normalize
+    from mentatlab.pipeline.workers import build_pipeline as build
 
-    return Pipeline(Normalize(settings.max_attribute_value_bytes),
-                    [build_price(settings), Classify()])
+    return build(settings)
 
 
 def open_store(settings: Settings) -> SpanStore:

@@ -1,7 +1,8 @@
 """The server's attribution resolver: where it runs, its watermark, and the read barrier.
 
-* **Embedded store** (one process): the resolver runs in this process, woken by every
-  commit of the span writer; its watermark is the writer's
+* **Embedded store** (one process): the resolver runs in this process, woken by the
+  commits of the span writer (at most every :data:`EMBEDDED_BATCH_S`, at once for a
+  waiting read); its watermark is the writer's
   :meth:`~mentatlab.storage.writer.SpanWriter.committed_through_ns`.
 * **Shared store** (several nodes): each node publishes its writer's watermark to the
   control store every :data:`PUBLISH_PERIOD_S`; the node holding the ``resolver`` lock
@@ -29,12 +30,17 @@ from mentatlab.server.metrics import ServerMetrics
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["PUBLISH_PERIOD_S", "WATERMARK_MAX_AGE_S", "ResolverService"]
+__all__ = ["EMBEDDED_BATCH_S", "PUBLISH_PERIOD_S", "WATERMARK_MAX_AGE_S", "ResolverService"]
 
 _log = logging.getLogger(__name__)
 
 PUBLISH_PERIOD_S = 0.25
 """How often a node on a shared store publishes its watermark, in s."""
+EMBEDDED_BATCH_S = 5.0
+"""On the embedded store, commits wake the resolver at most this often (s): under load a
+pass takes seconds of commits at once, since a pass costs a few statements and a part per
+aggregate table whatever its size (measured: a 0.25 s gap cost 48% of ingest throughput,
+5 s about 12%). A read waiting for the resolver wakes it at once."""
 WATERMARK_MAX_AGE_S = 5.0
 """A node silent this long (s) is left out of the resolver's watermark (dead or cut off);
 if it comes back, the resolver goes over the commits it may have missed again."""
@@ -71,9 +77,11 @@ class ResolverService:
             from mentatlab.storage.control.leader import LeaderLock
 
             leader = LeaderLock(settings.control_store_url, "resolver")
+        interval_s = settings.resolve_interval_s
         self.loop = ResolverLoop(
             resolver, self._watermark, leader=leader, on_pass=self._count_pass,
-            idle_interval_s=settings.resolve_interval_s if self._shared else 1.0,
+            idle_interval_s=interval_s if self._shared else EMBEDDED_BATCH_S,
+            min_gap_s=interval_s if self._shared else EMBEDDED_BATCH_S,
             on_leadership=metrics.job_leader.labels("resolver").set)
         metrics.job_leader.labels("resolver").set(0 if self._shared else 1)
         metrics.bind_resolver(self._lag_s)
@@ -112,7 +120,7 @@ class ResolverService:
         target_ns = int(self.writer.last_committed_ns)
         if target_ns == 0 or await self._through_ns() >= target_ns:
             return True
-        self.loop.notify()
+        self.loop.notify(urgent=True)
         deadline = time.monotonic() + self.settings.resolve_wait_s
         pause_s = 0.002
         while time.monotonic() < deadline:

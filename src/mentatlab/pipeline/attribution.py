@@ -1,9 +1,13 @@
-"""Attribution over whole traces, on columns: inherited fields and unattributed usage.
+"""Attribution over traces, on columns: inherited fields and unattributed usage.
 
-Pure functions over an Arrow table holding every current span of some traces (one row per
-span, :data:`INPUT_COLUMNS`); no Python object per span. Both results depend only on the
-rows given, so the resolver can recompute them whenever a trace changes, in any arrival
-order, and write only what differs.
+Pure functions over an Arrow table of spans (one row per span, :data:`INPUT_COLUMNS`); no
+Python object per span. Both results depend only on the rows given, so they are computed
+twice: by the pipeline's ``attribute`` processor (:class:`Attribute`) over each received
+batch, which settles every trace that arrives whole; and by the attribution resolver
+after the store (``mentatlab.resolver``) over whole traces whenever one changes, in any
+arrival order, writing only what differs. Resolving a part of a trace never gives a value
+that the whole trace would not (a chain of parents inside the part is the same chain in
+the whole), so the resolver only ever completes what the batch started.
 
 Inheritance (``model/span.py``): for each group of :data:`INHERITED_GROUPS`, a span keeps
 its own values when the group's id (its first field) is set on the span or its resource,
@@ -25,6 +29,7 @@ writes at what remains (a cache count can never exceed the input it is part of).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +37,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mentatlab.model.span import INHERITED_GROUPS
+from mentatlab.model.span import INHERITED_GROUPS, CanonicalSpan
 
-__all__ = ["INHERITED_FIELDS", "INPUT_COLUMNS", "TOKEN_KINDS", "Resolution", "resolve_traces"]
+__all__ = ["INHERITED_FIELDS", "INPUT_COLUMNS", "TOKEN_KINDS", "Attribute", "Resolution",
+           "resolve_traces"]
 
 INHERITED_FIELDS: tuple[str, ...] = tuple(f for group in INHERITED_GROUPS for f in group)
 """Every inheritable field, in group order."""
@@ -63,6 +69,9 @@ class Resolution:
     columns: dict[str, pa.Array]
     """New values of every inheritable field, ``inherited`` (uint8) and the
     ``unattributed_<kind>_tokens`` (uint64)."""
+    differs: dict[str, BoolArray]
+    """Per column of ``columns`` that changes anywhere: True where it differs from the
+    row's stored value (columns that change nowhere are left out)."""
     changed: BoolArray
     """True where any of ``columns`` differs from the row's stored value."""
 
@@ -71,34 +80,47 @@ def resolve_traces(table: pa.Table) -> Resolution:
     """Resolve attribution and roll-up usage of every span in ``table``.
 
     Args:
-        table: every current span of the traces to resolve (N rows), with at least
-            :data:`INPUT_COLUMNS`; rows of different traces may be interleaved.
+        table: every current span of the traces to resolve (N rows), with
+            :data:`INPUT_COLUMNS` (rows of different traces may be interleaved); a group
+            whose id column is absent, or the token columns when absent, are left alone.
 
     Returns:
         The resolved columns (N values each) and the mask of rows that change.
     """
     n = table.num_rows
     parent = _parent_rows(table)
-    changed = np.zeros(n, dtype=bool)
     columns: dict[str, pa.Array] = {}
+    differs: dict[str, BoolArray] = {}
     stored_bits = table.column("inherited").to_numpy(zero_copy_only=False).astype(np.int64)
     new_bits = np.zeros(n, dtype=np.int64)
     for bit, group in enumerate(INHERITED_GROUPS):
-        values, inherited = _inherit_group(table, group, stored_bits >> bit & 1 == 1, parent)
+        stored_inherited = stored_bits >> bit & 1 == 1
+        if group[0] not in table.column_names:
+            continue  # the caller knows nobody has the group
+        if not stored_inherited.any() and not pc.any(
+                pc.not_equal(_text(table, group[0]), "")).as_py():
+            for name in group:  # nobody has the group: nothing to inherit or to clear
+                columns[name] = _text(table, name)
+            continue
+        values, inherited = _inherit_group(table, group, stored_inherited, parent)
         new_bits |= inherited.astype(np.int64) << bit
         for name in group:
-            column = values[name]
-            columns[name] = column
-            changed |= ~_equal(column, table.column(name))
+            columns[name] = values[name]
+            differs[name] = ~_equal(values[name], table.column(name))
     columns["inherited"] = pa.array(new_bits.astype(np.uint8), pa.uint8())
-    changed |= new_bits != stored_bits
-    unattributed = _unattributed(table, parent)
-    for kind, values_u in zip(TOKEN_KINDS, unattributed, strict=True):
+    differs["inherited"] = new_bits != stored_bits
+    has_usage = "input_tokens" in table.column_names
+    unattributed = _unattributed(table, parent) if has_usage else []
+    for kind, values_u in zip(TOKEN_KINDS if has_usage else (), unattributed, strict=True):
         name = f"unattributed_{kind}_tokens"
         stored = table.column(name).to_numpy(zero_copy_only=False).astype(np.int64)
         columns[name] = pa.array(values_u.astype(np.uint64), pa.uint64())
-        changed |= values_u != stored
-    return Resolution(columns, changed)
+        differs[name] = values_u != stored
+    differs = {name: mask for name, mask in differs.items() if mask.any()}
+    changed = np.zeros(n, dtype=bool)
+    for mask in differs.values():
+        changed |= mask
+    return Resolution(columns, differs, changed)
 
 
 def _text(table: pa.Table, name: str) -> pa.Array:
@@ -228,3 +250,45 @@ def _unattributed(table: pa.Table, parent: IntArray) -> list[IntArray]:
     read_u = np.minimum(read_u, input_u)
     write_u = np.minimum(write_u, input_u - read_u)
     return [input_u, output_u, read_u, write_u]
+
+
+_TYPES = {"inherited": pa.uint8(), "usage_is_rollup": pa.bool_()}
+_TREE_COLUMNS = ("trace_id", "span_id", "parent_span_id", "org_id", "inherited")
+_USAGE_COLUMNS = ("usage_is_rollup", *(f"{k}_tokens" for k in TOKEN_KINDS),
+                  *(f"unattributed_{k}_tokens" for k in TOKEN_KINDS))
+
+
+class Attribute:
+    """Processor ``attribute``: resolves attribution inside each batch, before pricing.
+
+    A span whose parent (and so on up) is in the same batch takes the nearest one's
+    agent, workflow, run, session, user, customer and prompt version; a roll-up span gets
+    the usage its descendants in the batch do not carry as ``unattributed_*_tokens``,
+    which ``price`` then prices. Traces that arrive whole are settled here, at no cost to
+    the resolver; parts that arrive in other batches are completed by the resolver.
+    """
+
+    name = "attribute"
+
+    def __call__(self, spans: list[CanonicalSpan]) -> list[CanonicalSpan]:
+        """Resolve a batch of N spans in place; returns the same N span objects."""
+        rollups = any(s.usage_is_rollup for s in spans)
+        if not rollups and not any(s.parent_span_id for s in spans):
+            return spans
+        # Only the columns there is work for: groups someone in the batch has, and usage
+        # when there is a roll-up (building columns from objects is most of the cost).
+        names = [*_TREE_COLUMNS, *(f for g in INHERITED_GROUPS
+                                   if any(getattr(s, g[0]) for s in spans) for f in g)]
+        if rollups:
+            names += _USAGE_COLUMNS
+        get = operator.attrgetter(*names)
+        columns = zip(*map(get, spans), strict=True)
+        table = pa.table({name: pa.array(values, _TYPES.get(name)) for name, values
+                          in zip(names, columns, strict=True)})
+        resolution = resolve_traces(table)
+        for name, mask in resolution.differs.items():
+            rows = np.flatnonzero(mask)
+            values = resolution.columns[name].take(pa.array(rows)).to_pylist()
+            for i, value in zip(rows.tolist(), values, strict=True):
+                setattr(spans[i], name, value)
+        return spans
