@@ -21,11 +21,11 @@ import pytest
 
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan
+from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
 from mentatlab.pipeline.normalize import Normalize
 from mentatlab.pipeline.price import Price
 from mentatlab.pricing.money import quantize_money
 from mentatlab.receivers.decode import decode_otlp_json
-from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
 
 CASES_DIR = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "otel-genai"
 if not CASES_DIR.is_dir():
