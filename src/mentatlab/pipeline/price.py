@@ -306,19 +306,7 @@ class Price:
         be a guess).
         """
         usage = _unattributed_usage(span)
-        if usage is None:
-            return _ZERO, ""
-        minute = int(span.start_time.timestamp() // 60)
-        found = self._resolve(span.provider, span.model, span.request_model, minute)
-        if found is None:
-            return _ZERO, UNPRICED
-        card, source = found
-        try:
-            return card.cost(usage).total_usd, source
-        except PricingError as exc:
-            logger.warning("Span %s/%s unattributed usage left unpriced: %s", span.trace_id,
-                           span.span_id, exc)
-            return _ZERO, UNPRICED
+        return (_ZERO, "") if usage is None else self._price_usage(span, usage)
 
     def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
         if span.usage_is_rollup:
@@ -326,13 +314,17 @@ class Price:
         if not _has_tokens(span):
             # a bare total cannot be split into input and output: never guess the split
             return _ZERO, ("" if span.total_tokens is None else UNPRICED)
+        return self._price_usage(span, _usage(span))
+
+    def _price_usage(self, span: CanonicalSpan, usage: TokenUsage) -> tuple[Decimal, str]:
+        """USD of ``usage`` at the price of the span's model, and the price source."""
         minute = int(span.start_time.timestamp() // 60)
         found = self._resolve(span.provider, span.model, span.request_model, minute)
         if found is None:
             return _ZERO, UNPRICED
         card, source = found
         try:
-            return card.cost(_usage(span)).total_usd, source
+            return card.cost(usage).total_usd, source
         except PricingError as exc:
             logger.warning("Span %s/%s left unpriced: %s", span.trace_id, span.span_id, exc)
             return _ZERO, UNPRICED

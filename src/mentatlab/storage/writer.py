@@ -203,17 +203,7 @@ class SpanWriter:
             StoreUnavailable: the writer is closed.
             StoreError: the insert failed.
         """
-        future: concurrent.futures.Future[int] = concurrent.futures.Future()
-
-        def resolve(rows: int | None, error: BaseException | None) -> None:
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(rows or 0)
-
-        # _enqueue: None = never wait (async path), < 0 = wait without a deadline.
-        self._enqueue(_Item(table, dedup, resolve), wait_s=wait_s if wait_s is not None else -1)
-        return future.result()
+        return self._wait_for(table, dedup, None, wait_s)
 
     def write_versions(self, table: pa.Table, after_ns: int, wait_s: float | None = 60.0) -> int:
         """Commit new versions of stored spans, alone, stamped above ``after_ns``.
@@ -234,15 +224,21 @@ class SpanWriter:
             StoreUnavailable: the writer is closed.
             StoreError: the insert failed.
         """
+        return self._wait_for(table, False, after_ns, wait_s)
+
+    def _wait_for(self, table: pa.Table, dedup: bool, after_ns: int | None,
+                  wait_s: float | None) -> int:
+        """Queue an item and block until it is committed; its rows, or its stamp."""
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
 
-        def resolve(stamp: int | None, error: BaseException | None) -> None:
+        def resolve(value: int | None, error: BaseException | None) -> None:
             if error is not None:
                 future.set_exception(error)
             else:
-                future.set_result(stamp or 0)
+                future.set_result(value or 0)
 
-        self._enqueue(_Item(table, False, resolve, after_ns=after_ns),
+        # _enqueue: None = never wait (async path), < 0 = wait without a deadline.
+        self._enqueue(_Item(table, dedup, resolve, after_ns=after_ns),
                       wait_s=wait_s if wait_s is not None else -1)
         return future.result()
 
