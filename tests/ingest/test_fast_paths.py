@@ -69,8 +69,8 @@ def test_spans_to_arrow_round_trips_mixed_and_constant_columns(otlp_body: bytes)
 
 def test_price_in_place_matches_price_span(otlp_body: bytes) -> None:
     pipeline = workers.build_pipeline(load_settings())
-    normalize, price = pipeline.normalizer, pipeline.processors[0]
-    assert isinstance(price, Price)
+    normalize = pipeline.normalizer
+    (price,) = [p for p in pipeline.processors if isinstance(p, Price)]
     fresh = normalize(decode_otlp_protobuf(otlp_body).spans).spans
     copies = [dataclasses.replace(span) for span in fresh]
     priced = price(fresh)

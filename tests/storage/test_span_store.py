@@ -18,6 +18,7 @@ from mentatlab.pipeline.price import Price
 from mentatlab.resolver.resolver import Resolver
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.span_schema import (
+    HOUR_SORTING_KEY,
     MIGRATIONS,
     SPANS_SORTING_KEY,
     SchemaOptions,
@@ -53,23 +54,20 @@ def test_migrate_is_idempotent_and_creates_the_shared_schema(store: SpanStore) -
     assert engine == [{"engine": "ReplacingMergeTree", "sorting_key": SPANS_SORTING_KEY}]
 
 
-def test_a_store_holding_spans_keeps_its_hourly_sorting_key(
+def test_a_store_sorted_by_hour_still_migrates_and_answers(
         open_span_store: Callable[[], SpanStore]) -> None:
-    """Migration 6 re-creates an empty ``spans`` sorted by minute; one with rows keeps the
-    key it has (no copy at startup) and stays fully usable."""
+    """Stores created before issue 13 keep ``spans`` sorted by hour: migrations leave the
+    table alone and it deduplicates as before."""
     store = open_span_store()
     migrate_span_store(store)
     store.execute("DROP TABLE spans")
-    store.execute(spans_table_ddl(SchemaOptions(),
-                                  "org_id, project_id, toStartOfHour(start_time), trace_id,"
-                                  " span_id"))
-    store.execute("ALTER TABLE schema_migrations DELETE WHERE version = 6"
-                  " SETTINGS mutations_sync = 1")
+    store.execute(spans_table_ddl(SchemaOptions(), HOUR_SORTING_KEY))
     store.append_batch(make_table(range(3)))
-    assert migrate_span_store(store) == [6]
+    store.append_batch(make_table(range(2)))  # re-sent
+    assert migrate_span_store(store) == []
     key = store.query_arrow("SELECT sorting_key FROM system.tables WHERE"
                             " database = currentDatabase() AND name = 'spans'")
-    assert "toStartOfHour" in key.column("sorting_key")[0].as_py()
+    assert key.column("sorting_key")[0].as_py() == HOUR_SORTING_KEY
     assert _count(store, final=True) == 3
 
 

@@ -22,7 +22,7 @@ from mentatlab.model.schema import SPAN_COLUMNS, spans_to_arrow
 from mentatlab.storage.aggregates import aggregate_tables
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
-from mentatlab.storage.span_schema import migrate_span_store
+from mentatlab.storage.span_schema import SPANS_SORTING_KEY, migrate_span_store
 
 LAYOUT = ClusterLayout("mentat_cluster", "observability")
 
@@ -80,8 +80,7 @@ def test_rows_live_in_a_replicated_local_table_per_shard(cluster_ddl: Any) -> No
             "spans_local', '{replica}', ingested_at_ns)") in local
     for column in SPAN_COLUMNS:
         assert f"`{column.name}` {column.clickhouse}" in local
-    # a cluster keeps the key of migration 2 (its shards' tables are not re-created)
-    assert "ORDER BY (org_id, project_id, toStartOfHour(start_time), trace_id, span_id)" in local
+    assert f"ORDER BY ({SPANS_SORTING_KEY})" in local
 
 
 def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -> None:

@@ -98,7 +98,13 @@ class ResolverService:
             self._publisher = asyncio.create_task(self._publish_forever())
         else:
             self.writer.subscribe(lambda _table: self.loop.notify())
-            await anyio.to_thread.run_sync(lambda: self.loop.resolver.state)
+            resolver = self.loop.resolver
+            if (await anyio.to_thread.run_sync(lambda: resolver.state)).complete:
+                # Catch up before serving: commits after the last persisted watermark
+                # (a crash loses up to a few seconds of it) are acknowledged spans, and a
+                # read must find them in the aggregates (this process acknowledged none).
+                await anyio.to_thread.run_sync(resolver.run_pass,
+                                               self.writer.committed_through_ns())
         self.loop.start()
 
     async def stop(self) -> None:

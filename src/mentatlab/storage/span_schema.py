@@ -30,6 +30,7 @@ from mentatlab.storage.base import SpanStore
 
 __all__ = [
     "MIGRATIONS",
+    "HOUR_SORTING_KEY",
     "SPANS_SORTING_KEY",
     "SPANS_TABLE",
     "Migration",
@@ -105,9 +106,7 @@ class Migration:
     name: str
     render: Callable[[SchemaOptions], list[str]]
     """Returns the statements to run, in order, for the given options."""
-    inspect: Callable[[SpanStore, SchemaOptions], list[str]] | None = None
-    """For a change that depends on what the store holds: looks, then returns the
-    statements to run after ``render``'s."""
+
 
 
 def column_ddl(column: Column) -> str:
@@ -117,11 +116,10 @@ def column_ddl(column: Column) -> str:
 
 
 SPANS_SORTING_KEY = "org_id, project_id, toStartOfMinute(start_time), trace_id, span_id"
-"""The key ``spans`` is sorted and deduplicated on (``ReplacingMergeTree``) since migration
-6: by minute inside a tenant, so reading a few seconds of a busy hour (the raw ends of an
-aggregate read) touches that minute's granules, not the whole hour's."""
-_HOUR_SORTING_KEY = "org_id, project_id, toStartOfHour(start_time), trace_id, span_id"
-"""The key of migrations 2–5, kept by stores that held spans when migration 6 ran."""
+"""The key ``spans`` is sorted and deduplicated on (``ReplacingMergeTree``): by minute inside
+a tenant, so reading a few minutes of a busy hour touches those minutes' granules."""
+HOUR_SORTING_KEY = "org_id, project_id, toStartOfHour(start_time), trace_id, span_id"
+"""The key of stores created before issue 13 (they keep it; the answers are the same)."""
 
 
 def spans_table_ddl(options: SchemaOptions, sorting_key: str = SPANS_SORTING_KEY) -> str:
@@ -144,7 +142,11 @@ def _m001(options: SchemaOptions) -> list[str]:
 
 
 def _m002(options: SchemaOptions) -> list[str]:
-    return [spans_table_ddl(options, _HOUR_SORTING_KEY)]
+    # Stores created before issue 13 made spans sorted by hour (``HOUR_SORTING_KEY``) and
+    # keep it: both keys deduplicate the same rows and give the same answers; the minute
+    # key only reads less for the few seconds of a busy hour. Re-creating the table in a
+    # later migration would race other nodes migrating or ingesting at the same moment.
+    return [spans_table_ddl(options)]
 
 
 # The closed-hour rollups of migrations 3 and 4, replaced by the resolver's aggregates in
@@ -216,37 +218,12 @@ def _m005(options: SchemaOptions) -> list[str]:
             *aggregate_ddl(c, options.shared_engine)]
 
 
-def _m006(options: SchemaOptions) -> list[str]:
-    return []
-
-
-def _m006_resort_if_empty(store: SpanStore, options: SchemaOptions) -> list[str]:
-    # The sorting key cannot be altered in place. An empty table (every new store: 2 just
-    # made it) is made again with the minute key; a table holding spans keeps the hour key
-    # (answers stay exact; raw reads of a few seconds scan the hour) rather than being
-    # copied at startup. A cluster keeps it too (spans_local is replicated per shard).
-    if options.on_cluster:
-        return []
-    key = store.query_arrow(
-        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase()"
-        " AND name = {t:String}", {"t": SPANS_TABLE}).column("sorting_key").to_pylist()
-    if not key or "toStartOfMinute" in str(key[0]):
-        return []
-    rows = store.query_arrow(f"SELECT count() AS n FROM {SPANS_TABLE}").column("n")[0].as_py()
-    if rows:
-        _log.warning("span store keeps its hourly sorting key (it holds %s rows): reading a"
-                     " few seconds of a busy hour scans that hour", rows)
-        return []
-    return [f"DROP TABLE {SPANS_TABLE}", spans_table_ddl(options)]
-
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
     Migration(3, "span rollups", _m003),
     Migration(4, "approximate trace count in the scope rollup", _m004),
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
-    Migration(6, "spans sorted by minute", _m006, _m006_resort_if_empty),
 )
 """Every span-store migration, in version order."""
 
@@ -303,10 +280,7 @@ def migrate_span_store(
         if migration.version in done:
             continue
         started_s = time.monotonic()
-        statements = migration.render(opts)
-        if migration.inspect is not None:
-            statements += migration.inspect(store, opts)
-        for statement in statements:
+        for statement in migration.render(opts):
             store.execute(statement)
         store.execute(
             "INSERT INTO schema_migrations (version, name, applied_at)"
