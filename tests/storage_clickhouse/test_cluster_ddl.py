@@ -87,8 +87,7 @@ def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -
     statements, _ = cluster_ddl
     creates = [s for s in statements if s.startswith("CREATE TABLE")]
     names = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1) for s in creates]  # type: ignore[union-attr]
-    assert names == ["schema_migrations", "spans_local", "spans", "span_rollup_hourly",
-                     "span_rollup_scope_hourly", "span_rollup_builds", "span_deltas",
+    assert names == ["schema_migrations", "spans_local", "spans", "span_deltas",
                      *aggregate_tables(), "resolver_state"]
     assert creates[2] == (
         "CREATE TABLE IF NOT EXISTS spans ON CLUSTER mentat_cluster AS spans_local"

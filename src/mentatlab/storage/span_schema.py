@@ -149,63 +149,19 @@ def _m002(options: SchemaOptions) -> list[str]:
     return [spans_table_ddl(options)]
 
 
-# The closed-hour rollups of migrations 3 and 4, replaced by the resolver's aggregates in
-# migration 5 (storage/aggregates.py); kept so that released migrations never change.
-_ROLLUP_TABLE = "span_rollup_hourly"
-_ROLLUP_SCOPE_TABLE = "span_rollup_scope_hourly"
-_ROLLUP_BUILDS_TABLE = "span_rollup_builds"
-_ROLLUP_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
-                      "service_name", "provider", "model", "operation", "status", "tool_name")
-_ROLLUP_SCOPE_DIMENSIONS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
-                            "service_name")
-_ROLLUP_MONEY = ("token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost",
-                 "storage_cost", "discount", "total_cost")
+_ROLLUP_TABLES = ("span_rollup_builds", "span_rollup_scope_hourly", "span_rollup_hourly")
+"""The closed-hour rollups of migrations 3 and 4, dropped by migration 5."""
 
 
 def _m003(options: SchemaOptions) -> list[str]:
-    c = options.cluster_clause
-    money = "".join(f"  {m} Decimal(38, 12),\n" for m in _ROLLUP_MONEY)
-    counts = ("  requests UInt64,\n  num_spans UInt64,\n  error_spans UInt64,\n"
-              "  input_tokens UInt64,\n  output_tokens UInt64,\n  cached_tokens UInt64,\n")
-
-    def dims(names: tuple[str, ...]) -> str:
-        return "".join(f"  {d} LowCardinality(String),\n" for d in names)
-
-    return [
-        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_TABLE}{c} (\n  build_id UInt64,\n"
-        f"  hour DateTime('UTC'),\n{dims(_ROLLUP_DIMENSIONS)}{money}{counts[:-2]}\n)"
-        f" ENGINE = {options.shared_engine(_ROLLUP_TABLE, 'MergeTree')}\n"
-        "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
-        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_SCOPE_TABLE}{c} (\n  build_id UInt64,\n"
-        f"  hour DateTime('UTC'),\n{dims(_ROLLUP_SCOPE_DIMENSIONS)}{money}{counts}"
-        "  traces AggregateFunction(uniqExact, String),\n"
-        "  latency_hist Map(UInt16, UInt64),\n  min_duration_ms Float64,\n"
-        "  max_duration_ms Float64\n)"
-        f" ENGINE = {options.shared_engine(_ROLLUP_SCOPE_TABLE, 'MergeTree')}\n"
-        "PARTITION BY toYYYYMM(hour) ORDER BY (hour, org_id, project_id, build_id)",
-        f"CREATE TABLE IF NOT EXISTS {_ROLLUP_BUILDS_TABLE}{c} (\n  hour DateTime('UTC'),\n"
-        "  build_id UInt64,\n  source_max_ns Int64,\n  closed_before DateTime('UTC'),\n"
-        "  built_at DateTime64(3, 'UTC')\n)"
-        f" ENGINE = {options.shared_engine(_ROLLUP_BUILDS_TABLE, 'ReplacingMergeTree', 'build_id')}"
-        "\nORDER BY hour",
-    ]
+    # Created the closed-hour rollups, which migration 5 drops: now nothing, so that nodes
+    # migrating a new store at the same moment never alter a table another just dropped.
+    return []
 
 
 def _m004(options: SchemaOptions) -> list[str]:
-    # The exact trace-id sets cost most of the overview's time: replace them with a sketch.
-    # States cannot be converted, so the rollups are emptied (with their builds, so the
-    # next run rebuilds every closed hour) before the column changes type.
-    c = options.cluster_clause
-    return [
-        *(f"TRUNCATE TABLE IF EXISTS {t}{c}"
-          for t in (_ROLLUP_BUILDS_TABLE, _ROLLUP_SCOPE_TABLE, _ROLLUP_TABLE)),
-        # No direct cast between aggregate states exists (ClickHouse refuses it even on an
-        # empty table); through String it is allowed, and on the emptied table no state
-        # is converted. A repeat of both steps is harmless.
-        f"ALTER TABLE {_ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN traces String",
-        f"ALTER TABLE {_ROLLUP_SCOPE_TABLE}{c} MODIFY COLUMN"
-        f" traces AggregateFunction(uniq, String)",
-    ]
+    # Retyped a column of a rollup table that migration 5 drops: now nothing (see 3).
+    return []
 
 
 def _m005(options: SchemaOptions) -> list[str]:
@@ -213,8 +169,7 @@ def _m005(options: SchemaOptions) -> list[str]:
     # current as spans arrive, with inherited attribution (storage/aggregates.py). The
     # resolver's first pass over an upgraded store builds them from every stored span.
     c = options.cluster_clause
-    return [*(f"DROP TABLE IF EXISTS {t}{c}"
-              for t in (_ROLLUP_BUILDS_TABLE, _ROLLUP_SCOPE_TABLE, _ROLLUP_TABLE)),
+    return [*(f"DROP TABLE IF EXISTS {t}{c}" for t in _ROLLUP_TABLES),
             *aggregate_ddl(c, options.shared_engine)]
 
 
