@@ -2,7 +2,7 @@
 delivery of the alerts they raise to a webhook on loopback.
 
 Builds (or reuses) the chDB store of bench/query.py with ``--spans`` spans over 30 days,
-builds its hourly rollups as the server does, and a SQLite control store in a temporary
+resolves it (attribution and aggregates) as the server does, and a SQLite control store in a temporary
 folder. For each count in ``--rules`` it creates that many rules, half monthly budgets
 scoped to one project each and half threshold rules (error rate over 5 min, p95 latency
 over 1 h, cost over 1 h, by project), then times:
@@ -29,13 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from query import open_store  # noqa: E402
+from query import open_store, resolve  # noqa: E402
 
 from mentatlab.alerting.alert_rule import check_rule  # noqa: E402
 from mentatlab.alerting.evaluator import AlertEvaluator  # noqa: E402
 from mentatlab.alerting.notifiers import NotifierConfig  # noqa: E402
 from mentatlab.storage.control import AlertRuleSpec, ControlStore, migrate_control_store  # noqa: E402
-from mentatlab.storage.rollup import refresh_rollups  # noqa: E402
 from receivers import WebhookReceiver  # noqa: E402
 
 _THRESHOLDS = (("error_rate", 300), ("latency_p95_ms", 3600), ("cost", 3600))
@@ -64,8 +63,9 @@ def main() -> None:
     args = ap.parse_args()
     with open_store("chdb", args.spans) as store, WebhookReceiver() as hook:
         t0 = time.monotonic()
-        refresh_rollups(store)
-        print(f"{args.spans:,} spans; rollups built in {time.monotonic() - t0:.1f} s", flush=True)
+        resolve(store)
+        print(f"{args.spans:,} spans; aggregates built in {time.monotonic() - t0:.1f} s",
+              flush=True)
         print("| rules | quiet run (ms, median of 5) | firing run (ms) | alerts | sent |")
         print("| ---: | ---: | ---: | ---: | ---: |")
         for count in (int(c) for c in args.rules.split(",")):

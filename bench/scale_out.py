@@ -189,7 +189,7 @@ def run_nodes(endpoint: EndpointProcess, n: int, args: argparse.Namespace,
         urls = [s.url for s in servers]
         node_procs = [psutil.Process(s.pid) for s in servers]
         ep_proc = psutil.Process(endpoint.pid)
-        time.sleep(2)  # ingest workers and the startup rollup run settle
+        time.sleep(2)  # ingest workers and the startup resolver pass settle
         idle_ms = _idle_probe_ms(endpoint.url)
         commits0 = [_commits(u) for u in urls]
         load_before = _load_avg()
