@@ -6,7 +6,11 @@ Every error MentatLab raises on purpose derives from :class:`MentatLabError`::
     ├── ConfigError (ValueError)        bad setting, pricing file or CLI option
     ├── DecodeError                     a body that cannot be decoded (OTLP, JSON, gzip)
     │   ├── PayloadTooLarge             body or decompressed body over the size limit
-    │   └── UnsupportedMediaType        a Content-Type or Content-Encoding we do not read
+    │   ├── UnsupportedMediaType        a Content-Type or Content-Encoding we do not read
+    │   └── FilterError                 a filter expression that cannot be read (HTTP 400)
+    ├── Unauthenticated                 credentials missing, unknown, revoked or expired (401)
+    ├── Forbidden                       a known caller asking for more than it holds (403)
+    ├── RateLimited                     a quota or rate limit exceeded (429, Retry-After)
     ├── ValidationError                 a decoded value that breaks a rule; carries field, reason
     │   └── InvalidBatch                several refused values of one request (HTTP 422)
     ├── PricingError
@@ -28,6 +32,8 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FieldError",
+    "FilterError",
+    "Forbidden",
     "InvalidBatch",
     "MentatLabError",
     "PayloadTooLarge",
@@ -36,8 +42,10 @@ __all__ = [
     "PriceNotFound",
     "PricingError",
     "QueryTimeout",
+    "RateLimited",
     "StoreError",
     "StoreUnavailable",
+    "Unauthenticated",
     "UnsupportedMediaType",
     "ValidationError",
 ]
@@ -113,6 +121,47 @@ class InvalidBatch(ValidationError):
     def errors(self) -> list[FieldError]:
         """Every field/reason pair."""
         return list(self._errors)
+
+
+class FilterError(DecodeError):
+    """Raised when a filter expression cannot be read or names an unknown field (HTTP 400).
+
+    Carries one field/reason pair per bad condition (``filter.<name>``).
+    """
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = list(errors)
+
+
+class Unauthenticated(MentatLabError):
+    """Raised when a route needs a caller and the credentials are missing or invalid (401)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.errors = [FieldError("authorization", reason)]
+
+
+class Forbidden(MentatLabError):
+    """Raised when the caller is known but may not do this (HTTP 403).
+
+    Carries the field that asks for more than the caller holds (``org_id``, ``role``,
+    ``filter.org_id``, ``authorization``...) and why.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.errors = [FieldError(field, reason)]
+
+
+class RateLimited(MentatLabError):
+    """Raised when a quota or rate limit is exceeded (HTTP 429 with ``Retry-After``)."""
+
+    def __init__(self, limit: str, retry_after_s: int) -> None:
+        super().__init__(f"Rate limit {limit} exceeded; retry after {retry_after_s} s")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.errors = [FieldError("rate_limit", f"{limit} exceeded")]
 
 
 class PricingError(MentatLabError):

@@ -143,7 +143,13 @@ class Settings:
     query_timeout_s: float = field(default=30.0, metadata=_env("MENTATLAB_QUERY_TIMEOUT_S"))
     """Longest a span-store read query may run, in seconds (``max_execution_time``); 0 = none."""
     auth_required: bool = field(default=False, metadata=_env("MENTATLAB_AUTH_REQUIRED"))
-    """Require an API key (``Authorization: Bearer`` or ``x-api-key``) on every request."""
+    """Require a credential on every route but health, metrics and docs: an API key
+    (``Authorization: Bearer`` or ``x-api-key``) or a dashboard session (docs/security.md)."""
+    auth_cache_s: float = field(default=0.5, metadata=_env("MENTATLAB_AUTH_CACHE_S"))
+    """Seconds a key or session lookup is reused; the longest a revoked key keeps working
+    on another node (the node that revoked it forgets at once)."""
+    session_ttl_s: int = field(default=43_200, metadata=_env("MENTATLAB_SESSION_TTL_S"))
+    """Lifetime of a dashboard session, in seconds (12 h)."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
 

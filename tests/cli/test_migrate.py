@@ -115,9 +115,9 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     control.create_org("Globex", org_id="org-globex")
     for p in range(3):
         control.create_project("org-acme", f"Project {p}", project_id=f"proj-{p}")
-    key = control.create_api_key("org-acme", "proj-1", "ci").key
-    control.create_api_key("org-globex", None, "ops")
-    revoked = control.create_api_key("org-globex", None, "old")
+    key = control.create_api_key("org-acme", "proj-1", "ci", role="admin").key
+    control.create_api_key("org-globex", None, "ops", role="admin")
+    revoked = control.create_api_key("org-globex", None, "old", role="admin")
     control.revoke_api_key(revoked.info.id)
     control.save_pricing_document('[models."acme/ft"]\ninput_per_mtok = "1.5"\n', "org-acme")
     control.save_pricing_document("# global\n")

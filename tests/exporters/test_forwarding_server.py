@@ -100,7 +100,7 @@ def test_sdk_otlp_grpc_spans_are_forwarded_over_grpc(
         _isolated_data_dir: Path, grpc_target: OtlpGrpcTarget) -> None:
     with _server(_isolated_data_dir, f"grpc://127.0.0.1:{grpc_target.port}",
                           grpc_port=free_port(), forward_otlp_headers="x-scope-orgid=t1") as server:
-        port = server.state.extras["grpc_port"]
+        port = server.state.grpc_port
         sent = _emit(GrpcSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, timeout=10))
         assert len(grpc_target.received.wait_spans(3)) == 3
         _assert_same_spans(sent, grpc_target.received.requests)
@@ -128,7 +128,7 @@ def test_grpc_partial_success_forwards_the_accepted_spans(
     bad = llm_span()
     bad.span_id = b"\x02" * 4  # a 4-byte span id: refused by MentatLab's decoder
     with _server(_isolated_data_dir, http_target.url, grpc_port=free_port()) as server:
-        port = server.state.extras["grpc_port"]
+        port = server.state.grpc_port
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = trace_service_pb2_grpc.TraceServiceStub(channel)
             answer = stub.Export(export_request([bad, good]), timeout=10)

@@ -253,7 +253,9 @@ def test_workers_share_the_ports(stores: dict[str, str], tmp_path: Path) -> None
                                            "gen_ai.request.model": "gpt-4o"}) as span:
             grpc_trace = f"{span.get_span_context().trace_id:032x}"
         provider.shutdown()
-        assert stored_traces(node.url, project) == {*traces, grpc_trace}
+        # each worker is a node: what another worker acknowledged shows once resolved
+        wait_for(lambda: stored_traces(node.url, project) == {*traces, grpc_trace}, 30,
+                 "every worker's traces")
     finally:
         stop(node.proc)
     assert node.proc.returncode is not None

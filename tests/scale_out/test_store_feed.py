@@ -10,7 +10,8 @@ from decimal import Decimal
 
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
-from mentatlab.server.live import LiveFilter, LiveHub, StoreFeed
+from mentatlab.analytics.filters import SpanFilter
+from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -45,7 +46,7 @@ async def test_feed_delivers_commits_of_every_node_once_in_any_visibility_order(
     now = time.time_ns()
     _commit(clickhouse_store, 0, 3, now - 1_000_000_000)  # committed before anyone watched
     assert feed.poll_once() == 0  # primes: what is already there is not replayed
-    client = hub.connect(LiveFilter())
+    client = hub.connect(SpanFilter())
     assert feed.poll_once() == 0
     _commit(clickhouse_store, 10, 2, now)  # node A
     assert feed.poll_once() == 2
@@ -69,7 +70,7 @@ async def test_feed_respects_the_limit_without_splitting_a_commit(
     hub.bind_loop(asyncio.get_running_loop())
     feed = StoreFeed(hub, clickhouse_store, interval_s=0.1, limit=5)
     feed.poll_once()
-    client = hub.connect(LiveFilter({"project_id": "p2"}))
+    client = hub.connect(SpanFilter({"project_id": "p2"}))
     now = time.time_ns()
     _commit(clickhouse_store, 0, 4, now - 3, project="p2")
     _commit(clickhouse_store, 4, 4, now - 2, project="p2")
@@ -91,7 +92,7 @@ async def test_no_rows_are_read_while_nobody_watches(
     feed.poll_once()
     _commit(clickhouse_store, 0, 5, time.time_ns())
     assert feed.poll_once() == 0  # only stamps were read
-    client = hub.connect(LiveFilter())
+    client = hub.connect(SpanFilter())
     assert feed.poll_once() == 0  # and those commits are not replayed to a new client
     _commit(clickhouse_store, 5, 1, time.time_ns())
     assert feed.poll_once() == 1

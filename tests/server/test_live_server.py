@@ -72,7 +72,7 @@ def grpc_server(_isolated_data_dir: Path) -> Iterator[tuple[LiveServer, int]]:
     port = _free_port()
     settings = make_settings(_isolated_data_dir, grpc_port=port)
     for server in run_live_server(settings):
-        yield server, server.state.extras["grpc_port"]
+        yield server, server.state.grpc_port
 
 
 def test_grpc_receiver_with_real_otel_exporter(grpc_server: tuple[LiveServer, int]) -> None:
@@ -102,7 +102,7 @@ async def test_grpc_is_not_served_unauthenticated(_isolated_data_dir: Path) -> N
     port = _free_port()
     settings = make_settings(_isolated_data_dir, grpc_port=port, auth_required=True)
     async for env in open_in_process(settings):
-        assert "grpc_port" not in env.state.extras
+        assert env.state.grpc_port is None
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0
 
@@ -113,7 +113,7 @@ def test_live_stream_requires_key_and_scopes_to_it(_isolated_data_dir: Path) -> 
         control = server.state.control
         control.create_org("Acme", "acme")
         control.create_project("acme", "web", "web")
-        key = control.create_api_key("acme", "web", "tail").key
+        key = control.create_api_key("acme", "web", "tail", role="admin").key
         with connect(ws_url(server, ""), open_timeout=10) as ws:
             answer = json.loads(ws.recv(timeout=10))
             assert answer["status"] == 401 and answer["ok"] is False

@@ -100,7 +100,7 @@ async def test_scoped_key_sees_only_its_discounts_and_no_key_is_401(
     async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
         assert_error_shape(await env.client.get("/api/v1/prices"), 401)
         env.state.control.create_org("Acme", "acme")
-        key = env.state.control.create_api_key("acme", None, "reader").key
+        key = env.state.control.create_api_key("acme", None, "reader", role="admin").key
         body = (await env.client.get("/api/v1/prices",
                                      headers={"authorization": f"Bearer {key}"})).json()
         assert [d["org_id"] for d in body["discounts"]] == ["acme"]

@@ -89,12 +89,12 @@ def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
     assert [p.name for p in control.list_projects("acme")] == ["checkout"]
     assert control.list_projects(other.id) == []
 
-    issued = control.create_api_key(org.id, proj.id, "ci")
-    org_wide = control.create_api_key(org.id, None, "admin")
+    issued = control.create_api_key(org.id, proj.id, "ci", role="admin")
+    org_wide = control.create_api_key(org.id, None, "admin", role="admin")
     assert issued.key.startswith(issued.info.prefix) and len(issued.key) > 40
     scope = control.resolve_api_key(issued.key)
     assert scope is not None and (scope.org_id, scope.project_id) == ("acme", proj.id)
-    assert control.verify_api_key(org_wide.key) is not None
+    assert control.resolve_api_key(org_wide.key) is not None
     assert control.resolve_api_key(org_wide.key).project_id is None  # type: ignore[union-attr]
     assert control.resolve_api_key(issued.key + "x") is None
     assert control.resolve_api_key("nonsense") is None
@@ -108,7 +108,7 @@ def test_orgs_projects_and_scoped_keys(control: ControlStore) -> None:
 
 def test_only_the_hash_is_stored(control: ControlStore) -> None:
     org = control.create_org("Acme")
-    issued = control.create_api_key(org.id, None, "k")
+    issued = control.create_api_key(org.id, None, "k", role="admin")
     dump = _dump(control.url)
     assert issued.info.prefix in dump  # the dump does hold the key's row
     assert issued.key not in dump
@@ -126,7 +126,7 @@ def test_bad_references_and_duplicates_are_refused(control: ControlStore) -> Non
     with pytest.raises(ValidationError):
         control.create_project(b.id, "p")
     with pytest.raises(ValidationError, match="project"):
-        control.create_api_key(a.id, pb.id, "cross-org")
+        control.create_api_key(a.id, pb.id, "cross-org", role="admin")
 
 
 def test_pricing_document_round_trip(control: ControlStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -276,14 +277,16 @@ def _build_tree(spans: list[CanonicalSpan]) -> tuple[SpanNode, ...]:
     return tuple(sorted(out, key=_by_start))
 
 
-def get_trace(store: SpanStore, trace_id: str, time_range: TimeRange | None = None
-              ) -> TraceDetail | None:
+def get_trace(store: SpanStore, trace_id: str, time_range: TimeRange | None = None,
+              filters: Mapping[str, str] | None = None) -> TraceDetail | None:
     """Every span of a trace as a tree, with each span's own and subtree cost.
 
     Args:
         store: the span store.
         trace_id: 32 lowercase hex digits.
         time_range: limits the partitions read when known (faster); None reads all.
+        filters: equality filters on canonical columns (a caller's org/project): only
+            matching spans are read, and the tree is built from them.
 
     Returns:
         The trace, or None when no span of it is stored.
@@ -291,7 +294,7 @@ def get_trace(store: SpanStore, trace_id: str, time_range: TimeRange | None = No
     Raises:
         StoreError: the query failed.
     """
-    parts = build_where(time_range, {"trace_id": trace_id})
+    parts = build_where(time_range, {**(filters or {}), "trace_id": trace_id})
     columns = ", ".join(f"`{name}`" for name in SPAN_SCHEMA.names)
     table = store.query_arrow(
         f"SELECT {columns} FROM spans FINAL WHERE {parts.where}"

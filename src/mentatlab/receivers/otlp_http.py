@@ -31,9 +31,12 @@ from mentatlab.errors import (
     Backpressure,
     DecodeError,
     FieldError,
+    Forbidden,
     MentatLabError,
     PayloadTooLarge,
-    StoreUnavailable,
+    RateLimited,
+    StoreError,
+    Unauthenticated,
     UnsupportedMediaType,
     ValidationError,
 )
@@ -227,8 +230,10 @@ def http_error(exc: MentatLabError, as_json: bool) -> HttpError:
     """Map an error raised while receiving to its OTLP/HTTP answer.
 
     ``UnsupportedMediaType`` → 415, ``PayloadTooLarge`` → 413, ``DecodeError`` and
-    ``ValidationError`` → 400 (not retryable), ``Backpressure`` → 503 with
-    ``Retry-After``, ``StoreUnavailable`` → 503; anything else → 500.
+    ``ValidationError`` → 400 (not retryable), ``Unauthenticated`` → 401,
+    ``Forbidden`` → 403, ``RateLimited`` → 429 and ``Backpressure`` → 503 with
+    ``Retry-After`` (both retryable, per the OTLP/HTTP spec), ``StoreError`` → 503;
+    anything else → 500.
 
     Args:
         exc: the error.
@@ -246,10 +251,18 @@ def http_error(exc: MentatLabError, as_json: bool) -> HttpError:
         status, code = 400, code_pb2.INVALID_ARGUMENT
     elif isinstance(exc, ValidationError):
         status, code, field_errors = 400, code_pb2.INVALID_ARGUMENT, exc.errors
+    elif isinstance(exc, Unauthenticated):
+        status, code, field_errors = 401, code_pb2.UNAUTHENTICATED, exc.errors
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, Forbidden):
+        status, code, field_errors = 403, code_pb2.PERMISSION_DENIED, exc.errors
+    elif isinstance(exc, RateLimited):
+        status, code, retry_after_s = 429, code_pb2.RESOURCE_EXHAUSTED, exc.retry_after_s
+        headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, Backpressure):
         status, code, retry_after_s = 503, code_pb2.UNAVAILABLE, exc.retry_after_s
         headers["Retry-After"] = str(exc.retry_after_s)
-    elif isinstance(exc, StoreUnavailable):
+    elif isinstance(exc, StoreError):
         status, code = 503, code_pb2.UNAVAILABLE
     else:
         status, code = 500, code_pb2.INTERNAL

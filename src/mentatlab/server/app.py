@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentatlab.server import components
-from mentatlab.server.deps import ServerState
+from mentatlab.server.auth import Authenticator, authorize
 from mentatlab.server.errors import install_error_handlers
 from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
@@ -34,6 +34,7 @@ from mentatlab.server.routes import (
     prices,
     reprice,
 )
+from mentatlab.server.state import ServerState
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
 
@@ -137,15 +138,15 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
         store.close()
         raise
     metrics = ServerMetrics()
-    metrics.bind_buffer_depth(lambda: float(components.writer_depth(writer)))
+    metrics.bind_buffer_depth(lambda: float(writer.buffer_depth))
     if not settings.span_store_is_shared:
-        components.subscribe_writer(writer, hub.publish)  # else a StoreFeed polls the store
+        writer.subscribe(hub.publish)  # else a StoreFeed polls the store
     pairer = components.open_pairer(settings)
+    auth = Authenticator(control, settings.auth_required, settings.auth_cache_s)
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
                         ingestor=Ingestor(pipeline, writer, metrics, settings, forwarder),
-                        metrics=metrics,
-                        live=hub,
-                        control=control, pairer=pairer)
+                        metrics=metrics, live=hub, auth=auth, control=control, pairer=pairer)
+    await anyio.to_thread.run_sync(components.warn_legacy_keys, control)
     state.resolver = components.open_resolver(settings, store, writer, control, metrics)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
@@ -156,7 +157,7 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
 async def _close_state(state: ServerState) -> None:
     try:
         await state.ingestor.close()
-        await components.close_writer(state.writer)
+        await anyio.to_thread.run_sync(state.writer.close)
         if state.resolver is not None:
             await state.resolver.stop()
         await components.close_forwarder(state.ingestor.forwarder)
@@ -209,7 +210,7 @@ def create_app(settings: Settings) -> FastAPI:
                 _log.warning("OTLP/gRPC disabled: auth_required is set and the gRPC "
                              "receiver cannot check API keys yet; use OTLP/HTTP")
             elif settings.grpc_port:
-                grpc_server, state.extras["grpc_port"] = await components.start_grpc(
+                grpc_server, state.grpc_port = await components.start_grpc(
                     settings, state.ingestor.for_receiver("otlp_grpc"), state.ingestor.forwarder)
             _log.info("MentatLab serving; data in %s", settings.data_dir)
             yield
@@ -240,9 +241,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
-    for module in (otlp, events, analytics, alerts, reprice, prices, admin, health):
-        app.include_router(module.router)
-    app.include_router(live_router)
+    checked = [Depends(authorize)]  # every route: the permission matrix decides
+    for module in (events, analytics, alerts, reprice, prices, admin, health):
+        app.include_router(module.router, dependencies=checked)
+    app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
+    app.include_router(live_router)  # authorizes inside, to answer on the open socket
     return app
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-import pyarrow as pa
 
 from mentatlab.pipeline.price import Price
 from mentatlab.pipeline.processor import Pipeline
@@ -16,12 +14,14 @@ from mentatlab.receivers.base import Ingest
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
+if TYPE_CHECKING:
+    from mentatlab.storage.control import ControlStore
+
 __all__ = [
     "PRICE_SNAPSHOT_NAME",
     "build_pipeline",
     "build_price",
     "close_forwarder",
-    "close_writer",
     "keep_still_open",
     "open_alert_evaluator",
     "open_control_store",
@@ -31,13 +31,11 @@ __all__ = [
     "open_resolver",
     "open_store",
     "open_writer",
+    "warn_legacy_keys",
     "price_snapshot_path",
     "seed_pairer",
     "start_grpc",
     "stop_grpc",
-    "subscribe_writer",
-    "writer_alive",
-    "writer_depth",
 ]
 
 _log = logging.getLogger(__name__)
@@ -101,8 +99,8 @@ def open_store(settings: Settings) -> SpanStore:
     return store
 
 
-def open_control_store(settings: Settings) -> Any:
-    """Open (and migrate) the control store: orgs, projects, API keys."""
+def open_control_store(settings: Settings) -> ControlStore:
+    """Open (and migrate) the control store: orgs, projects, keys, people, alerting."""
     from mentatlab.storage.control import ControlStore, migrate_control_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,26 +162,21 @@ def open_resolver(settings: Settings, store: SpanStore, writer: Any, control: An
     return ResolverService(settings, store, writer, control, build_price(settings), metrics)
 
 
-def writer_depth(writer: Any) -> int:
-    """Spans waiting in the writer buffer."""
-    return int(writer.buffer_depth)
+def warn_legacy_keys(control: ControlStore | None) -> int:
+    """Log the keys that predate roles (made ``admin`` by migration 0004); returns how many.
 
-
-def writer_alive(writer: Any) -> bool:
-    """Whether the writer thread still runs."""
-    thread = getattr(writer, "_thread", None)
-    return thread is None or bool(thread.is_alive())
-
-
-def subscribe_writer(writer: Any, callback: Callable[[pa.Table], None]) -> Callable[[], None]:
-    """Call ``callback(table)`` (on the writer thread) after each commit."""
-    unsubscribe: Callable[[], None] = writer.subscribe(callback)
-    return unsubscribe
-
-
-async def close_writer(writer: Any) -> None:
-    """Commit what is queued, then stop the writer thread."""
-    await anyio.to_thread.run_sync(writer.close)
+    Such keys could do everything in their scope before; they still can until rotated to
+    the narrowest role that does their job (CHANGELOG, "Action needed").
+    """
+    if control is None:
+        return 0
+    legacy = [k for k in control.list_api_keys(include_revoked=False)
+              if k.role == "admin" and k.created_by == "" and k.org_id is not None]
+    for key in legacy:
+        _log.warning("API key %s (%s, org %s) predates roles and acts as an admin key; "
+                     "rotate it to an ingest or read key (mentatctl keys create/revoke)",
+                     key.prefix, key.name, key.org_id)
+    return len(legacy)
 
 
 def open_pairer(settings: Settings) -> Any:

@@ -5,7 +5,8 @@ Every non-OTLP route answers an error with::
     {"ok": false, "status": 422, "error": "…", "errors": [{"field": "…", "reason": "…"}]}
 
 Bad input is always a 4xx; a full ingest buffer is 503 with ``Retry-After``; a store
-that cannot answer is 503. Nothing a client sends yields a 500.
+that cannot answer is 503. Nothing a client sends yields a 500. The mapping is one table,
+:data:`ERROR_STATUSES`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from mentatlab.errors import (
     ConfigError,
     DecodeError,
     FieldError,
+    Forbidden,
     MentatLabError,
     PayloadTooLarge,
     PricingError,
     QueryTimeout,
+    RateLimited,
     StoreError,
     StoreUnavailable,
+    Unauthenticated,
     UnsupportedMediaType,
     ValidationError,
 )
@@ -39,9 +43,10 @@ __all__ = [
     "ApiError",
     "ErrorBody",
     "FieldErrorBody",
-    "Unauthorized",
+    "ERROR_STATUSES",
     "error_response",
     "error_responses",
+    "field_errors",
     "install_error_handlers",
     "status_for",
 ]
@@ -77,16 +82,30 @@ class ApiError(MentatLabError):
         self.headers = headers or {}
 
 
-class Unauthorized(ApiError):
-    """Raised when an API key is required and missing or unknown (HTTP 401)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(401, "Unauthorized", [FieldError("authorization", reason)],
-                         {"WWW-Authenticate": "Bearer"})
-
-
 STORE_RETRY_AFTER_S = 1
 """``Retry-After`` (s) of a 503 for an unavailable store, where no setting says otherwise."""
+
+
+ERROR_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (UnsupportedMediaType, 415),
+    (PayloadTooLarge, 413),
+    (DecodeError, 400),
+    (ValidationError, 422),
+    (ConfigError, 400),
+    (PricingError, 422),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
+    (Backpressure, 503),
+    (QueryTimeout, 504),
+    (StoreUnavailable, 503),
+    (StoreError, 503),
+)
+"""The error table: exception type → HTTP status, first match wins (subclasses first).
+
+Store errors mean the same on both backends (:mod:`mentatlab.storage.store_errors`).
+An exception not in this table is a bug: answered 500 and logged with its traceback.
+"""
 
 
 def status_for(exc: BaseException) -> int:
@@ -96,30 +115,18 @@ def status_for(exc: BaseException) -> int:
         exc: the exception.
 
     Returns:
-        An HTTP status code (4xx for input, 503 for backpressure or an unavailable store,
-        500 only for a bug).
+        An HTTP status code from :data:`ERROR_STATUSES` (500 only for a bug).
     """
     if isinstance(exc, ApiError):
         return exc.status
-    table: tuple[tuple[type[BaseException], int], ...] = (
-        (UnsupportedMediaType, 415),
-        (PayloadTooLarge, 413),
-        (DecodeError, 400),
-        (ValidationError, 422),
-        (ConfigError, 400),
-        (PricingError, 422),
-        (Backpressure, 503),
-        (QueryTimeout, 504),
-        (StoreUnavailable, 503),
-        (StoreError, 503),
-    )
-    for kind, status in table:
+    for kind, status in ERROR_STATUSES:
         if isinstance(exc, kind):
             return status
     return 500
 
 
-def _field_errors(exc: BaseException) -> list[FieldError]:
+def field_errors(exc: BaseException) -> list[FieldError]:
+    """The field/reason pairs an exception carries (empty when it names no field)."""
     if isinstance(exc, ApiError):
         return exc.errors
     if isinstance(exc, UnsupportedMediaType):
@@ -127,8 +134,6 @@ def _field_errors(exc: BaseException) -> list[FieldError]:
     errors: Any = getattr(exc, "errors", None)
     if isinstance(errors, list) and all(isinstance(e, FieldError) for e in errors):
         return list(errors)
-    if isinstance(exc, ValidationError):
-        return exc.errors
     return []
 
 
@@ -151,15 +156,17 @@ def exception_response(exc: BaseException) -> JSONResponse:
     """Map any exception to the JSON error shape (logging real bugs)."""
     status = status_for(exc)
     headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
-    if isinstance(exc, Backpressure):
+    if isinstance(exc, (Backpressure, RateLimited)):
         headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
     elif status == 503:
         headers.setdefault("Retry-After", str(STORE_RETRY_AFTER_S))
     if status >= 500 and not isinstance(exc, (StoreError, Backpressure)):
         _log.exception("Unhandled error while serving a request", exc_info=exc)
         return error_response(500, "Internal server error")
     message = exc.error if isinstance(exc, ApiError) else str(exc)
-    return error_response(status, message, _field_errors(exc), headers)
+    return error_response(status, message, field_errors(exc), headers)
 
 
 def _loc_to_field(loc: Sequence[Any]) -> str:
@@ -199,11 +206,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 _REASONS = {
     400: "Bad request: a parameter or body that cannot be read",
-    401: "Missing or unknown API key",
+    401: "Missing, unknown, revoked or expired credential",
+    403: "The caller's role or scope does not allow this",
     404: "Not found",
     413: "Body larger than the limit",
     415: "Unsupported Content-Type or Content-Encoding",
     422: "A value that breaks a rule",
+    429: "Over a quota or rate limit; retry after `Retry-After` seconds",
     503: "Ingest buffer full or store unavailable; retry after `Retry-After` seconds",
     504: "Query ran past its time limit",
 }

@@ -1,11 +1,7 @@
 """WebSocket live tail: committed spans fanned out to clients, filtered on the server.
 
-A filter expression is a comma-separated list of conditions on canonical fields::
-
-    project_id=acme,model=gpt-4o,status=error,min_cost=0.01
-
-``model`` matches ``response_model`` or ``request_model``; ``min_cost`` compares
-``total_cost`` (USD, exact decimal); every other key must equal the field's value.
+``?filter=`` is the filter expression of every read (:mod:`mentatlab.analytics.filters`),
+with ``min_cost`` allowed; the caller's org/project scope is fixed in it.
 
 Where the spans come from: on the embedded store (one process), the writer hands every
 commit to the hub directly. When several nodes share a ClickHouse span store, a node's
@@ -21,92 +17,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from mentatlab.analytics.filters import SpanFilter
 from mentatlab.analytics.spans import list_commit_stamps_since, list_commits_since
-from mentatlab.errors import FieldError
-from mentatlab.model.schema import SPAN_COLUMNS
-from mentatlab.server.errors import ApiError, status_for
+from mentatlab.errors import MentatLabError
+from mentatlab.server.auth import authorize
+from mentatlab.server.deps import scoped_filter
+from mentatlab.server.errors import ApiError, field_errors, status_for
 from mentatlab.server.serialize import span_to_json
+from mentatlab.server.state import server_state
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["LiveFilter", "LiveHub", "StoreFeed", "parse_filter", "router"]
+__all__ = ["LiveHub", "StoreFeed", "router"]
 
 _log = logging.getLogger(__name__)
-_FIELDS = {c.name for c in SPAN_COLUMNS} | {"model"}
 _QUEUE_SPANS = 10_000
 """Spans a slow client may fall behind by before the oldest are dropped."""
 
 
-@dataclass(frozen=True, slots=True)
-class LiveFilter:
-    """Conditions a span must meet to be pushed."""
-
-    equals: Mapping[str, str] = field(default_factory=dict)
-    min_cost: Decimal | None = None
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """Whether a span row (canonical names) passes every condition."""
-        for key, wanted in self.equals.items():
-            if key == "model":
-                if wanted not in (row.get("response_model"), row.get("request_model")):
-                    return False
-            elif str(_plain(row.get(key))) != wanted:
-                return False
-        if self.min_cost is not None:
-            cost = row.get("total_cost")
-            if cost is None or Decimal(str(cost)) < self.min_cost:
-                return False
-        return True
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return getattr(value, "value", value)
-
-
-def parse_filter(expr: str | None) -> LiveFilter:
-    """Parse ``key=value,key=value`` into a :class:`LiveFilter`.
-
-    Raises:
-        ApiError: (400) an unknown field, a condition without ``=``, or a bad ``min_cost``;
-            ``errors`` carries one field/reason pair per bad condition.
-    """
-    equals: dict[str, str] = {}
-    min_cost: Decimal | None = None
-    errors: list[FieldError] = []
-    for part in (expr or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep:
-            errors.append(FieldError("filter", f"Expected key=value, got {part!r}"))
-        elif key == "min_cost":
-            try:
-                min_cost = Decimal(value)
-            except InvalidOperation:
-                errors.append(FieldError("filter.min_cost", f"Expected a decimal, got {value!r}"))
-        elif key not in _FIELDS:
-            errors.append(FieldError(f"filter.{key}", f"Unknown span field {key!r}"))
-        else:
-            equals[key] = value
-    if errors:
-        raise ApiError(400, "Invalid filter expression", errors)
-    return LiveFilter(equals, min_cost)
-
-
 class _Client:
-    def __init__(self, flt: LiveFilter) -> None:
+    def __init__(self, flt: SpanFilter) -> None:
         self.filter = flt
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE_SPANS)
         self.num_dropped = 0
@@ -155,7 +90,7 @@ class LiveHub:
             for row in rows:
                 client.offer(row)
 
-    def connect(self, flt: LiveFilter) -> _Client:
+    def connect(self, flt: SpanFilter) -> _Client:
         """Register a client with its filter."""
         client = _Client(flt)
         self._clients.add(client)
@@ -241,24 +176,22 @@ router = APIRouter(tags=["live"])
 async def live_tail(websocket: WebSocket) -> None:
     """Push each newly committed span matching ``?filter=`` as one JSON text message.
 
-    A bad filter or a missing API key closes the socket with code 1008 (policy violation)
-    after one JSON error message in the REST error shape.
+    A bad filter, a missing credential or a filter outside the caller's scope closes the
+    socket with code 1008 (policy violation) after one JSON error message in the REST
+    error shape. Needs ``read_spans``.
     """
-    from mentatlab.server.deps import resolve_tenancy, server_state  # deps imports this module
-
     await websocket.accept()
     state = server_state(websocket)
     try:
-        tenancy = await resolve_tenancy(websocket)
-        flt = parse_filter(websocket.query_params.get("filter"))
-    except ApiError as exc:
-        await websocket.send_json({"ok": False, "status": status_for(exc), "error": exc.error,
+        caller = await authorize(websocket)
+        flt = scoped_filter(caller, websocket.query_params.get("filter"), allow_min_cost=True)
+    except MentatLabError as exc:
+        await websocket.send_json({"ok": False, "status": status_for(exc),
+                                   "error": exc.error if isinstance(exc, ApiError) else str(exc),
                                    "errors": [{"field": e.field, "reason": e.reason}
-                                              for e in exc.errors]})
+                                              for e in field_errors(exc)]})
         await websocket.close(code=1008)
         return
-    if tenancy:
-        flt = LiveFilter({**flt.equals, **tenancy}, flt.min_cost)
     client = state.live.connect(flt)
     state.metrics.live_clients.inc()
     try:

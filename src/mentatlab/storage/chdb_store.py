@@ -35,20 +35,17 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 from chdb import session as chdb_session
 
-from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
+from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
 from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
+from mentatlab.storage.store_errors import store_error
 
 __all__ = ["ChdbSpanStore", "open_span_store"]
 
 _log = logging.getLogger(__name__)
 
-_TIMEOUT_CODES = frozenset({159, 160})
-"""TIMEOUT_EXCEEDED, TOO_SLOW."""
-_UNAVAILABLE_CODES = frozenset({241, 252, 202, 243})
-"""MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, TOO_MANY_SIMULTANEOUS_QUERIES, NOT_ENOUGH_SPACE."""
 _COLUMN_LIST = ", ".join(f"`{c.name}`" for c in SPAN_COLUMNS)
 
 
@@ -125,7 +122,8 @@ class ChdbSpanStore:
             try:
                 self._insert_file(table)
             except Exception as exc:
-                raise self._map_error(exc, f"insert of {table.num_rows} spans") from exc
+                raise self._map_error(exc, f"insert of {table.num_rows} spans",
+                                      write=True) from exc
 
     def _insert_file(self, table: pa.Table) -> None:
         batch_file = self._ingest_dir / f"{os.getpid()}-{next(self._num_inserts)}.arrows"
@@ -217,16 +215,11 @@ class ChdbSpanStore:
                 self._num_inflight -= 1
                 self._cond.notify_all()
 
-    def _map_error(self, exc: Exception, what: str) -> StoreError:
+    def _map_error(self, exc: Exception, what: str, *, write: bool = False) -> StoreError:
         if isinstance(exc, StoreError):
             return exc
-        code = _error_code(exc)
-        message = f"chDB {what} failed at {self.path}: {exc}"
-        if code in _TIMEOUT_CODES:
-            return QueryTimeout(message)
-        if code in _UNAVAILABLE_CODES:
-            return StoreUnavailable(message)
-        return StoreError(message)
+        return store_error(_error_code(exc), f"chDB {what} failed at {self.path}: {exc}",
+                           write=write)
 
     def __enter__(self) -> ChdbSpanStore:
         return self

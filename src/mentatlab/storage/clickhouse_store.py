@@ -33,25 +33,18 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from mentatlab.errors import ConfigError, QueryTimeout, StoreError, StoreUnavailable
+from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
 from mentatlab.storage.query_param import to_param_text
 from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
+from mentatlab.storage.store_errors import store_error
 
 __all__ = ["ClickHouseSpanStore", "open_clickhouse_store", "parse_clickhouse_url"]
 
 _log = logging.getLogger(__name__)
 
-_TIMEOUT_CODES = frozenset({159, 160, 209})
-"""TIMEOUT_EXCEEDED, TOO_SLOW, SOCKET_TIMEOUT."""
-_UNAVAILABLE_CODES = frozenset({
-    202, 203, 210, 241, 242, 243, 252, 279, 319, 999, 3, 425,
-})
-"""TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION, NETWORK_ERROR, MEMORY_LIMIT_EXCEEDED,
-TABLE_IS_READ_ONLY, NOT_ENOUGH_SPACE, TOO_MANY_PARTS, ALL_CONNECTION_TRIES_FAILED,
-UNKNOWN_STATUS_OF_INSERT, KEEPER_EXCEPTION, UNEXPECTED_END_OF_FILE, SYSTEM_ERROR."""
 _UNKNOWN_DATABASE = 81
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -318,17 +311,11 @@ class ClickHouseSpanStore:
         if isinstance(exc, StoreError):
             return exc
         code = getattr(exc, "code", None)
-        message = f"ClickHouse {what} failed at {self.where}: {exc}"
-        if code is None and isinstance(exc, OperationalError):
-            # No server answer: refused, reset or timed out at the HTTP level.
-            if not write and "timed out" in str(exc).lower():
-                return QueryTimeout(message)
-            return StoreUnavailable(message)
-        if code in _TIMEOUT_CODES:
-            return StoreUnavailable(message) if write else QueryTimeout(message)
-        if code in _UNAVAILABLE_CODES:
-            return StoreUnavailable(message)
-        return StoreError(message)
+        # No server answer (OperationalError without a code): refused, reset or timed out.
+        no_answer = code is None and isinstance(exc, OperationalError)
+        return store_error(code, f"ClickHouse {what} failed at {self.where}: {exc}",
+                           write=write, no_answer=no_answer,
+                           timed_out="timed out" in str(exc).lower())
 
     def __enter__(self) -> ClickHouseSpanStore:
         return self

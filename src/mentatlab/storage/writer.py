@@ -146,6 +146,10 @@ class SpanWriter:
         """Spans waiting for the writer (not yet being inserted)."""
         return self._depth
 
+    def is_alive(self) -> bool:
+        """Whether the writer thread runs (False once closed or crashed)."""
+        return self._thread.is_alive()
+
     @property
     def last_committed_ns(self) -> int:
         """Stamp (``ingested_at_ns``) of the newest committed batch; 0 before the first."""

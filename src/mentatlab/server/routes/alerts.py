@@ -1,7 +1,7 @@
 """Alert rules (budgets and thresholds) and the alerts they recorded.
 
-A key scoped to an org creates rules for that org only (a project-scoped key: for its
-project only), and sees only its org's rules and alerts. Money values are strings (exact
+A caller scoped to an org creates rules for that org only (a project-scoped key: for its
+project only), and sees only the rules and alerts of its scope. Money values are strings (exact
 decimals); times are ISO-8601 UTC. Channel URLs are shown as ``scheme://host[:port]``
 (webhook URLs often carry a secret token).
 """
@@ -12,21 +12,23 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from mentatlab.access.principal import Principal, Scope
 from mentatlab.alerting.alert_rule import check_rule
 from mentatlab.alerting.notifiers import parse_channel
+from mentatlab.analytics.query import NAME_ALIASES
 from mentatlab.errors import FieldError
-from mentatlab.server.deps import control_store, require_auth
+from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable
+from mentatlab.server.state import control_store
 from mentatlab.storage.control import AlertInfo, AlertRuleInfo, AlertRuleSpec
 
 __all__ = ["AlertRuleRequest", "RuleUpdate", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
-Tenancy = Annotated[dict[str, str], Depends(require_auth)]
 
 
 class AlertRuleRequest(BaseModel):
@@ -85,35 +87,34 @@ def _alert_json(alert: AlertInfo) -> dict[str, Any]:
     return out
 
 
-def _visible(tenancy: dict[str, str], org_id: str) -> bool:
-    scoped = tenancy.get("org_id")
-    return not scoped or scoped == org_id
+def _rule_scope(org_id: str, filters: dict[str, str]) -> Scope:
+    """Where a rule lies: its org (and project filter); a global rule is installation-wide."""
+    return Scope(org_id or None, filters.get("project_id") if org_id else None)
 
 
-async def _rule_or_404(request: Request, tenancy: dict[str, str], rule_id: str
-                       ) -> AlertRuleInfo:
+def _visible(caller: Principal, rule: AlertRuleInfo) -> bool:
+    return caller.scope.covers(_rule_scope(rule.spec.org_id, dict(rule.spec.filters)))
+
+
+async def _rule_or_404(request: Request, caller: Principal, rule_id: str) -> AlertRuleInfo:
     rule: AlertRuleInfo | None = await anyio.to_thread.run_sync(
         control_store(request).alerts.get_rule, rule_id)
-    if rule is None or not _visible(tenancy, rule.spec.org_id):
+    if rule is None or not _visible(caller, rule):
         raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
     return rule
 
 
 @router.post("/alert-rules", summary="Create an alert rule or budget",
              responses=error_responses(401, 403, 422, 503))
-async def create_rule(request: Request, body: AlertRuleRequest, tenancy: Tenancy
+async def create_rule(request: Request, body: AlertRuleRequest, caller: Caller
                       ) -> dict[str, Any]:
     """Create a rule; it is evaluated from the next run of the alert evaluator."""
-    org_id = body.org_id
-    scoped = tenancy.get("org_id")
-    if scoped:
-        if org_id and org_id != scoped:
-            raise ApiError(403, "Forbidden", [FieldError(
-                "org_id", f"This API key belongs to org {scoped!r}, not {org_id!r}")])
-        org_id = scoped
-    filters = dict(body.filters)
-    if tenancy.get("project_id"):
-        filters["project_id"] = tenancy["project_id"]
+    org_id = body.org_id or caller.org_id or ""
+    caller.require_scope(Scope(org_id or None), "org_id")
+    filters = caller.scope_filters(
+        {NAME_ALIASES.get(k, k): v for k, v in body.filters.items()}, prefix="filters.")
+    if not org_id:
+        filters.pop("org_id", None)
     spec = check_rule(AlertRuleSpec(
         name=body.name, kind=body.kind, metric=body.metric, org_id=org_id, op=body.op,
         threshold=body.threshold, window_s=body.window_s, period=body.period,
@@ -125,36 +126,38 @@ async def create_rule(request: Request, body: AlertRuleRequest, tenancy: Tenancy
 
 @router.get("/alert-rules", summary="Alert rules and budgets, with their state",
             responses=error_responses(401, 503))
-async def list_rules(request: Request, tenancy: Tenancy) -> dict[str, Any]:
+async def list_rules(request: Request, caller: Caller) -> dict[str, Any]:
     """Every rule the key may see, by org and name, with its last measured value."""
-    org_id = tenancy.get("org_id")
-    rules = await anyio.to_thread.run_sync(control_store(request).alerts.list_rules, org_id)
-    return {"ok": True, "rules": [_rule_json(r) for r in rules]}
+    rules = await anyio.to_thread.run_sync(control_store(request).alerts.list_rules,
+                                           caller.org_id)
+    return {"ok": True, "rules": [_rule_json(r) for r in rules if _visible(caller, r)]}
 
 
 @router.get("/alert-rules/{rule_id}", summary="One alert rule",
             responses=error_responses(401, 404, 503))
-async def get_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[str, Any]:
+async def get_rule(request: Request, rule_id: str, caller: Caller) -> dict[str, Any]:
     """One rule with its state."""
-    return {"ok": True, "rule": _rule_json(await _rule_or_404(request, tenancy, rule_id))}
+    return {"ok": True, "rule": _rule_json(await _rule_or_404(request, caller, rule_id))}
 
 
 @router.patch("/alert-rules/{rule_id}", summary="Enable or disable an alert rule",
               responses=error_responses(401, 404, 422, 503))
-async def update_rule(request: Request, rule_id: str, body: RuleUpdate, tenancy: Tenancy
+async def update_rule(request: Request, rule_id: str, body: RuleUpdate, caller: Caller
                       ) -> dict[str, Any]:
     """Turn a rule on or off (re-enabled rules start from ``ok``)."""
-    await _rule_or_404(request, tenancy, rule_id)
+    await _rule_or_404(request, caller, rule_id)
     rule = await anyio.to_thread.run_sync(control_store(request).alerts.set_enabled, rule_id,
                                           body.enabled)
+    if rule is None:  # deleted meanwhile
+        raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
     return {"ok": True, "rule": _rule_json(rule)}
 
 
 @router.delete("/alert-rules/{rule_id}", summary="Delete an alert rule and its alerts",
                responses=error_responses(401, 404, 503))
-async def delete_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[str, Any]:
+async def delete_rule(request: Request, rule_id: str, caller: Caller) -> dict[str, Any]:
     """Delete a rule, its alerts and their pending deliveries."""
-    await _rule_or_404(request, tenancy, rule_id)
+    await _rule_or_404(request, caller, rule_id)
     await anyio.to_thread.run_sync(control_store(request).alerts.delete_rule, rule_id)
     return {"ok": True, "deleted": rule_id}
 
@@ -163,7 +166,7 @@ async def delete_rule(request: Request, rule_id: str, tenancy: Tenancy) -> dict[
             responses=error_responses(401, 422, 503))
 async def list_alerts(
     request: Request,
-    tenancy: Tenancy,
+    caller: Caller,
     rule_id: Annotated[str | None, Query(description="Only this rule's alerts.")] = None,
     state: Annotated[str | None, Query(pattern="^(firing|resolved)$",
                                        description="`firing` or `resolved`.")] = None,
@@ -171,6 +174,9 @@ async def list_alerts(
 ) -> dict[str, Any]:
     """Alerts with their delivery status per channel (``pending``, ``sent``, ``failed``)."""
     control = control_store(request)
+    if rule_id is not None:
+        await _rule_or_404(request, caller, rule_id)
     alerts = await anyio.to_thread.run_sync(lambda: control.alerts.list_alerts(
-        tenancy.get("org_id"), rule_id=rule_id, state=state, limit=limit))
-    return {"ok": True, "alerts": [_alert_json(a) for a in alerts]}
+        caller.org_id, rule_id=rule_id, state=state, limit=limit))
+    mine = [a for a in alerts if caller.scope.covers(_rule_scope(a.org_id, a.filters))]
+    return {"ok": True, "alerts": [_alert_json(a) for a in mine]}

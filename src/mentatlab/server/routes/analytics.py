@@ -25,46 +25,26 @@ from mentatlab.analytics.spans import list_spans_since
 from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
-from mentatlab.server.deps import require_auth, resolved_reads, server_state
+from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable, span_to_json, table_to_json_rows
+from mentatlab.server.state import server_state
 
-__all__ = ["parse_filters", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
 _DEFAULT_WINDOW = timedelta(days=7)
-_ERRORS = error_responses(400, 401, 422, 503, 504)
+_ERRORS = error_responses(400, 401, 403, 422, 503, 504)
 _RESOLVED = [Depends(resolved_reads)]
 """Reads that wait until this node's acknowledged spans are resolved (attribution)."""
-Tenancy = Annotated[dict[str, str], Depends(require_auth)]
 StartQ = Annotated[datetime | None, Query(description="Start (ISO-8601, UTC if no offset); "
                                           "default 7 days before `end`.")]
 EndQ = Annotated[datetime | None, Query(description="End, exclusive (ISO-8601); default now.")]
-FilterQ = Annotated[str | None, Query(description="Conditions on canonical fields: "
-                                      "`project_id=acme,model=gpt-4o,status=error`.")]
-
-
-def parse_filters(expr: str | None, tenancy: Mapping[str, str]) -> dict[str, str]:
-    """``key=value,key=value`` as a dict; the API key's tenancy overrides the client's.
-
-    Raises:
-        ApiError: (400) a condition without ``=``.
-    """
-    filters: dict[str, str] = {}
-    errors: list[FieldError] = []
-    for part in (expr or "").split(","):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            errors.append(FieldError("filter", f"Expected key=value, got {part.strip()!r}"))
-            continue
-        filters[key.strip()] = value.strip()
-    if errors:
-        raise ApiError(400, "Invalid filter", errors)
-    filters.update(tenancy)
-    return filters
+FilterQ = Annotated[str | None, Query(
+    max_length=10_000, description="Conditions on canonical fields (short names allowed): "
+    "`project=acme,model=gpt-4o,status=error`. Naming an org or project outside the "
+    "caller's scope is refused (403).")]
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -82,7 +62,7 @@ def _utc(value: datetime) -> datetime:
         value.astimezone(UTC)
 
 
-def _query(start: datetime | None, end: datetime | None, filters: dict[str, str],
+def _query(start: datetime | None, end: datetime | None, filters: Mapping[str, str],
            group_by: list[str] | None = None, bucket: Bucket | None = None) -> QueryParams:
     """Build the analytics QueryParams.
 
@@ -100,10 +80,10 @@ async def _run(func: Any, *args: Any) -> Any:
 
 
 @router.get("/overview", summary="Headline numbers", responses=_ERRORS, dependencies=_RESOLVED)
-async def overview(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
+async def overview(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """Spend, spans, errors, tokens and latency over the range."""
-    params = _query(start, end, parse_filters(filter, tenancy))
+    params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(get_overview, server_state(request).store, params)
     return {"ok": True, **jsonable(result)}
 
@@ -127,7 +107,7 @@ def _cost_row(row: Any) -> dict[str, Any]:
 @router.get("/cost", summary="Spend grouped by fields and time buckets", responses={
     **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
     dependencies=_RESOLVED)
-async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
+async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                filter: FilterQ = None,  # noqa: A002 — public name
                group_by: Annotated[str, Query(description="Fields, comma-separated: "
                                               "project_id,model,...")] = "project_id,model",
@@ -137,7 +117,7 @@ async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: En
                ) -> Any:
     """Cost (USD strings), tokens and span counts per group (and bucket)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
-    params = _query(start, end, parse_filters(filter, tenancy), fields, bucket)
+    params = _query(start, end, scoped_filter(caller, filter).equals, fields, bucket)
     result = await _run(cost_by, server_state(request).store, params)
     rows = [_cost_row(r) for r in result]
     if format == "csv":
@@ -153,7 +133,7 @@ async def cost(request: Request, tenancy: Tenancy, start: StartQ = None, end: En
 
 
 @router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)
-async def traces(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
+async def traces(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
                  status: Annotated[str | None, Query(pattern="^(ok|error|timeout)$")] = None,
                  min_cost: Annotated[Decimal | None, Query(description="USD")] = None,
@@ -161,7 +141,7 @@ async def traces(request: Request, tenancy: Tenancy, start: StartQ = None, end: 
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                  offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     """Traces with a span matching the filters, newest first, with rolled-up cost."""
-    params = _query(start, end, parse_filters(filter, tenancy))
+    params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(lambda: list_traces(
         server_state(request).store, params, limit=limit, offset=offset, status=status,
         min_cost=min_cost, min_duration_ms=min_duration_ms))
@@ -173,18 +153,13 @@ def _node_json(node: SpanNode) -> dict[str, Any]:
             "children": [_node_json(c) for c in node.children]}
 
 
-def _all_spans(nodes: tuple[SpanNode, ...]) -> list[Any]:
-    out: list[Any] = []
-    for node in nodes:
-        out.append(node.span)
-        out.extend(_all_spans(node.children))
-    return out
-
-
 @router.get("/traces/{trace_id}", summary="One trace as a span tree",
-            responses=error_responses(400, 401, 404, 503, 504), dependencies=_RESOLVED)
-async def trace(request: Request, tenancy: Tenancy, trace_id: str) -> dict[str, Any]:
+            responses=error_responses(400, 401, 403, 404, 503, 504), dependencies=_RESOLVED)
+async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, Any]:
     """Every span of the trace as a tree (``roots`` → ``children``).
+
+    Only the caller's org/project's spans are read: a trace crossing orgs shows each
+    caller its own part.
 
     Each span carries its own cost and ``subtree_cost`` (itself plus descendants);
     money as strings, canonical field names.
@@ -193,10 +168,9 @@ async def trace(request: Request, tenancy: Tenancy, trace_id: str) -> dict[str, 
     if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
         raise ApiError(400, "Invalid trace id", [FieldError(
             "trace_id", f"Expected 32 hex characters, got {trace_id!r}")])
-    detail = await _run(get_trace, server_state(request).store, trace_id)
-    visible = detail is not None and all(
-        getattr(s, k) == v for s in _all_spans(detail.roots) for k, v in tenancy.items())
-    if detail is None or not visible:
+    detail = await _run(lambda: get_trace(server_state(request).store, trace_id,
+                                          filters=caller.tenancy))
+    if detail is None:
         raise ApiError(404, "Trace not found", [FieldError("trace_id", f"No spans for {trace_id}")])
     return {"ok": True, "trace_id": detail.trace_id, "num_spans": detail.num_spans,
             "start_time": jsonable(detail.start_time), "end_time": jsonable(detail.end_time),
@@ -205,7 +179,7 @@ async def trace(request: Request, tenancy: Tenancy, trace_id: str) -> dict[str, 
 
 
 @router.get("/spans", summary="Spans committed after a cursor", responses=_ERRORS)
-async def spans(request: Request, tenancy: Tenancy,
+async def spans(request: Request, caller: Caller,
                 filter: FilterQ = None,  # noqa: A002 — public name
                 after_ns: Annotated[int | None, Query(
                     ge=0, description="Cursor: spans committed after this time (ns since the "
@@ -214,7 +188,7 @@ async def spans(request: Request, tenancy: Tenancy,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
     """Spans in commit order after a cursor; poll with ``next_after_ns``."""
     cursor_ns = after_ns if after_ns is not None else time.time_ns() - int(window_s * 1e9)
-    filters = parse_filters(filter, tenancy)
+    filters = scoped_filter(caller, filter).equals
     page = await _run(lambda: list_spans_since(server_state(request).store, cursor_ns,
                                                filters, limit))
     return {"ok": True, "spans": table_to_json_rows(page.table),
@@ -223,9 +197,9 @@ async def spans(request: Request, tenancy: Tenancy,
 
 @router.get("/unpriced", summary="Models seen without a price", responses=_ERRORS,
             dependencies=_RESOLVED)
-async def unpriced(request: Request, tenancy: Tenancy, start: StartQ = None, end: EndQ = None,
+async def unpriced(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """(provider, model) pairs whose spans could not be priced, most used first."""
-    params = _query(start, end, parse_filters(filter, tenancy))
+    params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(list_unpriced, server_state(request).store, params)
     return {"ok": True, "rows": _rows_of(result)}

@@ -16,9 +16,10 @@ from pydantic import BaseModel
 
 from mentatlab.receivers.events import decode_events
 from mentatlab.receivers.otlp_http import decompress
-from mentatlab.server.deps import resolve_tenancy, server_state
+from mentatlab.server.deps import Caller
 from mentatlab.server.errors import FieldErrorBody, error_responses
 from mentatlab.server.routes.otlp import read_capped_body
+from mentatlab.server.state import server_state
 
 __all__ = ["EventsAnswer", "router"]
 
@@ -43,19 +44,18 @@ class EventsAnswer(BaseModel):
     "/api/v1/events",
     response_model=EventsAnswer,
     summary="Send native agent events",
-    responses=error_responses(400, 401, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
         "application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
-async def post_events(request: Request) -> EventsAnswer:
+async def post_events(request: Request, caller: Caller) -> EventsAnswer:
     """Receive events as a JSON array or NDJSON (one event per line).
 
     200 once the resulting spans are committed; 422 (listing every bad field as
     ``events[i].field``) when any event is invalid, and then nothing is stored.
     """
     state = server_state(request)
-    tenancy = await resolve_tenancy(request)
     body = await read_capped_body(request, state.settings.max_body_bytes)
 
     def decode() -> list[Any]:
@@ -67,7 +67,7 @@ async def post_events(request: Request) -> EventsAnswer:
     received_ns = time.time_ns()
     spans = state.pairer.add(events, received_ns)  # the pairer lives on the event loop
     # a completion re-emits its open span's ids on purpose: no ingest dedup
-    outcome = await state.ingestor.ingest(spans, "events", tenancy, dedup=False)
+    outcome = await state.ingestor.ingest(spans, "events", caller.tenancy, dedup=False)
     return EventsAnswer(
         num_events=len(events), num_spans=outcome.accepted, num_open=state.pairer.open_count,
         errors=[FieldErrorBody(field=e.field, reason=e.reason) for e in outcome.rejected])

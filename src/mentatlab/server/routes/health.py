@@ -8,10 +8,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from mentatlab.server.components import writer_alive
-from mentatlab.server.deps import server_state
 from mentatlab.server.errors import error_responses
 from mentatlab.server.metrics import CONTENT_TYPE_LATEST
+from mentatlab.server.state import server_state
 
 __all__ = ["router"]
 
@@ -34,7 +33,7 @@ async def readyz(request: Request) -> Response:
         checks["store"] = "ok"
     except Exception as exc:  # noqa: BLE001 — reported as the readiness answer
         checks["store"] = f"error: {exc}"
-    checks["writer"] = "ok" if writer_alive(state.writer) else "stopped"
+    checks["writer"] = "ok" if state.writer.is_alive() else "stopped"
     ok = all(v == "ok" for v in checks.values())
     if ok:
         return JSONResponse({"ok": True, "checks": checks})

@@ -26,8 +26,8 @@ from mentatlab.receivers.otlp_http import (
     http_error,
     is_json,
 )
-from mentatlab.server.deps import resolve_tenancy, server_state
-from mentatlab.server.errors import ApiError
+from mentatlab.server.auth import authorize
+from mentatlab.server.state import server_state
 
 __all__ = ["read_capped_body", "router"]
 
@@ -100,15 +100,12 @@ async def export_traces(request: Request) -> Response:
     content_type = request.headers.get("content-type")
     as_json = is_json(content_type)
     try:
-        tenancy = await resolve_tenancy(request)
+        caller = await authorize(request)
         body = await read_capped_body(request, settings.max_body_bytes)
         limits = HttpLimits(settings.max_body_bytes, settings.max_decompressed_bytes)
         decode_rejected, outcome = await state.ingestor.ingest_otlp_http(
-            body, content_type, request.headers.get("content-encoding"), limits, tenancy)
-    except ApiError as exc:
-        code = code_pb2.UNAUTHENTICATED if exc.status == 401 else code_pb2.INVALID_ARGUMENT
-        return Response(encode_status_error(code, exc.error, as_json), status_code=exc.status,
-                        media_type=_media(as_json), headers=exc.headers)
+            body, content_type, request.headers.get("content-encoding"), limits,
+            caller.tenancy)
     except StoreError as exc:
         _log.warning("Store refused an OTLP batch: %s", exc)
         return Response(encode_status_error(code_pb2.UNAVAILABLE, str(exc), as_json,

@@ -10,23 +10,23 @@ currency, and the genai-prices version and saved snapshot in use.
 from __future__ import annotations
 
 import fnmatch
-from typing import Annotated, Any
+from typing import Any
 
 import genai_prices
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from mentatlab.pipeline.price import Price
 from mentatlab.pricing.infra_rates import DEFAULTS_PATH, InfraRate, InfraRateCard
 from mentatlab.pricing.pricing_file import PricingConfig
 from mentatlab.server.components import build_price
-from mentatlab.server.deps import ServerState, require_auth, server_state
+from mentatlab.server.deps import Caller
 from mentatlab.server.errors import error_responses
 from mentatlab.server.serialize import jsonable
+from mentatlab.server.state import ServerState, server_state
 
 __all__ = ["describe_prices", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["prices"])
-Tenancy = Annotated[dict[str, str], Depends(require_auth)]
 GENAI_PRICES_URL = "https://github.com/pydantic/genai-prices"
 """Where the token price data comes from."""
 
@@ -98,7 +98,7 @@ def _price_in_force(state: ServerState) -> Price:
 
 @router.get("/prices", summary="Prices in force and their sources",
             responses=error_responses(401, 503))
-async def prices(request: Request, tenancy: Tenancy) -> dict[str, Any]:
+async def prices(request: Request, caller: Caller) -> dict[str, Any]:
     """The prices new spans are priced with, and where each came from.
 
     Infrastructure rates (value in USD per unit, origin, source and date), model prices
@@ -107,4 +107,4 @@ async def prices(request: Request, tenancy: Tenancy) -> dict[str, Any]:
     state = server_state(request)
     path = state.settings.pricing_path
     return describe_prices(_price_in_force(state), None if path is None else str(path),
-                           tenancy.get("org_id"))
+                           caller.org_id)

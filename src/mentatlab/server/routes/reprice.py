@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from mentatlab.analytics.spans import iter_spans
@@ -16,8 +16,9 @@ from mentatlab.errors import FieldError
 from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
 from mentatlab.pipeline.price import COST_FIELDS, reprice_spans
 from mentatlab.server.components import build_price
-from mentatlab.server.deps import require_auth, server_state
+from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.state import server_state
 
 __all__ = ["RepriceAnswer", "router"]
 
@@ -48,7 +49,7 @@ def _utc(value: datetime) -> datetime:
              responses=error_responses(400, 401, 422, 503, 504))
 async def reprice(
     request: Request,
-    tenancy: Annotated[dict[str, str], Depends(require_auth)],
+    caller: Caller,
     since: Annotated[datetime, Query(description="Start of the range (ISO-8601).")],
     until: Annotated[datetime | None, Query(description="End, exclusive; default now.")] = None,
 ) -> RepriceAnswer:
@@ -64,7 +65,7 @@ async def reprice(
     started_s = time.perf_counter()
     price = await anyio.to_thread.run_sync(build_price, state.settings)
     num_read = num_changed = num_written = 0
-    chunks = iter_spans(state.store, start, end, batch_rows=_CHUNK_SPANS, filters=tenancy)
+    chunks = iter_spans(state.store, start, end, batch_rows=_CHUNK_SPANS, filters=caller.tenancy)
     while True:
         table: Any = await anyio.to_thread.run_sync(next, chunks, None)
         if table is None:

@@ -11,6 +11,7 @@ from mentatlab.storage.control.alerts import (
     DueDelivery,
     NewAlert,
 )
+from mentatlab.storage.control.identity import Identities, MemberInfo, SessionInfo, UserInfo
 from mentatlab.storage.control.migrate import migrate_control_store
 from mentatlab.storage.control.store import (
     ApiKeyInfo,
@@ -29,6 +30,10 @@ __all__ = [
     "AlertRecords",
     "AlertRuleInfo",
     "AlertRuleSpec",
+    "Identities",
+    "MemberInfo",
+    "SessionInfo",
+    "UserInfo",
     "DueDelivery",
     "NewAlert",
     "NodeWatermarks",

@@ -1,6 +1,7 @@
 """Control-store tables (SQLAlchemy 2.0 typed models).
 
-Orgs, projects, API keys, pricing, alert rules, alerts and their deliveries.
+Orgs, projects, API keys, users, memberships, sessions, pricing, alert rules, alerts and
+their deliveries.
 
 Portable across SQLite and PostgreSQL: no dialect-specific types; money is exact decimal
 text (SQLite has no decimal type, and a float would round); times are timezone-aware UTC.
@@ -33,12 +34,15 @@ __all__ = [
     "ApiKey",
     "Base",
     "DecimalText",
+    "Membership",
     "NodeWatermark",
     "Org",
     "PricingDocument",
     "PricingOverride",
     "Project",
     "RepriceJob",
+    "Session",
+    "User",
     "UtcDateTime",
     "new_id",
     "utc_now",
@@ -116,17 +120,82 @@ class Project(Base):
 
 
 class ApiKey(Base):
-    """An API key: only its SHA-256 is stored; ``prefix`` is shown to identify it."""
+    """An API key: only its SHA-256 is stored; ``prefix`` is shown to identify it.
+
+    ``org_id`` None is an installation-wide key (only ``mentatctl keys create --bootstrap``
+    issues one). ``role`` is ``ingest``, ``read`` or ``admin``.
+    """
 
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orgs.id", ondelete="CASCADE"), index=True, nullable=True)
     project_id: Mapped[str | None] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), nullable=True)
     name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="admin")
     prefix: Mapped[str] = mapped_column(String(32))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    """Who issued it: ``key:<id>``, ``user:<id>`` or ``cli``."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """Updated at most once a minute."""
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """When a rotated key stops working (its grace period), or None."""
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class User(Base):
+    """A person; signs in with OIDC (``oidc_issuer`` + ``oidc_subject``) or is invited by email."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Membership(Base):
+    """A person's role in an org: ``owner``, ``admin``, ``member``, ``viewer`` or ``billing``.
+
+    ``source`` is ``manual`` (assigned in MentatLab) or ``oidc`` (mapped from a claim at
+    sign-in; re-mapped at every sign-in).
+    """
+
+    __tablename__ = "memberships"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"),
+                                        primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="manual")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+
+
+class Session(Base):
+    """A dashboard session: a signed-in person (``user_id``) or an API key kept in a cookie.
+
+    Only the SHA-256 of the session token is stored. A session of a key dies with the key;
+    a person's session dies with the membership.
+    """
+
+    __tablename__ = "sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True)
+    org_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The org a person's session acts in (a person may belong to several)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 

@@ -1,4 +1,4 @@
-"""ControlStore: orgs, projects, API keys, pricing documents and alerting over SQLAlchemy.
+"""ControlStore: orgs, projects, API keys, people, pricing and alerting over SQLAlchemy.
 
 API keys look like ``mtl_<8 hex>_<43 url-safe chars>`` (256 random bits). Only the
 SHA-256 of the whole key is stored, with its first 12 characters (``mtl_<8 hex>``) kept
@@ -14,20 +14,25 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mentatlab.access.roles import KEY_ROLES
 from mentatlab.errors import StoreError, ValidationError
 from mentatlab.storage.control.alerts import AlertRecords
+from mentatlab.storage.control.identity import Identities
 from mentatlab.storage.control.models import (
     ApiKey,
     Org,
     PricingDocument,
     Project,
     utc_now,
+)
+from mentatlab.storage.control.models import (
+    Session as SessionRow,
 )
 from mentatlab.storage.control.watermarks import NodeWatermarks
 
@@ -59,12 +64,16 @@ class ProjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyScope:
-    """What a valid API key grants: tenancy fixed on every span and query it sends."""
+    """What a valid API key grants: its role, and the tenancy fixed on what it sends and reads.
+
+    ``org_id`` None is an installation-wide key.
+    """
 
     key_id: str
-    org_id: str
+    org_id: str | None
     project_id: str | None
     name: str
+    role: str = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +81,15 @@ class ApiKeyInfo:
     """An API key as listed (never the key itself)."""
 
     id: str
-    org_id: str
+    org_id: str | None
     project_id: str | None
     name: str
+    role: str
     prefix: str
+    created_by: str
     created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
     revoked_at: datetime | None
 
 
@@ -94,8 +107,14 @@ def hash_api_key(key: str) -> str:
 
 
 def _key_info(row: ApiKey) -> ApiKeyInfo:
-    return ApiKeyInfo(row.id, row.org_id, row.project_id, row.name, row.prefix, row.created_at,
+    return ApiKeyInfo(row.id, row.org_id, row.project_id, row.name, row.role, row.prefix,
+                      row.created_by, row.created_at, row.last_used_at, row.expires_at,
                       row.revoked_at)
+
+
+def new_api_key() -> str:
+    """A fresh plaintext key: ``mtl_<8 hex>_<43 url-safe chars>`` (256 random bits)."""
+    return f"{_KEY_SCHEME}_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
 
 
 class ControlStore:
@@ -114,6 +133,8 @@ class ControlStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.alerts = AlertRecords(self._session)
         """Alert rules, alerts and their deliveries."""
+        self.identities = Identities(self._session)
+        """People, their roles in orgs, and dashboard sessions."""
         self.watermarks = NodeWatermarks(self._session)
         """Node watermarks for the attribution resolver on a shared span store."""
 
@@ -182,61 +203,128 @@ class ControlStore:
 
     # --- API keys --------------------------------------------------------------------
 
-    def create_api_key(self, org_id: str, project_id: str | None, name: str) -> IssuedApiKey:
-        """Issue a key scoped to an org (and a project when given); returns the plaintext once.
+    def create_api_key(self, org_id: str | None, project_id: str | None, name: str, *,
+                       role: str, created_by: str = "") -> IssuedApiKey:
+        """Issue a key; returns the plaintext once.
+
+        Args:
+            org_id: the org it belongs to; None for an installation-wide key.
+            project_id: limit it to one project of the org; None for the whole org.
+            name: a label.
+            role: ``ingest``, ``read`` or ``admin``.
+            created_by: who issued it (``key:<id>``, ``user:<id>``, ``cli``), for listings.
 
         Raises:
-            ValidationError: the org or project does not exist, or the project is another
-                org's.
+            ValidationError: an unknown role, a missing org or project, a project of
+                another org, or a project without an org.
         """
-        body = secrets.token_hex(4)
-        key = f"{_KEY_SCHEME}_{body}_{secrets.token_urlsafe(32)}"
+        if role not in KEY_ROLES:
+            raise ValidationError("role", f"Expected one of {list(KEY_ROLES)}, got {role!r}")
+        key = new_api_key()
         with self._session() as session:
-            if session.get(Org, org_id) is None:
-                raise ValidationError("org_id", f"Expected an existing org, got {org_id!r}")
-            if project_id is not None:
-                project = session.get(Project, project_id)
-                if project is None or project.org_id != org_id:
-                    raise ValidationError(
-                        "project_id", f"Expected a project of org {org_id!r}, got {project_id!r}")
-            row = ApiKey(org_id=org_id, project_id=project_id, name=name,
+            _check_key_scope(session, org_id, project_id)
+            row = ApiKey(org_id=org_id, project_id=project_id, name=name, role=role,
                          prefix=key[:_PREFIX_CHARS], key_hash=hash_api_key(key),
-                         created_at=utc_now())
+                         created_by=created_by, created_at=utc_now())
             session.add(row)
             session.flush()
             return IssuedApiKey(key, _key_info(row))
 
-    def resolve_api_key(self, key: str) -> ApiKeyScope | None:
-        """The scope of a valid, unrevoked key; None for an unknown or revoked one."""
-        if not key.startswith(f"{_KEY_SCHEME}_"):
+    def resolve_api_key(self, key: str, touch_after_s: float = 60.0) -> ApiKeyScope | None:
+        """The scope of a valid key; None for an unknown, revoked or expired one.
+
+        Records ``last_used_at`` when it is older than ``touch_after_s`` (so at most one
+        write per key per minute, however many requests use it).
+        """
+        if not key.startswith(f"{_KEY_SCHEME}_") or len(key) > 200:
             return None
+        now = utc_now()
         with self._session() as session:
             row = session.scalars(
                 select(ApiKey).where(ApiKey.key_hash == hash_api_key(key))).one_or_none()
-            if row is None or row.revoked_at is not None:
+            if row is None or not _key_usable(row, now):
                 return None
-            return ApiKeyScope(row.id, row.org_id, row.project_id, row.name)
+            if row.last_used_at is None or \
+                    (now - row.last_used_at).total_seconds() >= touch_after_s:
+                row.last_used_at = now
+            return ApiKeyScope(row.id, row.org_id, row.project_id, row.name, row.role)
 
-    verify_api_key = resolve_api_key
-    """Alias of :meth:`resolve_api_key` (the name the server's auth dependency uses)."""
+    def get_api_key(self, key_id: str) -> ApiKeyInfo | None:
+        """One key (without its secret) by id, or None."""
+        with self._session() as session:
+            row = session.get(ApiKey, key_id)
+            return None if row is None else _key_info(row)
 
-    def list_api_keys(self, org_id: str | None = None) -> list[ApiKeyInfo]:
-        """Keys (without secrets) of ``org_id`` (all when None), newest first."""
+    def api_key_scope(self, key_id: str) -> ApiKeyScope | None:
+        """The scope of key ``key_id`` if it is still usable (a session kept in a cookie)."""
+        with self._session() as session:
+            row = session.get(ApiKey, key_id)
+            if row is None or not _key_usable(row, utc_now()):
+                return None
+            return ApiKeyScope(row.id, row.org_id, row.project_id, row.name, row.role)
+
+    def list_api_keys(self, org_id: str | None = None, project_id: str | None = None,
+                      include_revoked: bool = True) -> list[ApiKeyInfo]:
+        """Keys (without secrets), newest first.
+
+        Args:
+            org_id: only this org's (None: every org's and installation keys).
+            project_id: only this project's.
+            include_revoked: list revoked and expired keys too.
+        """
         with self._session() as session:
             query = select(ApiKey).order_by(ApiKey.created_at.desc())
             if org_id is not None:
                 query = query.where(ApiKey.org_id == org_id)
+            if project_id is not None:
+                query = query.where(ApiKey.project_id == project_id)
+            if not include_revoked:
+                query = query.where(ApiKey.revoked_at.is_(None))
             return [_key_info(r) for r in session.scalars(query).all()]
 
     def revoke_api_key(self, key_id: str) -> bool:
-        """Revoke a key by id; False when there is no such key."""
+        """Revoke a key by id (and its dashboard sessions); False when there is no such key."""
         with self._session() as session:
             row = session.get(ApiKey, key_id)
             if row is None:
                 return False
+            now = utc_now()
             if row.revoked_at is None:
-                row.revoked_at = utc_now()
+                row.revoked_at = now
+            session.execute(update(SessionRow).where(SessionRow.key_id == key_id,
+                                                     SessionRow.revoked_at.is_(None))
+                            .values(revoked_at=now))
             return True
+
+    def rotate_api_key(self, key_id: str, grace_s: int = 0, created_by: str = ""
+                       ) -> IssuedApiKey | None:
+        """Issue a new key with the same name, role and scope, and retire the old one.
+
+        Args:
+            key_id: the key to replace.
+            grace_s: seconds the old key keeps working (0: revoked now).
+            created_by: who rotated it.
+
+        Returns:
+            The new key (plaintext once), or None when ``key_id`` is unknown or revoked.
+        """
+        key = new_api_key()
+        now = utc_now()
+        with self._session() as session:
+            old = session.get(ApiKey, key_id)
+            if old is None or not _key_usable(old, now):
+                return None
+            if grace_s > 0:
+                ends = now + timedelta(seconds=grace_s)
+                old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
+            else:
+                old.revoked_at = now
+            row = ApiKey(org_id=old.org_id, project_id=old.project_id, name=old.name,
+                         role=old.role, prefix=key[:_PREFIX_CHARS], key_hash=hash_api_key(key),
+                         created_by=created_by, created_at=now)
+            session.add(row)
+            session.flush()
+            return IssuedApiKey(key, _key_info(row))
 
     # --- pricing ---------------------------------------------------------------------
 
@@ -261,6 +349,24 @@ class ControlStore:
     def close(self) -> None:
         """Dispose of the connection pool."""
         self.engine.dispose()
+
+
+def _key_usable(row: ApiKey, now: datetime) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+
+
+def _check_key_scope(session: Session, org_id: str | None, project_id: str | None) -> None:
+    if org_id is None:
+        if project_id is not None:
+            raise ValidationError("project_id", "Expected an org_id with a project_id")
+        return
+    if session.get(Org, org_id) is None:
+        raise ValidationError("org_id", f"Expected an existing org, got {org_id!r}")
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        if project is None or project.org_id != org_id:
+            raise ValidationError(
+                "project_id", f"Expected a project of org {org_id!r}, got {project_id!r}")
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -1,0 +1,77 @@
+"""Which permission each route needs: the route half of the permission matrix, as data.
+
+The server checks every request against this table (:func:`mentatlab.server.auth.authorize`
+looks the matched route up here), so a route missing from it cannot be called at all and
+``tests/access/test_permission_matrix.py`` fails. docs/security.md prints the table.
+
+``PUBLIC`` routes need no credential; ``SIGNED_IN`` routes need any valid credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal
+
+from mentatlab.access.roles import Permission
+
+__all__ = ["PUBLIC", "ROUTE_PERMISSIONS", "SIGNED_IN", "Need", "need_of"]
+
+PUBLIC: Final = "public"
+SIGNED_IN: Final = "signed_in"
+Need = Permission | Literal["public", "signed_in"]
+
+_P = Permission
+ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
+    # ingest
+    ("POST", "/v1/traces"): _P.INGEST,
+    ("POST", "/api/v1/events"): _P.INGEST,
+    # usage aggregates (billing sees these)
+    ("GET", "/api/v1/overview"): _P.READ_USAGE,
+    ("GET", "/api/v1/cost"): _P.READ_USAGE,
+    ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
+    ("GET", "/api/v1/prices"): _P.READ_USAGE,
+    # span payloads
+    ("GET", "/api/v1/traces"): _P.READ_SPANS,
+    ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
+    ("GET", "/api/v1/spans"): _P.READ_SPANS,
+    ("WS", "/api/v1/live"): _P.READ_SPANS,
+    # alerting
+    ("GET", "/api/v1/alert-rules"): _P.READ_ALERTS,
+    ("GET", "/api/v1/alert-rules/{rule_id}"): _P.READ_ALERTS,
+    ("GET", "/api/v1/alerts"): _P.READ_ALERTS,
+    ("POST", "/api/v1/alert-rules"): _P.MANAGE_ALERTS,
+    ("PATCH", "/api/v1/alert-rules/{rule_id}"): _P.MANAGE_ALERTS,
+    ("DELETE", "/api/v1/alert-rules/{rule_id}"): _P.MANAGE_ALERTS,
+    # administration
+    ("POST", "/api/v1/reprice"): _P.REPRICE,
+    ("GET", "/api/v1/keys"): _P.MANAGE_KEYS,
+    ("POST", "/api/v1/keys"): _P.MANAGE_KEYS,
+    ("DELETE", "/api/v1/keys/{key_id}"): _P.MANAGE_KEYS,
+    ("POST", "/api/v1/keys/{key_id}/rotate"): _P.MANAGE_KEYS,
+    ("GET", "/api/v1/members"): _P.MANAGE_MEMBERS,
+    ("POST", "/api/v1/members"): _P.MANAGE_MEMBERS,
+    ("DELETE", "/api/v1/members/{user_id}"): _P.MANAGE_MEMBERS,
+    ("GET", "/api/v1/orgs"): _P.MANAGE_ORGS,
+    ("POST", "/api/v1/orgs"): _P.MANAGE_ORGS,
+    ("GET", "/api/v1/me"): SIGNED_IN,
+    # operations and documentation
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+}
+"""``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
+
+
+def need_of(method: str, path: str) -> Need | None:
+    """What route ``(method, path template)`` needs; None when it is not in the table.
+
+    ``HEAD`` needs what ``GET`` needs.
+    """
+    need = ROUTE_PERMISSIONS.get((method, path))
+    if need is None and method == "HEAD":
+        need = ROUTE_PERMISSIONS.get(("GET", path))
+    return need
