@@ -31,7 +31,7 @@ MIGRATION_LOCK_KEY = 0x6D656E7461746C62
 """PostgreSQL advisory-lock key held while migrating (ASCII ``mentatlb``)."""
 
 
-def migrate_control_store(url: str, revision: str = "head") -> None:
+def migrate_control_store(url: str, revision: str = "heads") -> None:
     """Upgrade the control store at SQLAlchemy ``url`` to ``revision`` (idempotent).
 
     Creates the SQLite file's folder when needed.
