@@ -8,9 +8,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from mentatlab.analytics.filters import SpanFilter
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
-from mentatlab.analytics.filters import SpanFilter
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore
 

@@ -92,8 +92,9 @@ async def test_an_org_key_sees_and_makes_only_its_org_rules(_isolated_data_dir: 
         control = env.state.control
         for org in ("acme", "globex"):
             control.create_org(org, org)
-        acme = {"authorization": f"Bearer {control.create_api_key('acme', None, 'k', role='admin').key}"}
-        globex = {"authorization": f"Bearer {control.create_api_key('globex', None, 'k', role='admin').key}"}
+        keys = [control.create_api_key(org, None, "k", role="admin").key
+                for org in ("acme", "globex")]
+        acme, globex = ({"authorization": f"Bearer {key}"} for key in keys)
         rule = {"name": "spend", "kind": "budget", "period": "day", "limit_amount": "5",
                 "channels": ["email:ops@example.org"]}
         c = env.client

@@ -75,9 +75,10 @@ class Principal:
                 project_id: str | None, session_id: str | None = None) -> Principal:
         """The principal of an API key with bare role ``role`` (``ingest|read|admin``)."""
         matrix_role = f"key:{role}"
-        installation = org_id is None
-        return cls("key", key_id, name, matrix_role, Scope(org_id, project_id),
-                   permissions_of(matrix_role, installation=installation), session_id)
+        held = permissions_of(matrix_role, installation=org_id is None,
+                              project=project_id is not None)
+        return cls("key", key_id, name, matrix_role, Scope(org_id, project_id), held,
+                   session_id)
 
     @classmethod
     def for_user(cls, user_id: str, email: str, role: str, org_id: str,

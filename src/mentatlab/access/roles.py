@@ -22,6 +22,7 @@ from enum import StrEnum
 
 __all__ = [
     "KEY_ROLES",
+    "ORG_LEVEL",
     "ROLE_PERMISSIONS",
     "USER_ROLES",
     "Permission",
@@ -79,7 +80,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
 """What each role holds in its scope (``key:<role>`` for API keys, bare names for people).
 
 ``MANAGE_ORGS`` is held only by an ``admin`` key with installation scope (no org), which
-only ``mentatctl keys create --bootstrap`` on the server's machine can issue.
+only ``mentatctl keys create --bootstrap`` on the server's machine can issue; a key scoped
+to one project never holds the org-level permissions (:data:`ORG_LEVEL`).
 """
 
 
@@ -105,10 +107,18 @@ def user_role(role: str) -> str:
     return role
 
 
-def permissions_of(role: str, *, installation: bool = False) -> frozenset[Permission]:
-    """The permissions of matrix role ``role``.
+ORG_LEVEL = frozenset({Permission.MANAGE_MEMBERS})
+"""Permissions that act on a whole org: a project-scoped key never holds them."""
 
-    ``installation`` adds ``MANAGE_ORGS`` to an installation-wide admin key.
+
+def permissions_of(role: str, *, installation: bool = False, project: bool = False
+                   ) -> frozenset[Permission]:
+    """The permissions of matrix role ``role`` in a scope.
+
+    Args:
+        role: a matrix role (``key:admin``, ``owner``...).
+        installation: the caller is installation-wide: adds ``MANAGE_ORGS`` to an admin key.
+        project: the caller is limited to one project: removes :data:`ORG_LEVEL`.
 
     Raises:
         KeyError: an unknown role.
@@ -116,4 +126,6 @@ def permissions_of(role: str, *, installation: bool = False) -> frozenset[Permis
     held = ROLE_PERMISSIONS[role]
     if installation and role == "key:admin":
         return held | {Permission.MANAGE_ORGS}
+    if project:
+        return held - ORG_LEVEL
     return held

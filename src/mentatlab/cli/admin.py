@@ -1,4 +1,4 @@
-"""``mentatctl orgs|keys create`` (through the server) and ``mentatctl prices show|update``."""
+"""``mentatctl orgs create|list`` (through the server) and ``mentatctl prices show|update``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from rich.table import Table
 from mentatlab.cli._client import ApiClient, console, err_console
 from mentatlab.cli._format import format_rate
 
-__all__ = ["keys_app", "orgs_app", "prices_app"]
+__all__ = ["orgs_app", "prices_app"]
 
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 prices_app = typer.Typer(help="Prices: what is in force and where it came from; price data.",
                          no_args_is_help=True)
 
@@ -40,21 +39,13 @@ def create_org(
     console.print(f"Organization [bold]{body['org']['name']}[/bold] id={body['org']['id']}")
 
 
-@keys_app.command("create")
-def create_key(
-    org: Annotated[str, typer.Option(help="Organization id the key belongs to.")],
-    project: Annotated[str | None, typer.Option(help="Limit the key to one project.")] = None,
-    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-) -> None:
-    """Create an API key; the secret is printed once and never stored in clear."""
+@orgs_app.command("list")
+def list_orgs(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Every organization (an installation-wide admin key)."""
     with ApiClient(url, api_key) as client:
-        body = client.post_json("/api/v1/keys",
-                                {"org_id": org, "project_id": project, "name": name})
-    console.print(f"API key for org [bold]{org}[/bold]"
-                  + (f", project [bold]{project}[/bold]" if project else "") + ":")
-    typer.echo(body["key"]["secret"])
+        orgs = client.get_json("/api/v1/orgs")["orgs"]
+    for org in orgs:
+        console.print(f"{org['id']}\t{escape(org['name'])}\t{org['created_at'][:10]}")
 
 
 @prices_app.command("update")

@@ -71,8 +71,13 @@ class MemberRequest(BaseModel):
                                description="Default: the caller's org.")
 
 
-def _org_for(caller: Principal, org_id: str | None, field: str = "org_id") -> str:
-    """The org an org-level request acts on: the one asked for, or the caller's.
+def _org_for(caller: Principal, org_id: str | None, field: str = "org_id", *,
+             whole_org: bool = True) -> str:
+    """The org a request acts on: the one asked for, or the caller's.
+
+    With ``whole_org`` the caller must cover the whole org (members); without it the
+    caller's scope is checked later against what the request names (a project key asking
+    for a key of its own project).
 
     Raises:
         ApiError: (422) an installation-wide caller named no org.
@@ -82,7 +87,10 @@ def _org_for(caller: Principal, org_id: str | None, field: str = "org_id") -> st
     if org is None:
         raise ApiError(422, "Invalid request", [FieldError(
             field, "Expected an org_id (the caller is installation-wide)")])
-    caller.require_scope(Scope(org), field)
+    if whole_org:
+        caller.require_scope(Scope(org), field)
+    elif caller.org_id is not None and caller.org_id != org:
+        raise Forbidden(field, f"Org {org!r} is outside the caller's scope")
     return org
 
 
@@ -97,7 +105,8 @@ def _check_grant(caller: Principal, scope: Scope, role: str) -> None:
         raise ApiError(422, "Invalid request", [FieldError(
             "role", f"Expected one of {list(KEY_ROLES)}, got {role!r}")])
     caller.require_scope(scope, "project_id" if scope.project_id else "org_id")
-    wanted = permissions_of(key_role(role), installation=scope.org_id is None)
+    wanted = permissions_of(key_role(role), installation=scope.org_id is None,
+                            project=scope.project_id is not None)
     missing = wanted - caller.permissions
     if missing:
         raise Forbidden("role", f"A {role!r} key would grant {sorted(p.value for p in missing)}"
@@ -126,7 +135,8 @@ async def _key_in_reach(control: ControlStore, caller: Principal, key_id: str) -
     info = await anyio.to_thread.run_sync(control.get_api_key, key_id)
     if info is None or not caller.scope.covers(Scope(info.org_id, info.project_id)):
         raise ApiError(404, "No such API key", [FieldError("key_id", f"Unknown {key_id!r}")])
-    held = permissions_of(key_role(info.role), installation=info.org_id is None)
+    held = permissions_of(key_role(info.role), installation=info.org_id is None,
+                          project=info.project_id is not None)
     if not held <= caller.permissions:
         raise Forbidden("key_id", f"Key {key_id!r} holds more than this caller "
                         f"({caller.role})")
@@ -161,7 +171,7 @@ async def create_key(request: Request, body: KeyRequest, caller: Caller) -> dict
     The key's scope and role may not exceed the caller's. A ``project_id`` the org does
     not have yet is created (named after its id).
     """
-    org_id = _org_for(caller, body.org_id)
+    org_id = _org_for(caller, body.org_id, whole_org=False)
     _check_grant(caller, Scope(org_id, body.project_id), body.role)
     control = control_store(request)
 
@@ -181,10 +191,9 @@ async def create_key(request: Request, body: KeyRequest, caller: Caller) -> dict
 async def list_keys(request: Request, caller: Caller, org_id: OrgQ = None,
                     include_revoked: bool = False) -> dict[str, Any]:
     """Keys of the caller's scope (never their secrets), newest first, with ``last_used_at``."""
-    if org_id is None and caller.org_id is None:
-        org = None  # an installation-wide caller lists every key
-    else:
-        org = _org_for(caller, org_id)
+    org = org_id or caller.org_id  # None: an installation-wide caller lists every key
+    if org is not None:
+        caller.require_scope(Scope(org, caller.project_id), "org_id")
     keys = await anyio.to_thread.run_sync(lambda: control_store(request).list_api_keys(
         org, caller.project_id, include_revoked))
     return {"ok": True, "keys": [_key_json(k) for k in keys]}
@@ -243,8 +252,6 @@ def _check_role_change(caller: Principal, role: str, current: str | None) -> Non
                         f"which this caller ({caller.role}) does not hold")
     if "owner" in (role, current) and caller.role not in ("owner", "key:admin", "anonymous"):
         raise Forbidden("role", "Only an owner (or an admin key) gives or takes the owner role")
-    if caller.project_id is not None:
-        raise Forbidden("authorization", "A project-scoped key cannot manage org members")
 
 
 @router.get("/members", summary="People in an org and their roles",
