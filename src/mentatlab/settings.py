@@ -55,6 +55,15 @@ class Settings:
     """Port of the HTTP server: OTLP/HTTP, REST API, WebSocket and dashboard."""
     grpc_port: int = field(default=4317, metadata=_env("MENTATLAB_GRPC_PORT"))
     """Port of the OTLP/gRPC receiver; 0 disables it."""
+    tls_cert_file: Path | None = field(default=None, metadata=_env("MENTATLAB_TLS_CERT_FILE"))
+    """PEM certificate chain (the server's certificate first) both listeners serve TLS with;
+    unset (default) serves plaintext. Needs ``tls_key_file``."""
+    tls_key_file: Path | None = field(default=None, metadata=_env("MENTATLAB_TLS_KEY_FILE"))
+    """Unencrypted PEM private key of ``tls_cert_file``."""
+    tls_client_ca_file: Path | None = field(
+        default=None, metadata=_env("MENTATLAB_TLS_CLIENT_CA_FILE"))
+    """PEM CA bundle: when set, both listeners require a client certificate it signed
+    (mutual TLS); unset asks for none."""
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata=_env("MENTATLAB_MAX_BODY_BYTES"))
     """Largest request body accepted, in bytes, as sent (413 above)."""
     max_decompressed_bytes: int = field(
@@ -152,6 +161,11 @@ class Settings:
     """Lifetime of a dashboard session, in seconds (12 h)."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the listeners serve TLS (``tls_cert_file`` set): cookies are ``Secure``."""
+        return self.tls_cert_file is not None
 
     @property
     def span_store_is_shared(self) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -12,20 +13,37 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from mentatlab.errors import Backpressure, FieldError, MentatLabError, ValidationError
-from mentatlab.receivers.base import DecodedBatch, IngestOutcome
+from mentatlab.errors import (
+    Backpressure,
+    FieldError,
+    Forbidden,
+    MentatLabError,
+    RateLimited,
+    Unauthenticated,
+    ValidationError,
+)
+from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
 from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
 
 SpansFactory = Callable[[int], list[ReadableSpan]]
 
 
 class RecordingIngest:
-    """The ingest seam: records batches; can be told to fail the next calls."""
+    """The ingest seam: records batches and the keys sent; can be told to fail the next
+    calls, or to refuse the next keys."""
 
     def __init__(self) -> None:
         self.batches: list[DecodedBatch] = []
         self.failures: list[MentatLabError] = []
         self.reject: list[FieldError] = []
+        self.keys: list[str | None] = []
+        self.refusals: list[MentatLabError] = []
+
+    async def authorize(self, key: str | None) -> Ingest:
+        self.keys.append(key)
+        if self.refusals:
+            raise self.refusals.pop(0)
+        return self
 
     async def __call__(self, batch: DecodedBatch) -> IngestOutcome:
         self.batches.append(batch)
@@ -37,7 +55,7 @@ class RecordingIngest:
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[RecordingIngest, int]]:
     ingest = RecordingIngest()
-    receiver = OtlpGrpcReceiver(ingest)
+    receiver = OtlpGrpcReceiver(ingest.authorize)
     server = await start_grpc_server(receiver, "127.0.0.1", 0, max_message_bytes=64 * 1024)
     assert receiver.bound_port
     yield ingest, receiver.bound_port
@@ -85,10 +103,11 @@ async def test_validation_error_is_not_retried(
     assert len(ingest.batches) == 1
 
 
-async def _call(port: int, request: ExportTraceServiceRequest) -> object:
+async def _call(port: int, request: ExportTraceServiceRequest,
+                metadata: tuple[tuple[str, str], ...] = ()) -> object:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
-        return await stub.Export(request, timeout=10)
+        return await stub.Export(request, timeout=10, metadata=metadata)
 
 
 async def test_partial_success_counts_decode_and_ingest_rejections(
@@ -139,3 +158,67 @@ async def test_all_rejected_skips_ingest(
     response = await _call(port, sdk_request)
     assert response.partial_success.rejected_spans == 3  # type: ignore[attr-defined]
     assert ingest.batches == []
+
+
+@pytest.mark.parametrize(("metadata", "key"), [
+    ((), None),
+    ((("authorization", "Bearer mtl_abc"),), "mtl_abc"),
+    ((("authorization", "bearer  mtl_abc "),), "mtl_abc"),
+    ((("x-api-key", "mtl_xyz"),), "mtl_xyz"),
+    ((("authorization", "Bearer mtl_abc"), ("x-api-key", "mtl_xyz")), "mtl_abc"),
+    ((("authorization", "Basic dXNlcg=="), ("x-api-key", "mtl_xyz")), "mtl_xyz"),
+    ((("authorization", "Basic dXNlcg=="),), None),
+])
+async def test_key_is_read_from_metadata(
+    served: tuple[RecordingIngest, int], sdk_request: ExportTraceServiceRequest,
+    metadata: tuple[tuple[str, str], ...], key: str | None,
+) -> None:
+    ingest, port = served
+    await _call(port, sdk_request, metadata)
+    assert ingest.keys == [key]
+
+
+@pytest.mark.parametrize(("refusal", "code"), [
+    (Unauthenticated("Unknown, revoked or expired API key"), grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden("authorization", "Role 'key:read' does not grant ingest"),
+     grpc.StatusCode.PERMISSION_DENIED),
+])
+async def test_refused_key_is_answered_before_ingest(
+    served: tuple[RecordingIngest, int], sdk_request: ExportTraceServiceRequest,
+    refusal: MentatLabError, code: grpc.StatusCode,
+) -> None:
+    ingest, port = served
+    ingest.refusals.append(refusal)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _call(port, sdk_request, (("x-api-key", "mtl_bad"),))
+    assert info.value.code() is code
+    assert str(refusal) in (info.value.details() or "")
+    details = dict(info.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    assert status_pb2.Status.FromString(details).code == code.value[0]
+    assert ingest.batches == []
+
+
+async def test_rate_limit_is_resource_exhausted_with_retry_info(
+    served: tuple[RecordingIngest, int], sdk_request: ExportTraceServiceRequest
+) -> None:
+    ingest, port = served
+    ingest.refusals.append(RateLimited("spans per minute", 3))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _call(port, sdk_request)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = dict(info.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    retry = error_details_pb2.RetryInfo()
+    assert status_pb2.Status.FromString(details).details[0].Unpack(retry)
+    assert retry.retry_delay.seconds == 3
+
+
+async def test_real_exporter_retries_a_rate_limit_after_the_delay_given(
+    served: tuple[RecordingIngest, int], sdk_spans: SpansFactory
+) -> None:
+    ingest, port = served
+    ingest.refusals.append(RateLimited("requests per second", 2))
+    started_s = time.monotonic()
+    result = await asyncio.to_thread(_export, sdk_spans(3), port)
+    assert result is SpanExportResult.SUCCESS
+    assert time.monotonic() - started_s >= 1.9  # its own first backoff is 0.8–1.2 s
+    assert len(ingest.keys) == 2 and len(ingest.batches) == 1

@@ -1,8 +1,14 @@
 """OTLP/gRPC receiver: a ``grpc.aio`` TraceService servicer.
 
+Each request's API key (``authorization: Bearer <key>`` or ``x-api-key`` metadata) is
+checked by the ``authorize`` callable the server passes in, before anything is decoded.
+
 Status mapping (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc):
 
 * success → OK with ``partial_success`` when spans were refused;
+* ``Unauthenticated`` → UNAUTHENTICATED; ``Forbidden`` → PERMISSION_DENIED (not retryable);
+* ``RateLimited`` → RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo`` detail (the spec's
+  retryable throttling answer);
 * ``Backpressure`` → UNAVAILABLE with a ``google.rpc.RetryInfo`` detail (retryable);
 * ``StoreUnavailable`` → UNAVAILABLE without a delay (client backs off);
 * ``DecodeError``/``ValidationError`` → INVALID_ARGUMENT (not retryable);
@@ -20,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -35,14 +41,18 @@ from mentatlab.errors import (
     Backpressure,
     DecodeError,
     FieldError,
+    Forbidden,
     MentatLabError,
+    RateLimited,
     StoreUnavailable,
+    Unauthenticated,
     ValidationError,
 )
 from mentatlab.receivers.base import DecodedBatch, Ingest, summarize_rejections
 from mentatlab.receivers.decode import decode_export_request
 
-__all__ = ["OFFLOAD_MIN_SPANS", "OtlpGrpcReceiver", "start_grpc_server"]
+__all__ = ["OFFLOAD_MIN_SPANS", "Authorize", "OtlpGrpcReceiver", "api_key_of",
+           "start_grpc_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,41 @@ OFFLOAD_MIN_SPANS = 1000
 """Requests with at least this many spans are decoded in a worker thread."""
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
+"""RetryInfo alone, as gRPC Java names a proto trailer; the OpenTelemetry Python exporter
+reads its delay from here, not from the status details."""
+
+_STATUS_CODES: tuple[tuple[type[MentatLabError], grpc.StatusCode], ...] = (
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Backpressure, grpc.StatusCode.UNAVAILABLE),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (DecodeError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+)
+"""Error → gRPC status, first match wins (the module docstring says why each); the
+``google.rpc.Status`` detail carries the same code. Anything else is INTERNAL."""
+
+Authorize: TypeAlias = Callable[[str | None], Awaitable[Ingest]]
+"""Awaited with a request's API key (None: it sent none); answers the ingest callable of
+that caller (its credential's tenancy fixed on the spans). Raises ``Unauthenticated``,
+``Forbidden`` or ``RateLimited`` to refuse the request."""
+
+
+def api_key_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The API key in gRPC request metadata, read as OTLP/HTTP reads its headers.
+
+    ``authorization: Bearer <key>`` first, else ``x-api-key``; None when neither is there.
+    """
+    found: dict[str, str] = {}
+    for name, value in metadata or ():
+        if name in ("authorization", "x-api-key") and isinstance(value, str):
+            found.setdefault(name, value)
+    auth = found.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return found.get("x-api-key", "").strip() or None
 
 
 def _span_count(request: ExportTraceServiceRequest) -> int:
@@ -59,32 +104,36 @@ def _span_count(request: ExportTraceServiceRequest) -> int:
 def _status_metadata(code: int, message: str, retry_after_s: int | None,
                      field_errors: list[FieldError]) -> tuple[tuple[str, bytes], ...]:
     status = status_pb2.Status(code=code, message=message)
+    trailers: list[tuple[str, bytes]] = []
     if retry_after_s is not None:
         info = error_details_pb2.RetryInfo()
         info.retry_delay.seconds = retry_after_s
         status.details.add().Pack(info)
+        trailers.append((_RETRY_INFO_KEY, bytes(info.SerializeToString())))
     if field_errors:
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=e.field, description=e.reason)
             for e in field_errors]))
-    return ((_STATUS_DETAILS_KEY, bytes(status.SerializeToString())),)
+    return ((_STATUS_DETAILS_KEY, bytes(status.SerializeToString())), *trailers)
 
 
 class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     """Receives ``ExportTraceServiceRequest`` over gRPC and hands batches to ``ingest``.
 
     Args:
-        ingest: awaited with each decoded batch (skipped when no span is valid); answers
-            once the accepted spans are durable, or raises ``Backpressure``.
+        authorize: checks each request's API key and answers the ingest callable of its
+            caller (see :data:`Authorize`). That callable is awaited with each decoded batch
+            (skipped when no span is valid); it answers once the accepted spans are durable,
+            or raises ``Backpressure``.
         on_committed: called with ``(request, refused spans, accepted count)`` after a
             request's accepted spans are durable (the OTLP forwarder's queue); must not
             block.
     """
 
-    def __init__(self, ingest: Ingest,
+    def __init__(self, authorize: Authorize,
                  on_committed: Callable[[ExportTraceServiceRequest, list[FieldError], int],
                                         object] | None = None) -> None:
-        self._ingest = ingest
+        self._authorize = authorize
         self._on_committed = on_committed
         self.bound_port: int | None = None
         """The port the server listens on, once :func:`start_grpc_server` returns."""
@@ -94,13 +143,14 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> ExportTraceServiceResponse:
         """Decode, ingest and answer one export request (see the module docstring)."""
         try:
+            ingest = await self._authorize(api_key_of(context.invocation_metadata()))
             if _span_count(request) >= OFFLOAD_MIN_SPANS:
                 batch: DecodedBatch = await asyncio.to_thread(decode_export_request, request)
             else:
                 batch = decode_export_request(request)
             rejected = list(batch.rejected)
             if batch.spans:
-                outcome = await self._ingest(batch)
+                outcome = await ingest(batch)
                 rejected.extend(outcome.rejected)
                 if self._on_committed is not None and outcome.accepted:
                     self._on_committed(request, rejected, outcome.accepted)
@@ -115,27 +165,20 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     @staticmethod
     async def _abort(context: Any, exc: MentatLabError) -> None:
-        retry_after_s: int | None = None
-        field_errors: list[FieldError] = []
-        if isinstance(exc, Backpressure):
-            code, grpc_code, retry_after_s = (code_pb2.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE,
-                                              exc.retry_after_s)
-        elif isinstance(exc, StoreUnavailable):
-            code, grpc_code = code_pb2.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE
-        elif isinstance(exc, (DecodeError, ValidationError)):
-            code, grpc_code = code_pb2.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT
-            if isinstance(exc, ValidationError):
-                field_errors = exc.errors
-        else:
-            code, grpc_code = code_pb2.INTERNAL, grpc.StatusCode.INTERNAL
+        grpc_code = next((code for kind, code in _STATUS_CODES if isinstance(exc, kind)),
+                         grpc.StatusCode.INTERNAL)
+        if grpc_code is grpc.StatusCode.INTERNAL:
             logger.warning("OTLP/gRPC export failed: %s", exc)
-        await context.abort(grpc_code, str(exc),
-                            trailing_metadata=_status_metadata(code, str(exc), retry_after_s,
-                                                               field_errors))
+        retry_after_s = exc.retry_after_s if isinstance(exc, (RateLimited, Backpressure)) \
+            else None
+        field_errors = exc.errors if isinstance(exc, ValidationError) else []
+        await context.abort(grpc_code, str(exc), trailing_metadata=_status_metadata(
+            grpc_code.value[0], str(exc), retry_after_s, field_errors))
 
 
 async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
-                            max_message_bytes: int, *, reuse_port: bool = False) -> Any:
+                            max_message_bytes: int, *, reuse_port: bool = False,
+                            credentials: grpc.ServerCredentials | None = None) -> Any:
     """Start a ``grpc.aio.Server`` serving ``receiver`` on ``host:port``.
 
     Args:
@@ -146,6 +189,8 @@ async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
             RESOURCE_EXHAUSTED above it). gzip-compressed requests are accepted.
         reuse_port: share the port with sibling processes (``SO_REUSEPORT``: the kernel
             spreads connections over them); off, a port in use is an error.
+        credentials: serve TLS with these (``grpc.ssl_server_credentials``); None serves
+            plaintext.
 
     Returns:
         The started ``grpc.aio.Server``; stop it with ``await server.stop(grace_s)``.
@@ -159,13 +204,16 @@ async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
     ])
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         receiver, server)
+    address = f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = (server.add_insecure_port(address) if credentials is None
+                 else server.add_secure_port(address, credentials))
     except RuntimeError as exc:
         raise OSError(f"Cannot bind OTLP/gRPC to {host}:{port}: {exc}") from None
     if bound == 0:
         raise OSError(f"Cannot bind OTLP/gRPC to {host}:{port}")
     receiver.bound_port = bound
     await server.start()
-    logger.info("OTLP/gRPC receiver listening on %s:%s", host, bound)
+    logger.info("OTLP/gRPC receiver listening on %s:%s (%s)", host, bound,
+                "plaintext" if credentials is None else "TLS")
     return server

@@ -174,11 +174,12 @@ def create_app(settings: Settings) -> FastAPI:
     The lifespan opens (and migrates) the span and control stores, starts the writer,
     the attribution resolver and the alert job (on the elected node), the event-pairing
     timer and, when
-    ``settings.grpc_port`` is not 0, the OTLP/gRPC server; on shutdown it stops gRPC,
+    ``settings.grpc_port`` is not 0, the OTLP/gRPC server (checking API keys like
+    OTLP/HTTP; TLS when configured); on shutdown it stops gRPC,
     flushes the writer and closes the stores.
 
     Raises:
-        ConfigError: (at startup) a bad setting or pricing file.
+        ConfigError: (at startup) a bad setting, pricing file or TLS file.
         StoreError: (at startup) a store cannot be opened.
     """
     hub = LiveHub()
@@ -205,13 +206,10 @@ def create_app(settings: Settings) -> FastAPI:
             alert_job, settings.alert_interval_s, name="alert evaluator",
             leader=alert_leader, on_leadership=state.metrics.job_leader.labels("alerts").set))
         try:
-            if settings.grpc_port and settings.auth_required:
-                # the gRPC receiver has no API-key hook yet: never serve it unauthenticated
-                _log.warning("OTLP/gRPC disabled: auth_required is set and the gRPC "
-                             "receiver cannot check API keys yet; use OTLP/HTTP")
-            elif settings.grpc_port:
+            if settings.grpc_port:
                 grpc_server, state.grpc_port = await components.start_grpc(
-                    settings, state.ingestor.for_receiver("otlp_grpc"), state.ingestor.forwarder)
+                    settings, components.authorize_grpc(state.auth, state.ingestor),
+                    state.ingestor.forwarder)
             _log.info("MentatLab serving; data in %s", settings.data_dir)
             yield
         finally:

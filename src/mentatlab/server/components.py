@@ -15,10 +15,14 @@ from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
 if TYPE_CHECKING:
+    from mentatlab.receivers.otlp_grpc import Authorize
+    from mentatlab.server.auth import Authenticator
+    from mentatlab.server.ingest import Ingestor
     from mentatlab.storage.control import ControlStore
 
 __all__ = [
     "PRICE_SNAPSHOT_NAME",
+    "authorize_grpc",
     "build_pipeline",
     "build_price",
     "close_forwarder",
@@ -266,23 +270,51 @@ def keep_still_open(store: SpanStore, expired: list[Any]) -> list[Any]:
     return [s for s in expired if (s.trace_id, s.span_id) in open_keys]
 
 
-async def start_grpc(settings: Settings, ingest: Ingest, forward: Any = None) -> tuple[Any, int]:
+def authorize_grpc(auth: Authenticator, ingestor: Ingestor) -> Authorize:
+    """The OTLP/gRPC receiver's key check, the same as OTLP/HTTP's.
+
+    The key goes through ``auth`` (cached lookups; refused when ``auth_required`` and it
+    is missing, unknown, revoked or expired); its principal must hold ``ingest``; the
+    answer ingests with the principal's tenancy fixed on every span.
+    """
+    from mentatlab.access.roles import Permission
+
+    async def authorize(key: str | None) -> Ingest:
+        principal = await auth.for_key(key)
+        principal.require(Permission.INGEST)
+        return ingestor.for_receiver("otlp_grpc", principal.tenancy)
+
+    return authorize
+
+
+async def start_grpc(settings: Settings, authorize: Authorize,
+                     forward: Any = None) -> tuple[Any, int]:
     """Start the OTLP/gRPC receiver on ``settings.host:settings.grpc_port``.
 
-    With ``forward`` (an :class:`~mentatlab.exporters.OtlpForwarder`), committed requests
-    are queued for forwarding.
+    It serves TLS when ``settings.tls_cert_file`` is set. With ``forward`` (an
+    :class:`~mentatlab.exporters.OtlpForwarder`), committed requests are queued for
+    forwarding.
+
+    Args:
+        settings: the server's settings.
+        authorize: each request's key check (:func:`authorize_grpc`).
+        forward: the OTLP forwarder, or None.
 
     Returns:
         The running ``grpc.aio.Server`` and the port it bound.
 
     Raises:
+        ConfigError: a TLS file is missing, unreadable or invalid.
         OSError: the port cannot be bound.
     """
     from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
+    from mentatlab.server.tls import grpc_server_credentials, load_tls
 
-    receiver = OtlpGrpcReceiver(ingest, forward.submit_request if forward is not None else None)
+    credentials = grpc_server_credentials(load_tls(settings))
+    receiver = OtlpGrpcReceiver(authorize, forward.submit_request if forward is not None else None)
     server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
-                                     settings.max_body_bytes, reuse_port=settings.workers > 1)
+                                     settings.max_body_bytes, reuse_port=settings.workers > 1,
+                                     credentials=credentials)
     return server, int(getattr(receiver, "bound_port", settings.grpc_port))
 
 

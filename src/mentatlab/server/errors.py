@@ -44,10 +44,13 @@ __all__ = [
     "ErrorBody",
     "FieldErrorBody",
     "ERROR_STATUSES",
+    "count_unhandled",
+    "count_unmapped",
     "error_response",
     "error_responses",
     "field_errors",
     "install_error_handlers",
+    "is_mapped",
     "status_for",
 ]
 
@@ -104,8 +107,33 @@ ERROR_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
 """The error table: exception type → HTTP status, first match wins (subclasses first).
 
 Store errors mean the same on both backends (:mod:`mentatlab.storage.store_errors`).
-An exception not in this table is a bug: answered 500 and logged with its traceback.
+An exception not in this table is a bug: answered 500, logged with its traceback and
+counted in ``mentatlab_unhandled_errors_total`` (:func:`count_unmapped`).
 """
+
+
+def is_mapped(exc: BaseException) -> bool:
+    """Whether the error table (or an explicit :class:`ApiError`) gives ``exc`` a status.
+
+    An exception that is not mapped is a bug, whatever a handler turned it into.
+    """
+    return isinstance(exc, ApiError) or any(isinstance(exc, kind) for kind, _ in ERROR_STATUSES)
+
+
+def count_unmapped(request: Request, exc: BaseException) -> None:
+    """Count ``exc`` in ``mentatlab_unhandled_errors_total`` when the error table lacks it.
+
+    The fuzzing suite asserts this counter stays at zero, so a catch-all cannot hide a bug.
+    """
+    if not is_mapped(exc):
+        count_unhandled(request, exc)
+
+
+def count_unhandled(request: Request, exc: BaseException) -> None:
+    """Count ``exc`` in ``mentatlab_unhandled_errors_total``: it was answered as a bug (500)."""
+    state = getattr(request.app.state, "mentat", None)
+    if state is not None:
+        state.metrics.unhandled_errors.labels(type(exc).__name__).inc()
 
 
 def status_for(exc: BaseException) -> int:
@@ -176,7 +204,8 @@ def _loc_to_field(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _on_mentat_error(_request: Request, exc: Exception) -> Response:
+async def _on_mentat_error(request: Request, exc: Exception) -> Response:
+    count_unmapped(request, exc)
     return exception_response(exc)
 
 
@@ -192,7 +221,8 @@ async def _on_http_exception(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), (), dict(exc.headers or {}))
 
 
-async def _on_any(_request: Request, exc: Exception) -> Response:
+async def _on_any(request: Request, exc: Exception) -> Response:
+    count_unmapped(request, exc)
     return exception_response(exc)
 
 

@@ -76,6 +76,10 @@ class ServerMetrics:
         self.alert_rule_errors = Counter(
             "mentatlab_alert_rule_errors", "Rule evaluations that failed (logged, retried "
             "next run)", registry=r)
+        self.unhandled_errors = Counter(
+            "mentatlab_unhandled_errors", "Exceptions raised while serving a request that the "
+            "error table does not map (bugs, answered 500 and logged), by exception type",
+            ["exception"], registry=r)
 
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""

@@ -27,6 +27,7 @@ from mentatlab.receivers.otlp_http import (
     is_json,
 )
 from mentatlab.server.auth import authorize
+from mentatlab.server.errors import count_unhandled
 from mentatlab.server.state import server_state
 
 __all__ = ["read_capped_body", "router"]
@@ -114,8 +115,9 @@ async def export_traces(request: Request) -> Response:
                         headers={"Retry-After": str(settings.retry_after_s)})
     except MentatLabError as exc:
         error = http_error(exc, as_json)
-        if error.status >= 500:
-            _log.error("OTLP ingest failed: %s", exc)
+        if error.status >= 500:  # a bug: store errors and backpressure answer 503
+            count_unhandled(request, exc)
+            _log.error("OTLP ingest failed: %s", exc, exc_info=exc)
         return Response(error.body, status_code=error.status, headers=error.headers)
     rejected = [*decode_rejected, *outcome.rejected]
     body_out = encode_partial_success(len(rejected), summarize_rejections(rejected), as_json)
