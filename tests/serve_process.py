@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,13 +35,15 @@ def start_serve(data_dir: Path, port: int, *, grpc_port: int = 0, log: Path,
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 90) -> None:
-    """Poll ``url``/readyz until 200; fail with the log's tail if the server exits or stalls."""
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 90, *,
+               verify: ssl.SSLContext | bool = True) -> None:
+    """Poll ``url``/readyz until 200 (``verify``: httpx's, for an https ``url``); fail with the
+    log's tail if the server exits or stalls."""
     deadline = time.monotonic() + timeout_s
     while True:
         assert proc.poll() is None, log.read_text()[-3000:]
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
