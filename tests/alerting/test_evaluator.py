@@ -3,6 +3,8 @@ PostgreSQL), notifying a real webhook receiver on loopback."""
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -198,3 +200,39 @@ def test_a_disabled_or_deleted_rule_is_not_evaluated(
     assert control.alerts.delete_rule(rule_id) is True
     assert control.alerts.list_alerts() == [] and control.alerts.get_rule(rule_id) is None
     assert control.alerts.delete_rule(rule_id) is False
+
+
+SECRET = "T0KEN-5ecret-abc123"
+
+
+@pytest.mark.parametrize("answer", ["http-500", "closed-port"])
+def test_a_failing_delivery_never_logs_the_channel_secret(
+        chdb_store: ChdbSpanStore, control: ControlStore, hook: WebhookReceiver,
+        caplog: pytest.LogCaptureFixture, answer: str) -> None:
+    """Webhook and Slack URLs carry their token in the path or query: a failed delivery is
+    logged (every logger, every level) and stored with the URL cut to its origin."""
+    if answer == "closed-port":
+        with socket.socket() as probe:  # bound, never listening: connections are refused
+            probe.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{probe.getsockname()[1]}/hooks/{SECRET}?token={SECRET}"
+            evaluated = _fail_once(chdb_store, control, caplog, url)
+    else:
+        hook.fail_next(1, 500)
+        evaluated = _fail_once(chdb_store, control, caplog, f"{hook.url}/{SECRET}?token={SECRET}")
+        assert len(hook.requests) == 1 and SECRET in hook.requests[0].path
+    assert evaluated.num_retried == 1
+    logged = "\n".join(f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''}"
+                       for r in caplog.records)
+    assert "failed (attempt 1)" in logged and "127.0.0.1" in logged
+    assert SECRET not in logged
+    (delivery,) = [d for a in control.alerts.list_alerts() for d in a.deliveries]
+    assert delivery.last_error and SECRET not in delivery.last_error
+    assert "127.0.0.1" in delivery.last_error
+
+
+def _fail_once(chdb_store: ChdbSpanStore, control: ControlStore,
+               caplog: pytest.LogCaptureFixture, url: str) -> Any:
+    budget(control, url)
+    add_spans(chdb_store, "0.70")
+    with caplog.at_level(logging.DEBUG):
+        return evaluator(chdb_store, control).run_once(NOW)

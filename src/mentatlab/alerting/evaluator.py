@@ -37,6 +37,7 @@ from mentatlab.alerting.notifiers import (
     NotifierConfig,
     deliver,
     parse_channel,
+    redact_channel,
 )
 from mentatlab.analytics.cost import cost_by
 from mentatlab.analytics.overview import Overview, get_overview
@@ -238,9 +239,12 @@ class AlertEvaluator:
                 else:
                     retry_at = None
                     given_up += 1
-                _log.warning("alert %s to %s failed (attempt %s): %s", alert.id, due.channel,
-                             attempts, exc)
-                self.control.alerts.finish_delivery(due.id, sent_at=None, error=str(exc),
+                # the channel's URL may carry a token: neither the log nor the stored
+                # error (shown by the API) holds more than its origin
+                error = redact_channel(due.channel, str(exc))
+                _log.warning("alert %s to %s failed (attempt %s): %s", alert.id,
+                             redact_channel(due.channel), attempts, error)
+                self.control.alerts.finish_delivery(due.id, sent_at=None, error=error,
                                                     retry_at=retry_at)
                 continue
             self.control.alerts.finish_delivery(due.id, sent_at=utc_now())

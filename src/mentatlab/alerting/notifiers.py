@@ -59,6 +59,7 @@ __all__ = [
     "NotifierConfig",
     "deliver",
     "parse_channel",
+    "redact_channel",
 ]
 
 ChannelKind = Literal["webhook", "slack", "email"]
@@ -326,9 +327,14 @@ def _webhook_headers(body: bytes, notification: Notification,
 def _post(url: str, body: bytes, headers: dict[str, str], config: NotifierConfig) -> None:
     """POST ``body``; return on 2xx, raise :class:`DeliveryError` otherwise."""
     where = _redacted(url)
+    # A bare transport, not an httpx.Client: the client logs every request's full URL at
+    # INFO ("HTTP Request: POST ..."), and the URL carries the channel's secret.
+    request = httpx.Request("POST", url, content=body, headers=headers, extensions={
+        "timeout": httpx.Timeout(config.timeout_s).as_dict()})
     try:
-        with httpx.Client(timeout=config.timeout_s, follow_redirects=False) as client:
-            response = client.post(url, content=body, headers=headers)
+        with httpx.HTTPTransport() as transport:
+            response = transport.handle_request(request)
+            response.read()
     except httpx.UnsupportedProtocol as exc:
         raise DeliveryError(f"Cannot POST to {where}: {exc}", retryable=False) from exc
     except httpx.TransportError as exc:  # connect, read, write, timeouts, broken answers
@@ -345,13 +351,39 @@ def _post(url: str, body: bytes, headers: dict[str, str], config: NotifierConfig
         retry_after_s=parse_retry_after_s(response.headers.get("Retry-After")))
 
 
+def redact_channel(text: str, message: str | None = None) -> str:
+    """A channel string, or a ``message`` about it, with the channel's URL cut to its origin.
+
+    Works on any stored channel string, parseable or not: for webhook and Slack channels
+    every occurrence of the target URL (which may carry a secret token in its path or
+    query) becomes ``scheme://host[:port]``; email channels are left unchanged.
+
+    Args:
+        text: the channel string, ``kind:target``.
+        message: a text that may quote the target (an error message); default ``text``.
+
+    Returns:
+        ``message`` (or ``text``) without the secret part of the channel's URL.
+    """
+    out = text if message is None else message
+    kind, _, target = text.strip().partition(":")
+    target = target.strip()
+    if kind.strip().lower() == "email" or not target:
+        return out
+    return out.replace(target, _redacted(target))
+
+
 def _redacted(url: str) -> str:
     """``scheme://host[:port]``: Slack and many webhook URLs carry a secret in the path."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:  # not a URL (an invalid port, an unclosed IPv6 bracket)
+        return "<invalid URL>"
     if ":" in host:
         host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _display(notification: Notification, value: Decimal) -> str:
