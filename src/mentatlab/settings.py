@@ -159,6 +159,26 @@ class Settings:
     on another node (the node that revoked it forgets at once)."""
     session_ttl_s: int = field(default=43_200, metadata=_env("MENTATLAB_SESSION_TTL_S"))
     """Lifetime of a dashboard session, in seconds (12 h)."""
+    quota_key_ingest_requests_per_s: int = field(
+        default=1000, metadata=_env("MENTATLAB_QUOTA_KEY_INGEST_REQUESTS_PER_S"))
+    """Ingest requests per second per API key (or person); 0 = unlimited (429 above)."""
+    quota_org_ingest_requests_per_s: int = field(
+        default=10_000, metadata=_env("MENTATLAB_QUOTA_ORG_INGEST_REQUESTS_PER_S"))
+    """Ingest requests per second per org, all its keys together; 0 = unlimited."""
+    quota_key_ingest_spans_per_min: int = field(
+        default=3_000_000, metadata=_env("MENTATLAB_QUOTA_KEY_INGEST_SPANS_PER_MIN"))
+    """Spans per minute per API key (or person); a batch over what is left is refused whole
+    (429); 0 = unlimited."""
+    quota_org_ingest_spans_per_min: int = field(
+        default=3_000_000, metadata=_env("MENTATLAB_QUOTA_ORG_INGEST_SPANS_PER_MIN"))
+    """Spans per minute per org, all its keys together; 0 = unlimited."""
+    quota_key_queries_per_min: int = field(
+        default=600, metadata=_env("MENTATLAB_QUOTA_KEY_QUERIES_PER_MIN"))
+    """Read requests (queries, live-stream connects, exports) per minute per API key (or
+    person); 0 = unlimited."""
+    quota_org_queries_per_min: int = field(
+        default=6000, metadata=_env("MENTATLAB_QUOTA_ORG_QUERIES_PER_MIN"))
+    """Read requests per minute per org, all its keys and people together; 0 = unlimited."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
 

@@ -24,10 +24,12 @@ from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
+from mentatlab.server.quotas import QuotaLimits, Quotas
 from mentatlab.server.routes import (
     admin,
     alerts,
     analytics,
+    auth,
     events,
     health,
     otlp,
@@ -128,6 +130,7 @@ class _RequestMetrics:
 
 
 async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
+    limits = QuotaLimits.from_settings(settings)  # a bad limit fails before anything opens
     store = await anyio.to_thread.run_sync(components.open_store, settings)
     try:
         forwarder = components.open_forwarder(settings)  # None unless forward_otlp_endpoint
@@ -145,7 +148,8 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     auth = Authenticator(control, settings.auth_required, settings.auth_cache_s)
     state = ServerState(settings=settings, store=store, writer=writer, pipeline=pipeline,
                         ingestor=Ingestor(pipeline, writer, metrics, settings, forwarder),
-                        metrics=metrics, live=hub, auth=auth, control=control, pairer=pairer)
+                        metrics=metrics, live=hub, auth=auth, control=control, pairer=pairer,
+                        quotas=Quotas(limits, metrics))
     await anyio.to_thread.run_sync(components.warn_legacy_keys, control)
     state.resolver = components.open_resolver(settings, store, writer, control, metrics)
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
@@ -208,7 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             if settings.grpc_port:
                 grpc_server, state.grpc_port = await components.start_grpc(
-                    settings, components.authorize_grpc(state.auth, state.ingestor),
+                    settings, components.authorize_grpc(state.auth, state.ingestor, state.quotas),
                     state.ingestor.forwarder)
             _log.info("MentatLab serving; data in %s", settings.data_dir)
             yield
@@ -240,7 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, alerts, reprice, prices, admin, health):
+    for module in (events, analytics, alerts, reprice, prices, admin, auth, health):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

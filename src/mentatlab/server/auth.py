@@ -222,6 +222,8 @@ async def authorize(conn: HTTPConnection) -> Principal:
         Unauthenticated: (401) no valid credential where one is needed.
         Forbidden: (403) the caller's role lacks the route's permission, or the route is
             not in the permission matrix.
+        RateLimited: (429) the caller's key or org is over its ingest-request or query
+            rate (:mod:`mentatlab.server.quotas`).
     """
     cached: Principal | None = getattr(conn.state, "principal", None)
     if cached is not None:
@@ -237,5 +239,8 @@ async def authorize(conn: HTTPConnection) -> Principal:
         principal = await authenticate(conn)
         if isinstance(need, Permission):
             principal.require(need)
+            from mentatlab.server.state import server_state
+
+            server_state(conn).quotas.admit_request(principal, need)
     conn.state.principal = principal
     return principal

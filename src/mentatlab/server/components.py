@@ -10,7 +10,7 @@ import anyio.to_thread
 
 from mentatlab.pipeline.price import Price
 from mentatlab.pipeline.processor import Pipeline
-from mentatlab.receivers.base import Ingest
+from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mentatlab.receivers.otlp_grpc import Authorize
     from mentatlab.server.auth import Authenticator
     from mentatlab.server.ingest import Ingestor
+    from mentatlab.server.quotas import Quotas
     from mentatlab.storage.control import ControlStore
 
 __all__ = [
@@ -270,19 +271,31 @@ def keep_still_open(store: SpanStore, expired: list[Any]) -> list[Any]:
     return [s for s in expired if (s.trace_id, s.span_id) in open_keys]
 
 
-def authorize_grpc(auth: Authenticator, ingestor: Ingestor) -> Authorize:
-    """The OTLP/gRPC receiver's key check, the same as OTLP/HTTP's.
+def authorize_grpc(auth: Authenticator, ingestor: Ingestor,
+                   quotas: Quotas | None = None) -> Authorize:
+    """The OTLP/gRPC receiver's key check and rate limits, the same as OTLP/HTTP's.
 
     The key goes through ``auth`` (cached lookups; refused when ``auth_required`` and it
-    is missing, unknown, revoked or expired); its principal must hold ``ingest``; the
-    answer ingests with the principal's tenancy fixed on every span.
+    is missing, unknown, revoked or expired); its principal must hold ``ingest`` and be
+    within its ingest-request rate; the answer checks each decoded batch against the
+    spans-per-minute quota, then ingests it with the principal's tenancy fixed on every
+    span. ``RateLimited`` becomes RESOURCE_EXHAUSTED with RetryInfo.
     """
     from mentatlab.access.roles import Permission
 
     async def authorize(key: str | None) -> Ingest:
         principal = await auth.for_key(key)
         principal.require(Permission.INGEST)
-        return ingestor.for_receiver("otlp_grpc", principal.tenancy)
+        ingest = ingestor.for_receiver("otlp_grpc", principal.tenancy)
+        if quotas is None:
+            return ingest
+        quotas.admit_request(principal, Permission.INGEST)
+
+        async def ingest_admitted(batch: DecodedBatch) -> IngestOutcome:
+            quotas.admit_spans(principal, len(batch.spans))
+            return await ingest(batch)
+
+        return ingest_admitted
 
     return authorize
 

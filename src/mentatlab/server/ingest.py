@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -104,16 +104,20 @@ class Ingestor:
     async def ingest_otlp_http(self, body: bytes, content_type: str | None,
                                content_encoding: str | None, limits: HttpLimits,
                                tenancy: Mapping[str, str] | None = None,
+                               admit: Callable[[int], None] | None = None,
                                ) -> tuple[list[FieldError], IngestOutcome]:
         """Decode and ingest one OTLP/HTTP body; return when durable.
 
         In a worker process when workers run, else in a thread of this process.
+        ``admit``, when given, is called with the number of spans decoded before anything
+        is counted or committed; what it raises refuses the body whole (a quota).
 
         Returns:
             The spans the decoder refused, and the outcome of the rest.
 
         Raises:
             UnsupportedMediaType, PayloadTooLarge, DecodeError: the body is refused.
+            RateLimited: ``admit`` refused the batch; nothing of it was stored.
             Backpressure: the writer buffer is full; nothing of this batch was stored.
             StoreError: the store failed the commit.
         """
@@ -133,10 +137,14 @@ class Ingestor:
         if result is None:  # no workers, a dead pool, or a body that does not decode
             decoded = await anyio.to_thread.run_sync(
                 decode_http_body, body, content_type, content_encoding, limits)
+            if admit is not None:
+                admit(len(decoded.spans))
             outcome = await self.ingest(decoded.spans, "otlp_http", tenancy, decoded.rejected)
             self._forward(body, content_type, content_encoding,
                           [*decoded.rejected, *outcome.rejected], outcome.accepted)
             return decoded.rejected, outcome
+        if admit is not None:
+            admit(result.received)
         receiver = "otlp_http"
         self.metrics.spans_received.labels(receiver).inc(
             result.received + len(result.decode_rejected))

@@ -81,6 +81,11 @@ class ServerMetrics:
             "error table does not map (bugs, answered 500 and logged), by exception type",
             ["exception"], registry=r)
 
+        self.rate_limited = Counter(
+            "mentatlab_rate_limited", "Requests refused (429) for being over a quota, by kind "
+            "(ingest_requests, ingest_spans, queries) and the scope whose limit was hit (key, "
+            "org)", ["kind", "scope"], registry=r)
+
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)

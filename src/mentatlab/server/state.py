@@ -7,7 +7,7 @@ routes, the live hub and the auth layer can all depend on it without cycles.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
@@ -17,6 +17,7 @@ from mentatlab.errors import StoreUnavailable
 from mentatlab.pipeline.processor import Pipeline
 from mentatlab.server.ingest import Ingestor
 from mentatlab.server.metrics import ServerMetrics
+from mentatlab.server.quotas import Quotas
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
@@ -73,6 +74,8 @@ class ServerState:
     resolver: ResolverService | None = None
     grpc_port: int | None = None
     """The OTLP/gRPC port actually bound, once the gRPC server runs."""
+    quotas: Quotas = field(default_factory=Quotas.unlimited)
+    """Rate limits per key and org (:mod:`mentatlab.server.quotas`)."""
 
 
 def server_state(conn: HTTPConnection) -> ServerState:

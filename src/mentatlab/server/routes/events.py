@@ -64,6 +64,7 @@ async def post_events(request: Request, caller: Caller) -> EventsAnswer:
         return decode_events(raw, request.headers.get("content-type"))
 
     events = await anyio.to_thread.run_sync(decode)
+    state.quotas.admit_spans(caller, len(events))  # before the pairer: refused whole
     received_ns = time.time_ns()
     spans = state.pairer.add(events, received_ns)  # the pairer lives on the event loop
     # a completion re-emits its open span's ids on purpose: no ingest dedup

@@ -4,11 +4,12 @@ Answers follow the OTLP/HTTP specification
 (https://opentelemetry.io/docs/specs/otlp/#otlphttp-response): 200 with an
 ``ExportTraceServiceResponse`` in the request's encoding (``partial_success`` when some
 spans were refused), and on failure a ``google.rpc.Status`` body, again in the request's
-encoding, with 400, 401, 413, 415 or 503 (+ ``Retry-After``).
+encoding, with 400, 401, 403, 413, 415, or 429 and 503 (both with ``Retry-After``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from fastapi import APIRouter, Request
@@ -88,6 +89,8 @@ def _media(as_json: bool) -> str:
         401: _status_doc("API key required and missing or unknown."),
         413: _status_doc("Body, or decompressed body, over the limit."),
         415: _status_doc("Unknown Content-Type or Content-Encoding."),
+        429: _status_doc("Over the key's or org's ingest requests per second or spans per "
+                         "minute (the batch is refused whole); retry after `Retry-After` s."),
         503: _status_doc("Ingest buffer full or store unavailable; retry after `Retry-After` s."),
     },
 )
@@ -106,7 +109,7 @@ async def export_traces(request: Request) -> Response:
         limits = HttpLimits(settings.max_body_bytes, settings.max_decompressed_bytes)
         decode_rejected, outcome = await state.ingestor.ingest_otlp_http(
             body, content_type, request.headers.get("content-encoding"), limits,
-            caller.tenancy)
+            caller.tenancy, functools.partial(state.quotas.admit_spans, caller))
     except StoreError as exc:
         _log.warning("Store refused an OTLP batch: %s", exc)
         return Response(encode_status_error(code_pb2.UNAVAILABLE, str(exc), as_json,
