@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import mentatlab
 from mentatlab.errors import ConfigError
 from mentatlab.server.components import open_control_store
 from mentatlab.server.tls import load_tls
@@ -252,6 +253,22 @@ def test_exporters_take_the_ca_and_client_certificate_from_the_otel_variables(
             assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS, exporter
         finally:
             exporter.shutdown()
+
+
+def test_sdk_sends_over_https_trusting_the_otel_certificate_variable(
+        server: TlsServer, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MENTATLAB_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(pki.ca))
+    mentatlab.init(endpoint=server.url, api_key=server.keys["ingest"], batch=False,
+                   service_name="tls-sdk", resource_metering=False)
+    try:
+        with mentatlab.span("tls-run") as span:
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+    finally:
+        stats = mentatlab.shutdown(timeout_s=5)
+    assert num_stored_spans(server, trace_id) == 1, stats
 
 
 def _encrypted_key(pki: Pki, folder: Path) -> Path:
