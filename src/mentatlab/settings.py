@@ -181,6 +181,13 @@ class Settings:
     """Read requests per minute per org, all its keys and people together; 0 = unlimited."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
+    audit_checkpoint_every: int = field(default=1000,
+                                        metadata=_env("MENTATLAB_AUDIT_CHECKPOINT_EVERY"))
+    """Entries between two checkpoints of the audit log (each signed when a key is set)."""
+    audit_signing_key_file: Path | None = field(
+        default=None, metadata=_env("MENTATLAB_AUDIT_SIGNING_KEY_FILE"))
+    """Unencrypted PEM Ed25519 private key that signs audit-log checkpoints
+    (``mentatctl audit keygen`` writes one); unset: checkpoints are unsigned."""
 
     @property
     def tls_enabled(self) -> bool:

@@ -105,12 +105,21 @@ def open_store(settings: Settings) -> SpanStore:
 
 
 def open_control_store(settings: Settings) -> ControlStore:
-    """Open (and migrate) the control store: orgs, projects, keys, people, alerting."""
+    """Open (and migrate) the control store: orgs, projects, keys, people, alerting, audit.
+
+    Raises:
+        ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``.
+    """
     from mentatlab.storage.control import ControlStore, migrate_control_store
+    from mentatlab.storage.control.audit import load_signing_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
-    return ControlStore(settings.control_store_url)
+    control = ControlStore(settings.control_store_url)
+    key_file = settings.audit_signing_key_file
+    control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
+                            signing_key=None if key_file is None else load_signing_key(key_file))
+    return control
 
 
 def open_alert_evaluator(settings: Settings, store: SpanStore, control: Any) -> Any:

@@ -32,6 +32,8 @@ __all__ = [
     "AlertDelivery",
     "AlertRule",
     "ApiKey",
+    "AuditCheckpoint",
+    "AuditEntry",
     "Base",
     "DecimalText",
     "Membership",
@@ -328,3 +330,40 @@ class NodeWatermark(Base):
     committed_through_ns: Mapped[int] = mapped_column(BigInteger)
     """Every commit of this node stamped at or below it is visible in the span store."""
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditEntry(Base):
+    """One entry of the tamper-evident audit log (append-only; see ``storage/control/audit.py``).
+
+    ``seq`` runs 1, 2, 3... without gaps; ``hash`` is SHA-256 over ``prev_hash`` and the
+    canonical JSON of the entry; ``prev_hash`` is the previous entry's ``hash`` (64 zeros
+    for the first). Both are unique, so two nodes appending at once cannot fork the chain.
+    """
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    """``key:<id>``, ``user:<id>``, ``cli``, ``system`` or ``anonymous``."""
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    org_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    target: Mapped[str] = mapped_column(String(500), default="")
+    details: Mapped[str] = mapped_column(Text(), default="{}")
+    """Canonical JSON object text."""
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditCheckpoint(Base):
+    """A checkpoint of the audit log: the chain's hash at ``seq``, Ed25519-signed when a key is set.
+
+    ``signature`` (hex) signs ``mentatlab-audit-checkpoint:v1:<seq>:<hash>:<at ISO>``;
+    ``key_id`` is the SHA-256 fingerprint (hex) of the raw public key; both ``""`` when unsigned.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128), default="")
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mentatlab.access.roles import KEY_ROLES
 from mentatlab.errors import StoreError, ValidationError
 from mentatlab.storage.control.alerts import AlertRecords
+from mentatlab.storage.control.audit import AuditLog
 from mentatlab.storage.control.identity import Identities
 from mentatlab.storage.control.models import (
     ApiKey,
@@ -137,6 +138,8 @@ class ControlStore:
         """People, their roles in orgs, and dashboard sessions."""
         self.watermarks = NodeWatermarks(self._session)
         """Node watermarks for the attribution resolver on a shared span store."""
+        self.audit = AuditLog(self._session, self.engine)
+        """The tamper-evident audit log of sensitive actions."""
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
