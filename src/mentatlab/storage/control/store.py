@@ -10,6 +10,7 @@ every authenticated request pay for it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -242,10 +243,13 @@ class ControlStore:
         if not key.startswith(f"{_KEY_SCHEME}_") or len(key) > 200:
             return None
         now = utc_now()
+        digest = hash_api_key(key)
         with self._session() as session:
-            row = session.scalars(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(key))).one_or_none()
-            if row is None or not _key_usable(row, now):
+            row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+            # The index lookup compares hashes, which an attacker cannot steer byte by byte;
+            # the final comparison is constant-time all the same.
+            if row is None or not hmac.compare_digest(row.key_hash, digest) or \
+                    not _key_usable(row, now):
                 return None
             if row.last_used_at is None or \
                     (now - row.last_used_at).total_seconds() >= touch_after_s:
