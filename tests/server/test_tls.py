@@ -271,6 +271,20 @@ def test_sdk_sends_over_https_trusting_the_otel_certificate_variable(
     assert num_stored_spans(server, trace_id) == 1, stats
 
 
+def test_mentatctl_reaches_an_https_server_trusting_ssl_cert_file(server: TlsServer,
+                                                                   pki: Pki) -> None:
+    command = [sys.executable, "-m", "mentatlab.cli.main", "cost", "report", "--range", "1h",
+               "--format", "json", "--url", server.url, "--api-key", server.keys["read"]]
+    trusted = subprocess.run(command, env={**os.environ, "SSL_CERT_FILE": str(pki.ca)},
+                             capture_output=True, text=True, timeout=60)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "rows" in trusted.stdout
+    untrusted = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr \
+        and "Traceback" not in untrusted.stderr, \
+        untrusted.stderr
+
+
 def _encrypted_key(pki: Pki, folder: Path) -> Path:
     key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
     path = folder / "encrypted.key"
