@@ -26,7 +26,7 @@ HEADERS = {"Content-Type": "application/x-protobuf"}
 
 def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: float,
             max_requests: int, unique: bool, out: mp.Queue,  # type: ignore[type-arg]
-            agent_traces: bool = False) -> None:
+            agent_traces: bool = False, headers: dict[str, str] | None = None) -> None:
     if unique:
         bodies = UniqueBodies(batch, client=index, agent_traces=agent_traces)
         next_body = bodies.next
@@ -41,6 +41,7 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
     acked = 0
     interval = 1.0 / rate_rps if rate_rps else 0.0
     cpu0 = os.times()
+    sent_headers = {**HEADERS, **(headers or {})}
     with httpx.Client(timeout=30) as client:
         end = time.monotonic() + seconds
         next_t = time.monotonic()
@@ -55,7 +56,8 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
             url = urls[(index + i) % len(urls)]
             t0 = time.perf_counter()
             try:
-                status = client.post(f"{url}/v1/traces", content=body, headers=HEADERS).status_code
+                status = client.post(f"{url}/v1/traces", content=body,
+                                     headers=sent_headers).status_code
             except httpx.HTTPError:
                 status = 0  # no answer (timeout, reset): not acknowledged
             latencies.append(time.perf_counter() - t0)
@@ -72,8 +74,11 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
 
 def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
              rate_rps_per_client: float = 0.0, *, max_requests: int = 10**9,
-             unique: bool = False, agent_traces: bool = False) -> dict[str, Any]:
+             unique: bool = False, agent_traces: bool = False,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Drive ``clients`` processes against ``urls`` for ``seconds`` s; return the figures.
+
+    ``headers`` are added to every request (an API key).
 
     Returns:
         dict with ``batch``, ``clients``, ``spans_per_s`` (acknowledged spans over the
@@ -85,7 +90,7 @@ def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [
         mp.Process(target=_client, args=(k, url_list, batch, seconds, rate_rps_per_client,
-                                         max_requests, unique, q, agent_traces))
+                                         max_requests, unique, q, agent_traces, headers))
         for k in range(clients)
     ]
     t0 = time.monotonic()

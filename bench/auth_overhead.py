@@ -1,0 +1,86 @@
+"""What authentication costs ingest: the same OTLP/HTTP load with auth off and on.
+
+A real `mentatctl serve` on 127.0.0.1 (a fresh data folder per run) takes OTLP/HTTP
+protobuf from ``--clients`` client processes (bench/_load.py, fresh ids on every request
+so every span reaches the store) for ``--seconds`` s per batch size. With auth on, the
+server has ``MENTATLAB_AUTH_REQUIRED=true`` and every request carries an org-scoped
+``ingest`` key issued by ``mentatctl keys create --bootstrap``: each request resolves the
+key (cached for ``auth_cache_s``), checks the route's permission and the quotas, and fixes
+the key's org on every span. Runs alternate off and on, ``--rounds`` times each, so drift
+of the machine hits both alike; each server first takes 2 s of load not counted. Prints each run and the median loss per batch size.
+Bounded in time; targets 127.0.0.1 only.
+
+Usage: .venv/bin/python bench/auth_overhead.py [--seconds 10] [--rounds 3] [--batches 1 100]
+       [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _load import run_load
+from _server import Server
+
+
+def _bootstrap_key(data: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mentatlab.cli.main", "keys", "create", "--bootstrap",
+         "--data-dir", str(data), "--org", "bench", "--role", "ingest", "--name", "bench"],
+        capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.strip()
+
+
+def _run(auth: bool, args: argparse.Namespace) -> list[dict[str, float]]:
+    env = {"MENTATLAB_INGEST_WORKERS": "2", "MENTATLAB_AUTH_REQUIRED": str(auth).lower()}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        headers = {"x-api-key": _bootstrap_key(data)} if auth else {}
+        rows = []
+        with Server(data, env, grpc_port=0) as server:
+            run_load(server.url, 100, 1, 2.0, unique=True, headers=headers)  # warm-up
+            for batch in args.batches:
+                row = run_load(server.url, batch, args.clients, args.seconds, unique=True,
+                               headers=headers)
+                row["auth"] = auth
+                print({k: row[k] for k in ("auth", "batch", "spans_per_s", "p50_ms", "p99_ms",
+                                           "errors", "status")}, flush=True)
+                rows.append(row)
+        return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 100])
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):
+        for auth in (False, True):
+            runs[auth].extend(_run(auth, args))
+    print("\n| batch | auth off spans/s (median) | auth on spans/s (median) | loss | "
+          "p99 off ms | p99 on ms | errors on |\n|---|---|---|---|---|---|---|")
+    for batch in args.batches:
+        off = [r for r in runs[False] if r["batch"] == batch]
+        on = [r for r in runs[True] if r["batch"] == batch]
+        off_rate = statistics.median(r["spans_per_s"] for r in off)
+        on_rate = statistics.median(r["spans_per_s"] for r in on)
+        print(f"| {batch} | {off_rate:,.0f} | {on_rate:,.0f} | "
+              f"{100 * (off_rate - on_rate) / off_rate:+.1f}% | "
+              f"{statistics.median(r['p99_ms'] for r in off):.1f} | "
+              f"{statistics.median(r['p99_ms'] for r in on):.1f} | "
+              f"{sum(r['errors'] for r in on)} |")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
