@@ -8,6 +8,9 @@ MATRIX_STAMP := .matrix/.ready
 MATRIX_INPUTS := scripts/matrix-envs.sh $(wildcard tests/matrix/requirements/*.txt) \
 	tests/matrix/js/package.json tests/matrix/js/package-lock.json
 
+OIDC_DIR := tests/oidc/provider
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.oidc-stamp
+
 .DEFAULT_GOAL := help
 
 help: ## List the commands
@@ -27,6 +30,12 @@ $(MATRIX_STAMP): $(STAMP) $(MATRIX_INPUTS)
 
 matrix-envs: $(MATRIX_STAMP) ## Build the real-client matrix venvs and node_modules (tests/matrix)
 
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cat $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json | sha256sum | cut -d' ' -f1 > $@
+
+oidc-provider: $(OIDC_STAMP) ## Install the OIDC provider the sign-in tests run (tests/oidc, npm ci)
+
 demo: $(STAMP) ## Start the server on the embedded store and drive realistic agent traffic through it
 	$(BIN)/mentatctl demo
 
@@ -40,10 +49,10 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: $(STAMP) $(MATRIX_STAMP) lint typecheck ## Install, lint, type-check and run every test
+test: $(STAMP) $(MATRIX_STAMP) $(OIDC_STAMP) lint typecheck ## Install, lint, type-check and run every test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (by hand; results go in bench/RESULTS.md)
 	$(BIN)/python bench/run_all.py
 
-.PHONY: help install matrix-envs demo format lint typecheck test bench
+.PHONY: help install matrix-envs oidc-provider demo format lint typecheck test bench

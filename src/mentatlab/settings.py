@@ -159,6 +159,30 @@ class Settings:
     on another node (the node that revoked it forgets at once)."""
     session_ttl_s: int = field(default=43_200, metadata=_env("MENTATLAB_SESSION_TTL_S"))
     """Lifetime of a dashboard session, in seconds (12 h)."""
+    oidc_issuer: str = field(default="", metadata=_env("MENTATLAB_OIDC_ISSUER"))
+    """Issuer URL of the OpenID Connect provider people sign in with (``/auth/login``);
+    empty (default) turns OIDC sign-in off."""
+    oidc_client_id: str = field(default="", metadata=_env("MENTATLAB_OIDC_CLIENT_ID"))
+    """MentatLab's client id at the OIDC provider."""
+    oidc_client_secret: str = field(default="", metadata=_env("MENTATLAB_OIDC_CLIENT_SECRET"))
+    """MentatLab's client secret at the OIDC provider (``client_secret_basic``); it also
+    keys the signature of the short-lived sign-in cookie, so every node needs the same."""
+    oidc_redirect_url: str = field(default="", metadata=_env("MENTATLAB_OIDC_REDIRECT_URL"))
+    """The callback URL registered at the provider (``https://host/auth/callback``); empty:
+    derived from the request's host (set it behind a proxy that rewrites ``Host``)."""
+    oidc_scopes: str = field(default="openid email profile",
+                             metadata=_env("MENTATLAB_OIDC_SCOPES"))
+    """Scopes asked for, space-separated; add the one that releases the role claim."""
+    oidc_role_claim: str = field(default="groups", metadata=_env("MENTATLAB_OIDC_ROLE_CLAIM"))
+    """Claim listing ``<org_id>:<role>`` entries (``acme:admin``); at each sign-in it sets
+    the person's roles in those orgs. Empty: roles are only assigned in MentatLab."""
+    oidc_default_org: str = field(default="", metadata=_env("MENTATLAB_OIDC_DEFAULT_ORG"))
+    """Org a person who has no role anywhere joins at sign-in (with ``oidc_default_role``);
+    empty: such a person is refused until given a role (``mentatctl members``)."""
+    oidc_default_role: str = field(default="viewer", metadata=_env("MENTATLAB_OIDC_DEFAULT_ROLE"))
+    """Role given in ``oidc_default_org``."""
+    oidc_leeway_s: int = field(default=60, metadata=_env("MENTATLAB_OIDC_LEEWAY_S"))
+    """Clock skew tolerated on ID-token ``exp``/``iat``, in seconds."""
     quota_key_ingest_requests_per_s: int = field(
         default=1000, metadata=_env("MENTATLAB_QUOTA_KEY_INGEST_REQUESTS_PER_S"))
     """Ingest requests per second per API key (or person); 0 = unlimited (429 above)."""
@@ -279,4 +303,9 @@ def load_settings(**overrides: Any) -> Settings:
             f"workers={settings.workers} needs a ClickHouse span store: the embedded chDB "
             "store can be opened by one process only (set MENTATLAB_SPAN_STORE="
             "clickhouse://… or use one worker)")
+    if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
+        raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
+    if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):
+        raise ConfigError(f"Expected oidc_issuer to be an http(s) URL, got "
+                          f"{settings.oidc_issuer!r}")
     return settings
