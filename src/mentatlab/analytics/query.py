@@ -27,9 +27,11 @@ from mentatlab.storage.aggregates import LLM_CALL, MODEL_EXPR, NOT_ROLLUP
 
 __all__ = [
     "BUCKETS",
+    "EARLIEST_TIME",
     "FILTER_COLUMNS",
     "FINAL_SETTINGS",
     "GROUP_BY_COLUMNS",
+    "LATEST_TIME",
     "LLM_CALL",
     "MODEL_EXPR",
     "NAME_ALIASES",
@@ -39,6 +41,7 @@ __all__ = [
     "SqlParts",
     "TimeRange",
     "build_where",
+    "check_store_time",
     "group_keys_of",
     "minute_cover",
     "to_utc",
@@ -101,27 +104,57 @@ BUCKETS: Mapping[str, str] = {
 back from chDB's Arrow output as bare epoch seconds."""
 
 
+EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+"""Earliest time a query may name: the start of ClickHouse's ``DateTime64`` range."""
+LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)
+"""Latest time a query may name: ``DateTime64(9)`` ends on 2262-04-11; the margin keeps
+rounding to whole minutes and bucket arithmetic inside it."""
+
+
+def check_store_time(value: datetime, name: str = "time") -> datetime:
+    """``value`` if the store can hold it (:data:`EARLIEST_TIME` ≤ value ≤ :data:`LATEST_TIME`).
+
+    Raises:
+        ValidationError: (422, field ``name``) ``value`` is naive or outside that range.
+    """
+    utc = to_utc(value, name)
+    if not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValidationError(name, f"Expected a time from {EARLIEST_TIME:%Y-%m-%d} to "
+                                    f"{LATEST_TIME:%Y-%m-%d} (UTC), got {utc.isoformat()}")
+    return utc
+
+
 def to_utc(value: datetime, name: str = "time") -> datetime:
     """``value`` as a UTC datetime.
 
     Raises:
-        ValidationError: ``value`` is naive (no timezone).
+        ValidationError: ``value`` is naive (no timezone), or its UTC form is outside
+            what a ``datetime`` holds (years 1 to 9999).
     """
     if value.tzinfo is None:
         raise ValidationError(name, f"Expected a timezone-aware datetime, got {value.isoformat()}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(name, f"Expected a time in years 1 to 9999 in UTC, got "
+                                    f"{value.isoformat()}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class TimeRange:
-    """A half-open UTC interval ``[start, end)`` over span ``start_time``."""
+    """A half-open UTC interval ``[start, end)`` over span ``start_time``.
+
+    Raises:
+        ValidationError: (422) a naive bound, a bound outside what the store holds
+            (:func:`check_store_time`), or ``end`` not after ``start``.
+    """
 
     start: datetime
     end: datetime
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", to_utc(self.start, "start"))
-        object.__setattr__(self, "end", to_utc(self.end, "end"))
+        object.__setattr__(self, "start", check_store_time(self.start, "start"))
+        object.__setattr__(self, "end", check_store_time(self.end, "end"))
         if self.end <= self.start:
             raise ValidationError(
                 "end", f"Expected end after start, got {self.start.isoformat()} .."

@@ -8,7 +8,6 @@ decimals); times are ISO-8601 UTC. Channel URLs are shown as ``scheme://host[:po
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -22,6 +21,7 @@ from mentatlab.analytics.query import NAME_ALIASES
 from mentatlab.errors import FieldError
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.params import MAX_LIST_ITEMS, Int64, Money, Number, Text
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import control_store
 from mentatlab.storage.control import AlertInfo, AlertRuleInfo, AlertRuleSpec
@@ -39,25 +39,29 @@ class AlertRuleRequest(BaseModel):
     """
 
     name: str = Field(min_length=1, max_length=200)
-    kind: str = Field(description="`budget` or `threshold`")
-    org_id: str = Field(default="", description="Org the rule watches; empty = every org "
-                        "(only with an unscoped key). An org-scoped key's org is used.")
-    filters: dict[str, str] = Field(default_factory=dict, description="Equality filters on "
-                                    "canonical span fields, e.g. `{\"project_id\": \"p1\"}`.")
-    channels: list[str] = Field(default_factory=list, description="Where to notify: "
-                                "`webhook:https://…`, `slack:https://hooks.slack.com/…`, "
-                                "`email:a@x.org,b@y.org`.")
-    period: str = Field(default="", description="Budget period: `day` or `month` (UTC).")
-    limit_amount: Decimal | None = Field(default=None, description="Budget limit (USD or "
-                                         "the spans' currency).")
-    thresholds: list[Decimal] = Field(default_factory=list, description="Budget fractions "
-                                      "that notify; default [0.5, 0.8, 1].")
-    metric: str = Field(default="", description="Threshold metric: cost, requests, spans, "
-                        "errors, error_rate, tokens, latency_p95_ms, latency_p99_ms.")
-    op: str = Field(default=">=", description="`>`, `>=`, `<` or `<=`.")
-    threshold: Decimal | None = Field(default=None, description="Value compared with the "
-                                      "metric (its unit).")
-    window_s: int = Field(default=300, description="Threshold window in seconds (60..31 days).")
+    kind: str = Field(max_length=32, description="`budget` or `threshold`")
+    org_id: str = Field(default="", max_length=64, description="Org the rule watches; empty = "
+                        "every org (only with an unscoped key). An org-scoped key's org is used.")
+    filters: dict[Text, Text] = Field(
+        default_factory=dict, max_length=MAX_LIST_ITEMS, description="Equality filters on "
+        "canonical span fields, e.g. `{\"project_id\": \"p1\"}`.")
+    channels: list[Text] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Where to notify: "
+        "`webhook:https://…`, `slack:https://hooks.slack.com/…`, `email:a@x.org,b@y.org`.")
+    period: str = Field(default="", max_length=32,
+                        description="Budget period: `day` or `month` (UTC).")
+    limit_amount: Money | None = Field(default=None, description="Budget limit (USD or "
+                                       "the spans' currency).")
+    thresholds: list[Number] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Budget fractions "
+        "that notify; default [0.5, 0.8, 1].")
+    metric: str = Field(default="", max_length=32, description="Threshold metric: cost, "
+                        "requests, spans, errors, error_rate, tokens, latency_p95_ms, "
+                        "latency_p99_ms.")
+    op: str = Field(default=">=", max_length=2, description="`>`, `>=`, `<` or `<=`.")
+    threshold: Number | None = Field(default=None, description="Value compared with the "
+                                     "metric (its unit).")
+    window_s: Int64 = Field(default=300, description="Threshold window in seconds (60..31 days).")
     enabled: bool = True
 
 

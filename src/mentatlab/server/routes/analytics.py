@@ -25,8 +25,10 @@ from mentatlab.analytics.spans import list_spans_since
 from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.params import Count, Milliseconds, Money, StoreTime, WindowSeconds
 from mentatlab.server.serialize import jsonable, span_to_json, table_to_json_rows
 from mentatlab.server.state import server_state
 
@@ -38,9 +40,9 @@ _DEFAULT_WINDOW = timedelta(days=7)
 _ERRORS = error_responses(400, 401, 403, 422, 503, 504)
 _RESOLVED = [Depends(resolved_reads)]
 """Reads that wait until this node's acknowledged spans are resolved (attribution)."""
-StartQ = Annotated[datetime | None, Query(description="Start (ISO-8601, UTC if no offset); "
+StartQ = Annotated[StoreTime | None, Query(description="Start (ISO-8601, UTC if no offset); "
                                           "default 7 days before `end`.")]
-EndQ = Annotated[datetime | None, Query(description="End, exclusive (ISO-8601); default now.")]
+EndQ = Annotated[StoreTime | None, Query(description="End, exclusive (ISO-8601); default now.")]
 FilterQ = Annotated[str | None, Query(
     max_length=10_000, description="Conditions on canonical fields (short names allowed): "
     "`project=acme,model=gpt-4o,status=error`. Naming an org or project outside the "
@@ -48,18 +50,13 @@ FilterQ = Annotated[str | None, Query(
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    end_utc = _utc(end) if end else datetime.now(UTC)
-    start_utc = _utc(start) if start else end_utc - _DEFAULT_WINDOW
+    end_utc = end or datetime.now(UTC)
+    start_utc = start or end_utc - _DEFAULT_WINDOW
     if start_utc >= end_utc:
         raise ApiError(400, "Empty time range", [FieldError(
             "start", f"Expected start before end, got {start_utc.isoformat()} ≥ "
             f"{end_utc.isoformat()}")])
     return start_utc, end_utc
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else \
-        value.astimezone(UTC)
 
 
 def _query(start: datetime | None, end: datetime | None, filters: Mapping[str, str],
@@ -121,6 +118,8 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
     result = await _run(cost_by, server_state(request).store, params)
     rows = [_cost_row(r) for r in result]
     if format == "csv":
+        await audit(request, caller, "export", target="/api/v1/cost", details={
+            "rows": len(rows), "group_by": list(params.group_by), "filter": filter or ""})
         out = io.StringIO()
         if rows:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))
@@ -136,10 +135,10 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
 async def traces(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
                  status: Annotated[str | None, Query(pattern="^(ok|error|timeout)$")] = None,
-                 min_cost: Annotated[Decimal | None, Query(description="USD")] = None,
-                 min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
+                 min_cost: Annotated[Money | None, Query(description="USD")] = None,
+                 min_duration_ms: Annotated[Milliseconds | None, Query()] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                 offset: Annotated[Count, Query()] = 0) -> dict[str, Any]:
     """Traces with a span matching the filters, newest first, with rolled-up cost."""
     params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(lambda: list_traces(
@@ -181,10 +180,10 @@ async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, An
 @router.get("/spans", summary="Spans committed after a cursor", responses=_ERRORS)
 async def spans(request: Request, caller: Caller,
                 filter: FilterQ = None,  # noqa: A002 — public name
-                after_ns: Annotated[int | None, Query(
-                    ge=0, description="Cursor: spans committed after this time (ns since the "
+                after_ns: Annotated[Count | None, Query(
+                    description="Cursor: spans committed after this time (ns since the "
                     "epoch); default the last `window_s`.")] = None,
-                window_s: Annotated[float, Query(gt=0)] = 300.0,
+                window_s: Annotated[WindowSeconds, Query()] = 300.0,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
     """Spans in commit order after a cursor; poll with ``next_after_ns``."""
     cursor_ns = after_ns if after_ns is not None else time.time_ns() - int(window_s * 1e9)

@@ -15,9 +15,11 @@ from mentatlab.analytics.spans import iter_spans
 from mentatlab.errors import FieldError
 from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
 from mentatlab.pipeline.price import COST_FIELDS, reprice_spans
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.components import build_price
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.params import StoreTime
 from mentatlab.server.state import server_state
 
 __all__ = ["RepriceAnswer", "router"]
@@ -40,18 +42,14 @@ class RepriceAnswer(BaseModel):
     elapsed_s: float
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else \
-        value.astimezone(UTC)
-
-
 @router.post("/reprice", response_model=RepriceAnswer, summary="Reprice stored spans",
              responses=error_responses(400, 401, 422, 503, 504))
 async def reprice(
     request: Request,
     caller: Caller,
-    since: Annotated[datetime, Query(description="Start of the range (ISO-8601).")],
-    until: Annotated[datetime | None, Query(description="End, exclusive; default now.")] = None,
+    since: Annotated[StoreTime, Query(description="Start of the range (ISO-8601, UTC if no "
+                                      "offset).")],
+    until: Annotated[StoreTime | None, Query(description="End, exclusive; default now.")] = None,
 ) -> RepriceAnswer:
     """Reprice the spans that started in ``[since, until)`` with the current prices.
 
@@ -59,7 +57,7 @@ async def reprice(
     versions. A key scoped to an org/project reprices only its own spans.
     """
     state = server_state(request)
-    start, end = _utc(since), _utc(until) if until else datetime.now(UTC)
+    start, end = since, until or datetime.now(UTC)
     if start >= end:
         raise ApiError(400, "Empty time range", [FieldError("since", "Expected since < until")])
     started_s = time.perf_counter()
@@ -79,6 +77,8 @@ async def reprice(
         if changed:
             num_written += await state.writer.submit(spans_to_arrow(changed), dedup=False)
     _log.info("Repriced %s spans (%s changed) from %s to %s", num_read, num_changed, start, end)
+    await audit(request, caller, "reprice", details={
+        "since": start.isoformat(), "until": end.isoformat(), "changed": num_changed})
     return RepriceAnswer(num_spans_read=num_read, num_spans_changed=num_changed,
                          num_spans_written=num_written,
                          elapsed_s=round(time.perf_counter() - started_s, 3))
