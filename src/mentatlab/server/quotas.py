@@ -142,6 +142,26 @@ class QuotaLimits:
         return limit
 
 
+@dataclass(slots=True)
+class _Meter:
+    """The buckets of one kind and scope, for one limit above 0."""
+
+    kind: QuotaKind
+    scope: str
+    """``key`` or ``org``."""
+    limit: int
+    buckets: dict[str, TokenBucket]
+
+    def bucket(self, who: str, now_s: float) -> TokenBucket:
+        bucket = self.buckets.get(who)
+        if bucket is None:
+            if len(self.buckets) >= _MAX_BUCKETS:
+                self.buckets.clear()  # bounded memory; forgotten callers start full again
+            bucket = self.buckets[who] = TokenBucket(
+                self.limit, self.limit / _PERIOD_S[self.kind], self.limit, now_s)
+        return bucket
+
+
 class Quotas:
     """Checks callers against :class:`QuotaLimits` (see the module docstring).
 
@@ -159,8 +179,10 @@ class Quotas:
         self._metrics = metrics
         self.clock = clock
         """Monotonic seconds; replaceable (tests freeze or advance it)."""
-        self._buckets: dict[tuple[QuotaKind, str], dict[str, TokenBucket]] = {
-            (kind, scope): {} for kind in QuotaKind for scope in ("key", "org")}
+        self._meters: dict[QuotaKind, tuple[_Meter, ...]] = {
+            kind: tuple(_Meter(kind, scope, limits.of(kind, scope), {})
+                        for scope in ("key", "org") if limits.of(kind, scope) > 0)
+            for kind in QuotaKind}
 
     @classmethod
     def unlimited(cls) -> Quotas:
@@ -193,36 +215,22 @@ class Quotas:
             self._admit(QuotaKind.INGEST_SPANS, principal, num_spans)
 
     def _admit(self, kind: QuotaKind, principal: Principal, cost: int) -> None:
-        if principal.kind == "anonymous":
+        meters = self._meters[kind]
+        if not meters or principal.kind == "anonymous":
             return  # auth off, no credential: a developer's own machine, nothing to key on
         now_s = self.clock()
-        key_bucket = self._bucket(kind, "key", principal.kind + ":" + principal.id, now_s)
-        org_id = principal.org_id
-        org_bucket = self._bucket(kind, "org", org_id, now_s) if org_id is not None else None
-        for scope, bucket in (("key", key_bucket), ("org", org_bucket)):
-            if bucket is None:
-                continue
+        taken: list[TokenBucket] = []
+        for meter in meters:
+            who = principal.org_id if meter.scope == "org" else f"{principal.kind}:{principal.id}"
+            if who is None:
+                continue  # an installation-wide key has no org
+            bucket = meter.bucket(who, now_s)
             wait_s = bucket.wait_s(cost, now_s)
-            if wait_s > 0:
+            if wait_s > 0:  # nothing taken from any bucket
                 if self._metrics is not None:
-                    self._metrics.rate_limited.labels(kind.value, scope).inc()
-                limit = self.limits.of(kind, scope)
-                raise RateLimited(f"{limit} {_UNITS[kind]} per {scope}",
+                    self._metrics.rate_limited.labels(kind.value, meter.scope).inc()
+                raise RateLimited(f"{meter.limit} {_UNITS[kind]} per {meter.scope}",
                                   max(1, math.ceil(wait_s)))
-        if key_bucket is not None:
-            key_bucket.tokens -= cost
-        if org_bucket is not None:
-            org_bucket.tokens -= cost
-
-    def _bucket(self, kind: QuotaKind, scope: str, who: str, now_s: float
-                ) -> TokenBucket | None:
-        limit = self.limits.of(kind, scope)
-        if limit <= 0:
-            return None
-        buckets = self._buckets[kind, scope]
-        bucket = buckets.get(who)
-        if bucket is None:
-            if len(buckets) >= _MAX_BUCKETS:
-                buckets.clear()  # bounded memory; forgotten callers start full again
-            bucket = buckets[who] = TokenBucket(limit, limit / _PERIOD_S[kind], limit, now_s)
-        return bucket
+            taken.append(bucket)
+        for bucket in taken:
+            bucket.tokens -= cost
