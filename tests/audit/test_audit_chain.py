@@ -54,7 +54,7 @@ def test_an_intact_chain_verifies_and_links_from_genesis(control: ControlStore) 
     first = control.audit.entries(org_id="acme", limit=100)[-1]
     assert first.seq == 1 and first.prev_hash == GENESIS_HASH
     assert first.hash == entry_hash(GENESIS_HASH, 1, first.at, first.actor, first.action,
-                                    "acme", "t1", {"n": 1, "name": "clé"})
+                                    "acme", None, "t1", {"n": 1, "name": "clé"})
     assert any("signatures were not checked" in n for n in report.notes)
 
 
@@ -77,7 +77,7 @@ def test_an_entry_edited_and_rehashed_is_named_by_the_broken_link(control: Contr
                                                                   ) -> None:
     fill(control)
     row = control.audit.entries(org_id="acme", limit=100)[::-1][4]  # seq 5
-    forged = entry_hash(row.prev_hash, 5, row.at, "cli", row.action, "acme", row.target,
+    forged = entry_hash(row.prev_hash, 5, row.at, "cli", row.action, "acme", None, row.target,
                         dict(row.details))
     sql(control, "UPDATE audit_log SET actor = 'cli', hash = :h WHERE seq = 5", h=forged)
     report = control.audit.verify()
@@ -109,7 +109,7 @@ def test_an_inserted_entry_is_named(control: ControlStore) -> None:
         sql(control, "UPDATE audit_log SET seq = :new WHERE seq = :old", new=seq + 1, old=seq)
     at = control.audit.entries(org_id="acme", limit=1)[0].at
     fake_prev = "ab" * 32
-    digest = entry_hash(fake_prev, 5, at, "cli", "key.created", "acme", "evil", {})
+    digest = entry_hash(fake_prev, 5, at, "cli", "key.created", "acme", None, "evil", {})
     sql(control, "INSERT INTO audit_log (seq, at, actor, action, org_id, target, details, "
         "prev_hash, hash) VALUES (5, :at, 'cli', 'key.created', 'acme', 'evil', '{}', :p, :h)",
         at=at.replace(tzinfo=None), p=fake_prev, h=digest)
@@ -123,7 +123,7 @@ def test_an_inserted_entry_is_named(control: ControlStore) -> None:
 def test_an_entry_appended_outside_the_chain_is_named(control: ControlStore) -> None:
     fill(control)
     at = control.audit.entries(org_id="acme", limit=1)[0].at
-    digest = entry_hash("cd" * 32, 11, at, "cli", "export", None, "", {})
+    digest = entry_hash("cd" * 32, 11, at, "cli", "export", None, None, "", {})
     sql(control, "INSERT INTO audit_log (seq, at, actor, action, org_id, target, details, "
         "prev_hash, hash) VALUES (11, :at, 'cli', 'export', NULL, '', '{}', :p, :h)",
         at=at.replace(tzinfo=None), p="cd" * 32, h=digest)
@@ -200,7 +200,8 @@ def test_a_whole_rewrite_is_caught_by_the_signed_checkpoint(control: ControlStor
     rows = control.audit.entries(org_id="acme", limit=100)[::-1]
     prev = GENESIS_HASH
     for row in rows:
-        digest = entry_hash(prev, row.seq, row.at, row.actor, row.action, "acme", "rewritten",
+        digest = entry_hash(prev, row.seq, row.at, row.actor, row.action, "acme", None,
+                            "rewritten",
                             dict(row.details))
         sql(control, "UPDATE audit_log SET target = 'rewritten', prev_hash = :p, hash = :h "
             "WHERE seq = :s", p=prev, h=digest, s=row.seq)

@@ -53,6 +53,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("DELETE", "/api/v1/members/{user_id}"): _P.MANAGE_MEMBERS,
     ("GET", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("POST", "/api/v1/orgs"): _P.MANAGE_ORGS,
+    ("GET", "/api/v1/audit"): _P.READ_AUDIT,
     ("GET", "/api/v1/me"): SIGNED_IN,
     # operations and documentation
     # sign-in (routes/auth.py)

@@ -43,11 +43,15 @@ def _bootstrap(org: str | None, project: str | None, role: str, name: str,
     try:
         if org is not None and org not in {o.id for o in control.list_orgs()}:
             control.create_org(org, org)
+            control.audit.record("cli", "org.created", org_id=org, target=org,
+                                 details={"name": org, "bootstrap": True})
         if project is not None and org is not None and \
                 project not in {p.id for p in control.list_projects(org)}:
             control.create_project(org, project, project)
         issued = control.create_api_key(org, project, name, role=role, created_by="cli")
-        _record_bootstrap(control, issued.info.id, org)
+        control.audit.record("cli", "key.created", org_id=org, project_id=project,
+                             target=issued.info.id,
+                             details={"role": role, "name": name, "bootstrap": True})
     except MentatLabError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -56,14 +60,6 @@ def _bootstrap(org: str | None, project: str | None, role: str, name: str,
     info = issued.info
     return issued.key, {"org_id": info.org_id, "project_id": info.project_id, "role": info.role,
                         "id": info.id}
-
-
-def _record_bootstrap(control: Any, key_id: str, org: str | None) -> None:
-    """Audit the bootstrap key when the control store keeps an audit log."""
-    audit = getattr(control, "audit", None)
-    if audit is not None:
-        audit.record("cli", "key.create", org_id=org, target=key_id,
-                     details={"bootstrap": True})
 
 
 @keys_app.command("create")

@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mentatlab.cli._client import console, err_console
+from mentatlab.cli.audit import record_cli_action
 
 if TYPE_CHECKING:  # the storage modules are imported when the command runs (fast --help)
     from mentatlab.pipeline.price import Price
@@ -121,6 +122,10 @@ def migrate(
         source.close()
         if target is not None:
             target.close()
+    if not dry_run:  # recorded in the control store the installation now uses
+        record_cli_action("migration", data_dir=data_dir, control_url=control_to, details={
+            "span_store": transfer.mask_url(to) if to else None,
+            "control_store": transfer.mask_url(control_to) if control_to else None})
 
 
 def _run(src: SpanStore, dst: SpanStore | None, source_control: str, control_to: str | None,

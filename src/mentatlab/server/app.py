@@ -29,6 +29,7 @@ from mentatlab.server.routes import (
     admin,
     alerts,
     analytics,
+    audit,
     auth,
     events,
     health,
@@ -244,7 +245,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, alerts, reprice, prices, admin, auth, health):
+    for module in (events, analytics, alerts, reprice, prices, admin, audit, auth, health):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

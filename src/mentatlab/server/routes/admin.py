@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from mentatlab.access.principal import Principal, Scope
 from mentatlab.access.roles import KEY_ROLES, USER_ROLES, key_role, permissions_of
 from mentatlab.errors import FieldError, Forbidden
+from mentatlab.server.audit_trail import actor_of, audit
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.serialize import jsonable
@@ -121,10 +122,6 @@ def _issued_json(issued: IssuedApiKey) -> dict[str, Any]:
     return {"secret": issued.key, **_key_json(issued.info)}
 
 
-def _created_by(caller: Principal) -> str:
-    return "anonymous" if caller.kind == "anonymous" else f"{caller.kind}:{caller.id}"
-
-
 async def _key_in_reach(control: ControlStore, caller: Principal, key_id: str) -> ApiKeyInfo:
     """The key ``key_id`` if the caller may manage it, else 404 (never reveal others' keys).
 
@@ -151,6 +148,8 @@ async def _key_in_reach(control: ControlStore, caller: Principal, key_id: str) -
 async def create_org(request: Request, body: OrgRequest, caller: Caller) -> dict[str, Any]:
     """Create an organization (installation-wide admin keys only); answers its id and name."""
     org = await anyio.to_thread.run_sync(control_store(request).create_org, body.name, body.id)
+    await audit(request, caller, "org.created", org_id=org.id, target=org.id,
+                details={"name": org.name})
     return {"ok": True, "org": jsonable(org)}
 
 
@@ -181,9 +180,11 @@ async def create_key(request: Request, body: KeyRequest, caller: Caller) -> dict
             if body.project_id not in known:
                 control.create_project(org_id, body.project_id, body.project_id)
         return control.create_api_key(org_id, body.project_id, body.name, role=body.role,
-                                      created_by=_created_by(caller))
+                                      created_by=actor_of(caller))
 
     issued = await anyio.to_thread.run_sync(issue)
+    await audit(request, caller, "key.created", org_id=org_id, project_id=body.project_id,
+                target=issued.info.id, details={"role": body.role, "name": body.name})
     return {"ok": True, "key": _issued_json(issued)}
 
 
@@ -207,8 +208,10 @@ async def revoke_key(request: Request, key_id: str, caller: Caller) -> dict[str,
     This node refuses it at once, every other within ``auth_cache_s`` (0.5 s).
     """
     control = control_store(request)
-    await _key_in_reach(control, caller, key_id)
+    info = await _key_in_reach(control, caller, key_id)
     await anyio.to_thread.run_sync(control.revoke_api_key, key_id)
+    await audit(request, caller, "key.revoked", org_id=info.org_id, project_id=info.project_id,
+                target=key_id, details={"role": info.role, "name": info.name})
     server_state(request).auth.forget()
     return {"ok": True, "revoked": key_id}
 
@@ -223,12 +226,14 @@ async def rotate_key(request: Request, key_id: str, caller: Caller,
     only.
     """
     control = control_store(request)
-    await _key_in_reach(control, caller, key_id)
+    info = await _key_in_reach(control, caller, key_id)
     grace_s = body.grace_s if body is not None else 0
     issued = await anyio.to_thread.run_sync(lambda: control.rotate_api_key(
-        key_id, grace_s, _created_by(caller)))
+        key_id, grace_s, actor_of(caller)))
     if issued is None:
         raise ApiError(404, "No such API key", [FieldError("key_id", f"{key_id!r} is revoked")])
+    await audit(request, caller, "key.rotated", org_id=info.org_id, project_id=info.project_id,
+                target=key_id, details={"new_key_id": issued.info.id, "grace_s": grace_s})
     server_state(request).auth.forget()
     return {"ok": True, "key": _issued_json(issued), "replaces": key_id}
 
@@ -271,15 +276,18 @@ async def set_member(request: Request, body: MemberRequest, caller: Caller) -> d
     org = _org_for(caller, body.org_id)
     identities = control_store(request).identities
 
-    def apply() -> Any:
+    def apply() -> tuple[str | None, Any]:
         user = identities.ensure_user(body.email, body.name)
         current = identities.role_of(user.id, org)
         _check_role_change(caller, body.role, current)
         if current == "owner" and body.role != "owner" and identities.count_owners(org) <= 1:
             raise Forbidden("role", "An org keeps at least one owner")
-        return identities.set_role(user.id, org, body.role)
+        return current, identities.set_role(user.id, org, body.role)
 
-    member = await anyio.to_thread.run_sync(apply)
+    previous, member = await anyio.to_thread.run_sync(apply)
+    await audit(request, caller, "member.role_changed", org_id=org, project_id=None,
+                target=member.user_id, details={"email": member.email, "role": body.role,
+                                                "previous_role": previous})
     server_state(request).auth.forget()
     return {"ok": True, "member": jsonable(member)}
 
@@ -292,17 +300,20 @@ async def remove_member(request: Request, user_id: str, caller: Caller, org_id: 
     org = _org_for(caller, org_id)
     identities = control_store(request).identities
 
-    def apply() -> bool:
+    def apply() -> str | None:
         current = identities.role_of(user_id, org)
         if current is None:
-            return False
+            return None
         _check_role_change(caller, current, current)
         if current == "owner" and identities.count_owners(org) <= 1:
             raise Forbidden("user_id", "An org keeps at least one owner")
-        return identities.remove_member(user_id, org)
+        return current if identities.remove_member(user_id, org) else None
 
-    if not await anyio.to_thread.run_sync(apply):
+    removed_role = await anyio.to_thread.run_sync(apply)
+    if removed_role is None:
         raise ApiError(404, "No such member", [FieldError("user_id", f"Unknown {user_id!r}")])
+    await audit(request, caller, "member.removed", org_id=org, project_id=None, target=user_id,
+                details={"role": removed_role})
     server_state(request).auth.forget()
     return {"ok": True, "removed": user_id, "org_id": org}
 

@@ -19,6 +19,7 @@ from mentatlab.alerting.alert_rule import check_rule
 from mentatlab.alerting.notifiers import parse_channel
 from mentatlab.analytics.query import NAME_ALIASES
 from mentatlab.errors import FieldError
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import MAX_LIST_ITEMS, Int64, Money, Number, Text
@@ -96,6 +97,11 @@ def _rule_scope(org_id: str, filters: dict[str, str]) -> Scope:
     return Scope(org_id or None, filters.get("project_id") if org_id else None)
 
 
+def _action(rule: AlertRuleInfo, verb: str) -> str:
+    """The audit action of a change to ``rule``: ``budget.<verb>`` or ``alert_rule.<verb>``."""
+    return f"{'budget' if rule.spec.kind == 'budget' else 'alert_rule'}.{verb}"
+
+
 def _visible(caller: Principal, rule: AlertRuleInfo) -> bool:
     return caller.scope.covers(_rule_scope(rule.spec.org_id, dict(rule.spec.filters)))
 
@@ -125,6 +131,8 @@ async def create_rule(request: Request, body: AlertRuleRequest, caller: Caller
         limit_amount=body.limit_amount, thresholds=tuple(body.thresholds), filters=filters,
         channels=tuple(body.channels), enabled=body.enabled))
     rule = await anyio.to_thread.run_sync(control_store(request).alerts.create_rule, spec)
+    await audit(request, caller, _action(rule, "created"), org_id=org_id or None,
+                target=rule.id, details={"name": rule.spec.name})
     return {"ok": True, "rule": _rule_json(rule)}
 
 
@@ -154,6 +162,8 @@ async def update_rule(request: Request, rule_id: str, body: RuleUpdate, caller: 
                                           body.enabled)
     if rule is None:  # deleted meanwhile
         raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
+    await audit(request, caller, _action(rule, "updated"), org_id=rule.spec.org_id or None,
+                target=rule_id, details={"enabled": body.enabled})
     return {"ok": True, "rule": _rule_json(rule)}
 
 
@@ -161,8 +171,10 @@ async def update_rule(request: Request, rule_id: str, body: RuleUpdate, caller: 
                responses=error_responses(401, 404, 503))
 async def delete_rule(request: Request, rule_id: str, caller: Caller) -> dict[str, Any]:
     """Delete a rule, its alerts and their pending deliveries."""
-    await _rule_or_404(request, caller, rule_id)
+    rule = await _rule_or_404(request, caller, rule_id)
     await anyio.to_thread.run_sync(control_store(request).alerts.delete_rule, rule_id)
+    await audit(request, caller, _action(rule, "deleted"), org_id=rule.spec.org_id or None,
+                target=rule_id, details={"name": rule.spec.name})
     return {"ok": True, "deleted": rule_id}
 
 

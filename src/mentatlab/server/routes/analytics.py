@@ -25,6 +25,7 @@ from mentatlab.analytics.spans import list_spans_since
 from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import Count, Milliseconds, Money, StoreTime, WindowSeconds
@@ -117,6 +118,8 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
     result = await _run(cost_by, server_state(request).store, params)
     rows = [_cost_row(r) for r in result]
     if format == "csv":
+        await audit(request, caller, "export", target="/api/v1/cost", details={
+            "rows": len(rows), "group_by": list(params.group_by), "filter": filter or ""})
         out = io.StringIO()
         if rows:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))

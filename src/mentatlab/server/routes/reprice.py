@@ -15,6 +15,7 @@ from mentatlab.analytics.spans import iter_spans
 from mentatlab.errors import FieldError
 from mentatlab.model.schema import arrow_to_spans, spans_to_arrow
 from mentatlab.pipeline.price import COST_FIELDS, reprice_spans
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.components import build_price
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
@@ -76,6 +77,8 @@ async def reprice(
         if changed:
             num_written += await state.writer.submit(spans_to_arrow(changed), dedup=False)
     _log.info("Repriced %s spans (%s changed) from %s to %s", num_read, num_changed, start, end)
+    await audit(request, caller, "reprice", details={
+        "since": start.isoformat(), "until": end.isoformat(), "changed": num_changed})
     return RepriceAnswer(num_spans_read=num_read, num_spans_changed=num_changed,
                          num_spans_written=num_written,
                          elapsed_s=round(time.perf_counter() - started_s, 3))

@@ -1,10 +1,11 @@
 """The tamper-evident audit log: an append-only, hash-chained record of sensitive actions.
 
 Every entry carries ``seq`` (1, 2, 3... without gaps), ``at`` (UTC), ``actor``, ``action``,
-``org_id``, ``target`` and ``details`` (a JSON object), and::
+``org_id``, ``project_id``, ``target`` and ``details`` (a JSON object), and::
 
     hash = SHA-256(bytes.fromhex(prev_hash) || canonical_json({action, actor, at, details,
-                                                               org_id, seq, target}))
+                                                               org_id, project_id, seq,
+                                                               target}))
 
 where ``prev_hash`` is the previous entry's ``hash`` (:data:`GENESIS_HASH`, 64 zeros, for
 the first), canonical JSON has sorted keys, no whitespace, ``ensure_ascii=False``, UTF-8,
@@ -89,6 +90,7 @@ class AuditRecord:
     action: str
     """``key.created``, ``member.role_changed``, ``alert_rule.deleted``, ``export``..."""
     org_id: str | None
+    project_id: str | None
     target: str
     details: Mapping[str, Any]
     prev_hash: str
@@ -161,14 +163,15 @@ def _at_text(at: datetime) -> str:
 
 
 def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
-               org_id: str | None, target: str, details: Mapping[str, Any]) -> str:
+               org_id: str | None, project_id: str | None, target: str,
+               details: Mapping[str, Any]) -> str:
     """The hex SHA-256 of an entry (see the module docstring for the formula).
 
     Raises:
         ValueError: ``prev_hash`` is not hex.
     """
     content = {"action": action, "actor": actor, "at": _at_text(at), "details": details,
-               "org_id": org_id, "seq": seq, "target": target}
+               "org_id": org_id, "project_id": project_id, "seq": seq, "target": target}
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(content)).hexdigest()
 
 
@@ -230,8 +233,8 @@ def _record(row: Any) -> AuditRecord:
         details = json.loads(row.details)
     except ValueError:
         details = {"unreadable": row.details}
-    return AuditRecord(row.seq, row.at, row.actor, row.action, row.org_id, row.target,
-                       details, row.prev_hash, row.hash)
+    return AuditRecord(row.seq, row.at, row.actor, row.action, row.org_id, row.project_id,
+                       row.target, details, row.prev_hash, row.hash)
 
 
 def _checkpoint(row: Any) -> CheckpointInfo:
@@ -277,7 +280,8 @@ class AuditLog:
 
     # --- appending ---------------------------------------------------------------------
 
-    def record(self, actor: str, action: str, *, org_id: str | None = None, target: str = "",
+    def record(self, actor: str, action: str, *, org_id: str | None = None,
+               project_id: str | None = None, target: str = "",
                details: Mapping[str, Any] | None = None) -> AuditRecord:
         """Append an entry (and a checkpoint every ``checkpoint_every`` entries).
 
@@ -285,6 +289,7 @@ class AuditLog:
             actor: who acted: ``key:<id>``, ``user:<id>``, ``cli``, ``system``.
             action: what was done, ``<noun>.<verb>`` (``key.created``) or a word (``export``).
             org_id: the org acted on; None for installation-wide actions.
+            project_id: the project acted in, when the action concerns one project.
             target: what was acted on (a key id, a user id, a rule id...).
             details: a JSON object; values JSON cannot hold are written as text.
 
@@ -301,7 +306,7 @@ class AuditLog:
         for attempt in range(_APPEND_ATTEMPTS):
             try:
                 with self._locked() as conn:
-                    return self._append(conn, actor, action, org_id, target, body)
+                    return self._append(conn, actor, action, org_id, project_id, target, body)
             except (IntegrityError, OperationalError) as exc:
                 # Lost a race for the head (or the SQLite lock timed out): read it again.
                 _log.debug("audit append attempt %d lost a race: %s", attempt + 1, exc)
@@ -326,18 +331,20 @@ class AuditLog:
             conn.commit()
 
     def _append(self, conn: Connection, actor: str, action: str, org_id: str | None,
-                target: str, details: dict[str, Any]) -> AuditRecord:
+                project_id: str | None, target: str, details: dict[str, Any]) -> AuditRecord:
         head = conn.execute(select(AuditEntry.seq, AuditEntry.hash)
                             .order_by(AuditEntry.seq.desc()).limit(1)).first()
         seq, prev = (1, GENESIS_HASH) if head is None else (head.seq + 1, head.hash)
         at = utc_now()
-        digest = entry_hash(prev, seq, at, actor, action, org_id, target, details)
+        digest = entry_hash(prev, seq, at, actor, action, org_id, project_id, target, details)
         conn.execute(insert(AuditEntry).values(
-            seq=seq, at=at, actor=actor, action=action, org_id=org_id, target=target,
+            seq=seq, at=at, actor=actor, action=action, org_id=org_id, project_id=project_id,
+            target=target,
             details=canonical_json(details).decode(), prev_hash=prev, hash=digest))
         if seq % self._signer.checkpoint_every == 0:
             self._insert_checkpoint(conn, seq, digest)
-        return AuditRecord(seq, at, actor, action, org_id, target, details, prev, digest)
+        return AuditRecord(seq, at, actor, action, org_id, project_id, target, details, prev,
+                           digest)
 
     def _insert_checkpoint(self, conn: Connection, seq: int, hash_: str) -> CheckpointInfo:
         at = utc_now()
@@ -374,7 +381,7 @@ class AuditLog:
     # --- reading -----------------------------------------------------------------------
 
     def entries(self, *, org_id: str | None = None, all_orgs: bool = False,
-                actor: str | None = None, action: str | None = None,
+                project_id: str | None = None, actor: str | None = None, action: str | None = None,
                 since: datetime | None = None, until: datetime | None = None,
                 before_seq: int | None = None, limit: int = 100) -> list[AuditRecord]:
         """Entries newest first.
@@ -382,6 +389,7 @@ class AuditLog:
         Args:
             org_id: only this org's entries (with ``all_orgs`` False).
             all_orgs: every entry, installation-wide ones included (installation callers).
+            project_id: only this project's entries (a project-scoped caller).
             actor: only this actor (exact).
             action: only this action (exact), or a family ending in ``.*`` (``key.*``).
             since: at or after this instant (UTC).
@@ -392,6 +400,8 @@ class AuditLog:
         query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
         if not all_orgs:
             query = query.where(AuditEntry.org_id == org_id)
+        if project_id is not None:
+            query = query.where(AuditEntry.project_id == project_id)
         if actor is not None:
             query = query.where(AuditEntry.actor == actor)
         if action is not None and action.endswith(".*"):
@@ -448,7 +458,8 @@ class AuditLog:
         last: int | None = None
         while True:
             query = select(columns.seq, columns.at, columns.actor, columns.action,
-                           columns.org_id, columns.target, columns.details, columns.prev_hash,
+                           columns.org_id, columns.project_id, columns.target, columns.details,
+                           columns.prev_hash,
                            columns.hash).order_by(columns.seq).limit(_BATCH)
             if last is not None:
                 query = query.where(columns.seq > last)
@@ -464,7 +475,7 @@ def _content_hash(row: Any, seq: int) -> str | None:
     try:
         details = json.loads(row.details)
         return entry_hash(row.prev_hash, seq, row.at, row.actor, row.action, row.org_id,
-                          row.target, details)
+                          row.project_id, row.target, details)
     except (ValueError, TypeError):
         return None
 

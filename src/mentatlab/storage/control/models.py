@@ -347,6 +347,8 @@ class AuditEntry(Base):
     """``key:<id>``, ``user:<id>``, ``cli``, ``system`` or ``anonymous``."""
     action: Mapped[str] = mapped_column(String(64), index=True)
     org_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The project acted in, when the action concerns one project (a project key)."""
     target: Mapped[str] = mapped_column(String(500), default="")
     details: Mapped[str] = mapped_column(Text(), default="{}")
     """Canonical JSON object text."""

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("org_id", sa.String(64), nullable=True),
+        sa.Column("project_id", sa.String(64), nullable=True),
         sa.Column("target", sa.String(500), nullable=False),
         sa.Column("details", sa.Text(), nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
