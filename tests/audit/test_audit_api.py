@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
 
+from mentatlab.cli.main import app  # noqa: E402
 from mentatlab.storage.control import ControlStore  # noqa: E402
 
 HOOK = "webhook:http://127.0.0.1:9/never-called"
@@ -186,3 +188,16 @@ def test_bad_parameters_are_refused_naming_the_field(site: Site, params: dict[st
     response = site.audit(site.root, **params)
     assert response.status_code == status, response.text
     assert field in response.text
+
+
+def test_mentatctl_audit_list_reads_through_the_api(site: Site) -> None:
+    keys = _seed(site)
+    runner = CliRunner()
+    done = runner.invoke(app, ["audit", "list", "--url", site.server.url, "--api-key",
+                               keys["globex"], "--action", "key.*"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "key.created" in done.output and "globex" in done.output
+    assert "org.created" not in done.output and "acme" not in done.output
+    refused = runner.invoke(app, ["audit", "list", "--url", site.server.url, "--api-key",
+                                  keys["acme-read"]])
+    assert refused.exit_code != 0 and "403" in refused.output + str(refused.stderr_bytes)
