@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,18 @@ def serve(settings: Settings, port: int) -> Iterator[tuple[str, ControlStore]]:
 
 
 def sign_in(browser: httpx.Client, stack: Stack, login: str, *,
-            params: dict[str, str] | None = None) -> httpx.Response:
+            params: dict[str, str] | None = None,
+            rewrite: Callable[[httpx.URL], httpx.URL] | None = None) -> httpx.Response:
     """Drive a sign-in as a browser would: MentatLab → provider login and consent forms →
-    MentatLab's callback; returns the callback's answer (not followed)."""
+    MentatLab's callback (its URL passed through ``rewrite`` first); returns the callback's
+    answer (not followed)."""
     response = browser.get(f"{stack.url}/auth/login", params=params or {})
     for _ in range(20):
         if response.is_redirect:
             target = response.url.join(response.headers["location"])
-            response = browser.get(target)
             if str(target).startswith(f"{stack.url}/auth/callback"):
-                return response
+                return browser.get(rewrite(target) if rewrite else target)
+            response = browser.get(target)
             continue
         action = re.search(r'<form method="post" action="([^"]+)"', response.text)
         assert action, f"{response.status_code} {response.url}: {response.text[:500]}"

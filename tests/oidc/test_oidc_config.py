@@ -33,6 +33,8 @@ def test_roles_from_claim(claim: Any, roles: dict[str, str]) -> None:
 def test_oidc_needs_a_client_id_and_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="oidc_client_id"):
         load_settings(data_dir=tmp_path, oidc_issuer="https://id.example.com")
+    with pytest.raises(ConfigError, match="oidc_default_role"):
+        load_settings(data_dir=tmp_path, oidc_default_role="root")
     with pytest.raises(ConfigError, match="http"):
         load_settings(data_dir=tmp_path, oidc_issuer="id.example.com", oidc_client_id="a",
                       oidc_client_secret="b")

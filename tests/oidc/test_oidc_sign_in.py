@@ -6,13 +6,16 @@ callback's refusals: a tampered, expired or foreign-audience ID token, a wrong s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
 import pytest
 from oidckit import Stack, sign_in
 
+from mentatlab.access.oidc import OidcConfig, SignInRefused
 from mentatlab.server.auth import SESSION_COOKIE
+from mentatlab.server.routes.auth import _open_session
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("oidc")]
 
@@ -167,3 +170,24 @@ def test_a_read_key_opens_a_session_and_an_ingest_key_does_not(stack: Stack) -> 
     refused(httpx.post(f"{stack.url}/auth/key", json={"key": "mtl_nope"}), 401, "key")
     refused(httpx.post(f"{stack.url}/auth/key", json={"key": read.key},
                        headers={"origin": "https://evil.example"}), 403, "origin")
+
+
+def test_an_answer_naming_another_issuer_is_refused(stack: Stack) -> None:
+    person(stack, "heidi", ["acme:admin"])
+    with stack.browser() as browser:
+        answer = sign_in(browser, stack, "heidi", rewrite=lambda url: url.copy_set_param(
+            "iss", "https://idp.evil.example"))
+    refused(answer, 401, "iss")
+
+
+def test_a_person_without_a_role_joins_the_default_org(stack: Stack) -> None:
+    config = OidcConfig.from_settings(stack.settings)
+    assert config is not None
+    config = dataclasses.replace(config, default_org="globex", default_role="billing")
+    claims = {"sub": "ivan", "email": "ivan@acme.test", "name": "Ivan", "groups": []}
+    token = _open_session(stack.control, config, claims, None, 60)
+    body = me(stack, token).json()
+    assert (body["org_id"], body["role"]) == ("globex", "billing")
+    claims["email_verified"] = False  # never link or admit an address the provider doubts
+    with pytest.raises(SignInRefused, match="not verified"):
+        _open_session(stack.control, config, claims, None, 60)

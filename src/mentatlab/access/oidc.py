@@ -91,7 +91,7 @@ class OidcConfig:
         """The OIDC configuration, or None when ``oidc_issuer`` is unset (OIDC off)."""
         if not settings.oidc_issuer:
             return None
-        return cls(settings.oidc_issuer.rstrip("/"), settings.oidc_client_id,
+        return cls(settings.oidc_issuer, settings.oidc_client_id,
                    settings.oidc_client_secret, settings.oidc_scopes, settings.oidc_role_claim,
                    settings.oidc_default_org, settings.oidc_default_role,
                    settings.oidc_leeway_s, settings.oidc_redirect_url)
@@ -143,16 +143,17 @@ class OidcClient:
         """The provider's discovery document (``/.well-known/openid-configuration``).
 
         Raises:
-            ProviderUnavailable: unreachable, not JSON, or its ``issuer`` differs from the
+            ProviderUnavailable: unreachable, not JSON, or its ``issuer`` is not exactly the
                 configured one (OIDC Discovery 1.0 §4.3).
         """
         if self._metadata is None:
-            url = f"{self.config.issuer}/.well-known/openid-configuration"
+            url = f"{self.config.issuer.rstrip('/')}/.well-known/openid-configuration"
             document = await self._get_json(url)
-            if document.get("issuer", "").rstrip("/") != self.config.issuer:
-                raise ProviderUnavailable(f"Expected the discovery document of "
-                                          f"{self.config.issuer}, got issuer "
-                                          f"{document.get('issuer')!r}")
+            if document.get("issuer") != self.config.issuer:  # identical, slash included
+                raise ProviderUnavailable(f"Expected the discovery document of issuer "
+                                          f"{self.config.issuer!r}, got issuer "
+                                          f"{document.get('issuer')!r} (set oidc_issuer "
+                                          "to exactly that)")
             for needed in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(document.get(needed), str):
                     raise ProviderUnavailable(f"Discovery document lacks {needed}")

@@ -163,6 +163,7 @@ async def oidc_callback(
     state: Annotated[str | None, Query(max_length=512)] = None,
     error: Annotated[str | None, Query(max_length=256)] = None,
     error_description: Annotated[str | None, Query(max_length=1024)] = None,
+    iss: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
     """Exchange the code (with the PKCE verifier), check the ID token, sign the person in.
 
@@ -173,6 +174,8 @@ async def oidc_callback(
     oidc = _client(request)
     config = oidc.config
     saved = _saved_state(request, config, state)
+    if iss is not None and iss != config.issuer:  # RFC 9207: a mix-up with another provider
+        raise SignInRefused("iss", f"Expected the answer of {config.issuer!r}, got {iss!r}")
     if error:
         raise SignInRefused("error", f"The provider refused the sign-in: {error}"
                             + (f" ({error_description})" if error_description else ""))
