@@ -31,6 +31,9 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _AWARE: TypeAdapter[AwareDatetime] = TypeAdapter(AwareDatetime)
 _MIN_UNIX_NS = 10**17  # 1973-03-03: an integer below this is not nanoseconds
+MAX_DURATION_MS = 1e11
+"""Longest ``duration_ms`` (about 3 years): a span starting ``duration_ms`` before any valid
+timestamp (after 1973) still starts after 1970, so its start is a time the store holds."""
 
 
 def _hex_id(value: str | None, nchars: int, name: str) -> str | None:
@@ -53,7 +56,7 @@ class Event(BaseModel):
     timestamp: int | None = None
     """When it happened, unix ns; sent as an integer of ns or an RFC 3339 string with an
     offset (``2026-11-22T10:00:00.5Z``); default: when it was received."""
-    duration_ms: float | None = Field(None, ge=0)
+    duration_ms: float | None = Field(None, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
     """Length of the work that ends at ``timestamp``, in ms (single events, or a
     ``*.completed`` whose ``*.started`` may be lost)."""
     name: str | None = None
@@ -99,7 +102,7 @@ class Event(BaseModel):
     tool_name: str | None = None
     error_type: str | None = None
     error_message: str | None = None
-    attempt: int | None = Field(None, ge=1)
+    attempt: int | None = Field(None, ge=1, le=65_535)
     fallback_from: str | None = None
     fallback_to: str | None = None
     policy_id: str | None = None
@@ -122,12 +125,14 @@ class Event(BaseModel):
             except PydanticValidationError:
                 raise ValueError(
                     f"expected RFC 3339 with a UTC offset or unix ns, got {value!r}") from None
-            return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            ns = (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+        elif isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(f"expected unix ns or an RFC 3339 string, got {value!r}")
-        ns = int(value)
+        else:
+            ns = int(value)
         if not _MIN_UNIX_NS <= ns < 2**63:
-            raise ValueError(f"expected unix nanoseconds (after 1973), got {value}")
+            raise ValueError(f"expected a time from 1973-03-03 to 2262-04-11 (unix ns after "
+                             f"10**17 and before 2**63), got {value!r}")
         return ns
 
     @field_validator("trace_id")
