@@ -203,6 +203,9 @@ class Settings:
     quota_org_queries_per_min: int = field(
         default=6000, metadata=_env("MENTATLAB_QUOTA_ORG_QUERIES_PER_MIN"))
     """Read requests per minute per org, all its keys and people together; 0 = unlimited."""
+    quota_refresh_s: float = field(default=10.0, metadata=_env("MENTATLAB_QUOTA_REFRESH_S"))
+    """Seconds between two reads of the per-org quota overrides from the control store
+    (``mentatctl quotas``); 0 = overrides are not read."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
     audit_checkpoint_every: int = field(default=1000,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import access, admin, alerts, audit, cost, migrate, serve, spans
+from mentatlab.cli import access, admin, alerts, audit, cost, migrate, quotas, serve, spans
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
@@ -29,6 +29,7 @@ app.add_typer(admin.prices_app, name="prices")
 app.add_typer(alerts.budgets_app, name="budgets")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
+app.add_typer(quotas.quotas_app, name="quotas")
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)

@@ -24,7 +24,7 @@ from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
 from mentatlab.server.metrics import ServerMetrics
-from mentatlab.server.quotas import QuotaLimits, Quotas
+from mentatlab.server.quotas import QuotaLimits, Quotas, refresh_overrides
 from mentatlab.server.routes import (
     admin,
     alerts,
@@ -201,6 +201,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.mentat = state
         grpc_server: Any = None
         expire_task = asyncio.create_task(_expire_events(state))
+        quota_task = asyncio.create_task(
+            refresh_overrides(state.quotas, state.control, settings.quota_refresh_s))
         feed_task = None
         if settings.span_store_is_shared:
             feed_task = asyncio.create_task(
@@ -220,6 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             expire_task.cancel()
             alert_task.cancel()
+            quota_task.cancel()
             if feed_task is not None:
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -228,6 +231,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await expire_task
             with contextlib.suppress(asyncio.CancelledError):
                 await alert_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await quota_task
             await anyio.to_thread.run_sync(alert_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)

@@ -12,6 +12,10 @@ Three kinds, each with a limit per key (or signed-in person) and per org (0 = un
 Callers without a credential on an installation with auth off are not limited: there is
 no key to count against, and that is a developer's own machine.
 
+An org may have its own limits (for itself and each of its keys) in the control store
+(:class:`~mentatlab.storage.control.quotas.QuotaOverrides`, ``mentatctl quotas``); every
+server reads them every ``quota_refresh_s`` (:func:`refresh_overrides`), never per request.
+
 A refusal raises :class:`~mentatlab.errors.RateLimited` with ``retry_after_s``, the whole
 seconds (at least 1) until the request would fit; the routes answer 429 with
 ``Retry-After`` (OTLP/gRPC: RESOURCE_EXHAUSTED with RetryInfo), and
@@ -32,19 +36,30 @@ refuses without consuming, and gives ``Retry-After`` directly.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
 
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
-from mentatlab.errors import ConfigError, RateLimited
+from mentatlab.errors import ConfigError, RateLimited, StoreError
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.settings import Settings
 
-__all__ = ["QUERY_PERMISSIONS", "QuotaKind", "QuotaLimits", "Quotas", "TokenBucket"]
+if TYPE_CHECKING:
+    from mentatlab.storage.control import ControlStore
+
+__all__ = ["QUERY_PERMISSIONS", "QuotaKind", "QuotaLimits", "Quotas", "TokenBucket",
+           "refresh_overrides"]
+
+_log = logging.getLogger(__name__)
 
 QUERY_PERMISSIONS = frozenset({Permission.READ_USAGE, Permission.READ_SPANS,
                                Permission.READ_ALERTS, Permission.READ_AUDIT})
@@ -144,21 +159,23 @@ class QuotaLimits:
 
 @dataclass(slots=True)
 class _Meter:
-    """The buckets of one kind and scope, for one limit above 0."""
+    """The buckets of one kind and scope: the setting's limit, and orgs' overrides of it."""
 
     kind: QuotaKind
     scope: str
     """``key`` or ``org``."""
     limit: int
+    by_org: dict[str, int]
+    """Org id → the limit its override sets, for the org and each of its keys."""
     buckets: dict[str, TokenBucket]
 
-    def bucket(self, who: str, now_s: float) -> TokenBucket:
+    def bucket(self, who: str, limit: int, now_s: float) -> TokenBucket:
         bucket = self.buckets.get(who)
         if bucket is None:
             if len(self.buckets) >= _MAX_BUCKETS:
                 self.buckets.clear()  # bounded memory; forgotten callers start full again
             bucket = self.buckets[who] = TokenBucket(
-                self.limit, self.limit / _PERIOD_S[self.kind], self.limit, now_s)
+                limit, limit / _PERIOD_S[self.kind], limit, now_s)
         return bucket
 
 
@@ -168,7 +185,7 @@ class Quotas:
     Runs on the server's event loop (HTTP routes and the gRPC receiver share it): no lock.
 
     Args:
-        limits: the limits.
+        limits: the limits (the ``quota_*`` settings).
         metrics: counts refusals in ``mentatlab_rate_limited_total`` (None: not counted).
         clock: monotonic seconds (tests inject a fake one).
     """
@@ -179,15 +196,39 @@ class Quotas:
         self._metrics = metrics
         self.clock = clock
         """Monotonic seconds; replaceable (tests freeze or advance it)."""
-        self._meters: dict[QuotaKind, tuple[_Meter, ...]] = {
-            kind: tuple(_Meter(kind, scope, limits.of(kind, scope), {})
-                        for scope in ("key", "org") if limits.of(kind, scope) > 0)
-            for kind in QuotaKind}
+        self.overrides: Mapping[str, Mapping[str, int]] = {}
+        """The per-org overrides in force (:meth:`apply_overrides`)."""
+        self._meters = self._build_meters()
 
     @classmethod
     def unlimited(cls) -> Quotas:
         """Quotas that admit everything (every limit 0)."""
         return cls(QuotaLimits())
+
+    def apply_overrides(self, overrides: Mapping[str, Mapping[str, int]]) -> None:
+        """Put per-org overrides in force (org id → ``QuotaLimits`` field → limit).
+
+        A change empties every bucket's history (callers start with full buckets); the
+        same overrides again change nothing.
+        """
+        if overrides == self.overrides:
+            return
+        self.overrides = {org: dict(limits) for org, limits in overrides.items()}
+        self._meters = self._build_meters()
+
+    def _build_meters(self) -> dict[QuotaKind, tuple[_Meter, ...]]:
+        meters: dict[QuotaKind, tuple[_Meter, ...]] = {}
+        for kind in QuotaKind:
+            built = []
+            for scope in ("key", "org"):
+                name = f"{scope}_{_FIELDS[kind]}"
+                by_org = {org: limits[name] for org, limits in self.overrides.items()
+                          if name in limits}
+                limit = self.limits.of(kind, scope)
+                if limit > 0 or any(v > 0 for v in by_org.values()):
+                    built.append(_Meter(kind, scope, limit, by_org, {}))
+            meters[kind] = tuple(built)
+        return meters
 
     def admit_request(self, principal: Principal, permission: Permission) -> None:
         """Count one request to a route needing ``permission`` (ingest or a read).
@@ -219,18 +260,42 @@ class Quotas:
         if not meters or principal.kind == "anonymous":
             return  # auth off, no credential: a developer's own machine, nothing to key on
         now_s = self.clock()
+        org_id = principal.org_id
         taken: list[TokenBucket] = []
         for meter in meters:
-            who = principal.org_id if meter.scope == "org" else f"{principal.kind}:{principal.id}"
-            if who is None:
+            limit = meter.limit if org_id is None else meter.by_org.get(org_id, meter.limit)
+            if meter.scope == "key":
+                who = f"{principal.kind}:{principal.id}"
+            elif org_id is not None:
+                who = org_id
+            else:
                 continue  # an installation-wide key has no org
-            bucket = meter.bucket(who, now_s)
+            if limit <= 0:
+                continue
+            bucket = meter.bucket(who, limit, now_s)
             wait_s = bucket.wait_s(cost, now_s)
             if wait_s > 0:  # nothing taken from any bucket
                 if self._metrics is not None:
                     self._metrics.rate_limited.labels(kind.value, meter.scope).inc()
-                raise RateLimited(f"{meter.limit} {_UNITS[kind]} per {meter.scope}",
+                raise RateLimited(f"{limit} {_UNITS[kind]} per {meter.scope}",
                                   max(1, math.ceil(wait_s)))
             taken.append(bucket)
         for bucket in taken:
             bucket.tokens -= cost
+
+
+async def refresh_overrides(quotas: Quotas, control: ControlStore | None,
+                            interval_s: float) -> None:
+    """Read the per-org overrides from ``control`` every ``interval_s`` s, until cancelled.
+
+    Returns at once when there is no control store or ``interval_s`` is 0 (overrides off).
+    A failed read is logged and the overrides in force are kept.
+    """
+    if control is None or interval_s <= 0:
+        return
+    while True:
+        try:
+            quotas.apply_overrides(await anyio.to_thread.run_sync(control.quotas.all))
+        except StoreError as exc:
+            _log.warning("Could not read quota overrides (keeping the ones in force): %s", exc)
+        await asyncio.sleep(interval_s)

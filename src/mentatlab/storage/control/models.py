@@ -42,6 +42,7 @@ __all__ = [
     "PricingDocument",
     "PricingOverride",
     "Project",
+    "QuotaOverride",
     "RepriceJob",
     "Session",
     "User",
@@ -369,3 +370,21 @@ class AuditCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(128), default="")
     key_id: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class QuotaOverride(Base):
+    """Limits of one org (and of each of its keys) that replace the ``quota_*`` settings.
+
+    A NULL column keeps the setting; 0 = unlimited (migration 0006_quotas).
+    """
+
+    __tablename__ = "quota_overrides"
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    key_ingest_requests_per_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    org_ingest_requests_per_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    key_ingest_spans_per_min: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    org_ingest_spans_per_min: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    key_queries_per_min: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    org_queries_per_min: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)

@@ -36,6 +36,7 @@ from mentatlab.storage.control.models import (
 from mentatlab.storage.control.models import (
     Session as SessionRow,
 )
+from mentatlab.storage.control.quotas import QuotaOverrides
 from mentatlab.storage.control.watermarks import NodeWatermarks
 
 __all__ = ["ApiKeyInfo", "ApiKeyScope", "ControlStore", "IssuedApiKey", "OrgInfo", "ProjectInfo",
@@ -139,6 +140,8 @@ class ControlStore:
         """People, their roles in orgs, and dashboard sessions."""
         self.watermarks = NodeWatermarks(self._session)
         """Node watermarks for the attribution resolver on a shared span store."""
+        self.quotas = QuotaOverrides(self._session)
+        """Per-org replacements of the ``quota_*`` settings."""
         self.audit = AuditLog(self._session, self.engine)
         """The tamper-evident audit log of sensitive actions."""
 
