@@ -4,7 +4,8 @@ Per span validation (the rest of the request still decodes when one span is refu
 
 * ``traceId`` must be 16 bytes and not all zero; ``spanId`` 8 bytes and not all zero;
   ``parentSpanId`` empty or 8 bytes (all zero is read as "no parent");
-* ``startTimeUnixNano`` must be set and ``endTimeUnixNano`` not before it.
+* ``startTimeUnixNano`` must be set and ``endTimeUnixNano`` not before it, nor after
+  :data:`MAX_TIME_NS` (2262-04-11, the end of what the store holds).
 
 OTLP/JSON (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding) is read
 leniently: lowerCamelCase and snake_case field names, ids in hex of either case, enum
@@ -46,6 +47,8 @@ _KIND_BY_NAME.update({n: i for i, n in enumerate(_KIND_NAMES)})
 _STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2,
                    "unset": 0, "ok": 1, "error": 2}
 _ZERO_TRACE = bytes(16)
+MAX_TIME_NS = 2**63 - 1
+"""Latest span time accepted, unix ns: the end of the store's ``DateTime64(9)`` range."""
 _ZERO_SPAN = bytes(8)
 
 
@@ -77,6 +80,10 @@ def _check_times(start_ns: int, end_ns: int) -> None:
     if end_ns < start_ns:
         raise _SpanError("endTimeUnixNano",
                          f"expected end ({end_ns} ns) not before start ({start_ns} ns)")
+    if end_ns > MAX_TIME_NS:  # uint64 on the wire; the store's DateTime64(9) ends in 2262
+        raise _SpanError("endTimeUnixNano" if start_ns <= MAX_TIME_NS else "startTimeUnixNano",
+                         f"expected a time before 2262-04-11 (at most {MAX_TIME_NS} ns), "
+                         f"got {end_ns} ns")
 
 
 # --------------------------------------------------------------------------- protobuf
@@ -391,6 +398,8 @@ def decode_otlp_json(body: bytes) -> DecodedBatch:
             if not isinstance(ss, dict):
                 raise DecodeError(f"Expected {where}.scopeSpans[{si}] to be an object")
             scope = ss.get("scope") or {}
+            if not isinstance(scope, dict):
+                raise DecodeError(f"Expected {where}.scopeSpans[{si}].scope to be an object")
             scope_name = str(scope.get("name") or "")
             scope_version = str(scope.get("version") or "")
             spans_where = f"{where}.scopeSpans[{si}]."
