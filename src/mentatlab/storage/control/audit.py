@@ -148,18 +148,38 @@ class AuditReport:
         return not self.problems
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+_DETAILS_SLOT = ',"details":0,'
+
+
 def canonical_json(value: Any) -> bytes:
     """UTF-8 JSON with sorted keys, no whitespace, non-ASCII kept (what is hashed).
 
     Raises:
         TypeError: ``value`` holds something JSON cannot represent.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def _at_text(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _digest(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
+            org_id: str | None, project_id: str | None, target: str, details_json: str) -> str:
+    """:func:`entry_hash` with ``details`` given as its canonical JSON text (as stored).
+
+    The entry's other fields are encoded with a placeholder for ``details`` and the stored
+    text is put in its place: the same bytes as encoding the whole entry when the text is
+    canonical, and different bytes (so a mismatch) whenever the stored text was changed.
+    """
+    body = _ENCODER.encode({"action": action, "actor": actor, "at": _at_text(at), "details": 0,
+                            "org_id": org_id, "project_id": project_id, "seq": seq,
+                            "target": target})
+    # Only the key can hold this text unescaped: every quote inside a value is escaped.
+    body = body.replace(_DETAILS_SLOT, f',"details":{details_json},', 1)
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode()).hexdigest()
 
 
 def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
@@ -169,10 +189,10 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
 
     Raises:
         ValueError: ``prev_hash`` is not hex.
+        TypeError: ``details`` holds something JSON cannot represent.
     """
-    content = {"action": action, "actor": actor, "at": _at_text(at), "details": details,
-               "org_id": org_id, "project_id": project_id, "seq": seq, "target": target}
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(content)).hexdigest()
+    return _digest(prev_hash, seq, at, actor, action, org_id, project_id, target,
+                   _ENCODER.encode(details))
 
 
 # --- signing keys ------------------------------------------------------------------------
@@ -473,10 +493,9 @@ class AuditLog:
 def _content_hash(row: Any, seq: int) -> str | None:
     """The hash ``row`` would have if written as entry ``seq``; None when unreadable."""
     try:
-        details = json.loads(row.details)
-        return entry_hash(row.prev_hash, seq, row.at, row.actor, row.action, row.org_id,
-                          row.project_id, row.target, details)
-    except (ValueError, TypeError):
+        return _digest(row.prev_hash, seq, row.at, row.actor, row.action, row.org_id,
+                       row.project_id, row.target, row.details)
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
