@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
+from backends import fresh_postgres_database, libpq_url
+from mentatlab.storage.chdb_store import ChdbSpanStore
 from mentatlab.storage.control import ControlStore
 
 
@@ -81,3 +83,29 @@ def test_a_bad_signing_key_file_is_refused_with_exit_2(env: dict[str, str],
                 "audit", "verify")
     assert done.returncode == 2 and "audit_signing_key_file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_migrate_is_recorded_and_the_copied_chain_verifies(
+        tmp_path: Path, postgres_cluster: tuple[str, Path | None]) -> None:
+    data_dir = tmp_path / "embedded"
+    store = ChdbSpanStore(data_dir / "spans")
+    store.migrate()
+    store.close()
+    env = {"MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_CONTROL_STORE": ""}
+    assert _cli(env, "keys", "create", "--bootstrap", "--org", "acme").returncode == 0
+    with fresh_postgres_database(postgres_cluster[0]) as target:
+        for _ in range(2):  # a rerun verifies too: the entry is copied with the chain
+            done = _cli(env, "migrate", "--control-to", libpq_url(target))
+            assert done.returncode == 0, done.stdout + done.stderr
+        control = ControlStore(target)
+        try:
+            entries = control.audit.entries(all_orgs=True)
+            assert [e.action for e in reversed(entries)] == [
+                "org.created", "key.created", "migration", "migration"]
+            assert entries[0].details["control_store"].startswith("postgresql")
+            password = make_url(target).password
+            assert password and password not in str(entries[0].details)  # masked
+            assert control.audit.verify().ok
+        finally:
+            control.close()
+    assert _cli(env, "audit", "verify").returncode == 0

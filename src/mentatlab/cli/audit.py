@@ -11,7 +11,6 @@ Exit codes of ``verify``: 0 intact, 1 any problem, 2 bad usage or an unreadable 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +20,6 @@ from rich.table import Table
 from mentatlab.cli._client import ApiClient, console, err_console, parse_time
 
 if TYPE_CHECKING:
-    from mentatlab.settings import Settings
     from mentatlab.storage.control import ControlStore
 
 __all__ = ["audit_app", "record_cli_action"]
@@ -33,25 +31,20 @@ DataDirOpt = Annotated[Path | None, typer.Option(
     help="Data folder whose control store to read (MENTATLAB_DATA_DIR).")]
 
 
-def _open(data_dir: Path | None, control_url: str | None = None
-          ) -> tuple[Settings, ControlStore]:
-    """The settings and the (migrated, signing-key configured) control store; exit 2 on error."""
+def _open(data_dir: Path | None) -> ControlStore:
+    """The installation's control store (migrated, signing key configured); exit 2 on error."""
     from mentatlab.errors import MentatLabError
     from mentatlab.server.components import open_control_store
     from mentatlab.settings import load_settings
 
     try:
-        settings = load_settings(data_dir=data_dir)
-        if control_url is not None:
-            settings = dataclasses.replace(settings, control_store=control_url)
-        return settings, open_control_store(settings)
+        return open_control_store(load_settings(data_dir=data_dir))
     except MentatLabError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 
 
-def record_cli_action(action: str, *, data_dir: Path | None = None,
-                      control_url: str | None = None, target: str = "",
+def record_cli_action(action: str, *, data_dir: Path | None = None, target: str = "",
                       details: dict[str, Any] | None = None) -> None:
     """Append ``action`` by ``cli`` to the audit log of the installation's control store.
 
@@ -59,7 +52,7 @@ def record_cli_action(action: str, *, data_dir: Path | None = None,
     """
     from mentatlab.errors import MentatLabError
 
-    _, control = _open(data_dir, control_url)
+    control = _open(data_dir)
     try:
         control.audit.record("cli", action, target=target, details=details)
     except MentatLabError as exc:
@@ -79,7 +72,7 @@ def verify(data_dir: DataDirOpt = None) -> None:
     """
     from mentatlab.errors import MentatLabError
 
-    _, control = _open(data_dir)
+    control = _open(data_dir)
     try:
         report = control.audit.verify()
     except MentatLabError as exc:
@@ -108,7 +101,7 @@ def checkpoint(data_dir: DataDirOpt = None) -> None:
     Keep the printed line somewhere else too: a checkpoint held outside the control store
     also proves its tail was not cut off.
     """
-    _, control = _open(data_dir)
+    control = _open(data_dir)
     try:
         point = control.audit.checkpoint()
     finally:

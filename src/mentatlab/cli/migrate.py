@@ -111,6 +111,10 @@ def migrate(
     except StoreUnavailable as exc:
         raise _fail(str(exc)) from None
     try:
+        if not dry_run:  # recorded before copying, so the copied audit chain holds it too
+            record_cli_action("migration", data_dir=data_dir, details={
+                "span_store": transfer.mask_url(to) if to else None,
+                "control_store": transfer.mask_url(control_to) if control_to else None})
         _run(source, target, source_control, control_to, checkpoint, price,
              batch_rows=batch_rows, dry_run=dry_run)
     except StoreUnavailable as exc:
@@ -122,10 +126,6 @@ def migrate(
         source.close()
         if target is not None:
             target.close()
-    if not dry_run:  # recorded in the control store the installation now uses
-        record_cli_action("migration", data_dir=data_dir, control_url=control_to, details={
-            "span_store": transfer.mask_url(to) if to else None,
-            "control_store": transfer.mask_url(control_to) if control_to else None})
 
 
 def _run(src: SpanStore, dst: SpanStore | None, source_control: str, control_to: str | None,
