@@ -4,7 +4,8 @@
   documented errors (:class:`InvalidBatch`, :class:`UnsupportedMediaType`), nothing else;
 * every accepted batch turns into spans without error, one per event (a ``*.started``
   whose completion already came is the one documented exception), each a span the
-  store can hold: hex ids of the right length, ``0 < start <= end < 2**63`` ns.
+  store can hold: hex ids of the right length, ``0 < start <= end <= MAX_TIME_NS``, expired
+  starts included.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from hypothesis import example, given, seed, settings
 from hypothesis import strategies as st
 
 from mentatlab.errors import InvalidBatch, UnsupportedMediaType
+from mentatlab.receivers.base import MAX_TIME_NS
 from mentatlab.receivers.events import EVENT_TYPES, EventPairer, decode_events
 
 pytestmark = pytest.mark.fuzz
 
-MAX_NS = 2**63 - 1
 CONTENT_TYPES = ["application/json", "application/x-ndjson", "text/plain", None,
                  "application/json; charset=utf-8"]
 json_scalar = st.one_of(
@@ -58,13 +59,13 @@ def _spans_of(events: list[Any]) -> None:
     pairer = EventPairer(pair_timeout_s=60)
     spans = pairer.add(events, received_ns=1_800_000_000_000_000_000)
     assert len(spans) <= len(events)
+    spans += pairer.expire(MAX_TIME_NS)
     for span in spans:
         assert len(span.trace_id) == 32 and int(span.trace_id, 16) >= 0
         assert len(span.span_id) == 16 and int(span.span_id, 16) >= 0
         assert span.parent_span_id == "" or len(span.parent_span_id) == 16
-        assert 0 < span.start_time_ns <= span.end_time_ns <= MAX_NS, (
+        assert 0 < span.start_time_ns <= span.end_time_ns <= MAX_TIME_NS, (
             span.start_time_ns, span.end_time_ns)
-    pairer.expire(MAX_NS)
     assert pairer.open_count == 0
 
 
@@ -72,6 +73,9 @@ def _spans_of(events: list[Any]) -> None:
 @example(batch=[{"type": "agent.tool.called", "run_id": "r", "duration_ms": 1e308}],
          content_type="application/json", ndjson=False)
 @example(batch=[{"type": "agent.retry", "run_id": "r", "timestamp": "9999-12-31T23:59:59Z"}],
+         content_type="application/json", ndjson=False)
+@example(batch=[{"type": "agent.step.started", "run_id": "r", "step_id": "s",
+                 "timestamp": 9_223_372_036_000_000_000}],
          content_type="application/json", ndjson=False)
 @settings(max_examples=400, deadline=None, database=None)
 @given(batch=st.lists(st.one_of(event, placed_event), min_size=1, max_size=4),

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from mentatlab.errors import DecodeError, PayloadTooLarge, UnsupportedMediaType
-from mentatlab.receivers.base import DecodedBatch
+from mentatlab.receivers.base import MAX_TIME_NS, DecodedBatch
 from mentatlab.receivers.decode import decode_otlp_json, decode_otlp_protobuf
 from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.fuzz
 
 LIMITS = HttpLimits(max_body_bytes=4096, max_decompressed_bytes=16_384)
 DOCUMENTED = (DecodeError, PayloadTooLarge, UnsupportedMediaType)
-MAX_STORE_NS = 2**63 - 1
 
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                         st.text(max_size=12), st.sampled_from([
@@ -115,7 +114,8 @@ def _any_value(depth: int = 2) -> st.SearchStrategy[AnyValue]:
 ids = st.one_of(st.binary(min_size=0, max_size=17), st.sampled_from([bytes(16), bytes(8)]),
                 st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8))
 times = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from(
-    [0, 1, 10**17, 1_800_000_000_000_000_000, 2**63 - 1, 2**63, 2**64 - 1]))
+    [0, 1, 10**17, 1_800_000_000_000_000_000, MAX_TIME_NS, MAX_TIME_NS + 1, 2**63 - 1,
+     2**64 - 1]))
 span_fields = st.fixed_dictionaries({
     "trace_id": ids, "span_id": ids, "parent_span_id": ids, "name": st.text(max_size=10),
     "kind": st.integers(0, 2**31 - 1), "start_time_unix_nano": times,
@@ -168,5 +168,5 @@ def _check_storable(batch: DecodedBatch) -> None:
     for span in batch.spans:
         assert len(span.trace_id) == 32 and len(span.span_id) == 16
         assert span.parent_span_id == "" or len(span.parent_span_id) == 16
-        assert 0 < span.start_time_ns <= span.end_time_ns <= MAX_STORE_NS, (
+        assert 0 < span.start_time_ns <= span.end_time_ns <= MAX_TIME_NS, (
             span.start_time_ns, span.end_time_ns)

@@ -27,6 +27,8 @@ import orjson
 from mentatlab.model.raw import RawSpan
 
 __all__ = [
+    "MAX_BYTES_PER_SPAN",
+    "MAX_RESOURCE_SECONDS",
     "MAX_TOKENS_PER_SPAN",
     "BadValue",
     "Convention",
@@ -48,6 +50,11 @@ __all__ = [
 
 MAX_TOKENS_PER_SPAN = 100_000_000
 """A token count above this (tokens) on one span is refused as absurd."""
+MAX_RESOURCE_SECONDS = 1e9
+"""A resource quantity above this (core-s, GB-s, GPU-s: about 32 years of one unit) on one
+span is refused as absurd; it also keeps every cost inside ``Decimal(38, 12)``."""
+MAX_BYTES_PER_SPAN = 10**15
+"""A byte count above this (1 PB) on one span is refused as absurd (the column is UInt64)."""
 
 Extract = Callable[[Any, RawSpan], "tuple[tuple[str, Any], ...] | None"]
 """``(attribute value, span) -> ((field, value), ...)`` or None when nothing applies."""
@@ -133,7 +140,7 @@ def as_tokens(value: Any) -> int:
     return count
 
 
-def _as_nonneg_number(value: Any, what: str) -> float:
+def _as_nonneg_number(value: Any, what: str, most: float) -> float:
     if isinstance(value, bool):
         raise BadValue(f"Expected {what}, got boolean {value!r}")
     try:
@@ -142,6 +149,8 @@ def _as_nonneg_number(value: Any, what: str) -> float:
         raise BadValue(f"Expected {what}, got {value!r}") from None
     if not math.isfinite(number) or number < 0:
         raise BadValue(f"Expected {what} >= 0, got {value!r}")
+    if number > most:
+        raise BadValue(f"Expected {what} of at most {most:g} per span, got {value!r}")
     return number
 
 
@@ -149,18 +158,18 @@ def as_seconds(value: Any) -> float:
     """A non-negative resource quantity in seconds (core-s, GB-s, GPU-s).
 
     Raises:
-        BadValue: the value is not a finite number >= 0.
+        BadValue: the value is not a finite number from 0 to :data:`MAX_RESOURCE_SECONDS`.
     """
-    return _as_nonneg_number(value, "a resource quantity in seconds")
+    return _as_nonneg_number(value, "a resource quantity in seconds", MAX_RESOURCE_SECONDS)
 
 
 def as_bytes_count(value: Any) -> int:
     """A non-negative byte count (bytes).
 
     Raises:
-        BadValue: the value is not a finite number >= 0.
+        BadValue: the value is not a finite number from 0 to :data:`MAX_BYTES_PER_SPAN`.
     """
-    return round(_as_nonneg_number(value, "a byte count"))
+    return round(_as_nonneg_number(value, "a byte count", MAX_BYTES_PER_SPAN))
 
 
 def as_bool(value: Any) -> bool | None:

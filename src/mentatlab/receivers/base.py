@@ -14,7 +14,12 @@ from typing import TypeAlias
 from mentatlab.errors import FieldError
 from mentatlab.model.raw import RawSpan
 
-__all__ = ["DecodedBatch", "Ingest", "IngestOutcome", "summarize_rejections"]
+__all__ = ["MAX_TIME_NS", "DecodedBatch", "Ingest", "IngestOutcome", "summarize_rejections"]
+
+MAX_TIME_NS = 9_223_372_036_000_000_000
+"""Latest span time a receiver accepts, unix ns (2262-04-11T23:47:16Z): the store's
+``DateTime64(9)`` ends 854,775,807 ns later, and whole seconds keep the microsecond
+rounding of Python datetimes inside it."""
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from mentatlab.errors import DecodeError, FieldError
 from mentatlab.model.raw import AttrValue, RawSpan
-from mentatlab.receivers.base import DecodedBatch
+from mentatlab.receivers.base import MAX_TIME_NS, DecodedBatch
 
 __all__ = [
     "DecodedBatch",
@@ -47,8 +47,6 @@ _KIND_BY_NAME.update({n: i for i, n in enumerate(_KIND_NAMES)})
 _STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2,
                    "unset": 0, "ok": 1, "error": 2}
 _ZERO_TRACE = bytes(16)
-MAX_TIME_NS = 2**63 - 1
-"""Latest span time accepted, unix ns: the end of the store's ``DateTime64(9)`` range."""
 _ZERO_SPAN = bytes(8)
 
 
@@ -80,9 +78,9 @@ def _check_times(start_ns: int, end_ns: int) -> None:
     if end_ns < start_ns:
         raise _SpanError("endTimeUnixNano",
                          f"expected end ({end_ns} ns) not before start ({start_ns} ns)")
-    if end_ns > MAX_TIME_NS:  # uint64 on the wire; the store's DateTime64(9) ends in 2262
+    if end_ns > MAX_TIME_NS:  # uint64 on the wire; the store ends in 2262
         raise _SpanError("endTimeUnixNano" if start_ns <= MAX_TIME_NS else "startTimeUnixNano",
-                         f"expected a time before 2262-04-11 (at most {MAX_TIME_NS} ns), "
+                         f"expected a time at most 2262-04-11T23:47:16Z ({MAX_TIME_NS} ns), "
                          f"got {end_ns} ns")
 
 

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from mentatlab.receivers.base import MAX_TIME_NS
+
 __all__ = ["EVENT_TYPES", "Event", "EventType"]
 
 EventType = Literal[
@@ -130,9 +132,9 @@ class Event(BaseModel):
             raise ValueError(f"expected unix ns or an RFC 3339 string, got {value!r}")
         else:
             ns = int(value)
-        if not _MIN_UNIX_NS <= ns < 2**63:
-            raise ValueError(f"expected a time from 1973-03-03 to 2262-04-11 (unix ns after "
-                             f"10**17 and before 2**63), got {value!r}")
+        if not _MIN_UNIX_NS <= ns <= MAX_TIME_NS:
+            raise ValueError(f"expected a time from 1973-03-03 to 2262-04-11T23:47:16Z (unix "
+                             f"ns from 10**17 to {MAX_TIME_NS}), got {value!r}")
         return ns
 
     @field_validator("trace_id")

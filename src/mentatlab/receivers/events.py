@@ -19,6 +19,7 @@ import pydantic
 
 from mentatlab.errors import FieldError, InvalidBatch, UnsupportedMediaType
 from mentatlab.model.raw import RawSpan, StatusCode
+from mentatlab.receivers.base import MAX_TIME_NS
 from mentatlab.receivers.event_schema import EVENT_TYPES, Event, EventType
 
 __all__ = ["EVENT_TYPES", "Event", "EventPairer", "EventType", "decode_events"]
@@ -244,7 +245,7 @@ class EventPairer:
         for span in spans:
             if span.attributes.get(_OPEN_ATTR):
                 self._open[(span.trace_id, span.span_id)] = _Open(
-                    span, span.start_time_ns + self._timeout_ns)
+                    span, self._deadline_ns(span.start_time_ns))
 
     def add(self, events: Sequence[Event], received_ns: int | None = None) -> list[RawSpan]:
         """Turn a batch of events into spans to store, in order.
@@ -280,7 +281,7 @@ class EventPairer:
                 return None  # its completion already arrived: nothing left to open
             span.start_time_ns = span.end_time_ns = time_ns
             attrs[_OPEN_ATTR] = True
-            self._open[key] = _Open(span, time_ns + self._timeout_ns)
+            self._open[key] = _Open(span, self._deadline_ns(time_ns))
         elif event.type.endswith(".completed"):
             opened = self._open.pop(key, None)
             first = opened.span if opened is not None else self._closed.get(key)
@@ -297,6 +298,10 @@ class EventPairer:
             else:
                 attrs["mentat.span.unpaired"] = True
         return span
+
+    def _deadline_ns(self, start_ns: int) -> int:
+        """When a span started at ``start_ns`` expires; never past what the store holds."""
+        return min(start_ns + self._timeout_ns, MAX_TIME_NS)
 
     def _remember_closed(self, key: tuple[str, str], span: RawSpan | None) -> None:
         self._closed[key] = span
