@@ -28,10 +28,10 @@ forever. Each server process keeps its own buckets (no control-store round trip 
 request): with N processes behind a balancer a caller may get up to N times the limit
 (docs/security.md, "Quotas and rate limits").
 
-Why home-made rather than the ``limits`` package: its moving window stores one entry per
-unit of cost (a 5,000-span batch would be 5,000 list items) and its fixed window counts
-refused hits against the window; a token bucket costs a few float operations per check,
-refuses without consuming, and gives ``Retry-After`` directly.
+Why home-made rather than the ``limits`` package: its strategies are windows (fixed,
+moving, sliding counter) that read the wall clock, with no clock to inject in tests; the
+token bucket here is a few float operations per check, checks the key and the org before
+taking from either, and gives ``Retry-After`` directly (it is the product's own metering).
 """
 
 from __future__ import annotations
