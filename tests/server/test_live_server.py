@@ -97,14 +97,14 @@ def test_grpc_receiver_with_real_otel_exporter(grpc_server: tuple[LiveServer, in
     assert 'mentatlab_spans_accepted_total{receiver="otlp_grpc"} 1.0' in metrics
 
 
-async def test_grpc_is_not_served_unauthenticated(_isolated_data_dir: Path) -> None:
-
+async def test_grpc_stays_on_when_auth_is_required(_isolated_data_dir: Path) -> None:
+    """It checks keys itself (tests/receivers/test_otlp_grpc.py, tests/server/test_tls.py)."""
     port = _free_port()
     settings = make_settings(_isolated_data_dir, grpc_port=port, auth_required=True)
     async for env in open_in_process(settings):
-        assert env.state.grpc_port is None
+        assert env.state.grpc_port == port
         with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", port)) != 0
+            assert sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_live_stream_requires_key_and_scopes_to_it(_isolated_data_dir: Path) -> None:
