@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from mentatlab.errors import ConfigError
+from mentatlab.errors import ConfigError, ValidationError
 from mentatlab.storage.control import ControlStore, migrate_control_store
 from mentatlab.storage.control.audit import (
     GENESIS_HASH,
@@ -220,6 +222,17 @@ def test_a_checkpoint_signed_by_another_key_is_named(control: ControlStore,
     report = control.audit.verify(public_key=other)
     assert problems(report) == [("signature", 2)]
     assert "not the configured key" in report.problems[0].message
+
+
+def test_details_become_json_and_bad_input_is_refused(control: ControlStore) -> None:
+    entry = control.audit.record("cli", "export", details={"amount": Decimal("1.50"),
+                                                           "at": datetime(2026, 1, 1, tzinfo=UTC)})
+    assert entry.details == {"amount": "1.50", "at": "2026-01-01 00:00:00+00:00"}
+    with pytest.raises(ValidationError, match="details"):
+        control.audit.record("cli", "export", details={"x": float("nan")})
+    with pytest.raises(ValidationError, match="action"):
+        control.audit.record("cli", "")
+    assert control.audit.verify().ok and control.audit.verify().entries == 1
 
 
 def test_a_bad_signing_key_file_is_a_config_error(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -265,7 +265,7 @@ def _checkpoint(row: Any) -> CheckpointInfo:
 class _Signer:
     checkpoint_every: int = 1000
     key: Ed25519PrivateKey | None = None
-    key_id: str = field(default="")
+    key_id: str = ""
 
 
 class AuditLog:
@@ -314,7 +314,8 @@ class AuditLog:
             details: a JSON object; values JSON cannot hold are written as text.
 
         Raises:
-            ValidationError: empty or oversized ``actor``/``action``, oversized ``target``.
+            ValidationError: empty or oversized ``actor``/``action``, oversized ``target``,
+                a NaN or infinite number in ``details``.
             StoreError: the control store failed, or the append kept losing races.
         """
         for name, value, limit in (("actor", actor, 200), ("action", action, 64)):
@@ -322,7 +323,10 @@ class AuditLog:
                 raise ValidationError(name, f"Expected 1 to {limit} characters, got {value!r}")
         if len(target) > 500:
             raise ValidationError("target", "Expected at most 500 characters")
-        body = json.loads(json.dumps(dict(details or {}), default=str))
+        try:
+            body = json.loads(json.dumps(dict(details or {}), default=str, allow_nan=False))
+        except ValueError as exc:
+            raise ValidationError("details", f"Expected finite numbers: {exc}") from exc
         for attempt in range(_APPEND_ATTEMPTS):
             try:
                 with self._locked() as conn:
