@@ -182,6 +182,8 @@ def test_filters_and_paging(site: Site) -> None:
     ({"cursor": 2**63}, 422, "cursor"),
     ({"action": "key.created; drop"}, 422, "action"),
     ({"actor": "x" * 201}, 422, "actor"),
+    ({"actor": "key:\x00"}, 422, "actor"),
+    ({"org_id": "acme\n"}, 422, "org_id"),
 ])
 def test_bad_parameters_are_refused_naming_the_field(site: Site, params: dict[str, Any],
                                                      status: int, field: str) -> None:

@@ -25,6 +25,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 MAX_LIMIT = 1000
 """Most entries one page may hold."""
+_ID = r"^[A-Za-z0-9._:@-]+$"
 
 
 @router.get("/audit", summary="The audit log of sensitive actions",
@@ -32,7 +33,7 @@ MAX_LIMIT = 1000
 async def list_audit(
     request: Request,
     caller: Caller,
-    actor: Annotated[str | None, Query(min_length=1, max_length=200, description=(
+    actor: Annotated[str | None, Query(min_length=1, max_length=200, pattern=_ID, description=(
         "Only this actor: `key:<id>`, `user:<id>`, `cli`, `system`."))] = None,
     action: Annotated[str | None, Query(
         min_length=1, max_length=64, pattern=r"^[a-z_]+(\.([a-z_]+|\*))?$",
@@ -41,7 +42,7 @@ async def list_audit(
         description="At or after this time (ISO-8601, UTC if no offset).")] = None,
     until: Annotated[StoreTime | None, Query(
         description="Before this time (ISO-8601, exclusive).")] = None,
-    org_id: Annotated[str | None, Query(min_length=1, max_length=64, description=(
+    org_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_ID, description=(
         "Only this org (installation-wide callers; others see their own org)."))] = None,
     cursor: Annotated[int | None, Query(ge=1, le=INT64_MAX, description=(
         "`next_cursor` of the previous page: entries older than it."))] = None,
