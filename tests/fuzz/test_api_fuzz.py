@@ -36,7 +36,8 @@ def test_no_input_yields_a_server_error(fuzz_target: FuzzTarget, tmp_path: Path,
                f"{cases.get('with_failures')} failing, phases "
                + ", ".join(f"{name} {phase['status']}"
                            for name, phase in report.get("phases", {}).items()))
-    print(f"\n{summary}")  # noqa: T201 — the case count the integrator reports (-s)
+    stateful = output[output.find("Stateful ("):output.find("SUMMARY")].strip()
+    print(f"\n{summary}\n{stateful}")  # noqa: T201 — the counts the integrator reports (-s)
     record_property("schemathesis_cases", cases.get("generated"))
     assert code == 0 and report.get("complete"), f"{summary}\n{output[-20_000:]}"
     assert report["phases"]["stateful"]["status"] == "success", summary
