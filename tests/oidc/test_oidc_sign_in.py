@@ -25,6 +25,11 @@ def person(stack: Stack, login: str, groups: list[str], **extra: Any) -> None:
                                     "groups": groups}, **extra)
 
 
+def audit_entries(stack: Stack) -> list[Any]:
+    """The audit log, oldest first."""
+    return stack.control.audit.entries(all_orgs=True, limit=10_000)[::-1]
+
+
 def me(stack: Stack, token: str) -> httpx.Response:
     return httpx.get(f"{stack.url}/api/v1/me", cookies={SESSION_COOKIE: token})
 
@@ -57,6 +62,10 @@ def test_login_lands_a_session_with_the_role_from_the_claim(stack: Stack) -> Non
     user = stack.control.identities.get_user(member.user_id)
     assert user is not None and user.oidc_issuer == stack.provider.issuer
     assert user.oidc_subject == "alice"
+    logins = [e for e in audit_entries(stack) if e.action == "login"
+              and e.actor == f"user:{member.user_id}"]
+    assert [(e.org_id, e.details["role"], e.details["method"]) for e in logins] == [
+        ("acme", "admin", "oidc")]
 
 
 def test_a_changed_claim_changes_the_role_at_the_next_login(stack: Stack) -> None:
@@ -110,6 +119,9 @@ def test_logout_ends_the_session(stack: Stack) -> None:
         assert out.status_code == 200 and out.json() == {"ok": True, "ended": True}
         assert SESSION_COOKIE not in browser.cookies
     refused(me(stack, token), 401, "authorization")
+    assert [e.action for e in audit_entries(stack)
+            if e.details.get("email") == "erin@acme.test" or e.action == "logout"][-2:] == [
+        "login", "logout"]
     refused(httpx.post(f"{stack.url}/auth/logout", cookies={SESSION_COOKIE: token},
                        headers={"origin": stack.url}), 401, "authorization")
 

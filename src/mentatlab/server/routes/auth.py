@@ -40,6 +40,7 @@ from mentatlab.access.oidc import (
     roles_from_claim,
 )
 from mentatlab.errors import FieldError, Forbidden, ValidationError
+from mentatlab.server.audit_trail import audit
 from mentatlab.server.auth import SESSION_COOKIE, _same_origin
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
@@ -268,6 +269,8 @@ def _open_session(control: ControlStore, config: OidcConfig, claims: dict[str, A
                         "admin gives one (mentatctl members set) or the provider's "
                         f"{config.role_claim or 'role'} claim does")
     token, _ = identities.create_session(user_id=user.id, org_id=org, ttl_s=ttl_s)
+    control.audit.record(f"user:{user.id}", "login", org_id=org, target=user.id,
+                         details={"email": email, "method": "oidc", "role": roles[org]})
     _log.info("%s signed in through OIDC to org %s as %s", email, org, roles[org])
     return token
 
@@ -282,6 +285,8 @@ def _apply_role_claim(control: ControlStore, user_id: str, claimed: dict[str, st
     for member in identities.memberships_of(user_id):
         if member.source == "oidc" and member.org_id not in claimed:
             identities.remove_member(user_id, member.org_id)
+            control.audit.record("system", "member.removed", org_id=member.org_id,
+                                 target=user_id, details={"source": "oidc"})
     current = {m.org_id: m.role for m in identities.memberships_of(user_id)}
     for org_id, role in claimed.items():
         if current.get(org_id) != role:
@@ -289,12 +294,14 @@ def _apply_role_claim(control: ControlStore, user_id: str, claimed: dict[str, st
 
 
 def _give_role(control: ControlStore, user_id: str, org_id: str, role: str) -> bool:
-    """Set an OIDC-given role; False (logged) when the org does not exist here."""
+    """Set an OIDC-given role (audited); False (logged) when the org does not exist here."""
     try:
         control.identities.set_role(user_id, org_id, role, source="oidc")
     except ValidationError as exc:
         _log.info("OIDC role %s in org %r not given: %s", role, org_id, exc.reason)
         return False
+    control.audit.record("system", "member.role_changed", org_id=org_id, target=user_id,
+                         details={"role": role, "source": "oidc"})
     return True
 
 
@@ -319,6 +326,9 @@ async def key_sign_in(request: Request, body: KeySignIn) -> JSONResponse:
                             "admin key")
         token, _ = control.identities.create_session(
             key_id=scope.key_id, ttl_s=server_state(request).settings.session_ttl_s)
+        control.audit.record(f"key:{scope.key_id}", "login", org_id=scope.org_id,
+                             project_id=scope.project_id, target=scope.key_id,
+                             details={"method": "key"})
         return token, scope.role
 
     token, role = await anyio.to_thread.run_sync(open_session)
@@ -342,6 +352,7 @@ async def logout(request: Request, caller: Caller) -> JSONResponse:
         ended = await anyio.to_thread.run_sync(control_store(request).identities.end_session,
                                                token)
         server_state(request).auth.forget()
+        await audit(request, caller, "logout", target=caller.id, details={"ended": ended})
     _log.info("%s signed out (session ended: %s)", caller.name, ended)
     response = JSONResponse({"ok": True, "ended": ended})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
