@@ -93,14 +93,32 @@ def _ok(answer: httpx.Response) -> Any:
     return answer.json()
 
 
+BODY_VALUES = {
+    "body.org_id": ["fuzzorg"],
+    "body.role": ["ingest", "read", "admin", "viewer", "member", "billing", "owner"],
+    "body.kind": ["budget", "threshold"],
+    "body.period": ["month", "day"],
+    "body.metric": ["cost", "requests", "error_rate", "latency_p95_ms"],
+    "body.op": [">", ">=", "<", "<="],
+    "body.channels[*]": ["email:ops@example.org", "webhook:http://127.0.0.1:9/hook/s3cret"],
+    "body.email": ["grace@example.org", "ada@example.org"],
+}
+"""Realistic values schemathesis puts in request bodies half of the time, so creating a
+key, a rule or a member often succeeds and the stateful phase can follow its links."""
+
+
 def write_config(target: FuzzTarget, path: Path) -> Path:
-    """A ``schemathesis.toml`` that puts the seeded ids in path parameters 70% of the time."""
+    """A ``schemathesis.toml``: seeded ids in path parameters 70% of the time, realistic
+    body values (:data:`BODY_VALUES`) half of the time."""
     lines = []
-    for name, values in target.ids.items():
+    dictionaries = {f"path.{name}": (name, values, 0.7) for name, values in target.ids.items()}
+    dictionaries.update({key: (key.removeprefix("body.").replace("[*]", "").replace(".", "_"),
+                               values, 0.5) for key, values in BODY_VALUES.items()})
+    for name, values, _ in dictionaries.values():
         lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
     lines.append("[parameters]")
-    lines += [f'"path.{name}" = {{ dictionary = "{name}", probability = 0.7 }}'
-              for name in target.ids]
+    lines += [f'"{key}" = {{ dictionary = "{name}", probability = {probability} }}'
+              for key, (name, _, probability) in dictionaries.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -20,6 +20,7 @@ from mentatlab.errors import FieldError, Forbidden
 from mentatlab.server.audit_trail import actor_of, audit
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.openapi_links import links_to
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import control_store, server_state
 from mentatlab.storage.control import ApiKeyInfo, ControlStore, IssuedApiKey
@@ -163,7 +164,9 @@ async def list_orgs(request: Request, caller: Caller) -> dict[str, Any]:
 # --- keys ---------------------------------------------------------------------------
 
 
-@router.post("/keys", summary="Create an API key", responses=error_responses(401, 403, 422, 503))
+@router.post("/keys", summary="Create an API key", responses={
+    **error_responses(401, 403, 422, 503),
+    **links_to("/api/v1/keys/{key_id}", ("delete",), "key_id", "/key/id")})
 async def create_key(request: Request, body: KeyRequest, caller: Caller) -> dict[str, Any]:
     """Create an API key; the ``secret`` is in this answer only.
 

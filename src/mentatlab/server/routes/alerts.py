@@ -22,6 +22,7 @@ from mentatlab.errors import FieldError
 from mentatlab.server.audit_trail import audit
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
+from mentatlab.server.openapi_links import links_to
 from mentatlab.server.params import MAX_LIST_ITEMS, Int64, Money, Number, Text
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import control_store
@@ -115,7 +116,9 @@ async def _rule_or_404(request: Request, caller: Principal, rule_id: str) -> Ale
 
 
 @router.post("/alert-rules", summary="Create an alert rule or budget",
-             responses=error_responses(401, 403, 422, 503))
+             responses={**error_responses(401, 403, 422, 503), **links_to(
+                 "/api/v1/alert-rules/{rule_id}", ("get", "patch", "delete"), "rule_id",
+                 "/rule/id")})
 async def create_rule(request: Request, body: AlertRuleRequest, caller: Caller
                       ) -> dict[str, Any]:
     """Create a rule; it is evaluated from the next run of the alert evaluator."""
