@@ -10,8 +10,12 @@ the key's org on every span. Runs alternate off and on, ``--rounds`` times each,
 of the machine hits both alike; each server first takes 2 s of load not counted. Prints each run and the median loss per batch size.
 Bounded in time; targets 127.0.0.1 only.
 
+``--micro`` instead times the per-request check alone, in process: the key lookup from
+the cache with the permission check (mean of 20,000), and a cache miss (the control-store
+lookup a node makes once per key per ``auth_cache_s``; mean of 200).
+
 Usage: .venv/bin/python bench/auth_overhead.py [--seconds 10] [--rounds 3] [--batches 1 100]
-       [--clients 4]
+       [--clients 4] [--micro]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _load import run_load
@@ -55,13 +60,50 @@ def _run(auth: bool, args: argparse.Namespace) -> list[dict[str, float]]:
         return rows
 
 
+def micro() -> None:
+    """Time the key check alone: a cached lookup and a miss."""
+    import asyncio
+
+    from mentatlab.access.roles import Permission
+    from mentatlab.server.auth import Authenticator
+    from mentatlab.server.components import open_control_store
+    from mentatlab.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        control = open_control_store(load_settings(data_dir=Path(tmp)))
+        control.create_org("bench", "bench")
+        key = control.create_api_key("bench", None, "bench", role="ingest").key
+        auth = Authenticator(control, auth_required=True, cache_s=0.5)
+
+        async def measure() -> tuple[float, float]:
+            await auth.for_key(key)
+            t0 = time.perf_counter()
+            for _ in range(20_000):
+                (await auth.for_key(key)).require(Permission.INGEST)
+            hit = (time.perf_counter() - t0) / 20_000
+            t0 = time.perf_counter()
+            for _ in range(200):
+                auth.forget()
+                await auth.for_key(key)
+            return hit, (time.perf_counter() - t0) / 200
+
+        hit, miss = asyncio.run(measure())
+        control.close()
+    print(f"key check from the cache: {hit * 1e6:.1f} µs; cache miss (SQLite lookup in a "
+          f"thread): {miss * 1e3:.2f} ms; load average {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 100])
+    ap.add_argument("--micro", action="store_true")
     args = ap.parse_args()
+    if args.micro:
+        micro()
+        return
     print(f"load average before: {os.getloadavg()}", flush=True)
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for _ in range(args.rounds):

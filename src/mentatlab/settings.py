@@ -311,9 +311,9 @@ def load_settings(**overrides: Any) -> Settings:
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):
         raise ConfigError(f"Expected oidc_issuer to be an http(s) URL, got "
                           f"{settings.oidc_issuer!r}")
-    return settings
     from mentatlab.access.roles import USER_ROLES
 
     if settings.oidc_default_role not in USER_ROLES:
         raise ConfigError(f"Expected oidc_default_role to be one of {list(USER_ROLES)}, got "
                           f"{settings.oidc_default_role!r}")
+    return settings

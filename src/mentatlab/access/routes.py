@@ -55,12 +55,12 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("POST", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("GET", "/api/v1/audit"): _P.READ_AUDIT,
     ("GET", "/api/v1/me"): SIGNED_IN,
-    # operations and documentation
     # sign-in (routes/auth.py)
     ("GET", "/auth/login"): PUBLIC,
     ("GET", "/auth/callback"): PUBLIC,
     ("POST", "/auth/key"): PUBLIC,
     ("POST", "/auth/logout"): SIGNED_IN,
+    # operations and documentation
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
