@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from mentatlab.cli._client import ApiClient, console, err_console
+from mentatlab.cli._local import open_local_control_store
 
 __all__ = ["keys_app", "members_app"]
 
@@ -30,16 +31,9 @@ OrgOpt = Annotated[str | None, typer.Option("--org", help="Org id (default: the 
 def _bootstrap(org: str | None, project: str | None, role: str, name: str,
                data_dir: Path | None) -> tuple[str, dict[str, Any]]:
     """Issue a key straight into the control store (the server's machine only)."""
-    from mentatlab.errors import ConfigError, MentatLabError
-    from mentatlab.server.components import open_control_store
-    from mentatlab.settings import load_settings
+    from mentatlab.errors import MentatLabError
 
-    try:
-        settings = load_settings(data_dir=data_dir)
-        control = open_control_store(settings)
-    except (ConfigError, MentatLabError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    control = open_local_control_store(data_dir)
     try:
         if org is not None and org not in {o.id for o in control.list_orgs()}:
             control.create_org(org, org)

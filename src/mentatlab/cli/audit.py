@@ -18,30 +18,15 @@ import typer
 from rich.table import Table
 
 from mentatlab.cli._client import ApiClient, console, err_console, parse_time
+from mentatlab.cli._local import DataDirOpt, open_local_control_store
 
 if TYPE_CHECKING:
-    from mentatlab.storage.control import ControlStore
+    pass
 
 __all__ = ["audit_app", "record_cli_action"]
 
 audit_app = typer.Typer(help="The tamper-evident audit log: verify, list, checkpoint, keygen.",
                         no_args_is_help=True)
-
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Data folder whose control store to read (MENTATLAB_DATA_DIR).")]
-
-
-def _open(data_dir: Path | None) -> ControlStore:
-    """The installation's control store (migrated, signing key configured); exit 2 on error."""
-    from mentatlab.errors import MentatLabError
-    from mentatlab.server.components import open_control_store
-    from mentatlab.settings import load_settings
-
-    try:
-        return open_control_store(load_settings(data_dir=data_dir))
-    except MentatLabError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def record_cli_action(action: str, *, data_dir: Path | None = None, target: str = "",
@@ -52,7 +37,7 @@ def record_cli_action(action: str, *, data_dir: Path | None = None, target: str 
     """
     from mentatlab.errors import MentatLabError
 
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         control.audit.record("cli", action, target=target, details=details)
     except MentatLabError as exc:
@@ -72,7 +57,7 @@ def verify(data_dir: DataDirOpt = None) -> None:
     """
     from mentatlab.errors import MentatLabError
 
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         report = control.audit.verify()
     except MentatLabError as exc:
@@ -101,7 +86,7 @@ def checkpoint(data_dir: DataDirOpt = None) -> None:
     Keep the printed line somewhere else too: a checkpoint held outside the control store
     also proves its tail was not cut off.
     """
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         point = control.audit.checkpoint()
     finally:

@@ -8,37 +8,23 @@ within ``quota_refresh_s``; each change is recorded in the audit log.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from mentatlab.cli._client import console, err_console
+from mentatlab.cli._local import DataDirOpt, open_local_control_store
 
 if TYPE_CHECKING:
-    from mentatlab.storage.control import ControlStore
+    pass
 
 __all__ = ["quotas_app"]
 
 quotas_app = typer.Typer(help="Per-org quota overrides (this machine's control store).",
                          no_args_is_help=True)
 
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Data folder whose control store to use (MENTATLAB_DATA_DIR).")]
 LimitOpt = Annotated[int | None, typer.Option(min=-1, help="-1: back to the setting.")]
-
-
-def _open(data_dir: Path | None) -> ControlStore:
-    from mentatlab.errors import MentatLabError
-    from mentatlab.server.components import open_control_store
-    from mentatlab.settings import load_settings
-
-    try:
-        return open_control_store(load_settings(data_dir=data_dir))
-    except MentatLabError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 @quotas_app.command("set")
@@ -69,7 +55,7 @@ def set_quotas(
     if not limits:
         err_console.print("[red]Give at least one limit, e.g. --key-queries-per-min 100[/red]")
         raise typer.Exit(2)
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         override = control.quotas.set(org, limits)
         control.audit.record("cli", "quota.set", org_id=org, target=org,
@@ -87,7 +73,7 @@ def set_quotas(
 def clear_quotas(org: Annotated[str, typer.Argument(help="Org id.")],
                  data_dir: DataDirOpt = None) -> None:
     """Drop an org's overrides: the settings apply to it again."""
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         had = control.quotas.clear(org)
         if had:
@@ -101,7 +87,7 @@ def clear_quotas(org: Annotated[str, typer.Argument(help="Org id.")],
 @quotas_app.command("list")
 def list_quotas(data_dir: DataDirOpt = None) -> None:
     """Every org with overrides and the limits they set."""
-    control = _open(data_dir)
+    control = open_local_control_store(data_dir)
     try:
         overrides = control.quotas.all()
     finally:
