@@ -4,6 +4,8 @@ filters, pages and is scoped to the caller's org. On SQLite and PostgreSQL contr
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,13 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
 
-from mentatlab.cli.main import app  # noqa: E402
 from mentatlab.storage.control import ControlStore  # noqa: E402
 
 HOOK = "webhook:http://127.0.0.1:9/never-called"
@@ -192,14 +192,20 @@ def test_bad_parameters_are_refused_naming_the_field(site: Site, params: dict[st
     assert field in response.text
 
 
+def _mentatctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command (a Rich console sized from ``COLUMNS`` at start, not at import)."""
+    return subprocess.run([sys.executable, "-m", "mentatlab.cli.main", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
 def test_mentatctl_audit_list_reads_through_the_api(site: Site) -> None:
     keys = _seed(site)
-    runner = CliRunner()
-    done = runner.invoke(app, ["audit", "list", "--url", site.server.url, "--api-key",
-                               keys["globex"], "--action", "key.*"], env={"COLUMNS": "200"})
-    assert done.exit_code == 0, done.output
-    assert "key.created" in done.output and "globex" in done.output
-    assert "org.created" not in done.output and "acme" not in done.output
-    refused = runner.invoke(app, ["audit", "list", "--url", site.server.url, "--api-key",
-                                  keys["acme-read"]])
-    assert refused.exit_code != 0 and "403" in refused.output + str(refused.stderr_bytes)
+    done = _mentatctl("audit", "list", "--url", site.server.url, "--api-key", keys["globex"],
+                      "--action", "key.*")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "key.created" in done.stdout and "globex" in done.stdout
+    assert "org.created" not in done.stdout and "acme" not in done.stdout
+    refused = _mentatctl("audit", "list", "--url", site.server.url, "--api-key",
+                         keys["acme-read"])
+    assert refused.returncode != 0 and "403" in refused.stdout + refused.stderr

@@ -1,7 +1,7 @@
 """Per-org quota overrides.
 
 Revision ID: 0006_quotas
-Revises: 0004
+Revises: 0005_audit (one line of history: nodes migrating at once then record one version)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from mentatlab.storage.control.models import UtcDateTime
 
 revision = "0006_quotas"
-down_revision = "0004"
+down_revision = "0005_audit"
 branch_labels = None
 depends_on = None
 
