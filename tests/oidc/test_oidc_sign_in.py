@@ -84,6 +84,25 @@ def test_a_changed_claim_changes_the_role_at_the_next_login(stack: Stack) -> Non
         assert browser.get(f"{stack.url}/api/v1/cost").status_code == 200
 
 
+def test_a_claim_never_demotes_an_orgs_only_owner(stack: Stack) -> None:
+    stack.control.create_org("Initech", "initech")
+    person(stack, "olga", ["initech:owner"])
+    with stack.browser() as browser:
+        assert sign_in(browser, stack, "olga").status_code == 303
+        person(stack, "olga", ["initech:viewer"])
+        assert sign_in(browser, stack, "olga", params={"org": "initech"}).status_code == 303
+        assert browser.get(f"{stack.url}/api/v1/me").json()["role"] == "owner"
+        person(stack, "olga", [])
+        assert sign_in(browser, stack, "olga", params={"org": "initech"}).status_code == 303
+        assert browser.get(f"{stack.url}/api/v1/me").json()["role"] == "owner"
+        # with a second owner the claim applies again
+        other = stack.control.identities.ensure_user("pat@initech.test")
+        stack.control.identities.set_role(other.id, "initech", "owner")
+        person(stack, "olga", ["initech:viewer"])
+        assert sign_in(browser, stack, "olga", params={"org": "initech"}).status_code == 303
+        assert browser.get(f"{stack.url}/api/v1/me").json()["role"] == "viewer"
+
+
 def test_the_session_acts_in_the_org_asked_for(stack: Stack) -> None:
     person(stack, "carol", ["acme:member", "globex:billing"])
     with stack.browser() as browser:

@@ -283,14 +283,25 @@ def _apply_role_claim(control: ControlStore, user_id: str, claimed: dict[str, st
     """
     identities = control.identities
     for member in identities.memberships_of(user_id):
-        if member.source == "oidc" and member.org_id not in claimed:
+        if member.source == "oidc" and member.org_id not in claimed and \
+                not _last_owner(control, user_id, member.org_id, member.role):
             identities.remove_member(user_id, member.org_id)
             control.audit.record("system", "member.removed", org_id=member.org_id,
                                  target=user_id, details={"source": "oidc"})
     current = {m.org_id: m.role for m in identities.memberships_of(user_id)}
     for org_id, role in claimed.items():
-        if current.get(org_id) != role:
+        if current.get(org_id) != role and (
+                role == "owner" or not _last_owner(control, user_id, org_id, current.get(org_id))):
             _give_role(control, user_id, org_id, role)
+
+
+def _last_owner(control: ControlStore, user_id: str, org_id: str, role: str | None) -> bool:
+    """Whether the person is ``org_id``'s only owner (kept so: an org keeps one owner)."""
+    if role != "owner" or control.identities.count_owners(org_id) > 1:
+        return False
+    _log.warning("OIDC claim would demote or remove user %s, the only owner of org %s: kept "
+                 "as owner (make someone else owner first)", user_id, org_id)
+    return True
 
 
 def _give_role(control: ControlStore, user_id: str, org_id: str, role: str) -> bool:
