@@ -140,7 +140,7 @@ async def create_rule(request: Request, body: AlertRuleRequest, caller: Caller
 
 
 @router.get("/alert-rules", summary="Alert rules and budgets, with their state",
-            responses=error_responses(401, 503))
+            responses=error_responses(401, 403, 429, 503))
 async def list_rules(request: Request, caller: Caller) -> dict[str, Any]:
     """Every rule the key may see, by org and name, with its last measured value."""
     rules = await anyio.to_thread.run_sync(control_store(request).alerts.list_rules,
@@ -149,7 +149,7 @@ async def list_rules(request: Request, caller: Caller) -> dict[str, Any]:
 
 
 @router.get("/alert-rules/{rule_id}", summary="One alert rule",
-            responses=error_responses(401, 404, 503))
+            responses=error_responses(401, 403, 404, 429, 503))
 async def get_rule(request: Request, rule_id: str, caller: Caller) -> dict[str, Any]:
     """One rule with its state."""
     return {"ok": True, "rule": _rule_json(await _rule_or_404(request, caller, rule_id))}
@@ -182,7 +182,7 @@ async def delete_rule(request: Request, rule_id: str, caller: Caller) -> dict[st
 
 
 @router.get("/alerts", summary="Recorded alerts, newest first",
-            responses=error_responses(401, 422, 503))
+            responses=error_responses(401, 403, 422, 429, 503))
 async def list_alerts(
     request: Request,
     caller: Caller,

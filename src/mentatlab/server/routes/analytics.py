@@ -37,7 +37,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
 _DEFAULT_WINDOW = timedelta(days=7)
-_ERRORS = error_responses(400, 401, 403, 422, 503, 504)
+_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
 _RESOLVED = [Depends(resolved_reads)]
 """Reads that wait until this node's acknowledged spans are resolved (attribution)."""
 StartQ = Annotated[StoreTime | None, Query(description="Start (ISO-8601, UTC if no offset); "
@@ -153,7 +153,7 @@ def _node_json(node: SpanNode) -> dict[str, Any]:
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a span tree",
-            responses=error_responses(400, 401, 403, 404, 503, 504), dependencies=_RESOLVED)
+            responses=error_responses(400, 401, 403, 404, 429, 503, 504), dependencies=_RESOLVED)
 async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, Any]:
     """Every span of the trace as a tree (``roots`` → ``children``).
 

@@ -29,7 +29,7 @@ _ID = r"^[A-Za-z0-9._:@-]+$"
 
 
 @router.get("/audit", summary="The audit log of sensitive actions",
-            responses=error_responses(400, 401, 403, 422, 503))
+            responses=error_responses(400, 401, 403, 422, 429, 503))
 async def list_audit(
     request: Request,
     caller: Caller,

@@ -97,7 +97,7 @@ def _price_in_force(state: ServerState) -> Price:
 
 
 @router.get("/prices", summary="Prices in force and their sources",
-            responses=error_responses(401, 503))
+            responses=error_responses(401, 403, 429, 503))
 async def prices(request: Request, caller: Caller) -> dict[str, Any]:
     """The prices new spans are priced with, and where each came from.
 
