@@ -18,13 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Mount
 from websockets.sync.client import connect
 
 from conftest import Caller, Installation
 from mentatlab.access.roles import Permission, permissions_of
 from mentatlab.access.routes import PUBLIC, ROUTE_PERMISSIONS, SIGNED_IN
 
-_DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+_DOC_ROUTES = {"/openapi.json"}
 _SIGN_OUT = ("POST", "/auth/logout")
 
 
@@ -45,6 +46,8 @@ def _app_routes(installation: Installation) -> set[tuple[str, str]]:
             routes.update((m, route.path) for m in route.methods if m != "HEAD")
         elif isinstance(route, APIWebSocketRoute):
             routes.add(("WS", route.path))
+        elif isinstance(route, Mount):  # static files: GET /static/{path}
+            routes.add(("GET", route.path_format))
         elif getattr(route, "path", "") in _DOC_ROUTES:
             routes.add(("GET", route.path))
     return routes

@@ -67,7 +67,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/static/{path}"): PUBLIC,  # a Mount (no dependency runs): the UI's files
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

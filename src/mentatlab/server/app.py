@@ -31,12 +31,14 @@ from mentatlab.server.routes import (
     analytics,
     audit,
     auth,
+    docs,
     events,
     health,
     otlp,
     prices,
     reprice,
 )
+from mentatlab.server.security_headers import StaticAssets
 from mentatlab.server.state import ServerState
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
@@ -246,14 +248,18 @@ def create_app(settings: Settings) -> FastAPI:
         "Every REST error uses one JSON shape: "
         '`{"ok": false, "status": int, "error": str, "errors": [{"field", "reason"}]}`.',
         lifespan=lifespan,
+        docs_url=None,  # routes/docs.py serves Swagger UI from vendored assets
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, alerts, reprice, prices, admin, audit, auth, health):
+    for module in (events, analytics, alerts, reprice, prices, admin, audit, auth, health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
+    app.mount(docs.STATIC_PATH, StaticAssets(packages=[("mentatlab.ui", "static")]),
+              name="static")  # public: the files ship in the wheel, nothing secret
     return app
 
 
