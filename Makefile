@@ -49,10 +49,19 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: $(STAMP) $(MATRIX_STAMP) $(OIDC_STAMP) lint typecheck ## Install, lint, type-check and run every test
+# Debian's headless Chromium for the browser tests: installed once with apt-get (as root,
+# as in CI); Playwright drives it, so nothing downloads a browser.
+browser: ## Install Debian's chromium for the browser tests (apt-get, needs root)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "Install it as root: apt-get install chromium" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends chromium || \
+	  { apt-get update && apt-get install -y --no-install-recommends chromium; }; }
+
+test: $(STAMP) $(MATRIX_STAMP) $(OIDC_STAMP) browser lint typecheck ## Install, lint, type-check and run every test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (by hand; results go in bench/RESULTS.md)
 	$(BIN)/python bench/run_all.py
 
-.PHONY: help install matrix-envs oidc-provider demo format lint typecheck test bench
+.PHONY: help install matrix-envs oidc-provider browser demo format lint typecheck test bench
