@@ -36,7 +36,7 @@ $(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 
 oidc-provider: $(OIDC_STAMP) ## Install the OIDC provider the sign-in tests run (tests/oidc, npm ci)
 
-demo: $(STAMP) ## Start the server on the embedded store and drive realistic agent traffic through it
+demo: $(STAMP) ## Start the server on the embedded store, drive realistic agent traffic through it, keep it running until Ctrl-C (CI=true: exit)
 	$(BIN)/mentatctl demo
 
 format: $(STAMP) ## Format the code

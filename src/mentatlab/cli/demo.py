@@ -13,7 +13,9 @@ The demo runs everything on this machine, with no network and no API key:
 4. a cost report by org, project and model, the most expensive traces and the unpriced
    models, all read back through the REST API.
 
-The server it started is stopped at the end (by its PID) unless ``keep_running``.
+With ``keep_running`` it then prints where to look (the server, its API docs, the most
+expensive trace) and serves until SIGINT (Ctrl-C) or SIGTERM; the server it started is
+then stopped (SIGTERM to its PID: it flushes its writer and exits).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -43,7 +47,7 @@ from mentatlab.cli._format import format_count, format_money
 from mentatlab.demo.fake_openai import FakeOpenAIConfig, FakeOpenAIServer
 from mentatlab.settings import default_data_dir
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "ci_is_set", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +64,6 @@ class DemoResult:
     """Base URL of the MentatLab server used (``http://127.0.0.1:PORT``)."""
     data_dir: Path | None
     """Data folder of the server the demo started (None when it used ``url``)."""
-    server_pid: int | None = None
-    """PID of the server the demo started and left running (``keep_running``), else None."""
     traffic: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per instrumentation: the traffic process's summary (LLM calls, retries, tools...)."""
     cost_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -70,6 +72,29 @@ class DemoResult:
     """The total of that report, as the server wrote it (a decimal string, USD)."""
     top_traces: list[dict[str, Any]] = field(default_factory=list)
     unpriced: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ci_is_set() -> bool:
+    """True when the ``CI`` environment variable is set to anything but empty/0/false/no/off."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+@contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt while inside; main thread only.
+
+    SIGINT too: a shell starts background jobs with it ignored, and Python keeps that.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.default_int_handler)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _port_or_free(port: int) -> int:
@@ -89,7 +114,10 @@ def _start_server(data_dir: Path, http_port: int, grpc_port: int,
     cmd = [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
            "--port", str(http_port), "--grpc-port", str(grpc_port), "--data-dir", str(data_dir)]
     env = {**os.environ, "MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Its own session: a Ctrl-C in the terminal reaches the demo only, which stops the
+    # server once (a second signal would make uvicorn skip its graceful shutdown).
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
@@ -135,48 +163,52 @@ def _run_traffic(openai_url: str, http_url: str, grpc_target: str, runs: int,
     errors = {inst: tempfile.TemporaryFile() for inst in ("openai-v2", "openinference")}
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        readers = []
-        for inst, label in (("openai-v2", "openai-v2 → OTLP/HTTP"),
-                            ("openinference", "openinference → OTLP/gRPC")):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mentatlab.demo.traffic", "--instrumentation", inst,
-                 "--openai-base-url", openai_url, "--otlp-http", http_url,
-                 "--otlp-grpc", grpc_target, "--runs", str(runs)],
-                stdout=subprocess.PIPE, stderr=errors[inst], text=True)
-            procs[inst] = proc
-            task = progress.add_task(label, total=None)
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            readers = []
+            for inst, label in (("openai-v2", "openai-v2 → OTLP/HTTP"),
+                                ("openinference", "openinference → OTLP/gRPC")):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "mentatlab.demo.traffic", "--instrumentation", inst,
+                     "--openai-base-url", openai_url, "--otlp-http", http_url,
+                     "--otlp-grpc", grpc_target, "--runs", str(runs)],
+                    stdout=subprocess.PIPE, stderr=errors[inst], text=True)
+                procs[inst] = proc
+                task = progress.add_task(label, total=None)
 
-            def read(inst: str = inst, proc: subprocess.Popen[str] = proc,
-                     task: Any = task) -> None:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    msg = json.loads(line)
-                    if "done" in msg:
-                        progress.update(task, completed=msg["done"], total=msg["total"])
-                    elif "summary" in msg:
-                        summaries[inst] = msg["summary"]
+                def read(inst: str = inst, proc: subprocess.Popen[str] = proc,
+                         task: Any = task) -> None:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        msg = json.loads(line)
+                        if "done" in msg:
+                            progress.update(task, completed=msg["done"], total=msg["total"])
+                        elif "summary" in msg:
+                            summaries[inst] = msg["summary"]
 
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
-            readers.append(reader)
-        deadline = time.monotonic() + _TRAFFIC_TIMEOUT_S
-        for inst, proc in procs.items():
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                for other in procs.values():
-                    other.kill()
-                raise RuntimeError(f"traffic ({inst}) ran past {_TRAFFIC_TIMEOUT_S:.0f} s") \
-                    from None
-            if proc.returncode != 0:
-                errors[inst].seek(0)
-                tail = errors[inst].read()[-2000:].decode(errors="replace")
-                raise RuntimeError(f"traffic ({inst}) exited with {proc.returncode}: {tail}")
-        for reader in readers:
-            reader.join(timeout=5)
-    for err in errors.values():
-        err.close()
+                reader = threading.Thread(target=read, daemon=True)
+                reader.start()
+                readers.append(reader)
+            deadline = time.monotonic() + _TRAFFIC_TIMEOUT_S
+            for inst, proc in procs.items():
+                try:
+                    proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise RuntimeError(f"traffic ({inst}) ran past {_TRAFFIC_TIMEOUT_S:.0f} s") \
+                        from None
+                if proc.returncode != 0:
+                    errors[inst].seek(0)
+                    tail = errors[inst].read()[-2000:].decode(errors="replace")
+                    raise RuntimeError(f"traffic ({inst}) exited with {proc.returncode}: {tail}")
+            for reader in readers:
+                reader.join(timeout=5)
+    finally:  # on a time-out or an interrupt too: no traffic process outlives the demo
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for err in errors.values():
+            err.close()
     return summaries
 
 
@@ -253,6 +285,33 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
                                       "(add them to pricing.toml, then `mentatctl reprice`)"))
 
 
+def _where_to_look(url: str, top_traces: list[dict[str, Any]], console: Console) -> None:
+    """Print the pages of ``url`` that answer 200 now: root, API docs, the costliest trace."""
+    trace_id = str(top_traces[0].get("trace_id", "")) if top_traces else ""
+    pages = [("Dashboard", f"{url}/"), ("API docs", f"{url}/docs")]
+    if trace_id:
+        pages.append(("Most expensive trace", f"{url}/api/v1/traces/{trace_id}"))
+    console.print("Look at:")
+    with httpx.Client(timeout=10.0, follow_redirects=True) as client:
+        for label, page in pages:
+            try:
+                answered = client.get(page).status_code == 200
+            except httpx.HTTPError:
+                answered = False
+            if not answered:
+                continue
+            lines = [f"  {label + ':':<22}{page}"]
+            if trace_id and page.endswith(trace_id):
+                lines.append(f"  {'':<22}mentatctl trace show {trace_id} --url {url}")
+            for line in lines:  # soft_wrap: a URL or command is never cut or wrapped
+                console.print(line, soft_wrap=True, highlight=False)
+
+
+def _log_tail(data_dir: Path) -> str:
+    log = data_dir / "demo-server.log"
+    return f"end of {log}:\n{log.read_text(errors='replace')[-3000:]}"
+
+
 def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port: int = 4318,
              grpc_port: int = 4317, runs: int = 4, keep_running: bool = False,
              console: Console | None = None) -> DemoResult:
@@ -265,14 +324,19 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
         grpc_port: OTLP/gRPC port of the started server (or of ``url``'s host); a free one
             if taken when the demo starts the server.
         runs: Runs per agent (6 agents; each run makes 2-4 LLM calls).
-        keep_running: Leave the started server running at the end.
+        keep_running: After the report, keep serving until SIGINT (Ctrl-C) or SIGTERM
+            (in the main thread; elsewhere signals keep their handlers), then stop the
+            started server and return. Without it the server is stopped at once.
         console: Where to print; default stdout.
 
     Returns:
         What the demo did and the report it printed.
 
     Raises:
-        RuntimeError: the server did not become ready or a traffic process failed.
+        RuntimeError: the server did not become ready, exited while kept running, or a
+            traffic process failed.
+        KeyboardInterrupt: SIGINT or SIGTERM before the report was printed (the started
+            server and the traffic processes are stopped first).
     """
     console = console or Console()
     started = datetime.now(UTC)
@@ -292,29 +356,46 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
         data_dir = None
     host = httpx.URL(url).host or "127.0.0.1"
     result = DemoResult(url=url, data_dir=data_dir)
-    try:
+    with _signals_as_interrupt():
         try:
-            _wait_ready(url, proc, _READY_TIMEOUT_S)
-        except RuntimeError as exc:
-            if data_dir is None:
-                raise
-            tail = (data_dir / "demo-server.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{exc}; end of {data_dir / 'demo-server.log'}:\n{tail}") \
-                from None
-        fake_cfg = FakeOpenAIConfig(seed=7, rate_limit_p=0.05, server_error_p=0.03,
-                                    latency_s=0.01)
-        with FakeOpenAIServer(fake_cfg) as fake:
-            result.traffic = _run_traffic(fake.base_url, url, f"{host}:{grpc_port}", runs,
-                                          console)
-        _report(result, started, console)
-        console.print(f"API docs: [link]{url}/docs[/link]")
-    finally:
-        if proc is not None and not keep_running:
-            _stop(proc)
-        if log is not None:
-            log.close()
-    if proc is not None and keep_running:
-        result.server_pid = proc.pid
-        console.print(f"Server left running (PID {proc.pid}); stop it with `kill {proc.pid}`.")
+            try:
+                _wait_ready(url, proc, _READY_TIMEOUT_S)
+            except RuntimeError as exc:
+                if data_dir is None:
+                    raise
+                raise RuntimeError(f"{exc}; {_log_tail(data_dir)}") from None
+            fake_cfg = FakeOpenAIConfig(seed=7, rate_limit_p=0.05, server_error_p=0.03,
+                                        latency_s=0.01)
+            with FakeOpenAIServer(fake_cfg) as fake:
+                result.traffic = _run_traffic(fake.base_url, url, f"{host}:{grpc_port}", runs,
+                                              console)
+            _report(result, started, console)
+            if proc is None or keep_running:
+                _where_to_look(url, result.top_traces, console)
+            if proc is not None and keep_running:
+                _serve_until_interrupted(proc, data_dir, console)
+        finally:
+            if proc is not None:
+                _stop(proc)
+            if log is not None:
+                log.close()
+    if proc is not None:
+        console.print(f"Server stopped. Its data stays in {data_dir}: "
+                      f"`mentatctl serve --data-dir {data_dir}` serves it again.",
+                      soft_wrap=True)
     return result
 
+
+def _serve_until_interrupted(proc: subprocess.Popen[bytes], data_dir: Path | None,
+                             console: Console) -> None:
+    """Wait for SIGINT/SIGTERM (returns) or the server's exit (raises RuntimeError)."""
+    console.print(f"The server keeps running (PID {proc.pid}). Press [bold]Ctrl-C[/bold] to "
+                  "stop it: it stops cleanly, writing what it holds to disk first.",
+                  soft_wrap=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        console.print("Stopping the server...")
+        return
+    tail = f"; {_log_tail(data_dir)}" if data_dir is not None else ""
+    raise RuntimeError(f"mentatctl serve exited with code {proc.returncode}{tail}")

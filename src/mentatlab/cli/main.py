@@ -46,18 +46,28 @@ def demo(
     grpc_port: Annotated[int, typer.Option(help="OTLP/gRPC port; a free one if taken.")] =
         4317,
     runs: Annotated[int, typer.Option(min=1, max=50, help="Runs per agent.")] = 4,
-    keep_running: Annotated[bool, typer.Option(
-        "--keep-running", help="Leave the started server running.")] = False,
+    keep_running: Annotated[bool | None, typer.Option(
+        "--keep-running/--no-keep-running", show_default="keep running unless CI is set",
+        help="After the report, keep the started server running until Ctrl-C. With CI set "
+        "(true, 1...) the demo always exits.")] = None,
 ) -> None:
     """Start a server, drive realistic agent traffic through it and print what it cost."""
-    from mentatlab.cli.demo import run_demo  # heavy (instrumented clients): imported lazily
+    from mentatlab.cli.demo import ci_is_set, run_demo  # heavy: imported lazily
 
+    if ci_is_set():
+        if keep_running:
+            err_console.print("CI is set: the demo stops its server and exits (--keep-running "
+                              "ignored).")
+        keep_running = False
     try:
         run_demo(url, data_dir=data_dir, http_port=port, grpc_port=grpc_port, runs=runs,
-                 keep_running=keep_running)
+                 keep_running=keep_running is not False)
     except RuntimeError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: the demo stopped its server and traffic.")
+        raise typer.Exit(130) from None
 
 
 def main() -> None:
