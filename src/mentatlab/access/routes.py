@@ -68,6 +68,14 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/static/{path}"): PUBLIC,  # a Mount (no dependency runs): the UI's files
+    # dashboard pages (ui/pages.py): refused callers get a sign-in (401) or 403 page
+    ("GET", "/"): _P.READ_USAGE,
+    ("GET", "/cost"): _P.READ_USAGE,
+    ("GET", "/models"): _P.READ_USAGE,
+    ("GET", "/ops"): _P.READ_SPANS,
+    ("GET", "/traces"): _P.READ_SPANS,
+    ("GET", "/alerts"): _P.READ_ALERTS,
+    ("GET", "/settings"): SIGNED_IN,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -42,6 +42,7 @@ from mentatlab.server.security_headers import StaticAssets
 from mentatlab.server.state import ServerState
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
+from mentatlab.ui import pages
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -258,6 +259,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
+    app.include_router(pages.router)  # authorizes inside, to answer a sign-in page (HTML)
     app.mount(docs.STATIC_PATH, StaticAssets(packages=[("mentatlab.ui", "static")]),
               name="static")  # public: the files ship in the wheel, nothing secret
     return app

@@ -1,0 +1,102 @@
+// The overview view: headline numbers, spend trend and top agents, all from the REST API
+// (/api/v1/overview, /api/v1/cost) for the range and filters the page was rendered with.
+import { drawMoneyTrend, fetchApi, formatCount, formatMoney, formatMs, formatRatio }
+  from "./chart.js";
+
+const view = document.getElementById("overview");
+const { api, start, end, filter, bucket } = view.dataset;
+const range = { start, end, filter };
+
+function setMetric(name, text, title = "") {
+  const element = view.querySelector(`[data-metric="${name}"]`);
+  element.textContent = text;
+  if (title) {
+    element.title = title;
+  }
+}
+
+function cell(row, text, className = "", title = "") {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) {
+    td.className = className;
+  }
+  if (title) {
+    td.title = title;
+  }
+  row.append(td);
+  return td;
+}
+
+function fillTopAgents(rows, currency) {
+  const body = view.querySelector("#top-agents tbody");
+  body.replaceChildren();
+  // The cost API answers every agent of the range; the view keeps the 5 costliest.
+  const top = [...rows].sort((a, b) => Number(b.total_cost) - Number(a.total_cost)).slice(0, 5);
+  if (top.length === 0) {
+    const tr = document.createElement("tr");
+    cell(tr, "No spend in this range.", "muted").colSpan = 4;
+    body.append(tr);
+    return;
+  }
+  const here = new URLSearchParams(window.location.search);
+  for (const row of top) {
+    const tr = document.createElement("tr");
+    const name = cell(tr, "");
+    if (row.agent_id) {
+      const link = document.createElement("a");
+      here.set("agent", row.agent_id);
+      link.href = `traces?${here}`;
+      link.textContent = row.agent_id;
+      name.append(link);
+    } else {
+      name.textContent = "(no agent)";
+      name.className = "muted";
+    }
+    const money = formatMoney(row.total_cost, currency);
+    cell(tr, money.text, "num", money.title);
+    cell(tr, formatCount(row.requests), "num");
+    cell(tr, formatCount(row.error_spans), "num");
+    body.append(tr);
+  }
+}
+
+function showError(error) {
+  const box = document.getElementById("error");
+  box.textContent = `Could not load the overview: ${error.message}`;
+  box.hidden = false;
+  for (const element of view.querySelectorAll("[data-metric]")) {
+    element.textContent = "—";
+  }
+  const body = view.querySelector("#top-agents tbody");
+  body.replaceChildren();
+  document.getElementById("trend").textContent = "No data (see the error above).";
+}
+
+async function load() {
+  const [overview, trend, agents] = await Promise.all([
+    fetchApi(api, "/overview", range),
+    fetchApi(api, "/cost", { ...range, group_by: "", bucket }),
+    fetchApi(api, "/cost", { ...range, group_by: "agent_id" }),
+  ]);
+  const currency = trend.currency || "USD";
+  const spend = formatMoney(overview.spend, currency);
+  setMetric("spend", spend.text, spend.title);
+  setMetric("requests", formatCount(overview.requests));
+  const none = overview.num_spans === 0;
+  setMetric("success_rate", none ? "—" : formatRatio(overview.success_rate));
+  setMetric("latency_p95_ms", none ? "—" : formatMs(overview.latency_p95_ms));
+  document.getElementById("empty").hidden = !none;
+  const chart = document.getElementById("trend");
+  if (trend.rows.length === 0) {
+    chart.textContent = "No spend in this range.";
+    chart.classList.add("chart-empty");
+  } else {
+    drawMoneyTrend(chart, trend.rows, currency, bucket);
+  }
+  fillTopAgents(agents.rows, currency);
+}
+
+load()
+  .catch(showError)
+  .finally(() => view.setAttribute("aria-busy", "false"));

@@ -1,0 +1,12 @@
+"""Fixtures of the dashboard tests: the server tests' in-process app and live server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from serverkit import app_client, live_server, settings  # noqa: E402
+
+__all__ = ["app_client", "live_server", "settings"]
