@@ -14,11 +14,13 @@ import pytest
 from server_payloads import encode, export_request, llm_span
 from serverkit import InProcess, make_settings, open_in_process
 from starlette.datastructures import QueryParams
-from test_docs_offline import CONTENT_TYPES, assert_strict_page_headers
+from test_docs_offline import CONTENT_TYPES as DOCS_CONTENT_TYPES
+from test_docs_offline import assert_strict_page_headers
 
 from mentatlab.ui.pages import VIEWS, view_state
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "mentatlab" / "ui" / "static"
+CONTENT_TYPES = {**DOCS_CONTENT_TYPES, ".svg": "image/svg+xml"}
 _ASSET = re.compile(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"')
 _LINK = re.compile(r'\bhref="([^"]+)"')
 _IMPORT = re.compile(r'from "\./([^"]+)"')
@@ -52,7 +54,7 @@ async def test_every_page_answers_with_a_strict_csp_and_local_assets(
         if not view.built:
             assert "Coming soon" in html and view.summary in html
     assert {"/static/dashboard.css", "/static/theme.js", "/static/overview.js",
-            "/static/vendor/echarts/echarts.min.js"} <= assets
+            "/static/vendor/echarts/echarts.min.js", "/static/favicon.svg"} <= assets
     for url in sorted(assets):
         assert url.startswith("/static/"), url
         response = await app_client.client.get(url)
@@ -64,8 +66,6 @@ async def test_every_page_answers_with_a_strict_csp_and_local_assets(
 
 def test_the_dashboard_scripts_name_no_external_host() -> None:
     for script in [*STATIC.glob("*.js"), *STATIC.glob("*.css")]:
-        if script.name == "docs-init.js":
-            continue
         assert not re.search(r"https?://", script.read_text()), script.name
 
 

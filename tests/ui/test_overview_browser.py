@@ -1,0 +1,173 @@
+"""The overview in a real browser (Debian's headless Chromium via Playwright): seeded data
+shows its numbers and chart with zero console errors, failed requests or requests leaving
+127.0.0.1; the range picker changes the URL and the numbers; screenshots for the docs."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from server_payloads import encode, export_request, llm_span, new_trace_id
+from serverkit import LiveServer
+
+# ENVIRONMENT.md, "Headless Chromium": as root, and no background calls home
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+_HOUR_NS = 3_600 * 1_000_000_000
+AGENTS = ("planner", "researcher", "writer", "critic", "router", "summarizer")
+
+
+def _seed(url: str) -> None:
+    """60 gpt-4o calls over the last 7 days: 6 agents of different spend, 7 errors."""
+    spans = []
+    now_ns = time.time_ns()
+    for i in range(60):
+        agent = AGENTS[i % len(AGENTS)]
+        span = llm_span(new_trace_id(), input_tokens=20_000 * (1 + i % len(AGENTS)),
+                        output_tokens=4_000, duration_ms=300 + 40 * i, error=i % 9 == 0,
+                        attrs={"gen_ai.agent.name": agent})
+        # the first 12 in the last hour (the 1h range), the rest spread over 7 days
+        age_ns = i * 60 * 10**9 if i < 12 else (i % 7) * 24 * _HOUR_NS + (i % 5) * _HOUR_NS
+        duration_ns = span.end_time_unix_nano - span.start_time_unix_nano
+        span.start_time_unix_nano = now_ns - age_ns - duration_ns
+        span.end_time_unix_nano = now_ns - age_ns
+        spans.append(span)
+    body, headers = encode(export_request(spans, project_id="acme"))
+    response = httpx.post(f"{url}/v1/traces", content=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "install Debian's chromium: make browser"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _watch(page: Page, problems: list[str], allowed: Callable[[str], bool] = lambda _: False
+           ) -> None:
+    """Record console errors, page errors, failed or refused requests and off-host ones."""
+    page.on("console", lambda m: m.type == "error" and not allowed(m.text)
+            and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on("response", lambda r: r.status >= 400 and not allowed(r.url)
+            and problems.append(f"{r.status}: {r.url}"))
+    page.on("request", lambda r: urlsplit(r.url).hostname not in ("127.0.0.1", None)
+            and problems.append(f"left 127.0.0.1: {r.url}"))
+
+
+def _loaded(page: Page) -> None:
+    page.wait_for_selector("#overview[aria-busy=false]", timeout=30_000)
+
+
+def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    target = tmp_path / name
+    page.screenshot(path=str(target), full_page=True)
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target, DOCS_IMG / name)
+
+
+def _api(url: str, page: Page, path: str, **params: str) -> Any:
+    """The API's answer for the range and filter the page was rendered with."""
+    view = page.locator("#overview")
+    window = {"start": view.get_attribute("data-start") or "",
+              "end": view.get_attribute("data-end") or ""}
+    return httpx.get(f"{url}/api/v1{path}", params={**window, **params}, timeout=30).json()
+
+
+@pytest.mark.e2e
+def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
+        live_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
+    url = live_server.url
+    _seed(url)
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP, color_scheme="light")
+    _watch(page, problems)
+    page.goto(f"{url}/?range=7d", wait_until="networkidle")
+    _loaded(page)
+    overview = _api(url, page, "/overview")
+    assert overview["requests"] == 60
+    spend = page.locator('[data-metric="spend"]')
+    assert spend.get_attribute("title") == f"{overview['spend']} USD", "exact value on hover"
+    assert spend.inner_text().startswith("$")
+    assert page.locator('[data-metric="requests"]').inner_text() == "60"
+    assert page.locator('[data-metric="success_rate"]').inner_text().endswith("%")
+    assert page.locator('[data-metric="latency_p95_ms"]').inner_text().endswith(("ms", " s"))
+    assert page.locator("#trend canvas").count() >= 1, "the chart is drawn"
+    rows = page.locator("#top-agents tbody tr")
+    assert rows.count() == 5
+    costliest = max(_api(url, page, "/cost", group_by="agent_id")["rows"],
+                    key=lambda r: float(r["total_cost"]))
+    assert rows.first.locator("td").first.inner_text() == costliest["agent_id"]
+    assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
+    page.mouse.move(0, 0)
+    _shot(page, tmp_path, "dashboard-overview-desktop.png")
+
+    page.get_by_role("link", name="1h", exact=True).click()
+    page.wait_for_url("**/?range=1h")
+    _loaded(page)
+    recent = _api(url, page, "/overview")
+    assert 0 < recent["requests"] < 60
+    assert page.locator('[data-metric="requests"]').inner_text() == str(recent["requests"])
+
+    page.get_by_label("Status").select_option("error")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/?range=1h&*status=error*")
+    _loaded(page)
+    assert page.locator("#overview").get_attribute("data-filter") == "status=error"
+
+    page.get_by_role("button", name="Dark theme").click()
+    assert page.locator("html").get_attribute("data-theme") == "dark"
+    page.goto(f"{url}/?range=7d", wait_until="networkidle")
+    _loaded(page)
+    assert page.locator("html").get_attribute("data-theme") == "dark", "kept in localStorage"
+    _shot(page, tmp_path, "dashboard-overview-dark.png")
+
+    phone = browser.new_page(viewport=PHONE, color_scheme="light")
+    _watch(phone, problems)
+    phone.goto(f"{url}/?range=7d", wait_until="networkidle")
+    _loaded(phone)
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"no sideways scroll on a phone, got {width}px"
+    _shot(phone, tmp_path, "dashboard-overview-phone.png")
+    assert problems == []
+
+
+@pytest.mark.e2e
+def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
+        live_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP, color_scheme="light")
+    _watch(page, problems)
+    page.goto(live_server.url + "/", wait_until="networkidle")
+    _loaded(page)
+    assert page.locator("#empty").is_visible()
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=" + live_server.url in page.locator("#empty").inner_text()
+    assert page.locator('[data-metric="spend"]').inner_text() == "$0.00"
+    reached = []
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim() || "
+                                     "document.activeElement.name"))
+    assert reached[0] == "Skip to content"
+    for control in ("Overview", "Cost", "24h", "7d", "Dark theme", "Apply"):
+        assert control in reached, (control, reached)
+    _shot(page, tmp_path, "dashboard-overview-empty.png")
+    assert problems == []
