@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from server_payloads import encode, export_request, llm_span, new_trace_id
-from serverkit import LiveServer
+from serverkit import LiveServer, make_settings, run_live_server
 
 # ENVIRONMENT.md, "Headless Chromium": as root, and no background calls home
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -170,4 +170,41 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     for control in ("Overview", "Cost", "24h", "7d", "Dark theme", "Apply"):
         assert control in reached, (control, reached)
     _shot(page, tmp_path, "dashboard-overview-empty.png")
+    assert problems == []
+
+
+@pytest.fixture
+def auth_server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
+    yield from run_live_server(make_settings(_isolated_data_dir, auth_required=True))
+
+
+@pytest.mark.e2e
+def test_with_auth_on_a_read_key_signs_in_and_sees_only_its_org(
+        auth_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
+    server = auth_server
+    control = server.state.control
+    for org, num_spans in (("acme", 2), ("other", 5)):
+        control.create_org(org.title(), org)
+        ingest_key = control.create_api_key(org, None, "ingest", role="ingest").key
+        body, headers = encode(export_request([llm_span() for _ in range(num_spans)]))
+        response = httpx.post(f"{server.url}/v1/traces", content=body, timeout=30,
+                              headers={**headers, "x-api-key": ingest_key})
+        assert response.status_code == 200, response.text
+    read_key = control.create_api_key("acme", None, "dashboard", role="read").key
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP, color_scheme="light")
+    first = f"{server.url}/?range=1h"  # the sign-in page answers 401, as the matrix says
+    _watch(page, problems, allowed=lambda text: text == first or text.endswith(
+        "status of 401 (Unauthorized)"))
+    page.goto(first, wait_until="networkidle")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    _shot(page, tmp_path, "dashboard-signin.png")
+    page.get_by_label("API key").fill(read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("#overview", timeout=30_000)
+    _loaded(page)
+    assert page.url == first
+    assert page.locator('[data-metric="requests"]').inner_text() == "2", "acme's only"
+    cookie = {c["name"]: c for c in page.context.cookies()}["mentat_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert problems == []

@@ -20,6 +20,7 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   if (answer.ok) {
+    await answer.text(); // read to the end: a reload mid-body would abort the request
     window.location.reload();
     return;
   }
