@@ -156,7 +156,8 @@ def test_the_trace_list_reads_the_trace_summary_like_raw(
     store.append_batch(stamped(spans, time.time_ns() - 10**12))
     Resolver(store, Price()).run_pass(time.time_ns())
     for kwargs in ({}, {"status": "error"}, {"min_cost": Decimal("0.01")},
-                   {"min_duration_ms": 1050.0}, {"offset": 7, "limit": 9}):
+                   {"min_duration_ms": 1050.0}, {"offset": 7, "limit": 9},
+                   {"sort": "cost"}, {"sort": "cost", "status": "error", "limit": 5}):
         for time_range in (WHOLE_DAYS, RANGE, INSIDE):
             params = QueryParams(time_range)
             assert list_traces(store, params, **kwargs) == list_traces(  # type: ignore[arg-type]

@@ -146,6 +146,11 @@ def test_list_traces_filters_and_pages(loaded: SpanStore, spans: list[CanonicalS
     assert 0 < len(rich) < NUM_TRACES
     slow = list_traces(loaded, QueryParams(ALL), min_duration_ms=1100, limit=1000)
     assert {t.trace_id for t in slow} == {f"{t + 1:032x}" for t in range(100, NUM_TRACES)}
+    top = list_traces(loaded, QueryParams(ALL), sort="cost", limit=5)
+    ranked = sorted(costs.items(), key=lambda item: (-item[1], item[0]))[:5]
+    assert [(t.trace_id, t.total_cost) for t in top] == ranked
+    with pytest.raises(ValidationError):
+        list_traces(loaded, QueryParams(ALL), sort="name")
     with pytest.raises(ValidationError):
         list_traces(loaded, QueryParams(ALL), status="bogus")
     with pytest.raises(ValidationError):

@@ -116,6 +116,11 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     costliest = max(_api(url, page, "/cost", group_by="agent_id")["rows"],
                     key=lambda r: float(r["total_cost"]))
     assert rows.first.locator("td").first.inner_text() == costliest["agent_id"]
+    traces = page.locator("#top-traces tbody tr")
+    assert traces.count() == 5
+    top = _api(url, page, "/traces", sort="cost", limit="5")["traces"]
+    assert traces.first.locator("td").nth(2).get_attribute("title") == \
+        f"{top[0]['total_cost']} USD"
     assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
     page.mouse.move(0, 0)
     _shot(page, tmp_path, "dashboard-overview-desktop.png")

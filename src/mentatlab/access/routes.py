@@ -74,6 +74,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/models"): _P.READ_USAGE,
     ("GET", "/ops"): _P.READ_SPANS,
     ("GET", "/traces"): _P.READ_SPANS,
+    ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,
     ("GET", "/settings"): SIGNED_IN,
 }

@@ -25,6 +25,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import QueryParams
 
+from mentatlab.access.principal import Principal
+from mentatlab.access.roles import Permission
 from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.server.auth import authorize
 from mentatlab.server.security_headers import page_headers
@@ -153,37 +155,41 @@ def _render(request: Request, template: str, status_code: int = 200,
     return HTMLResponse(page, status_code=status_code, headers=page_headers())
 
 
-async def _checked(request: Request) -> HTMLResponse | None:
-    """Authorize like an API route; the sign-in (401) or not-allowed (403) page on refusal.
+async def _checked(request: Request) -> HTMLResponse | Principal:
+    """Authorize like an API route: the caller, or the sign-in (401) or not-allowed (403) page.
 
     Raises:
         RateLimited: (429, the JSON error) the caller is over its query rate.
     """
     try:
-        await authorize(request)
+        return await authorize(request)
     except Unauthenticated:
         return _render(request, "signin.html", 401, title="Sign in")
     except Forbidden as exc:
         return _render(request, "forbidden.html", 403, title="Not allowed",
                        reason="; ".join(e.reason for e in exc.errors))
-    return None
 
 
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request) -> HTMLResponse:
-    """The overview: headline numbers, spend trend and top agents of the range."""
-    refused = await _checked(request)
-    if refused is not None:
-        return refused
+    """The overview: headline numbers, spend trend, top agents and traces of the range.
+
+    The top traces need ``read_spans`` (span payloads); without it the page says so rather
+    than asking the API for what it would refuse.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
     base_url = str(request.base_url).rstrip("/")
-    return _render(request, "overview.html", title="Overview", base_url=base_url)
+    return _render(request, "overview.html", title="Overview", base_url=base_url,
+                   can_read_spans=caller.can(Permission.READ_SPANS))
 
 
 def _coming_page(view: View) -> Any:
     async def coming(request: Request) -> HTMLResponse:
-        refused = await _checked(request)
-        if refused is not None:
-            return refused
+        caller = await _checked(request)
+        if isinstance(caller, HTMLResponse):
+            return caller
         return _render(request, "coming.html", title=view.title, view=view)
 
     coming.__doc__ = f"The {view.title} view (not built yet: a 'coming' empty state)."
@@ -194,3 +200,6 @@ for _view in VIEWS:
     if not _view.built:
         router.add_api_route(_view.path, _coming_page(_view), methods=["GET"],
                              response_class=HTMLResponse, name=f"{_view.title.lower()}_page")
+# one trace's waterfall (linked from the overview's top traces) comes with the Traces view
+router.add_api_route("/traces/{trace_id}", _coming_page(VIEWS[3]), methods=["GET"],
+                     response_class=HTMLResponse, name="trace_page")

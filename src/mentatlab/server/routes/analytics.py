@@ -138,12 +138,16 @@ async def traces(request: Request, caller: Caller, start: StartQ = None, end: En
                  min_cost: Annotated[Money | None, Query(description="USD")] = None,
                  min_duration_ms: Annotated[Milliseconds | None, Query()] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                 offset: Annotated[Count, Query()] = 0) -> dict[str, Any]:
-    """Traces with a span matching the filters, newest first, with rolled-up cost."""
+                 offset: Annotated[Count, Query()] = 0,
+                 sort: Annotated[str, Query(
+                     pattern="^(start_time|cost)$", description="`start_time`: newest first; "
+                     "`cost`: costliest first (the trace's `total_cost` in the range)")] =
+                 "start_time") -> dict[str, Any]:
+    """Traces with a span matching the filters, newest (or costliest) first, with cost."""
     params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(lambda: list_traces(
         server_state(request).store, params, limit=limit, offset=offset, status=status,
-        min_cost=min_cost, min_duration_ms=min_duration_ms))
+        min_cost=min_cost, min_duration_ms=min_duration_ms, sort=sort))
     return {"ok": True, "traces": _rows_of(result)}
 
 

@@ -4,7 +4,7 @@ import { drawMoneyTrend, fetchApi, formatCount, formatMoney, formatMs, formatRat
   from "./chart.js";
 
 const view = document.getElementById("overview");
-const { api, start, end, filter, bucket } = view.dataset;
+const { api, start, end, filter, bucket, readSpans } = view.dataset;
 const range = { start, end, filter };
 
 function setMetric(name, text, title = "") {
@@ -61,6 +61,31 @@ function fillTopAgents(rows, currency) {
   }
 }
 
+function fillTopTraces(traces, currency) {
+  const body = view.querySelector("#top-traces tbody");
+  body.replaceChildren();
+  if (traces.length === 0) {
+    const tr = document.createElement("tr");
+    cell(tr, "No traces in this range.", "muted").colSpan = 5;
+    body.append(tr);
+    return;
+  }
+  for (const trace of traces) {
+    const tr = document.createElement("tr");
+    const link = document.createElement("a");
+    link.href = `traces/${encodeURIComponent(trace.trace_id)}`;
+    link.textContent = trace.root_name || trace.trace_id.slice(0, 16);
+    link.title = trace.trace_id;
+    cell(tr, "").append(link);
+    cell(tr, trace.start_time.replace("T", " ").slice(0, 19));
+    const money = formatMoney(trace.total_cost, currency);
+    cell(tr, money.text, "num", money.title);
+    cell(tr, formatCount(trace.num_spans), "num");
+    cell(tr, trace.status, `status-${trace.status}`);
+    body.append(tr);
+  }
+}
+
 function showError(error) {
   const box = document.getElementById("error");
   box.textContent = `Could not load the overview: ${error.message}`;
@@ -68,16 +93,19 @@ function showError(error) {
   for (const element of view.querySelectorAll("[data-metric]")) {
     element.textContent = "—";
   }
-  const body = view.querySelector("#top-agents tbody");
-  body.replaceChildren();
+  for (const body of view.querySelectorAll("tbody")) {
+    body.replaceChildren();
+  }
   document.getElementById("trend").textContent = "No data (see the error above).";
 }
 
 async function load() {
-  const [overview, trend, agents] = await Promise.all([
+  const [overview, trend, agents, traces] = await Promise.all([
     fetchApi(api, "/overview", range),
     fetchApi(api, "/cost", { ...range, group_by: "", bucket }),
     fetchApi(api, "/cost", { ...range, group_by: "agent_id" }),
+    // only for roles that may read traces (the page says so otherwise)
+    readSpans === "yes" ? fetchApi(api, "/traces", { ...range, sort: "cost", limit: 5 }) : null,
   ]);
   const currency = trend.currency || "USD";
   const spend = formatMoney(overview.spend, currency);
@@ -95,6 +123,9 @@ async function load() {
     drawMoneyTrend(chart, trend.rows, currency, bucket);
   }
   fillTopAgents(agents.rows, currency);
+  if (traces) {
+    fillTopTraces(traces.traces, currency);
+  }
 }
 
 load()
