@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, sync_playwright
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import LiveServer, make_settings, run_live_server
@@ -84,6 +85,16 @@ def _shot(page: Page, tmp_path: Path, name: str) -> None:
     shutil.copyfile(target, DOCS_IMG / name)
 
 
+def _assert_accessible(page: Page) -> None:
+    """axe-core (bundled in axe-playwright-python, run in the page) finds nothing serious."""
+    answer = Axe().run(page).response
+    assert answer["passes"], "axe ran"
+    violations = answer["violations"]
+    bad = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+           for v in violations if v["impact"] in ("serious", "critical")]
+    assert bad == []
+
+
 def _api(url: str, page: Page, path: str, **params: str) -> Any:
     """The API's answer for the range and filter the page was rendered with."""
     view = page.locator("#overview")
@@ -124,6 +135,7 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
     page.mouse.move(0, 0)
     _shot(page, tmp_path, "dashboard-overview-desktop.png")
+    _assert_accessible(page)
 
     page.get_by_role("link", name="1h", exact=True).click()
     page.wait_for_url("**/?range=1h")
@@ -144,6 +156,7 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     _loaded(page)
     assert page.locator("html").get_attribute("data-theme") == "dark", "kept in localStorage"
     _shot(page, tmp_path, "dashboard-overview-dark.png")
+    _assert_accessible(page)
 
     phone = browser.new_page(viewport=PHONE, color_scheme="light")
     _watch(phone, problems)
@@ -175,6 +188,7 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     for control in ("Overview", "Cost", "24h", "7d", "Dark theme", "Apply"):
         assert control in reached, (control, reached)
     _shot(page, tmp_path, "dashboard-overview-empty.png")
+    _assert_accessible(page)
     assert problems == []
 
 
@@ -204,6 +218,7 @@ def test_with_auth_on_a_read_key_signs_in_and_sees_only_its_org(
     page.goto(first, wait_until="networkidle")
     assert page.get_by_role("heading", name="Sign in").is_visible()
     _shot(page, tmp_path, "dashboard-signin.png")
+    _assert_accessible(page)
     page.get_by_label("API key").fill(read_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#overview", timeout=30_000)
