@@ -228,3 +228,24 @@ def test_with_auth_on_a_read_key_signs_in_and_sees_only_its_org(
     cookie = {c["name"]: c for c in page.context.cookies()}["mentat_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert problems == []
+
+
+@pytest.mark.e2e
+def test_an_api_error_shows_the_error_state_with_the_apis_reason(
+        live_server: LiveServer, browser: Browser) -> None:
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP)
+    _watch(page, problems, allowed=lambda text: "/api/v1/overview" in text
+           or text.endswith("status of 503 (Service Unavailable)"))
+    page.route("**/api/v1/overview?*", lambda route: route.fulfill(status=503, json={
+        "ok": False, "status": 503, "error": "Store unavailable",
+        "errors": [{"field": "store", "reason": "chDB session closed"}]}))
+    page.goto(live_server.url + "/", wait_until="networkidle")
+    _loaded(page)
+    error = page.locator("#error")
+    assert error.is_visible()
+    assert error.inner_text() == ("Could not load the overview: /overview: Store unavailable "
+                                  "(store: chDB session closed)")
+    assert page.locator('[data-metric="spend"]').inner_text() == "—"
+    assert page.locator("#empty").is_hidden(), "an error is not an empty store"
+    assert problems == []
