@@ -76,12 +76,12 @@ function fillTopTraces(traces, currency) {
     link.href = `traces/${encodeURIComponent(trace.trace_id)}`;
     link.textContent = trace.root_name || trace.trace_id.slice(0, 16);
     link.title = trace.trace_id;
-    cell(tr, "").append(link);
+    cell(tr, "", "name").append(link);
     cell(tr, trace.start_time.replace("T", " ").slice(0, 19));
     const money = formatMoney(trace.total_cost, currency);
     cell(tr, money.text, "num", money.title);
-    cell(tr, formatCount(trace.num_spans), "num");
-    cell(tr, trace.status, `status-${trace.status}`);
+    cell(tr, formatCount(trace.num_spans), "num wide-only");
+    cell(tr, trace.status, `status-${trace.status} wide-only`);
     body.append(tr);
   }
 }
