@@ -29,14 +29,11 @@ from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
 from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.server.auth import authorize
+from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
 
 __all__ = ["DEFAULT_RANGE", "FILTERS", "RANGES", "VIEWS", "View", "ViewState", "router",
            "view_state"]
-
-STATIC_PATH: Final = "/static"
-"""Where ``src/mentatlab/ui/static`` is mounted (server/app.py)."""
-
 
 @dataclass(frozen=True, slots=True)
 class View:
