@@ -4,6 +4,7 @@ shows its numbers and chart with zero console errors, failed requests or request
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -79,10 +80,14 @@ def _loaded(page: Page) -> None:
 
 
 def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    """Screenshot into the test's folder; into docs/img too with MENTATLAB_UPDATE_SCREENSHOTS=1
+    (so a test run never dirties the checkout)."""
     target = tmp_path / name
     page.screenshot(path=str(target), full_page=True)
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(target, DOCS_IMG / name)
+    assert target.stat().st_size > 10_000, "a blank screenshot"
+    if os.environ.get("MENTATLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, DOCS_IMG / name)
 
 
 def _assert_accessible(page: Page) -> None:
