@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages (issue 15): the shell, the overview, and "coming" placeholders.
+"""The dashboard's HTML pages (issue 15): the shell, overview, models, alerts, "coming" pages.
 
 Pages are documents first: Jinja templates under ``ui/templates/``, real links and a GET
 form for the time range and filters, so the view state lives in the URL and a view can be
@@ -54,8 +54,8 @@ VIEWS: Final = (
     View("/ops", "Ops", False, "Live request rate, errors and latency percentiles."),
     View("/cost", "Cost", False, "Spend by any dimension, crossed, with CSV export."),
     View("/traces", "Traces", False, "Trace list and the waterfall of each trace."),
-    View("/alerts", "Alerts", False, "Alert rules and budgets, their state and history."),
-    View("/models", "Models", False, "Models seen, their price sources and unpriced ones."),
+    View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
+    View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/settings", "Settings", False, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -180,6 +180,35 @@ async def overview_page(request: Request) -> HTMLResponse:
     base_url = str(request.base_url).rstrip("/")
     return _render(request, "overview.html", title="Overview", base_url=base_url,
                    can_read_spans=caller.can(Permission.READ_SPANS))
+
+
+_QUERY = re.compile(r"^[A-Za-z0-9._:/@ *+-]{0,128}$")
+"""A model search (``?q=``) the page hands to its script; anything else is dropped."""
+
+
+@router.get("/models", response_class=HTMLResponse)
+async def models_page(request: Request) -> HTMLResponse:
+    """Models: the unpriced ones of the range (with how to price them) and the prices in force.
+
+    ``?q=`` narrows both tables to models whose provider or name contains it.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    search = request.query_params.get("q", "").strip()
+    return _render(request, "models.html", title="Models",
+                   search=search if _QUERY.match(search) else "")
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request) -> HTMLResponse:
+    """Alerts: budgets and threshold rules with their state, and the alert history."""
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    # the money's currency is the pricing's (GET /api/v1/prices), for roles that may read it
+    return _render(request, "alerts.html", title="Alerts",
+                   can_read_usage=caller.can(Permission.READ_USAGE))
 
 
 def _coming_page(view: View) -> Any:
