@@ -148,6 +148,13 @@ def test_empty_models_and_alerts_say_what_to_do(
     assert page.locator("#all-priced").inner_text() == \
         "Every model seen in this range is priced."
     assert page.locator("#how-to-price").is_hidden()
+    reached = []
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim() || "
+                                     "document.activeElement.name"))
+    for control in ("Models", "Alerts", "7d", "Apply", "q", "Search"):
+        assert control in reached, (control, reached)
     _assert_accessible(page)
     page.goto(live_server.url + "/alerts", wait_until="networkidle")
     _loaded(page, "alerts")
