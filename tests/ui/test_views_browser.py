@@ -40,6 +40,11 @@ def _seed(url: str, hook_url: str) -> None:
     spans = [llm_span(input_tokens=3_000 * (i + 1), output_tokens=500) for i in range(3)]
     spans += [llm_span(model="acme-llama-3-8b-ft", provider="self-hosted",
                        input_tokens=12_345, output_tokens=1_000) for _ in range(2)]
+    for span in spans[3:]:  # a minute older than the last one, so "last seen" orders them
+        span.start_time_unix_nano -= 60 * 10**9
+        span.end_time_unix_nano -= 60 * 10**9
+    spans.append(llm_span(model="zeta-small", provider="self-hosted", input_tokens=10,
+                          output_tokens=5))
     body, headers = encode(export_request(spans, project_id="acme"))
     response = httpx.post(f"{url}/v1/traces", content=body, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
@@ -75,7 +80,7 @@ def test_models_and_alerts_show_the_seeded_data(
     page.goto(f"{url}/models?range=24h", wait_until="networkidle")
     _loaded(page, "models")
     rows = page.locator("#unpriced tbody tr")
-    assert rows.count() == 1
+    assert rows.count() == 2, "the seeded unpriced models"
     cells = rows.first.locator("td")
     assert cells.nth(0).inner_text() == "self-hosted"
     assert cells.nth(1).inner_text() == "acme-llama-3-8b-ft"
@@ -94,9 +99,20 @@ def test_models_and_alerts_show_the_seeded_data(
     _shot(page, tmp_path, "dashboard-models-desktop.png")
     _assert_accessible(page)
 
+    page.get_by_role("link", name="Last seen").click()
+    page.wait_for_url("**/models?range=24h&sort=last_seen")
+    _loaded(page, "models")
+    names = page.locator("#unpriced tbody tr td:nth-child(2)").all_inner_texts()
+    assert names == ["zeta-small", "acme-llama-3-8b-ft"], "newest first"
+    page.get_by_label("Find a model").fill("llama")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/models?range=24h&sort=last_seen&q=llama")
+    _loaded(page, "models")
+    assert page.locator("#unpriced tbody tr td:nth-child(2)").all_inner_texts() == [
+        "acme-llama-3-8b-ft"]
     page.get_by_label("Find a model").fill("gpt")
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url("**/models?range=24h&q=gpt")
+    page.wait_for_url("**/models?range=24h&sort=last_seen&q=gpt")
     _loaded(page, "models")
     assert "No unpriced model matches" in page.locator("#unpriced tbody").inner_text()
 

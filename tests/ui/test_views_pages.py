@@ -28,6 +28,8 @@ async def test_models_hands_the_range_filter_and_search_to_its_script(
     assert 'data-filter="project_id=acme"' in html and 'data-search="llama-3"' in html
     assert 'name="q" value="llama-3"' in html
     assert 'data-search=""' in await _check_page(app_client.client, "/models?q=%3Cscript%3E")
+    assert 'href="/models?range=7d&amp;project=acme&amp;q=llama-3&amp;sort=model"' in html
+    assert 'data-sort="spans"' in await _check_page(app_client.client, "/models?sort=bogus")
 
 
 def test_the_matrix_names_the_views_permissions() -> None:

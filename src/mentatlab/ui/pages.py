@@ -32,8 +32,8 @@ from mentatlab.server.auth import authorize
 from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
 
-__all__ = ["DEFAULT_RANGE", "FILTERS", "RANGES", "VIEWS", "View", "ViewState", "router",
-           "view_state"]
+__all__ = ["DEFAULT_RANGE", "FILTERS", "MODEL_SORTS", "RANGES", "VIEWS", "View", "ViewState",
+           "router", "view_state"]
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -184,20 +184,25 @@ async def overview_page(request: Request) -> HTMLResponse:
 
 _QUERY = re.compile(r"^[A-Za-z0-9._:/@ *+-]{0,128}$")
 """A model search (``?q=``) the page hands to its script; anything else is dropped."""
+MODEL_SORTS: Final = {"spans": "Spans", "model": "Model", "last_seen": "Last seen"}
+"""Orders of the unpriced table (``?sort=``): most spans first (the API's), by name, newest."""
 
 
 @router.get("/models", response_class=HTMLResponse)
 async def models_page(request: Request) -> HTMLResponse:
     """Models: the unpriced ones of the range (with how to price them) and the prices in force.
 
-    ``?q=`` narrows both tables to models whose provider or name contains it.
+    ``?q=`` narrows both tables to models whose provider or name contains it; ``?sort=``
+    (a key of :data:`MODEL_SORTS`) orders the unpriced table.
     """
     caller = await _checked(request)
     if isinstance(caller, HTMLResponse):
         return caller
     search = request.query_params.get("q", "").strip()
+    sort = request.query_params.get("sort", "spans")
     return _render(request, "models.html", title="Models",
-                   search=search if _QUERY.match(search) else "")
+                   search=search if _QUERY.match(search) else "",
+                   sort=sort if sort in MODEL_SORTS else "spans", sorts=MODEL_SORTS)
 
 
 @router.get("/alerts", response_class=HTMLResponse)

@@ -3,7 +3,7 @@
 import { fetchApi, formatCount, formatMoney } from "./chart.js";
 
 const view = document.getElementById("models");
-const { api, start, end, filter, search } = view.dataset;
+const { api, start, end, filter, search, sort } = view.dataset;
 const needle = (search || "").toLowerCase();
 
 function matches(...names) {
@@ -43,9 +43,17 @@ function tomlString(text) {
   return `"${String(text).replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
+// the API answers most spans first; the page may ask for another order (?sort=)
+const ORDERS = {
+  spans: () => 0,
+  model: (a, b) => `${a.provider}/${a.model}`.localeCompare(`${b.provider}/${b.model}`),
+  last_seen: (a, b) => b.last_seen.localeCompare(a.last_seen),
+};
+
 function fillUnpriced(models) {
   const body = view.querySelector("#unpriced tbody");
-  const shown = models.filter((m) => matches(m.provider, m.model));
+  const shown = models.filter((m) => matches(m.provider, m.model))
+    .sort(ORDERS[sort] || ORDERS.spans);
   document.getElementById("all-priced").hidden = models.length > 0;
   document.getElementById("how-to-price").hidden = shown.length === 0;
   if (shown.length === 0) {
