@@ -12,26 +12,19 @@ as documented so the list stays honest.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conformance_corpus import require
 
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.pipeline.classify import Classify
 from mentatlab.pipeline.normalize import Normalize
 from mentatlab.receivers.decode import decode_otlp_json
 
-CONFORMANCE_DIR = Path(
-    os.environ.get("MENTATLAB_CONFORMANCE_DIR",
-                   Path(__file__).resolve().parents[3] / "shared" / "conformance")
-)
-CASES_DIR = CONFORMANCE_DIR / "otel-genai"
-
-if not CASES_DIR.is_dir():
-    pytest.skip("shared/conformance not present", allow_module_level=True)
+CASES_DIR = require("otel-genai")
 
 CASE_FILES = sorted(CASES_DIR.glob("*.json"))
 

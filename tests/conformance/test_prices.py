@@ -10,14 +10,13 @@ installed data cannot make it pass or fail by the calendar.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import genai_prices
 import pytest
+from conformance_corpus import require
 
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import Price
@@ -25,10 +24,7 @@ from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.money import quantize_money
 from mentatlab.pricing.rate_card import TokenUsage
 
-CONFORMANCE_DIR = Path(os.environ.get(
-    "MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "conformance"))
-if not CONFORMANCE_DIR.is_dir():
-    pytest.skip("shared/conformance not present", allow_module_level=True)
+CONFORMANCE_DIR = require()
 
 SNAPSHOT_DATE = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 """Date of genai-prices commit 47df840a5ab1, which the expected values were computed at."""

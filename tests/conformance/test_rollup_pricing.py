@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conformance_corpus import require
 
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan
@@ -27,9 +27,7 @@ from mentatlab.pipeline.price import Price
 from mentatlab.pricing.money import quantize_money
 from mentatlab.receivers.decode import decode_otlp_json
 
-CASES_DIR = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "otel-genai"
-if not CASES_DIR.is_dir():
-    pytest.skip("shared/conformance not present", allow_module_level=True)
+CASES_DIR = require("otel-genai")
 
 ROLLUP_ONLY = ("lf-pydantic-ai-agent-root-string-tokens", "otel-util-genai-invoke-agent")
 
