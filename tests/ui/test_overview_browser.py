@@ -4,28 +4,26 @@ shows its numbers and chart with zero console errors, failed requests or request
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, sync_playwright
+from browserkit import (
+    DESKTOP,
+    PHONE,
+    assert_accessible,
+    loaded,
+    no_sideways_scroll,
+    shot,
+    watch,
+)
+from playwright.sync_api import Browser, Page
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import LiveServer, make_settings, run_live_server
 
-# ENVIRONMENT.md, "Headless Chromium": as root, and no background calls home
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 _HOUR_NS = 3_600 * 1_000_000_000
 AGENTS = ("planner", "researcher", "writer", "critic", "router", "summarizer")
 
@@ -50,56 +48,6 @@ def _seed(url: str) -> None:
     assert response.status_code == 200, response.text
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "install Debian's chromium: make browser"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def _watch(page: Page, problems: list[str], allowed: Callable[[str], bool] = lambda _: False
-           ) -> None:
-    """Record console errors, page errors, failed or refused requests and off-host ones."""
-    page.on("console", lambda m: m.type == "error" and not allowed(m.text)
-            and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-    page.on("response", lambda r: r.status >= 400 and not allowed(r.url)
-            and problems.append(f"{r.status}: {r.url}"))
-    page.on("request", lambda r: urlsplit(r.url).hostname not in ("127.0.0.1", None)
-            and problems.append(f"left 127.0.0.1: {r.url}"))
-
-
-def _loaded(page: Page) -> None:
-    page.wait_for_selector("#overview[aria-busy=false]", timeout=30_000)
-
-
-def _shot(page: Page, tmp_path: Path, name: str) -> None:
-    """Screenshot into the test's folder; into docs/img too with MENTATLAB_UPDATE_SCREENSHOTS=1
-    (so a test run never dirties the checkout)."""
-    target = tmp_path / name
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000, "a blank screenshot"
-    if os.environ.get("MENTATLAB_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_IMG / name)
-
-
-def _assert_accessible(page: Page) -> None:
-    """axe-core (bundled in axe-playwright-python, run in the page) finds nothing serious."""
-    answer = Axe().run(page).response
-    assert answer["passes"], "axe ran"
-    violations = answer["violations"]
-    bad = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
-           for v in violations if v["impact"] in ("serious", "critical")]
-    assert bad == []
-
-
 def _api(url: str, page: Page, path: str, **params: str) -> Any:
     """The API's answer for the range and filter the page was rendered with."""
     view = page.locator("#overview")
@@ -115,9 +63,9 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     _seed(url)
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
-    _watch(page, problems)
+    watch(page, problems)
     page.goto(f"{url}/?range=7d", wait_until="networkidle")
-    _loaded(page)
+    loaded(page, "overview")
     overview = _api(url, page, "/overview")
     assert overview["requests"] == 60
     spend = page.locator('[data-metric="spend"]')
@@ -139,12 +87,12 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
         f"{top[0]['total_cost']} USD"
     assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
     page.mouse.move(0, 0)
-    _shot(page, tmp_path, "dashboard-overview-desktop.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-overview-desktop.png")
+    assert_accessible(page)
 
     page.get_by_role("link", name="1h", exact=True).click()
     page.wait_for_url("**/?range=1h")
-    _loaded(page)
+    loaded(page, "overview")
     recent = _api(url, page, "/overview")
     assert 0 < recent["requests"] < 60
     assert page.locator('[data-metric="requests"]').inner_text() == str(recent["requests"])
@@ -152,24 +100,23 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     page.get_by_label("Status").select_option("error")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url("**/?range=1h&*status=error*")
-    _loaded(page)
+    loaded(page, "overview")
     assert page.locator("#overview").get_attribute("data-filter") == "status=error"
 
     page.get_by_role("button", name="Dark theme").click()
     assert page.locator("html").get_attribute("data-theme") == "dark"
     page.goto(f"{url}/?range=7d", wait_until="networkidle")
-    _loaded(page)
+    loaded(page, "overview")
     assert page.locator("html").get_attribute("data-theme") == "dark", "kept in localStorage"
-    _shot(page, tmp_path, "dashboard-overview-dark.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-overview-dark.png")
+    assert_accessible(page)
 
     phone = browser.new_page(viewport=PHONE, color_scheme="light")
-    _watch(phone, problems)
+    watch(phone, problems)
     phone.goto(f"{url}/?range=7d", wait_until="networkidle")
-    _loaded(phone)
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"no sideways scroll on a phone, got {width}px"
-    _shot(phone, tmp_path, "dashboard-overview-phone.png")
+    loaded(phone, "overview")
+    no_sideways_scroll(phone)
+    shot(phone, tmp_path, "dashboard-overview-phone.png")
     assert problems == []
 
 
@@ -178,9 +125,9 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
         live_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
-    _watch(page, problems)
+    watch(page, problems)
     page.goto(live_server.url + "/", wait_until="networkidle")
-    _loaded(page)
+    loaded(page, "overview")
     assert page.locator("#empty").is_visible()
     assert "OTEL_EXPORTER_OTLP_ENDPOINT=" + live_server.url in page.locator("#empty").inner_text()
     assert page.locator('[data-metric="spend"]').inner_text() == "$0.00"
@@ -192,8 +139,8 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     assert reached[0] == "Skip to content"
     for control in ("Overview", "Cost", "24h", "7d", "Dark theme", "Apply"):
         assert control in reached, (control, reached)
-    _shot(page, tmp_path, "dashboard-overview-empty.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-overview-empty.png")
+    assert_accessible(page)
     assert problems == []
 
 
@@ -218,16 +165,16 @@ def test_with_auth_on_a_read_key_signs_in_and_sees_only_its_org(
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
     first = f"{server.url}/?range=1h"  # the sign-in page answers 401, as the matrix says
-    _watch(page, problems, allowed=lambda text: text == first or text.endswith(
+    watch(page, problems, allowed=lambda text: text == first or text.endswith(
         "status of 401 (Unauthorized)"))
     page.goto(first, wait_until="networkidle")
     assert page.get_by_role("heading", name="Sign in").is_visible()
-    _shot(page, tmp_path, "dashboard-signin.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-signin.png")
+    assert_accessible(page)
     page.get_by_label("API key").fill(read_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#overview", timeout=30_000)
-    _loaded(page)
+    loaded(page, "overview")
     assert page.url == first
     assert page.locator('[data-metric="requests"]').inner_text() == "2", "acme's only"
     cookie = {c["name"]: c for c in page.context.cookies()}["mentat_session"]
@@ -240,13 +187,13 @@ def test_an_api_error_shows_the_error_state_with_the_apis_reason(
         live_server: LiveServer, browser: Browser) -> None:
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP)
-    _watch(page, problems, allowed=lambda text: "/api/v1/overview" in text
+    watch(page, problems, allowed=lambda text: "/api/v1/overview" in text
            or text.endswith("status of 503 (Service Unavailable)"))
     page.route("**/api/v1/overview?*", lambda route: route.fulfill(status=503, json={
         "ok": False, "status": 503, "error": "Store unavailable",
         "errors": [{"field": "store", "reason": "chDB session closed"}]}))
     page.goto(live_server.url + "/", wait_until="networkidle")
-    _loaded(page)
+    loaded(page, "overview")
     error = page.locator("#error")
     assert error.is_visible()
     assert error.inner_text() == ("Could not load the overview: /overview: Store unavailable "

@@ -10,14 +10,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page
+from browserkit import (
+    DESKTOP,
+    PHONE,
+    assert_accessible,
+    loaded,
+    no_sideways_scroll,
+    shot,
+    watch,
+)
+from playwright.sync_api import Browser
 from server_payloads import encode, export_request, llm_span
 from serverkit import LiveServer, make_settings, run_live_server
-from test_overview_browser import DESKTOP, PHONE, _assert_accessible, _shot, _watch, browser
 
 from receivers import WebhookReceiver
-
-__all__ = ["browser"]
 
 
 @pytest.fixture
@@ -58,15 +64,6 @@ def _seed(url: str, hook_url: str) -> None:
     raise AssertionError("the budget did not fire")
 
 
-def _loaded(page: Page, view: str) -> None:
-    page.wait_for_selector(f"#{view}[aria-busy=false]", timeout=30_000)
-
-
-def _no_sideways_scroll(page: Page) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"no sideways scroll on a phone, got {width}px"
-
-
 @pytest.mark.e2e
 def test_models_and_alerts_show_the_seeded_data(
         alerting_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
@@ -75,10 +72,10 @@ def test_models_and_alerts_show_the_seeded_data(
         _seed(url, hook.url)
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
-    _watch(page, problems)
+    watch(page, problems)
 
     page.goto(f"{url}/models?range=24h", wait_until="networkidle")
-    _loaded(page, "models")
+    loaded(page, "models")
     rows = page.locator("#unpriced tbody tr")
     assert rows.count() == 2, "the seeded unpriced models"
     cells = rows.first.locator("td")
@@ -96,28 +93,28 @@ def test_models_and_alerts_show_the_seeded_data(
     first_rate = rates.first.locator("td").nth(1)
     assert (first_rate.get_attribute("title") or "").endswith(" USD"), "exact value on hover"
     page.mouse.move(0, 0)
-    _shot(page, tmp_path, "dashboard-models-desktop.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-models-desktop.png")
+    assert_accessible(page)
 
     page.get_by_role("link", name="Last seen").click()
     page.wait_for_url("**/models?range=24h&sort=last_seen")
-    _loaded(page, "models")
+    loaded(page, "models")
     names = page.locator("#unpriced tbody tr td:nth-child(2)").all_inner_texts()
     assert names == ["zeta-small", "acme-llama-3-8b-ft"], "newest first"
     page.get_by_label("Find a model").fill("llama")
     page.get_by_role("button", name="Search").click()
     page.wait_for_url("**/models?range=24h&sort=last_seen&q=llama")
-    _loaded(page, "models")
+    loaded(page, "models")
     assert page.locator("#unpriced tbody tr td:nth-child(2)").all_inner_texts() == [
         "acme-llama-3-8b-ft"]
     page.get_by_label("Find a model").fill("gpt")
     page.get_by_role("button", name="Search").click()
     page.wait_for_url("**/models?range=24h&sort=last_seen&q=gpt")
-    _loaded(page, "models")
+    loaded(page, "models")
     assert "No unpriced model matches" in page.locator("#unpriced tbody").inner_text()
 
     page.goto(f"{url}/alerts", wait_until="networkidle")
-    _loaded(page, "alerts")
+    loaded(page, "alerts")
     budget = page.locator("#budgets tbody tr")
     assert budget.count() == 1
     cells = budget.first.locator("td")
@@ -133,23 +130,23 @@ def test_models_and_alerts_show_the_seeded_data(
     assert "sent" in history.all_inner_texts()[0] + history.all_inner_texts()[1]
     assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
     page.mouse.move(0, 0)
-    _shot(page, tmp_path, "dashboard-alerts-desktop.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-alerts-desktop.png")
+    assert_accessible(page)
 
     page.get_by_role("button", name="Dark theme").click()
     for view in ("models", "alerts"):
         page.goto(f"{url}/{view}", wait_until="networkidle")
-        _loaded(page, view)
-        _assert_accessible(page)
-    _shot(page, tmp_path, "dashboard-alerts-dark.png")
+        loaded(page, view)
+        assert_accessible(page)
+    shot(page, tmp_path, "dashboard-alerts-dark.png")
 
     phone = browser.new_page(viewport=PHONE, color_scheme="light")
-    _watch(phone, problems)
+    watch(phone, problems)
     for view in ("models", "alerts"):
         phone.goto(f"{url}/{view}", wait_until="networkidle")
-        _loaded(phone, view)
-        _no_sideways_scroll(phone)
-        _shot(phone, tmp_path, f"dashboard-{view}-phone.png")
+        loaded(phone, view)
+        no_sideways_scroll(phone)
+        shot(phone, tmp_path, f"dashboard-{view}-phone.png")
     assert problems == []
 
 
@@ -158,9 +155,9 @@ def test_empty_models_and_alerts_say_what_to_do(
         live_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
-    _watch(page, problems)
+    watch(page, problems)
     page.goto(live_server.url + "/models", wait_until="networkidle")
-    _loaded(page, "models")
+    loaded(page, "models")
     assert page.locator("#all-priced").inner_text() == \
         "Every model seen in this range is priced."
     assert page.locator("#how-to-price").is_hidden()
@@ -171,13 +168,13 @@ def test_empty_models_and_alerts_say_what_to_do(
                                      "document.activeElement.name"))
     for control in ("Models", "Alerts", "7d", "Apply", "q", "Search"):
         assert control in reached, (control, reached)
-    _assert_accessible(page)
+    assert_accessible(page)
     page.goto(live_server.url + "/alerts", wait_until="networkidle")
-    _loaded(page, "alerts")
+    loaded(page, "alerts")
     assert "mentatctl budgets add" in page.locator("#empty").inner_text()
     assert page.locator("#history tbody").inner_text() == "No alert has fired yet."
-    _shot(page, tmp_path, "dashboard-alerts-empty.png")
-    _assert_accessible(page)
+    shot(page, tmp_path, "dashboard-alerts-empty.png")
+    assert_accessible(page)
     assert problems == []
 
 
@@ -188,13 +185,13 @@ def test_an_api_error_shows_the_views_error_state(
         live_server: LiveServer, browser: Browser, view: str, api: str) -> None:
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP)
-    _watch(page, problems, allowed=lambda text: api in text
+    watch(page, problems, allowed=lambda text: api in text
            or text.endswith("status of 503 (Service Unavailable)"))
     page.route(f"**{api}*", lambda route: route.fulfill(status=503, json={
         "ok": False, "status": 503, "error": "Store unavailable",
         "errors": [{"field": "store", "reason": "chDB session closed"}]}))
     page.goto(f"{live_server.url}/{view}", wait_until="networkidle")
-    _loaded(page, view)
+    loaded(page, view)
     assert page.locator("#error").inner_text() == (
         f"Could not load the {view}: {api.removeprefix('/api/v1')}: Store unavailable "
         "(store: chDB session closed)")

@@ -1,33 +1,11 @@
 // The alerts view: budgets and threshold rules with their state (/api/v1/alert-rules) and
 // the alert history with each delivery's status (/api/v1/alerts). Read-only.
 import { fetchApi, formatCount, formatMoney } from "./chart.js";
+import { cell, message, when } from "./table.js";
 
 const view = document.getElementById("alerts");
 const { api, readUsage } = view.dataset;
 const HISTORY_LIMIT = 50;
-
-function cell(row, text, className = "", title = "") {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) {
-    td.className = className;
-  }
-  if (title) {
-    td.title = title;
-  }
-  row.append(td);
-  return td;
-}
-
-function message(body, text, span) {
-  const tr = document.createElement("tr");
-  cell(tr, text, "muted").colSpan = span;
-  body.replaceChildren(tr);
-}
-
-function when(iso) {
-  return iso ? iso.replace("T", " ").slice(0, 16) : "—";
-}
 
 function scope(rule) {
   const filters = Object.entries(rule.filters || {}).map(([k, v]) => `${k}=${v}`);
@@ -103,7 +81,9 @@ function fillRules(rules, currency) {
 
 function deliveryText(deliveries) {
   if (!deliveries || deliveries.length === 0) {
-    return { text: "—", title: "not notified (no channel for this threshold)" };
+    // The evaluator notifies only the highest threshold one run crosses (docs/alerting.md).
+    return { text: "not sent", title: "No delivery: a higher threshold crossed in the same " +
+      "evaluation was notified instead, or the rule has no channel" };
   }
   const text = deliveries.map((d) => `${d.status}`).join(", ");
   const title = deliveries.map((d) => `${d.channel}: ${d.status}, ${d.attempts} attempt(s)` +
@@ -122,7 +102,15 @@ function fillHistory(alerts, currency) {
   for (const alert of alerts) {
     const tr = document.createElement("tr");
     cell(tr, when(alert.created_at));
-    cell(tr, alert.rule_name, "name");
+    // The rule with what it crossed, visible at every width (the phone hides the columns
+    // after it): two alerts of one budget differ only there.
+    const crossed = metricText(alert.metric, alert.threshold, currency);
+    const rule = cell(tr, alert.rule_name, "name");
+    const detail = document.createElement("small");
+    detail.className = "muted crossed";
+    detail.textContent = alert.rule_kind === "budget"
+      ? `reached ${crossed.text}` : `${alert.state} (${alert.metric} ${crossed.text})`;
+    rule.append(document.createElement("br"), detail);
     cell(tr, alert.state, `state state-${alert.state} wide-only`);
     const value = metricText(alert.metric, alert.value, currency);
     cell(tr, value.text, "num wide-only", value.title);

@@ -1,6 +1,7 @@
 // The models view: unpriced models of the range (/api/v1/unpriced) with a pricing.toml
 // snippet each, and the prices in force (/api/v1/prices). `?q=` narrows both tables.
-import { fetchApi, formatCount, formatMoney } from "./chart.js";
+import { fetchApi, formatCount } from "./chart.js";
+import { cell, message, moneyCell, when } from "./table.js";
 
 const view = document.getElementById("models");
 const { api, start, end, filter, search, sort } = view.dataset;
@@ -8,34 +9,6 @@ const needle = (search || "").toLowerCase();
 
 function matches(...names) {
   return !needle || names.some((n) => String(n || "").toLowerCase().includes(needle));
-}
-
-function cell(row, text, className = "", title = "") {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) {
-    td.className = className;
-  }
-  if (title) {
-    td.title = title;
-  }
-  row.append(td);
-  return td;
-}
-
-function message(body, text, span) {
-  const tr = document.createElement("tr");
-  cell(tr, text, "muted").colSpan = span;
-  body.replaceChildren(tr);
-}
-
-function when(iso) {
-  return iso ? iso.replace("T", " ").slice(0, 16) : "—";
-}
-
-function money(tr, value, currency, className = "num") {
-  const shown = formatMoney(value, currency);
-  cell(tr, shown.text, className, shown.title);
 }
 
 // TOML basic strings: quote and backslash escaped
@@ -102,11 +75,11 @@ function fillPrices(prices) {
       const tr = document.createElement("tr");
       cell(tr, m.provider);
       cell(tr, m.model, "name", m.model);
-      money(tr, m.input_per_mtok, "USD");
-      money(tr, m.output_per_mtok, "USD");
-      money(tr, m.cache_read_per_mtok, "USD", "num wide-only");
-      money(tr, m.cache_write_per_mtok, "USD", "num wide-only");
-      money(tr, m.per_request, "USD", "num wide-only");
+      moneyCell(tr, m.input_per_mtok, "USD");
+      moneyCell(tr, m.output_per_mtok, "USD");
+      moneyCell(tr, m.cache_read_per_mtok, "USD", "num wide-only");
+      moneyCell(tr, m.cache_write_per_mtok, "USD", "num wide-only");
+      moneyCell(tr, m.per_request, "USD", "num wide-only");
       body.append(tr);
     }
   }
@@ -122,7 +95,7 @@ function fillPrices(prices) {
   for (const r of rates) {
     const tr = document.createElement("tr");
     cell(tr, r.key, "name", r.match ? `matches ${r.match.join(", ")}` : r.key);
-    money(tr, r.value, r.currency || "USD");
+    moneyCell(tr, r.value, r.currency || "USD");
     cell(tr, r.unit);
     const source = cell(tr, "", "name wide-only");
     if (r.source && r.source.provider) {

@@ -2,6 +2,7 @@
 // (/api/v1/overview, /api/v1/cost) for the range and filters the page was rendered with.
 import { drawMoneyTrend, fetchApi, formatCount, formatMoney, formatMs, formatRatio }
   from "./chart.js";
+import { cell, message, moneyCell } from "./table.js";
 
 const view = document.getElementById("overview");
 const { api, start, end, filter, bucket, readSpans } = view.dataset;
@@ -15,28 +16,13 @@ function setMetric(name, text, title = "") {
   }
 }
 
-function cell(row, text, className = "", title = "") {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) {
-    td.className = className;
-  }
-  if (title) {
-    td.title = title;
-  }
-  row.append(td);
-  return td;
-}
-
 function fillTopAgents(rows, currency) {
   const body = view.querySelector("#top-agents tbody");
   body.replaceChildren();
   // The cost API answers every agent of the range; the view keeps the 5 costliest.
   const top = [...rows].sort((a, b) => Number(b.total_cost) - Number(a.total_cost)).slice(0, 5);
   if (top.length === 0) {
-    const tr = document.createElement("tr");
-    cell(tr, "No spend in this range.", "muted").colSpan = 4;
-    body.append(tr);
+    message(body, "No spend in this range.", 4);
     return;
   }
   const here = new URLSearchParams(window.location.search);
@@ -53,8 +39,7 @@ function fillTopAgents(rows, currency) {
       name.textContent = "(no agent)";
       name.className = "muted";
     }
-    const money = formatMoney(row.total_cost, currency);
-    cell(tr, money.text, "num", money.title);
+    moneyCell(tr, row.total_cost, currency);
     cell(tr, formatCount(row.requests), "num");
     cell(tr, formatCount(row.error_spans), "num");
     body.append(tr);
@@ -65,9 +50,7 @@ function fillTopTraces(traces, currency) {
   const body = view.querySelector("#top-traces tbody");
   body.replaceChildren();
   if (traces.length === 0) {
-    const tr = document.createElement("tr");
-    cell(tr, "No traces in this range.", "muted").colSpan = 5;
-    body.append(tr);
+    message(body, "No traces in this range.", 5);
     return;
   }
   for (const trace of traces) {
@@ -78,8 +61,7 @@ function fillTopTraces(traces, currency) {
     link.title = trace.trace_id;
     cell(tr, "", "name").append(link);
     cell(tr, trace.start_time.replace("T", " ").slice(0, 19));
-    const money = formatMoney(trace.total_cost, currency);
-    cell(tr, money.text, "num", money.title);
+    moneyCell(tr, trace.total_cost, currency);
     cell(tr, formatCount(trace.num_spans), "num wide-only");
     cell(tr, trace.status, `status-${trace.status} wide-only`);
     body.append(tr);

@@ -1,0 +1,34 @@
+// Table helpers shared by the dashboard's views: cells, a one-row message, times.
+import { formatMoney } from "./chart.js";
+
+// Append a <td> with `text` (never HTML), an optional class and hover title.
+export function cell(row, text, className = "", title = "") {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) {
+    td.className = className;
+  }
+  if (title) {
+    td.title = title;
+  }
+  row.append(td);
+  return td;
+}
+
+// Replace a table body with one row spanning `span` columns saying `text`.
+export function message(body, text, span) {
+  const tr = document.createElement("tr");
+  cell(tr, text, "muted").colSpan = span;
+  body.replaceChildren(tr);
+}
+
+// An ISO-8601 UTC instant as "YYYY-MM-DD HH:MM" ("—" when absent).
+export function when(iso) {
+  return iso ? iso.replace("T", " ").slice(0, 16) : "—";
+}
+
+// A money cell: the amount with its currency, the exact decimal on hover.
+export function moneyCell(row, value, currency, className = "num") {
+  const shown = formatMoney(value, currency);
+  return cell(row, shown.text, className, shown.title);
+}
