@@ -30,7 +30,8 @@ from mentatlab.access.routes import PUBLIC, need_of
 from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.storage.control import ControlStore
 
-__all__ = ["SESSION_COOKIE", "Authenticator", "api_key_from", "authenticate", "authorize"]
+__all__ = ["SESSION_COOKIE", "Authenticator", "api_key_from", "authenticate", "authorize",
+           "same_origin"]
 
 _log = logging.getLogger(__name__)
 SESSION_COOKIE = "mentat_session"
@@ -175,7 +176,11 @@ def api_key_from(conn: HTTPConnection) -> str | None:
     return None
 
 
-def _same_origin(conn: HTTPConnection) -> bool:
+def same_origin(conn: HTTPConnection) -> bool:
+    """Whether the request's ``Origin`` (or ``Referer``) is this server's own host.
+
+    A state-changing request carried by a cookie must be: the CSRF check.
+    """
     origin = conn.headers.get("origin") or conn.headers.get("referer")
     if not origin:
         return False
@@ -198,7 +203,7 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     if key is not None or not token:
         return await auth.for_key(key)
     method = "WS" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
-    if method not in _SAFE_METHODS and not _same_origin(conn):
+    if method not in _SAFE_METHODS and not same_origin(conn):
         raise Forbidden("origin", "A request authenticated by the session cookie must come "
                         "from this server's own pages")
     return await auth.for_session(token)

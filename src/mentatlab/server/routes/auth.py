@@ -41,7 +41,7 @@ from mentatlab.access.oidc import (
 )
 from mentatlab.errors import FieldError, Forbidden, ValidationError
 from mentatlab.server.audit_trail import audit
-from mentatlab.server.auth import SESSION_COOKIE, _same_origin
+from mentatlab.server.auth import SESSION_COOKIE, same_origin
 from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.state import control_store, server_state
@@ -324,7 +324,7 @@ async def key_sign_in(request: Request, body: KeySignIn) -> JSONResponse:
     The session ends when the key is revoked. ``ingest`` keys are refused (403).
     """
     origin = request.headers.get("origin")
-    if origin is not None and not _same_origin(request):
+    if origin is not None and not same_origin(request):
         raise Forbidden("origin", "Sign-in must come from this server's own pages")
     control = control_store(request)
 
