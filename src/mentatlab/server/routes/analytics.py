@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from mentatlab.analytics.cost import cost_by
+from mentatlab.analytics.cost_top import MAX_TOP, cost_top
 from mentatlab.analytics.overview import get_overview
 from mentatlab.analytics.query import Bucket, QueryParams, TimeRange
 from mentatlab.analytics.spans import list_spans_since
@@ -101,6 +102,18 @@ def _cost_row(row: Any) -> dict[str, Any]:
     return out
 
 
+def _lumped_row(row: dict[str, Any], lumped: tuple[str, ...], *, csv_form: bool
+                ) -> dict[str, Any]:
+    """A lumped cost row: "other" keys are null and ``lumped`` names them.
+
+    In CSV the key cell is empty and ``lumped`` joins the names with ``;``.
+    """
+    for name in lumped:
+        row[name] = "" if csv_form else None
+    row["lumped"] = ";".join(lumped) if csv_form else list(lumped)
+    return row
+
+
 @router.get("/cost", summary="Spend grouped by fields and time buckets", responses={
     **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
     dependencies=_RESOLVED)
@@ -111,12 +124,24 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
                bucket: Annotated[Bucket | None, Query(description="minute, hour or day")] =
                None,
                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+               top: Annotated[int | None, Query(ge=1, le=MAX_TOP, description=(
+                   "Keep the N costliest keys of each group-by field (over the whole "
+                   "answer) and sum the rest into rows whose lumped keys are null, named "
+                   "in the row's `lumped`; totals unchanged."))] = None,
                ) -> Any:
     """Cost (USD strings), tokens and span counts per group (and bucket)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
     params = _query(start, end, scoped_filter(caller, filter).equals, fields, bucket)
-    result = await _run(cost_by, server_state(request).store, params)
-    rows = [_cost_row(r) for r in result]
+    extra: dict[str, Any] = {}
+    if top is not None and params.group_by:
+        lumped = await _run(cost_top, server_state(request).store, params, top)
+        result = lumped.rows
+        rows = [_lumped_row(_cost_row(r), names, csv_form=format == "csv")
+                for r, names in zip(result, lumped.lumped, strict=True)]
+        extra = {"top": top, "num_other": lumped.num_other}
+    else:
+        result = await _run(cost_by, server_state(request).store, params)
+        rows = [_cost_row(r) for r in result]
     if format == "csv":
         await audit(request, caller, "export", target="/api/v1/cost", details={
             "rows": len(rows), "group_by": list(params.group_by), "filter": filter or ""})
@@ -128,7 +153,7 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
         return Response(out.getvalue(), media_type="text/csv")
     total = jsonable(sum((r.total_cost for r in result), Decimal(0)))
     return {"ok": True, "group_by": list(params.group_by), "bucket": bucket, "currency": "USD",
-            "total_cost": total, "rows": rows}
+            "total_cost": total, **extra, "rows": rows}
 
 
 @router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)
