@@ -33,6 +33,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
+    ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,
     ("WS", "/api/v1/live"): _P.READ_SPANS,
     # alerting

@@ -25,11 +25,14 @@ from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.storage.aggregates import TRACE_SUMMARY_TABLE
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["SORTS", "SpanNode", "TraceDetail", "TraceSummary", "get_trace", "list_traces"]
+__all__ = ["MAX_NAME_CHARS", "SORTS", "SpanNode", "TraceDetail", "TraceSummary", "get_trace",
+           "list_traces"]
 
 _MAX_LIMIT = 1000
-SORTS = ("start_time", "cost")
-"""Orders of the trace list: newest first, or costliest first."""
+SORTS = ("start_time", "cost", "duration")
+"""Orders of the trace list: newest first, costliest first, or longest first."""
+MAX_NAME_CHARS = 200
+"""Longest root-name search (``name_contains``) the trace list takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ _STATUS = ("multiIf(countIf(status = 'error') > 0, 'error', countIf(status = 'ti
 def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offset: int = 0,
                 status: str | None = None, min_cost: Decimal | None = None,
                 min_duration_ms: float | None = None, use_aggregates: bool = True,
-                sort: str = "start_time") -> list[TraceSummary]:
+                sort: str = "start_time", name_contains: str | None = None
+                ) -> list[TraceSummary]:
     """Traces with a span matching ``params`` (time range, filters), newest first.
 
     Summaries (and the status, cost and duration conditions) cover each trace's spans in
@@ -105,11 +109,15 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         min_cost: only traces costing at least this much.
         min_duration_ms: only traces lasting at least this long, in ms.
         use_aggregates: False picks the page from raw spans only.
-        sort: ``start_time`` (newest first) or ``cost`` (costliest first, by the trace's
-            ``total_cost`` in the range); ties by trace id.
+        sort: ``start_time`` (newest first), ``cost`` (costliest first, by the trace's
+            ``total_cost`` in the range) or ``duration`` (longest first, first span's
+            start to last span's end in the range); ties by trace id.
+        name_contains: only traces whose root span's name contains this text (case
+            insensitive, UTF-8); a trace whose root has not arrived never matches.
 
     Raises:
-        ValidationError: a bad limit, offset, status or sort.
+        ValidationError: a bad limit, offset, status, sort or name (over
+            :data:`MAX_NAME_CHARS` characters).
         StoreError: the query failed.
     """
     if not 1 <= limit <= _MAX_LIMIT:
@@ -120,18 +128,21 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         raise ValidationError("status", f"Expected ok, error or timeout, got {status!r}")
     if sort not in SORTS:
         raise ValidationError("sort", f"Expected one of {list(SORTS)}, got {sort!r}")
-    by_cost = sort == "cost"
+    if name_contains is not None and len(name_contains) > MAX_NAME_CHARS:
+        raise ValidationError("q", f"Expected at most {MAX_NAME_CHARS} characters, got "
+                                   f"{len(name_contains)}")
+    name = name_contains or None
     parts = build_where(params.time_range, None)
     if use_aggregates and set(params.filters) <= {"org_id", "project_id"} and plan_read(
             store, params.time_range.start, params.time_range.end, set(params.filters)):
         sql = _summary_sql(params, parts, limit, offset, status, min_cost, min_duration_ms,
-                           by_cost)
+                           sort, name)
     else:
         # Two phases: pick the page of trace ids with light aggregates only (no FINAL
         # unless a HAVING needs exact sums: a duplicate never moves min(start_time) or a
         # status), then summarise just those traces. ~3.5x faster than one pass at 1M.
         page = _raw_page(params, parts, limit, offset, status, min_cost, min_duration_ms,
-                         by_cost)
+                         sort, name)
         sql = f"""
 SELECT
     trace_id AS tid,
@@ -151,9 +162,14 @@ SELECT
 FROM spans FINAL
 WHERE {parts.where} AND trace_id IN ({page})
 GROUP BY trace_id
-ORDER BY {'t_cost DESC' if by_cost else 'start_ns DESC'}, trace_id
+ORDER BY {_FINAL_ORDER[sort]}, trace_id
 {FINAL_SETTINGS}"""
     return [_summary_of(r) for r in store.query_arrow(sql, parts.binds).to_pylist()]
+
+
+_FINAL_ORDER = {"start_time": "start_ns DESC", "cost": "t_cost DESC",
+                "duration": "end_ns - start_ns DESC"}
+"""ORDER BY of the summaries of a page, per sort (the page's own order)."""
 
 
 def _summary_of(row: dict[str, Any]) -> TraceSummary:
@@ -176,12 +192,15 @@ def _from_ns(ns: int) -> datetime:
 
 def _raw_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
               status: str | None, min_cost: Decimal | None,
-              min_duration_ms: float | None, by_cost: bool = False) -> str:
+              min_duration_ms: float | None, sort: str = "start_time",
+              name: str | None = None) -> str:
     """SQL of the page of trace ids, over raw spans (binds go to ``parts``).
 
     Ordered by cost, the page reads ``FINAL`` (exact sums: a duplicate must not move a
-    trace up); by start time it need not (a duplicate never moves ``min(start_time)``).
+    trace up); by start time or duration it need not (a duplicate never moves
+    ``min(start_time)`` or ``max(end_time)``).
     """
+    by_cost = sort == "cost"
     scope = parts.where
     if params.filters:
         inner = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
@@ -193,9 +212,14 @@ def _raw_page(params: QueryParams, parts: SqlParts, limit: int, offset: int,
         having.append(f"sum(total_cost) >= {parts.bind(Decimal(min_cost), 'Decimal(38, 12)')}")
     if min_duration_ms is not None:
         having.append(f"{_DURATION_MS} >= {parts.bind(float(min_duration_ms), 'Float64')}")
-    order = "sum(total_cost) DESC" if by_cost else "min(start_time) DESC"
+    exact = bool(having) or by_cost
+    if name is not None:
+        having.append("positionCaseInsensitiveUTF8(maxIf(name, parent_span_id = ''),"
+                      f" {parts.bind(name, 'String')}) > 0")
+    order = {"start_time": "min(start_time) DESC", "cost": "sum(total_cost) DESC",
+             "duration": f"{_DURATION_MS} DESC"}[sort]
     return (
-        f"SELECT trace_id FROM spans {'FINAL' if having or by_cost else ''} WHERE {scope}"
+        f"SELECT trace_id FROM spans {'FINAL' if exact else ''} WHERE {scope}"
         " GROUP BY trace_id" + (f" HAVING {' AND '.join(having)}" if having else "")
         + f" ORDER BY {order}, trace_id"
         f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
@@ -206,7 +230,8 @@ _TS = "DateTime64(9, 'UTC')"
 
 def _summary_sql(params: QueryParams, parts: SqlParts, limit: int, offset: int,
                  status: str | None, min_cost: Decimal | None,
-                 min_duration_ms: float | None, by_cost: bool = False) -> str:
+                 min_duration_ms: float | None, sort: str = "start_time",
+                 name: str | None = None) -> str:
     """SQL of a page of trace summaries, from ``trace_summary`` (binds go to ``parts``).
 
     The range is whole minutes (``QueryParams``) and the summary is per minute, so each
@@ -228,10 +253,14 @@ def _summary_sql(params: QueryParams, parts: SqlParts, limit: int, offset: int,
     if min_duration_ms is not None:
         having.append(f"(max(max_end_ns) - min(min_start_ns)) / 1e6 >= "
                       f"{parts.bind(float(min_duration_ms), 'Float64')}")
+    if name is not None:
+        having.append(f"positionCaseInsensitiveUTF8(max(root_name), {parts.bind(name, 'String')})"
+                      " > 0")
     where = f"{minutes}{tenancy}"
+    order = {"start_time": "min(min_start_ns)", "cost": "sum(total_cost)",
+             "duration": "max(max_end_ns) - min(min_start_ns)"}[sort]
     page = (f"SELECT trace_id FROM {TRACE_SUMMARY_TABLE} WHERE {where} GROUP BY trace_id"
-            f" HAVING {' AND '.join(having)} ORDER BY"
-            f" {'sum(total_cost)' if by_cost else 'min(min_start_ns)'} DESC, trace_id"
+            f" HAVING {' AND '.join(having)} ORDER BY {order} DESC, trace_id"
             f" LIMIT {parts.bind(limit, 'UInt32')} OFFSET {parts.bind(offset, 'UInt64')}")
     # Two phases: the page of ids from light sums, then whole summaries of those traces.
     return (
@@ -244,7 +273,7 @@ def _summary_sql(params: QueryParams, parts: SqlParts, limit: int, offset: int,
         " sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,"
         " arraySort(groupUniqArrayArray(models)) AS models"
         f" FROM {TRACE_SUMMARY_TABLE} WHERE {where} AND trace_id IN ({page})"
-        f" GROUP BY trace_id ORDER BY {'t_cost' if by_cost else 'start_ns'} DESC, tid")
+        f" GROUP BY trace_id ORDER BY {_FINAL_ORDER[sort]}, tid")
 
 
 def _by_start(node: SpanNode) -> tuple[datetime, str]:

@@ -23,7 +23,15 @@ from mentatlab.analytics.cost_top import MAX_TOP, cost_top
 from mentatlab.analytics.overview import get_overview
 from mentatlab.analytics.query import Bucket, QueryParams, TimeRange
 from mentatlab.analytics.spans import list_spans_since
-from mentatlab.analytics.traces import SpanNode, get_trace, list_traces
+from mentatlab.analytics.trace_timeline import (
+    DEFAULT_GROUP_MIN,
+    SpanLink,
+    TraceTimeline,
+    get_span_detail,
+    get_trace_timeline,
+    inherited_groups,
+)
+from mentatlab.analytics.traces import MAX_NAME_CHARS, SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.errors import FieldError
 from mentatlab.server.audit_trail import audit
@@ -165,14 +173,19 @@ async def traces(request: Request, caller: Caller, start: StartQ = None, end: En
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                  offset: Annotated[Count, Query()] = 0,
                  sort: Annotated[str, Query(
-                     pattern="^(start_time|cost)$", description="`start_time`: newest first; "
-                     "`cost`: costliest first (the trace's `total_cost` in the range)")] =
-                 "start_time") -> dict[str, Any]:
-    """Traces with a span matching the filters, newest (or costliest) first, with cost."""
+                     pattern="^(start_time|cost|duration)$", description="`start_time`: newest "
+                     "first; `cost`: costliest first (the trace's `total_cost` in the range); "
+                     "`duration`: longest first")] = "start_time",
+                 q: Annotated[str | None, Query(
+                     max_length=MAX_NAME_CHARS, description="Only traces whose root span's "
+                     "name contains this text (case-insensitive)")] = None,
+                 ) -> dict[str, Any]:
+    """Traces with a span matching the filters, newest (costliest, longest) first, with cost."""
     params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await _run(lambda: list_traces(
         server_state(request).store, params, limit=limit, offset=offset, status=status,
-        min_cost=min_cost, min_duration_ms=min_duration_ms, sort=sort))
+        min_cost=min_cost, min_duration_ms=min_duration_ms, sort=sort,
+        name_contains=q.strip() if q else None))
     return {"ok": True, "traces": _rows_of(result)}
 
 
@@ -181,10 +194,44 @@ def _node_json(node: SpanNode) -> dict[str, Any]:
             "children": [_node_json(c) for c in node.children]}
 
 
-@router.get("/traces/{trace_id}", summary="One trace as a span tree",
-            responses=error_responses(400, 401, 403, 404, 429, 503, 504), dependencies=_RESOLVED)
-async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, Any]:
-    """Every span of the trace as a tree (``roots`` → ``children``).
+def _hex_id(value: str, field: str, digits: int) -> str:
+    """``value`` lowercased if it is ``digits`` hex digits.
+
+    Raises:
+        ApiError: (400) it is not.
+    """
+    value = value.lower()
+    if len(value) != digits or any(c not in "0123456789abcdef" for c in value):
+        raise ApiError(400, f"Invalid {field.replace('_', ' ')}", [FieldError(
+            field, f"Expected {digits} hex characters, got {value[:100]!r}")])
+    return value
+
+
+def _timeline_json(timeline: TraceTimeline) -> dict[str, Any]:
+    return {"ok": True, "view": "timeline", "trace_id": timeline.trace_id,
+            "num_spans": timeline.num_spans, "start_time": jsonable(timeline.start_time),
+            "end_time": jsonable(timeline.end_time), "duration_ms": timeline.duration_ms,
+            "total_cost": jsonable(timeline.total_cost), "status": timeline.status,
+            "currency": "USD", "spans": jsonable(timeline.columns),
+            "groups": jsonable(timeline.groups)}
+
+
+_TRACE_ERRORS = error_responses(400, 401, 403, 404, 422, 429, 503, 504)
+
+
+@router.get("/traces/{trace_id}", summary="One trace as a span tree (or a timeline)",
+            responses=_TRACE_ERRORS, dependencies=_RESOLVED)
+async def trace(request: Request, caller: Caller, trace_id: str,
+                view: Annotated[str, Query(pattern="^(tree|timeline)$", description=(
+                    "`tree`: full spans nested under `roots`; `timeline`: the compact "
+                    "columns a waterfall draws (depth-first rows, own/subtree/unattributed "
+                    "cost, sibling `groups`), one span's detail at "
+                    "`/traces/{trace_id}/spans/{span_id}`"))] = "tree",
+                group_min: Annotated[int, Query(ge=2, le=1_000_000, description=(
+                    "timeline: siblings sharing a name at least this many times form a "
+                    "group"))] = DEFAULT_GROUP_MIN,
+                ) -> dict[str, Any]:
+    """Every span of the trace as a tree (``roots`` → ``children``), or as a timeline.
 
     Only the caller's org/project's spans are read: a trace crossing orgs shows each
     caller its own part.
@@ -192,10 +239,14 @@ async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, An
     Each span carries its own cost and ``subtree_cost`` (itself plus descendants);
     money as strings, canonical field names.
     """
-    trace_id = trace_id.lower()
-    if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
-        raise ApiError(400, "Invalid trace id", [FieldError(
-            "trace_id", f"Expected 32 hex characters, got {trace_id!r}")])
+    trace_id = _hex_id(trace_id, "trace_id", 32)
+    if view == "timeline":
+        timeline = await _run(lambda: get_trace_timeline(
+            server_state(request).store, trace_id, filters=caller.tenancy, group_min=group_min))
+        if timeline is None:
+            raise ApiError(404, "Trace not found",
+                           [FieldError("trace_id", f"No spans for {trace_id}")])
+        return _timeline_json(timeline)
     detail = await _run(lambda: get_trace(server_state(request).store, trace_id,
                                           filters=caller.tenancy))
     if detail is None:
@@ -204,6 +255,38 @@ async def trace(request: Request, caller: Caller, trace_id: str) -> dict[str, An
             "start_time": jsonable(detail.start_time), "end_time": jsonable(detail.end_time),
             "duration_ms": detail.duration_ms, "total_cost": jsonable(detail.total_cost),
             "status": detail.status, "roots": [_node_json(n) for n in detail.roots]}
+
+
+def _link_json(link: SpanLink) -> dict[str, Any]:
+    return {"span_id": link.span_id, "name": link.name, "total_cost": jsonable(link.total_cost),
+            "subtree_cost": jsonable(link.subtree_cost)}
+
+
+@router.get("/traces/{trace_id}/spans/{span_id}", summary="One span of a trace, in full",
+            responses=_TRACE_ERRORS, dependencies=_RESOLVED)
+async def trace_span(request: Request, caller: Caller, trace_id: str,
+                     span_id: str) -> dict[str, Any]:
+    """One span (canonical fields, attributes, events, costs, usage) with its neighbours.
+
+    ``span`` carries ``subtree_cost`` (itself plus descendants) and ``inherited_groups``
+    (the attribution groups taken from an ancestor, named by their id field);
+    ``parent`` (null for a root) and ``children`` (first 200 by start time; all counted
+    in ``num_children``) give each one's ``span_id``, ``name``, ``total_cost`` and
+    ``subtree_cost``.
+    """
+    trace_id = _hex_id(trace_id, "trace_id", 32)
+    span_id = _hex_id(span_id, "span_id", 16)
+    detail = await _run(lambda: get_span_detail(server_state(request).store, trace_id,
+                                                span_id, filters=caller.tenancy))
+    if detail is None:
+        raise ApiError(404, "Span not found", [FieldError(
+            "span_id", f"No span {span_id} in trace {trace_id}")])
+    return {"ok": True, "trace_id": trace_id,
+            "span": {**span_to_json(detail.span), "subtree_cost": jsonable(detail.subtree_cost),
+                     "inherited_groups": inherited_groups(detail.span.inherited)},
+            "parent": _link_json(detail.parent) if detail.parent else None,
+            "children": [_link_json(c) for c in detail.children],
+            "num_children": detail.num_children}
 
 
 @router.get("/spans", summary="Spans committed after a cursor", responses=_ERRORS)
