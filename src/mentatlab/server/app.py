@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentatlab.server import components
 from mentatlab.server.auth import Authenticator, authorize
+from mentatlab.server.compression import CompressedStaticAssets, install_compression
 from mentatlab.server.errors import install_error_handlers
 from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
@@ -38,7 +39,6 @@ from mentatlab.server.routes import (
     prices,
     reprice,
 )
-from mentatlab.server.security_headers import StaticAssets
 from mentatlab.server.state import ServerState
 from mentatlab.settings import Settings
 from mentatlab.storage.control.leader import run_periodic
@@ -254,13 +254,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(_RequestMetrics)
+    install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, alerts, reprice, prices, admin, audit, auth, health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
     app.include_router(pages.router)  # authorizes inside, to answer a sign-in page (HTML)
-    app.mount(docs.STATIC_PATH, StaticAssets(packages=[("mentatlab.ui", "static")]),
+    app.mount(docs.STATIC_PATH, CompressedStaticAssets(packages=[("mentatlab.ui", "static")]),
               name="static")  # public: the files ship in the wheel, nothing secret
     return app
 
