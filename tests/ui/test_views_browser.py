@@ -162,7 +162,7 @@ def test_empty_models_and_alerts_say_what_to_do(
         "Every model seen in this range is priced."
     assert page.locator("#how-to-price").is_hidden()
     reached = []
-    for _ in range(30):
+    for _ in range(60):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.textContent.trim() || "
                                      "document.activeElement.name"))

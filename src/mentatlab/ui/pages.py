@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -27,13 +28,14 @@ from starlette.datastructures import QueryParams
 
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
+from mentatlab.analytics.zone import UTC_NAME, zone_of
 from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.server.auth import authorize
 from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
 
-__all__ = ["DEFAULT_RANGE", "FILTERS", "MODEL_SORTS", "RANGES", "VIEWS", "View", "ViewState",
-           "router", "view_state"]
+__all__ = ["CUSTOM_RANGE", "DEFAULT_RANGE", "DEFAULT_TZ", "FILTERS", "MODEL_SORTS", "RANGES",
+           "VIEWS", "View", "ViewState", "router", "view_state"]
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -64,32 +66,74 @@ RANGES: Final = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1),
                  "24h": timedelta(hours=24), "7d": timedelta(days=7),
                  "30d": timedelta(days=30)}
 """Time-range picker choices (``?range=``) → the window ending now."""
+CUSTOM_RANGE: Final = "custom"
+"""``?range=custom&from=...&to=...``: local times (``datetime-local``) in the display zone."""
 DEFAULT_RANGE: Final = "24h"
 """The range of a URL without (or with an unknown) ``range``."""
 _BUCKETS: Final = {"15m": "minute", "1h": "minute", "24h": "hour", "7d": "day", "30d": "day"}
 """Trend bucket per range: about 15 to 60 bars whatever the range."""
+_CUSTOM_BUCKETS: Final = ((timedelta(hours=2), "minute"), (timedelta(days=4), "hour"))
+"""Bucket of a custom range by its length: up to 2 h by minute, up to 4 days by hour, else
+by day (at most 120 minute or 96 hour bars)."""
 
-FILTERS: Final = {"project": "project_id", "agent": "agent_id", "model": "model",
+FILTERS: Final = {"org": "org_id", "project": "project_id", "agent": "agent_id",
+                  "workflow": "workflow_id", "model": "model", "provider": "provider",
                   "status": "status"}
 """Filter-bar fields: URL parameter → canonical field of the API's ``filter``."""
 STATUSES: Final = ("ok", "error", "timeout")
 """The choices of the status filter."""
 _VALUE = re.compile(r"^[A-Za-z0-9._:/@ +-]{1,128}$")
 """A filter value the API's ``key=value,...`` expression can carry unchanged."""
+DEFAULT_TZ: Final = UTC_NAME
+"""The display time zone of a URL without (or with an unknown) ``tz``."""
+_LOCAL_FORMAT: Final = "%Y-%m-%dT%H:%M"
+"""``from``/``to`` as a ``datetime-local`` input gives them (seconds accepted too)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ViewState:
-    """What the URL says about the view: range and filters (unknown values dropped)."""
+    """What the URL says about the view: range, filters and display time zone.
+
+    Unknown values are dropped (a shared link with a stale parameter still opens).
+    """
 
     range: str
-    """Key of :data:`RANGES`."""
+    """Key of :data:`RANGES`, or :data:`CUSTOM_RANGE`."""
     filters: dict[str, str]
     """URL parameter (key of :data:`FILTERS`) → value."""
     start: datetime
     """Window start, UTC."""
     end: datetime
-    """Window end (exclusive), UTC: the time the page was rendered."""
+    """Window end (exclusive), UTC: the time the page was rendered, or a custom ``to``."""
+    tz: str = DEFAULT_TZ
+    """Display time zone (IANA name): buckets, tables and chart axes, and the API's ``tz``."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """:attr:`tz` as a ZoneInfo."""
+        return ZoneInfo(self.tz)
+
+    @property
+    def custom(self) -> bool:
+        """Whether the window is a custom ``from``/``to`` one."""
+        return self.range == CUSTOM_RANGE
+
+    @property
+    def local_start(self) -> str:
+        """:attr:`start` on the display zone's wall clock, ``YYYY-MM-DDTHH:MM``."""
+        return self.start.astimezone(self.zone).strftime(_LOCAL_FORMAT)
+
+    @property
+    def local_end(self) -> str:
+        """:attr:`end` on the display zone's wall clock, ``YYYY-MM-DDTHH:MM``."""
+        return self.end.astimezone(self.zone).strftime(_LOCAL_FORMAT)
+
+    @property
+    def label(self) -> str:
+        """The window in words: ``last 24h`` or ``2026-12-01 00:00 – 2026-12-02 00:00``."""
+        if not self.custom:
+            return f"last {self.range}"
+        return f"{self.local_start.replace('T', ' ')} – {self.local_end.replace('T', ' ')}"
 
     @property
     def api_filter(self) -> str:
@@ -99,38 +143,79 @@ class ViewState:
     @property
     def bucket(self) -> str:
         """The trend's bucket for this range: ``minute``, ``hour`` or ``day``."""
-        return _BUCKETS[self.range]
+        if not self.custom:
+            return _BUCKETS[self.range]
+        length = self.end - self.start
+        return next((b for most, b in _CUSTOM_BUCKETS if length <= most), "day")
 
     def query(self, **changes: str | None) -> str:
         """This state as a query string (``?range=1h&model=x``), with ``changes`` applied.
 
-        A change to None removes the parameter.
+        A change to None removes the parameter; ``tz`` is left out when UTC, and ``from``
+        and ``to`` are kept only while the range is custom.
         """
-        values: dict[str, str | None] = {"range": self.range, **self.filters, **changes}
-        kept = {k: v for k, v in values.items() if v}
+        kept = self.params(**changes)
         return "?" + str(QueryParams(kept)) if kept else ""
+
+    def params(self, **changes: str | None) -> dict[str, str]:
+        """This state as URL parameters (name → value), as :meth:`query` writes them.
+
+        Forms of the shell carry these as hidden inputs, so submitting one part keeps the
+        rest of the view state.
+        """
+        values: dict[str, str | None] = {"range": self.range, **self.filters}
+        if self.custom:
+            values.update({"from": self.local_start, "to": self.local_end})
+        values["tz"] = self.tz if self.tz != DEFAULT_TZ else None
+        values.update(changes)
+        if values.get("range") != CUSTOM_RANGE:
+            values.pop("from", None)
+            values.pop("to", None)
+        return {k: v for k, v in values.items() if v}
+
+
+def _local_time(text: str, zone: ZoneInfo) -> datetime | None:
+    """A ``datetime-local`` value read on ``zone``'s wall clock, as UTC; None if unreadable."""
+    try:
+        local = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if local.tzinfo is not None or not 1900 < local.year < 2262:
+        return None
+    return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 def view_state(params: QueryParams, now: datetime | None = None) -> ViewState:
-    """Read the range and filters from a page's query parameters.
+    """Read the range, filters and display time zone from a page's query parameters.
 
-    A value the picker or filter bar cannot have produced (an unknown range or status, a
-    filter value with characters outside ``[A-Za-z0-9._:/@ +-]``) is dropped rather than
-    refused: a shared link with a stale parameter still opens.
+    A value the picker or filter bar cannot have produced (an unknown range, status or
+    time zone, a filter value with characters outside ``[A-Za-z0-9._:/@ +-]``, a custom
+    range whose ``from`` is not before its ``to``) is dropped rather than refused: a
+    shared link with a stale parameter still opens. A custom range's ``from`` and ``to``
+    are local times in the display zone (``to`` defaults to now).
 
     Args:
         params: the request's query parameters.
         now: the window's end (default: now, UTC).
     """
     end = now or datetime.now(UTC)
-    chosen = params.get("range", DEFAULT_RANGE)
-    range_key = chosen if chosen in RANGES else DEFAULT_RANGE
+    tz_name = params.get("tz", "").strip()
+    zone = zone_of(tz_name) if tz_name else None
+    tz = tz_name if zone is not None else DEFAULT_TZ
     filters: dict[str, str] = {}
     for name in FILTERS:
         value = params.get(name, "").strip()
         if _VALUE.match(value) and (name != "status" or value in STATUSES):
             filters[name] = value
-    return ViewState(range_key, filters, end - RANGES[range_key], end)
+    chosen = params.get("range", DEFAULT_RANGE)
+    if chosen == CUSTOM_RANGE:
+        local = zone or ZoneInfo(DEFAULT_TZ)
+        start = _local_time(params.get("from", ""), local)
+        stop = _local_time(params["to"], local) if params.get("to") else end
+        if start is not None and stop is not None and start < stop:
+            return ViewState(CUSTOM_RANGE, filters, start, stop, tz)
+    range_key = chosen if chosen in RANGES else DEFAULT_RANGE
+    return ViewState(range_key, filters, end - RANGES[range_key], end, tz)
 
 
 _templates = jinja2.Environment(

@@ -45,13 +45,105 @@ export function formatMs(value) {
   return `${new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 }).format(value)} ms`;
 }
 
+// ---- Display time zone -------------------------------------------------------------
+// One zone for every instant on screen: <html data-tz="Asia/Kolkata"> (set by base.html
+// from the view state, "UTC" when absent). Tables format with when()/formatInstant,
+// ECharts time axes with zonedTime() values and zonedTimeOption(), the API gets ?tz=.
+
+/** The display time zone: an IANA name such as "UTC", "Europe/Berlin", "Asia/Kolkata". */
+export function displayZone() {
+  const zone = document.documentElement.dataset.tz || "UTC";
+  if (!wallFormats.has(zone)) {
+    try {
+      wallFormat(zone);
+    } catch (e) {
+      return "UTC"; // a zone this browser does not know: UTC rather than a broken page
+    }
+  }
+  return zone;
+}
+
+const wallFormats = new Map();
+
+function wallFormat(zone) {
+  let format = wallFormats.get(zone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    });
+    wallFormats.set(zone, format);
+  }
+  return format;
+}
+
+function wallParts(ms, zone) {
+  const parts = {};
+  for (const part of wallFormat(zone).formatToParts(new Date(ms))) {
+    parts[part.type] = part.value;
+  }
+  return parts;
+}
+
+function toMs(instant) {
+  return typeof instant === "number" ? instant : Date.parse(instant);
+}
+
+/** Offset of `zone` from UTC at an instant (ISO string or epoch ms), in ms (+19800000 for Kolkata). */
+export function zoneOffsetMs(instant, zone = displayZone()) {
+  const ms = toMs(instant);
+  const p = wallParts(ms, zone);
+  const wall = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour),
+    Number(p.minute), Number(p.second));
+  return wall - Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * An instant (ISO-8601 string or epoch ms) as "YYYY-MM-DD HH:MM" (":SS" with `seconds`)
+ * on the wall clock of the display zone (or `zone`). Invalid input is returned unchanged.
+ */
+export function formatInstant(instant, seconds = false, zone = displayZone()) {
+  const ms = toMs(instant);
+  if (Number.isNaN(ms)) {
+    return String(instant);
+  }
+  const p = wallParts(ms, zone);
+  const text = `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+  return seconds ? `${text}:${p.second}` : text;
+}
+
+/**
+ * A value for an ECharts time axis that reads as the display zone's wall clock: epoch ms
+ * shifted by the zone's offset at that instant. Use with zonedTimeOption() (useUTC), so
+ * ticks fall on local midnights and hours; zonedTimeToIso() undoes it for tooltips.
+ */
+export function zonedTime(instant, zone = displayZone()) {
+  const ms = toMs(instant);
+  return ms + zoneOffsetMs(ms, zone);
+}
+
+/** The top-level ECharts option part that makes a zonedTime() axis label correctly. */
+export function zonedTimeOption() {
+  return { useUTC: true };
+}
+
+/** The wall-clock text of a zonedTime() value (an axis pointer or tooltip value). */
+export function formatZonedTime(value, seconds = false) {
+  return formatInstant(value, seconds, "UTC");
+}
+
 /** Fetch a JSON answer of the REST API; throws Error with the API's error shape text. */
 export async function fetchApi(base, path, params) {
   const query = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) {
+  for (const [name, value] of Object.entries(params || {})) {
     if (value !== null && value !== undefined && value !== "") {
       query.set(name, value);
     }
+  }
+  if (!query.has("tz")) {
+    // day and hour buckets and "today" follow the display time zone (routes without
+    // buckets ignore it)
+    query.set("tz", displayZone());
   }
   const answer = await fetch(`${base}${path}?${query}`, {
     credentials: "same-origin",
@@ -81,16 +173,18 @@ function escapeHtml(text) {
 
 /**
  * Draw a money trend: rows of the cost API with `bucket` and `total_cost`, as bars on a
- * UTC time axis. Redraws in the new colours when the theme changes; returns the chart.
+ * time axis labelled in the display time zone. Redraws in the new colours when the theme changes; returns the chart.
  */
 export function drawMoneyTrend(element, rows, currency, bucket) {
   const echarts = window.echarts;
   const chart = echarts.init(element, null, { renderer: "canvas" });
-  const data = rows.map((r) => [r.bucket, Number(r.total_cost), r.total_cost]);
+  const data = rows.map((r) => [zonedTime(r.bucket), Number(r.total_cost), r.total_cost,
+    r.bucket]);
+  const zone = displayZone();
   const option = () => {
     const text = cssColor("--muted");
     return {
-      useUTC: true,
+      ...zonedTimeOption(),
       animation: false,
       grid: { left: 8, right: 16, top: 16, bottom: 8, containLabel: true },
       tooltip: {
@@ -98,8 +192,9 @@ export function drawMoneyTrend(element, rows, currency, bucket) {
         formatter: (params) => {
           const point = params[0].data;
           const money = formatMoney(point[2], currency);
-          const when = new Date(point[0]).toISOString().replace("T", " ").slice(0, 16);
-          return `${escapeHtml(when)} UTC (${escapeHtml(bucket)})<br>${escapeHtml(money.title)}`;
+          const when = formatInstant(point[3], false, zone);
+          return `${escapeHtml(when)} ${escapeHtml(zone)} (${escapeHtml(bucket)})<br>`
+            + escapeHtml(money.title);
         },
       },
       xAxis: {

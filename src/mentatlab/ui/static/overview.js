@@ -2,7 +2,7 @@
 // (/api/v1/overview, /api/v1/cost) for the range and filters the page was rendered with.
 import { drawMoneyTrend, fetchApi, formatCount, formatMoney, formatMs, formatRatio }
   from "./chart.js";
-import { cell, message, moneyCell } from "./table.js";
+import { cell, message, moneyCell, when } from "./table.js";
 
 const view = document.getElementById("overview");
 const { api, start, end, filter, bucket, readSpans } = view.dataset;
@@ -60,7 +60,7 @@ function fillTopTraces(traces, currency) {
     link.textContent = trace.root_name || trace.trace_id.slice(0, 16);
     link.title = trace.trace_id;
     cell(tr, "", "name").append(link);
-    cell(tr, trace.start_time.replace("T", " ").slice(0, 19));
+    cell(tr, when(trace.start_time, true));
     moneyCell(tr, trace.total_cost, currency);
     cell(tr, formatCount(trace.num_spans), "num wide-only");
     cell(tr, trace.status, `status-${trace.status} wide-only`);

@@ -1,5 +1,5 @@
 // Table helpers shared by the dashboard's views: cells, a one-row message, times.
-import { formatMoney } from "./chart.js";
+import { formatInstant, formatMoney } from "./chart.js";
 
 // Append a <td> with `text` (never HTML), an optional class and hover title.
 export function cell(row, text, className = "", title = "") {
@@ -22,9 +22,13 @@ export function message(body, text, span) {
   body.replaceChildren(tr);
 }
 
-// An ISO-8601 UTC instant as "YYYY-MM-DD HH:MM" ("—" when absent).
-export function when(iso) {
-  return iso ? iso.replace("T", " ").slice(0, 16) : "—";
+// An ISO-8601 instant as "YYYY-MM-DD HH:MM" in the display time zone (<html data-tz>,
+// UTC by default; chart.js displayZone); "—" when absent. `seconds` adds ":SS".
+export function when(iso, seconds = false) {
+  if (!iso) {
+    return "—";
+  }
+  return formatInstant(iso, seconds);
 }
 
 // A money cell: the amount with its currency, the exact decimal on hover.

@@ -1,5 +1,5 @@
 // Light or dark theme: the choice stored in localStorage, else the system's
-// (prefers-color-scheme). Loaded in <head> so the page never flashes the other theme.
+// (prefers-color-scheme); and the remembered display time zone (below). Loaded in <head> so the page never flashes the other theme.
 // The toggle sets data-theme on <html> and tells charts through a "mentat:theme" event.
 (function () {
   "use strict";
@@ -13,6 +13,26 @@
   }
   if (stored === "light" || stored === "dark") {
     root.dataset.theme = stored;
+  }
+
+  // The display time zone chosen in the bar (shell.js stores "browser" or a zone name):
+  // a URL without ?tz= opens in it. The server renders <html data-tz> from the URL, so
+  // the page is asked for again with tz= before anything is drawn; a URL naming a zone
+  // (a shared link) is shown in that zone and changes nothing stored.
+  var zoneChoice = null;
+  try {
+    zoneChoice = window.localStorage.getItem("mentat-tz");
+  } catch (e) {
+    zoneChoice = null;
+  }
+  if (zoneChoice && window.location.search.indexOf("tz=") === -1) {
+    var zone = zoneChoice === "browser"
+      ? Intl.DateTimeFormat().resolvedOptions().timeZone : zoneChoice;
+    var url = new URL(window.location.href);
+    if (zone && zone !== (root.dataset.tz || "UTC") && !url.searchParams.has("tz")) {
+      url.searchParams.set("tz", zone);
+      window.location.replace(url.href);
+    }
   }
 
   function current() {
