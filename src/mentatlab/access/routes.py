@@ -36,6 +36,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,
     ("WS", "/api/v1/live"): _P.READ_SPANS,
+    ("WS", "/api/v1/live/stats"): _P.READ_USAGE,
     # alerting
     ("GET", "/api/v1/alert-rules"): _P.READ_ALERTS,
     ("GET", "/api/v1/alert-rules/{rule_id}"): _P.READ_ALERTS,

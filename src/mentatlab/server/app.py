@@ -24,6 +24,7 @@ from mentatlab.server.errors import install_error_handlers
 from mentatlab.server.ingest import Ingestor
 from mentatlab.server.live import LiveHub, StoreFeed
 from mentatlab.server.live import router as live_router
+from mentatlab.server.live_stats import router as live_stats_router
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.quotas import QuotaLimits, Quotas, refresh_overrides
 from mentatlab.server.routes import (
@@ -260,6 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
+    app.include_router(live_stats_router)  # the same
     app.include_router(pages.router)  # authorizes inside, to answer a sign-in page (HTML)
     app.mount(docs.STATIC_PATH, CompressedStaticAssets(packages=[("mentatlab.ui", "static")]),
               name="static")  # public: the files ship in the wheel, nothing secret

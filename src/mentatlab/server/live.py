@@ -33,7 +33,7 @@ from mentatlab.server.serialize import span_to_json
 from mentatlab.server.state import server_state
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["LiveHub", "StoreFeed", "router"]
+__all__ = ["LiveHub", "StoreFeed", "router", "send_refusal"]
 
 _log = logging.getLogger(__name__)
 _QUEUE_SPANS = 10_000
@@ -172,6 +172,15 @@ class StoreFeed:
 router = APIRouter(tags=["live"])
 
 
+async def send_refusal(websocket: WebSocket, exc: MentatLabError) -> None:
+    """Send ``exc`` as one JSON message in the REST error shape, then close with 1008."""
+    await websocket.send_json({"ok": False, "status": status_for(exc),
+                               "error": exc.error if isinstance(exc, ApiError) else str(exc),
+                               "errors": [{"field": e.field, "reason": e.reason}
+                                          for e in field_errors(exc)]})
+    await websocket.close(code=1008)
+
+
 @router.websocket("/api/v1/live")
 async def live_tail(websocket: WebSocket) -> None:
     """Push each newly committed span matching ``?filter=`` as one JSON text message.
@@ -186,11 +195,7 @@ async def live_tail(websocket: WebSocket) -> None:
         caller = await authorize(websocket)
         flt = scoped_filter(caller, websocket.query_params.get("filter"), allow_min_cost=True)
     except MentatLabError as exc:
-        await websocket.send_json({"ok": False, "status": status_for(exc),
-                                   "error": exc.error if isinstance(exc, ApiError) else str(exc),
-                                   "errors": [{"field": e.field, "reason": e.reason}
-                                              for e in field_errors(exc)]})
-        await websocket.close(code=1008)
+        await send_refusal(websocket, exc)
         return
     client = state.live.connect(flt)
     state.metrics.live_clients.inc()

@@ -49,6 +49,11 @@ class ServerMetrics:
             "mentatlab_write_buffer_spans", "Spans waiting for the writer", registry=r)
         self.live_clients = Gauge(
             "mentatlab_live_clients", "Open WebSocket live-tail connections", registry=r)
+        self.live_stats_clients = Gauge(
+            "mentatlab_live_stats_clients", "Open WebSocket live-stats connections", registry=r)
+        self.live_stats_queries = Counter(
+            "mentatlab_live_stats_queries", "Store reads of the live stats stream (one per "
+            "filter and interval, shared by its subscribers)", registry=r)
         self.job_leader = Gauge(
             "mentatlab_job_leader", "1 while this process runs the named background job "
             "(leader election on the control store), else 0", ["job"], registry=r)

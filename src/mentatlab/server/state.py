@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mentatlab.receivers.events import EventPairer
     from mentatlab.server.auth import Authenticator
     from mentatlab.server.live import LiveHub
+    from mentatlab.server.live_stats import StatsHub
     from mentatlab.server.resolving import ResolverService
     from mentatlab.storage.control import ControlStore
 
@@ -76,6 +77,8 @@ class ServerState:
     """The OTLP/gRPC port actually bound, once the gRPC server runs."""
     quotas: Quotas = field(default_factory=Quotas.unlimited)
     """Rate limits per key and org (:mod:`mentatlab.server.quotas`)."""
+    live_stats: StatsHub | None = None
+    """The live stats stream's shared computations; made by its first subscriber."""
 
 
 def server_state(conn: HTTPConnection) -> ServerState:
