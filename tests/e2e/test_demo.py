@@ -75,16 +75,25 @@ def test_demo_keeps_serving_until_ctrl_c_then_stops_its_server(tmp_path: Path) -
                             stderr=subprocess.PIPE, text=True, env=_env(None))
     try:
         text = _read_until(proc, "Ctrl-C", timeout_s=180)
-        pages = dict(re.findall(r"^\s+(API docs|Most expensive trace):\s+(http://\S+)$", text,
-                                re.MULTILINE))
-        assert set(pages) == {"API docs", "Most expensive trace"}, text
+        pages = dict(re.findall(
+            r"^\s+(Dashboard|API docs|Most expensive trace):\s+(http://\S+)$", text, re.MULTILINE))
+        assert set(pages) == {"Dashboard", "API docs", "Most expensive trace"}, text
         for page in pages.values():
             assert httpx.get(page, timeout=10).status_code == 200, page
-        trace_id = pages["Most expensive trace"].rsplit("/", 1)[1]
-        trace = httpx.get(pages["Most expensive trace"], timeout=10).json()
-        assert {root["trace_id"] for root in trace["roots"]} == {trace_id}
+        base = pages["Dashboard"].removesuffix("/")
+        assert pages["API docs"] == f"{base}/docs"
+        dashboard = httpx.get(pages["Dashboard"], timeout=10)
+        assert dashboard.headers["content-type"].startswith("text/html")
+        # the trace view of the costliest trace, as the API ranks them
+        costliest = httpx.get(f"{base}/api/v1/traces", params={"sort": "cost", "limit": 1},
+                              timeout=30).json()["traces"][0]
+        assert Decimal(costliest["total_cost"]) > 0
+        trace_id = costliest["trace_id"]
+        assert pages["Most expensive trace"] == f"{base}/traces/{trace_id}", text
+        trace_page = httpx.get(pages["Most expensive trace"], timeout=10)
+        assert trace_page.headers["content-type"].startswith("text/html")
         assert f"mentatctl trace show {trace_id} --url " in text
-        base = pages["API docs"].removesuffix("/docs")
+        assert re.search(r"Ctrl-C.*\(or `kill \d+`", text), text  # how to stop it
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

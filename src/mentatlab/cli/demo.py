@@ -13,9 +13,10 @@ The demo runs everything on this machine, with no network and no API key:
 4. a cost report by org, project and model, the most expensive traces and the unpriced
    models, all read back through the REST API.
 
-With ``keep_running`` it then prints where to look (the server, its API docs, the most
-expensive trace) and serves until SIGINT (Ctrl-C) or SIGTERM; the server it started is
-then stopped (SIGTERM to its PID: it flushes its writer and exits).
+With ``keep_running`` it then prints where to look (the dashboard, the trace view of the
+most expensive trace, the API docs) and how to stop it, and serves until SIGINT (Ctrl-C)
+or SIGTERM; the server it started is then stopped (SIGTERM to its PID: it flushes its
+writer and exits).
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
               "end": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
     with httpx.Client(base_url=result.url, timeout=30.0) as client:
         cost = _get(client, "/api/v1/cost", group_by="org_id,project_id,model", **window)
-        traces = _get(client, "/api/v1/traces", limit=1000, **window)
+        traces = _get(client, "/api/v1/traces", sort="cost", limit=5, **window)
         unpriced = _get(client, "/api/v1/unpriced", **window)
     if cost is not None:
         result.cost_rows = list(cost.get("rows", []))
@@ -272,9 +273,7 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
         console.print(f"Total: [bold]{format_money(result.total_cost, cost.get('currency', 'USD'))}"
                       "[/bold]")
     if traces is not None:
-        rows = list(traces.get("traces", []))
-        rows.sort(key=lambda r: _decimal(r.get("total_cost")), reverse=True)
-        result.top_traces = rows[:5]
+        result.top_traces = list(traces.get("traces", []))
         console.print(_rows_table(result.top_traces, "Most expensive traces",
                                   ["trace_id", "root_name", "duration_ms", "status",
                                    "total_cost"]))
@@ -285,12 +284,24 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
                                       "(add them to pricing.toml, then `mentatctl reprice`)"))
 
 
-def _where_to_look(url: str, top_traces: list[dict[str, Any]], console: Console) -> None:
-    """Print the pages of ``url`` that answer 200 now: root, API docs, the costliest trace."""
-    trace_id = str(top_traces[0].get("trace_id", "")) if top_traces else ""
-    pages = [("Dashboard", f"{url}/"), ("API docs", f"{url}/docs")]
+def _most_expensive_trace(url: str) -> str | None:
+    """The id of the costliest trace of the last 7 days (``/api/v1/traces?sort=cost&limit=1``)."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        answer = _get(client, "/api/v1/traces", sort="cost", limit=1)
+    rows = (answer or {}).get("traces") or []
+    return str(rows[0]["trace_id"]) if rows and rows[0].get("trace_id") else None
+
+
+def _where_to_look(url: str, console: Console) -> None:
+    """Print the pages of ``url`` that answer 200 now.
+
+    The dashboard, the costliest trace's view (``/traces/<id>``) and the API docs.
+    """
+    trace_id = _most_expensive_trace(url)
+    pages = [("Dashboard", f"{url}/")]
     if trace_id:
-        pages.append(("Most expensive trace", f"{url}/api/v1/traces/{trace_id}"))
+        pages.append(("Most expensive trace", f"{url}/traces/{trace_id}"))
+    pages.append(("API docs", f"{url}/docs"))
     console.print("Look at:")
     with httpx.Client(timeout=10.0, follow_redirects=True) as client:
         for label, page in pages:
@@ -371,7 +382,7 @@ def run_demo(url: str | None = None, *, data_dir: Path | None = None, http_port:
                                               console)
             _report(result, started, console)
             if proc is None or keep_running:
-                _where_to_look(url, result.top_traces, console)
+                _where_to_look(url, console)
             if proc is not None and keep_running:
                 _serve_until_interrupted(proc, data_dir, console)
         finally:
@@ -390,8 +401,8 @@ def _serve_until_interrupted(proc: subprocess.Popen[bytes], data_dir: Path | Non
                              console: Console) -> None:
     """Wait for SIGINT/SIGTERM (returns) or the server's exit (raises RuntimeError)."""
     console.print(f"The server keeps running (PID {proc.pid}). Press [bold]Ctrl-C[/bold] to "
-                  "stop it: it stops cleanly, writing what it holds to disk first.",
-                  soft_wrap=True)
+                  f"stop it (or `kill {os.getpid()}`, the demo's PID): it stops cleanly, "
+                  "writing what it holds to disk first.", soft_wrap=True)
     try:
         proc.wait()
     except KeyboardInterrupt:

@@ -33,6 +33,7 @@ from mentatlab.analytics.trace_timeline import (
 )
 from mentatlab.analytics.traces import MAX_NAME_CHARS, SpanNode, get_trace, list_traces
 from mentatlab.analytics.unpriced import list_unpriced
+from mentatlab.analytics.zone import UTC_NAME, local_day_start, zone_of
 from mentatlab.errors import FieldError
 from mentatlab.server.audit_trail import audit
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
@@ -56,6 +57,23 @@ FilterQ = Annotated[str | None, Query(
     max_length=10_000, description="Conditions on canonical fields (short names allowed): "
     "`project=acme,model=gpt-4o,status=error`. Naming an org or project outside the "
     "caller's scope is refused (403).")]
+TzQ = Annotated[str, Query(
+    max_length=64, description="IANA time zone (`Europe/Berlin`, `Asia/Kolkata`, "
+    "`America/St_Johns`) whose hours and days the buckets and `period` follow; bucket "
+    "keys stay UTC instants (of the local bucket start). Unknown zone: 400.")]
+
+
+def _zone_name(tz: str) -> str:
+    """``tz`` if it is an IANA zone name.
+
+    Raises:
+        ApiError: (400, field ``tz``) it is not.
+    """
+    if zone_of(tz) is None:
+        raise ApiError(400, "Unknown time zone", [FieldError(
+            "tz", f"Expected an IANA time zone name such as UTC, Europe/Berlin or "
+                  f"Asia/Kolkata, got {tz[:64]!r}")])
+    return tz
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -69,16 +87,28 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 
 
 def _query(start: datetime | None, end: datetime | None, filters: Mapping[str, str],
-           group_by: list[str] | None = None, bucket: Bucket | None = None) -> QueryParams:
-    """Build the analytics QueryParams.
+           group_by: list[str] | None = None, bucket: Bucket | None = None,
+           tz: str = UTC_NAME) -> QueryParams:
+    """Build the analytics QueryParams (buckets in time zone ``tz``).
 
     Raises:
-        ApiError: (400) an empty time range.
+        ApiError: (400) an empty time range or an unknown time zone.
         ValidationError: (422) an unknown filter or group-by field.
     """
     start_utc, end_utc = _window(start, end)
     return QueryParams(time_range=TimeRange(start_utc, end_utc), filters=filters,
-                       group_by=tuple(group_by or ()), bucket=bucket)
+                       group_by=tuple(group_by or ()), bucket=bucket,
+                       time_zone=_zone_name(tz))
+
+
+def _period_start(period: str, tz: str, now: datetime) -> datetime:
+    """UTC start of ``today`` or ``month`` (to date) in zone ``tz`` at ``now``."""
+    zone = zone_of(_zone_name(tz))
+    assert zone is not None  # checked by _zone_name
+    if period == "today":
+        return local_day_start(now, zone)
+    local = now.astimezone(zone)
+    return local_day_start(now, zone, 1 - local.day)
 
 
 async def _run(func: Any, *args: Any) -> Any:
@@ -87,11 +117,24 @@ async def _run(func: Any, *args: Any) -> Any:
 
 @router.get("/overview", summary="Headline numbers", responses=_ERRORS, dependencies=_RESOLVED)
 async def overview(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
-                   filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
-    """Spend, spans, errors, tokens and latency over the range."""
-    params = _query(start, end, scoped_filter(caller, filter).equals)
+                   filter: FilterQ = None,  # noqa: A002 — public name
+                   tz: TzQ = UTC_NAME,
+                   period: Annotated[str | None, Query(
+                       pattern="^(today|month)$", description="Instead of `start`/`end`: "
+                       "`today` (since local midnight in `tz`) or `month` (month to date "
+                       "in `tz`), ending now.")] = None) -> dict[str, Any]:
+    """Spend, spans, errors, tokens and latency over the range (``start``/``end`` echo it)."""
+    if period is not None:
+        if start is not None or end is not None:
+            raise ApiError(400, "Both a period and a range", [FieldError(
+                "period", "Expected either period or start/end, got both")])
+        end = datetime.now(UTC)
+        start = _period_start(period, tz, end)
+    params = _query(start, end, scoped_filter(caller, filter).equals, tz=tz)
     result = await _run(get_overview, server_state(request).store, params)
-    return {"ok": True, **jsonable(result)}
+    window = params.time_range
+    return {"ok": True, "start": jsonable(window.start), "end": jsonable(window.end),
+            "tz": tz, "period": period, **jsonable(result)}
 
 
 def _rows_of(result: Any) -> list[dict[str, Any]]:
@@ -136,10 +179,11 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
                    "Keep the N costliest keys of each group-by field (over the whole "
                    "answer) and sum the rest into rows whose lumped keys are null, named "
                    "in the row's `lumped`; totals unchanged."))] = None,
+               tz: TzQ = UTC_NAME,
                ) -> Any:
-    """Cost (USD strings), tokens and span counts per group (and bucket)."""
+    """Cost (USD strings), tokens and span counts per group (and bucket in ``tz``)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
-    params = _query(start, end, scoped_filter(caller, filter).equals, fields, bucket)
+    params = _query(start, end, scoped_filter(caller, filter).equals, fields, bucket, tz)
     extra: dict[str, Any] = {}
     if top is not None and params.group_by:
         lumped = await _run(cost_top, server_state(request).store, params, top)
@@ -160,8 +204,8 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
             writer.writerows(rows)
         return Response(out.getvalue(), media_type="text/csv")
     total = jsonable(sum((r.total_cost for r in result), Decimal(0)))
-    return {"ok": True, "group_by": list(params.group_by), "bucket": bucket, "currency": "USD",
-            "total_cost": total, **extra, "rows": rows}
+    return {"ok": True, "group_by": list(params.group_by), "bucket": bucket, "tz": tz,
+            "currency": "USD", "total_cost": total, **extra, "rows": rows}
 
 
 @router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)
