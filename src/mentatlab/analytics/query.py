@@ -71,8 +71,10 @@ GROUP_BY_COLUMNS: Mapping[str, str] = {
     "operation": "operation",
     "status": "status",
     "service_name": "service_name",
+    "error_type": "error_type",
 }
-"""Names a query may group by, and the SQL expression of each."""
+"""Names a query may group by, and the SQL expression of each (``error_type`` is in no
+aggregate: grouping by it reads raw spans)."""
 
 FILTER_COLUMNS: Mapping[str, str] = {
     **GROUP_BY_COLUMNS,
