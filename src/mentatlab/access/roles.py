@@ -107,8 +107,9 @@ def user_role(role: str) -> str:
     return role
 
 
-ORG_LEVEL = frozenset({Permission.MANAGE_MEMBERS})
-"""Permissions that act on a whole org: a project-scoped key never holds them."""
+ORG_LEVEL = frozenset({Permission.MANAGE_MEMBERS, Permission.MANAGE_SETTINGS})
+"""Permissions that act on a whole org (its people, its quotas): a project-scoped key never
+holds them."""
 
 
 def permissions_of(role: str, *, installation: bool = False, project: bool = False

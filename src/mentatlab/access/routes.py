@@ -56,6 +56,9 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("POST", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("GET", "/api/v1/audit"): _P.READ_AUDIT,
+    ("GET", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
+    ("PUT", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
+    ("DELETE", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
     ("GET", "/api/v1/me"): SIGNED_IN,
     # sign-in (routes/auth.py)
     ("GET", "/auth/login"): PUBLIC,
