@@ -96,9 +96,20 @@ def _split(start: datetime, end: datetime, step: timedelta
     return (first, last), rest
 
 
+def _merged(intervals: Sequence[Interval]) -> tuple[Interval, ...]:
+    """Sorted intervals with touching ones joined."""
+    out: list[Interval] = []
+    for lo, hi in sorted(intervals):
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
 def plan_read(store: SpanStore, start: datetime, end: datetime, names: set[str], *,
               minute_buckets: bool = False, overview: bool = False,
-              now: datetime | None = None) -> ReadPlan | None:
+              now: datetime | None = None, cuts: Sequence[datetime] = ()) -> ReadPlan | None:
     """Plan ``[start, end)`` over the first aggregate covering ``names``; None: read raw.
 
     Args:
@@ -109,6 +120,9 @@ def plan_read(store: SpanStore, start: datetime, end: datetime, names: set[str],
         minute_buckets: the query buckets by minute (the hour tier cannot serve it).
         overview: the query needs the trace sketch and latency states.
         now: the current time (minute-tier retention).
+        cuts: instants no hour-tier row may straddle: the local bucket starts of a time
+            zone that are not whole UTC hours (:func:`~mentatlab.analytics.zone.bucket_cuts`);
+            the hours around each come from the minute tier or raw spans.
 
     Raises:
         StoreError: reading the resolver state failed.
@@ -122,10 +136,13 @@ def plan_read(store: SpanStore, start: datetime, end: datetime, names: set[str],
         return None
     minute_floor = _ceil((now or datetime.now(UTC)) - timedelta(days=MINUTE_TIER_DAYS - 1),
                          _MINUTE)
-    hours: Interval | None = None
-    partial = [(start, end)]
-    if not minute_buckets:
-        hours, partial = _split(start, end, _HOUR)
+    hours: list[Interval] = []
+    partial: list[Interval] = []
+    edges = [start, *(c for c in sorted(cuts) if start < c < end), end]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        whole_hours, rest = (None, [(lo, hi)]) if minute_buckets else _split(lo, hi, _HOUR)
+        hours.extend([whole_hours] if whole_hours else [])
+        partial.extend(rest)
     minutes: list[Interval] = []
     raw: list[Interval] = []
     for a, b in partial:
@@ -140,8 +157,8 @@ def plan_read(store: SpanStore, start: datetime, end: datetime, names: set[str],
             minutes.append(whole)
         raw.extend(rest)
     sides = [side for side in (
-        Side(spec.table("hour"), "hour", (hours,) if hours else ()),
-        Side(spec.table("minute"), "minute", tuple(minutes)),
-        Side("spans", "start_time", tuple(sorted(raw))),
+        Side(spec.table("hour"), "hour", _merged(hours)),
+        Side(spec.table("minute"), "minute", _merged(minutes)),
+        Side("spans", "start_time", _merged(raw)),
     ) if side.intervals]
     return ReadPlan(spec, tuple(sides))

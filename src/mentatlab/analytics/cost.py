@@ -14,8 +14,10 @@ from mentatlab.analytics.query import (
     GROUP_BY_COLUMNS,
     QueryParams,
     SqlParts,
+    bucket_sql,
     group_keys_of,
 )
+from mentatlab.analytics.zone import bucket_cuts, parse_zone
 from mentatlab.storage.aggregates import MEASURES
 from mentatlab.storage.base import SpanStore
 
@@ -34,7 +36,8 @@ class CostRow:
     keys: dict[str, str]
     """Group-by values by name, in the query's group-by order (empty without group-by)."""
     bucket_start: datetime | None
-    """Start of the time bucket (UTC), or None without a bucket."""
+    """Start of the time bucket as a UTC instant (of the local bucket start when the query
+    names a time zone), or None without a bucket."""
     token_cost: Decimal
     """Price of the LLM calls' tokens."""
     cpu_cost: Decimal
@@ -80,7 +83,10 @@ class CostRow:
         return self.input_tokens + self.output_tokens
 
 
-def _bucket_expr(side: Side, bucket: str) -> str:
+def _bucket_expr(side: Side, bucket: str, time_zone: str) -> str:
+    if time_zone != "UTC" and bucket != "minute":
+        # the plan keeps hour-tier rows inside one local bucket (zone.bucket_cuts)
+        return bucket_sql(side.time_column, bucket, time_zone)
     if side.raw:
         return BUCKETS[bucket]
     time = side.time_column
@@ -93,7 +99,7 @@ def _bucket_expr(side: Side, bucket: str) -> str:
 def _side_sql(side: Side, params: QueryParams, parts: SqlParts) -> str:
     select = [f"{GROUP_BY_COLUMNS[g] if side.raw else g} AS g_{g}" for g in params.group_by]
     if params.bucket is not None:
-        select.append(f"{_bucket_expr(side, params.bucket)} AS bucket_start")
+        select.append(f"{_bucket_expr(side, params.bucket, params.time_zone)} AS bucket_start")
     where = side.where(parts, params.filters)
     if side.raw:
         keys = [f"g_{g}" for g in params.group_by]
@@ -113,8 +119,10 @@ def cost_by(store: SpanStore, params: QueryParams, *, limit: int = 10_000,
     Whole hours and minutes of the range come from the first aggregate whose dimensions
     cover every filter and group-by name (``storage/aggregates.py``), the seconds at its
     ends and anything no aggregate covers from ``spans FINAL``; the answer is the same to
-    the last Decimal digit either way. Groups whose spans all moved away (re-attributed)
-    are left out.
+    the last Decimal digit either way. Hour and day buckets follow ``params.time_zone``:
+    where its bucket starts are not whole UTC hours (``Asia/Kolkata``), the UTC hours
+    around them come from the minute tier or raw spans, the rest from the hour tier.
+    Groups whose spans all moved away (re-attributed) are left out.
 
     Args:
         store: the span store.
@@ -127,8 +135,10 @@ def cost_by(store: SpanStore, params: QueryParams, *, limit: int = 10_000,
         StoreError: the query failed.
     """
     names = {*params.filters, *params.group_by}
-    plan = plan_read(store, params.time_range.start, params.time_range.end, names,
-                     minute_buckets=params.bucket == "minute") if use_aggregates else None
+    start, end = params.time_range.start, params.time_range.end
+    cuts = bucket_cuts(start, end, params.bucket, parse_zone(params.time_zone))
+    plan = plan_read(store, start, end, names, minute_buckets=params.bucket == "minute",
+                     cuts=cuts) if use_aggregates else None
     parts = SqlParts()
     keys = [f"g_{name}" for name in params.group_by]
     if params.bucket is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from mentatlab.analytics.zone import parse_zone
 from mentatlab.errors import ValidationError
 from mentatlab.storage.aggregates import LLM_CALL, MODEL_EXPR, NOT_ROLLUP
 
@@ -40,6 +41,7 @@ __all__ = [
     "QueryParams",
     "SqlParts",
     "TimeRange",
+    "bucket_sql",
     "build_where",
     "check_store_time",
     "group_keys_of",
@@ -104,6 +106,25 @@ BUCKETS: Mapping[str, str] = {
 }
 """Time buckets and their SQL expressions (UTC). DateTime64 because a ``DateTime`` comes
 back from chDB's Arrow output as bare epoch seconds."""
+_START_OF: Mapping[str, str] = {"minute": "toStartOfMinute", "hour": "toStartOfHour",
+                                "day": "toStartOfDay"}
+
+
+def bucket_sql(column: str, bucket: str, time_zone: str = "UTC") -> str:
+    """SQL of the start of ``column``'s ``bucket`` in ``time_zone``, as a UTC DateTime64.
+
+    ``column`` is a fixed column name (``start_time``, ``minute``, ``hour``), never input;
+    ``time_zone`` is checked by :func:`~mentatlab.analytics.zone.parse_zone` (IANA names
+    only: letters, digits, ``_+-/``) before it is written into the text, as ClickHouse
+    wants the zone of ``toStartOfDay`` as a constant.
+
+    Raises:
+        ValidationError: ``time_zone`` is not an IANA zone name.
+    """
+    if time_zone == "UTC":
+        return f"toDateTime64({_START_OF[bucket]}({column}), 0, 'UTC')"
+    parse_zone(time_zone)
+    return f"toDateTime64({_START_OF[bucket]}({column}, '{time_zone}'), 0, 'UTC')"
 
 
 EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
@@ -184,7 +205,8 @@ class QueryParams:
     part of a minute (docs/decisions/0004-attribution-and-aggregates.md).
 
     Raises:
-        ValidationError: an unknown filter, group-by or bucket name (the field says which).
+        ValidationError: an unknown filter, group-by or bucket name, or time zone (the
+            field says which).
     """
 
     time_range: TimeRange
@@ -195,8 +217,12 @@ class QueryParams:
     """Group-by names (in ``GROUP_BY_COLUMNS``), in output order."""
     bucket: Bucket | None = None
     """Time bucket of the result rows; None for one row per group."""
+    time_zone: str = "UTC"
+    """IANA zone whose hours and days the buckets follow (``Asia/Kolkata``); bucket keys
+    stay UTC instants: the UTC instant of the local bucket start."""
 
     def __post_init__(self) -> None:
+        parse_zone(self.time_zone)
         object.__setattr__(self, "time_range", minute_cover(self.time_range))
         object.__setattr__(self, "filters",
                            {NAME_ALIASES.get(k, k): v for k, v in self.filters.items()})
