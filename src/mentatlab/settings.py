@@ -181,6 +181,9 @@ class Settings:
     empty: such a person is refused until given a role (``mentatctl members``)."""
     oidc_default_role: str = field(default="viewer", metadata=_env("MENTATLAB_OIDC_DEFAULT_ROLE"))
     """Role given in ``oidc_default_org``."""
+    oidc_provider_name: str = field(default="", metadata=_env("MENTATLAB_OIDC_PROVIDER_NAME"))
+    """Name on the dashboard's sign-in button ("Sign in with <name>"); empty: the issuer's
+    host."""
     oidc_leeway_s: int = field(default=60, metadata=_env("MENTATLAB_OIDC_LEEWAY_S"))
     """Clock skew tolerated on ID-token ``exp``/``iat``, in seconds."""
     quota_key_ingest_requests_per_s: int = field(
