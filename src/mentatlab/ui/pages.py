@@ -28,6 +28,7 @@ from starlette.datastructures import QueryParams
 
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
+from mentatlab.analytics.query import GROUP_BY_COLUMNS, NAME_ALIASES
 from mentatlab.analytics.zone import UTC_NAME, zone_of
 from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.server.auth import authorize
@@ -54,7 +55,7 @@ class View:
 VIEWS: Final = (
     View("/", "Overview", True, "Spend, requests, success rate and latency at a glance."),
     View("/ops", "Ops", False, "Live request rate, errors and latency percentiles."),
-    View("/cost", "Cost", False, "Spend by any dimension, crossed, with CSV export."),
+    View("/cost", "Cost", True, "Spend by any dimension, crossed, with CSV export."),
     View("/traces", "Traces", False, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
@@ -299,6 +300,49 @@ async def alerts_page(request: Request) -> HTMLResponse:
     # the money's currency is the pricing's (GET /api/v1/prices), for roles that may read it
     return _render(request, "alerts.html", title="Alerts",
                    can_read_usage=caller.can(Permission.READ_USAGE))
+
+
+_COST_TOPS: Final = (3, 5, 8, 10, 15, 20)
+"""Choices of the cost explorer's "top N" (``?top=``); the default is 8."""
+
+
+def _cost_view(params: QueryParams) -> tuple[str, str, int]:
+    """The cost explorer's ``?by=``, ``?cross=`` and ``?top=`` (unknown values → defaults).
+
+    ``by`` and ``cross`` are names of the cost API's ``group_by`` (default ``agent_id`` ×
+    ``model``); a ``cross`` equal to ``by`` falls back to another default.
+    """
+    def name(key: str, default: str) -> str:
+        value = NAME_ALIASES.get(params.get(key, ""), params.get(key, ""))
+        return value if value in GROUP_BY_COLUMNS else default
+
+    by = name("by", "agent_id")
+    cross = name("cross", "model")
+    if cross == by:
+        cross = "agent_id" if by == "model" else "model"
+    top = params.get("top", "")
+    return by, cross, int(top) if top.isdigit() and int(top) in _COST_TOPS else 8
+
+
+@router.get("/cost", response_class=HTMLResponse)
+async def cost_page(request: Request) -> HTMLResponse:
+    """The cost explorer: spend by a dimension, two crossed, trend, sunburst, tokens, infra.
+
+    ``?by=``, ``?cross=`` and ``?top=`` (see :func:`_cost_view`) choose the breakdown; the
+    numbers come from ``/api/v1/cost`` (``top=N`` lumps the rest into "other").
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    by, cross, top = _cost_view(request.query_params)
+    # a matrix cell links to /traces with the shell's filter parameter of each key, or
+    # the canonical name where the filter bar has none (customer_id=..., user_id=...)
+    params = {field: name for name, field in FILTERS.items()}
+    return _render(request, "cost.html", title="Cost", by=by, cross=cross, top=top,
+                   tops=_COST_TOPS, dimensions=list(GROUP_BY_COLUMNS),
+                   trace_params={d: params.get(d, d) for d in GROUP_BY_COLUMNS},
+                   base_url=str(request.base_url).rstrip("/"),
+                   can_read_spans=caller.can(Permission.READ_SPANS))
 
 
 def _coming_page(view: View) -> Any:
