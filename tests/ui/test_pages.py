@@ -53,7 +53,7 @@ async def test_every_page_answers_with_a_strict_csp_and_local_assets(
         assets |= _assets_of(html)
         if not view.built:
             assert "Coming soon" in html and view.summary in html
-    assert "Coming soon" in await _check_page(app_client.client, "/traces/0af7651916cd43dd")
+    assert 'id="trace"' in await _check_page(app_client.client, "/traces/0af7651916cd43dd")
     assert {"/static/dashboard.css", "/static/theme.js", "/static/overview.js",
             "/static/vendor/echarts/echarts.min.js", "/static/favicon.svg"} <= assets
     for url in sorted(assets):

@@ -56,7 +56,7 @@ VIEWS: Final = (
     View("/", "Overview", True, "Spend, requests, success rate and latency at a glance."),
     View("/ops", "Ops", False, "Live request rate, errors and latency percentiles."),
     View("/cost", "Cost", True, "Spend by any dimension, crossed, with CSV export."),
-    View("/traces", "Traces", False, "Trace list and the waterfall of each trace."),
+    View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/settings", "Settings", False, "API keys, members, roles, quotas and the audit log."),
@@ -345,6 +345,85 @@ async def cost_page(request: Request) -> HTMLResponse:
                    can_read_spans=caller.can(Permission.READ_SPANS))
 
 
+_TRACE_SORTS: Final = {"start_time": "Newest", "cost": "Costliest", "duration": "Longest"}
+"""Orders of the trace list (``?sort=``, the API's ``sort``): the first is the default."""
+_TRACE_PAGE_SIZE: Final = 50
+"""Traces per page of the trace list (``?offset=`` pages by it)."""
+_TRACE_PARAMS: Final = ("q", "sort", "min_cost", "min_duration_ms", "offset", "limit")
+_NAME_SEARCH = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_AMOUNT = re.compile(r"^\d{1,12}(\.\d{1,12})?$")
+
+
+def _trace_list_params(params: QueryParams) -> dict[str, str]:
+    """The trace list's own URL parameters, checked; a bad value is dropped.
+
+    ``q``, ``sort``, ``min_cost``, ``min_duration_ms``, ``offset``, ``limit`` (up to 500).
+    """
+    out: dict[str, str] = {}
+    search = params.get("q", "").strip()
+    if _NAME_SEARCH.match(search):
+        out["q"] = search
+    if params.get("sort") in _TRACE_SORTS and params.get("sort") != "start_time":
+        out["sort"] = params["sort"]
+    for name in ("min_cost", "min_duration_ms"):
+        if _AMOUNT.match(params.get(name, "").strip()):
+            out[name] = params[name].strip()
+    for name, most in (("offset", 1_000_000), ("limit", 500)):
+        value = params.get(name, "")
+        if value.isdigit() and 0 < int(value) <= most:
+            out[name] = str(int(value))
+    return out
+
+
+@router.get("/traces", response_class=HTMLResponse)
+async def traces_page(request: Request) -> HTMLResponse:
+    """The trace list: ``/api/v1/traces`` with the shell's range and filters.
+
+    Searched by root span name (``?q=``), ``min_cost`` (USD), ``min_duration_ms``, ordered
+    by ``?sort=`` (:data:`_TRACE_SORTS`) and paged by ``?offset=`` (``?limit=``, default
+    :data:`_TRACE_PAGE_SIZE`, traces a page).
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    own = _trace_list_params(request.query_params)
+    # the shell's parameters (range, filters, zone...) as they came, to keep them
+    shell = [(k, v) for k, v in request.query_params.multi_items() if k not in _TRACE_PARAMS]
+
+    def here(**changes: str | None) -> str:
+        kept = {k: v for k, v in {**own, **changes}.items() if v}
+        query = str(QueryParams(shell + list(kept.items())))
+        return f"{request.scope.get('root_path', '')}/traces" + (f"?{query}" if query else "")
+
+    offset = int(own.get("offset", "0"))
+    page_size = int(own.get("limit", _TRACE_PAGE_SIZE))
+    status = request.query_params.get("status", "")
+    return _render(request, "traces.html", title="Traces", own=own, shell=shell, here=here,
+                   sorts=_TRACE_SORTS, sort=own.get("sort", "start_time"), offset=offset,
+                   page_size=page_size, status=status if status in STATUSES else "",
+                   base_url=str(request.base_url).rstrip("/"),
+                   link_query=str(QueryParams(shell + list(own.items()))),
+                   span_filter=",".join(f"{FILTERS[k]}={v}" for k, v in
+                                        view_state(request.query_params).filters.items()
+                                        if k != "status"))
+
+
+@router.get("/traces/{trace_id}", response_class=HTMLResponse)
+async def trace_page(request: Request, trace_id: str) -> HTMLResponse:
+    """One trace's waterfall (``/api/v1/traces/{trace_id}?view=timeline``) and span detail.
+
+    The id is not checked here: the API's answer (400 malformed, 404 unknown) is the
+    page's error state. The query string is the trace list's, kept for the way back.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    query = str(request.query_params)
+    return _render(request, "trace.html", title=f"Trace {trace_id[:32]}", trace_id=trace_id,
+                   back=f"{request.scope.get('root_path', '')}/traces"
+                        + (f"?{query}" if query else ""))
+
+
 def _coming_page(view: View) -> Any:
     async def coming(request: Request) -> HTMLResponse:
         caller = await _checked(request)
@@ -360,6 +439,3 @@ for _view in VIEWS:
     if not _view.built:
         router.add_api_route(_view.path, _coming_page(_view), methods=["GET"],
                              response_class=HTMLResponse, name=f"{_view.title.lower()}_page")
-# one trace's waterfall (linked from the overview's top traces) comes with the Traces view
-router.add_api_route("/traces/{trace_id}", _coming_page(VIEWS[3]), methods=["GET"],
-                     response_class=HTMLResponse, name="trace_page")
