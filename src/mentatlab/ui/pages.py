@@ -54,7 +54,7 @@ class View:
 
 VIEWS: Final = (
     View("/", "Overview", True, "Spend, requests, success rate and latency at a glance."),
-    View("/ops", "Ops", False, "Live request rate, errors and latency percentiles."),
+    View("/ops", "Ops", True, "Live request rate, errors and latency percentiles."),
     View("/cost", "Cost", True, "Spend by any dimension, crossed, with CSV export."),
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
@@ -300,6 +300,32 @@ async def alerts_page(request: Request) -> HTMLResponse:
     # the money's currency is the pricing's (GET /api/v1/prices), for roles that may read it
     return _render(request, "alerts.html", title="Alerts",
                    can_read_usage=caller.can(Permission.READ_USAGE))
+
+
+OPS_INTERVALS: Final = (1, 5, 15, 60)
+"""Choices of the ops view's live interval in seconds (``?every=``); the default is 5."""
+OPS_FEED_ROWS: Final = 200
+"""Spans the ops view's live feed keeps on screen (newest first)."""
+
+
+@router.get("/ops", response_class=HTMLResponse)
+async def ops_page(request: Request) -> HTMLResponse:
+    """Ops: live rates and latency, errors by type, firing alerts and the live span feed.
+
+    The charts come from ``WS /api/v1/live/stats``, errors by type from
+    ``/api/v1/cost?group_by=error_type``, the feed from ``WS /api/v1/live``; ``?every=`` (a
+    value of :data:`OPS_INTERVALS`) sets the live interval.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    every = request.query_params.get("every", "")
+    interval_s = int(every) if every in {str(s) for s in OPS_INTERVALS} else 5
+    return _render(request, "ops.html", title="Ops", interval_s=interval_s,
+                   intervals=OPS_INTERVALS, feed_rows=OPS_FEED_ROWS,
+                   base_url=str(request.base_url).rstrip("/"),
+                   can_read_usage=caller.can(Permission.READ_USAGE),
+                   can_read_alerts=caller.can(Permission.READ_ALERTS))
 
 
 _COST_TOPS: Final = (3, 5, 8, 10, 15, 20)
