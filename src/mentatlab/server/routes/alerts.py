@@ -8,6 +8,7 @@ decimals); times are ISO-8601 UTC. Channel URLs are shown as ``scheme://host[:po
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -68,9 +69,25 @@ class AlertRuleRequest(BaseModel):
 
 
 class RuleUpdate(BaseModel):
-    """A change to a rule."""
+    """A change to a rule.
 
-    enabled: bool
+    ``enabled`` alone turns it on or off; any other field given replaces that part of its
+    definition (``kind`` and ``org_id`` stay; null = unchanged).
+    """
+
+    enabled: bool | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    filters: dict[Text, Text] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    channels: list[Text] | None = Field(default=None, max_length=MAX_LIST_ITEMS,
+                                        description="Replaces every channel (shown redacted "
+                                        "when listed, so omit it to keep them).")
+    period: str | None = Field(default=None, max_length=32)
+    limit_amount: Money | None = None
+    thresholds: list[Number] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    metric: str | None = Field(default=None, max_length=32)
+    op: str | None = Field(default=None, max_length=2)
+    threshold: Number | None = None
+    window_s: Int64 | None = None
 
 
 def _shown_channel(channel: str) -> str:
@@ -155,19 +172,55 @@ async def get_rule(request: Request, rule_id: str, caller: Caller) -> dict[str, 
     return {"ok": True, "rule": _rule_json(await _rule_or_404(request, caller, rule_id))}
 
 
-@router.patch("/alert-rules/{rule_id}", summary="Enable or disable an alert rule",
-              responses=error_responses(401, 404, 422, 503))
+@router.patch("/alert-rules/{rule_id}", summary="Change, enable or disable an alert rule",
+              responses=error_responses(401, 403, 404, 422, 503))
 async def update_rule(request: Request, rule_id: str, body: RuleUpdate, caller: Caller
                       ) -> dict[str, Any]:
-    """Turn a rule on or off (re-enabled rules start from ``ok``)."""
-    await _rule_or_404(request, caller, rule_id)
-    rule = await anyio.to_thread.run_sync(control_store(request).alerts.set_enabled, rule_id,
-                                          body.enabled)
+    """Turn a rule on or off, or change its definition; answers the rule.
+
+    ``{"enabled": false}`` alone disables it (re-enabled rules start from ``ok``). Any
+    other field replaces that part of the rule, checked as on creation (422 naming the
+    field), and the rule starts again from ``ok``.
+    """
+    existing = await _rule_or_404(request, caller, rule_id)
+    given = {name: getattr(body, name) for name in sorted(body.model_fields_set)
+             if getattr(body, name) is not None}
+    if not given:
+        raise ApiError(422, "Invalid request", [FieldError(
+            "enabled", "Expected enabled, or a field of the rule to change")])
+    alerts = control_store(request).alerts
+    if set(given) == {"enabled"}:
+        rule = await anyio.to_thread.run_sync(alerts.set_enabled, rule_id, given["enabled"])
+    else:
+        rule = await anyio.to_thread.run_sync(
+            alerts.update_rule, rule_id, _changed_spec(caller, existing, given))
     if rule is None:  # deleted meanwhile
         raise ApiError(404, "No such alert rule", [FieldError("rule_id", f"Unknown {rule_id!r}")])
+    details = {"enabled": body.enabled} if set(given) == {"enabled"} else {"changed": list(given)}
     await audit(request, caller, _action(rule, "updated"), org_id=rule.spec.org_id or None,
-                target=rule_id, details={"enabled": body.enabled})
+                target=rule_id, details=details)
     return {"ok": True, "rule": _rule_json(rule)}
+
+
+def _changed_spec(caller: Principal, rule: AlertRuleInfo, given: dict[str, Any]
+                  ) -> AlertRuleSpec:
+    """``rule``'s definition with the fields ``given`` replaced, checked.
+
+    Raises:
+        ValidationError: (422) the field that breaks a rule of :func:`check_rule`.
+        Forbidden: (403) a filter outside the caller's scope.
+    """
+    changes = dict(given)
+    if "filters" in changes:
+        filters = caller.scope_filters(
+            {NAME_ALIASES.get(k, k): v for k, v in changes["filters"].items()}, prefix="filters.")
+        if not rule.spec.org_id:
+            filters.pop("org_id", None)
+        changes["filters"] = filters
+    for name in ("channels", "thresholds"):
+        if name in changes:
+            changes[name] = tuple(changes[name])
+    return check_rule(dataclasses.replace(rule.spec, **changes))
 
 
 @router.delete("/alert-rules/{rule_id}", summary="Delete an alert rule and its alerts",

@@ -224,6 +224,31 @@ class AlertRecords:
                 row.state, row.state_since = "ok", utc_now()
             return _rule_info(row)
 
+    def update_rule(self, rule_id: str, spec: AlertRuleSpec) -> AlertRuleInfo | None:
+        """Replace a rule's definition (its id, org and kind stay); None when there is none.
+
+        The rule starts again from ``ok`` (its alerts so far stay in the history): a
+        changed limit or condition is a new rule for the evaluator. Check ``spec`` with
+        ``alerting.alert_rule.check_rule`` first.
+
+        Raises:
+            ValidationError: another rule of the org has that name (field ``control_store``).
+        """
+        with self._session() as session:
+            row = session.get(AlertRule, rule_id)
+            if row is None:
+                return None
+            row.name, row.metric, row.op = spec.name, spec.metric, spec.op
+            row.threshold, row.window_s, row.period = spec.threshold, spec.window_s, spec.period
+            row.limit_amount = spec.limit_amount
+            row.thresholds = ",".join(format(t, "f") for t in spec.thresholds)
+            row.filters = orjson.dumps(spec.filters, option=orjson.OPT_SORT_KEYS).decode()
+            row.channels = orjson.dumps(list(spec.channels)).decode()
+            row.enabled = spec.enabled
+            row.state, row.state_since = "ok", utc_now()
+            session.flush()
+            return _rule_info(row)
+
     def delete_rule(self, rule_id: str) -> bool:
         """Delete a rule with its alerts and deliveries; False when there is no such rule."""
         with self._session() as session:
