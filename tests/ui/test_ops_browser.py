@@ -160,6 +160,7 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     page.wait_for_selector("#firing >> text=No alert is firing.")
     assert page.locator('[data-metric="requests"]').inner_text() == "0"
     page.wait_for_selector("#connection >> text=charts on, feed on")
+    shot(page, tmp_path, "ops-empty.png")
     reached = []
     for _ in range(80):
         page.keyboard.press("Tab")
@@ -170,7 +171,6 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     page.locator("#pause").focus()
     page.keyboard.press("Enter")
     assert page.locator("#pause").get_attribute("aria-pressed") == "true"
-    shot(page, tmp_path, "ops-empty.png")
     assert_accessible(page)
     # the first span hides the empty state, without a reload
     _ingest(live_server.url, [llm_span(name="first ever")])
