@@ -161,12 +161,22 @@ def test_trace_list_filters_sorts_pages_and_opens_the_costliest_waterfall(
     loaded(page, "traces")
     assert _names(page) == ["summarize notes", "billing agent"]
 
+    # the overview's top traces open their waterfall
+    page.goto(f"{url}/?range=1h", wait_until="networkidle")
+    loaded(page, "overview")
+    page.locator("#top-traces tbody a").first.click()
+    page.wait_for_url(f"**/traces/{ids['support']}*")
+    loaded(page, "trace")
+    assert page.locator("#error").is_hidden() and page.locator(".wf-row").count() == 2
+
     # the costliest trace's waterfall: its root reads its subtree's cost, not $0
     page.goto(f"{url}/traces?range=1h&sort=cost", wait_until="networkidle")
     loaded(page, "traces")
     page.locator("#trace-list tbody td.name a").first.click()
     page.wait_for_url(f"**/traces/{ids['support']}?range=1h&sort=cost")
     loaded(page, "trace")
+    assert page.get_by_role("link", name="← All traces").get_attribute("href") == \
+        "/traces?range=1h&sort=cost"
     tree = _api(url, f"/traces/{ids['support']}")
     root = page.locator(".wf-row").first
     own, subtree, unattributed = (root.locator(".num").nth(i) for i in range(3))
@@ -180,7 +190,6 @@ def test_trace_list_filters_sorts_pages_and_opens_the_costliest_waterfall(
     group = page.locator(".wf-row.wf-group")
     assert group.count() == 1 and "agent.step × 6" in group.inner_text()
     assert page.locator(".wf-row").count() == 2
-    shot(page, tmp_path, "trace-desktop.png")
     assert_accessible(page)
 
     # keyboard only: Tab reaches the waterfall, arrows move, Enter opens
@@ -215,6 +224,8 @@ def test_trace_list_filters_sorts_pages_and_opens_the_costliest_waterfall(
     step_id = tree["roots"][0]["children"][0]["span_id"]
     page.wait_for_selector(f'#trace[data-detail="{step_id}"]')
     assert "Children (1)" in detail.inner_text()
+    page.mouse.move(0, 0)
+    shot(page, tmp_path, "trace-desktop.png")
     assert_accessible(page)
 
     page.get_by_role("button", name="Dark theme").click()
@@ -270,8 +281,16 @@ def test_a_trace_of_10000_spans_opens_and_scrolls(
         live_server: LiveServer, browser: Browser, tmp_path: Path) -> None:
     url = live_server.url
     trace_id, last_span = _big_trace(url)
-    timeline = _api(url, f"/traces/{trace_id}", view="timeline")
-    assert timeline["num_spans"] == 10_000
+    sizes: dict[str, tuple[int, float, int]] = {}
+    for view in ("tree", "timeline"):
+        began = time.monotonic()
+        answer = httpx.get(f"{url}/api/v1/traces/{trace_id}", params={"view": view},
+                           timeout=120)
+        sizes[view] = (len(answer.content), time.monotonic() - began,
+                       answer.num_bytes_downloaded)
+        assert answer.status_code == 200 and answer.json()["num_spans"] == 10_000
+    print("10,000-span trace (bytes, on the wire, s):", sizes)  # noqa: T201 — the report's
+    assert sizes["timeline"][0] * 3 < sizes["tree"][0], "the waterfall's answer is compact"
     problems: list[str] = []
     page = browser.new_page(viewport=DESKTOP, color_scheme="light")
     watch(page, problems)

@@ -447,10 +447,6 @@ function fillDetail(answer, pos) {
   const span = answer.span;
   const body = document.getElementById("detail-body");
   body.replaceChildren();
-  const title = document.createElement("p");
-  title.className = "detail-name";
-  title.textContent = span.name || "(unnamed)";
-  body.append(title);
   const inherited = new Set(span.inherited_groups || []);
   const attribution = ["agent_id", "workflow_id", "run_id", "session_id", "user_id",
     "customer_id", "prompt_version"].filter((k) => span[k])
@@ -461,7 +457,7 @@ function fillDetail(answer, pos) {
       className: `status-${span.status} wrap` }],
     ["Start", when(span.start_time)],
     ["Duration", formatMs(span.duration_ms)],
-    ["Operation", [span.operation, span.operation_name, span.tool_name].filter(Boolean).join(" · ")],
+    ["Operation", [...new Set([span.operation, span.operation_name, span.tool_name].filter(Boolean))].join(" · ")],
     ["Model", [span.provider, span.response_model || span.request_model].filter(Boolean).join(" / ")],
     ["Service", span.service_name],
     ["Org / project", [span.org_id, span.project_id].filter(Boolean).join(" / ")],
@@ -611,7 +607,7 @@ function summary(answer) {
   document.getElementById("summary").hidden = false;
   const collapsed = groups.length;
   document.getElementById("waterfall-note").textContent = `started ${when(answer.start_time)}` +
-    (collapsed ? ` · ${formatCount(collapsed)} run${collapsed > 1 ? "s" : ""} of repeated spans collapsed` : "");
+    (collapsed ? ` · ${formatCount(collapsed)} group${collapsed > 1 ? "s" : ""} of repeated spans` : "");
   document.getElementById("expand-groups").hidden = collapsed === 0;
   document.getElementById("collapse-groups").hidden = collapsed === 0;
 }
