@@ -104,6 +104,15 @@ def test_trace_list_filters_sorts_pages_and_opens_the_costliest_waterfall(
     shot(page, tmp_path, "traces-desktop.png")
     assert_accessible(page)
 
+    # keyboard only: Tab reaches the search, the orders and every trace's link
+    reached = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.name || "
+                                     "document.activeElement.textContent.trim()"))
+    for control in ("q", "min_cost", "min_duration_ms", "Search", "Costliest", "Longest",
+                    "summarize notes", "billing agent", "support agent"):
+        assert control in reached, (control, reached)
     page.get_by_role("link", name="Costliest").click()
     page.wait_for_url("**/traces?range=1h&sort=cost")
     loaded(page, "traces")

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -34,6 +35,7 @@ from mentatlab.errors import Forbidden, Unauthenticated
 from mentatlab.server.auth import authorize
 from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
+from mentatlab.server.state import server_state
 
 __all__ = ["CUSTOM_RANGE", "DEFAULT_RANGE", "DEFAULT_TZ", "FILTERS", "MODEL_SORTS", "RANGES",
            "VIEWS", "View", "ViewState", "router", "view_state"]
@@ -238,6 +240,14 @@ def _render(request: Request, template: str, status_code: int = 200,
     return HTMLResponse(page, status_code=status_code, headers=page_headers())
 
 
+def _oidc_name(request: Request) -> str:
+    """The OIDC provider's name for the sign-in button; empty when OIDC is off."""
+    settings = server_state(request).settings
+    if not settings.oidc_issuer:
+        return ""
+    return settings.oidc_provider_name or urlsplit(settings.oidc_issuer).netloc
+
+
 async def _checked(request: Request) -> HTMLResponse | Principal:
     """Authorize like an API route: the caller, or the sign-in (401) or not-allowed (403) page.
 
@@ -247,7 +257,8 @@ async def _checked(request: Request) -> HTMLResponse | Principal:
     try:
         return await authorize(request)
     except Unauthenticated:
-        return _render(request, "signin.html", 401, title="Sign in")
+        return _render(request, "signin.html", 401, title="Sign in",
+                       oidc_name=_oidc_name(request))
     except Forbidden as exc:
         return _render(request, "forbidden.html", 403, title="Not allowed",
                        reason="; ".join(e.reason for e in exc.errors))
@@ -255,17 +266,24 @@ async def _checked(request: Request) -> HTMLResponse | Principal:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request) -> HTMLResponse:
-    """The overview: headline numbers, spend trend, top agents and traces of the range.
+    """The overview: headline numbers, spend today and this month (in the display zone),
+    budgets and firing alerts, spend trend, top agents, workflows and traces of the range.
 
-    The top traces need ``read_spans`` (span payloads); without it the page says so rather
-    than asking the API for what it would refuse.
+    The top traces need ``read_spans`` (span payloads), budgets and alerts ``read_alerts``;
+    without them the page says so rather than asking the API for what it would refuse.
     """
     caller = await _checked(request)
     if isinstance(caller, HTMLResponse):
         return caller
     base_url = str(request.base_url).rstrip("/")
+    state = view_state(request.query_params)
+    today = datetime.now(UTC).astimezone(state.zone).replace(hour=0, minute=0, second=0,
+                                                             microsecond=0)
     return _render(request, "overview.html", title="Overview", base_url=base_url,
-                   can_read_spans=caller.can(Permission.READ_SPANS))
+                   can_read_spans=caller.can(Permission.READ_SPANS),
+                   can_read_alerts=caller.can(Permission.READ_ALERTS),
+                   today_from=today.strftime(_LOCAL_FORMAT),
+                   month_from=today.replace(day=1).strftime(_LOCAL_FORMAT))
 
 
 _QUERY = re.compile(r"^[A-Za-z0-9._:/@ *+-]{0,128}$")

@@ -161,6 +161,8 @@ function drawRow(index) {
     name.append(caret, label);
     element.append(name, moneySpan(null), moneySpan(g.cost), moneySpan(null),
       bar(g.start, g.end - g.start, "wf-bar-group"));
+    element.setAttribute("aria-label", `${g.name}, ${formatCount(g.num)} repeated spans, ` +
+      `subtree ${money(g.cost).text}, from ${formatMs(g.start)} to ${formatMs(g.end)}`);
   } else {
     const i = row.span;
     const status = s.status[i];
@@ -177,6 +179,11 @@ function drawRow(index) {
     element.append(name, moneySpan(s.total_cost[i]), moneySpan(s.subtree_cost[i]),
       moneySpan(Number(s.unattributed_cost[i]) ? s.unattributed_cost[i] : null),
       bar(s.start_ms[i], s.duration_ms[i], `wf-bar-${status}`));
+    const unattributed = Number(s.unattributed_cost[i]) ? money(s.unattributed_cost[i]).text : "none";
+    element.setAttribute("aria-label", `${s.name[i] || "(unnamed)"}, ${status}, ` +
+      `own ${money(s.total_cost[i]).text}, subtree ${money(s.subtree_cost[i]).text}, ` +
+      `unattributed ${unattributed}, starts at ${formatMs(s.start_ms[i])}, ` +
+      `lasts ${formatMs(s.duration_ms[i])}`);
     if (i === selected) {
       element.setAttribute("aria-selected", "true");
     }
