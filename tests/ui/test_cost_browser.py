@@ -128,7 +128,7 @@ def test_cost_explorer_shows_the_apis_numbers_and_keeps_its_state_in_the_url(
 
     # agent × model, top 8: the API's cells and "other"
     _check_matrix(url, page, "agent_id", "model", 8)
-    assert "4 more agent keys" in page.locator("#matrix-note").inner_text()
+    assert "4 more agent and 0 more model keys" in page.locator("#matrix-note").inner_text()
 
     # trend stacked by agent (8 + other), sunburst drawn
     series = page.evaluate("echarts.getInstanceByDom(document.getElementById('trend'))"
@@ -288,4 +288,23 @@ def test_an_api_error_shows_the_error_state(live_server: LiveServer, browser: Br
     assert page.locator("#error").inner_text() == (
         "Could not load the cost: /cost: Store unavailable (store: chDB session closed)")
     assert page.locator("#empty").is_hidden(), "an error is not empty"
+    assert problems == []
+
+
+@pytest.mark.e2e
+def test_zero_infrastructure_says_why(live_server: LiveServer, browser: Browser) -> None:
+    body, headers = encode(export_request([llm_span(attrs={"mentat.agent_id": "solo"})]))
+    response = httpx.post(f"{live_server.url}/v1/traces", content=body, headers=headers,
+                          timeout=30)
+    assert response.status_code == 200, response.text
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP)
+    watch(page, problems)
+    page.goto(f"{live_server.url}/cost?range=1h", wait_until="networkidle")
+    loaded(page, "cost")
+    assert page.locator("#infra-total").inner_text() == "$0.00"
+    note = page.locator("#infra-note")
+    assert "no span in this range carries metered resources" in note.inner_text()
+    assert note.get_by_role("link").get_attribute("href") == "/models?range=1h"
+    assert page.locator("#unpriced").is_hidden(), "gpt-4o is priced"
     assert problems == []

@@ -274,11 +274,14 @@ function fillMatrix(answer) {
   const cells = new Map(answer.rows.map((r) => [JSON.stringify([r[by], r[cross]]), r]));
   const other = answer.num_other || {};
   const note = document.getElementById("matrix-note");
-  note.textContent = `${readSpans ? "Each named cell opens the traces behind it. " : ""}`
-    + `“other” holds ${formatCount(other[by] || 0)} more ${byLabel.toLowerCase()} keys and `
-    + `${formatCount(other[cross] || 0)} more ${crossLabel.toLowerCase()} keys.`;
+  const lumped = (other[by] || 0) + (other[cross] || 0) > 0
+    ? `“other” holds ${formatCount(other[by] || 0)} more ${byLabel.toLowerCase()} and `
+      + `${formatCount(other[cross] || 0)} more ${crossLabel.toLowerCase()} keys.`
+    : "Every key fits: nothing is lumped into “other”.";
+  note.textContent = `${readSpans ? "Each named cell opens the traces behind it. " : ""}${lumped}`;
   head.replaceChildren(head.firstElementChild);
   if (answer.rows.length === 0) {
+    note.textContent = "";
     message(body, "No spend in this range.", 1);
     return;
   }
@@ -409,9 +412,15 @@ function paintFirstSplit(data) {
   }
   const palette = ["#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272",
     "#fc8452", "#9a60b4", "#ea7ccc"];
-  ring.forEach((node, i) => {
-    node.itemStyle = { color: palette[i % palette.length] };
-  });
+  // ECharts passes a colour down from the first ring only: paint each subtree, lighter
+  // with each ring below the split
+  const paint = (node, color, depth) => {
+    node.itemStyle = { color, opacity: Math.max(0.45, 1 - 0.18 * depth) };
+    for (const child of node.children || []) {
+      paint(child, color, depth + 1);
+    }
+  };
+  ring.forEach((node, i) => paint(node, palette[i % palette.length], 0));
 }
 
 function drawSunburst(answer) {
