@@ -136,7 +136,9 @@ export function formatZonedTime(value, seconds = false) {
 export async function fetchApi(base, path, params) {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(params || {})) {
-    if (value !== null && value !== undefined && value !== "") {
+    // empty values are left out, except group_by: "" asks for no grouping (the cost
+    // API's default groups by project and model)
+    if (value !== null && value !== undefined && (value !== "" || name === "group_by")) {
       query.set(name, value);
     }
   }
