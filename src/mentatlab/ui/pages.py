@@ -29,6 +29,7 @@ from starlette.datastructures import QueryParams
 
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
+from mentatlab.alerting.alert_rule import METRICS, OPS, PERIODS
 from mentatlab.analytics.query import GROUP_BY_COLUMNS, NAME_ALIASES
 from mentatlab.analytics.zone import UTC_NAME, zone_of
 from mentatlab.errors import Forbidden, Unauthenticated
@@ -61,7 +62,7 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
-    View("/settings", "Settings", False, "API keys, members, roles, quotas and the audit log."),
+    View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
 
@@ -317,7 +318,40 @@ async def alerts_page(request: Request) -> HTMLResponse:
         return caller
     # the money's currency is the pricing's (GET /api/v1/prices), for roles that may read it
     return _render(request, "alerts.html", title="Alerts",
-                   can_read_usage=caller.can(Permission.READ_USAGE))
+                   can_read_usage=caller.can(Permission.READ_USAGE),
+                   can_manage_alerts=caller.can(Permission.MANAGE_ALERTS),
+                   metrics=METRICS, ops=list(OPS), periods=PERIODS)
+
+
+_ORG = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+"""An org id as the admin API takes it (``?org=`` of the settings page)."""
+_AUDIT_FAMILIES: Final = ("key.*", "member.*", "quota.*", "budget.*", "alert_rule.*", "org.*",
+                          "login", "logout", "reprice", "export", "migration")
+"""Actions and action families the settings page's audit timeline filters on (the
+``action`` of ``GET /api/v1/audit``; docs/security.md lists them)."""
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request) -> HTMLResponse:
+    """Settings: who the caller is, API keys, members, quotas and the audit log.
+
+    Each part shows only when the caller's role holds its permission (``manage_keys``,
+    ``manage_members``, ``manage_settings``, ``read_audit``): a viewer or a read key sees
+    who it is and no control it cannot use. An installation-wide caller picks the org
+    the members and quotas parts act on with ``?org=``.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    asked = request.query_params.get("org", "").strip()
+    org = caller.org_id or (asked if _ORG.match(asked) else "")
+    return _render(request, "settings.html", title="Settings", org=org,
+                   installation=caller.org_id is None, families=_AUDIT_FAMILIES,
+                   can_keys=caller.can(Permission.MANAGE_KEYS),
+                   can_members=caller.can(Permission.MANAGE_MEMBERS),
+                   can_quotas=caller.can(Permission.MANAGE_SETTINGS),
+                   can_audit=caller.can(Permission.READ_AUDIT),
+                   can_orgs=caller.can(Permission.MANAGE_ORGS))
 
 
 OPS_INTERVALS: Final = (1, 5, 15, 60)

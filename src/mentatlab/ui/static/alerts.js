@@ -1,10 +1,17 @@
 // The alerts view: budgets and threshold rules with their state (/api/v1/alert-rules) and
-// the alert history with each delivery's status (/api/v1/alerts). Read-only.
+// the alert history with each delivery's status (/api/v1/alerts). Roles that may write
+// rules (manage_alerts) also get forms to create and edit budgets and threshold rules,
+// and buttons to disable, enable and delete them (POST, PATCH, DELETE /api/v1/alert-rules),
+// with the API's validation errors next to the field they name.
 import { fetchApi, formatCount, formatMoney } from "./chart.js";
 import { cell, message, when } from "./table.js";
+import { clearErrors, confirmAction, sendJson, showErrors } from "./apiform.js";
 
 const view = document.getElementById("alerts");
 const { api, readUsage } = view.dataset;
+const canManage = view.dataset.canManage === "yes";
+const ACTIONS = canManage ? 1 : 0;
+const rulesById = new Map();
 const HISTORY_LIMIT = 50;
 
 function scope(rule) {
@@ -36,7 +43,7 @@ function metricText(metric, value, currency) {
 function fillBudgets(rules, currency) {
   const body = view.querySelector("#budgets tbody");
   if (rules.length === 0) {
-    message(body, "No budget.", 7);
+    message(body, "No budget.", 7 + ACTIONS);
     return;
   }
   body.replaceChildren();
@@ -53,6 +60,7 @@ function fillBudgets(rules, currency) {
     cell(tr, rule.period, "wide-only");
     cell(tr, scope(rule), "name wide-only");
     cell(tr, (rule.channels || []).join(", "), "name wide-only");
+    addActions(tr, rule);
     body.append(tr);
   }
 }
@@ -60,7 +68,7 @@ function fillBudgets(rules, currency) {
 function fillRules(rules, currency) {
   const body = view.querySelector("#rules tbody");
   if (rules.length === 0) {
-    message(body, "No threshold rule.", 6);
+    message(body, "No threshold rule.", 6 + ACTIONS);
     return;
   }
   body.replaceChildren();
@@ -75,6 +83,7 @@ function fillRules(rules, currency) {
     cell(tr, last.text, "num", last.title);
     cell(tr, scope(rule), "name wide-only");
     cell(tr, (rule.channels || []).join(", "), "name wide-only");
+    addActions(tr, rule);
     body.append(tr);
   }
 }
@@ -138,6 +147,10 @@ async function load() {
     readUsage === "yes" ? fetchApi(api, "/prices", {}) : null,
   ]);
   const currency = (prices && prices.currency && prices.currency.code) || "USD";
+  rulesById.clear();
+  for (const rule of rules.rules) {
+    rulesById.set(rule.id, rule);
+  }
   const budgets = rules.rules.filter((r) => r.kind === "budget");
   fillBudgets(budgets, currency);
   fillRules(rules.rules.filter((r) => r.kind !== "budget"), currency);
@@ -145,6 +158,199 @@ async function load() {
   document.getElementById("empty").hidden = rules.rules.length > 0;
 }
 
+// --- forms (manage_alerts) -------------------------------------------------------------
+
+function actionButton(text, label, onClick, className = "small") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function addActions(tr, rule) {
+  if (!canManage) {
+    return;
+  }
+  const td = cell(tr, "", "actions");
+  const what = rule.kind === "budget" ? "budget" : "rule";
+  td.append(
+    actionButton("Edit", `Edit ${what} ${rule.name}`, () => editRule(rule.id)),
+    actionButton(rule.enabled === false ? "Enable" : "Disable",
+      `${rule.enabled === false ? "Enable" : "Disable"} ${what} ${rule.name}`,
+      () => setEnabled(rule, rule.enabled === false)),
+    actionButton("Delete", `Delete ${what} ${rule.name}`, () => deleteRule(rule), "small danger"),
+  );
+}
+
+function say(text) {
+  document.getElementById("rule-status").textContent = text;
+}
+
+async function refresh() {
+  try {
+    await load();
+    document.getElementById("error").hidden = true;
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function setEnabled(rule, enabled) {
+  const answer = await sendJson(api, `/alert-rules/${encodeURIComponent(rule.id)}`, "PATCH",
+    { enabled });
+  if (!answer.ok) {
+    showError(new Error(`${answer.body.error} (${rule.name})`));
+    return;
+  }
+  await refresh();
+  say(`“${rule.name}” ${enabled ? "enabled" : "disabled"}.`);
+}
+
+async function deleteRule(rule) {
+  const yes = await confirmAction(`Delete “${rule.name}” with its alert history? This cannot ` +
+    "be undone; disabling keeps it.", "Delete");
+  if (!yes) {
+    return;
+  }
+  const answer = await sendJson(api, `/alert-rules/${encodeURIComponent(rule.id)}`, "DELETE");
+  if (!answer.ok) {
+    showError(new Error(`${answer.body.error} (${rule.name})`));
+    return;
+  }
+  await refresh();
+  say(`“${rule.name}” deleted.`);
+}
+
+function splitList(text, separator) {
+  return text.split(separator).map((t) => t.trim()).filter((t) => t !== "");
+}
+
+// "project_id=acme, model=gpt-4o" → {project_id: "acme", model: "gpt-4o"}; an item without
+// "=" is sent with an empty value, so the API names it
+function parseFilters(text) {
+  const filters = {};
+  for (const item of splitList(text, ",")) {
+    const at = item.indexOf("=");
+    filters[at < 0 ? item : item.slice(0, at).trim()] = at < 0 ? "" : item.slice(at + 1).trim();
+  }
+  return filters;
+}
+
+function ruleBody(form, editing) {
+  const get = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+  const body = { name: get("name"), filters: parseFilters(get("filters")),
+    enabled: form.elements.enabled.checked };
+  const channels = splitList(get("channels"), "\n");
+  if (!editing || channels.length) {
+    body.channels = channels;
+  }
+  if (form.dataset.kind === "budget") {
+    body.period = get("period");
+    body.limit_amount = get("limit_amount") || null;
+    const thresholds = splitList(get("thresholds"), ",");
+    if (thresholds.length) {
+      body.thresholds = thresholds;
+    }
+  } else {
+    body.metric = get("metric");
+    body.op = get("op");
+    body.threshold = get("threshold") || null;
+    const windowS = get("window_s");
+    if (windowS) {
+      body.window_s = /^\d+$/.test(windowS) ? Number(windowS) : windowS;
+    }
+  }
+  if (!editing) {
+    body.kind = form.dataset.kind;
+  }
+  return body;
+}
+
+function resetForm(form) {
+  form.reset();
+  clearErrors(form);
+  form.elements.rule_id.value = "";
+  const kind = form.dataset.kind === "budget" ? "budget" : "rule";
+  form.querySelector(".save").textContent = `Create ${kind}`;
+  form.querySelector(".cancel-edit").hidden = true;
+  form.elements.channels.placeholder = form.elements.channels.dataset.placeholder
+    || form.elements.channels.placeholder;
+}
+
+async function submitRule(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const ruleId = form.elements.rule_id.value;
+  const body = ruleBody(form, Boolean(ruleId));
+  const answer = ruleId
+    ? await sendJson(api, `/alert-rules/${encodeURIComponent(ruleId)}`, "PATCH", body)
+    : await sendJson(api, "/alert-rules", "POST", body);
+  if (!answer.ok) {
+    showErrors(form, answer);
+    return;
+  }
+  resetForm(form);
+  form.closest("details").open = false;
+  await refresh();
+  say(`“${answer.body.rule.name}” ${ruleId ? "saved" : "created"}.`);
+}
+
+function editRule(ruleId) {
+  const rule = rulesById.get(ruleId);
+  const form = document.getElementById(rule.kind === "budget" ? "budget-form" : "threshold-form");
+  resetForm(form);
+  const set = (name, value) => {
+    if (form.elements[name]) {
+      form.elements[name].value = value === null || value === undefined ? "" : String(value);
+    }
+  };
+  set("rule_id", rule.id);
+  set("name", rule.name);
+  const filters = Object.entries(rule.filters || {})
+    .filter(([k, v]) => !(k === "org_id" && v === rule.org_id));
+  set("filters", filters.map(([k, v]) => `${k}=${v}`).join(", "));
+  const channels = form.elements.channels;
+  channels.dataset.placeholder = channels.dataset.placeholder || channels.placeholder;
+  channels.placeholder = `unchanged: ${(rule.channels || []).join(", ")} (shown without secrets;` +
+    " type new ones to replace them)";
+  form.elements.enabled.checked = rule.enabled !== false;
+  if (rule.kind === "budget") {
+    set("period", rule.period);
+    set("limit_amount", rule.limit_amount);
+    set("thresholds", (rule.thresholds || []).join(", "));
+  } else {
+    set("metric", rule.metric);
+    set("op", rule.op);
+    set("threshold", rule.threshold);
+    set("window_s", rule.window_s);
+  }
+  form.querySelector(".save").textContent = "Save changes";
+  form.querySelector(".cancel-edit").hidden = false;
+  const details = form.closest("details");
+  details.open = true;
+  details.scrollIntoView({ block: "start" });
+  form.elements.name.focus();
+  say(`Editing “${rule.name}”.`);
+}
+
+function wireForms() {
+  if (!canManage) {
+    return;
+  }
+  for (const form of view.querySelectorAll(".rule-form")) {
+    form.addEventListener("submit", submitRule);
+    form.querySelector(".cancel-edit").addEventListener("click", () => {
+      resetForm(form);
+      say("");
+    });
+  }
+}
+
+wireForms();
 load()
   .catch(showError)
   .finally(() => view.setAttribute("aria-busy", "false"));
