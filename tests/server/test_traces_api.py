@@ -164,3 +164,27 @@ async def test_trace_routes_answer_400_and_404_in_the_error_shape(
     gone = assert_error_shape(await c.get(f"/api/v1/traces/{trace.hex()}/spans/{'0' * 16}"),
                               404)
     assert gone["errors"][0]["field"] == "span_id"
+
+
+async def test_timeline_surfaces_orphans_and_parent_cycles_as_roots(
+        app_client: InProcess) -> None:
+    trace = new_trace_id()
+    base = llm_span(trace).start_time_unix_nano - 10**10
+    a, b = llm_span(trace, name="a"), llm_span(trace, name="b")
+    a.parent_span_id, b.parent_span_id = b.span_id, a.span_id  # a cycle
+    orphan = llm_span(trace, name="orphan", parent=bytes.fromhex("ff" * 8))
+    child = llm_span(trace, name="child", parent=orphan.span_id)
+    spans = [_shift(s, i * 10, 5, base) for i, s in enumerate([a, b, orphan, child])]
+    await _send(app_client, spans)
+    timeline = (await app_client.client.get(f"/api/v1/traces/{trace.hex()}",
+                                            params={"view": "timeline"})).json()
+    columns = timeline["spans"]
+    assert sorted(columns["name"]) == ["a", "b", "child", "orphan"], "every span once"
+    depth = dict(zip(columns["name"], columns["depth"], strict=True))
+    assert depth["orphan"] == 0 and depth["child"] == 1
+    assert sorted([depth["a"], depth["b"]]) == [0, 1], "the cycle is cut at its first span"
+    assert timeline["total_cost"] == (await app_client.client.get(
+        f"/api/v1/traces/{trace.hex()}")).json()["total_cost"]
+    detail = (await app_client.client.get(
+        f"/api/v1/traces/{trace.hex()}/spans/{orphan.span_id.hex()}")).json()
+    assert detail["parent"] is None and [c["name"] for c in detail["children"]] == ["child"]

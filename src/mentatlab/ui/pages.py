@@ -39,7 +39,7 @@ from mentatlab.server.security_headers import page_headers
 from mentatlab.server.state import server_state
 
 __all__ = ["CUSTOM_RANGE", "DEFAULT_RANGE", "DEFAULT_TZ", "FILTERS", "MODEL_SORTS", "RANGES",
-           "VIEWS", "View", "ViewState", "router", "view_state"]
+           "TZ_COOKIE", "VIEWS", "View", "ViewState", "page_state", "router", "view_state"]
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -189,7 +189,13 @@ def _local_time(text: str, zone: ZoneInfo) -> datetime | None:
     return local.replace(tzinfo=zone).astimezone(UTC)
 
 
-def view_state(params: QueryParams, now: datetime | None = None) -> ViewState:
+TZ_COOKIE: Final = "mentat_tz"
+"""Cookie holding the display zone chosen in the bar (shell.js sets it): a URL without
+``tz`` opens in it, so the choice is remembered without a reload."""
+
+
+def view_state(params: QueryParams, now: datetime | None = None,
+               remembered_tz: str | None = None) -> ViewState:
     """Read the range, filters and display time zone from a page's query parameters.
 
     A value the picker or filter bar cannot have produced (an unknown range, status or
@@ -201,9 +207,11 @@ def view_state(params: QueryParams, now: datetime | None = None) -> ViewState:
     Args:
         params: the request's query parameters.
         now: the window's end (default: now, UTC).
+        remembered_tz: the zone to use when ``params`` has no ``tz`` (the
+            :data:`TZ_COOKIE`); an unknown one is ignored.
     """
     end = now or datetime.now(UTC)
-    tz_name = params.get("tz", "").strip()
+    tz_name = params.get("tz", "").strip() or (remembered_tz or "").strip()
     zone = zone_of(tz_name) if tz_name else None
     tz = tz_name if zone is not None else DEFAULT_TZ
     filters: dict[str, str] = {}
@@ -229,11 +237,16 @@ _templates = jinja2.Environment(
 router = APIRouter(include_in_schema=False)
 
 
+def page_state(request: Request) -> ViewState:
+    """The view state of a page request: its URL, with the remembered zone (cookie)."""
+    return view_state(request.query_params, remembered_tz=request.cookies.get(TZ_COOKIE))
+
+
 def _render(request: Request, template: str, status_code: int = 200,
             **context: Any) -> HTMLResponse:
     """A page from ``template`` with the shell's context and the strict page headers."""
     root = request.scope.get("root_path", "")
-    state = view_state(request.query_params)
+    state = page_state(request)
     page = _templates.get_template(template).render(
         root=root, static=root + STATIC_PATH, views=VIEWS, ranges=list(RANGES),
         filters=FILTERS, statuses=STATUSES, state=state, path=request.url.path,
@@ -277,7 +290,7 @@ async def overview_page(request: Request) -> HTMLResponse:
     if isinstance(caller, HTMLResponse):
         return caller
     base_url = str(request.base_url).rstrip("/")
-    state = view_state(request.query_params)
+    state = page_state(request)
     today = datetime.now(UTC).astimezone(state.zone).replace(hour=0, minute=0, second=0,
                                                              microsecond=0)
     return _render(request, "overview.html", title="Overview", base_url=base_url,

@@ -32,6 +32,12 @@ function fill(traces) {
     link.textContent = t.root_name || `(root not received) ${t.trace_id.slice(0, 8)}`;
     link.title = `${t.root_name || "trace"} · ${t.trace_id}`;
     name.append(link);
+    if (t.status !== "ok") { // the status column is hidden on a phone: say it here
+      const badge = document.createElement("span");
+      badge.className = `phone-only status-${t.status}`;
+      badge.textContent = ` ${t.status}`;
+      name.append(badge);
+    }
     cell(tr, t.service_name || "—", "name wide-only");
     cell(tr, formatCount(t.num_spans), "num wide-only");
     cell(tr, formatMs(t.duration_ms), "num");
