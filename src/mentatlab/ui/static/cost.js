@@ -176,6 +176,9 @@ function fillByTable(answer) {
   document.getElementById("by-tokens").textContent =
     formatCount(items.reduce((n, i) => n + i.tokens, 0));
   document.getElementById("by-csv").href = csvHref({ group_by: by });
+  // the API answers at most 10,000 groups (its default limit): say so rather than show a
+  // total that silently misses the rest
+  document.getElementById("by-note").hidden = answer.rows.length < 10000;
 
   const draw = () => {
     const { sort, order } = sortState();
@@ -640,6 +643,8 @@ function showError(error) {
 
 async function load() {
   keepBreakdownInShell();
+  const unpriced = fetchApi(api, "/unpriced", range); // in parallel, shown after the rest
+  unpriced.catch(() => {}); // awaited below; not an unhandled rejection if the rest fails first
   const [table, matrix, trend, tree] = await Promise.all([
     fetchApi(api, "/cost", { ...range, group_by: by }),
     fetchApi(api, "/cost", { ...range, group_by: `${by},${cross}`, top }),
@@ -662,7 +667,7 @@ async function load() {
   window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
   await Promise.all([
     fillInfra(totals),
-    fetchApi(api, "/unpriced", range).then(fillUnpriced),
+    unpriced.then(fillUnpriced),
   ]);
 }
 
