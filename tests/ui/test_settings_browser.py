@@ -176,6 +176,8 @@ def test_an_admin_manages_keys_people_and_quotas_and_sees_them_audited(
     page.get_by_role("button", name="Dark theme").click()
     page.reload(wait_until="networkidle")
     loaded(page, "settings")
+    page.mouse.move(0, 0)
+    shot(page, tmp_path, "settings-dark.png")
     assert_accessible(page)
     page.get_by_role("button", name="Revoke key acme admin").click()
     assert_accessible(page)  # the confirmation dialog, dark
