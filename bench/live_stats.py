@@ -1,0 +1,75 @@
+"""Time the live stats read (``WS /api/v1/live/stats``) on an embedded chDB store.
+
+    .venv/bin/python bench/live_stats.py [--spans 2000000]
+
+Half the spans spread over 30 days, half over the last hour (committed as they end, so
+the last 5 minutes hold about 1/24 of them: a few hundred spans a second). Times the
+backfill a new subscriber group costs (60 intervals of 5 s), one 5 s interval (the cost
+per interval per distinct filter, whatever the number of subscribers) and the same with a
+project filter; the median of 5 runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _synthetic import synthetic_table  # noqa: E402
+
+from mentatlab.analytics.live_stats import list_interval_stats  # noqa: E402
+from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
+
+_NS = 1_000_000_000
+CHUNK_ROWS = 500_000
+
+
+def timed_ms(fn: Callable[[], object], repeat: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=2_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder, ChdbSpanStore(Path(folder)) as store:
+        store.migrate()
+        end_ns = time.time_ns()
+        t0 = time.monotonic()
+        for i, start in enumerate(range(0, args.spans, CHUNK_ROWS)):
+            rows = min(CHUNK_ROWS, args.spans - start)
+            days = 30 if i % 2 == 0 else 1 / 24
+            store.append_batch(synthetic_table(rows, days=days, seed=start, end_ns=end_ns))
+        print(f"{args.spans:,} spans inserted in {time.monotonic() - t0:.0f} s")
+        step_ns = 5 * _NS
+        last_ns = end_ns // step_ns * step_ns
+        backfill_start = last_ns - 60 * step_ns
+        in_window = sum(s.num_spans for s in list_interval_stats(
+            store, {}, 5, backfill_start, 60))
+        print(f"spans in the last 60 intervals of 5 s: {in_window:,}")
+        cases = {
+            "backfill, 60 intervals of 5 s": lambda: list_interval_stats(
+                store, {}, 5, backfill_start, 60),
+            "one interval of 5 s": lambda: list_interval_stats(
+                store, {}, 5, last_ns - step_ns, 1),
+            "one interval of 5 s, project filter": lambda: list_interval_stats(
+                store, {"project_id": "proj-3"}, 5, last_ns - step_ns, 1),
+        }
+        for name, fn in cases.items():
+            print(f"{name}: {timed_ms(fn):.1f} ms (median of 5)")
+
+
+if __name__ == "__main__":
+    main()
