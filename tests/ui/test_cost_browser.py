@@ -27,7 +27,7 @@ from browserkit import (
 )
 from playwright.sync_api import Browser, Page
 from server_payloads import encode, export_request, llm_span, new_trace_id
-from serverkit import LiveServer
+from serverkit import LiveServer, make_settings, run_live_server
 
 from mentatlab.analytics.query import GROUP_BY_COLUMNS
 
@@ -292,19 +292,34 @@ def test_an_api_error_shows_the_error_state(live_server: LiveServer, browser: Br
 
 
 @pytest.mark.e2e
-def test_zero_infrastructure_says_why(live_server: LiveServer, browser: Browser) -> None:
-    body, headers = encode(export_request([llm_span(attrs={"mentat.agent_id": "solo"})]))
-    response = httpx.post(f"{live_server.url}/v1/traces", content=body, headers=headers,
-                          timeout=30)
-    assert response.status_code == 200, response.text
-    problems: list[str] = []
-    page = browser.new_page(viewport=DESKTOP)
-    watch(page, problems)
-    page.goto(f"{live_server.url}/cost?range=1h", wait_until="networkidle")
-    loaded(page, "cost")
-    assert page.locator("#infra-total").inner_text() == "$0.00"
-    note = page.locator("#infra-note")
-    assert "no span in this range carries metered resources" in note.inner_text()
-    assert note.get_by_role("link").get_attribute("href") == "/models?range=1h"
-    assert page.locator("#unpriced").is_hidden(), "gpt-4o is priced"
-    assert problems == []
+@pytest.mark.parametrize(("rates_off", "why"), [
+    (False, "no span in this range carries metered resources"),
+    (True, "every infrastructure rate in force is 0")])
+def test_zero_infrastructure_says_why(_isolated_data_dir: Path, browser: Browser,
+                                      rates_off: bool, why: str) -> None:
+    overrides: dict[str, Any] = {}
+    if rates_off:
+        _isolated_data_dir.mkdir(parents=True, exist_ok=True)
+        pricing = _isolated_data_dir / "pricing.toml"
+        pricing.write_text("[infrastructure]\ndefaults = false\n")
+        overrides["pricing_file"] = pricing
+    for server in run_live_server(make_settings(_isolated_data_dir, **overrides)):
+        attrs: dict[str, Any] = {"mentat.agent_id": "solo"}
+        if rates_off:  # metered, but nothing to charge it at
+            attrs["mentat.resource.cpu_core_seconds"] = 3_600.0
+        body, headers = encode(export_request([llm_span(attrs=attrs)]))
+        response = httpx.post(f"{server.url}/v1/traces", content=body, headers=headers,
+                              timeout=30)
+        assert response.status_code == 200, response.text
+        problems: list[str] = []
+        page = browser.new_page(viewport=DESKTOP)
+        watch(page, problems)
+        page.goto(f"{server.url}/cost?range=1h", wait_until="networkidle")
+        loaded(page, "cost")
+        assert page.locator("#infra-total").inner_text() == "$0.00"
+        note = page.locator("#infra-note")
+        assert why in note.inner_text()
+        assert note.get_by_role("link").get_attribute("href") == "/models?range=1h"
+        assert "mentatctl prices show" in note.inner_text()
+        assert page.locator("#unpriced").is_hidden(), "gpt-4o is priced"
+        assert problems == []

@@ -578,14 +578,20 @@ async function fillInfra(answer) {
   const link = document.createElement("a");
   link.href = view.dataset.models;
   link.textContent = "the Models page";
-  const code = document.createElement("code");
-  code.textContent = "pricing.toml [infrastructure]";
-  note.replaceChildren(priced
-    ? "All zero: no span in this range carries metered resources (the MentatLab SDK's meters or "
-      + "mentat.resource.* attributes record CPU, memory, GPU, network and storage). "
-    : "All zero: every infrastructure rate in force is 0 (the shipped default rates are off, "
-      + "or set to \"0\"). Set rates in ", priced ? "" : code, priced ? "" : " (docs/pricing.md, "
-      + "\"Infrastructure\"). ", "The rates in force are on ", link, ".");
+  const code = (text) => {
+    const element = document.createElement("code");
+    element.textContent = text;
+    return element;
+  };
+  const why = priced
+    ? ["All zero: no span in this range carries metered resources (the MentatLab SDK's "
+      + "meters, or ", code("mentat.resource.*"), " attributes, record CPU, memory, GPU, "
+      + "network and storage). "]
+    : ["All zero: every infrastructure rate in force is 0 (the shipped defaults are off, or "
+      + "the rates are set to \"0\"). Set them in ", code("pricing.toml [infrastructure]"),
+      " (docs/pricing.md, \"Infrastructure\"), then ", code("mentatctl reprice"), ". "];
+  note.replaceChildren(...why, "The rates in force are on ", link, " (",
+    code("mentatctl prices show"), ").");
   note.hidden = false;
 }
 
