@@ -249,3 +249,53 @@ def test_a_read_key_sees_who_it_is_and_no_control(
     assert page.locator("#error").is_hidden()
     assert_accessible(page)
     assert problems == []
+
+
+@pytest.mark.e2e
+def test_with_auth_off_the_installation_picks_an_org_raises_a_quota_and_pages_the_audit(
+        live_server: LiveServer, browser: Browser) -> None:
+    url = live_server.url
+    control = live_server.state.control
+    control.create_org("Acme", "acme")
+    control.create_org("Globex", "globex")
+    for i in range(30):
+        control.audit.record("cli", "quota.set", org_id="acme", target="acme",
+                             details={"key_queries_per_min": i + 1})
+    control.audit.record("cli", "quota.set", org_id="globex", target="globex")
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP)
+    watch(page, problems)
+    page.goto(f"{url}/settings", wait_until="networkidle")
+    loaded(page, "settings")
+    assert page.locator("#members-panel").inner_text().endswith(
+        "Pick an org above to see its people.")
+    options = page.locator("#org-list option")
+    assert sorted(o.get_attribute("value") or "" for o in options.all()) == ["acme", "globex"]
+    page.get_by_label("Org for people and quotas").fill("acme")
+    page.get_by_role("button", name="Show", exact=True).click()
+    page.wait_for_url(f"{url}/settings?org=acme")
+    loaded(page, "settings")
+
+    # 25 a page, newest first; "Show older entries" follows next_cursor to the end
+    audit = page.locator("#audit tbody tr")
+    assert audit.count() == 25
+    assert audit.first.inner_text().endswith("key_queries_per_min=30")
+    page.get_by_role("button", name="Show older entries").click()
+    expect(audit).to_have_count(30)
+    assert audit.last.inner_text().endswith("key_queries_per_min=1")
+    assert page.get_by_role("button", name="Show older entries").is_hidden()
+    assert "globex" not in page.locator("#audit").inner_text(), "the org picked only"
+
+    # the installation may raise a limit above the setting
+    page.get_by_label("Override: Queries per minute, per key or person").fill("100000")
+    page.get_by_role("button", name="Save quotas").click()
+    page.locator("#quota-status", has_text="Saved").wait_for()
+    assert httpx.get(f"{url}/api/v1/quotas", params={"org_id": "acme"}, timeout=30
+                     ).json()["quotas"][0]["overrides"] == {"key_queries_per_min": 100_000}
+    page.get_by_role("button", name="Back to the settings").click()
+    page.locator("#confirm").get_by_role("button", name="Back to the settings").click()
+    page.locator("#quota-status", has_text="Overrides dropped").wait_for()
+    assert httpx.get(f"{url}/api/v1/quotas", params={"org_id": "acme"}, timeout=30
+                     ).json()["quotas"][0]["overrides"] == {}
+    assert page.locator('[data-me="who"]').inner_text() == "nobody (authentication is off)"
+    assert problems == []
