@@ -87,7 +87,7 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
         f"{top[0]['total_cost']} USD"
     assert page.locator("#empty").is_hidden() and page.locator("#error").is_hidden()
     page.mouse.move(0, 0)
-    shot(page, tmp_path, "dashboard-overview-desktop.png")
+    shot(page, tmp_path, "overview-seeded-desktop.png")
     assert_accessible(page)
 
     page.get_by_role("link", name="1h", exact=True).click()
@@ -108,7 +108,7 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     page.goto(f"{url}/?range=7d", wait_until="networkidle")
     loaded(page, "overview")
     assert page.locator("html").get_attribute("data-theme") == "dark", "kept in localStorage"
-    shot(page, tmp_path, "dashboard-overview-dark.png")
+    shot(page, tmp_path, "overview-seeded-dark.png")
     assert_accessible(page)
 
     phone = browser.new_page(viewport=PHONE, color_scheme="light")
@@ -116,7 +116,7 @@ def test_overview_shows_seeded_numbers_and_chart_and_the_range_changes_them(
     phone.goto(f"{url}/?range=7d", wait_until="networkidle")
     loaded(phone, "overview")
     no_sideways_scroll(phone)
-    shot(phone, tmp_path, "dashboard-overview-phone.png")
+    shot(phone, tmp_path, "overview-seeded-phone.png")
     assert problems == []
 
 

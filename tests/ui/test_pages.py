@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,3 +143,28 @@ async def test_with_auth_on_pages_sign_in_and_a_scoped_key_sees_its_org_only(
         assert [row["org_id"] for row in agents["rows"]] == ["acme"]
         trend = (await c.get("/api/v1/cost", params={"group_by": "", "bucket": "day"})).json()
         assert sum(row["requests"] for row in trend["rows"]) == 2
+
+
+def test_view_state_reads_the_zone_the_custom_range_and_the_new_filters() -> None:
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    state = view_state(QueryParams(
+        "range=custom&from=2026-12-01T00:00&to=2026-12-02T00:00&tz=Asia/Kolkata"
+        "&org=acme&workflow=triage&provider=openai"), now)
+    assert state.tz == "Asia/Kolkata" and state.custom
+    assert state.start == datetime(2026, 11, 30, 18, 30, tzinfo=UTC), "local midnight"
+    assert state.end - state.start == timedelta(days=1) and state.bucket == "hour"
+    assert state.api_filter == "org_id=acme,workflow_id=triage,provider=openai"
+    assert state.query(range="1h") == \
+        "?range=1h&org=acme&workflow=triage&provider=openai&tz=Asia%2FKolkata"
+    assert "from=2026-12-01T00%3A00&to=2026-12-02T00%3A00" in state.query()
+    # unknown zone, from after to, unreadable from: dropped, the default range instead
+    for bad in ("tz=Mars/Olympus", "range=custom&from=2026-12-02T00:00&to=2026-12-01T00:00",
+                "range=custom&from=yesterday"):
+        dropped = view_state(QueryParams(bad), now)
+        assert (dropped.range, dropped.tz) == ("24h", "UTC"), bad
+    # the remembered zone (cookie) applies when the URL names none
+    assert view_state(QueryParams(""), now, remembered_tz="Europe/Berlin").tz == "Europe/Berlin"
+    assert view_state(QueryParams("tz=UTC"), now, remembered_tz="Europe/Berlin").tz == "UTC"
+    assert view_state(QueryParams(""), now, remembered_tz="nowhere").tz == "UTC"
+    long_range = view_state(QueryParams("range=custom&from=2026-10-01T00:00"), now)
+    assert long_range.bucket == "day" and long_range.end == now

@@ -3,12 +3,16 @@
 // closed on a phone unless a filter is on.
 const TZ_KEY = "mentat-tz";
 
-function remember(choice) {
+// Remember the choice ("browser" or a zone name): in localStorage like the theme, and the
+// zone in a cookie, so the server renders a URL without ?tz= in it (theme.js keeps the
+// cookie of "browser" up to date).
+function remember(choice, zone) {
   try {
     window.localStorage.setItem(TZ_KEY, choice);
   } catch (e) {
     // storage disabled: the URL still carries the zone
   }
+  document.cookie = `mentat_tz=${zone}; path=/; max-age=31536000; samesite=lax`;
 }
 
 function browserZone() {
@@ -51,9 +55,7 @@ function setUpZone() {
       return;
     }
     input.value = name;
-    if (form.dataset.choice !== "browser") {
-      remember(name);
-    }
+    remember(form.dataset.choice === "browser" ? "browser" : name, name);
   });
   document.getElementById("tz-utc").addEventListener("click", () => {
     input.value = "UTC";
@@ -62,7 +64,6 @@ function setUpZone() {
   browser.addEventListener("click", () => {
     input.value = browserZone();
     form.dataset.choice = "browser";
-    remember("browser");
     form.requestSubmit();
   });
 }

@@ -15,23 +15,20 @@
     root.dataset.theme = stored;
   }
 
-  // The display time zone chosen in the bar (shell.js stores "browser" or a zone name):
-  // a URL without ?tz= opens in it. The server renders <html data-tz> from the URL, so
-  // the page is asked for again with tz= before anything is drawn; a URL naming a zone
-  // (a shared link) is shown in that zone and changes nothing stored.
+  // The display time zone chosen in the bar (shell.js stores "browser" or a zone name, and
+  // the zone in the mentat_tz cookie the server renders a URL without ?tz= in). "browser"
+  // follows the browser: the cookie is brought up to date for the next page.
   var zoneChoice = null;
   try {
     zoneChoice = window.localStorage.getItem("mentat-tz");
   } catch (e) {
     zoneChoice = null;
   }
-  if (zoneChoice && window.location.search.indexOf("tz=") === -1) {
-    var zone = zoneChoice === "browser"
-      ? Intl.DateTimeFormat().resolvedOptions().timeZone : zoneChoice;
-    var url = new URL(window.location.href);
-    if (zone && zone !== (root.dataset.tz || "UTC") && !url.searchParams.has("tz")) {
-      url.searchParams.set("tz", zone);
-      window.location.replace(url.href);
+  if (zoneChoice === "browser") {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && document.cookie.indexOf("mentat_tz=" + zone) === -1) {
+      document.cookie = "mentat_tz=" + zone
+        + "; path=/; max-age=31536000; samesite=lax";
     }
   }
 
