@@ -5,6 +5,7 @@ alerts page's forms only for roles that may write rules."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from serverkit import InProcess, make_settings, open_in_process
 from test_pages import _check_page
@@ -35,8 +36,8 @@ async def test_with_auth_on_each_role_sees_only_its_parts(_isolated_data_dir: Pa
         keys["project-admin"] = control.create_api_key("acme", "web", "p", role="admin").key
         assert 'action="/auth/key"' in await _check_page(env.client, "/settings", 401)
 
-        async def page(key: str, path: str = "/settings") -> str:
-            answer = await env.client.get(path, headers={"x-api-key": key})
+        async def page(key: str, path: str = "/settings", client: Any = env.client) -> str:
+            answer = await client.get(path, headers={"x-api-key": key})
             assert answer.status_code == 200, answer.text[:300]
             return answer.text
 
