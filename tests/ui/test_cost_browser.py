@@ -137,6 +137,14 @@ def test_cost_explorer_shows_the_apis_numbers_and_keeps_its_state_in_the_url(
     sunburst = page.evaluate("echarts.getInstanceByDom(document.getElementById('sunburst'))"
                              ".getOption().series[0].data.map(d => d.name)")
     assert sunburst == ["(none)"], "no org without auth: one ring for the org"
+    rings = page.evaluate("""() => {
+      const data = echarts.getInstanceByDom(document.getElementById('sunburst'))
+        .getOption().series[0].data;
+      const agents = data[0].children.flatMap((project) => project.children);
+      return { total: data[0].exact, agents: agents.map((a) => a.name) };
+    }""")
+    assert Decimal(rings["total"]) == Decimal(table["total_cost"])
+    assert "other" in rings["agents"], "agents past the top 8 lumped in the sunburst too"
     assert page.locator("#sunburst canvas").count() == 1
 
     # tokens and infrastructure from the ungrouped row

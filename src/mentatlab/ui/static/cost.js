@@ -655,7 +655,7 @@ async function load() {
     fetchApi(api, "/cost", { ...range, group_by: by }),
     fetchApi(api, "/cost", { ...range, group_by: `${by},${cross}`, top }),
     fetchApi(api, "/cost", { ...range, group_by: by, bucket, top }),
-    fetchApi(api, "/cost", { ...range, group_by: LEVELS.join(",") }),
+    fetchApi(api, "/cost", { ...range, group_by: LEVELS.join(","), top }),
   ]);
   const totals = { currency: table.currency, rows: table.rows.length ? [sumRows(table.rows)] : [] };
   const currency = table.currency || "USD";
