@@ -12,9 +12,10 @@ the same, to the last digit, as without ``top``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from mentatlab.analytics.cost import CostRow, cost_by
@@ -33,6 +34,8 @@ than lumped from a truncated answer (the "other" sums would be short)."""
 _NO_BUCKET: Final = datetime(1970, 1, 1, tzinfo=UTC)
 """Sort key of a row without a bucket (never compared with a real bucket)."""
 _SUMMED: Final = tuple(f.name for f in fields(CostRow) if f.name not in ("keys", "bucket_start"))
+_VALUES: Final = attrgetter(*_SUMMED)
+"""A row's money and counts, in :data:`_SUMMED` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,8 @@ def lump_top(rows: Sequence[CostRow], group_by: Sequence[str], top: int) -> TopC
 
     Returns:
         The lumped rows: money summed as Decimal, counts as int, so the total of the
-        answer is unchanged. A row whose every field is among its top keys is returned
-        as it was.
+        answer is unchanged. A row whose every field is among its top keys keeps its
+        numbers.
 
     Raises:
         ValidationError: (field ``top``) ``top`` is below 1.
@@ -80,18 +83,21 @@ def lump_top(rows: Sequence[CostRow], group_by: Sequence[str], top: int) -> TopC
         raise ValidationError("top", f"Expected at least 1, got {top}")
     kept = {name: _rank(rows, name, top) for name in group_by}
     num_other = {name: len({r.keys[name] for r in rows} - kept[name]) for name in group_by}
-    merged: dict[tuple[datetime | None, tuple[tuple[str, bool], ...]], CostRow] = {}
+    # sums per (bucket, cell) as lists, one CostRow each at the end: no object per addition
+    sums: dict[tuple[datetime | None, tuple[tuple[str, bool], ...]], list[Any]] = {}
     for row in rows:
         cell = tuple((row.keys[n], False) if row.keys[n] in kept[n] else ("", True)
                      for n in group_by)
-        key = (row.bucket_start, cell)
-        seen = merged.get(key)
+        values = _VALUES(row)
+        seen = sums.get((row.bucket_start, cell))
         if seen is None:
-            merged[key] = replace(row, keys={n: k for n, (k, _) in zip(group_by, cell,
-                                                                       strict=True)})
+            sums[(row.bucket_start, cell)] = list(values)
         else:
-            merged[key] = replace(seen, **{f: getattr(seen, f) + getattr(row, f)
-                                           for f in _SUMMED})
+            for i, value in enumerate(values):
+                seen[i] += value
+    merged = {key: CostRow(keys={n: k for n, (k, _) in zip(group_by, key[1], strict=True)},
+                           bucket_start=key[0], **dict(zip(_SUMMED, values, strict=True)))
+              for key, values in sums.items()}
 
     def order(item: tuple[tuple[datetime | None, tuple[tuple[str, bool], ...]], CostRow]
               ) -> tuple[Any, ...]:
