@@ -1,14 +1,17 @@
-"""Traffic per short interval, by arrival: the live stats stream's counts and percentiles.
+"""Traffic per short interval: the live stats stream's counts, errors, spend and latency.
 
-An interval ``[start, start + interval_s)`` holds the spans *committed* in it (their
-``ingested_at_ns`` stamp), not the spans that *started* in it: a span arrives once it has
-ended, so a closed interval is final a moment after its end and each span is counted
-exactly once, in the interval that received it. Only first versions count
-(``revision = 0``): the resolver's later versions of a span (inherited attribution,
-repricing) are not new traffic. So filters see a span as it arrived, as the live tail does
-(an ``agent_id`` inherited from an ancestor later is not seen here), and spend is the
-price at arrival. The ``minmax`` skip index on ``ingested_at_ns`` keeps a read to the
-newest granules, as for the live tail's polling.
+An interval ``[start, start + interval_s)`` holds the spans that *ended* in it (requests
+completed per second is the usual request rate), each counted once, in its newest version
+(as ``spans FINAL`` would: a span the resolver re-attributed or repriced is one span, and
+filters see its resolved fields, e.g. an ``agent_id`` inherited from an ancestor).
+
+Spans arrive after they end (an exporter batches them for a few seconds), so an interval's
+numbers can still grow for a while after it closes: the live stream sends an interval when
+it closes and again while late spans change it (``server/live_stats.py``). Only spans
+committed from :data:`CLOCK_SLACK_S` before an interval's start are read: the ``minmax``
+skip index on ``ingested_at_ns`` then keeps a read to the newest granules, whatever the
+size of the store. A span whose client clock runs more than that ahead of the server's is
+left out.
 
 Intervals are aligned on multiples of ``interval_s`` since the epoch, so every reader of
 the same interval length sees the same boundaries.
@@ -22,13 +25,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from mentatlab.analytics.overview import percentiles_ms
-from mentatlab.analytics.query import LLM_CALL, build_where
+from mentatlab.analytics.query import FILTER_COLUMNS, LLM_CALL, build_where
 from mentatlab.errors import ValidationError
 from mentatlab.storage.aggregates import LATENCY_HIST
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["MAX_INTERVAL_S", "MAX_INTERVALS", "MIN_INTERVAL_S", "IntervalStats",
-           "check_interval_s", "list_interval_stats"]
+__all__ = ["CLOCK_SLACK_S", "MAX_INTERVALS", "MAX_INTERVAL_S", "MIN_INTERVAL_S",
+           "IntervalStats", "check_interval_s", "list_interval_stats"]
 
 MIN_INTERVAL_S = 1
 """Shortest interval, in seconds."""
@@ -36,12 +39,18 @@ MAX_INTERVAL_S = 60
 """Longest interval, in seconds."""
 MAX_INTERVALS = 720
 """Most intervals one read returns."""
+CLOCK_SLACK_S = 60
+"""Seconds a span may be committed before its end time (a client clock running ahead)."""
 _NS = 1_000_000_000
+_COLUMNS = frozenset({"trace_id", "span_id", "ingested_at_ns", "end_time", "status",
+                      "duration_ms", "total_cost", "request_model", "response_model",
+                      "usage_is_rollup"})
+"""What the counts, percentiles and spend read (filters add their own column)."""
 
 
 @dataclass(frozen=True, slots=True)
 class IntervalStats:
-    """The spans committed in one interval that match a filter."""
+    """The spans that ended in one interval and match a filter (newest versions)."""
 
     start: datetime
     """Interval start (UTC, inclusive)."""
@@ -53,7 +62,7 @@ class IntervalStats:
     error_spans: int
     """Spans with status ``error`` or ``timeout``."""
     spend: Decimal
-    """Sum of ``total_cost`` at arrival (USD by default)."""
+    """Sum of ``total_cost`` (USD by default)."""
     latency_p50_ms: float
     """Span duration percentiles in ms (nearest rank over the overview's log-bucket
     histogram: within 1% of the exact value); 0 without spans."""
@@ -124,19 +133,23 @@ def list_interval_stats(store: SpanStore, filters: Mapping[str, str], interval_s
         raise ValidationError("num_intervals", f"Expected 1 to {MAX_INTERVALS}, got "
                                                f"{num_intervals}")
     end_ns = first_start_ns + num_intervals * step_ns
-    parts = build_where(None, filters)
-    parts.conditions += [
-        "revision = 0",
-        f"ingested_at_ns >= {parts.bind(first_start_ns, 'Int64')}",
-        f"ingested_at_ns < {parts.bind(end_ns, 'Int64')}",
-    ]
-    sql = (f"SELECT intDiv(ingested_at_ns - {parts.bind(first_start_ns, 'Int64')},"
-           f" {parts.bind(step_ns, 'Int64')}) AS slot, toInt64(count()) AS num_spans,"
-           f" toInt64(countIf({LLM_CALL})) AS requests,"
+    # the newest version of each span ending in the range, among the rows committed since
+    # the range's start (less the clock slack): the skip index's cheap path
+    parts = build_where(None, filters)  # checks every filter name first
+    columns = sorted(_COLUMNS | {name for name in filters if FILTER_COLUMNS[name] == name})
+    ts = "fromUnixTimestamp64Nano({}, 'UTC')"
+    latest = (f"SELECT {', '.join(columns)} FROM spans WHERE ingested_at_ns >= "
+              f"{parts.bind(first_start_ns - CLOCK_SLACK_S * _NS, 'Int64')}"
+              f" AND end_time >= {ts.format(parts.bind(first_start_ns, 'Int64'))}"
+              f" AND end_time < {ts.format(parts.bind(end_ns, 'Int64'))}"
+              " ORDER BY ingested_at_ns DESC LIMIT 1 BY trace_id, span_id")
+    sql = (f"SELECT intDiv(toUnixTimestamp64Nano(end_time)"
+           f" - {parts.bind(first_start_ns, 'Int64')}, {parts.bind(step_ns, 'Int64')}) AS slot,"
+           f" toInt64(count()) AS num_spans, toInt64(countIf({LLM_CALL})) AS requests,"
            " toInt64(countIf(status != 'ok')) AS error_spans, sum(total_cost) AS spend,"
            f" {LATENCY_HIST} AS latency_hist, min(duration_ms) AS min_duration_ms,"
-           " max(duration_ms) AS max_duration_ms"
-           f" FROM spans WHERE {parts.where} GROUP BY slot")
+           f" max(duration_ms) AS max_duration_ms FROM ({latest}) WHERE {parts.where}"
+           " GROUP BY slot")
     rows = {int(r["slot"]): r for r in store.query_arrow(sql, parts.binds).to_pylist()}
     out: list[IntervalStats] = []
     for slot in range(num_intervals):

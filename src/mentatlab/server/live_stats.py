@@ -1,15 +1,18 @@
 """WebSocket live stats: traffic aggregates pushed once per interval, computed on the server.
 
 ``WS /api/v1/live/stats?filter=...&interval_s=5`` sends, once per interval, the spans and
-LLM requests committed in it, their errors, spend and latency percentiles
+LLM requests that ended in it, their errors, spend and latency percentiles
 (:func:`mentatlab.analytics.live_stats.list_interval_stats`), after a first message that
 carries the last :data:`BACKFILL_INTERVALS` intervals, so a chart opens full. The browser
 never derives these numbers from the span feed (which drops spans under load).
 
+An interval is first sent :data:`GRACE_S` after it closes. Spans reach the server after
+they end (exporters batch for seconds), so each message also carries, under ``revised``,
+the earlier intervals of the last :data:`REVISE_S` seconds whose numbers late spans
+changed; a client replaces those points.
+
 Subscribers with the same scoped filter and interval share one computation
-(:class:`StatsHub`): one query per interval whatever the number of open dashboards. An
-interval is read :data:`GRACE_S` after it closes, so commits stamped just before its end
-are visible (and, across nodes of one ClickHouse store, small clock differences).
+(:class:`StatsHub`): one query per interval whatever the number of open dashboards.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["BACKFILL_INTERVALS", "GRACE_S", "StatsHub", "interval_to_json", "router"]
+__all__ = ["BACKFILL_INTERVALS", "GRACE_S", "REVISE_S", "StatsHub", "interval_to_json",
+           "router"]
 
 _log = logging.getLogger(__name__)
 GRACE_S = 2.0
-"""Seconds after an interval's end before it is read (late-visible commits)."""
+"""Seconds after an interval's end before it is first read and sent."""
+REVISE_S = 30
+"""Seconds after an interval's end during which late spans revise it (re-read each tick)."""
 BACKFILL_INTERVALS = 60
 """Intervals sent in the first message (5 minutes at 5 s, an hour at 60 s)."""
 _QUEUE_MESSAGES = 100
@@ -68,17 +74,27 @@ class _Group:
 
     filters: dict[str, str]
     interval_s: int
-    history: collections.deque[dict[str, Any]] = field(
-        default_factory=lambda: collections.deque(maxlen=BACKFILL_INTERVALS))
+    history: collections.OrderedDict[str, dict[str, Any]] = field(
+        default_factory=collections.OrderedDict)
+    """The last intervals by start (ISO-8601), oldest first."""
     queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     members: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: MentatLabError | None = None
     task: asyncio.Task[None] | None = None
 
-    def publish(self, interval: dict[str, Any]) -> None:
-        self.history.append(interval)
-        message = {"ok": True, "type": "interval", **interval}
+    def revise(self, interval: dict[str, Any]) -> bool:
+        """Replace a held interval; whether its numbers changed."""
+        changed = self.history.get(interval["start"], interval) != interval
+        if interval["start"] in self.history:
+            self.history[interval["start"]] = interval
+        return changed
+
+    def publish(self, interval: dict[str, Any], revised: list[dict[str, Any]]) -> None:
+        self.history[interval["start"]] = interval
+        while len(self.history) > BACKFILL_INTERVALS:
+            self.history.popitem(last=False)
+        message = {"ok": True, "type": "interval", **interval, "revised": revised}
         for queue in self.queues:
             if queue.full():
                 queue.get_nowait()
@@ -142,7 +158,7 @@ class StatsHub:
             raise group.error
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE_MESSAGES)
         # no await between the snapshot and joining: no interval is missed or sent twice
-        backfill = list(group.history)
+        backfill = list(group.history.values())
         group.queues.add(queue)
         if self.metrics is not None:
             self.metrics.live_stats_clients.inc()
@@ -173,15 +189,20 @@ class StatsHub:
                                        group.interval_s, first_ns, count)
 
     async def _run(self, group: _Group, store: SpanStore) -> None:
-        """Read every interval once it is closed (plus the grace), and publish it."""
+        """Read each interval once closed, and again while late spans may change it.
+
+        New intervals are published with the earlier ones whose numbers changed.
+        """
         step_ns = group.interval_s * _NS
+        num_revised = min(BACKFILL_INTERVALS - 1, -(-REVISE_S // group.interval_s))
         next_ns = (time.time_ns() - self.grace_ns) // step_ns * step_ns \
             - BACKFILL_INTERVALS * step_ns
         while True:
             closed_ns = (time.time_ns() - self.grace_ns) // step_ns * step_ns
             if closed_ns > next_ns:
                 # fallen behind (a slow or failed read): skip what the history cannot hold
-                first_ns = max(next_ns, closed_ns - BACKFILL_INTERVALS * step_ns)
+                first_ns = max(min(next_ns, closed_ns - (num_revised + 1) * step_ns),
+                               closed_ns - BACKFILL_INTERVALS * step_ns)
                 try:
                     stats = await self._read(group, store, first_ns,
                                              (closed_ns - first_ns) // step_ns)
@@ -195,12 +216,27 @@ class StatsHub:
                         group.ready.set()
                         return
                 else:
-                    for interval in stats:
-                        group.publish(interval_to_json(interval))
+                    self._publish(group, stats, next_ns)
                     next_ns = closed_ns
                     group.ready.set()
             wake_ns = closed_ns + step_ns + self.grace_ns
             await asyncio.sleep(max(0.0, (wake_ns - time.time_ns()) / _NS))
+
+
+    @staticmethod
+    def _publish(group: _Group, stats: list[IntervalStats], next_ns: int) -> None:
+        """Revise the held intervals before ``next_ns``, publish the others (new)."""
+        revised: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
+        for interval in stats:
+            data = interval_to_json(interval)
+            if int(interval.start.timestamp()) * _NS < next_ns:
+                if group.revise(data):
+                    revised.append(data)
+            else:
+                new.append(data)
+        for i, data in enumerate(new):
+            group.publish(data, revised if i == len(new) - 1 else [])
 
 
 router = APIRouter(tags=["live"])
@@ -212,7 +248,8 @@ async def live_stats(websocket: WebSocket) -> None:
 
     ``?interval_s=`` is the interval in whole seconds, 1 to 60 (default 5). The first
     message is ``{"ok": true, "type": "backfill", "subscribed", "interval_s", "grace_s",
-    "intervals": [...]}``, then one ``{"ok": true, "type": "interval", ...}`` per interval.
+    "revise_s", "intervals": [...]}``, then one ``{"ok": true, "type": "interval", ...,
+    "revised": [...]}`` per interval (the earlier intervals late spans changed).
     A bad filter or interval, a missing credential or a filter outside the caller's scope
     gets one JSON error message in the REST error shape, then close code 1008. Needs
     ``read_usage``.
@@ -237,7 +274,7 @@ async def live_stats(websocket: WebSocket) -> None:
     try:
         await websocket.send_json({
             "ok": True, "type": "backfill", "subscribed": dict(flt.equals),
-            "interval_s": interval_s, "grace_s": hub.grace_ns / _NS,
+            "interval_s": interval_s, "grace_s": hub.grace_ns / _NS, "revise_s": REVISE_S,
             "intervals": subscription.backfill})
         receive = asyncio.ensure_future(websocket.receive())
         while True:

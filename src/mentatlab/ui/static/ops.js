@@ -1,6 +1,7 @@
 // The ops view, live: request rate, error rate and latency percentiles from the aggregates
-// the server pushes once per interval (WS /api/v1/live/stats; never derived here from the
-// span feed, which drops spans under load), errors by type for the range
+// the server pushes once per interval, with the earlier intervals late spans revised
+// (WS /api/v1/live/stats; never derived here from the span feed, which drops spans under
+// load), errors by type for the range
 // (/api/v1/cost?group_by=error_type), firing alerts (/api/v1/alerts?state=firing with the
 // rules' current state) and the live span feed (WS /api/v1/live), filtered on the server.
 import {
@@ -206,7 +207,13 @@ function startStats() {
     if (answer.type === "backfill") {
       points = answer.intervals;
     } else {
-      points = [...points, answer].slice(-MAX_POINTS);
+      // late spans revise intervals already drawn: replace those points, add the new one
+      const byStart = new Map(points.map((p) => [p.start, p]));
+      for (const interval of [...(answer.revised || []), answer]) {
+        byStart.set(interval.start, interval);
+      }
+      points = [...byStart.values()].sort((a, b) => Date.parse(a.start) - Date.parse(b.start))
+        .slice(-MAX_POINTS);
     }
     redraw();
     showConnection("stats", "on");
