@@ -107,7 +107,7 @@ def test_an_admin_creates_edits_disables_and_deletes_rules_through_the_forms(
     assert budget.get_by_label("Filters").input_value() == "project_id=web"
     budget.get_by_label("Limit").fill("750")
     budget.get_by_role("button", name="Save changes").click()
-    expect(row.locator("td").nth(3)).to_have_text("$750.00")
+    expect(row.locator("td").nth(3)).to_have_text("$750.00", timeout=30_000)
     edited = _rules(url, admin)["acme monthly"]
     assert edited["id"] == made["id"] and edited["limit_amount"] == "750"
     stored = control.alerts.get_rule(made["id"])
@@ -132,7 +132,7 @@ def test_an_admin_creates_edits_disables_and_deletes_rules_through_the_forms(
     # disable with the keyboard, then delete after a confirmation
     page.get_by_role("button", name="Disable rule errors").focus()
     page.keyboard.press("Enter")
-    expect(rule_row.locator("td").nth(1)).to_have_text("disabled")
+    expect(rule_row.locator("td").nth(1)).to_have_text("disabled", timeout=30_000)
     assert _rules(url, admin)["errors"]["enabled"] is False
     page.get_by_role("button", name="Delete rule errors").click()
     page.locator("#confirm").get_by_role("button", name="Cancel").click()

@@ -91,7 +91,8 @@ def test_an_admin_manages_keys_people_and_quotas_and_sees_them_audited(
     assert reader["role"] == "read" and reader["org_id"] == "acme"
     assert _api(url, secret, "GET", "/me").json()["role"] == "key:read"
     page.get_by_role("button", name="Copy").click()
-    expect(page.locator("#copy-status")).to_have_text(re.compile(r"^(Copied|Selected)"))
+    expect(page.locator("#copy-status")).to_have_text(re.compile(r"^(Copied|Selected)"),
+                                                     timeout=30_000)
     page.mouse.move(0, 0)
     shot(page, tmp_path, "settings-secret-desktop.png")
     page.get_by_role("button", name="Done").click()
@@ -168,7 +169,8 @@ def test_an_admin_manages_keys_people_and_quotas_and_sees_them_audited(
     assert actions == api_actions
     page.get_by_label("Action").select_option("quota.*")
     page.get_by_role("button", name="Filter").click()
-    expect(page.locator("#audit tbody tr td:nth-child(2)")).to_have_text(["quota.set"])
+    expect(page.locator("#audit tbody tr td:nth-child(2)")).to_have_text(["quota.set"],
+                                                                        timeout=30_000)
 
     page.mouse.move(0, 0)
     shot(page, tmp_path, "settings-desktop.png")
@@ -281,7 +283,7 @@ def test_with_auth_off_the_installation_picks_an_org_raises_a_quota_and_pages_th
     assert audit.count() == 25
     assert audit.first.inner_text().endswith("key_queries_per_min=30")
     page.get_by_role("button", name="Show older entries").click()
-    expect(audit).to_have_count(30)
+    expect(audit).to_have_count(30, timeout=30_000)
     assert audit.last.inner_text().endswith("key_queries_per_min=1")
     assert page.get_by_role("button", name="Show older entries").is_hidden()
     assert "globex" not in page.locator("#audit").inner_text(), "the org picked only"
