@@ -141,6 +141,9 @@ def _check_the_view_live(url: str, seeded: int, browser: Browser, tmp_path: Path
     page.set_viewport_size(PHONE)
     page.reload(wait_until="load")
     loaded(page, "ops")
+    page.wait_for_selector("#connection >> text=charts on, feed on")
+    _ingest(url, [llm_span(name="on a phone")])
+    page.wait_for_selector("#feed >> text=on a phone", timeout=10_000)
     no_sideways_scroll(page)
     shot(page, tmp_path, "ops-phone.png")
     assert problems == []

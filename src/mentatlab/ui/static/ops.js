@@ -15,6 +15,7 @@ const { api, start, end, filter, interval, readUsage, readAlerts, feedRows } = v
 const MAX_POINTS = 120;
 const FEED_ROWS = Number(feedRows) || 200;
 const RETRY_MAX_MS = 30000;
+const ALERTS_REFRESH_MS = 30000;
 
 function setBusy(busy) {
   view.setAttribute("aria-busy", String(busy));
@@ -313,7 +314,14 @@ let flushScheduled = false;
 function spanRow(span) {
   const tr = document.createElement("tr");
   tr.dataset.spanId = span.span_id;
-  cell(tr, when(span.start_time, true));
+  // the date part is left out on a phone: the feed is about the last minutes
+  const started = when(span.start_time, true);
+  const [day, clock] = started.split(" ");
+  const at = cell(tr, "", "", started);
+  const date = document.createElement("span");
+  date.className = "wide-only";
+  date.textContent = `${day} `;
+  at.append(date, clock || "");
   const name = cell(tr, "", "name");
   const link = document.createElement("a");
   link.href = `traces/${encodeURIComponent(span.trace_id)}`;
@@ -408,5 +416,6 @@ if (readUsage === "yes") {
 }
 if (readAlerts === "yes") {
   fillFiring();
+  window.setInterval(fillFiring, ALERTS_REFRESH_MS); // rules start and stop firing meanwhile
 }
 startFeed();
