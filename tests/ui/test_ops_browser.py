@@ -181,3 +181,32 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     page.wait_for_selector("#feed >> text=first ever", timeout=10_000)
     assert page.locator("#empty").is_hidden()
     assert problems == []
+
+
+@pytest.mark.e2e
+def test_refusals_and_api_errors_show_the_error_state(
+        live_server: LiveServer, browser: Browser) -> None:
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP)
+    watch(page, problems, allowed=lambda text: "/api/v1/cost" in text
+          or text.endswith("status of 503 (Service Unavailable)"))
+    page.route("**/api/v1/cost?*", lambda route: route.fulfill(status=503, json={
+        "ok": False, "status": 503, "error": "Store unavailable",
+        "errors": [{"field": "store", "reason": "chDB session closed"}]}))
+
+    def refuse(ws: Any) -> None:  # what the server answers a filter outside the scope
+        ws.send('{"ok": false, "status": 403, "error": "Forbidden", "errors": '
+                '[{"field": "filter.org_id", "reason": "outside your scope"}]}')
+        ws.close(code=1008, reason="policy")
+
+    page.route_web_socket("**/api/v1/live/stats?*", refuse)
+    page.goto(live_server.url + "/ops", wait_until="load")
+    loaded(page, "ops")
+    page.wait_for_selector("#error-types >> text=Could not load the errors.")
+    page.wait_for_selector("#connection >> text=charts refused")
+    error = page.locator("#error")
+    assert error.is_visible() and error.get_attribute("role") == "alert"
+    assert sorted(error.inner_text().splitlines()) == [
+        "/cost: Store unavailable (store: chDB session closed)",
+        "Live stats: Forbidden (filter.org_id: outside your scope)"]
+    assert problems == []

@@ -21,9 +21,15 @@ function setBusy(busy) {
   view.setAttribute("aria-busy", String(busy));
 }
 
+const errors = [];
+
+// Every distinct failure of the page, one per line (the stats, a REST call, the feed).
 function showError(text) {
+  if (!errors.includes(text)) {
+    errors.push(text);
+  }
   const box = view.querySelector("#error");
-  box.textContent = text;
+  box.textContent = errors.join("\n");
   box.hidden = false;
   setBusy(false);
 }
