@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "ui"))
 from _server import Server  # noqa: E402
 from browserkit import CHROMIUM_ARGS, DESKTOP  # noqa: E402
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from query import DATA, build, resolve  # noqa: E402
 
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
@@ -104,6 +105,8 @@ class Sample:
     first_bytes: int
     num_requests: int
     again_bytes: int
+    problems: list[str] = field(default_factory=list)
+    """Failed requests, requests leaving 127.0.0.1, no data drawn in time."""
 
 
 @dataclass
@@ -121,8 +124,11 @@ def _median(values: list[float]) -> float:
 def _open_view(browser: Browser, url: str, deadline: float) -> Sample:
     """One cold load of ``url`` in a fresh context, then a warm one in the same context.
 
+    A view that draws no data within :data:`PAGE_TIMEOUT_MS` gets ``drawn_ms`` infinite and
+    a problem, as do failed requests and requests leaving 127.0.0.1 (the run goes on).
+
     Raises:
-        RuntimeError: a request left 127.0.0.1, a request failed, or the run's time is up.
+        RuntimeError: the run's time is up.
     """
     if time.monotonic() > deadline:
         raise RuntimeError("--max-minutes reached")
@@ -149,7 +155,9 @@ def _open_view(browser: Browser, url: str, deadline: float) -> Sample:
                 until = time.monotonic() + PAGE_TIMEOUT_MS / 1000
                 while (value := page.evaluate("window.__drawnMs")) is None:
                     if time.monotonic() > until:
-                        raise RuntimeError(f"{url}: no data drawn in {PAGE_TIMEOUT_MS} ms")
+                        problems.append(f"no data drawn in {PAGE_TIMEOUT_MS} ms")
+                        value = float("inf")
+                        break
                     page.wait_for_timeout(20)
                 drawn = float(value)
             try:
@@ -165,9 +173,8 @@ def _open_view(browser: Browser, url: str, deadline: float) -> Sample:
         received.clear()
         visit()
         again_bytes = sum(received)
-        if problems:
-            raise RuntimeError(f"{url}: {problems}")
-        return Sample(load_ms, drawn_ms, first_bytes, num_requests, again_bytes)
+        return Sample(load_ms, drawn_ms, first_bytes, num_requests, again_bytes,
+                      sorted(set(problems)))
     finally:
         context.close()
 
@@ -211,6 +218,10 @@ def _table(shape: str, n: int, range_key: str, rows: list[Row]) -> str:
             f"| {_median([x.first_bytes for x in s]) / 1000:,.0f} "
             f"| {_median([x.num_requests for x in s]):.0f} "
             f"| {_median([x.again_bytes for x in s]) / 1000:,.1f} |")
+    notes = [f"* `{row.label}`: {problem}" for row in rows
+             for problem in sorted({p for x in row.samples for p in x.problems})]
+    if notes:
+        lines += ["", "Problems (the figures of these views are not valid):", *notes]
     return "\n".join(lines)
 
 
@@ -232,8 +243,12 @@ def run_shape(browser: Browser, shape: str, n: int, repeat: int, deadline: float
             t0 = time.monotonic()
             for _ in range(repeat):
                 for row, path in zip(rows, paths, strict=True):
-                    row.samples.append(_open_view(
-                        browser, f"{server.url}{path}?range={range_key}", deadline))
+                    url = f"{server.url}{path}?range={range_key}"
+                    try:
+                        row.samples.append(_open_view(browser, url, deadline))
+                    except PlaywrightError as exc:  # a page that does not load: noted
+                        inf = float("inf")
+                        row.samples.append(Sample(inf, inf, 0, 0, 0, [str(exc)[:300]]))
             print(f"  measured {len(paths)} views x {repeat} in {time.monotonic() - t0:.0f} s",
                   flush=True)
             return _table(shape, n, range_key, rows)
