@@ -50,7 +50,10 @@ class Side:
 
     def where(self, parts: SqlParts, filters: Mapping[str, str]) -> str:
         """Its intervals and the equality ``filters``, with bound values."""
-        conditions = [interval_condition(parts, self.time_column, self.intervals)]
+        if self.time_column == "hour" and len(self.intervals) > 2:
+            conditions = [_hours_condition(parts, self.intervals)]
+        else:
+            conditions = [interval_condition(parts, self.time_column, self.intervals)]
         conditions += [f"{self.column(name)} = {parts.bind(str(value), 'String')}"
                        for name, value in filters.items()]
         return " AND ".join(conditions)
@@ -72,6 +75,27 @@ def interval_condition(parts: SqlParts, column: str, intervals: Sequence[Interva
     ors = [f"({column} >= {parts.bind(lo, _TS)} AND {column} < {parts.bind(hi, _TS)})"
            for lo, hi in intervals]
     return "(" + " OR ".join(ors) + ")"
+
+
+def _hours_condition(parts: SqlParts, intervals: Sequence[Interval]) -> str:
+    """Whole-hour ``intervals`` of the hour tier as one range minus the hours between them.
+
+    The hour tier of a zone whose days start inside a UTC hour (Asia/Kolkata) is read in
+    one interval per local day; ClickHouse prunes by one range and a set far better than
+    by an OR of 30 ranges (5 ms against 70 to 130 ms over 30 days, bench/tz_buckets.py).
+    """
+    gaps: list[datetime] = []
+    for (_, hi), (lo, _) in zip(intervals, intervals[1:], strict=False):
+        hour = hi
+        while hour < lo:
+            gaps.append(hour)
+            hour += _HOUR
+    bounds = interval_condition(parts, "hour", [(intervals[0][0], intervals[-1][1])])
+    if not gaps:
+        return bounds
+    skipped = ", ".join(f"toDateTime({parts.bind(int(g.timestamp()), 'Int64')}, 'UTC')"
+                        for g in gaps)
+    return f"({bounds} AND hour NOT IN ({skipped}))"
 
 
 def _floor(ts: datetime, step: timedelta) -> datetime:
