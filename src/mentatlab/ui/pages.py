@@ -280,11 +280,12 @@ async def _checked(request: Request) -> HTMLResponse | Principal:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request) -> HTMLResponse:
-    """The overview: headline numbers, spend today and this month (in the display zone),
-    budgets and firing alerts, spend trend, top agents, workflows and traces of the range.
+    """The overview: headline numbers, spend today and this month, budgets and alerts.
 
-    The top traces need ``read_spans`` (span payloads), budgets and alerts ``read_alerts``;
-    without them the page says so rather than asking the API for what it would refuse.
+    Also the spend trend and the top agents, workflows and traces of the range; "today"
+    and "this month" are in the display zone. The top traces need ``read_spans`` (span
+    payloads), budgets and alerts ``read_alerts``; without them the page says so rather
+    than asking the API for what it would refuse.
     """
     caller = await _checked(request)
     if isinstance(caller, HTMLResponse):
