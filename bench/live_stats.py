@@ -18,6 +18,7 @@ store, ``interval_s=1``) for 10 s and counts the store reads and the messages de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -68,23 +69,27 @@ def fanout(num_clients: int, seconds: float = 10.0) -> None:
         for server in run_live_server(make_settings(Path(folder))):
             url = (server.url.replace("http://", "ws://")
                    + "/api/v1/live/stats?interval_s=1&filter=project=acme")
-            clients = [connect(url, open_timeout=30) for _ in range(num_clients)]
-            for client in clients:
-                json.loads(client.recv(timeout=30))
-            hub = server.state.live_stats
-            reads_before = hub.num_queries
-            received = [0] * num_clients
+            with contextlib.ExitStack() as stack:
+                clients = [stack.enter_context(connect(url, open_timeout=30))
+                           for _ in range(num_clients)]
+                _run_fanout(server, clients, seconds)
 
-            threads = [threading.Thread(target=_drain, args=(c, received, i, seconds))
-                       for i, c in enumerate(clients)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            for client in clients:
-                client.close()
-            print(f"{num_clients} clients, {seconds:.0f} s at interval_s=1: "
-                  f"{hub.num_queries - reads_before} store reads, {sum(received)} messages")
+
+def _run_fanout(server: Any, clients: list[Any], seconds: float) -> None:
+    """Count the store reads and the messages of ``clients`` over ``seconds``."""
+    for client in clients:
+        json.loads(client.recv(timeout=30))
+    hub = server.state.live_stats
+    reads_before = hub.num_queries
+    received = [0] * len(clients)
+    threads = [threading.Thread(target=_drain, args=(c, received, i, seconds))
+               for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"{len(clients)} clients, {seconds:.0f} s at interval_s=1: "
+          f"{hub.num_queries - reads_before} store reads, {sum(received)} messages")
 
 
 def main() -> None:
