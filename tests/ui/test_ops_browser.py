@@ -162,6 +162,7 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     page.wait_for_selector("#error-types >> text=No errors in this range.")
     page.wait_for_selector("#firing >> text=No alert is firing.")
     assert page.locator('[data-metric="requests"]').inner_text() == "0"
+    assert page.locator('[data-metric="spend"]').inner_text() == "$0.00"
     page.wait_for_selector("#connection >> text=charts on, feed on")
     shot(page, tmp_path, "ops-empty.png")
     reached = []

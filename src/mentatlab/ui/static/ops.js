@@ -5,8 +5,8 @@
 // (/api/v1/cost?group_by=error_type), firing alerts (/api/v1/alerts?state=firing with the
 // rules' current state) and the live span feed (WS /api/v1/live), filtered on the server.
 import {
-  displayZone, fetchApi, formatCount, formatInstant, formatMs, formatRatio, zonedTime,
-  zonedTimeOption,
+  displayZone, fetchApi, formatCount, formatInstant, formatMoney, formatMs, formatRatio,
+  zonedTime, zonedTimeOption,
 } from "./chart.js";
 import { cell, message, moneyCell, when } from "./table.js";
 
@@ -200,6 +200,8 @@ function startStats() {
       setMetric("error_rate", formatRatio(last.error_rate),
         `${last.error_spans} of ${last.num_spans} spans failed, ${span}`);
       setMetric("latency_p95_ms", formatMs(last.latency_p95_ms), `p95 of ${span}`);
+      const spend = formatMoney(last.spend, last.currency);
+      setMetric("spend", spend.text, `${spend.title}, ${span}`);
     }
     if (points.some((p) => p.num_spans > 0)) {
       seen.stats = true;
