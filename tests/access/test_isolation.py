@@ -43,11 +43,13 @@ class Seeded:
     inst: Installation
     trace_ids: dict[str, str]
     """Marker → the hex trace id of that tenant's trace."""
+    root_ids: dict[str, str]
+    """Marker → the hex span id of that trace's root."""
     rule_ids: dict[str, str]
     """Org → the id of an alert rule of that org."""
 
 
-def _tenant_trace(marker: str) -> tuple[bytes, list]:
+def _tenant_trace(marker: str) -> tuple[bytes, bytes, list]:
     trace_id = new_trace_id()
     root_id = new_span_id()
     spans = [
@@ -58,7 +60,7 @@ def _tenant_trace(marker: str) -> tuple[bytes, list]:
         llm_span(trace_id, parent=root_id, model=f"{marker}-model", error=True,
                  attrs={"gen_ai.tool.name": f"{marker}-tool"}),
     ]
-    return trace_id, spans
+    return trace_id, root_id, spans
 
 
 def _seed(inst: Installation) -> Seeded:
@@ -66,15 +68,17 @@ def _seed(inst: Installation) -> Seeded:
     control.create_project("acme", "api", "api")
     control.create_project("globex", "main", "main")
     trace_ids: dict[str, str] = {}
+    root_ids: dict[str, str] = {}
     for (org, project), marker in TENANTS.items():
         key = control.create_api_key(org, project, f"ingest-{marker}", role="ingest").key
-        trace_id, spans = _tenant_trace(marker)
+        trace_id, root_id, spans = _tenant_trace(marker)
         body, headers = encode(export_request(spans, project_id=project,
                                               service=f"{marker}-svc"))
         answer = httpx.post(f"{inst.url}/v1/traces", content=body,
                             headers={**headers, "x-api-key": key}, timeout=30)
         assert answer.status_code == 200, answer.text
         trace_ids[marker] = trace_id.hex()
+        root_ids[marker] = root_id.hex()
     rule_ids: dict[str, str] = {}
     for org in ("acme", "globex"):
         admin = control.create_api_key(org, None, f"rules-{org}", role="admin").key
@@ -84,7 +88,7 @@ def _seed(inst: Installation) -> Seeded:
                                 "channels": [f"email:ops@{org}.test"]}, timeout=30)
         assert made.status_code == 200, made.text
         rule_ids[org] = made.json()["rule"]["id"]
-    return Seeded(inst, trace_ids, rule_ids)
+    return Seeded(inst, trace_ids, root_ids, rule_ids)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +144,9 @@ def _read_routes(inst: Installation) -> list[str]:
 
 def _requests(seeded: Seeded, path: str, own: str) -> list[tuple[str, dict[str, str]]]:
     """The requests to make of ``path``: plain, every group-by, CSV; ids of everyone."""
+    if "{span_id}" in path:  # every tenant's root span, asked through its own trace
+        return [(path.replace("{trace_id}", t).replace("{span_id}", seeded.root_ids[m]), {})
+                for m, t in seeded.trace_ids.items()]
     if "{trace_id}" in path:
         return [(path.replace("{trace_id}", t), {}) for t in seeded.trace_ids.values()]
     if "{rule_id}" in path:
@@ -185,6 +192,9 @@ def test_another_tenants_trace_and_rule_are_not_found(seeded: Seeded, caller: st
         for marker, trace_id in seeded.trace_ids.items():
             status = client.get(f"/api/v1/traces/{trace_id}").status_code
             assert status == (200 if marker in visible else 404), marker
+            root = seeded.root_ids[marker]
+            status = client.get(f"/api/v1/traces/{trace_id}/spans/{root}").status_code
+            assert status == (200 if marker in visible else 404), marker
         assert client.get(f"/api/v1/alert-rules/{seeded.rule_ids['globex']}").status_code == 404
 
 
@@ -224,7 +234,7 @@ def test_the_live_stream_carries_only_the_callers_spans(seeded: Seeded, caller: 
         # foreign tenants first, the caller's last: when the last arrives, any leak has too
         order = sorted(TENANTS.items(), key=lambda item: item[1] in visible)
         for (_org, project), marker in order:
-            _trace_id, spans = _tenant_trace(marker)
+            _trace_id, _root_id, spans = _tenant_trace(marker)
             body, headers = encode(export_request(spans, project_id=project))
             answer = httpx.post(f"{inst.url}/v1/traces", content=body, timeout=30,
                                 headers={**headers, "x-api-key": ingest[marker]})
