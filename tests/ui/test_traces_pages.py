@@ -111,3 +111,15 @@ async def test_with_auth_on_a_read_key_sees_the_traces_and_an_ingest_key_does_no
         missing = await env.client.get(f"/api/v1/traces/{'ab' * 16}/spans/{'cd' * 8}",
                                        headers={"x-api-key": read_key})
         assert missing.status_code == 404
+
+
+async def test_a_dimension_the_bar_lacks_filters_the_list_and_shows_as_a_removable_chip(
+        app_client: InProcess) -> None:
+    """A cost cell links here with ``customer_id=`` (no bar field): the list is filtered by
+    it, and a chip removes it while keeping the rest."""
+    html = await _check_page(app_client.client,
+                             "/traces?range=7d&project=acme&customer_id=cust-9")
+    assert _data(html, "filter") == "project_id=acme,customer_id=cust-9"
+    chip = _href(html, 'customer_id = cust-9 <span aria-hidden="true">×</span>')
+    assert parse_qs(urlsplit(chip).query) == {"range": ["7d"], "project": ["acme"]}
+    assert "customer_id" not in parse_qs(urlsplit(_href(html, "Clear filters")).query)

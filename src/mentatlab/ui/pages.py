@@ -38,8 +38,9 @@ from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
 from mentatlab.server.state import server_state
 
-__all__ = ["CUSTOM_RANGE", "DEFAULT_RANGE", "DEFAULT_TZ", "FILTERS", "MODEL_SORTS", "RANGES",
-           "TZ_COOKIE", "VIEWS", "View", "ViewState", "page_state", "router", "view_state"]
+__all__ = ["CUSTOM_RANGE", "DEFAULT_RANGE", "DEFAULT_TZ", "FILTERS", "MODEL_SORTS", "MORE_FILTERS",
+           "RANGES", "TZ_COOKIE", "VIEWS", "View", "ViewState", "page_state", "router",
+           "view_state"]
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -84,6 +85,10 @@ FILTERS: Final = {"org": "org_id", "project": "project_id", "agent": "agent_id",
                   "workflow": "workflow_id", "model": "model", "provider": "provider",
                   "status": "status"}
 """Filter-bar fields: URL parameter → canonical field of the API's ``filter``."""
+MORE_FILTERS: Final = tuple(c for c in GROUP_BY_COLUMNS if c not in FILTERS.values())
+"""Dimensions the bar has no field for (``customer_id``, ``tool_name`` …): read from the URL
+under their canonical name (a cost cell's link to its traces carries them) and shown as
+removable chips."""
 STATUSES: Final = ("ok", "error", "timeout")
 """The choices of the status filter."""
 _VALUE = re.compile(r"^[A-Za-z0-9._:/@ +-]{1,128}$")
@@ -104,7 +109,7 @@ class ViewState:
     range: str
     """Key of :data:`RANGES`, or :data:`CUSTOM_RANGE`."""
     filters: dict[str, str]
-    """URL parameter (key of :data:`FILTERS`) → value."""
+    """URL parameter (a key of :data:`FILTERS` or a :data:`MORE_FILTERS` name) → value."""
     start: datetime
     """Window start, UTC."""
     end: datetime
@@ -142,7 +147,7 @@ class ViewState:
     @property
     def api_filter(self) -> str:
         """The API's ``filter`` expression: ``project_id=acme,status=error``."""
-        return ",".join(f"{FILTERS[k]}={v}" for k, v in self.filters.items())
+        return ",".join(f"{FILTERS.get(k, k)}={v}" for k, v in self.filters.items())
 
     @property
     def bucket(self) -> str:
@@ -215,7 +220,7 @@ def view_state(params: QueryParams, now: datetime | None = None,
     zone = zone_of(tz_name) if tz_name else None
     tz = tz_name if zone is not None else DEFAULT_TZ
     filters: dict[str, str] = {}
-    for name in FILTERS:
+    for name in (*FILTERS, *MORE_FILTERS):
         value = params.get(name, "").strip()
         if _VALUE.match(value) and (name != "status" or value in STATUSES):
             filters[name] = value
@@ -495,7 +500,7 @@ async def traces_page(request: Request) -> HTMLResponse:
                    page_size=page_size, status=status if status in STATUSES else "",
                    base_url=str(request.base_url).rstrip("/"),
                    link_query=str(QueryParams(shell + list(own.items()))),
-                   span_filter=",".join(f"{FILTERS[k]}={v}" for k, v in
+                   span_filter=",".join(f"{FILTERS.get(k, k)}={v}" for k, v in
                                         view_state(request.query_params).filters.items()
                                         if k != "status"))
 
