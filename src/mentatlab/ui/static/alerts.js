@@ -21,7 +21,7 @@ function scope(rule) {
 
 function stateCell(tr, rule) {
   const state = rule.enabled === false ? "disabled" : rule.state || "—";
-  const since = rule.state_since ? `since ${when(rule.state_since)} UTC` : "";
+  const since = rule.state_since ? `since ${when(rule.state_since)}` : "";
   cell(tr, state, `state state-${state}`, since);
 }
 
@@ -53,7 +53,7 @@ function fillBudgets(rules, currency) {
     stateCell(tr, rule);
     const spend = formatMoney(rule.last_value, currency);
     cell(tr, spend.text, "num", rule.last_evaluated_at
-      ? `${spend.title} (at ${when(rule.last_evaluated_at)} UTC)` : spend.title);
+      ? `${spend.title} (at ${when(rule.last_evaluated_at)})` : spend.title);
     const limit = formatMoney(rule.limit_amount, currency);
     const thresholds = (rule.thresholds || []).map((t) => `${Number(t) * 100} %`).join(", ");
     cell(tr, limit.text, "num", `${limit.title}; notifies at ${thresholds}`);
