@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ from mentatlab.server.serialize import span_to_json
 from mentatlab.server.state import server_state
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["LiveHub", "StoreFeed", "router", "send_refusal"]
+__all__ = ["LiveHub", "StoreFeed", "pump", "router", "send_refusal"]
 
 _log = logging.getLogger(__name__)
 _QUEUE_SPANS = 10_000
@@ -181,6 +182,30 @@ async def send_refusal(websocket: WebSocket, exc: MentatLabError) -> None:
     await websocket.close(code=1008)
 
 
+async def pump(websocket: WebSocket, queue: asyncio.Queue[Any],
+               encode: Callable[[Any], Any]) -> None:
+    """Send ``encode(item)`` (JSON) for each item of ``queue`` until the client leaves.
+
+    Messages from the client are read and ignored, so a disconnect is seen at once.
+    """
+    receive = asyncio.ensure_future(websocket.receive())
+    try:
+        while True:
+            get = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({get, receive}, return_when=asyncio.FIRST_COMPLETED)
+            if receive in done:
+                get.cancel()
+                if receive.result().get("type") == "websocket.disconnect":
+                    return
+                receive = asyncio.ensure_future(websocket.receive())
+                continue
+            await websocket.send_json(encode(get.result()))
+    except WebSocketDisconnect:
+        return
+    finally:
+        receive.cancel()
+
+
 @router.websocket("/api/v1/live")
 async def live_tail(websocket: WebSocket) -> None:
     """Push each newly committed span matching ``?filter=`` as one JSON text message.
@@ -202,17 +227,7 @@ async def live_tail(websocket: WebSocket) -> None:
     try:
         await websocket.send_json({"ok": True, "subscribed": dict(flt.equals),
                                    "min_cost": None if flt.min_cost is None else str(flt.min_cost)})
-        receive = asyncio.ensure_future(websocket.receive())
-        while True:
-            get = asyncio.ensure_future(client.queue.get())
-            done, _ = await asyncio.wait({get, receive}, return_when=asyncio.FIRST_COMPLETED)
-            if receive in done:
-                get.cancel()
-                if receive.result().get("type") == "websocket.disconnect":
-                    break
-                receive = asyncio.ensure_future(websocket.receive())
-                continue
-            await websocket.send_json(span_to_json(get.result()))
+        await pump(websocket, client.queue, span_to_json)
     except WebSocketDisconnect:
         pass
     finally:

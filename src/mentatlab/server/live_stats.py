@@ -31,7 +31,7 @@ from mentatlab.analytics.live_stats import IntervalStats, check_interval_s, list
 from mentatlab.errors import MentatLabError, StoreError
 from mentatlab.server.auth import authorize
 from mentatlab.server.deps import scoped_filter
-from mentatlab.server.live import send_refusal
+from mentatlab.server.live import pump, send_refusal
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
@@ -276,17 +276,7 @@ async def live_stats(websocket: WebSocket) -> None:
             "ok": True, "type": "backfill", "subscribed": dict(flt.equals),
             "interval_s": interval_s, "grace_s": hub.grace_ns / _NS, "revise_s": REVISE_S,
             "intervals": subscription.backfill})
-        receive = asyncio.ensure_future(websocket.receive())
-        while True:
-            get = asyncio.ensure_future(subscription.queue.get())
-            done, _ = await asyncio.wait({get, receive}, return_when=asyncio.FIRST_COMPLETED)
-            if receive in done:
-                get.cancel()
-                if receive.result().get("type") == "websocket.disconnect":
-                    break
-                receive = asyncio.ensure_future(websocket.receive())
-                continue
-            await websocket.send_json(get.result())
+        await pump(websocket, subscription.queue, lambda message: message)
     except WebSocketDisconnect:
         pass
     finally:
