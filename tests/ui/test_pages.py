@@ -168,3 +168,13 @@ def test_view_state_reads_the_zone_the_custom_range_and_the_new_filters() -> Non
     assert view_state(QueryParams(""), now, remembered_tz="nowhere").tz == "UTC"
     long_range = view_state(QueryParams("range=custom&from=2026-10-01T00:00"), now)
     assert long_range.bucket == "day" and long_range.end == now
+
+
+def test_a_picker_window_starts_on_a_whole_hour_or_minute() -> None:
+    """Whole hours and minutes come from the aggregates (a partial hour older than the
+    minute tier would be read from raw spans)."""
+    now = datetime(2026, 12, 6, 12, 34, 56, 789_000, tzinfo=UTC)
+    month = view_state(QueryParams("range=30d"), now)
+    assert month.start == datetime(2026, 11, 6, 12, tzinfo=UTC) and month.end == now
+    hour = view_state(QueryParams("range=1h"), now)
+    assert hour.start == datetime(2026, 12, 6, 11, 34, tzinfo=UTC)
