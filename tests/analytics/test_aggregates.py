@@ -162,3 +162,27 @@ def test_the_trace_list_reads_the_trace_summary_like_raw(
             params = QueryParams(time_range)
             assert list_traces(store, params, **kwargs) == list_traces(  # type: ignore[arg-type]
                 store, params, use_aggregates=False, **kwargs), (time_range, kwargs)
+
+
+def test_a_trace_crossing_orgs_lists_only_the_asking_orgs_spans(
+        store: SpanStore, spans: list[CanonicalSpan]) -> None:
+    """A trace whose context went from an acme service to a globex one: acme's list shows
+    acme's spans of it only (count, cost, root), from the raw path and the aggregates alike.
+    """
+    trace = [s for s in spans if s.trace_id == spans[0].trace_id]
+    assert {s.org_id for s in trace} == {"acme"} and len(trace) == 4
+    crossing = [replace(s, org_id="globex", project_id="g", name=f"globex {s.name}",
+                        total_cost=Decimal("5")) if s.parent_span_id else s for s in trace[2:]]
+    mixed = trace[:2] + crossing
+    store.append_batch(stamped(mixed, time.time_ns() - 10**12))
+    Resolver(store, Price()).run_pass(time.time_ns())
+    acme_spans = [s for s in mixed if s.org_id == "acme"]
+    params = QueryParams(WHOLE_DAYS, filters={"org_id": "acme"})
+    for use_aggregates in (True, False):
+        (summary,) = list_traces(store, params, use_aggregates=use_aggregates)
+        assert summary.num_spans == len(acme_spans) == 2, use_aggregates
+        assert summary.total_cost == sum(s.total_cost for s in acme_spans), use_aggregates
+    globex = list_traces(store, QueryParams(WHOLE_DAYS, filters={"org_id": "globex"}),
+                         use_aggregates=False)
+    assert [t.num_spans for t in globex] == [2]
+    assert globex[0].total_cost == Decimal("10")

@@ -132,12 +132,17 @@ def list_traces(store: SpanStore, params: QueryParams, *, limit: int = 50, offse
         raise ValidationError("q", f"Expected at most {MAX_NAME_CHARS} characters, got "
                                    f"{len(name_contains)}")
     name = name_contains or None
-    parts = build_where(params.time_range, None)
     if use_aggregates and set(params.filters) <= {"org_id", "project_id"} and plan_read(
             store, params.time_range.start, params.time_range.end, set(params.filters)):
+        parts = build_where(params.time_range, None)
         sql = _summary_sql(params, parts, limit, offset, status, min_cost, min_duration_ms,
                            sort, name)
     else:
+        # A trace can cross tenants (its context propagated from one org's service to
+        # another's): its summary covers only the spans of the org, workspace and project
+        # asked for, as trace_summary's does, never another tenant's spans.
+        parts = build_where(params.time_range, {k: v for k, v in params.filters.items()
+                                                if k in _TENANCY_FILTERS})
         # Two phases: pick the page of trace ids with light aggregates only (no FINAL
         # unless a HAVING needs exact sums: a duplicate never moves min(start_time) or a
         # status), then summarise just those traces. ~3.5x faster than one pass at 1M.
@@ -166,6 +171,9 @@ ORDER BY {_FINAL_ORDER[sort]}, trace_id
 {FINAL_SETTINGS}"""
     return [_summary_of(r) for r in store.query_arrow(sql, parts.binds).to_pylist()]
 
+
+_TENANCY_FILTERS = frozenset({"org_id", "workspace_id", "project_id"})
+"""Filters that fence a trace summary to the tenant's own spans (the rest pick traces)."""
 
 _FINAL_ORDER = {"start_time": "start_ns DESC", "cost": "t_cost DESC",
                 "duration": "end_ns - start_ns DESC"}
