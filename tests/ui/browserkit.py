@@ -14,7 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, sync_playwright
 
 __all__ = ["DESKTOP", "PHONE", "assert_accessible", "browser", "loaded",
-           "no_sideways_scroll", "shot", "watch"]
+           "no_sideways_scroll", "shot", "tab_through", "watch"]
 
 # ENVIRONMENT.md, "Headless Chromium": as root, and no background calls home
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -53,6 +53,21 @@ def watch(page: Page, problems: list[str], allowed: Callable[[str], bool] = lamb
 def loaded(page: Page, view: str) -> None:
     """Wait until the view's script has filled it (``aria-busy`` false)."""
     page.wait_for_selector(f"#{view}[aria-busy=false]", timeout=30_000)
+
+
+_NAMES = ("(e => [e.getAttribute('aria-label'), e.labels?.[0]?.textContent.trim(), e.name, e.id,"
+          " e.tagName === 'SELECT' ? '' : e.textContent.trim()].filter(Boolean))"
+          "(document.activeElement)")
+
+
+def tab_through(page: Page, presses: int) -> list[str]:
+    """Press Tab ``presses`` times; every name each focused element goes by, in order
+    (its aria-label, label, ``name``, id and text, those it has)."""
+    reached: list[str] = []
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        reached += page.evaluate(_NAMES)
+    return reached
 
 
 def no_sideways_scroll(page: Page) -> None:

@@ -7,7 +7,7 @@ screenshots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,9 @@ from browserkit import (
     watch,
 )
 from playwright.sync_api import Browser, Page, expect
-from serverkit import LiveServer, make_settings, run_live_server
+from serverkit import LiveServer
 
 HOOK = "webhook:https://hooks.example.com/mentatlab?token=secret"
-
-
-@pytest.fixture
-def auth_server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
-    yield from run_live_server(make_settings(_isolated_data_dir, auth_required=True))
 
 
 def _expected_refusals(url: str) -> Callable[[str], bool]:

@@ -23,6 +23,7 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from playwright.sync_api import Browser, Page
@@ -231,11 +232,7 @@ def test_cost_explorer_shows_the_apis_numbers_and_keeps_its_state_in_the_url(
     # keyboard reaches the breakdown controls, the sort buttons and the CSV link
     page.goto(f"{url}/cost?range=7d", wait_until="networkidle")
     loaded(page, "cost")
-    reached = []
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("document.activeElement.name || "
-                                     "document.activeElement.textContent.trim()"))
+    reached = tab_through(page, 60)
     for control in ("by", "cross", "top", "Show breakdown", "CSV of this table", "Spend",
                     "Requests"):
         assert control in reached, (control, reached)

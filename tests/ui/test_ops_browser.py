@@ -20,6 +20,7 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from playwright.sync_api import Browser, Page
@@ -165,11 +166,7 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     assert page.locator('[data-metric="spend"]').inner_text() == "$0.00"
     page.wait_for_selector("#connection >> text=charts on, feed on")
     shot(page, tmp_path, "ops-empty.png")
-    reached = []
-    for _ in range(80):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("(e => e.tagName === 'SELECT' ? e.name"
-                                     " : e.textContent.trim() || e.name)(document.activeElement)"))
+    reached = tab_through(page, 80)
     for control in ("Skip to content", "Ops", "every", "Set", "All alerts and budgets", "Pause"):
         assert control in reached, (control, "; ".join(map(str, reached)))
     page.locator("#pause").focus()

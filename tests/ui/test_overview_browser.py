@@ -5,7 +5,6 @@ shows its numbers and chart with zero console errors, failed requests or request
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from playwright.sync_api import Browser, Page
 from server_payloads import encode, export_request, llm_span, new_trace_id
-from serverkit import LiveServer, make_settings, run_live_server
+from serverkit import LiveServer
 
 _HOUR_NS = 3_600 * 1_000_000_000
 AGENTS = ("planner", "researcher", "writer", "critic", "router", "summarizer")
@@ -131,22 +131,13 @@ def test_an_empty_store_shows_the_empty_state_and_keyboard_reaches_the_controls(
     assert page.locator("#empty").is_visible()
     assert "OTEL_EXPORTER_OTLP_ENDPOINT=" + live_server.url in page.locator("#empty").inner_text()
     assert page.locator('[data-metric="spend"]').inner_text() == "$0.00"
-    reached = []
-    for _ in range(30):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("document.activeElement.textContent.trim() || "
-                                     "document.activeElement.name"))
+    reached = tab_through(page, 30)
     assert reached[0] == "Skip to content"
     for control in ("Overview", "Cost", "24h", "7d", "Dark theme", "Apply"):
         assert control in reached, (control, reached)
     shot(page, tmp_path, "dashboard-overview-empty.png")
     assert_accessible(page)
     assert problems == []
-
-
-@pytest.fixture
-def auth_server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
-    yield from run_live_server(make_settings(_isolated_data_dir, auth_required=True))
 
 
 @pytest.mark.e2e

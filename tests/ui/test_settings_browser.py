@@ -8,7 +8,7 @@ requests beyond the expected refusals; axe light and dark; keyboard; screenshots
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,15 +20,11 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from playwright.sync_api import Browser, Page, expect
-from serverkit import LiveServer, make_settings, run_live_server
-
-
-@pytest.fixture
-def auth_server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
-    yield from run_live_server(make_settings(_isolated_data_dir, auth_required=True))
+from serverkit import LiveServer
 
 
 def _refusals(url: str, *paths: str) -> Callable[[str], bool]:
@@ -209,13 +205,7 @@ def test_keyboard_reaches_and_operates_the_settings_controls(
     page = browser.new_page(viewport=DESKTOP)
     watch(page, problems, allowed=_refusals(url))
     _sign_in(page, url, admin)
-    reached: list[str] = []
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate(
-            "(() => { const e = document.activeElement;"
-            " return e.getAttribute('aria-label') || e.labels?.[0]?.textContent.trim()"
-            " || e.textContent.trim(); })()"))
+    reached = tab_through(page, 60)
     for control_name in ("Include revoked keys", "Rotate key acme admin",
                          "Revoke key acme admin", "Create key", "Save quotas",
                          "Back to the settings", "Filter"):

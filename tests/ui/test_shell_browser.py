@@ -16,7 +16,16 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from browserkit import DESKTOP, PHONE, assert_accessible, loaded, no_sideways_scroll, shot, watch
+from browserkit import (
+    DESKTOP,
+    PHONE,
+    assert_accessible,
+    loaded,
+    no_sideways_scroll,
+    shot,
+    tab_through,
+    watch,
+)
 from playwright.sync_api import Browser, Page
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import LiveServer, make_settings, run_live_server
@@ -285,12 +294,7 @@ def test_keyboard_reaches_the_zone_and_custom_range_controls(
     page = browser.new_page(viewport=DESKTOP)
     page.goto(live_server.url + "/", wait_until="networkidle")
     loaded(page, "overview")
-    reached = []
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("document.activeElement.id || "
-                                     "document.activeElement.textContent.trim() || "
-                                     "document.activeElement.name"))
+    reached = tab_through(page, 60)
     for control in ("org", "workflow", "provider", "custom-from", "custom-to", "Show range",
                     "tz", "Set zone", "tz-browser"):
         assert control in reached, (control, reached)

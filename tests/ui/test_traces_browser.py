@@ -20,6 +20,7 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -105,11 +106,7 @@ def test_trace_list_filters_sorts_pages_and_opens_the_costliest_waterfall(
     assert_accessible(page)
 
     # keyboard only: Tab reaches the search, the orders and every trace's link
-    reached = []
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("document.activeElement.name || "
-                                     "document.activeElement.textContent.trim()"))
+    reached = tab_through(page, 60)
     for control in ("q", "min_cost", "min_duration_ms", "Search", "Costliest", "Longest",
                     "summarize notes", "billing agent", "support agent"):
         assert control in reached, (control, reached)

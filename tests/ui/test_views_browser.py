@@ -17,6 +17,7 @@ from browserkit import (
     loaded,
     no_sideways_scroll,
     shot,
+    tab_through,
     watch,
 )
 from playwright.sync_api import Browser
@@ -161,11 +162,7 @@ def test_empty_models_and_alerts_say_what_to_do(
     assert page.locator("#all-priced").inner_text() == \
         "Every model seen in this range is priced."
     assert page.locator("#how-to-price").is_hidden()
-    reached = []
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("document.activeElement.textContent.trim() || "
-                                     "document.activeElement.name"))
+    reached = tab_through(page, 60)
     for control in ("Models", "Alerts", "7d", "Apply", "q", "Search"):
         assert control in reached, (control, reached)
     assert_accessible(page)
