@@ -6,13 +6,22 @@ comment walks the algorithm of ``mentatlab.analytics.critical_path`` backwards f
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
+from dataset import build_spans
 
 from mentatlab.analytics.critical_path import (
     CriticalPath,
     compute_critical_path,
     resolve_parents,
 )
+from mentatlab.analytics.trace_timeline import get_trace_timeline
+from mentatlab.analytics.traces import get_trace
+from mentatlab.model.schema import spans_to_arrow
+from mentatlab.model.span import CanonicalSpan
+from mentatlab.storage.base import SpanStore
 
 _BASE_NS = 1_700_000_000_000_000_000
 
@@ -22,9 +31,10 @@ def _path(spans: dict[str, tuple[str, float, float | None]]) -> tuple[list[str],
     names = list(spans)
     parent = resolve_parents(names, [spans[n][0] for n in names])
     start = [_BASE_NS + int(spans[n][1] * 1e6) for n in names]
-    end = [_BASE_NS + int((spans[n][2] if spans[n][2] is not None else spans[n][1]) * 1e6)
-           for n in names]
-    is_open = [spans[n][2] is None for n in names]
+    ends_ms = [spans[n][2] for n in names]
+    end = [_BASE_NS + int((e if e is not None else spans[n][1]) * 1e6)  # open: end == start
+           for n, e in zip(names, ends_ms, strict=True)]
+    is_open = [e is None for e in ends_ms]
     return names, compute_critical_path(parent, start, end, is_open)
 
 
@@ -139,3 +149,37 @@ def test_misshapen_columns_are_refused() -> None:
         compute_critical_path([3], [0], [1])
     with pytest.raises(ValueError, match="one length"):
         resolve_parents(["a"], [])
+
+
+def test_both_views_read_the_path_from_either_store(store: SpanStore) -> None:
+    # the open-span case above, stored: R open at 0, A [10, 40], B open at 50, B1 [60, 80]
+    # (plus a skewed child of A, [5, 45] → [10, 40], whose self time shows the clamp)
+    model = build_spans()[0]
+    base = model.start_time
+
+    def span(span_id: str, parent: str, start_ms: int, end_ms: int | None) -> CanonicalSpan:
+        start = base + timedelta(milliseconds=start_ms)
+        end = base + timedelta(milliseconds=end_ms) if end_ms is not None else start
+        return replace(model, trace_id="cd" * 16, span_id=span_id, parent_span_id=parent,
+                       start_time=start, end_time=end,
+                       duration_ms=(end - start).total_seconds() * 1000,
+                       attributes='{"mentat.span.open": true}' if end_ms is None else "{}")
+
+    spans = [span("0" * 16, "", 0, None), span("a" * 16, "0" * 16, 10, 40),
+             span("b" * 16, "0" * 16, 50, None), span("c" * 16, "b" * 16, 60, 80),
+             span("d" * 16, "a" * 16, 5, 45)]
+    store.append_batch(spans_to_arrow(spans))
+    timeline = get_trace_timeline(store, "cd" * 16)
+    tree = get_trace(store, "cd" * 16)
+    assert timeline is not None and tree is not None
+    assert timeline.critical_path == tree.critical_path == ("0" * 16, "a" * 16, "d" * 16,
+                                                            "b" * 16, "c" * 16)
+    columns = timeline.columns
+    critical = dict(zip(columns["span_id"], columns["critical_path_ms"], strict=True))
+    assert critical == pytest.approx({"0" * 16: 20, "a" * 16: 0, "d" * 16: 30,
+                                      "b" * 16: 10, "c" * 16: 20})
+    own = dict(zip(columns["span_id"], columns["self_time_ms"], strict=True))
+    assert own == pytest.approx({"0" * 16: 20, "a" * 16: 0, "d" * 16: 30, "b" * 16: 10,
+                                 "c" * 16: 20})
+    root = tree.roots[0]
+    assert (root.critical_path_ms, root.self_time_ms) == pytest.approx((20, 20))
