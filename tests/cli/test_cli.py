@@ -137,6 +137,34 @@ def test_trace_show_tree(server_url: str) -> None:
     assert result.exit_code == 1 and "404" in result.output
 
 
+def test_trace_show_marks_the_critical_path(server_url: str) -> None:
+    # agent run [0, 1000] ms; chat [100, 600] ends last → on the path (500 ms), the root
+    # owns 600..1000 and 0..100 (500 ms); side tool [100, 300] ended after chat began → off
+    trace, root_id = os.urandom(16), os.urandom(8)
+    base = time.time_ns() - 10**10
+    spans = [Span(trace_id=trace, span_id=span_id, parent_span_id=parent, name=name,
+                  start_time_unix_nano=base + start_ms * 10**6,
+                  end_time_unix_nano=base + end_ms * 10**6)
+             for span_id, parent, name, start_ms, end_ms in [
+                 (root_id, b"", "agent run", 0, 1000),
+                 (os.urandom(8), root_id, "chat", 100, 600),
+                 (os.urandom(8), root_id, "side tool", 100, 300)]]
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        resource={"attributes": [_kv("mentat.project_id", "acme")]},
+        scope_spans=[ScopeSpans(spans=spans)])])
+    response = httpx.post(f"{server_url}/v1/traces", content=request.SerializeToString(),
+                          headers={"content-type": "application/x-protobuf"})
+    assert response.status_code == 200, response.text
+    result = invoke("trace", "show", trace.hex(), "--url", server_url)
+    assert result.exit_code == 0, result.output
+    lines = {name: next(line for line in result.output.splitlines() if name in line)
+             for name in ("agent run", "chat", "side tool")}
+    assert "* agent run" in lines["agent run"] and "critical 500.0 ms" in lines["agent run"]
+    assert "* chat" in lines["chat"] and "critical 500.0 ms" in lines["chat"]
+    assert "*" not in lines["side tool"] and "critical" not in lines["side tool"]
+    assert "critical path: 2 spans" in result.output
+
+
 def test_tail_recent_and_follow(server_url: str) -> None:
     send(server_url, "acme", "gpt-4o")
     result = invoke("tail", "--url", server_url, "--json", "--filter", "project_id=acme")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from mentatlab.analytics.critical_path import compute_critical_path
 from mentatlab.analytics.query import FINAL_SETTINGS, MODEL_EXPR, build_where
 from mentatlab.errors import ValidationError
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans
@@ -33,7 +34,8 @@ MAX_CHILDREN_LISTED = 200
 
 _LIGHT = (f"span_id, parent_span_id, name, toUnixTimestamp64Nano(start_time) AS start_ns,"
           f" toUnixTimestamp64Nano(end_time) AS end_ns, status, operation,"
-          f" {MODEL_EXPR} AS model, total_cost, unattributed_cost")
+          f" {MODEL_EXPR} AS model, total_cost, unattributed_cost,"
+          f" JSONExtractBool(attributes, 'mentat.span.open') AS is_open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,8 @@ class TraceTimeline:
     ``columns`` holds ``span_id``, ``parent`` (row of the parent, -1 for a root),
     ``depth`` (0 for a root), ``name``, ``start_ms`` (from the trace's start),
     ``duration_ms``, ``status``, ``operation``, ``model``, ``total_cost``,
-    ``subtree_cost`` and ``unattributed_cost`` (money as Decimal), ``num_children``.
+    ``subtree_cost`` and ``unattributed_cost`` (money as Decimal), ``num_children``,
+    ``self_time_ms`` and ``critical_path_ms`` (:mod:`mentatlab.analytics.critical_path`).
     ``groups`` holds ``parent`` (row, -1 for roots), ``name``, ``num_spans`` (siblings),
     ``first`` (row of the earliest), ``subtree_cost`` (their subtrees' sum), ``start_ms``
     and ``end_ms``: one entry per name shared by at least ``group_min`` siblings.
@@ -58,6 +61,8 @@ class TraceTimeline:
     status: str
     columns: dict[str, list[Any]]
     groups: dict[str, list[Any]]
+    critical_path: tuple[str, ...] = ()
+    """Span ids on the critical path, root first (each after its parent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +173,7 @@ def _trace_status(statuses: set[str]) -> str:
 def get_trace_timeline(store: SpanStore, trace_id: str,
                        filters: Mapping[str, str] | None = None,
                        group_min: int = DEFAULT_GROUP_MIN) -> TraceTimeline | None:
-    """A trace's spans in waterfall order, with own, subtree and unattributed cost.
+    """A trace's spans in waterfall order, with costs, self time and the critical path.
 
     Args:
         store: the span store.
@@ -208,6 +213,11 @@ def get_trace_timeline(store: SpanStore, trace_id: str,
         "unattributed_cost": [Decimal(r["unattributed_cost"]) for r in ordered],
         "num_children": [0] * len(ordered),
     }
+    path = compute_critical_path(parent_pos, [int(r["start_ns"]) for r in ordered],
+                                 [int(r["end_ns"]) for r in ordered],
+                                 [bool(r["is_open"]) for r in ordered])
+    columns["self_time_ms"] = path.self_time_ms
+    columns["critical_path_ms"] = path.critical_path_ms
     for up in parent_pos:
         if up >= 0:
             columns["num_children"][up] += 1
@@ -216,7 +226,8 @@ def get_trace_timeline(store: SpanStore, trace_id: str,
         end_time=_ns_to_datetime(end_ns), duration_ms=(end_ns - start_ns) / 1e6,
         total_cost=sum(columns["total_cost"], Decimal(0)),
         status=_trace_status({r["status"] for r in rows}),
-        columns=columns, groups=_groups(columns, group_min))
+        columns=columns, groups=_groups(columns, group_min),
+        critical_path=tuple(columns["span_id"][r] for r in path.rows))
 
 
 def _groups(columns: dict[str, list[Any]], group_min: int) -> dict[str, list[Any]]:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from mentatlab.analytics.aggregate_read import plan_read
+from mentatlab.analytics.critical_path import (
+    CriticalPath,
+    compute_critical_path,
+    resolve_parents,
+)
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
@@ -66,6 +73,10 @@ class SpanNode:
     children: tuple[SpanNode, ...]
     subtree_cost: Decimal
     """This span's ``total_cost`` plus its descendants'."""
+    self_time_ms: float = 0.0
+    """Time not covered by any child, in ms (:mod:`mentatlab.analytics.critical_path`)."""
+    critical_path_ms: float = 0.0
+    """The span's own contribution to the trace's critical path, in ms."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,8 @@ class TraceDetail:
     duration_ms: float
     total_cost: Decimal
     status: str
+    critical_path: tuple[str, ...] = ()
+    """Span ids on the critical path, root first (each after its parent)."""
 
 
 _DURATION_MS = ("(toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time)))"
@@ -288,8 +301,14 @@ def _by_start(node: SpanNode) -> tuple[datetime, str]:
     return node.span.start_time, node.span.span_id
 
 
-def _build_tree(spans: list[CanonicalSpan]) -> tuple[SpanNode, ...]:
-    """Roots of the span forest; a span whose parent is absent (or in a cycle) is a root."""
+def _build_tree(spans: list[CanonicalSpan],
+                times_ms: Mapping[str, tuple[float, float]] | None = None
+                ) -> tuple[SpanNode, ...]:
+    """Roots of the span forest; a span whose parent is absent (or in a cycle) is a root.
+
+    ``times_ms`` gives each span id's (self time, critical-path time) in ms.
+    """
+    times = times_ms or {}
     ids = {s.span_id for s in spans}
     children: dict[str, list[CanonicalSpan]] = {}
     roots: list[CanonicalSpan] = []
@@ -319,7 +338,8 @@ def _build_tree(spans: list[CanonicalSpan]) -> tuple[SpanNode, ...]:
                     if k.span_id in nodes}
             ordered = tuple(sorted(kids.values(), key=_by_start))
             nodes[span.span_id] = SpanNode(
-                span, ordered, span.total_cost + sum((n.subtree_cost for n in ordered), Decimal(0)))
+                span, ordered, span.total_cost + sum((n.subtree_cost for n in ordered), Decimal(0)),
+                *times.get(span.span_id, (0.0, 0.0)))
         return nodes[top.span_id]
 
     out = [build(r) for r in roots if r.span_id not in placed]
@@ -354,12 +374,37 @@ def get_trace(store: SpanStore, trace_id: str, time_range: TimeRange | None = No
     if table.num_rows == 0:
         return None
     spans = arrow_to_spans(table)
+    path = _critical_path(spans)
     start = min(s.start_time for s in spans)
     end = max(s.end_time for s in spans)
     statuses = {s.status for s in spans}
     status = ("error" if SpanStatus.ERROR in statuses
               else "timeout" if SpanStatus.TIMEOUT in statuses else "ok")
     return TraceDetail(
-        trace_id=trace_id, roots=_build_tree(spans), num_spans=len(spans),
+        trace_id=trace_id, num_spans=len(spans),
+        roots=_build_tree(spans, {s.span_id: (path.self_time_ms[i], path.critical_path_ms[i])
+                                  for i, s in enumerate(spans)}),
         start_time=start, end_time=end, duration_ms=(end - start).total_seconds() * 1000,
-        total_cost=sum((s.total_cost for s in spans), Decimal(0)), status=status)
+        total_cost=sum((s.total_cost for s in spans), Decimal(0)), status=status,
+        critical_path=tuple(spans[r].span_id for r in path.rows))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _is_open(span: CanonicalSpan) -> bool:
+    """A ``*.started`` native event still waiting for its completion."""
+    if "mentat.span.open" not in span.attributes:  # cheap test before parsing
+        return False
+    attributes = orjson.loads(span.attributes or "{}")
+    return isinstance(attributes, dict) and attributes.get("mentat.span.open") is True
+
+
+def _critical_path(spans: list[CanonicalSpan]) -> CriticalPath:
+    """The critical path of ``spans`` (in tree order: start time, span id), at µs resolution."""
+    parent = resolve_parents([s.span_id for s in spans], [s.parent_span_id for s in spans])
+    return compute_critical_path(
+        parent, [(s.start_time - _EPOCH) // _MICROSECOND * 1000 for s in spans],
+        [(s.end_time - _EPOCH) // _MICROSECOND * 1000 for s in spans],
+        [_is_open(s) for s in spans])

@@ -103,9 +103,15 @@ def _follow(client: ApiClient, filter_: str | None, max_spans: int | None,
         raise typer.Exit(1) from None
 
 
-def _node_label(span: Mapping[str, Any]) -> Text:
+_CRITICAL_MARK = "* "
+"""Prefix of a span on the critical path in ``trace show``."""
+
+
+def _node_label(span: Mapping[str, Any], critical: bool = False) -> Text:
     status = str(span.get("status", ""))
     label = Text()
+    if critical:
+        label.append(_CRITICAL_MARK, style="bold magenta")
     label.append(str(span.get("name", "")), style="bold")
     model = span.get("response_model") or span.get("request_model")
     if model:
@@ -118,6 +124,9 @@ def _node_label(span: Mapping[str, Any]) -> Text:
               if span.get(k) is not None]
     if tokens:
         label.append("  " + " ".join(tokens), style="dim")
+    if critical:
+        label.append(f"  critical {float(span.get('critical_path_ms') or 0):.1f} ms",
+                     style="magenta")
     if status != "ok":
         label.append(f"  {status}", style=_STATUS_STYLE.get(status, "red"))
         if span.get("error_type"):
@@ -126,12 +135,21 @@ def _node_label(span: Mapping[str, Any]) -> Text:
 
 
 def render_trace(body: Mapping[str, Any]) -> Tree:
-    """A Rich tree of a trace answer from ``GET /api/v1/traces/{trace_id}``."""
-    root = Tree(Text(f"trace {body.get('trace_id')}  total ${body.get('total_cost', '0')}",
-                     style="bold"))
+    """A Rich tree of a trace answer from ``GET /api/v1/traces/{trace_id}``.
+
+    Spans on the critical path start with ``*`` and show their own share of it
+    (``critical_path_ms``).
+    """
+    path = set(body.get("critical_path", []))
+    title = Text(f"trace {body.get('trace_id')}  total ${body.get('total_cost', '0')}",
+                 style="bold")
+    if path:
+        title.append(f"  ({_CRITICAL_MARK.strip()} critical path: {len(path)} spans)",
+                     style="magenta")
+    root = Tree(title)
 
     def add(parent: Tree, node: Mapping[str, Any]) -> None:
-        branch = parent.add(_node_label(node))
+        branch = parent.add(_node_label(node, node.get("span_id") in path))
         for child in node.get("children", []):
             add(branch, child)
 
@@ -147,7 +165,10 @@ def show(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """A trace as a tree, with each span's duration (ms) and cost rolled up."""
+    """A trace as a tree, with each span's duration (ms) and cost rolled up.
+
+    Spans on the critical path (the chain that set the trace's duration) are marked ``*``.
+    """
     with ApiClient(url, api_key) as client:
         body = client.get_json(f"/api/v1/traces/{trace_id}")
     if json_out:

@@ -235,6 +235,7 @@ async def traces(request: Request, caller: Caller, start: StartQ = None, end: En
 
 def _node_json(node: SpanNode) -> dict[str, Any]:
     return {**span_to_json(node.span), "subtree_cost": jsonable(node.subtree_cost),
+            "self_time_ms": node.self_time_ms, "critical_path_ms": node.critical_path_ms,
             "children": [_node_json(c) for c in node.children]}
 
 
@@ -256,8 +257,8 @@ def _timeline_json(timeline: TraceTimeline) -> dict[str, Any]:
             "num_spans": timeline.num_spans, "start_time": jsonable(timeline.start_time),
             "end_time": jsonable(timeline.end_time), "duration_ms": timeline.duration_ms,
             "total_cost": jsonable(timeline.total_cost), "status": timeline.status,
-            "currency": "USD", "spans": jsonable(timeline.columns),
-            "groups": jsonable(timeline.groups)}
+            "currency": "USD", "critical_path": list(timeline.critical_path),
+            "spans": jsonable(timeline.columns), "groups": jsonable(timeline.groups)}
 
 
 _TRACE_ERRORS = error_responses(400, 401, 403, 404, 422, 429, 503, 504)
@@ -269,7 +270,8 @@ async def trace(request: Request, caller: Caller, trace_id: str,
                 view: Annotated[str, Query(pattern="^(tree|timeline)$", description=(
                     "`tree`: full spans nested under `roots`; `timeline`: the compact "
                     "columns a waterfall draws (depth-first rows, own/subtree/unattributed "
-                    "cost, sibling `groups`), one span's detail at "
+                    "cost, self and critical-path time, sibling `groups`), one span's "
+                    "detail at "
                     "`/traces/{trace_id}/spans/{span_id}`"))] = "tree",
                 group_min: Annotated[int, Query(ge=2, le=1_000_000, description=(
                     "timeline: siblings sharing a name at least this many times form a "
@@ -281,7 +283,9 @@ async def trace(request: Request, caller: Caller, trace_id: str,
     caller its own part.
 
     Each span carries its own cost and ``subtree_cost`` (itself plus descendants);
-    money as strings, canonical field names.
+    money as strings, canonical field names. ``critical_path`` lists the span ids that set
+    the trace's duration, root first; each span carries ``self_time_ms`` (time no child
+    covers) and ``critical_path_ms`` (its own share of the critical path), in ms.
     """
     trace_id = _hex_id(trace_id, "trace_id", 32)
     if view == "timeline":
@@ -298,7 +302,8 @@ async def trace(request: Request, caller: Caller, trace_id: str,
     return {"ok": True, "trace_id": detail.trace_id, "num_spans": detail.num_spans,
             "start_time": jsonable(detail.start_time), "end_time": jsonable(detail.end_time),
             "duration_ms": detail.duration_ms, "total_cost": jsonable(detail.total_cost),
-            "status": detail.status, "roots": [_node_json(n) for n in detail.roots]}
+            "status": detail.status, "critical_path": list(detail.critical_path),
+            "roots": [_node_json(n) for n in detail.roots]}
 
 
 def _link_json(link: SpanLink) -> dict[str, Any]:
