@@ -48,7 +48,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from mentatlab.analytics.query import (
     FILTER_COLUMNS,
@@ -68,6 +68,7 @@ __all__ = [
     "COMPARE_FIELDS",
     "MAX_SAMPLE_PER_SIDE",
     "MIN_SAMPLE_PER_SIDE",
+    "CompareField",
     "Comparison",
     "SideStats",
     "TestResult",
@@ -76,6 +77,8 @@ __all__ = [
     "two_proportions",
 ]
 
+CompareField = Literal["prompt_version", "agent_version", "workflow_version", "model"]
+"""A field two values of which can be compared."""
 COMPARE_FIELDS: Final[Mapping[str, str]] = {
     "prompt_version": "prompt_version",
     "agent_version": "agent_version",
@@ -83,6 +86,7 @@ COMPARE_FIELDS: Final[Mapping[str, str]] = {
     "model": MODEL_EXPR,
 }
 """Fields two values of which can be compared, and the SQL expression of each."""
+assert tuple(COMPARE_FIELDS) == get_args(CompareField)
 ALPHA: Final = 0.05
 """Significance level: a test is ``significant`` when its p-value is below it."""
 MAX_SAMPLE_PER_SIDE: Final = 50_000

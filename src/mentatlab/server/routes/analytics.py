@@ -22,6 +22,7 @@ from mentatlab.analytics.compare import (
     ALPHA,
     COMPARE_FIELDS,
     MAX_SAMPLE_PER_SIDE,
+    CompareField,
     compare_versions,
 )
 from mentatlab.analytics.cost import cost_by
@@ -217,7 +218,7 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
 @router.get("/analytics/compare", summary="Two versions (or models) side by side, with tests",
             responses=_ERRORS, dependencies=_RESOLVED)
 async def compare(request: Request, caller: Caller,
-                  field: Annotated[str, Query(max_length=64, description=(
+                  field: Annotated[CompareField, Query(description=(
                       f"What differs between the sides: one of {', '.join(COMPARE_FIELDS)}"))],
                   a: Annotated[str, Query(min_length=1, max_length=1000,
                                           description="Value of side A")],
