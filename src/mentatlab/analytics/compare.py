@@ -97,6 +97,7 @@ TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that restrict which spans are read (the caller's scope); any other
 condition picks the traces having a span that meets it."""
 _QUANTILES: Final = (0.5, 0.95, 0.99)
+_SAMPLE_FIELDS: Final = ("hash", "trace_id", "latency_ms", "success", "cost", "tokens")
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 
 
@@ -226,6 +227,7 @@ def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlP
     having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
+    where = parts.where
     having.append("in_a + in_b > 0")
     return f"""units AS (
 SELECT trace_id,
@@ -237,9 +239,16 @@ SELECT trace_id,
     sum(total_cost) AS cost,
     toInt64(sumIf(ifNull(input_tokens, 0) + ifNull(output_tokens, 0), {NOT_ROLLUP})) AS tokens
 FROM spans FINAL
-WHERE {parts.where}
+WHERE {where} AND trace_id IN (
+    SELECT trace_id FROM spans WHERE {where} AND {field_expr} IN ({a_bind}, {b_bind}))
 GROUP BY trace_id
 HAVING {' AND '.join(having)})"""
+
+
+def _unit(value: Any) -> dict[str, Any]:
+    """One sampled trace: a tuple, which Arrow gives as a struct (a dict keyed 1, 2, ...)."""
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    return dict(zip(_SAMPLE_FIELDS, items, strict=True))
 
 
 def _side(value: str, row: Mapping[str, Any] | None, sample: Sequence[Mapping[str, Any]]
@@ -295,24 +304,19 @@ def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, 
     parts = SqlParts()
     units = _units_sql(field_expr, a, b, params, parts)
     side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
-    summary_sql = f"""WITH {units}
+    sql = f"""WITH {units}
 SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
     quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
-    toInt64(sum(tokens)) AS total_tokens
+    toInt64(sum(tokens)) AS total_tokens,
+    groupArraySorted({int(max_sample)})(
+        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample
 FROM units GROUP BY side {FINAL_SETTINGS}"""
-    summary = {r["side"]: r for r in store.query_arrow(summary_sql, parts.binds).to_pylist()}
+    summary = {r["side"]: r for r in store.query_arrow(sql, parts.binds).to_pylist()}
     for name, value in (("a", a), ("b", b)):
         if name not in summary:
             raise ValidationError(name, f"No trace with {field} = {value!r} (and no span of "
                                         "the other value) in the range and filter")
-    sample_sql = f"""WITH {units}
-SELECT {side} AS side, latency_ms, success, cost, tokens FROM units
-WHERE in_a + in_b = 1
-ORDER BY side, cityHash64(trace_id), trace_id
-LIMIT {int(max_sample)} BY side {FINAL_SETTINGS}"""
-    samples: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
-    for row in store.query_arrow(sample_sql, parts.binds).to_pylist():
-        samples[row["side"]].append(row)
+    samples = {name: [_unit(u) for u in summary[name]["sample"]] for name in ("a", "b")}
     side_a = _side(a, summary.get("a"), samples["a"])
     side_b = _side(b, summary.get("b"), samples["b"])
     ok_a = [r for r in samples["a"] if r["success"]]
