@@ -1,4 +1,4 @@
-"""Read routes over the named analytics queries: overview, cost, traces, spans, unpriced.
+"""Read routes over the named analytics queries: overview, cost, compare, traces, spans.
 
 Every money value is a string (exact decimal); times are ISO-8601 UTC; span objects use
 the canonical field names. A key scoped to an org/project only ever sees its own rows.
@@ -18,6 +18,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from mentatlab.analytics.compare import (
+    ALPHA,
+    COMPARE_FIELDS,
+    MAX_SAMPLE_PER_SIDE,
+    CompareField,
+    compare_versions,
+)
 from mentatlab.analytics.cost import cost_by
 from mentatlab.analytics.cost_top import MAX_TOP, cost_top
 from mentatlab.analytics.overview import get_overview
@@ -206,6 +213,33 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
     total = jsonable(sum((r.total_cost for r in result), Decimal(0)))
     return {"ok": True, "group_by": list(params.group_by), "bucket": bucket, "tz": tz,
             "currency": "USD", "total_cost": total, **extra, "rows": rows}
+
+
+@router.get("/analytics/compare", summary="Two versions (or models) side by side, with tests",
+            responses=_ERRORS, dependencies=_RESOLVED)
+async def compare(request: Request, caller: Caller,
+                  field: Annotated[CompareField, Query(description=(
+                      f"What differs between the sides: one of {', '.join(COMPARE_FIELDS)}"))],
+                  a: Annotated[str, Query(min_length=1, max_length=1000,
+                                          description="Value of side A")],
+                  b: Annotated[str, Query(min_length=1, max_length=1000,
+                                          description="Value of side B (not `a`)")],
+                  start: StartQ = None, end: EndQ = None,
+                  filter: FilterQ = None,  # noqa: A002 — public name
+                  ) -> dict[str, Any]:
+    """Traces of ``field = a`` against ``field = b``: outcome, latency, cost, tokens, tests.
+
+    The unit is the trace (see :mod:`mentatlab.analytics.compare`); money as strings.
+    Unknown field, ``a == b`` or a side without traces: 422 naming the field.
+    """
+    params = _query(start, end, scoped_filter(caller, filter).equals)
+    result = await _run(compare_versions, server_state(request).store, params, field, a, b)
+    window = params.time_range
+    return {"ok": True, "field": result.field, "unit": "trace", "currency": "USD",
+            "start": jsonable(window.start), "end": jsonable(window.end), "alpha": ALPHA,
+            "max_sample_per_side": MAX_SAMPLE_PER_SIDE, "a": jsonable(result.a),
+            "b": jsonable(result.b), "num_mixed": result.num_mixed,
+            "tests": jsonable(result.tests)}
 
 
 @router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)

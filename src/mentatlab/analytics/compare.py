@@ -1,0 +1,336 @@
+"""Version comparison: two values of a version field (or two models) side by side, with tests.
+
+The unit compared is the **trace**. Over the spans in the time range that the caller's
+tenancy allows (the filter's ``org_id``, ``workspace_id`` and ``project_id``), a trace is
+on side A when at least one of its spans has ``field = a``, on side B when one has
+``field = b``; a trace with spans of both (a run that switched model, say) is on neither
+and is counted in ``num_mixed``, so the two samples stay independent. Any other filter
+condition keeps the traces that have a span meeting it (as the trace list does). The
+version fields are inherited by child spans (``model/span.py``), so a trace's root or
+any LLM call carrying the version puts the trace on that side.
+
+Per trace (over its spans in the range and the tenancy, like the trace list):
+
+* ``latency_ms``: first span's start to last span's end, in ms;
+* success: no span with status ``error`` or ``timeout`` (the trace list's ``ok``; a
+  failed attempt that a retry recovered still counts as a failure);
+* cost: sum of ``total_cost`` (USD, exact decimal);
+* tokens: input plus output tokens of the spans that are not usage rollups.
+
+Per side: ``num_units``, ``num_successes``, ``success_rate``; latency percentiles p50,
+p95 and p99 (exact, linear interpolation between closest ranks: ClickHouse
+``quantilesExactInclusive``, numpy's default ``method="linear"``); ``cost_per_success``
+= total cost of every trace on the side (failed ones included) / successes (Decimal,
+1e-12 USD); ``tokens_per_success`` likewise.
+
+Tests (computed in Python with scipy and statsmodels on per-trace samples read by SQL):
+
+* success rate: two-proportion z-test (statsmodels ``proportions_ztest``, pooled
+  variance, two-sided) on the exact counts; effect size Cohen's h
+  (``proportion_effectsize``: 2·asin√p_a − 2·asin√p_b);
+* latency: Mann-Whitney U (scipy ``mannwhitneyu``, two-sided, ``method="auto"``) on
+  every trace's latency; effect size the rank-biserial correlation r = 2·U_a/(n_a·n_b) − 1
+  (Kerby 2014, https://doi.org/10.2466/11.IT.3.1), positive when A's values tend to be
+  larger;
+* cost per success and tokens per success: Mann-Whitney U as above on the cost (as
+  float) and tokens of each *successful* trace.
+
+A test is ``significant`` when its p-value is below :data:`ALPHA`. Each side's sample is
+at most :data:`MAX_SAMPLE_PER_SIDE` traces, picked deterministically (lowest
+``cityHash64(trace_id)``); counts, rates, percentiles and money are exact over every
+trace. A test with fewer than :data:`MIN_SAMPLE_PER_SIDE` values on a side, or with no
+variance to test, is reported with ``computed`` false and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Final, Literal, get_args
+
+from mentatlab.analytics.query import (
+    FILTER_COLUMNS,
+    FINAL_SETTINGS,
+    MODEL_EXPR,
+    NOT_ROLLUP,
+    QueryParams,
+    SqlParts,
+    build_where,
+)
+from mentatlab.errors import ValidationError
+from mentatlab.model.schema import MONEY_SCALE
+from mentatlab.storage.base import SpanStore
+
+__all__ = [
+    "ALPHA",
+    "COMPARE_FIELDS",
+    "MAX_SAMPLE_PER_SIDE",
+    "MIN_SAMPLE_PER_SIDE",
+    "CompareField",
+    "Comparison",
+    "SideStats",
+    "TestResult",
+    "compare_versions",
+    "mann_whitney",
+    "two_proportions",
+]
+
+CompareField = Literal["prompt_version", "agent_version", "workflow_version", "model"]
+"""A field two values of which can be compared."""
+COMPARE_FIELDS: Final[Mapping[str, str]] = {
+    "prompt_version": "prompt_version",
+    "agent_version": "agent_version",
+    "workflow_version": "workflow_version",
+    "model": MODEL_EXPR,
+}
+"""Fields two values of which can be compared, and the SQL expression of each."""
+assert tuple(COMPARE_FIELDS) == get_args(CompareField)
+ALPHA: Final = 0.05
+"""Significance level: a test is ``significant`` when its p-value is below it."""
+MAX_SAMPLE_PER_SIDE: Final = 50_000
+"""Most traces per side the rank tests read (a deterministic sample beyond it)."""
+MIN_SAMPLE_PER_SIDE: Final = 5
+"""Fewest values per side a test needs; with fewer it is not computed."""
+TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
+"""Filter names that restrict which spans are read (the caller's scope); any other
+condition picks the traces having a span that meets it."""
+_QUANTILES: Final = (0.5, 0.95, 0.99)
+_SAMPLE_FIELDS: Final = ("hash", "trace_id", "latency_ms", "success", "cost", "tokens")
+_MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+@dataclass(frozen=True, slots=True)
+class SideStats:
+    """One side of a comparison: its traces' outcome, latency, cost and tokens."""
+
+    value: str
+    """The field's value on this side."""
+    num_units: int
+    """Traces on this side (not mixed)."""
+    num_successes: int
+    success_rate: float
+    """``num_successes / num_units``."""
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p99_ms: float
+    total_cost: Decimal
+    """USD, every trace on the side."""
+    cost_per_success: Decimal | None
+    """``total_cost / num_successes`` (USD, 1e-12, half-even); None without successes."""
+    total_tokens: int
+    tokens_per_success: float | None
+    """Input plus output tokens per successful trace; None without successes."""
+    num_sampled: int
+    """Traces the rank tests read (≤ :data:`MAX_SAMPLE_PER_SIDE`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    """One statistical test of one metric, A against B."""
+
+    __test__ = False  # not a pytest class
+
+    test: str
+    """``mann-whitney-u`` or ``two-proportion-z``."""
+    effect_size_name: str
+    """``rank-biserial`` or ``cohen-h``."""
+    n_a: int
+    """Values of side A the test used."""
+    n_b: int
+    computed: bool
+    reason: str | None = None
+    """Why the test was not computed (None when it was)."""
+    statistic: float | None = None
+    """U of side A (Mann-Whitney) or z (two-proportion)."""
+    p_value: float | None = None
+    effect_size: float | None = None
+    significant: bool | None = None
+    """``p_value < ALPHA``; None when not computed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The answer of :func:`compare_versions`."""
+
+    field: str
+    a: SideStats
+    b: SideStats
+    num_mixed: int
+    """Traces with spans of both values (on neither side)."""
+    tests: dict[str, TestResult]
+    """``success_rate``, ``latency_ms``, ``cost_per_success``, ``tokens_per_success``."""
+
+
+def _too_few(test: str, effect: str, n_a: int, n_b: int) -> TestResult | None:
+    if min(n_a, n_b) < MIN_SAMPLE_PER_SIDE:
+        return TestResult(test, effect, n_a, n_b, computed=False, reason=(
+            f"Needs at least {MIN_SAMPLE_PER_SIDE} values per side, got {n_a} and {n_b}"))
+    return None
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> TestResult:
+    """Two-sided Mann-Whitney U of samples ``a`` and ``b`` with the rank-biserial r.
+
+    scipy ``mannwhitneyu(a, b, alternative="two-sided", method="auto")``: exact below 8
+    values per side without ties, else the normal approximation with tie and continuity
+    correction. r = 2·U_a/(n_a·n_b) − 1 in [−1, 1] (Kerby 2014), positive when ``a`` tends
+    to be larger.
+    """
+    from scipy.stats import mannwhitneyu  # lazy: scipy is heavy to import
+
+    name, effect = "mann-whitney-u", "rank-biserial"
+    n_a, n_b = len(a), len(b)
+    too_few = _too_few(name, effect, n_a, n_b)
+    if too_few is not None:
+        return too_few
+    result = mannwhitneyu(a, b, alternative="two-sided", method="auto")
+    u_a, p = float(result.statistic), float(result.pvalue)
+    if math.isnan(p):
+        return TestResult(name, effect, n_a, n_b, computed=False,
+                          reason="Every value is the same: no ranks to compare")
+    return TestResult(name, effect, n_a, n_b, computed=True, statistic=u_a, p_value=p,
+                      effect_size=2 * u_a / (n_a * n_b) - 1, significant=p < ALPHA)
+
+
+def two_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int) -> TestResult:
+    """Two-sided two-proportion z-test (pooled variance) with Cohen's h.
+
+    statsmodels ``proportions_ztest([s_a, s_b], [n_a, n_b])`` and
+    ``proportion_effectsize(p_a, p_b)`` (h = 2·asin√p_a − 2·asin√p_b).
+    """
+    from statsmodels.stats.proportion import (
+        proportion_effectsize,
+        proportions_ztest,
+    )
+
+    name, effect = "two-proportion-z", "cohen-h"
+    too_few = _too_few(name, effect, n_a, n_b)
+    if too_few is not None:
+        return too_few
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    if pooled in (0.0, 1.0):
+        return TestResult(name, effect, n_a, n_b, computed=False, reason=(
+            "Every trace on both sides " + ("succeeded" if pooled else "failed")
+            + ": no variance to test"))
+    z, p = proportions_ztest([successes_a, successes_b], [n_a, n_b])
+    h = proportion_effectsize(successes_a / n_a, successes_b / n_b)
+    return TestResult(name, effect, n_a, n_b, computed=True, statistic=float(z),
+                      p_value=float(p), effect_size=float(h), significant=float(p) < ALPHA)
+
+
+def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlParts) -> str:
+    """The CTE of one row per trace touching ``a`` or ``b`` (binds go to ``parts``)."""
+    tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
+    build_where(params.time_range, tenancy, parts)
+    having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
+              for k, v in params.filters.items() if k not in TENANCY_FILTERS]
+    a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
+    where = parts.where
+    having.append("in_a + in_b > 0")
+    return f"""units AS (
+SELECT trace_id,
+    toUInt8(countIf({field_expr} = {a_bind}) > 0) AS in_a,
+    toUInt8(countIf({field_expr} = {b_bind}) > 0) AS in_b,
+    (toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time))) / 1e6
+        AS latency_ms,
+    toUInt8(countIf(status != 'ok') = 0) AS success,
+    sum(total_cost) AS cost,
+    toInt64(sumIf(ifNull(input_tokens, 0) + ifNull(output_tokens, 0), {NOT_ROLLUP})) AS tokens
+FROM spans FINAL
+WHERE {where} AND trace_id IN (
+    SELECT trace_id FROM spans WHERE {where} AND {field_expr} IN ({a_bind}, {b_bind}))
+GROUP BY trace_id
+HAVING {' AND '.join(having)})"""
+
+
+def _unit(value: Any) -> dict[str, Any]:
+    """One sampled trace: a tuple, which Arrow gives as a struct (a dict keyed 1, 2, ...)."""
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    return dict(zip(_SAMPLE_FIELDS, items, strict=True))
+
+
+def _side(value: str, row: Mapping[str, Any] | None, sample: Sequence[Mapping[str, Any]]
+          ) -> SideStats:
+    num = int(row["num_units"]) if row else 0
+    successes = int(row["num_successes"]) if row else 0
+    q = [float(x) for x in row["q"]] if row else [0.0] * len(_QUANTILES)
+    cost = Decimal(row["total_cost"]) if row else Decimal(0)
+    tokens = int(row["total_tokens"]) if row else 0
+    return SideStats(
+        value=value, num_units=num, num_successes=successes,
+        success_rate=successes / num if num else 0.0,
+        latency_p50_ms=q[0], latency_p95_ms=q[1], latency_p99_ms=q[2], total_cost=cost,
+        cost_per_success=(cost / successes).quantize(_MONEY_QUANTUM, ROUND_HALF_EVEN)
+        if successes else None,
+        total_tokens=tokens, tokens_per_success=tokens / successes if successes else None,
+        num_sampled=len(sample))
+
+
+def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, b: str,
+                     *, max_sample: int = MAX_SAMPLE_PER_SIDE) -> Comparison:
+    """Compare the traces of ``field = a`` with those of ``field = b`` (see the module doc).
+
+    Args:
+        store: the span store.
+        params: time range and filters (group-by and bucket are ignored).
+        field: one of :data:`COMPARE_FIELDS`.
+        a: the value of side A (a version, or a model).
+        b: the value of side B, not ``a``.
+        max_sample: most traces per side the rank tests read (1..:data:`MAX_SAMPLE_PER_SIDE`).
+
+    Returns:
+        Both sides' numbers, the count of mixed traces, and four tests.
+
+    Raises:
+        ValidationError: (422) ``field`` is not comparable, ``a`` or ``b`` is empty,
+            ``b`` equals ``a``, ``max_sample`` is out of range, or a side has no trace
+            in the range (field ``a`` or ``b``).
+        QueryTimeout: the query ran past the store's time limit.
+        StoreError: the query failed.
+    """
+    field_expr = COMPARE_FIELDS.get(field)
+    if field_expr is None:
+        raise ValidationError("field", f"Expected one of {sorted(COMPARE_FIELDS)}, got {field!r}")
+    if not a:
+        raise ValidationError("a", "Expected a non-empty value")
+    if not b:
+        raise ValidationError("b", "Expected a non-empty value")
+    if a == b:
+        raise ValidationError("b", f"Expected a value other than a, got {b!r} for both")
+    if not 1 <= max_sample <= MAX_SAMPLE_PER_SIDE:
+        raise ValidationError("max_sample", f"Expected 1..{MAX_SAMPLE_PER_SIDE}, got {max_sample}")
+    parts = SqlParts()
+    units = _units_sql(field_expr, a, b, params, parts)
+    side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
+    sql = f"""WITH {units}
+SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
+    quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
+    toInt64(sum(tokens)) AS total_tokens,
+    groupArraySorted({int(max_sample)})(
+        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample
+FROM units GROUP BY side {FINAL_SETTINGS}"""
+    summary = {r["side"]: r for r in store.query_arrow(sql, parts.binds).to_pylist()}
+    for name, value in (("a", a), ("b", b)):
+        if name not in summary:
+            raise ValidationError(name, f"No trace with {field} = {value!r} (and no span of "
+                                        "the other value) in the range and filter")
+    samples = {name: [_unit(u) for u in summary[name]["sample"]] for name in ("a", "b")}
+    side_a = _side(a, summary.get("a"), samples["a"])
+    side_b = _side(b, summary.get("b"), samples["b"])
+    ok_a = [r for r in samples["a"] if r["success"]]
+    ok_b = [r for r in samples["b"] if r["success"]]
+    tests = {
+        "success_rate": two_proportions(side_a.num_successes, side_a.num_units,
+                                        side_b.num_successes, side_b.num_units),
+        "latency_ms": mann_whitney([float(r["latency_ms"]) for r in samples["a"]],
+                                   [float(r["latency_ms"]) for r in samples["b"]]),
+        "cost_per_success": mann_whitney([float(r["cost"]) for r in ok_a],
+                                         [float(r["cost"]) for r in ok_b]),
+        "tokens_per_success": mann_whitney([float(r["tokens"]) for r in ok_a],
+                                           [float(r["tokens"]) for r in ok_b]),
+    }
+    mixed = summary.get("mixed")
+    return Comparison(field=field, a=side_a, b=side_b,
+                      num_mixed=int(mixed["num_units"]) if mixed else 0, tests=tests)
