@@ -7,6 +7,12 @@ Shape: 40 projects spread over 5 orgs; each project has 1-3 agents, each agent u
 1-2 models and one workflow; a trace (~8 spans, within 30 s) belongs to one agent, so
 one org/project; ~85% of spans are LLM calls of the agent's models, the rest tool calls
 with a little infra cost; ~3% of spans fail.
+
+``analytics=True`` adds what the trace analytics of issue 16 read (still vectorized): the
+first span of each trace is its root (an ``invoke_agent`` span covering the trace) and
+the others its children; users (2,000), sessions (~4 traces each); two prompt and agent
+versions per agent (``v2`` from 60% of the window on); ~2% retries, ~1% fallbacks; failed
+spans carry an error type; half the LLM calls read some cached input.
 """
 
 from __future__ import annotations
@@ -70,10 +76,11 @@ def _const(value: str, n: int) -> pa.Array:
 
 
 def synthetic_table(
-    n: int, *, days: float = 30, seed: int = 0, end_ns: int | None = None
+    n: int, *, days: float = 30, seed: int = 0, end_ns: int | None = None,
+    analytics: bool = False,
 ) -> pa.Table:
     """A table of ``n`` spans whose traces start over the last ``days`` days (a fraction
-    of a day for recent-data runs)."""
+    of a day for recent-data runs); ``analytics`` adds the module docstring's trace shape."""
     rng = np.random.default_rng(seed)
     end_ns = end_ns or time.time_ns()
     num_traces = n // SPANS_PER_TRACE + 1
@@ -89,12 +96,18 @@ def synthetic_table(
     model_idx = np.where(rng.random(n) < 0.5, AGENT_MODEL_A[agent], AGENT_MODEL_B[agent])
     inp = np.where(is_tool, 0, rng.integers(50, 8000, n)).astype(np.uint64)
     out = np.where(is_tool | (model_idx == 5), 0, rng.integers(10, 1500, n)).astype(np.uint64)
+    cols: dict[str, pa.Array] = {}
+    is_root = np.zeros(n, bool)
+    if analytics:
+        is_root = _analytics_shape(rng, n, seed, tr, trace_start, days, end_ns, is_tool, start,
+                                   dur_ns, inp, out, cols)
     token_units = (inp * 150 + out * 600).astype(np.int64) * 1000  # 1e-12 USD units
     cpu_units = np.where(is_tool, rng.integers(1, 50_000_000, n), 0).astype(np.int64)
-    cols: dict[str, pa.Array] = {}
     ts = pa.timestamp("ns", tz="UTC")
     for f in SPAN_SCHEMA:
         name, typ = f.name, f.type
+        if name in cols:
+            continue
         if name == "trace_id":
             cols[name] = _hex(trace_words[tr].reshape(-1), 2)
         elif name == "span_id":
@@ -120,14 +133,14 @@ def synthetic_table(
         elif name == "workflow_id":
             cols[name] = _strings([f"wf-{i}" for i in range(len(AGENT_PROJECT))], agent)
         elif name == "operation":
-            cols[name] = _strings(["chat", "embeddings", "tool"],
-                                  np.where(is_tool, 2, (model_idx == 5).astype(np.int8)))
+            cols[name] = _strings(["chat", "embeddings", "tool", "agent"], np.where(
+                is_root, 3, np.where(is_tool, 2, (model_idx == 5).astype(np.int8))))
         elif name == "tool_name":
             cols[name] = _strings(["", *TOOLS], np.where(is_tool, rng.integers(1, 5, n), 0))
         elif name in ("request_model", "response_model"):
-            cols[name] = _strings(["", *MODELS], np.where(is_tool, 0, model_idx + 1))
+            cols[name] = _strings(["", *MODELS], np.where(is_tool | is_root, 0, model_idx + 1))
         elif name == "provider":
-            cols[name] = _strings(["", *PROVIDERS], np.where(is_tool, 0, model_idx + 1))
+            cols[name] = _strings(["", *PROVIDERS], np.where(is_tool | is_root, 0, model_idx + 1))
         elif name == "input_tokens":
             cols[name] = pa.array(inp, pa.uint64())
         elif name == "output_tokens":
@@ -163,6 +176,48 @@ def synthetic_table(
         else:
             cols[name] = pa.array(np.zeros(n), pa.float64()).cast(typ)
     return pa.Table.from_arrays([cols[f.name] for f in SPAN_SCHEMA], schema=SPAN_SCHEMA)
+
+
+def _analytics_shape(rng: np.random.Generator, n: int, seed: int, tr: np.ndarray, trace_start: np.ndarray,
+                     days: float, end_ns: int, is_tool: np.ndarray, start: np.ndarray,
+                     dur_ns: np.ndarray, inp: np.ndarray, out: np.ndarray,
+                     cols: dict[str, pa.Array]) -> np.ndarray:
+    """Fill ``cols`` with the analytics shape; the root mask.
+
+    Modifies ``is_tool``, ``start``, ``dur_ns``, ``inp`` and ``out`` in place: the root
+    spans are token-free agent spans covering their trace.
+    """
+    span_words = rng.integers(0, 2**63, n).astype(np.uint64)
+    is_root = np.ones(n, bool)
+    is_root[1:] = tr[1:] != tr[:-1]  # rows are sorted by trace: the first row of each
+    root_row = np.maximum.accumulate(np.where(is_root, np.arange(n), 0))
+    is_tool[is_root] = False
+    start[is_root] = trace_start[tr[is_root]]
+    dur_ns[is_root] = TRACE_SPREAD_NS + 2 * 10**9
+    inp[is_root] = 0
+    out[is_root] = 0
+    parent = span_words[root_row]
+    cols["span_id"] = _hex(span_words, 1)
+    cols["parent_span_id"] = pa.array(np.where(is_root, "", np.asarray(
+        _hex(parent, 1).to_numpy(zero_copy_only=False), dtype=object)), pa.string())
+    cols["name"] = _strings(["chat", "tool", "invoke_agent"],
+                            np.where(is_root, 2, is_tool.astype(np.int8)))
+    later = trace_start[tr] > end_ns - int(0.4 * days * 86_400 * 10**9)
+    version = _strings(["v1", "v2"], later.astype(np.int8))
+    cols["prompt_version"] = version
+    cols["agent_version"] = version
+    cols["user_id"] = _strings([f"user-{i}" for i in range(2000)], (tr * 7919) % 2000)
+    sessions = (tr // 4).astype(np.uint64) + np.uint64(seed) * np.uint64(2**32)  # per chunk
+    cols["session_id"] = _hex(sessions * np.uint64(2654435761) + np.uint64(1), 1)
+    cols["is_retry"] = pa.array(rng.random(n) < 0.02)
+    cols["is_fallback"] = pa.array(rng.random(n) < 0.01)
+    failed = rng.random(n) < 0.03
+    cols["status"] = _strings(["ok", "error"], failed.astype(np.int8))
+    cols["error_type"] = _strings(["", "rate_limit", "timeout", "tool_error"],
+                                  np.where(failed, rng.integers(1, 4, n), 0))
+    cached = np.where(rng.random(n) < 0.5, inp // 2, 0).astype(np.uint64)
+    cols["cache_read_tokens"] = pa.array(cached, pa.uint64())
+    return is_root
 
 
 def _scaled_decimal(units: np.ndarray, typ: pa.DataType) -> pa.Array:
