@@ -5,7 +5,8 @@ built to trigger one kind (T) or built NOT to (N); prices of genai-prices 0.2.5:
 
 * cheaper_model T ``triage``: gpt-4o 100 calls, 95 ok, 0.01 each; gpt-4o-mini 100 calls,
   96 ok, 0.001 each → saving 100 × (0.01 − 0.001) = 0.90, a month 9.00.
-  N ``router``: the same, but gpt-4o-mini succeeds 70 times in 100.
+  N ``router``: the same, but gpt-4o-mini succeeds 70 times in 100; N ``freebie``: the
+  cheaper model is an unpriced one (cost 0 because no price is known, not free).
 * prompt_caching T ``writer`` (claude-sonnet-4: input $3, cache read $0.30, cache write
   $3.75 per MTok): 12 calls a minute apart with one prefix, 4,000 input tokens, prefix
   4,096 of 8,192 chars → 2,000 cacheable tokens each; 11 warm, 1 cold:
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 from scipy.stats import linregress
-from statsmodels.stats.proportion import test_proportions_2indep
+from statsmodels.stats.proportion import test_proportions_2indep as noninferiority_test
 
 from mentatlab.analytics.query import QueryParams, TimeRange
 from mentatlab.analytics.recommendations import (
@@ -80,6 +81,9 @@ def build() -> list[CanonicalSpan]:
     spans += _calls("triage", "gpt-4o-mini", 100, 96, "0.001", T0 + day, minute, **big)
     spans += _calls("router", "gpt-4o", 100, 95, "0.01", T0, minute, **big)
     spans += _calls("router", "gpt-4o-mini", 100, 70, "0.001", T0 + day, minute, **big)
+    spans += _calls("freebie", "gpt-4o", 100, 95, "0.01", T0, minute, **big)
+    spans += _calls("freebie", "llama-self-hosted", 100, 96, "0", T0 + day, minute,
+                    provider="", price_source="unpriced", **big)
     # prompt_caching
     cached = dict(input_tokens=4000, output_tokens=100, prompt_prefix_hash=PREFIX_HASH,
                   prompt_prefix_chars=4096, prompt_chars=8192)
@@ -161,12 +165,12 @@ def test_cheaper_model_evidence(loaded: SpanStore) -> None:
     assert (ev["num_calls"], ev["num_successes"], ev["cheaper_num_successes"]) == (100, 95, 96)
     assert ev["cost_per_call"] == Decimal("0.01") and ev["cheaper_cost_per_call"] == Decimal(
         "0.001")
-    want = test_proportions_2indep(96, 100, 95, 100, value=-NONINFERIORITY_MARGIN,
+    want = noninferiority_test(96, 100, 95, 100, value=-NONINFERIORITY_MARGIN,
                                    method="agresti-caffo", compare="diff",
                                    alternative="larger")
     assert ev["p_value"] == pytest.approx(want.pvalue) and ev["p_value"] < 0.05
     # router's cheaper model: 70 of 100 is not "as often" as 95 of 100
-    worse = test_proportions_2indep(70, 100, 95, 100, value=-NONINFERIORITY_MARGIN,
+    worse = noninferiority_test(70, 100, 95, 100, value=-NONINFERIORITY_MARGIN,
                                     method="agresti-caffo", compare="diff",
                                     alternative="larger")
     assert worse.pvalue > 0.05

@@ -6,7 +6,8 @@ that start in the range and meet the filter (the caller's tenancy included). Thr
 are module constants; the reasoning behind each is in docs/decisions/0013-recommendations.md.
 
 * ``cheaper_model``: in one scope (org, project, agent, step, operation), a model C whose
-  calls cost less on average than those of model E and succeed as often. "As often" is
+  calls cost less on average than those of model E and succeed as often (calls without a
+  price, ``price_source`` ``unpriced``, are left out: they only look free). "As often" is
   judged **by span status** (``quality_basis: "status"``; evaluation scores do not exist
   yet): a one-sided two-proportion non-inferiority test (statsmodels
   ``test_proportions_2indep(ok_C, n_C, ok_E, n_E, value=-NONINFERIORITY_MARGIN,
@@ -232,6 +233,7 @@ def _cheaper_model(store: SpanStore, params: QueryParams, pricer: _Pricer
     groupArraySorted(10)(trace_id) AS samples
 FROM spans FINAL
 WHERE {parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')
+    AND NOT startsWith(price_source, 'unpriced')
 GROUP BY org_id, project_id, agent_id, step, op, provider, model
 HAVING num_calls >= {MIN_CALLS_PER_MODEL}
 ORDER BY org_id, project_id, agent_id, step, op, model {FINAL_SETTINGS}"""
