@@ -11,7 +11,8 @@ built to trigger one kind (T) or built NOT to (N); prices of genai-prices 0.2.5:
   $3.75 per MTok): 12 calls a minute apart with one prefix, 4,000 input tokens, prefix
   4,096 of 8,192 chars → 2,000 cacheable tokens each; 11 warm, 1 cold:
   11 × 2000 × 2.70e-6 − 2000 × 0.75e-6 = 0.0594 − 0.0015 = 0.0579, a month 0.579.
-  N ``reader``: the same with 3,000 cache-read tokens a call; N ``slow``: 10 min apart.
+  N ``reader``: the same with 3,000 cache-read tokens a call; N ``slow``: 10 min apart;
+  N ``haiku``: claude-haiku-4-5, which caches prompts of 4,096 tokens or more only.
 * context_trimming T ``chat`` (gpt-4o, input $2.50/MTok): 3 sessions of 5 runs with
   1,000, 1,500, ..., 3,000 input tokens (slope 500, r 1); excess 0+500+...+2000 = 5,000
   a session, 15,000 × 2.5e-6 = 0.0375, a month 0.375. N ``steady``: 1,000 every run.
@@ -93,6 +94,8 @@ def build() -> list[CanonicalSpan]:
                     provider="anthropic", cache_read_tokens=3000, **cached)
     spans += _calls("slow", "claude-sonnet-4", 12, 12, "0.012", T0, 10 * minute,
                     provider="anthropic", **cached)
+    spans += _calls("haiku", "claude-haiku-4-5", 12, 12, "0.012", T0, minute,
+                    provider="anthropic", **cached)  # 2,000 < the 4,096 Haiku 4.5 caches
     # context_trimming: a session's runs are traces, an hour apart
     for agent, step in (("chat", 500), ("steady", 0)):
         for s in range(3):
@@ -184,6 +187,7 @@ def test_prompt_caching_evidence(loaded: SpanStore) -> None:
     assert (ev["num_calls"], ev["num_warm_calls"], ev["cache_read_tokens"]) == (12, 11, 0)
     assert (ev["warm_cacheable_tokens"], ev["cold_cacheable_tokens"]) == (22_000, 2_000)
     assert ev["prefix_hash"] == f"{PREFIX_HASH:016x}" and ev["prefix_chars"] == 4096
+    assert ev["min_cacheable_tokens"] == 1024
     assert (ev["input_price_per_mtok"], ev["cache_read_price_per_mtok"],
             ev["cache_write_price_per_mtok"]) == (Decimal(3), Decimal("0.3"), Decimal("3.75"))
 

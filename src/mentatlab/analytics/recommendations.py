@@ -22,7 +22,8 @@ are module constants; the reasoning behind each is in docs/decisions/0013-recomm
   :data:`CACHE_TTL_MS` before it (providers keep a cache 5-10 minutes; Anthropic's
   default TTL is 5 minutes). Cacheable tokens of a call = input tokens ×
   prefix chars / prompt chars (the hashed share of its text). Needs
-  :data:`MIN_WARM_CALLS` warm calls averaging ≥ :data:`MIN_CACHEABLE_TOKENS`.
+  :data:`MIN_WARM_CALLS` warm calls averaging at least the model's smallest cacheable
+  prompt (:func:`min_cacheable_tokens`).
   Saving = warm cacheable tokens × (input − cache-read price) − cold cacheable tokens ×
   (cache-write − input price), prices per token of the model.
 * ``context_trimming``: sessions whose input tokens grow run over run. A run is a
@@ -54,6 +55,7 @@ at the range's end (a 1M-token call priced by the processor, divided by 10^6).
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +87,7 @@ __all__ = [
     "MAX_CACHE_READ_SHARE",
     "MIN_BURST_CALLS",
     "MIN_CACHEABLE_TOKENS",
+    "MIN_CACHEABLE_TOKENS_BY_MODEL",
     "MIN_CALLS_PER_MODEL",
     "MIN_GROWING_SESSIONS",
     "MIN_R",
@@ -98,6 +101,7 @@ __all__ = [
     "Recommendation",
     "Recommendations",
     "list_recommendations",
+    "min_cacheable_tokens",
 ]
 
 ALPHA: Final = 0.05
@@ -115,8 +119,18 @@ MAX_CACHE_READ_SHARE: Final = 0.05
 MIN_WARM_CALLS: Final = 10
 """``prompt_caching``: fewest warm calls (a repeat within the TTL)."""
 MIN_CACHEABLE_TOKENS: Final = 1024
-"""``prompt_caching``: least average cacheable tokens of a warm call (OpenAI's and
-Anthropic's smallest cacheable prompt, 1,024 tokens)."""
+"""``prompt_caching``: least average cacheable tokens of a warm call, for a model not in
+:data:`MIN_CACHEABLE_TOKENS_BY_MODEL` (OpenAI: prompts of ≥ 1,024 tokens)."""
+MIN_CACHEABLE_TOKENS_BY_MODEL: Final = (
+    ("claude-3-haiku*", 2048), ("claude-haiku-3*", 2048), ("claude-3-5-haiku*", 2048),
+    ("claude-haiku-3-5*", 2048), ("claude-haiku-4-5*", 4096), ("claude-opus-4-5*", 4096),
+    ("claude-opus-4-6*", 4096),
+)
+"""``prompt_caching``: (model pattern, smallest cacheable prompt in tokens) where it is
+above :data:`MIN_CACHEABLE_TOKENS`, first match wins. Anthropic's figures (1,024 on Sonnet
+4/4.5 and Opus 4/4.1; 2,048 on Haiku 3/3.5; 4,096 on Opus 4.5/4.6 and Haiku 4.5) as its
+prompt-caching page gave them in 2026 (quoted in anthropics/anthropic-sdk-python#1194);
+they change with new models: check before relying on them."""
 MIN_RUNS: Final = 4
 """``context_trimming``: fewest runs of a session for its slope to count."""
 MIN_SLOPE_TOKENS_PER_RUN: Final = 200.0
@@ -304,6 +318,15 @@ def _noninferior(ok_c: int, n_c: int, ok_e: int, n_e: int) -> tuple[float, float
 
 # ------------------------------------------------------------------ prompt_caching
 
+def min_cacheable_tokens(model: str) -> int:
+    """The smallest prompt (tokens) ``model`` is cached from (see the table above)."""
+    lowered = model.lower()
+    for pattern, tokens in MIN_CACHEABLE_TOKENS_BY_MODEL:
+        if fnmatch.fnmatchcase(lowered, pattern):
+            return tokens
+    return MIN_CACHEABLE_TOKENS
+
+
 def _prompt_caching(store: SpanStore, params: QueryParams, pricer: _Pricer
                     ) -> list[tuple[Recommendation, Decimal]]:
     parts = _where(params)
@@ -336,6 +359,9 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
     out = []
     for row in store.query_arrow(sql, parts.binds).to_pylist():
         org, provider, model = row["org_id"], row["provider"], row["model"]
+        minimum = min_cacheable_tokens(model)
+        if row["warm_cacheable"] < minimum * row["num_warm"]:
+            continue  # below what this model caches
         input_price = pricer.per_token(org, provider, model, input_tokens=1)
         read_price = pricer.per_token(org, provider, model, input_tokens=1, cache_read_tokens=1)
         write_price = pricer.per_token(org, provider, model, input_tokens=1,
@@ -355,7 +381,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
             "input_price_per_mtok": _q(input_price * _MTOK),
             "cache_read_price_per_mtok": _q(read_price * _MTOK),
             "cache_write_price_per_mtok": _q(write_price * _MTOK),
-            "cache_ttl_ms": CACHE_TTL_MS,
+            "cache_ttl_ms": CACHE_TTL_MS, "min_cacheable_tokens": minimum,
         }
         out.append((Recommendation(
             kind="prompt_caching",

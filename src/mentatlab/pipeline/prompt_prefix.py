@@ -12,11 +12,13 @@ completion call whose input messages were recorded (docs/decisions/0013-recommen
 
 **Why 4,096 characters.** Providers cache a prompt prefix only from a minimum length:
 OpenAI caches prompts of at least 1,024 tokens (in 128-token steps); Anthropic's minimum
-cacheable prompt is 1,024 tokens on its Sonnet/Opus models and 2,048 on Haiku; Google's
-implicit caching starts at 1,024 (Flash) to 2,048-4,096 tokens (Pro). These are the figures
-of the providers' prompt-caching pages as we know them (platform.openai.com/docs/guides/
-prompt-caching, docs.anthropic.com/en/docs/build-with-claude/prompt-caching,
-ai.google.dev/gemini-api/docs/caching), not read from a live page at build time. At about
+cacheable prompt is 1,024 tokens on Sonnet 4/4.5 and Opus 4/4.1, 2,048 on Haiku 3/3.5 and
+4,096 on Opus 4.5/4.6 and Haiku 4.5; Google's implicit caching starts at 1,024 (Flash) to
+2,048-4,096 tokens (Pro). These are the figures of the providers' prompt-caching pages as
+we know them (platform.openai.com/docs/guides/prompt-caching,
+docs.anthropic.com/en/docs/build-with-claude/prompt-caching, as quoted in
+anthropics/anthropic-sdk-python#1194; ai.google.dev/gemini-api/docs/caching), not read
+from a live page at build time; they change with new models. At about
 4 characters per English token (OpenAI's rule of thumb), 4,096 characters is ~1,024
 tokens: the smallest prefix any of them caches. Two calls with the same hash share at
 least those characters; the recommendation then checks the tokens themselves (see
