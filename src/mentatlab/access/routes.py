@@ -83,6 +83,9 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,
     ("GET", "/settings"): SIGNED_IN,
+    # optimization recommendations (issue 16): aggregates with sample trace ids as links
+    ("GET", "/api/v1/recommendations"): _P.READ_USAGE,
+    ("GET", "/savings"): _P.READ_USAGE,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -109,6 +109,9 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("events", _S, "String"),
     _c("resource", _S, "String"),
     _c("scope_name", _S, _LC),
+    _c("prompt_prefix_hash", pa.uint64(), "UInt64"),
+    _c("prompt_prefix_chars", pa.uint32(), "UInt32"),
+    _c("prompt_chars", pa.uint32(), "UInt32"),
     _c("revision", pa.uint32(), "UInt32"),
     _c("ingested_at_ns", pa.int64(), "Int64"),
 )

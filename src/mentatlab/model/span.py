@@ -180,6 +180,14 @@ class CanonicalSpan:
     events: str = "[]"
     resource: str = "{}"
     scope_name: str = ""
+    # prompt prefix (pipeline/prompt_prefix.py): a hash and lengths, never the text
+    prompt_prefix_hash: int = 0
+    """64-bit BLAKE2b of the first ``prompt_prefix_chars`` characters of the call's input
+    messages (system instructions first); 0 when the input is shorter or not recorded."""
+    prompt_prefix_chars: int = 0
+    """Characters hashed into ``prompt_prefix_hash`` (0 when there is no hash)."""
+    prompt_chars: int = 0
+    """Characters of the call's whole input text as recorded (0 when none recorded)."""
     revision: int = 0
     """0 for a row as received; each rewrite after ingest (attribution, reprice) adds 1."""
     ingested_at_ns: int = 0

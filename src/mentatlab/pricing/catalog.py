@@ -200,6 +200,28 @@ class PriceCatalog:
         minute = int(at.timestamp() // 60)
         return self._resolve(provider.strip().lower(), model.strip().lower(), minute)
 
+    def lookup_variant(self, provider: str, model: str, at: datetime,
+                       context: dict[str, str]) -> ResolvedPrice | None:
+        """Prices of a genai-prices price variant (``{"processing": "batch"}``), or None.
+
+        None when the model is unknown or has no variant matching ``context`` at ``at``
+        (genai-prices ``ModelInfo.get_prices(at, price_context)``); not memoized.
+        """
+        if not model:
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        matched = self._match(provider.strip().lower(), model.strip().lower())
+        if matched is None:
+            return None
+        standard = matched.model.get_prices(at)
+        variant = matched.model.get_prices(at, context)
+        if variant.__dict__ == standard.__dict__:
+            return None
+        source = (f"genai-prices@{self.version}:{matched.provider.id}/{matched.model.id}"
+                  + "".join(f"?{k}={v}" for k, v in sorted(context.items())))
+        return ResolvedPrice(RateCard(variant), source, matched.provider.id, matched.model.id)
+
     def price(self, usage: TokenUsage, provider: str, model: str, at: datetime | None = None,
               *, provider_api_url: str | None = None) -> tuple[TokenCost, ResolvedPrice]:
         """Price one call: ``usage`` (tokens) of ``model`` at ``at`` (default now), in USD.

@@ -39,6 +39,7 @@ from mentatlab.server.routes import (
     otlp,
     prices,
     quotas,
+    recommendations,
     reprice,
 )
 from mentatlab.server.state import ServerState
@@ -259,7 +260,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, alerts, reprice, prices, admin, quotas, audit, auth, health,
-                   docs):
+                   docs, recommendations):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

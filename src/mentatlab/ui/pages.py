@@ -63,6 +63,7 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
+    View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -552,3 +553,17 @@ for _view in VIEWS:
     if not _view.built:
         router.add_api_route(_view.path, _coming_page(_view), methods=["GET"],
                              response_class=HTMLResponse, name=f"{_view.title.lower()}_page")
+
+
+@router.get("/savings", response_class=HTMLResponse)
+async def savings_page(request: Request) -> HTMLResponse:
+    """Savings: the recommendations of the range (``GET /api/v1/recommendations``) as cards.
+
+    The estimated monthly total on top, then each recommendation with its saving, scope,
+    evidence and sample traces (linked to their waterfall for roles with ``read_spans``).
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    return _render(request, "savings.html", title="Savings",
+                   can_read_spans=caller.can(Permission.READ_SPANS))
