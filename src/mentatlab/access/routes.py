@@ -83,6 +83,10 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,
     ("GET", "/settings"): SIGNED_IN,
+    # performance (issue 16: latency percentiles, peer ranks; routes/latency.py, ui/pages.py)
+    ("GET", "/api/v1/analytics/latency"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/peers"): _P.READ_USAGE,
+    ("GET", "/performance"): _P.READ_USAGE,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 
