@@ -87,6 +87,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/analytics/latency"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/peers"): _P.READ_USAGE,
     ("GET", "/performance"): _P.READ_USAGE,
+    ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -1,5 +1,6 @@
-"""Latency percentiles and histograms of span durations, per operation, agent, tool,
-provider or model.
+"""Latency percentiles and histograms of span durations per operation, agent, tool or model.
+
+Also per provider.
 
 The sample of a group is the ``duration_ms`` of every span (``spans FINAL``: a re-sent
 span counts once) in the time range and filter that belongs to the group:

@@ -82,8 +82,10 @@ class AgentPeers:
 
 
 def percentile_ranks(values: Sequence[float]) -> list[float]:
-    """Each value's percentile rank among ``values`` (scipy ``percentileofscore``, ``kind``
-    :data:`PERCENTILE_KIND`), in the order given."""
+    """Each value's percentile rank among ``values``, in the order given (0..100).
+
+    scipy ``percentileofscore(values, v, kind=PERCENTILE_KIND)`` for each ``v``.
+    """
     from scipy.stats import percentileofscore  # lazy: scipy is heavy to import
 
     return [float(percentileofscore(values, v, kind=PERCENTILE_KIND)) for v in values]

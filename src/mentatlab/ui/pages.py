@@ -63,6 +63,8 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
+    View("/performance", "Performance", True,
+         "Latency percentiles and histograms by group, and how each agent ranks among peers."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -552,3 +554,24 @@ for _view in VIEWS:
     if not _view.built:
         router.add_api_route(_view.path, _coming_page(_view), methods=["GET"],
                              response_class=HTMLResponse, name=f"{_view.title.lower()}_page")
+
+
+PERFORMANCE_GROUPS: Final = ("operation", "agent", "tool", "provider", "model")
+"""Groupings of the performance view (``?by=``, the latency API's ``group_by``); the first
+is the default."""
+
+
+@router.get("/performance", response_class=HTMLResponse)
+async def performance_page(request: Request) -> HTMLResponse:
+    """Performance: latency percentiles and a histogram per group, and agent peer ranks.
+
+    ``?by=`` (a value of :data:`PERFORMANCE_GROUPS`) picks the latency grouping; the numbers
+    come from ``/api/v1/analytics/latency`` and ``/api/v1/analytics/peers``.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    by = request.query_params.get("by", "")
+    return _render(request, "performance.html", title="Performance",
+                   by=by if by in PERFORMANCE_GROUPS else PERFORMANCE_GROUPS[0],
+                   groups=PERFORMANCE_GROUPS)
