@@ -224,15 +224,20 @@ export function drawMoneyTrend(element, rows, currency, bucket) {
   return chart;
 }
 
-/** A bucket of a latency histogram as text: "<1 ms", "1 ms–2.5 ms", "≥ 5 min". */
+// A histogram bound exactly: "2.5 ms", "1 s", "300 s" (formatMs rounds 2.5 ms to 3 ms).
+function boundText(ms) {
+  return ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** A bucket of a latency histogram as text: "<1 ms", "1 ms–2.5 ms", "≥300 s". */
 export function bucketLabel(bounds, index) {
   if (index === 0) {
-    return `<${formatMs(bounds[0])}`;
+    return `<${boundText(bounds[0])}`;
   }
   if (index >= bounds.length) {
-    return `≥${formatMs(bounds[bounds.length - 1])}`;
+    return `≥${boundText(bounds[bounds.length - 1])}`;
   }
-  return `${formatMs(bounds[index - 1])}–${formatMs(bounds[index])}`;
+  return `${boundText(bounds[index - 1])}–${boundText(bounds[index])}`;
 }
 
 /**

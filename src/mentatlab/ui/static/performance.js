@@ -31,7 +31,7 @@ function fillLatency(answer) {
   document.getElementById("quantile-method").textContent =
     `Percentiles: ${answer.quantile_method}. ${formatCount(answer.num_groups)} groups.`;
   if (answer.groups.length === 0) {
-    message(body, `No span with a ${by} in this range.`, 7);
+    message(body, `No spans to group by ${by} in this range.`, 7);
     const chart = document.getElementById("histogram");
     chart.classList.add("chart-empty");
     chart.textContent = "Nothing to draw.";
@@ -71,7 +71,7 @@ function fillPeers(answer) {
     const tr = document.createElement("tr");
     cell(tr, a.agent_id, "name", a.agent_id);
     cell(tr, a.operation_type, "wide-only");
-    cell(tr, `${formatCount(a.num_successes)} / ${formatCount(a.num_runs)}`, "num",
+    cell(tr, `${formatCount(a.num_successes)} / ${formatCount(a.num_runs)}`, "num wide-only",
       "successful runs / runs");
     moneyCell(tr, a.cost_per_success.value, answer.currency);
     rankCell(tr, a.cost_per_success);
