@@ -2,9 +2,9 @@
 
 Counted in the ingest path once a batch is committed (:meth:`RedMetrics.observe_batch`),
 on the batch's Arrow columns: labels are mapped per *distinct value* and the batch is
-grouped by (org, project, service, operation, model, duration bucket) with
-``pyarrow.Table.group_by``, so the Python work grows with the number of groups, never with
-the number of spans.
+grouped by (org, project, service, operation, model, duration bucket) with numpy
+(``np.unique`` of one integer key, ``np.bincount`` for counts and sums), so the Python
+work grows with the number of groups, never with the number of spans.
 
 Exported series (Prometheus text format):
 
@@ -103,44 +103,52 @@ class RedMetrics:
         response = table.column("response_model")
         model = pc.if_else(pc.equal(pc.fill_null(response, ""), ""),
                            pc.fill_null(table.column("request_model"), ""), response)
-        duration_s = pc.divide(pc.fill_null(table.column("duration_ms"), 0.0), 1000.0)
-        bucket = np.searchsorted(np.asarray(DURATION_BUCKETS_S),
-                                 duration_s.to_numpy(zero_copy_only=False), side="left")
-        error = pc.cast(pc.not_equal(table.column("status"), "ok"), pa.int64())
+        duration_s = pc.divide(pc.fill_null(table.column("duration_ms"), 0.0), 1000.0
+                               ).to_numpy(zero_copy_only=False)
+        bucket = np.searchsorted(np.asarray(DURATION_BUCKETS_S), duration_s, side="left")
+        error = pc.not_equal(table.column("status"), "ok").to_numpy(zero_copy_only=False)
         with self._lock:
-            columns = {
-                "org": table.column("org_id"), "project": table.column("project_id"),
-                "service": self._capped("service", table.column("service_name")),
-                "operation": self._capped("operation", table.column("operation")),
-                "model": self._capped("model", model),
-            }
-            grouped = pa.table({
-                **{k: pc.cast(v, pa.string()) for k, v in columns.items()},
-                "bucket": pa.array(bucket, pa.int64()), "error": error,
-                "duration_s": duration_s,
-            }).group_by(["org", "project", "service", "operation", "model", "bucket"]).aggregate(
-                [("error", "sum"), ("duration_s", "sum"), ("bucket", "count")])
-            for row in grouped.to_pylist():
-                series = self._series_of(row["org"] or "", row["project"] or "",
-                                         (row["service"], row["operation"], row["model"]))
-                series.buckets[int(row["bucket"])] += int(row["bucket_count"])
-                series.sum_s += float(row["duration_s_sum"])
-                series.errors += int(row["error_sum"])
+            labels = [self._codes(None, table.column("org_id")),
+                      self._codes(None, table.column("project_id")),
+                      self._codes("service", table.column("service_name")),
+                      self._codes("operation", table.column("operation")),
+                      self._codes("model", model)]
+            # one integer key per (labels, bucket), kept dense by np.unique at each step
+            group = np.zeros(table.num_rows, dtype=np.int64)
+            for codes, names in labels:
+                group = np.unique(group * len(names) + codes, return_inverse=True)[1]
+            group = group * (len(DURATION_BUCKETS_S) + 1) + bucket
+            keys, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+            counts = np.bincount(inverse)
+            errors = np.bincount(inverse, weights=error)
+            sums_s = np.bincount(inverse, weights=duration_s)
+            for k in range(len(keys)):
+                row = first[k]  # a span of the group: its labels and bucket are the group's
+                org, project, service, operation, model_name = (
+                    names[codes[row]] for codes, names in labels)
+                series = self._series_of(org, project, (service, operation, model_name))
+                series.buckets[bucket[row]] += int(counts[k])
+                series.sum_s += float(sums_s[k])
+                series.errors += int(errors[k])
 
-    def _capped(self, label: str, column: pa.ChunkedArray | pa.Array) -> pa.Array:
-        """``column`` with values past the label's cap replaced by ``other``.
+    def _codes(self, label: str | None, column: pa.ChunkedArray | pa.Array
+               ) -> tuple[np.ndarray, list[str]]:
+        """Per span, the index of its (capped) value, and the values: per distinct value.
 
-        Mapped per distinct value, not per span. Called with the lock held.
+        ``label`` None: no cap (org and project; the tenant cap is in :meth:`_series_of`).
+        Values past the label's cap become ``other``. Called with the lock held.
         """
         values = pc.cast(pc.fill_null(column, ""), pa.string())
         distinct = pc.unique(values)
-        admitted = self._admitted[label]
-        mapped = []
-        for value in distinct.to_pylist():
-            if value not in admitted and len(admitted) < self._max_values:
-                admitted.add(value)
-            mapped.append(value if value in admitted else OTHER)
-        return pa.array(mapped, pa.string()).take(pc.index_in(values, distinct))
+        codes = pc.index_in(values, distinct).to_numpy(zero_copy_only=False)
+        names: list[str] = distinct.to_pylist()
+        if label is not None:
+            admitted = self._admitted[label]
+            for i, value in enumerate(names):
+                if value not in admitted and len(admitted) < self._max_values:
+                    admitted.add(value)
+                names[i] = value if value in admitted else OTHER
+        return codes, names
 
     def _series_of(self, org: str, project: str, labels: tuple[str, str, str]) -> _Series:
         """The running series of one label set, after the series and tenant caps."""
