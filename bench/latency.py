@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/latency.py [--spans 1000000]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -61,9 +62,9 @@ def main() -> None:
               + " | peers |")
         for days in (1, 7, 30):
             params = QueryParams(TimeRange(end - timedelta(days=days), end))
-            cells = [f"{_median_ms(lambda g=g: latency_by(store, params, g)):.0f} ms"  # type: ignore[misc]
+            cells = [f"{_median_ms(functools.partial(latency_by, store, params, g)):.0f} ms"
                      for g in LATENCY_GROUPS]
-            peers_ms = _median_ms(lambda: rank_peers(store, params))
+            peers_ms = _median_ms(functools.partial(rank_peers, store, params))
             print(f"| {days} d | " + " | ".join(cells) + f" | {peers_ms:.0f} ms |")
         store.close()
         red = RedMetrics()
