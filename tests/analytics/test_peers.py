@@ -74,6 +74,12 @@ def build() -> list[CanonicalSpan]:
         *_run("failing", 70, "0.01", 10, ok=False),
         *_run("summarizer", 80, "0.005", 20, op=(Operation.CHAT, "chat")),
         *_run("writer", 9000, "9", 9, org="globex"),
+        # initech: the type of most runs; a tie goes to the alphabetically first type
+        *_run("mostly", 10, "0.01", 10, org="initech"),
+        *_run("mostly", 10, "0.01", 10, org="initech"),
+        *_run("mostly", 10, "0.01", 10, org="initech", op=(Operation.CHAT, "chat")),
+        *_run("tied", 10, "0.01", 10, org="initech"),
+        *_run("tied", 10, "0.01", 10, org="initech", op=(Operation.RETRIEVAL, "")),
     ]
 
 
@@ -119,6 +125,13 @@ def test_ranks_worked_out_by_hand(loaded: SpanStore) -> None:
     alone = agents["summarizer"].ranks  # type: ignore[attr-defined]
     assert [alone[m].percentile_rank for m in alone] == [50, 50, 50]
     assert alone["latency_p50_ms"].num_peers == 1
+
+
+def test_operation_type_is_the_majority_then_alphabetical(loaded: SpanStore) -> None:
+    agents = rank_peers(loaded, QueryParams(RANGE, filters={"org_id": "initech"}))
+    # tied: invoke_agent once, retrieval (no operation_name: the coarse operation) once
+    assert {a.agent_id: a.operation_type for a in agents} == {
+        "mostly": "invoke_agent", "tied": "invoke_agent"}
 
 
 def test_percentile_ranks_are_scipy_mean_kind() -> None:

@@ -104,17 +104,13 @@ SELECT agent_id, trace_id,
         AS latency_ms
 FROM spans FINAL
 WHERE {parts.where} AND agent_id != ''
-GROUP BY agent_id, trace_id {FINAL_SETTINGS}),
-types AS (
-SELECT agent_id, argMin(op_type, (-n, op_type)) AS operation_type
-FROM (SELECT agent_id, op_type, count() AS n FROM runs GROUP BY agent_id, op_type)
-GROUP BY agent_id)
-SELECT r.agent_id AS agent_id, any(t.operation_type) AS operation_type,
-    toInt64(count()) AS num_runs, toInt64(sum(r.success)) AS num_successes,
-    sum(r.cost) AS total_cost, toInt64(sum(r.tokens)) AS total_tokens,
-    quantileExactInclusive(0.5)(r.latency_ms) AS latency_p50_ms
-FROM runs AS r INNER JOIN types AS t ON r.agent_id = t.agent_id
-GROUP BY r.agent_id ORDER BY operation_type, agent_id"""
+GROUP BY agent_id, trace_id {FINAL_SETTINGS})
+SELECT agent_id, arraySort((t, n) -> (-n, t), ops.1, ops.2)[1] AS operation_type,
+    toInt64(count()) AS num_runs, toInt64(sum(success)) AS num_successes,
+    sum(cost) AS total_cost, toInt64(sum(tokens)) AS total_tokens,
+    quantileExactInclusive(0.5)(latency_ms) AS latency_p50_ms,
+    sumMap([op_type], [toInt64(1)]) AS ops
+FROM runs GROUP BY agent_id ORDER BY operation_type, agent_id"""
 
 
 def rank_peers(store: SpanStore, params: QueryParams) -> list[AgentPeers]:
