@@ -18,7 +18,9 @@ provider      ``provider``                     LLM calls (a model, not a usage r
 model         response model, else request     LLM calls
 ============  ===============================  ==============================================
 
-Spans whose group value is empty are left out.
+Spans whose group value is empty are left out, and so are **open spans** (a native
+``*.started`` event not completed yet: stored with ``end == start`` and the attribute
+``mentat.span.open``), whose 0 ms is not a duration.
 
 **Quantile definition** (p50, p90, p95, p99): *exact*, over every duration in the group,
 with linear interpolation between the two closest ranks — for sorted values
@@ -61,6 +63,7 @@ __all__ = [
     "HISTOGRAM_BOUNDS_MS",
     "LATENCY_GROUPS",
     "MAX_GROUPS",
+    "NOT_OPEN",
     "QUANTILES",
     "LatencyGroup",
     "LatencyGroupBy",
@@ -87,6 +90,8 @@ HISTOGRAM_BOUNDS_MS: Final[tuple[float, ...]] = (
     1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000)
 """Histogram bucket bounds in ms (1-2.5-5 steps, as Prometheus' default buckets, up to 5
 minutes for long agent runs)."""
+NOT_OPEN: Final = "NOT (duration_ms = 0 AND JSONExtractBool(attributes, 'mentat.span.open'))"
+"""Spans that have ended (the JSON is only read for 0 ms spans: short-circuit ``AND``)."""
 MAX_GROUPS: Final = 1_000
 """Most groups one answer lists (the ``limit`` parameter's ceiling)."""
 
@@ -155,7 +160,7 @@ def latency_by(store: SpanStore, params: QueryParams, group_by: str, *,
     sumMap([toUInt8(arrayCount(b -> b <= duration_ms, {bounds}))], [toInt64(1)]) AS hist,
     toInt64(count() OVER ()) AS num_groups
 FROM spans FINAL
-WHERE {parts.where} AND {spans_cond} AND key != ''
+WHERE {parts.where} AND {spans_cond} AND key != '' AND {NOT_OPEN}
 GROUP BY key ORDER BY num_spans DESC, key LIMIT {int(limit)} {FINAL_SETTINGS}"""
     rows = store.query_arrow(sql, parts.binds).to_pylist()
     groups = tuple(_group(row) for row in rows)
