@@ -52,7 +52,7 @@ function fillLatency(answer) {
     cell(tr, formatCount(g.num_spans), "num");
     cell(tr, formatMs(g.p50_ms), "num", `${g.p50_ms} ms`);
     cell(tr, formatMs(g.p90_ms), "num wide-only", `${g.p90_ms} ms`);
-    cell(tr, formatMs(g.p95_ms), "num", `${g.p95_ms} ms`);
+    cell(tr, formatMs(g.p95_ms), "num wide-only", `${g.p95_ms} ms`);
     cell(tr, formatMs(g.p99_ms), "num", `${g.p99_ms} ms`);
     cell(tr, formatMs(g.max_ms), "num wide-only", `${g.max_ms} ms`);
     body.append(tr);
@@ -73,7 +73,7 @@ function fillPeers(answer) {
     cell(tr, a.operation_type, "wide-only");
     cell(tr, `${formatCount(a.num_successes)} / ${formatCount(a.num_runs)}`, "num wide-only",
       "successful runs / runs");
-    moneyCell(tr, a.cost_per_success.value, answer.currency);
+    moneyCell(tr, a.cost_per_success.value, answer.currency, "num wide-only");
     rankCell(tr, a.cost_per_success);
     cell(tr, formatMs(a.latency_p50_ms.value), "num wide-only");
     rankCell(tr, a.latency_p50_ms);
