@@ -161,6 +161,8 @@ def _requests(seeded: Seeded, path: str, own: str) -> list[tuple[str, dict[str, 
     if "{rule_id}" in path:
         return [(path.replace("{rule_id}", r), {}) for r in seeded.rule_ids.values()]
     out: list[tuple[str, dict[str, str]]] = [(path, dict(REQUIRED_PARAMS.get(path, {})))]
+    if path == "/api/v1/analytics/latency":
+        out += [(path, {"group_by": g}) for g in ("agent", "tool", "provider", "model")]
     if path == "/api/v1/cost":
         for name in GROUP_BY_COLUMNS:
             out.append((path, {"group_by": name}))

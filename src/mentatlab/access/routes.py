@@ -86,6 +86,11 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     # optimization recommendations (issue 16): aggregates with sample trace ids as links
     ("GET", "/api/v1/recommendations"): _P.READ_USAGE,
     ("GET", "/savings"): _P.READ_USAGE,
+    # performance (issue 16: latency percentiles, peer ranks; routes/latency.py, ui/pages.py)
+    ("GET", "/api/v1/analytics/latency"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/peers"): _P.READ_USAGE,
+    ("GET", "/performance"): _P.READ_USAGE,
+    ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -17,6 +17,7 @@ from mentatlab.cli import (
     access,
     admin,
     alerts,
+    analytics,
     audit,
     cost,
     migrate,
@@ -41,6 +42,7 @@ app.add_typer(alerts.budgets_app, name="budgets")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
+app.add_typer(analytics.app, name="analytics")
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)

@@ -222,6 +222,10 @@ class Ingestor:
             raise
         self.metrics.write_latency_s.observe(time.perf_counter() - started_s)
         self.metrics.spans_accepted.labels(receiver).inc(table.num_rows)
+        try:  # committed: a failure here must not turn the acknowledgement into an error
+            await anyio.to_thread.run_sync(self.metrics.red.observe_batch, table)
+        except Exception:  # noqa: BLE001 — logged; the batch is durable either way
+            _log.exception("Counting the RED metrics of a committed batch failed")
 
     def _count_rejected(self, receiver: str, rejected: Sequence[FieldError]) -> None:
         if rejected:

@@ -11,6 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from mentatlab.server.red_metrics import RedCollector, RedMetrics
+
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -90,6 +92,10 @@ class ServerMetrics:
             "mentatlab_rate_limited", "Requests refused (429) for being over a quota, by kind "
             "(ingest_requests, ingest_spans, queries) and the scope whose limit was hit (key, "
             "org)", ["kind", "scope"], registry=r)
+        self.red = RedMetrics()
+        """RED metrics of ingested spans (server/red_metrics.py): summed over tenants here,
+        per tenant on ``/metrics/tenants``."""
+        r.register(RedCollector(self.red))
 
     def bind_buffer_depth(self, read_depth: Callable[[], float]) -> None:
         """Make the buffer gauge read the writer's depth at scrape time."""

@@ -63,6 +63,8 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
+    View("/performance", "Performance", True,
+         "Latency percentiles and histograms by group, and how each agent ranks among peers."),
     View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
@@ -567,3 +569,24 @@ async def savings_page(request: Request) -> HTMLResponse:
         return caller
     return _render(request, "savings.html", title="Savings",
                    can_read_spans=caller.can(Permission.READ_SPANS))
+
+
+PERFORMANCE_GROUPS: Final = ("operation", "agent", "tool", "provider", "model")
+"""Groupings of the performance view (``?by=``, the latency API's ``group_by``); the first
+is the default."""
+
+
+@router.get("/performance", response_class=HTMLResponse)
+async def performance_page(request: Request) -> HTMLResponse:
+    """Performance: latency percentiles and a histogram per group, and agent peer ranks.
+
+    ``?by=`` (a value of :data:`PERFORMANCE_GROUPS`) picks the latency grouping; the numbers
+    come from ``/api/v1/analytics/latency`` and ``/api/v1/analytics/peers``.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    by = request.query_params.get("by", "")
+    return _render(request, "performance.html", title="Performance",
+                   by=by if by in PERFORMANCE_GROUPS else PERFORMANCE_GROUPS[0],
+                   groups=PERFORMANCE_GROUPS)

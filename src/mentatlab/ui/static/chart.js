@@ -223,3 +223,60 @@ export function drawMoneyTrend(element, rows, currency, bucket) {
   document.addEventListener("mentat:theme", () => chart.setOption(option()));
   return chart;
 }
+
+// A histogram bound exactly: "2.5 ms", "1 s", "300 s" (formatMs rounds 2.5 ms to 3 ms).
+function boundText(ms) {
+  return ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** A bucket of a latency histogram as text: "<1 ms", "1 ms–2.5 ms", "≥300 s". */
+export function bucketLabel(bounds, index) {
+  if (index === 0) {
+    return `<${boundText(bounds[0])}`;
+  }
+  if (index >= bounds.length) {
+    return `≥${boundText(bounds[bounds.length - 1])}`;
+  }
+  return `${boundText(bounds[index - 1])}–${boundText(bounds[index])}`;
+}
+
+/**
+ * Draw a latency histogram: `counts[i]` spans in bucket i of `bounds` (ms; the latency
+ * API's `histogram_bounds_ms` and a group's `histogram`), as bars on a category axis.
+ * Reuses the chart of `element` when there is one; returns it.
+ */
+export function drawHistogram(element, bounds, counts) {
+  const echarts = window.echarts;
+  const chart = echarts.getInstanceByDom(element) || echarts.init(element, null, { renderer: "canvas" });
+  const labels = counts.map((_, i) => bucketLabel(bounds, i));
+  const option = () => ({
+    animation: false,
+    grid: { left: 8, right: 16, top: 16, bottom: 8, containLabel: true },
+    tooltip: {
+      trigger: "axis",
+      formatter: (params) => `${escapeHtml(params[0].name)}<br>${escapeHtml(formatCount(params[0].value))} spans`,
+    },
+    xAxis: {
+      type: "category",
+      data: labels,
+      axisLabel: { color: cssColor("--muted"), hideOverlap: true, rotate: 30 },
+      axisLine: { lineStyle: { color: cssColor("--border") } },
+    },
+    yAxis: {
+      type: "value",
+      minInterval: 1,
+      axisLabel: { color: cssColor("--muted") },
+      splitLine: { lineStyle: { color: cssColor("--border") } },
+    },
+    series: [{ type: "bar", name: "Spans", data: counts, barMaxWidth: 32,
+      itemStyle: { color: cssColor("--accent") } }],
+  });
+  chart.setOption(option(), true);
+  element.histogramOption = option; // the theme handler redraws the histogram shown now
+  if (!element.dataset.bound) {
+    element.dataset.bound = "yes";
+    window.addEventListener("resize", () => chart.resize());
+    document.addEventListener("mentat:theme", () => chart.setOption(element.histogramOption()));
+  }
+  return chart;
+}
