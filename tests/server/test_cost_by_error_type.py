@@ -18,7 +18,7 @@ async def test_cost_groups_errors_by_error_type(app_client: InProcess) -> None:
     rows = {r["error_type"]: r for r in answer.json()["rows"]}
     # the pipeline normalizes the types; an error without one is "unknown"
     assert {k: (r["num_spans"], r["error_spans"]) for k, r in rows.items()} == {
-        "rate_limit": (3, 3), "APIConnectionError": (1, 1), "unknown": (1, 1), "": (1, 0)}
+        "rate_limit": (3, 3), "network_error": (1, 1), "unknown": (1, 1), "": (1, 0)}
     filtered = await app_client.client.get("/api/v1/cost", params={
         "group_by": "error_type", "filter": "status=error,project=acme"})
     assert sum(r["error_spans"] for r in filtered.json()["rows"]) == 5
