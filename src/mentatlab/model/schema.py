@@ -101,6 +101,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("currency", _S, _LC),
     _c("price_source", _S, _LC),
     _c("error_type", _S, _LC),
+    _c("error_class", _S, _LC),
     _c("error_message_hash", _S, "String"),
     _c("policy_id", _S, _LC),
     _c("policy_result", _S, _LC),

@@ -170,6 +170,11 @@ class CanonicalSpan:
     or ``""`` (nothing to price)."""
     # outcome
     error_type: str = ""
+    """Failure taxonomy value (``rate_limit``, ``tool_timeout``, ...) or the producer's
+    type when no rule matches; ``""`` when the span did not fail."""
+    error_class: str = ""
+    """Class of ``error_type``: ``provider``, ``model``, ``tooling``, ``workflow``,
+    ``governance``, ``unknown`` (no rule matched); ``""`` when the span did not fail."""
     error_message_hash: str = ""
     policy_id: str = ""
     policy_result: str = ""
