@@ -32,9 +32,6 @@ DISAGREEMENTS: dict[str, set[str]] = {
     # The corpus transcribes the OpenInference processor's COMPUTED total (10 + 5); we store
     # total_tokens only when the producer emitted one (the corpus' own field definition).
     "oi-openllmetry-new-format-to-oi": {"total_tokens"},
-    # The corpus expects the producer's error.type; classify stores the taxonomy value
-    # (network_error, docs/decisions/0009) and the producer's value stays in attributes.
-    "otel-openai-v2-connection-error": {"error_type"},
 }
 """case id → the fields we deliberately report differently (see docs/conventions.md)."""
 

@@ -127,8 +127,26 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
+PRODUCER_TYPE = {
+    # error_type keeps the producer's words: error.type, else the exception class name
+    # (module stripped); the category only where nothing but a status or code said it
+    "policy_blocked": "InputGuardrailTripwireTriggered", "approval_timeout": "approval_timeout",
+    "cancelled": "CancelledError", "loop_detected": "GraphRecursionError",
+    "missing_context": "missing_context", "bad_routing": "RoutingError",
+    "tool_timeout": "TimeoutError", "tool_contract_mismatch": "TypeError",
+    "dependency_unavailable": "dependency_unavailable", "tool_error": "KeyError",
+    "quota_exceeded": "RateLimitError", "rate_limit": "RateLimitError",
+    "auth_failed": "AuthenticationError", "timeout": "APITimeoutError",
+    "upstream_error": "InternalServerError", "network_error": "APIConnectionError",
+    "bad_request": "BadRequestError", "context_length_exceeded": "BadRequestError",
+    "content_filtered": "BadRequestError", "unsafe_output": "SafetyError",
+    "invalid_json": "JSONDecodeError", "tool_selection_error": "tool_selection_error",
+}
+
+
 def test_every_taxonomy_type_has_a_case() -> None:
     assert sorted(c[0] for c in CASES) == sorted(default_failure_taxonomy().class_of)
+    assert sorted(PRODUCER_TYPE) == sorted(default_failure_taxonomy().class_of)
 
 
 @pytest.mark.parametrize(("expected", "kwargs", "error_class", "operation"), CASES,
@@ -139,7 +157,8 @@ def test_one_case_per_error_type(expected: str, kwargs: dict[str, Any], error_cl
     if operation:
         assert s.operation.value == operation
     out = classify(s)
-    assert (out.error_type, out.error_class) == (expected, error_class)
+    assert (out.error_category, out.error_class) == (expected, error_class)
+    assert out.error_type == PRODUCER_TYPE[expected]
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
@@ -163,38 +182,56 @@ def test_one_case_per_error_type(expected: str, kwargs: dict[str, Any], error_cl
       "status_message": "Request blocked by policy pii-guard"}, "policy_blocked"),
 ])
 def test_evidence_sources(kwargs: dict[str, Any], expected: str) -> None:
-    assert classify(span(**kwargs)).error_type == expected
+    assert classify(span(**kwargs)).error_category == expected
 
 
 def test_the_same_evidence_is_provider_or_tooling_by_span_kind() -> None:
-    assert classify(span({"error.type": "TimeoutError"})).error_type == "timeout"
-    assert classify(span({**TOOL, "error.type": "TimeoutError"})).error_type == "tool_timeout"
+    assert classify(span({"error.type": "TimeoutError"})).error_category == "timeout"
+    assert classify(span({**TOOL, "error.type": "TimeoutError"})).error_category == (
+        "tool_timeout")
     connection = ("httpx.ConnectError", "[Errno 111] Connection refused")
-    assert classify(span(exception=connection)).error_type == "network_error"
-    assert classify(span(TOOL, exception=connection)).error_type == "dependency_unavailable"
+    assert classify(span(exception=connection)).error_category == "network_error"
+    assert classify(span(TOOL, exception=connection)).error_category == (
+        "dependency_unavailable")
 
 
 def test_timeout_status_is_classified() -> None:
     s = span({"mentat.status": "timeout"}, status_code=0)
     assert s.status is SpanStatus.TIMEOUT
-    assert (classify(s).error_type, classify(s).error_class) == ("timeout", "provider")
+    out = classify(s)
+    # only the status says what failed: the category is the type too
+    assert (out.error_type, out.error_category, out.error_class) == (
+        "timeout", "timeout", "provider")
+
+
+def test_the_producers_type_is_kept_beside_the_category() -> None:
+    out = classify(span({"error.type": "openai.APIConnectionError"},
+                        status_message="Connection error."))
+    assert (out.error_type, out.error_category, out.error_class) == (
+        "openai.APIConnectionError", "network_error", "provider")
+    out = classify(span({"http.response.status_code": 429}))
+    assert (out.error_type, out.error_category) == ("rate_limit", "rate_limit")
 
 
 def test_unmatched_failures_keep_the_producers_type_with_class_unknown() -> None:
     out = classify(span({"error.type": "WeirdVendorError"}))
-    assert (out.error_type, out.error_class) == ("WeirdVendorError", "unknown")
+    assert (out.error_type, out.error_category, out.error_class) == (
+        "WeirdVendorError", "unknown", "unknown")
     out = classify(span(exception=("google.api_core.exceptions.FailedPrecondition",
                                    "400 Precondition check failed.")))
     # "400" in the message is not "error code: 400": no rule matches
-    assert (out.error_type, out.error_class) == ("FailedPrecondition", "unknown")
+    assert (out.error_type, out.error_category, out.error_class) == (
+        "FailedPrecondition", "unknown", "unknown")
     out = classify(span())
-    assert (out.error_type, out.error_class) == ("unknown", "unknown")
+    assert (out.error_type, out.error_category, out.error_class) == (
+        "unknown", "unknown", "unknown")
 
 
 def test_ok_spans_pass_through_untouched() -> None:
     ok = span({"http.response.status_code": 200}, status_code=1)
     assert Classify()([ok])[0] is ok
-    assert (ok.error_type, ok.error_class, ok.error_message_hash) == ("", "", "")
+    assert (ok.error_type, ok.error_category, ok.error_class, ok.error_message_hash) == (
+        "", "", "", "")
 
 
 def test_message_hash_groups_variants_of_one_failure() -> None:
@@ -228,14 +265,17 @@ def test_a_mixed_batch_is_classified_as_columns() -> None:
         "events": [events, "[]", "[]", "[]", "[]", "[]"],
     })
     out = classify_table(table)
-    assert out.column("error_type").to_pylist() == [
+    assert out.column("error_category").to_pylist() == [
         "rate_limit",              # the LAST exception event, by its type
         "tool_timeout",            # timeout status on a tool span
         "tool_contract_mismatch",  # 422 on a tool span
         "network_error",           # the message, whatever the (wrong) 200 says
-        "Boom",                    # no rule: the producer's type
+        "unknown",                 # no rule matches "Boom"
         "unknown",                 # no evidence at all
     ]
+    assert out.column("error_type").to_pylist() == [
+        "RateLimitError", "tool_timeout", "tool_contract_mismatch", "network_error",
+        "Boom", "unknown"]
     assert out.column("error_class").to_pylist() == [
         "provider", "tooling", "tooling", "provider", "unknown", "unknown"]
     assert out.column("exception_message").to_pylist()[0] == "slow down"
@@ -245,8 +285,9 @@ def test_the_processor_classifies_only_failed_spans_of_a_batch() -> None:
     batch = [span(status_code=1), span({"error.type": "RateLimitError"}), span(status_code=0),
              span(TOOL, exception=("KeyError", "'x'"))]
     out = Classify()(batch)
-    assert [(s.error_type, s.error_class) for s in out] == [
-        ("", ""), ("rate_limit", "provider"), ("", ""), ("tool_error", "tooling")]
+    assert [(s.error_type, s.error_category, s.error_class) for s in out] == [
+        ("", "", ""), ("RateLimitError", "rate_limit", "provider"), ("", "", ""),
+        ("KeyError", "tool_error", "tooling")]
 
 
 # --- the rules file ----------------------------------------------------------------------

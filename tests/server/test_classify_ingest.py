@@ -36,7 +36,9 @@ async def test_ingested_failures_are_stored_with_type_and_class(app_client: InPr
             f"/api/v1/traces/{span.trace_id.hex()}/spans/{span.span_id.hex()}")
         assert answer.status_code == 200, answer.text
         got = answer.json()["span"]
-        stored.append((got["status"], got["error_type"], got["error_class"]))
-    assert stored == [("error", "context_length_exceeded", "model"),
-                      ("timeout", "tool_timeout", "tooling"),  # status from error.type
-                      ("ok", "", "")]
+        stored.append((got["status"], got["error_type"], got["error_category"],
+                       got["error_class"]))
+    assert stored == [("error", "BadRequestError", "context_length_exceeded", "model"),
+                      # status from error.type
+                      ("timeout", "TimeoutError", "tool_timeout", "tooling"),
+                      ("ok", "", "", "")]

@@ -14,10 +14,12 @@ spans, :func:`classify_table` reads, as whole columns (``pyarrow.compute``, RE2)
   Anthropic Python SDKs put in their exception messages);
 * the status message and the span status, and whether the span is a tool execution.
 
-Rules are tried in file order; the first match sets ``error_type`` and ``error_class``. A
-producer type that is already a taxonomy value is kept. A failure no rule matches keeps
-the producer's type (``error.type``, else the exception class name without its module),
-else ``"unknown"``, with class ``"unknown"``. ``error_message_hash`` is the first 16 hex
+Rules are tried in file order; the first match sets ``error_category`` (the taxonomy
+value) and ``error_class``; a producer type that is already a taxonomy value is its own
+category. A failure no rule matches has category and class ``"unknown"``.
+``error_type`` stays the producer's value (the OTel ``error.type``, else the exception
+class name without its module), else the category when only a status or HTTP code says
+what failed, else ``"unknown"`` (decision 0009). ``error_message_hash`` is the first 16 hex
 chars of the SHA-256 of the message with numbers, hex ids and quoted values masked, so one
 kind of failure hashes alike across spans.
 """
@@ -104,8 +106,9 @@ def classify_table(table: pa.Table,
         taxonomy: the rules; the shipped ``failure_taxonomy.toml`` when None.
 
     Returns:
-        N rows: ``error_type`` and ``error_class`` (strings), ``exception_message`` (the
-        last exception event's message, JSON-escaped as stored, ``""`` when none).
+        N rows: ``error_type``, ``error_category`` and ``error_class`` (strings),
+        ``exception_message`` (the last exception event's message, JSON-escaped as stored,
+        ``""`` when none).
     """
     taxonomy = taxonomy or default_failure_taxonomy()
     n = table.num_rows
@@ -149,24 +152,27 @@ def classify_table(table: pa.Table,
         chosen = pc.if_else(pc.and_(hit, open_rows), rule.error_type, chosen)
 
     matched = pc.is_valid(chosen)
-    fallback = pc.if_else(pc.not_equal(producer, ""), producer,
-                          pc.if_else(pc.not_equal(exc_type, ""),
-                                     pc.replace_substring_regex(exc_type, pattern=_MODULE,
-                                                                replacement=""),
-                                     "unknown"))
-    error_type = pc.if_else(matched, chosen, fallback)
+    category = pc.fill_null(chosen, UNKNOWN_CLASS)
+    # The producer's own words first (the OTel conformance floor: error.type, else the
+    # exception type); the category only when nothing but a status or code said it.
+    error_type = pc.if_else(pc.not_equal(producer, ""), producer,
+                            pc.if_else(pc.not_equal(exc_type, ""),
+                                       pc.replace_substring_regex(exc_type, pattern=_MODULE,
+                                                                  replacement=""),
+                                       category))
     classes = pa.array(list(taxonomy.class_of.values()), pa.string())
     keys = pa.array(list(taxonomy.class_of), pa.string())
     error_class = pc.if_else(matched, pc.take(classes, pc.index_in(chosen, value_set=keys)),
                              UNKNOWN_CLASS)
-    return pa.table({"error_type": error_type, "error_class": error_class,
-                     "exception_message": exc_message})
+    return pa.table({"error_type": error_type, "error_category": category,
+                     "error_class": error_class, "exception_message": exc_message})
 
 
 class Classify:
     """Processor ``classify``: failure type, class and message hash of failed spans.
 
-    Sets ``error_type``, ``error_class`` and ``error_message_hash`` with one Arrow pass
+    Sets ``error_type``, ``error_category``, ``error_class`` and ``error_message_hash``
+    with one Arrow pass
     (:func:`classify_table`) per batch.
     """
 
@@ -189,11 +195,14 @@ class Classify:
                           for name in INPUT_COLUMNS})
         result = classify_table(table, self.taxonomy)
         columns = zip(result.column("error_type").to_pylist(),
+                      result.column("error_category").to_pylist(),
                       result.column("error_class").to_pylist(),
                       result.column("exception_message").to_pylist(), strict=True)
-        for span, (error_type, error_class, exc_message) in zip(failed, columns, strict=True):
+        for span, (error_type, category, error_class, exc_message) in zip(failed, columns,
+                                                                         strict=True):
             message = span.status_message or _unescape(exc_message)
             span.error_type = error_type
+            span.error_category = category
             span.error_class = error_class
             span.error_message_hash = hash_error_message(message) if message else ""
         return spans
