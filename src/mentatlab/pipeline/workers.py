@@ -87,7 +87,7 @@ def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """``Normalize → Attribute → Price → Classify`` with the current prices.
+    """``Normalize → Attribute → Price → Classify → HashToolArguments``, current prices.
 
     The pipeline every ingest path runs, in the server process or in a worker.
 
@@ -99,9 +99,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from mentatlab.pipeline.classify import Classify
     from mentatlab.pipeline.normalize import Normalize
     from mentatlab.pipeline.price import Price
+    from mentatlab.pipeline.tool_args import HashToolArguments
 
     return Pipeline(Normalize(settings.max_attribute_value_bytes),
-                    [Attribute(), Price.from_settings(settings), Classify()])
+                    [Attribute(), Price.from_settings(settings), Classify(),
+                     HashToolArguments()])
 
 
 def ping() -> bool:
