@@ -260,4 +260,5 @@ def test_bad_bucket_names_the_field(loaded: SpanStore) -> None:
 def test_auto_bucket() -> None:
     assert auto_bucket(timedelta(hours=3)) == "minute"
     assert auto_bucket(timedelta(hours=25)) == "hour"
-    assert auto_bucket(timedelta(days=8)) == "day"
+    assert auto_bucket(timedelta(days=8)) == "hour"
+    assert auto_bucket(timedelta(days=8, minutes=1)) == "day"

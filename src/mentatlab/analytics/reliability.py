@@ -234,13 +234,14 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def auto_bucket(span: timedelta) -> str:
-    """Heatmap bucket for a range: minute up to 3 h, hour up to 7 days, else day.
+    """Heatmap bucket for a range: minute up to 3 h, hour up to 8 days, else day.
 
-    At most 180 minute, 168 hour columns; longer ranges get days.
+    At most 180 minute or 192 hour columns (the default 7-day range, rounded out to whole
+    minutes, stays hourly); longer ranges get days.
     """
     if span <= timedelta(hours=3):
         return "minute"
-    if span <= timedelta(days=7):
+    if span <= timedelta(days=8):
         return "hour"
     return "day"
 
