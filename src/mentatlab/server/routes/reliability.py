@@ -74,11 +74,10 @@ async def reliability(request: Request, caller: Caller, start: StartQ = None,
                           "Heatmap bucket: minute, hour or day; default from the range "
                           "(minute up to 3 h, hour up to 8 days, else day)"))] = None,
                       ) -> dict[str, Any]:
-    """End-to-end and per-step success, errors by class and category, retries, fallbacks,
-    tool-call loops, agent cycles and deadlock suspects over the range and filter.
+    """Success, errors by class and category, retries, fallbacks, loops and cycles.
 
-    Rates are fractions in [0, 1] (null when nothing to divide by). Bad input: 400/422
-    naming the field.
+    End to end (per trace) and per step, over the range and filter. Rates are fractions
+    in [0, 1] (null when nothing to divide by). Bad input: 400/422 naming the field.
     """
     params = _query(start, end, scoped_filter(caller, filter).equals)
     result = await anyio.to_thread.run_sync(get_reliability, server_state(request).store,
