@@ -309,9 +309,10 @@ FROM (
             argMinIf(error_category, start_time, parent_span_id = '') AS root_category,
             countIf(status = 'timeout') AS n_timeout, countIf(status = 'error') AS n_error,
             countIf(is_fallback) > 0 AS fell_back, countIf(is_retry) > 0 AS retried
-        FROM spans FINAL WHERE {parts.where}
-        GROUP BY trace_id HAVING {having}))
-{FINAL_SETTINGS}"""
+        FROM spans WHERE {parts.where}
+        GROUP BY trace_id HAVING {having}))"""
+    # No FINAL: a span's versions (rewrites by attribution or reprice) share its status,
+    # parent, start and flags, and every aggregate here is one a duplicate cannot move.
     row = store.query_arrow(sql, parts.binds).to_pylist()[0]
     n, ok, err, tmo, ended, fb, rt = _ints(row, "n", "ok", "err", "tmo", "ended_tmo", "fb",
                                            "rt")
@@ -330,12 +331,14 @@ def _step_rows(rows: Iterable[Mapping[str, Any]], with_step: bool) -> list[StepR
 def _error_rows(store: SpanStore, params: QueryParams, num_spans: int, num_failed: int
                 ) -> tuple[list[ErrorRow], list[ErrorRow]]:
     parts = build_where(params.time_range, params.filters)
+    # Distinct spans rather than FINAL: failed spans are few, and a span's versions share
+    # its status and classification (set once at ingest).
     sql = f"""
 SELECT if(error_class = '', '{_UNKNOWN}', error_class) AS cls,
     if(error_category = '', '{_UNKNOWN}', error_category) AS cat,
-    toInt64(count()) AS num_failed
-FROM spans FINAL WHERE {parts.where} AND {_FAILED}
-GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat {FINAL_SETTINGS}"""
+    toInt64(uniqExact(trace_id, span_id)) AS num_failed
+FROM spans WHERE {parts.where} AND {_FAILED}
+GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat"""
     rows = store.query_arrow(sql, parts.binds).to_pylist()
     by_category = [ErrorRow(str(r["cls"]), str(r["cat"]), int(r["num_failed"]),
                             int(r["num_failed"]) / num_spans, int(r["num_failed"]) / num_failed)
@@ -370,29 +373,35 @@ GROUP BY bucket, operation, step ORDER BY bucket, operation, step {FINAL_SETTING
 def _loops(store: SpanStore, params: QueryParams) -> tuple[list[LoopRow], int]:
     parts = build_where(params.time_range, params.filters)
     n = parts.bind(LOOP_MIN_CALLS, "UInt32")
-    groups = f"""
-SELECT trace_id, tool_name, tool_args_hash, toInt64(count()) AS num_calls,
-    arraySlice(arraySort(groupArray(span_id)), 1, 20) AS span_ids
-FROM spans FINAL
-WHERE {parts.where} AND operation = 'tool' AND tool_args_hash != '' AND NOT is_retry
-GROUP BY trace_id, tool_name, tool_args_hash HAVING num_calls >= {n}"""
+    # One pass, no FINAL: calls are counted as distinct span ids (a span's versions share
+    # its tool, arguments hash and retry flag), then the loop groups are folded into the
+    # count of traces and the MAX_LISTED with the most calls.
     sql = f"""
-SELECT * FROM ({groups}) AS g
-ORDER BY num_calls DESC, trace_id, tool_name, tool_args_hash LIMIT {MAX_LISTED}
-{FINAL_SETTINGS}"""
-    rows = store.query_arrow(sql, parts.binds).to_pylist()
-    count_sql = f"SELECT toInt64(uniqExact(trace_id)) AS n FROM ({groups}) {FINAL_SETTINGS}"
-    num_traces = int(store.query_arrow(count_sql, parts.binds).to_pylist()[0]["n"])
-    return [LoopRow(str(r["trace_id"]), str(r["tool_name"]), str(r["tool_args_hash"]),
-                    int(r["num_calls"]), [str(s) for s in r["span_ids"]]) for r in rows], \
-        num_traces
+SELECT toInt64(uniqExact(trace_id)) AS num_traces,
+    arraySlice(arraySort(x -> (-x.4, x.1, x.2, x.3),
+        groupArray((trace_id, tool_name, tool_args_hash, num_calls, span_ids))),
+        1, {MAX_LISTED}) AS loops
+FROM (
+    SELECT trace_id, tool_name, tool_args_hash, toInt64(uniqExact(span_id)) AS num_calls,
+        arraySlice(arraySort(groupUniqArray(span_id)), 1, 20) AS span_ids
+    FROM spans
+    WHERE {parts.where} AND operation = 'tool' AND tool_args_hash != '' AND NOT is_retry
+    GROUP BY trace_id, tool_name, tool_args_hash HAVING num_calls >= {n})"""
+    row = store.query_arrow(sql, parts.binds).to_pylist()[0]
+    loops = []
+    for item in row["loops"] or []:
+        values = list(item.values()) if isinstance(item, dict) else list(item)
+        trace_id, tool, args_hash, calls, span_ids = values
+        loops.append(LoopRow(str(trace_id), str(tool), str(args_hash), int(calls),
+                             [str(x) for x in span_ids]))
+    return loops, int(row["num_traces"] or 0)
 
 
 def _ended_in_timeout(spans: Sequence[Mapping[str, Any]]) -> bool:
     """The SQL outcome rule of :func:`_trace_outcomes`, for one trace's spans."""
     roots = [s for s in spans if not s["parent_span_id"]]
     if roots:
-        root = min(roots, key=lambda s: s["start_time"])
+        root = min(roots, key=lambda s: s["start_ns"])
         return root["status"] == "timeout" or root["error_category"] in TIMEOUT_CATEGORIES
     return any(s["status"] == "timeout" for s in spans)
 
@@ -400,20 +409,33 @@ def _ended_in_timeout(spans: Sequence[Mapping[str, Any]]) -> bool:
 def _cycles(store: SpanStore, params: QueryParams
             ) -> tuple[list[AgentCycle], int, list[AgentCycle], int, bool]:
     parts, having = _trace_parts(params)
+    # No FINAL: agent spans are counted as distinct span ids, and a span's versions are
+    # folded below, the newest (highest revision) winning, as FINAL would.
     candidates = f"""
-SELECT trace_id FROM spans FINAL WHERE {parts.where}
+SELECT trace_id FROM spans WHERE {parts.where}
 GROUP BY trace_id
 HAVING uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2
-    AND countIf(operation = 'agent') > uniqExactIf({AGENT_EXPR}, operation = 'agent')
+    AND uniqExactIf(span_id, operation = 'agent')
+        > uniqExactIf({AGENT_EXPR}, operation = 'agent')
     AND {having}
 ORDER BY trace_id LIMIT {MAX_CYCLE_TRACES + 1}"""
     sql = f"""
-SELECT trace_id, span_id, parent_span_id, start_time, status, error_category,
-    if(operation = 'agent', {AGENT_EXPR}, '') AS agent
-FROM spans FINAL WHERE {parts.where} AND trace_id IN ({candidates}) {FINAL_SETTINGS}"""
+SELECT trace_id, span_id, parent_span_id, toInt64(toUnixTimestamp64Nano(start_time)) AS start_ns,
+    status, error_category, if(operation = 'agent', {AGENT_EXPR}, '') AS agent
+FROM spans WHERE {parts.where} AND trace_id IN ({candidates})
+ORDER BY trace_id, span_id, revision, ingested_at_ns"""
+    columns = store.query_arrow(sql, parts.binds).to_pydict()  # columns: no dict per row
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for trace_id, span_id, parent, start_ns, status, category, agent in zip(
+            columns["trace_id"], columns["span_id"], columns["parent_span_id"],
+            columns["start_ns"], columns["status"], columns["error_category"],
+            columns["agent"], strict=True):
+        latest[(trace_id, span_id)] = {"span_id": span_id, "parent_span_id": parent,
+                                       "start_ns": start_ns, "status": status,
+                                       "error_category": category, "agent": agent}
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
-        by_trace[str(row["trace_id"])].append(row)
+    for (trace_id, _), row in latest.items():
+        by_trace[trace_id].append(row)
     truncated = len(by_trace) > MAX_CYCLE_TRACES
     cycles: list[AgentCycle] = []
     for trace_id in sorted(by_trace)[:MAX_CYCLE_TRACES]:
