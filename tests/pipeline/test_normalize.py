@@ -71,8 +71,9 @@ def test_real_sdk_spans_through_the_real_decoder() -> None:
     agent_span = by_name["invoke_agent Support"]
     assert (agent_span.operation, agent_span.usage_is_rollup) == (Operation.AGENT, True)
     tool_span = by_name["execute_tool lookup"]
-    assert (tool_span.status, tool_span.tool_name, tool_span.error_type) == (
-        SpanStatus.ERROR, "lookup", "rate_limit")
+    assert (tool_span.status, tool_span.tool_name, tool_span.error_type,
+            tool_span.error_category) == (SpanStatus.ERROR, "lookup", "HTTPStatusError",
+                                          "rate_limit")
     assert len(tool_span.error_message_hash) == 16
 
 

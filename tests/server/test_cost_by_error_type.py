@@ -16,11 +16,19 @@ async def test_cost_groups_errors_by_error_type(app_client: InProcess) -> None:
     answer = await app_client.client.get("/api/v1/cost", params={"group_by": "error_type"})
     assert answer.status_code == 200, answer.text
     rows = {r["error_type"]: r for r in answer.json()["rows"]}
-    # the pipeline normalizes the types; an error without one is "unknown"
+    # error_type keeps the producer's error.type; an error without one is "unknown"
     assert {k: (r["num_spans"], r["error_spans"]) for k, r in rows.items()} == {
-        "rate_limit": (3, 3), "APIConnectionError": (1, 1), "unknown": (1, 1), "": (1, 0)}
+        "RateLimitError": (3, 3), "APIConnectionError": (1, 1), "unknown": (1, 1), "": (1, 0)}
     filtered = await app_client.client.get("/api/v1/cost", params={
         "group_by": "error_type", "filter": "status=error,project=acme"})
     assert sum(r["error_spans"] for r in filtered.json()["rows"]) == 5
+    by_class = await app_client.client.get("/api/v1/cost", params={"group_by": "error_class"})
+    assert {r["error_class"]: (r["num_spans"], r["error_spans"])
+            for r in by_class.json()["rows"]} == {
+        "provider": (4, 4), "unknown": (1, 1), "": (1, 0)}
+    only = await app_client.client.get("/api/v1/cost", params={
+        "group_by": "error_category", "filter": "error_class=provider"})
+    assert sorted((r["error_category"], r["num_spans"]) for r in only.json()["rows"]) == [
+        ("network_error", 1), ("rate_limit", 3)]
     bad = await app_client.client.get("/api/v1/cost", params={"group_by": "error_kind"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "group_by"

@@ -35,6 +35,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
+    # lists trace and span ids, agent and tool names: an engineer's view, as the traces
+    ("GET", "/api/v1/analytics/reliability"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,
     ("WS", "/api/v1/live"): _P.READ_SPANS,
     ("WS", "/api/v1/live/stats"): _P.READ_USAGE,
@@ -79,6 +81,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/cost"): _P.READ_USAGE,
     ("GET", "/models"): _P.READ_USAGE,
     ("GET", "/ops"): _P.READ_SPANS,
+    ("GET", "/reliability"): _P.READ_SPANS,
     ("GET", "/traces"): _P.READ_SPANS,
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,

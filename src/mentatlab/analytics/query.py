@@ -74,9 +74,12 @@ GROUP_BY_COLUMNS: Mapping[str, str] = {
     "status": "status",
     "service_name": "service_name",
     "error_type": "error_type",
+    "error_category": "error_category",
+    "error_class": "error_class",
 }
-"""Names a query may group by, and the SQL expression of each (``error_type`` is in no
-aggregate: grouping by it reads raw spans)."""
+"""Names a query may group by, and the SQL expression of each (``error_type``,
+``error_category`` and ``error_class`` are in no aggregate: grouping by them reads raw
+spans)."""
 
 FILTER_COLUMNS: Mapping[str, str] = {
     **GROUP_BY_COLUMNS,

@@ -20,7 +20,7 @@ from mentatlab.cli._format import format_count, format_money
 
 __all__ = ["app", "latency_table", "peers_table"]
 
-app = typer.Typer(help="Performance: latency percentiles and agent peer ranks.",
+app = typer.Typer(help="Trace analytics: latency percentiles, peer ranks, reliability.",
                   no_args_is_help=True)
 
 UrlOpt = Annotated[str | None, typer.Option(help="Server URL (MENTATLAB_URL).")]

@@ -23,6 +23,7 @@ from mentatlab.cli import (
     migrate,
     quotas,
     recommendations,
+    reliability,
     serve,
     spans,
 )
@@ -43,6 +44,7 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(analytics.app, name="analytics")
+analytics.app.command("reliability")(reliability.reliability)
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)

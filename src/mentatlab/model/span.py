@@ -121,6 +121,11 @@ class CanonicalSpan:
     """The producer's own operation name (``gen_ai.operation.name`` vocabulary:
     ``chat``, ``text_completion``, ``execute_tool``, ``invoke_agent``...), ``""`` if none."""
     tool_name: str = ""
+    tool_args_hash: str = ""
+    """Hash of a tool-execution span's call arguments (16 hex chars of SHA-256 of the
+    argument text as stored in ``attributes``; :mod:`mentatlab.pipeline.tool_args`), so
+    repeated identical calls can be found without keeping the text twice; ``""`` when the
+    span is no tool execution or records no arguments."""
     attempt: int = 1
     is_retry: bool = False
     is_fallback: bool = False
@@ -170,6 +175,16 @@ class CanonicalSpan:
     or ``""`` (nothing to price)."""
     # outcome
     error_type: str = ""
+    """The producer's failure type: ``error.type``, else the exception class name (module
+    stripped), else ``error_category`` when only a status or HTTP code says what failed,
+    else ``unknown``; ``""`` when the span did not fail."""
+    error_category: str = ""
+    """Failure taxonomy value (``rate_limit``, ``context_length_exceeded``, ...;
+    docs/decisions/0009), ``unknown`` when no rule matched, ``""`` when the span did not
+    fail."""
+    error_class: str = ""
+    """Class of ``error_category``: ``provider``, ``model``, ``tooling``, ``workflow``,
+    ``governance``, ``unknown`` (no rule matched); ``""`` when the span did not fail."""
     error_message_hash: str = ""
     policy_id: str = ""
     policy_result: str = ""

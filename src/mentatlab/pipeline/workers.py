@@ -87,9 +87,10 @@ def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """``Normalize → Attribute → Price → Classify → PromptPrefix`` with the current prices.
+    """The pipeline every ingest path runs, in the server process or in a worker.
 
-    The pipeline every ingest path runs, in the server process or in a worker.
+    ``Normalize → Attribute → Price → Classify → PromptPrefix → HashToolArguments``, with the
+    current prices.
 
     Raises:
         ConfigError: the pricing file is invalid.
@@ -100,10 +101,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from mentatlab.pipeline.normalize import Normalize
     from mentatlab.pipeline.price import Price
     from mentatlab.pipeline.prompt_prefix import PromptPrefix
+    from mentatlab.pipeline.tool_args import HashToolArguments
 
     return Pipeline(Normalize(settings.max_attribute_value_bytes),
                     [Attribute(), Price.from_settings(settings), Classify(),
-                     PromptPrefix()])
+                     PromptPrefix(), HashToolArguments()])
 
 
 def ping() -> bool:

@@ -61,6 +61,8 @@ VIEWS: Final = (
     View("/ops", "Ops", True, "Live request rate, errors and latency percentiles."),
     View("/cost", "Cost", True, "Spend by any dimension, crossed, with CSV export."),
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
+    View("/reliability", "Reliability", True,
+         "Success, failures by category, retries, fallbacks, loops and agent cycles."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/performance", "Performance", True,
@@ -538,6 +540,19 @@ async def trace_page(request: Request, trace_id: str) -> HTMLResponse:
     return _render(request, "trace.html", title=f"Trace {trace_id[:32]}", trace_id=trace_id,
                    back=f"{request.scope.get('root_path', '')}/traces"
                         + (f"?{query}" if query else ""))
+
+
+@router.get("/reliability", response_class=HTMLResponse)
+async def reliability_page(request: Request) -> HTMLResponse:
+    """Reliability: rates, the failure heatmap, the taxonomy and the loops and cycles.
+
+    All from ``/api/v1/analytics/reliability``; the taxonomy links to the trace list
+    filtered to a class or category, loops and cycles to their traces.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    return _render(request, "reliability.html", title="Reliability")
 
 
 def _coming_page(view: View) -> Any:

@@ -280,3 +280,67 @@ export function drawHistogram(element, bounds, counts) {
   }
   return chart;
 }
+
+/**
+ * Draw a failure heatmap: the reliability API's `heatmap` (`steps`, `cells` with
+ * `bucket`, `step`, `num_spans`, `num_failed`) as steps (rows) × time buckets (columns,
+ * in the display time zone), coloured by failed spans. Returns the chart.
+ */
+export function drawFailureHeatmap(element, heatmap) {
+  const echarts = window.echarts;
+  const chart = echarts.init(element, null, { renderer: "canvas" });
+  const zone = displayZone();
+  const buckets = [...new Set(heatmap.cells.map((c) => c.bucket))].sort();
+  const steps = [...heatmap.steps].reverse(); // most failures on top
+  const seconds = false;
+  const label = (iso) => formatInstant(iso, seconds, zone);
+  const data = heatmap.cells.map((c) => [buckets.indexOf(c.bucket), steps.indexOf(c.step),
+    c.num_failed, c.num_spans]);
+  const most = Math.max(1, ...heatmap.cells.map((c) => c.num_failed));
+  const option = () => {
+    const text = cssColor("--muted");
+    return {
+      animation: false,
+      grid: { left: 8, right: 16, top: 8, bottom: 56, containLabel: true },
+      tooltip: {
+        formatter: (p) => `${escapeHtml(steps[p.data[1]])}<br>${escapeHtml(label(buckets[p.data[0]]))}`
+          + ` ${escapeHtml(zone)} (${escapeHtml(heatmap.bucket)})<br>`
+          + `${formatCount(p.data[2])} failed of ${formatCount(p.data[3])} spans`,
+      },
+      xAxis: {
+        type: "category",
+        data: buckets.map(label),
+        axisLabel: { color: text, hideOverlap: true },
+        axisLine: { lineStyle: { color: cssColor("--border") } },
+      },
+      yAxis: {
+        type: "category",
+        data: steps,
+        axisLabel: { color: text, width: 140, overflow: "truncate" },
+      },
+      visualMap: {
+        dimension: 2, // failed spans (3 is the spans of the cell, for the tooltip)
+        min: 0,
+        max: most,
+        text: [`${formatCount(most)} failed`, "0"],
+        calculable: false,
+        orient: "horizontal",
+        left: "center",
+        bottom: 0,
+        itemHeight: 120,
+        textStyle: { color: text },
+        inRange: { color: [cssColor("--surface"), cssColor("--error")] },
+      },
+      series: [{
+        type: "heatmap",
+        name: "Failed spans",
+        data,
+        emphasis: { itemStyle: { borderColor: cssColor("--text"), borderWidth: 1 } },
+      }],
+    };
+  };
+  chart.setOption(option());
+  window.addEventListener("resize", () => chart.resize());
+  document.addEventListener("mentat:theme", () => chart.setOption(option()));
+  return chart;
+}

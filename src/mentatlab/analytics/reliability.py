@@ -1,0 +1,510 @@
+"""Reliability: how often runs and their steps succeed, how they fail, retry, fall back and loop.
+
+Scope. Span figures (steps, operations, errors, retries, loops) count the spans in the
+time range that meet every filter condition. Trace figures (end-to-end success,
+fallback activation, timeouts, cycles) count the traces having such a span, each judged
+by its spans in the range that the caller's tenancy allows (the filter's ``org_id``,
+``workspace_id`` and ``project_id``), as the trace list does. A span *failed* when its
+status is ``error`` or ``timeout``.
+
+Definitions (docs/api.md, "Reliability"):
+
+* **End-to-end success** (per trace): the trace's outcome is its root span's status (the
+  earliest span without a parent); a trace whose root is not in the range is ``timeout``
+  if any span timed out, else ``error`` if any failed, else ``ok``. A failed attempt
+  that a retry recovered does not fail the trace when the root ends ``ok``.
+  ``success_rate = traces with outcome ok / traces``.
+* **Ended in a timeout**: outcome ``timeout``, or a root whose ``error_category`` is one
+  of :data:`TIMEOUT_CATEGORIES`.
+* **Step**: a span's ``step`` attribute when the producer set one (``mentat.step``, an
+  agent framework's node name), else its span ``name``; steps are counted per
+  ``operation`` (``chat``/``tool``/``agent``/...). Per-step success rate = spans of the
+  step that did not fail / spans of the step.
+* **Error rate by category**: failed spans of an ``error_class`` / ``error_category``
+  (decision 0009; ``""`` read as ``unknown``) over all spans in scope; ``share`` is over
+  failed spans.
+* **Retry rate** = spans with ``is_retry`` / spans. A retry **succeeded** when the retry
+  attempt itself (the span marked ``is_retry``) ended ``ok``; retry success rate =
+  such spans / retry spans.
+* **Fallback activation rate** = traces with at least one ``is_fallback`` span / traces.
+* **Loop** (``loop_detected``): one trace calls the same tool (``tool_name``) with the
+  same arguments (``tool_args_hash``, hashed at ingest by
+  :mod:`mentatlab.pipeline.tool_args`) at least :data:`LOOP_MIN_CALLS` times, retries
+  (``is_retry``) not counted; tool spans without recorded arguments never count.
+  Computed in SQL at query time over the stored hash.
+* **Cycle**: an agent that is its own ancestor through at least one *other* agent (A →
+  B → A) in one trace's call graph. Agents are ``operation = agent`` spans, identified
+  by their own ``agent_id`` (not one inherited from an ancestor), else their span name;
+  the graph is the spans' parent links, other spans in between passing through. Direct
+  recursion (A → A, an agent calling itself with no other agent between) is not a cycle:
+  it is an agent's own loop, not agents waiting on each other; A → A → B → A is one.
+  Only traces with at least two distinct agents and a repeated agent can hold one; at
+  most :data:`MAX_CYCLE_TRACES` such traces are examined (lowest trace ids first,
+  ``truncated`` says when more exist), in Python over their parent links.
+* **Deadlock suspect**: a trace that ended in a timeout and holds a cycle.
+
+Lists (loops, cycles, deadlock suspects) hold at most :data:`MAX_LISTED` entries;
+counts are over every trace examined.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from mentatlab.analytics.query import (
+    BUCKETS,
+    FILTER_COLUMNS,
+    FINAL_SETTINGS,
+    QueryParams,
+    SqlParts,
+    build_where,
+)
+from mentatlab.errors import ValidationError
+from mentatlab.storage.base import SpanStore
+
+__all__ = [
+    "HEATMAP_STEPS",
+    "LOOP_MIN_CALLS",
+    "MAX_CYCLE_TRACES",
+    "MAX_LISTED",
+    "MAX_STEPS",
+    "TIMEOUT_CATEGORIES",
+    "AgentCycle",
+    "ErrorRow",
+    "Heatmap",
+    "LoopRow",
+    "Reliability",
+    "StepRow",
+    "TraceOutcomes",
+    "auto_bucket",
+    "find_agent_cycle",
+    "get_reliability",
+]
+
+LOOP_MIN_CALLS: Final = 3
+"""Identical tool calls in one trace that make a loop. Two identical calls are often a
+deliberate re-check or a retry the producer did not mark; a third is the agent going
+round (LangGraph's and OpenAI Agents' own loop guards count turns, not calls, so there
+is no standard number; 3 is the smallest that is not an ordinary repeat)."""
+MAX_LISTED: Final = 100
+"""Most loops, cycles and deadlock suspects listed (counts cover all)."""
+MAX_STEPS: Final = 100
+"""Most steps listed, by failures then spans (``steps_truncated`` says when more exist)."""
+HEATMAP_STEPS: Final = 20
+"""Steps in the failure heatmap: the steps with the most failures."""
+MAX_CYCLE_TRACES: Final = 10_000
+"""Most candidate traces examined for agent cycles per request."""
+TIMEOUT_CATEGORIES: Final = ("timeout", "tool_timeout", "approval_timeout")
+"""Root error categories that mean the run ended in a timeout (decision 0009)."""
+TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
+"""Filter names that fence which spans are read; other conditions pick traces."""
+
+STEP_EXPR: Final = "if(step != '', step, name)"
+"""SQL of a span's step (see the module doc)."""
+AGENT_EXPR: Final = "if(agent_id != '' AND bitAnd(inherited, 1) = 0, agent_id, name)"
+"""SQL of an agent span's identity: its own agent id (inherited bit 0 clear), else name."""
+_FAILED = "status != 'ok'"
+_UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """Spans of one operation (and step), how many failed, and the success rate."""
+
+    operation: str
+    step: str | None
+    """The step (None in per-operation rows)."""
+    num_spans: int
+    num_failed: int
+    success_rate: float
+    """``(num_spans - num_failed) / num_spans``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    """Failed spans of one error class (and category)."""
+
+    error_class: str
+    error_category: str | None
+    """The category (None in per-class rows)."""
+    num_failed: int
+    error_rate: float
+    """``num_failed`` / spans in scope."""
+    share: float
+    """``num_failed`` / failed spans in scope."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopRow:
+    """One tool called repeatedly with the same arguments in one trace."""
+
+    trace_id: str
+    tool_name: str
+    tool_args_hash: str
+    num_calls: int
+    span_ids: list[str]
+    """The calls' span ids, sorted, at most 20."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCycle:
+    """A cycle in one trace's agent call graph."""
+
+    trace_id: str
+    agents: list[str]
+    """The path, outermost first, starting and ending with the same agent: A, B, A."""
+    span_id: str
+    """The agent span that closes the cycle (the inner A)."""
+    timed_out: bool
+    """The trace ended in a timeout (a deadlock suspect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceOutcomes:
+    """Trace-level counts."""
+
+    num_traces: int
+    num_ok: int
+    num_error: int
+    num_timeout: int
+    """Outcome ``timeout``."""
+    num_ended_in_timeout: int
+    """Outcome ``timeout`` or a root failing with a timeout category."""
+    num_with_fallback: int
+    num_with_retry: int
+    success_rate: float | None
+    """``num_ok / num_traces``; None without traces."""
+    fallback_rate: float | None
+    """``num_with_fallback / num_traces``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heatmap:
+    """Failures per step (rows) and time bucket (columns), as a sparse list of cells."""
+
+    bucket: str
+    """``minute``, ``hour`` or ``day`` (UTC)."""
+    steps: list[str]
+    """``operation/step`` labels, most failures first (at most :data:`HEATMAP_STEPS`)."""
+    cells: list[dict[str, Any]]
+    """``bucket`` (UTC start), ``step`` (label), ``num_spans``, ``num_failed``; only
+    buckets with spans of the step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    """The answer of :func:`get_reliability`."""
+
+    num_spans: int
+    num_failed: int
+    span_success_rate: float | None
+    traces: TraceOutcomes
+    operations: list[StepRow]
+    steps: list[StepRow]
+    steps_truncated: bool
+    errors_by_class: list[ErrorRow]
+    errors_by_category: list[ErrorRow]
+    num_retries: int
+    num_retries_ok: int
+    retry_rate: float | None
+    """Retry spans / spans."""
+    retry_success_rate: float | None
+    """Retry spans that ended ``ok`` / retry spans; None without retries."""
+    num_fallback_spans: int
+    loops: list[LoopRow]
+    num_loop_traces: int
+    loop_rate: float | None
+    """Traces with a loop / traces."""
+    cycles: list[AgentCycle]
+    num_cycle_traces: int
+    deadlock_suspects: list[AgentCycle]
+    num_deadlock_suspects: int
+    cycles_truncated: bool
+    """More than :data:`MAX_CYCLE_TRACES` candidate traces; counts cover the first."""
+    heatmap: Heatmap
+    loop_min_calls: int = LOOP_MIN_CALLS
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def auto_bucket(span: timedelta) -> str:
+    """Heatmap bucket for a range: minute up to 3 h, hour up to 8 days, else day.
+
+    At most 180 minute or 192 hour columns (the default 7-day range, rounded out to whole
+    minutes, stays hourly); longer ranges get days.
+    """
+    if span <= timedelta(hours=3):
+        return "minute"
+    if span <= timedelta(days=8):
+        return "hour"
+    return "day"
+
+
+def find_agent_cycle(parents: Mapping[str, str], agents: Mapping[str, str]
+                     ) -> tuple[list[str], str] | None:
+    """The first agent cycle of one trace, or None.
+
+    Args:
+        parents: span id → parent span id (``""`` for a root) of every span of the trace.
+        agents: span id → agent identity, for the agent spans only.
+
+    Returns:
+        (path outermost first, e.g. ``["A", "B", "A"]``; the span id of the inner agent
+        closing it), for the agent span with the smallest id holding one; None when no
+        agent is its own ancestor through another agent (direct recursion A → A is not
+        a cycle). Parent links that loop (bad data) stop the walk.
+    """
+    for span_id in sorted(agents):
+        me = agents[span_id]
+        chain = [me]  # agent identities from this span upwards, repeats collapsed
+        seen = {span_id}
+        parent = parents.get(span_id, "")
+        while parent and parent not in seen:
+            seen.add(parent)
+            agent = agents.get(parent)
+            if agent is not None and agent != chain[-1]:
+                chain.append(agent)
+                if agent == me:
+                    return list(reversed(chain)), span_id
+            parent = parents.get(parent, "")
+    return None
+
+
+def _ints(row: Mapping[str, Any], *names: str) -> list[int]:
+    return [int(row[n] or 0) for n in names]
+
+
+def _trace_parts(params: QueryParams) -> tuple[SqlParts, str]:
+    """WHERE over the tenancy (and range) and the HAVING that picks the traces."""
+    parts = build_where(params.time_range, {k: v for k, v in params.filters.items()
+                                            if k in TENANCY_FILTERS})
+    having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
+              for k, v in params.filters.items() if k not in TENANCY_FILTERS]
+    return parts, " AND ".join(having) or "1"
+
+
+_OUTCOME = ("if(has_root, root_status, multiIf(n_timeout > 0, 'timeout', n_error > 0, "
+            "'error', 'ok'))")
+_TIMEOUT_LIST = ", ".join(f"'{c}'" for c in TIMEOUT_CATEGORIES)
+_TIMED_OUT = f"(outcome = 'timeout' OR (has_root AND root_category IN ({_TIMEOUT_LIST})))"
+
+
+def _trace_outcomes(store: SpanStore, params: QueryParams) -> TraceOutcomes:
+    parts, having = _trace_parts(params)
+    sql = f"""
+SELECT toInt64(count()) AS n, toInt64(countIf(outcome = 'ok')) AS ok,
+    toInt64(countIf(outcome = 'error')) AS err, toInt64(countIf(outcome = 'timeout')) AS tmo,
+    toInt64(countIf({_TIMED_OUT})) AS ended_tmo, toInt64(countIf(fell_back)) AS fb,
+    toInt64(countIf(retried)) AS rt
+FROM (
+    SELECT has_root, root_category, fell_back, retried, {_OUTCOME} AS outcome FROM (
+        SELECT trace_id, countIf(parent_span_id = '') > 0 AS has_root,
+            argMinIf(status, start_time, parent_span_id = '') AS root_status,
+            argMinIf(error_category, start_time, parent_span_id = '') AS root_category,
+            countIf(status = 'timeout') AS n_timeout, countIf(status = 'error') AS n_error,
+            countIf(is_fallback) > 0 AS fell_back, countIf(is_retry) > 0 AS retried
+        FROM spans WHERE {parts.where}
+        GROUP BY trace_id HAVING {having}))"""
+    # No FINAL: a span's versions (rewrites by attribution or reprice) share its status,
+    # parent, start and flags, and every aggregate here is one a duplicate cannot move.
+    row = store.query_arrow(sql, parts.binds).to_pylist()[0]
+    n, ok, err, tmo, ended, fb, rt = _ints(row, "n", "ok", "err", "tmo", "ended_tmo", "fb",
+                                           "rt")
+    return TraceOutcomes(n, ok, err, tmo, ended, fb, rt, _rate(ok, n), _rate(fb, n))
+
+
+def _step_rows(rows: Iterable[Mapping[str, Any]], with_step: bool) -> list[StepRow]:
+    out = []
+    for r in rows:
+        n, failed = _ints(r, "num_spans", "num_failed")
+        out.append(StepRow(str(r["operation"]), str(r["step"]) if with_step else None, n,
+                           failed, (n - failed) / n if n else 0.0))
+    return out
+
+
+def _error_rows(store: SpanStore, params: QueryParams, num_spans: int, num_failed: int
+                ) -> tuple[list[ErrorRow], list[ErrorRow]]:
+    parts = build_where(params.time_range, params.filters)
+    # Distinct spans rather than FINAL: failed spans are few, and a span's versions share
+    # its status and classification (set once at ingest).
+    sql = f"""
+SELECT if(error_class = '', '{_UNKNOWN}', error_class) AS cls,
+    if(error_category = '', '{_UNKNOWN}', error_category) AS cat,
+    toInt64(uniqExact(trace_id, span_id)) AS num_failed
+FROM spans WHERE {parts.where} AND {_FAILED}
+GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat"""
+    rows = store.query_arrow(sql, parts.binds).to_pylist()
+    by_category = [ErrorRow(str(r["cls"]), str(r["cat"]), int(r["num_failed"]),
+                            int(r["num_failed"]) / num_spans, int(r["num_failed"]) / num_failed)
+                   for r in rows]
+    totals: dict[str, int] = defaultdict(int)
+    for r in by_category:
+        totals[r.error_class] += r.num_failed
+    by_class = [ErrorRow(cls, None, n, n / num_spans, n / num_failed)
+                for cls, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return by_class, by_category
+
+
+def _heatmap(store: SpanStore, params: QueryParams, steps: Sequence[StepRow], bucket: str
+             ) -> Heatmap:
+    hot = [s for s in steps if s.num_failed > 0][:HEATMAP_STEPS]
+    if not hot:
+        return Heatmap(bucket, [], [])
+    parts = build_where(params.time_range, params.filters)
+    pairs = ", ".join(f"({parts.bind(s.operation, 'String')}, {parts.bind(s.step, 'String')})"
+                      for s in hot)
+    sql = f"""
+SELECT {BUCKETS[bucket]} AS bucket, operation, {STEP_EXPR} AS step,
+    toInt64(count()) AS num_spans, toInt64(countIf({_FAILED})) AS num_failed
+FROM spans FINAL WHERE {parts.where} AND (operation, {STEP_EXPR}) IN ({pairs})
+GROUP BY bucket, operation, step ORDER BY bucket, operation, step {FINAL_SETTINGS}"""
+    cells = [{"bucket": r["bucket"], "step": f"{r['operation']}/{r['step']}",
+              "num_spans": int(r["num_spans"]), "num_failed": int(r["num_failed"])}
+             for r in store.query_arrow(sql, parts.binds).to_pylist()]
+    return Heatmap(bucket, [f"{s.operation}/{s.step}" for s in hot], cells)
+
+
+def _loops(store: SpanStore, params: QueryParams) -> tuple[list[LoopRow], int]:
+    parts = build_where(params.time_range, params.filters)
+    n = parts.bind(LOOP_MIN_CALLS, "UInt32")
+    # One pass, no FINAL: calls are counted as distinct span ids (a span's versions share
+    # its tool, arguments hash and retry flag), then the loop groups are folded into the
+    # count of traces and the MAX_LISTED with the most calls.
+    sql = f"""
+SELECT toInt64(uniqExact(trace_id)) AS num_traces,
+    arraySlice(arraySort(x -> (-x.4, x.1, x.2, x.3),
+        groupArray((trace_id, tool_name, tool_args_hash, num_calls, span_ids))),
+        1, {MAX_LISTED}) AS loops
+FROM (
+    SELECT trace_id, tool_name, tool_args_hash, toInt64(uniqExact(span_id)) AS num_calls,
+        arraySlice(arraySort(groupUniqArray(span_id)), 1, 20) AS span_ids
+    FROM spans
+    WHERE {parts.where} AND operation = 'tool' AND tool_args_hash != '' AND NOT is_retry
+    GROUP BY trace_id, tool_name, tool_args_hash HAVING num_calls >= {n})"""
+    row = store.query_arrow(sql, parts.binds).to_pylist()[0]
+    loops = []
+    for item in row["loops"] or []:
+        values = list(item.values()) if isinstance(item, dict) else list(item)
+        trace_id, tool, args_hash, calls, span_ids = values
+        loops.append(LoopRow(str(trace_id), str(tool), str(args_hash), int(calls),
+                             [str(x) for x in span_ids]))
+    return loops, int(row["num_traces"] or 0)
+
+
+def _ended_in_timeout(spans: Sequence[Mapping[str, Any]]) -> bool:
+    """The SQL outcome rule of :func:`_trace_outcomes`, for one trace's spans."""
+    roots = [s for s in spans if not s["parent_span_id"]]
+    if roots:
+        root = min(roots, key=lambda s: s["start_ns"])
+        return root["status"] == "timeout" or root["error_category"] in TIMEOUT_CATEGORIES
+    return any(s["status"] == "timeout" for s in spans)
+
+
+def _cycles(store: SpanStore, params: QueryParams
+            ) -> tuple[list[AgentCycle], int, list[AgentCycle], int, bool]:
+    parts, having = _trace_parts(params)
+    # No FINAL: agent spans are counted as distinct span ids, and a span's versions are
+    # folded below, the newest (highest revision) winning, as FINAL would.
+    candidates = f"""
+SELECT trace_id FROM spans WHERE {parts.where}
+GROUP BY trace_id
+HAVING uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2
+    AND uniqExactIf(span_id, operation = 'agent')
+        > uniqExactIf({AGENT_EXPR}, operation = 'agent')
+    AND {having}
+ORDER BY trace_id LIMIT {MAX_CYCLE_TRACES + 1}"""
+    sql = f"""
+SELECT trace_id, span_id, parent_span_id, toInt64(toUnixTimestamp64Nano(start_time)) AS start_ns,
+    status, error_category, if(operation = 'agent', {AGENT_EXPR}, '') AS agent
+FROM spans WHERE {parts.where} AND trace_id IN ({candidates})
+ORDER BY trace_id, span_id, revision, ingested_at_ns"""
+    columns = store.query_arrow(sql, parts.binds).to_pydict()  # columns: no dict per row
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for trace_id, span_id, parent, start_ns, status, category, agent in zip(
+            columns["trace_id"], columns["span_id"], columns["parent_span_id"],
+            columns["start_ns"], columns["status"], columns["error_category"],
+            columns["agent"], strict=True):
+        latest[(trace_id, span_id)] = {"span_id": span_id, "parent_span_id": parent,
+                                       "start_ns": start_ns, "status": status,
+                                       "error_category": category, "agent": agent}
+    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (trace_id, _), row in latest.items():
+        by_trace[trace_id].append(row)
+    truncated = len(by_trace) > MAX_CYCLE_TRACES
+    cycles: list[AgentCycle] = []
+    for trace_id in sorted(by_trace)[:MAX_CYCLE_TRACES]:
+        spans = by_trace[trace_id]
+        found = find_agent_cycle({str(s["span_id"]): str(s["parent_span_id"]) for s in spans},
+                                 {str(s["span_id"]): str(s["agent"]) for s in spans
+                                  if s["agent"]})
+        if found is not None:
+            cycles.append(AgentCycle(trace_id, found[0], found[1], _ended_in_timeout(spans)))
+    suspects = [c for c in cycles if c.timed_out]
+    return (cycles[:MAX_LISTED], len(cycles), suspects[:MAX_LISTED], len(suspects),
+            truncated)
+
+
+def get_reliability(store: SpanStore, params: QueryParams, bucket: str | None = None
+                    ) -> Reliability:
+    """Success, failure taxonomy, retries, fallbacks, loops and cycles (see the module doc).
+
+    Args:
+        store: the span store.
+        params: time range and filters (group-by is ignored).
+        bucket: heatmap bucket (``minute``, ``hour``, ``day``); None picks one from the
+            range (:func:`auto_bucket`).
+
+    Returns:
+        Counts and rates (fractions in [0, 1]; None where the denominator is 0), the
+        step and error breakdowns, the heatmap and the bounded lists.
+
+    Raises:
+        ValidationError: (422, field ``bucket``) an unknown bucket.
+        QueryTimeout: a query ran past the store's time limit.
+        StoreError: a query failed.
+    """
+    if bucket is not None and bucket not in BUCKETS:
+        raise ValidationError("bucket", f"Expected one of {list(BUCKETS)}, got {bucket!r}")
+    chosen = bucket or auto_bucket(params.time_range.end - params.time_range.start)
+    parts = build_where(params.time_range, params.filters)
+    ops_sql = f"""
+SELECT operation, toInt64(count()) AS num_spans, toInt64(countIf({_FAILED})) AS num_failed,
+    toInt64(countIf(is_retry)) AS num_retries,
+    toInt64(countIf(is_retry AND status = 'ok')) AS num_retries_ok,
+    toInt64(countIf(is_fallback)) AS num_fallbacks
+FROM spans FINAL WHERE {parts.where} GROUP BY operation ORDER BY operation {FINAL_SETTINGS}"""
+    ops = store.query_arrow(ops_sql, parts.binds).to_pylist()
+    num_spans, num_failed, retries, retries_ok, fallbacks = (
+        sum(_ints(r, name)[0] for r in ops)
+        for name in ("num_spans", "num_failed", "num_retries", "num_retries_ok",
+                     "num_fallbacks"))
+    steps_sql = f"""
+SELECT operation, {STEP_EXPR} AS step, toInt64(count()) AS num_spans,
+    toInt64(countIf({_FAILED})) AS num_failed
+FROM spans FINAL WHERE {parts.where} GROUP BY operation, step
+ORDER BY num_failed DESC, num_spans DESC, operation, step LIMIT {MAX_STEPS + 1}
+{FINAL_SETTINGS}"""
+    steps = _step_rows(store.query_arrow(steps_sql, parts.binds).to_pylist(), True)
+    by_class, by_category = (_error_rows(store, params, num_spans, num_failed)
+                             if num_failed else ([], []))
+    traces = _trace_outcomes(store, params)
+    loops, num_loop_traces = _loops(store, params)
+    cycles, num_cycles, suspects, num_suspects, truncated = _cycles(store, params)
+    return Reliability(
+        num_spans=num_spans, num_failed=num_failed,
+        span_success_rate=_rate(num_spans - num_failed, num_spans), traces=traces,
+        operations=_step_rows(ops, False), steps=steps[:MAX_STEPS],
+        steps_truncated=len(steps) > MAX_STEPS, errors_by_class=by_class,
+        errors_by_category=by_category, num_retries=retries, num_retries_ok=retries_ok,
+        retry_rate=_rate(retries, num_spans), retry_success_rate=_rate(retries_ok, retries),
+        num_fallback_spans=fallbacks, loops=loops, num_loop_traces=num_loop_traces,
+        loop_rate=_rate(num_loop_traces, traces.num_traces), cycles=cycles,
+        num_cycle_traces=num_cycles, deadlock_suspects=suspects,
+        num_deadlock_suspects=num_suspects, cycles_truncated=truncated,
+        heatmap=_heatmap(store, params, steps[:MAX_STEPS], chosen))
