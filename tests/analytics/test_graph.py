@@ -66,12 +66,12 @@ class _Trace:
 
 
 def build() -> list[CanonicalSpan]:
-    A, T, O, C = Operation.AGENT, Operation.TOOL, Operation.OTHER, Operation.CHAT
+    A, T, OT, C = Operation.AGENT, Operation.TOOL, Operation.OTHER, Operation.CHAT
     one = _Trace(T0 + timedelta(minutes=1))
     one.add(1, None, A, 0, 1000, agent="planner", own_agent=True)
     one.add(2, 1, C, 10, 100, agent="planner")
     one.add(3, 1, T, 100, 300, agent="planner", tool="search")
-    one.add(4, 1, O, 300, 900, agent="planner")
+    one.add(4, 1, OT, 300, 900, agent="planner")
     one.add(5, 4, A, 310, 800, agent="writer", own_agent=True)
     one.add(6, 5, T, 320, 420, agent="writer", tool="search", status=SpanStatus.ERROR)
     one.add(7, 5, A, 500, 700, agent="planner", own_agent=True)

@@ -2,11 +2,11 @@
 
 Trace (org acme, times in ms after B; checkpoint patches are RFC 7386)::
 
-    r   agent root   0 .. 1000   checkpoints   100  replace {"step": "plan", "plan": {"a": 1, "b": 2}}
-                                               600  {"step": "done", "plan": null, "result": "ok"}
-    c1  tool       200 .. 500                  300.000001 {"step": "act", "plan": {"b": null, "c": 3}}
-    c2  step       500 .. 900                  500  {"hits": [1, 2]}
-                                               700  "[REDACTED]" (unreadable: skipped, counted)
+    r   agent root   0 .. 1000  checkpoints: 100 replace {"step": "plan", "plan": {"a": 1, "b": 2}}
+                                             600 {"step": "done", "plan": null, "result": "ok"}
+    c1  tool       200 .. 500                300.000001 {"step": "act", "plan": {"b": null, "c": 3}}
+    c2  step       500 .. 900                500 {"hits": [1, 2]}
+                                             700 "[REDACTED]" (unreadable: skipped, counted)
     c3  open span  800 ..  ?    (a started native event, no end yet)
     g   globex's span in the same trace 950 .. 990, checkpoint 960 replace {"secret": 1}
 

@@ -30,11 +30,13 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/cost"): _P.READ_USAGE,
     ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/compare"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/graph"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
+    ("GET", "/api/v1/traces/{trace_id}/replay"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,
     ("WS", "/api/v1/live"): _P.READ_SPANS,
     ("WS", "/api/v1/live/stats"): _P.READ_USAGE,
