@@ -80,7 +80,8 @@ def _at(store: SpanStore, at_ns: int | None) -> Replay:
 
 
 def _states(replay: Replay) -> dict[str, tuple[str, float]]:
-    return {s.name: (s.state, s.elapsed_ms) for s in replay.spans}
+    c = replay.spans
+    return {n: (st, ms) for n, st, ms in zip(c["name"], c["state"], c["elapsed_ms"], strict=True)}
 
 
 def _rel(ns: int | None) -> int | None:
@@ -89,7 +90,7 @@ def _rel(ns: int | None) -> int | None:
 
 def test_before_the_first_span(loaded: SpanStore) -> None:
     r = _at(loaded, -MS)
-    assert (r.spans, r.state, r.num_not_started, r.num_checkpoints) == ((), {}, 4, 0)
+    assert (r.spans["span_id"], r.state, r.num_not_started, r.num_checkpoints) == ([], {}, 4, 0)
     assert (_rel(r.previous_ns), _rel(r.next_ns)) == (None, 0)
     assert (_rel(r.start_ns), _rel(r.end_ns), r.num_spans) == (0, 1000 * MS, 4)
 
@@ -121,8 +122,10 @@ def test_at_an_end_that_is_also_a_start(loaded: SpanStore) -> None:
     r = _at(loaded, 500 * MS)  # c1 ends, c2 starts and checkpoints
     assert _states(r) == {"s1": ("running", 500.0), "s2": ("finished", 300.0),
                           "s3": ("running", 0.0)}
-    done = next(s for s in r.spans if s.name == "s2")
-    assert (done.status, done.end_ns) == ("error", B_NS + 500 * MS)
+    done = r.spans["name"].index("s2")
+    assert (r.spans["status"][done], r.spans["end_ns"][done]) == ("error", B_NS + 500 * MS)
+    assert r.spans["status"][r.spans["name"].index("s3")] is None  # running: no status yet
+    assert r.spans["end_ns"][r.spans["name"].index("s1")] is None
     assert r.state == {"step": "act", "plan": {"a": 1, "c": 3}, "hits": [1, 2]}
     assert (r.num_finished, r.num_running, r.num_not_started) == (1, 2, 1)
     assert (_rel(r.previous_ns), _rel(r.next_ns)) == (300 * MS + 1, 600 * MS)

@@ -99,7 +99,7 @@ async def test_graph_and_replay_scoped_to_the_caller(_isolated_data_dir: Path) -
         assert replay.status_code == 200, replay.text
         r = replay.json()
         assert r["state"] == {"step": "plan"}
-        assert {s["name"]: s["state"] for s in r["spans"]} == {
+        assert dict(zip(r["spans"]["name"], r["spans"]["state"], strict=True)) == {
             "run": "running", "step": "running", "write": "running", "search": "running"}
         assert (r["previous_ns"], r["next_ns"]) == (start_ns + 50 * MS, start_ns + 80 * MS)
         iso = datetime.fromtimestamp((start_ns + 100 * MS) / 1e9, UTC).isoformat()

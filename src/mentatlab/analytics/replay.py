@@ -1,8 +1,10 @@
 """Replay: a trace as it stood at one instant, with the state its checkpoints recorded.
 
-Over the trace's spans (read by :func:`mentatlab.analytics.traces.get_trace`, so only the
-caller's org/project's spans), at instant ``at`` (ns since the epoch, UTC; span times are
-stored to the µs):
+Over the trace's spans (read like :func:`mentatlab.analytics.traces.get_trace` reads them:
+``spans FINAL``, the trace id and the caller's org/project filters, so only the caller's
+spans; but only the dozen columns replay needs, as columns: building every span's full
+``CanonicalSpan`` took 1.5 s of a 5,000-span trace's 1.7 s), at instant ``at`` (ns since
+the epoch, UTC; span times are stored to the µs):
 
 * a span is **finished** when ``end <= at`` (a span ending exactly at ``at`` has
   finished), **running** when ``start <= at < end`` (one starting exactly at ``at`` is
@@ -22,27 +24,26 @@ stored to the µs):
   ``next_ns`` the earliest strictly after (None at either end), so stepping from
   ``next_ns`` to ``next_ns`` visits each instant once.
 
-Per-trace work in Python over one trace's spans (the issue allows it): a 5,000-span trace
-replays in a few tens of ms (``bench/graph_replay.py``).
+Per-trace work in Python over one trace's spans (the issue allows it); timings in
+bench/RESULTS.md (``bench/graph_replay.py``).
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
 import orjson
 
-from mentatlab.analytics.traces import SpanNode, _is_open, get_trace
+from mentatlab.analytics.query import FINAL_SETTINGS, build_where
 from mentatlab.merge_patch import apply_merge_patch
-from mentatlab.model.span import CanonicalSpan
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["CHECKPOINT_EVENT", "CheckpointRef", "Replay", "ReplaySpan", "get_replay",
-           "replay_spans", "to_ns"]
+__all__ = ["CHECKPOINT_EVENT", "SPAN_COLUMNS", "CheckpointRef", "Replay", "SpanColumns",
+           "get_replay", "replay_spans", "to_ns"]
 
 CHECKPOINT_EVENT: Final = "mentat.checkpoint"
 """Name of the span event :func:`mentatlab.checkpoint` records."""
@@ -55,25 +56,11 @@ def to_ns(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 
-@dataclass(frozen=True, slots=True)
-class ReplaySpan:
-    """One span of the trace that had started by the instant."""
-
-    span_id: str
-    parent_span_id: str
-    name: str
-    operation: str
-    agent_id: str
-    tool_name: str
-    start_ns: int
-    end_ns: int | None
-    """None while running."""
-    state: str
-    """``finished`` or ``running``."""
-    status: str | None
-    """``ok``, ``error`` or ``timeout`` once finished; None while running."""
-    elapsed_ms: float
-    """Finished: its duration; running: ``at - start``; ms."""
+SPAN_COLUMNS: Final = ("span_id", "parent_span_id", "name", "operation", "agent_id",
+                       "tool_name", "start_ns", "end_ns", "state", "status", "elapsed_ms")
+"""The columns of :attr:`Replay.spans`: one value per started span, by start then span id.
+``end_ns`` and ``status`` are None while running; ``state`` is ``finished`` or
+``running``; ``elapsed_ms`` the duration once finished, ``at - start`` while running."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +88,8 @@ class Replay:
     num_finished: int
     num_running: int
     num_not_started: int
-    spans: tuple[ReplaySpan, ...]
-    """Started spans, by start then span id."""
+    spans: dict[str, list[Any]]
+    """The started spans as columns (:data:`SPAN_COLUMNS`), by start then span id."""
     state: dict[str, Any]
     num_checkpoints: int
     """Checkpoints applied (time ``<= at``), bad ones included."""
@@ -110,6 +97,26 @@ class Replay:
     last_checkpoint: CheckpointRef | None
     previous_ns: int | None
     next_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpanColumns:
+    """What replay reads of a trace's spans, as columns sorted by (start, span id)."""
+
+    span_id: list[str]
+    parent_span_id: list[str]
+    name: list[str]
+    operation: list[str]
+    agent_id: list[str]
+    tool_name: list[str]
+    status: list[str]
+    start_ns: np.ndarray
+    """int64, ns since the epoch."""
+    end_ns: np.ndarray
+    is_open: np.ndarray
+    """bool: a ``*.started`` native event not yet completed (``mentat.span.open`` true)."""
+    events: list[str]
+    """The span's events (JSON text) when one is a checkpoint, else ``""``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +129,9 @@ class _Checkpoint:
     """None when unreadable."""
 
 
-def _walk(roots: Sequence[SpanNode]) -> Iterator[CanonicalSpan]:
-    stack = list(reversed(roots))
-    while stack:
-        node = stack.pop()
-        yield node.span
-        stack.extend(reversed(node.children))
-
-
-def _checkpoints_of(span: CanonicalSpan) -> list[_Checkpoint]:
-    if CHECKPOINT_EVENT not in span.events:  # cheap test before parsing
-        return []
+def _checkpoints_of(span_id: str, text: str) -> list[_Checkpoint]:
     try:
-        events = orjson.loads(span.events or "[]")
+        events = orjson.loads(text or "[]")
     except orjson.JSONDecodeError:
         return []
     out: list[_Checkpoint] = []
@@ -152,49 +149,46 @@ def _checkpoints_of(span: CanonicalSpan) -> list[_Checkpoint]:
         except (orjson.JSONDecodeError, TypeError):
             pass
         seq = attrs.get("mentat.checkpoint.seq")
-        out.append(_Checkpoint(time_ns, span.span_id, seq if isinstance(seq, int) else None,
+        out.append(_Checkpoint(time_ns, span_id, seq if isinstance(seq, int) else None,
                                attrs.get("mentat.checkpoint.replace") is True,
                                patch if isinstance(patch, dict) else None))
     return out
 
 
-def replay_spans(trace_id: str, spans: Sequence[CanonicalSpan], at_ns: int | None) -> Replay:
-    """The trace made of ``spans`` (at least one) at ``at_ns`` (see the module doc).
+def replay_spans(trace_id: str, spans: SpanColumns, at_ns: int | None) -> Replay:
+    """The trace made of ``spans`` (at least one row) at ``at_ns`` (see the module doc).
 
-    ``at_ns`` None means the trace's last event instant (the whole trace).
+    ``at_ns`` None means the trace's last event instant (the whole trace). Whole columns
+    at a time (numpy); Python only for the started spans of the answer and checkpoints.
     """
-    ordered = sorted(spans, key=lambda s: (s.start_time, s.span_id))
-    starts = [to_ns(s.start_time) for s in ordered]
-    ends = [to_ns(s.end_time) for s in ordered]
-    open_ = [_is_open(s) for s in ordered]
+    starts, ends, is_open = spans.start_ns, spans.end_ns, spans.is_open
     checkpoints: list[tuple[int, int, str, int, _Checkpoint]] = []
-    for row, span in enumerate(ordered):
-        for index, found in enumerate(_checkpoints_of(span)):
-            checkpoints.append((found.time_ns, starts[row], span.span_id, index, found))
+    for row, text in enumerate(spans.events):
+        if text:
+            span_id = spans.span_id[row]
+            for index, found in enumerate(_checkpoints_of(span_id, text)):
+                checkpoints.append((found.time_ns, int(starts[row]), span_id, index, found))
     checkpoints.sort(key=lambda c: c[:4])
-    instants = sorted({*starts, *(e for e, o in zip(ends, open_, strict=True) if not o),
-                       *(c[0] for c in checkpoints)})
-    if at_ns is None:
-        at_ns = instants[-1]
-    out: list[ReplaySpan] = []
-    num_finished = 0
-    for span, start, end, is_open in zip(ordered, starts, ends, open_, strict=True):
-        if start > at_ns:
-            continue
-        finished = not is_open and end <= at_ns
-        num_finished += finished
-        out.append(ReplaySpan(
-            span_id=span.span_id, parent_span_id=span.parent_span_id, name=span.name,
-            operation=str(span.operation), agent_id=span.agent_id, tool_name=span.tool_name,
-            start_ns=start, end_ns=end if finished else None,
-            state="finished" if finished else "running",
-            status=str(span.status) if finished else None,
-            elapsed_ms=((end if finished else at_ns) - start) / 1e6))
+    instants = np.unique(np.concatenate([
+        starts, ends[~is_open], np.array([c[0] for c in checkpoints], np.int64)]))
+    at = int(instants[-1]) if at_ns is None else at_ns
+    started = np.flatnonzero(starts <= at)
+    finished = ~is_open[started] & (ends[started] <= at)
+    elapsed_ms = (np.where(finished, ends[started], at) - starts[started]) / 1e6
+    rows, done = started.tolist(), finished.tolist()
+    out: dict[str, list[Any]] = {
+        name: [getattr(spans, name)[r] for r in rows]
+        for name in ("span_id", "parent_span_id", "name", "operation", "agent_id", "tool_name")}
+    out["start_ns"] = starts[started].tolist()
+    out["end_ns"] = [e if d else None for e, d in zip(ends[started].tolist(), done, strict=True)]
+    out["state"] = ["finished" if d else "running" for d in done]
+    out["status"] = [spans.status[r] if d else None for r, d in zip(rows, done, strict=True)]
+    out["elapsed_ms"] = elapsed_ms.tolist()
     state: dict[str, Any] = {}
     applied = bad = 0
     last: CheckpointRef | None = None
     for time_ns, _, span_id, _, found in checkpoints:
-        if time_ns > at_ns:
+        if time_ns > at:
             break
         applied += 1
         last = CheckpointRef(span_id, time_ns, found.seq)
@@ -202,15 +196,16 @@ def replay_spans(trace_id: str, spans: Sequence[CanonicalSpan], at_ns: int | Non
             bad += 1
             continue
         state = apply_merge_patch({} if found.replace else state, found.patch)
-    before = bisect.bisect_left(instants, at_ns)
-    after = bisect.bisect_right(instants, at_ns)
+    before = int(np.searchsorted(instants, at, side="left"))
+    after = int(np.searchsorted(instants, at, side="right"))
+    num_finished = int(finished.sum())
     return Replay(
-        trace_id=trace_id, at_ns=at_ns, start_ns=instants[0], end_ns=instants[-1],
-        num_spans=len(ordered), num_finished=num_finished,
-        num_running=len(out) - num_finished, num_not_started=len(ordered) - len(out),
-        spans=tuple(out), state=state, num_checkpoints=applied, num_bad_checkpoints=bad,
-        last_checkpoint=last, previous_ns=instants[before - 1] if before else None,
-        next_ns=instants[after] if after < len(instants) else None)
+        trace_id=trace_id, at_ns=at, start_ns=int(instants[0]), end_ns=int(instants[-1]),
+        num_spans=len(starts), num_finished=num_finished,
+        num_running=len(rows) - num_finished, num_not_started=len(starts) - len(rows),
+        spans=out, state=state, num_checkpoints=applied, num_bad_checkpoints=bad,
+        last_checkpoint=last, previous_ns=int(instants[before - 1]) if before else None,
+        next_ns=int(instants[after]) if after < len(instants) else None)
 
 
 def get_replay(store: SpanStore, trace_id: str, at_ns: int | None = None,
@@ -229,7 +224,20 @@ def get_replay(store: SpanStore, trace_id: str, at_ns: int | None = None,
     Raises:
         StoreError: the query failed.
     """
-    detail = get_trace(store, trace_id, filters=filters)
-    if detail is None:
+    parts = build_where(None, {**(filters or {}), "trace_id": trace_id})
+    table = store.query_arrow(
+        "SELECT span_id, parent_span_id, name, toString(operation) AS operation, agent_id,"
+        " tool_name, toString(status) AS status,"
+        " toUnixTimestamp64Nano(start_time) AS start_ns,"
+        " toUnixTimestamp64Nano(end_time) AS end_ns,"
+        " JSONExtractBool(attributes, 'mentat.span.open') AS is_open,"
+        f" if(position(events, '{CHECKPOINT_EVENT}') > 0, events, '') AS events"
+        f" FROM spans FINAL WHERE {parts.where} ORDER BY start_ns, span_id {FINAL_SETTINGS}",
+        parts.binds)
+    if table.num_rows == 0:
         return None
-    return replay_spans(trace_id, list(_walk(detail.roots)), at_ns)
+    numbers = {"start_ns": np.int64, "end_ns": np.int64, "is_open": bool}
+    columns = {f.name: (table.column(f.name).to_numpy().astype(numbers[f.name])
+                        if f.name in numbers else table.column(f.name).to_pylist())
+               for f in fields(SpanColumns)}
+    return replay_spans(trace_id, SpanColumns(**columns), at_ns)

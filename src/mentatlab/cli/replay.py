@@ -32,11 +32,14 @@ def format_instant(body: Mapping[str, Any]) -> Text:
     line = Text(f"+{(at - int(body['start_ns'])) / 1e6:.3f} ms  ", style="bold")
     line.append(f"{body['at']}  ", style="dim")
     events: list[str] = []
-    for span in body.get("spans", []):
-        if span["start_ns"] == at:
-            events.append(f"start {span['name']}")
-        if span.get("end_ns") == at:
-            events.append(f"end {span['name']} ({span['status']})")
+    spans = body.get("spans") or {}
+    for name, start, end, status in zip(spans.get("name", []), spans.get("start_ns", []),
+                                        spans.get("end_ns", []), spans.get("status", []),
+                                        strict=True):
+        if start == at:
+            events.append(f"start {name}")
+        if end == at:
+            events.append(f"end {name} ({status})")
     checkpoint = body.get("last_checkpoint")
     if checkpoint and checkpoint["time_ns"] == at:
         events.append("checkpoint")

@@ -22,7 +22,7 @@ from mentatlab.analytics.graph import (
     get_agent_graph,
 )
 from mentatlab.analytics.query import EARLIEST_TIME, LATEST_TIME
-from mentatlab.analytics.replay import CheckpointRef, ReplaySpan, get_replay, to_ns
+from mentatlab.analytics.replay import CheckpointRef, get_replay, to_ns
 from mentatlab.errors import FieldError
 from mentatlab.server.deps import Caller, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
@@ -109,10 +109,6 @@ async def agent_graph(request: Request, caller: Caller, start: StartQ = None, en
             "links": [jsonable(lk) for lk in graph.links]}
 
 
-def _replay_span_json(span: ReplaySpan) -> dict[str, Any]:
-    return {**jsonable(span), "start_time": _iso(span.start_ns), "end_time": _iso(span.end_ns)}
-
-
 def _checkpoint_json(ref: CheckpointRef | None) -> dict[str, Any] | None:
     if ref is None:
         return None
@@ -131,7 +127,8 @@ async def trace_replay(request: Request, caller: Caller, trace_id: str,
     """Spans started by ``at`` (finished or running), the checkpointed state, next/previous.
 
     Definitions in :mod:`mentatlab.analytics.replay`. Instants come as ``*_ns`` (exact)
-    and ISO-8601 (to the µs). Unknown trace (for the caller): 404.
+    and ISO-8601 (to the µs); ``spans`` are columns (one list per field, like the
+    timeline view), started spans only. Unknown trace (for the caller): 404.
     """
     trace_id = _hex_id(trace_id, "trace_id", 32)
     at_ns = parse_instant(at) if at is not None else None
@@ -149,4 +146,4 @@ async def trace_replay(request: Request, caller: Caller, trace_id: str,
             "last_checkpoint": _checkpoint_json(replay.last_checkpoint),
             "previous_ns": replay.previous_ns, "next_ns": replay.next_ns,
             "previous": _iso(replay.previous_ns), "next": _iso(replay.next_ns),
-            "spans": [_replay_span_json(s) for s in replay.spans]}
+            "spans": replay.spans}

@@ -672,7 +672,7 @@ function isoToUs(iso) {
 
 function showReplay(answer) {
   replayAnswer = answer;
-  replayed = new Map(answer.spans.map((span) => [span.span_id, span.state]));
+  replayed = new Map(answer.spans.span_id.map((id, k) => [id, answer.spans.state[k]]));
   const offsetMs = Number(isoToUs(answer.at) - replayStartUs) / 1000;
   document.getElementById("replay-at").textContent = `+${formatMs(offsetMs)} · ${when(answer.at, true)}`;
   document.getElementById("replay-counts").textContent = `${formatCount(answer.num_running)} running · ` +
