@@ -17,7 +17,8 @@ filter; the filter's tenancy also bounds the parent spans read):
     without walking them);
   - of an agent call, its **parent span's** ``agent_id`` (likewise the nearest agent
     above it). One self-join on ``(trace_id, parent_span_id) = (trace_id, span_id)``
-    reads the parents of agent calls only, from the traces holding one, over the range
+    reads only the parents of agent calls (``span_id IN`` their parent ids, the latest
+    version of each by ``ingested_at_ns``, as ``FINAL`` would keep), over the range
     widened by :data:`PARENT_LOOKBACK` on both sides (a parent started before the
     range; clock skew).
 
@@ -65,9 +66,8 @@ TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that also bound the parent spans read."""
 _CALL: Final = ("(operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0)"
                 " OR (operation = 'tool' AND tool_name != '')")
-_STATS: Final = ("toInt64(count()) AS calls, toInt64(sum(failed)) AS errors, "
-                 "quantilesExactInclusive(0.5, 0.95)(duration_ms) AS q, "
-                 "avg(duration_ms) AS mean_ms, toInt64(count() OVER ()) AS num_total")
+"""A call (see the module doc)."""
+_AGENT_CALL: Final = "operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +145,10 @@ FROM (
     FROM spans FINAL WHERE {where} AND ({_CALL})
 ) AS c
 LEFT JOIN (
-    SELECT trace_id, span_id, agent_id FROM spans FINAL
-    WHERE {parent_parts.where} AND trace_id IN (
-        SELECT trace_id FROM spans WHERE {where} AND operation = 'agent' AND agent_id != ''
-            AND bitAnd(inherited, 1) = 0)
+    SELECT trace_id, span_id, argMax(agent_id, ingested_at_ns) AS agent_id FROM spans
+    WHERE {parent_parts.where} AND span_id IN (
+        SELECT parent_span_id FROM spans WHERE {where} AND {_AGENT_CALL})
+    GROUP BY trace_id, span_id
 ) AS p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id)"""
 
 
@@ -216,14 +216,18 @@ def get_agent_graph(store: SpanStore, params: QueryParams, *,
         raise ValidationError("limit", f"Expected 1..{MAX_LIMIT}, got {limit}")
     parts = SqlParts()
     calls = _calls_sql(params, parts)
-    node_rows = store.query_arrow(
-        f"WITH {calls} SELECT kind, name, {_STATS} FROM calls GROUP BY kind, name"
-        f" ORDER BY calls DESC, kind, name LIMIT {int(limit)} {FINAL_SETTINGS}",
-        parts.binds).to_pylist()
-    link_rows = store.query_arrow(
-        f"WITH {calls} SELECT caller, kind, name, {_STATS} FROM calls WHERE caller != ''"
-        f" GROUP BY caller, kind, name ORDER BY calls DESC, caller, kind, name"
-        f" LIMIT {MAX_LINKS} {FINAL_SETTINGS}", parts.binds).to_pylist()
+    # one pass for nodes and links: grouping(caller) is 1 on the (kind, name) rows
+    rows = store.query_arrow(
+        f"WITH {calls} SELECT grouping(caller) AS is_node, caller, kind, name,"
+        " toInt64(count()) AS calls, toInt64(sum(failed)) AS errors,"
+        " quantilesExactInclusive(0.5, 0.95)(duration_ms) AS q, avg(duration_ms) AS mean_ms,"
+        " toInt64(count() OVER (PARTITION BY is_node)) AS num_total"
+        " FROM calls GROUP BY GROUPING SETS ((kind, name), (caller, kind, name))"
+        " HAVING is_node = 1 OR caller != ''"
+        " ORDER BY is_node DESC, calls DESC, caller, kind, name"
+        f" LIMIT {MAX_LINKS} BY is_node {FINAL_SETTINGS}", parts.binds).to_pylist()
+    node_rows = [r for r in rows if r["is_node"]][:limit]
+    link_rows = [r for r in rows if not r["is_node"]]
     nodes = [GraphNode(id=f"{r['kind']}:{r['name']}", kind=r["kind"], name=r["name"],
                        calls=int(r["calls"]), **_stats(r)) for r in node_rows]
     kept = {n.id for n in nodes}
