@@ -66,7 +66,8 @@ function drawDeps(element, answer) {
       layout: "circular",
       circular: { rotateLabel: false },
       roam: true,
-      left: 60, right: 60, top: 30, bottom: 30,
+      // room on the right for the labels (drawn right of the nodes)
+      left: 30, right: 110, top: 30, bottom: 30,
       edgeSymbol: ["none", "arrow"],
       edgeSymbolSize: 12,
       label: { show: true, position: "right", color: css("--text"), formatter: (p) => p.data.label },
@@ -117,7 +118,7 @@ function drawSankey(element, answer) {
     tooltip: { formatter: (p) => tooltip(p.data.item) },
     series: [{
       type: "sankey",
-      left: 8, right: 90, top: 10, bottom: 10,
+      left: 8, right: 120, top: 10, bottom: 10,
       nodeAlign: "left",
       emphasis: { focus: "adjacency" },
       label: { color: css("--text"), formatter: (p) => nameOf(p.name) },
