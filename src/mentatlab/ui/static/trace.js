@@ -741,8 +741,10 @@ async function startReplay() {
   const answer = await fetchApi(api, `/traces/${encodeURIComponent(traceId)}/replay`, {});
   replayStartUs = isoToUs(answer.start_time);
   const lengthUs = isoToUs(answer.end_time) - replayStartUs;
-  scrub.max = String(lengthUs);
-  scrub.step = String(lengthUs > 500n ? lengthUs / 500n : 1n);
+  const stepUs = lengthUs > 500n ? lengthUs / 500n : 1n;
+  // a whole number of steps, so the thumb can reach the end (past it is the whole trace)
+  scrub.max = String(((lengthUs + stepUs - 1n) / stepUs) * stepUs);
+  scrub.step = String(stepUs);
   scrub.value = scrub.max;
   document.getElementById("replay").hidden = false;
   showReplay(answer);
