@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mentatlab.sdk import (
         baggage,
+        checkpoint,
         export_stats,
         extract_headers,
         init,
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "baggage",
+    "checkpoint",
     "export_stats",
     "extract_headers",
     "init",

@@ -30,6 +30,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/cost"): _P.READ_USAGE,
     ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/compare"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/graph"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
@@ -37,6 +38,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
     # lists trace and span ids, agent and tool names: an engineer's view, as the traces
     ("GET", "/api/v1/analytics/reliability"): _P.READ_SPANS,
+    ("GET", "/api/v1/traces/{trace_id}/replay"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,
     ("WS", "/api/v1/live"): _P.READ_SPANS,
     ("WS", "/api/v1/live/stats"): _P.READ_USAGE,
@@ -80,6 +82,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/"): _P.READ_USAGE,
     ("GET", "/cost"): _P.READ_USAGE,
     ("GET", "/models"): _P.READ_USAGE,
+    ("GET", "/graph"): _P.READ_USAGE,
     ("GET", "/ops"): _P.READ_SPANS,
     ("GET", "/reliability"): _P.READ_SPANS,
     ("GET", "/traces"): _P.READ_SPANS,

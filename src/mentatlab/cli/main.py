@@ -24,6 +24,7 @@ from mentatlab.cli import (
     quotas,
     recommendations,
     reliability,
+    replay,
     serve,
     spans,
 )
@@ -35,6 +36,7 @@ app = typer.Typer(name="mentatctl", help="MentatLab: observability and cost mete
                   "agents.", no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(cost.app, name="cost")
 app.add_typer(spans.trace_app, name="trace")
+spans.trace_app.command("replay")(replay.replay)
 app.add_typer(admin.orgs_app, name="orgs")
 app.add_typer(access.keys_app, name="keys")
 app.add_typer(access.members_app, name="members")

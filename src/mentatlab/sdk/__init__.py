@@ -5,7 +5,8 @@
 ``mentat.resource.*`` meters; agent, workflow, run and user set on a span are inherited by
 the spans started under it (:mod:`mentatlab.sdk.attribution`);
 :mod:`mentatlab.sdk.propagation` carries context across threads, tasks, processes and
-services; ``mentatlab.instrument()`` turns on the published GenAI instrumentations. See
+services; ``mentatlab.checkpoint(state)`` records state for replay;
+``mentatlab.instrument()`` turns on the published GenAI instrumentations. See
 ``docs/sdk.md``.
 """
 
@@ -21,6 +22,7 @@ from mentatlab.sdk.attributes import (
     set_workflow,
 )
 from mentatlab.sdk.attribution import AttributionProcessor
+from mentatlab.sdk.checkpoint import checkpoint
 from mentatlab.sdk.configure import SDKState, export_stats, get_state, init, shutdown
 from mentatlab.sdk.exporter import ExportStats
 from mentatlab.sdk.instrumentation import instrument
@@ -41,6 +43,7 @@ __all__ = [
     "ExportStats",
     "SDKState",
     "baggage",
+    "checkpoint",
     "export_stats",
     "extract_env",
     "extract_headers",

@@ -68,6 +68,7 @@ VIEWS: Final = (
     View("/performance", "Performance", True,
          "Latency percentiles and histograms by group, and how each agent ranks among peers."),
     View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
+    View("/graph", "Graph", True, "Agents and tools and the calls between them: graph, Sankey."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -605,3 +606,16 @@ async def performance_page(request: Request) -> HTMLResponse:
     return _render(request, "performance.html", title="Performance",
                    by=by if by in PERFORMANCE_GROUPS else PERFORMANCE_GROUPS[0],
                    groups=PERFORMANCE_GROUPS)
+
+
+@router.get("/graph", response_class=HTMLResponse)
+async def graph_page(request: Request) -> HTMLResponse:
+    """Agent graph: agents and tools, and the calls between them (``/api/v1/analytics/graph``).
+
+    A dependency graph, a Sankey of calls (without the links closing a cycle) and the
+    tables of links and nodes; each opens the trace list filtered to its calls.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    return _render(request, "graph.html", title="Graph")

@@ -2,7 +2,9 @@
 // drawn as a virtual tree — only the rows on screen are in the DOM, so a trace of 10,000
 // spans scrolls like one of ten. Siblings sharing a name many times (an agent loop's steps,
 // the API's `groups`) start collapsed into one row. A span's full detail is fetched only
-// when it is opened (/api/v1/traces/{id}/spans/{span_id}).
+// when it is opened (/api/v1/traces/{id}/spans/{span_id}). Rows on the API's
+// `critical_path` are highlighted; the replay scrubber (/api/v1/traces/{id}/replay) fades
+// the spans not started at the chosen instant and shows the checkpointed state then.
 import { fetchApi, formatCount, formatMoney, formatMs } from "./chart.js";
 import { when } from "./table.js";
 
@@ -29,6 +31,8 @@ let selected = -1; // span position shown in the detail panel
 const drawn = new Map(); // row index → element
 const details = new Map(); // span_id → promise of the API's answer
 let frame = 0;
+let critical = null; // Uint8Array: 1 = the span is on the critical path
+let replayed = null; // span_id → "running" | "finished" at the replay instant; null: none
 
 function money(value) {
   return formatMoney(value, CURRENCY);
@@ -65,6 +69,13 @@ function build(answer) {
   }
   folded = new Uint8Array(n);
   rowOf = new Int32Array(n);
+  critical = new Uint8Array(n);
+  const position = new Map(s.span_id.map((id, i) => [id, i]));
+  for (const id of answer.critical_path || []) {
+    if (position.has(id)) {
+      critical[position.get(id)] = 1;
+    }
+  }
 }
 
 // The rows to draw: a depth-first walk of what is unfolded.
@@ -163,6 +174,9 @@ function drawRow(index) {
       bar(g.start, g.end - g.start, "wf-bar-group"));
     element.setAttribute("aria-label", `${g.name}, ${formatCount(g.num)} repeated spans, ` +
       `subtree ${money(g.cost).text}, from ${formatMs(g.start)} to ${formatMs(g.end)}`);
+    if (replayed && !g.members.some((m) => replayed.has(s.span_id[m]))) {
+      element.classList.add("wf-future");
+    }
   } else {
     const i = row.span;
     const status = s.status[i];
@@ -180,10 +194,22 @@ function drawRow(index) {
       moneySpan(Number(s.unattributed_cost[i]) ? s.unattributed_cost[i] : null),
       bar(s.start_ms[i], s.duration_ms[i], `wf-bar-${status}`));
     const unattributed = Number(s.unattributed_cost[i]) ? money(s.unattributed_cost[i]).text : "none";
+    const onPath = critical[i] === 1;
+    const replayState = replayed ? (replayed.get(s.span_id[i]) || "not started") : "";
     element.setAttribute("aria-label", `${s.name[i] || "(unnamed)"}, ${status}, ` +
       `own ${money(s.total_cost[i]).text}, subtree ${money(s.subtree_cost[i]).text}, ` +
       `unattributed ${unattributed}, starts at ${formatMs(s.start_ms[i])}, ` +
-      `lasts ${formatMs(s.duration_ms[i])}`);
+      `lasts ${formatMs(s.duration_ms[i])}` + (onPath ? ", on the critical path" : "") +
+      (replayState ? `, ${replayState} at the replay instant` : ""));
+    if (onPath) {
+      element.classList.add("wf-critical");
+      element.dataset.critical = "true";
+    }
+    if (replayState === "not started") {
+      element.classList.add("wf-future");
+    } else if (replayState === "running") {
+      element.classList.add("wf-running");
+    }
     if (i === selected) {
       element.setAttribute("aria-selected", "true");
     }
@@ -464,6 +490,11 @@ function fillDetail(answer, pos) {
       className: `status-${span.status} wrap` }],
     ["Start", when(span.start_time)],
     ["Duration", formatMs(span.duration_ms)],
+    ["Self time", { text: number(s.self_time_ms[pos], "ms"),
+      title: "Time no child of this span covers (parallel children count once)" }],
+    ["Critical path", { text: `${number(s.critical_path_ms[pos], "ms")} · ` +
+      (critical[pos] ? "on the critical path" : "off the critical path"),
+    title: "This span's own share of the chain of spans that set the trace's duration" }],
     ["Operation", [...new Set([span.operation, span.operation_name, span.tool_name].filter(Boolean))].join(" · ")],
     ["Model", [span.provider, span.response_model || span.request_model].filter(Boolean).join(" / ")],
     ["Service", span.service_name],
@@ -617,6 +648,106 @@ function summary(answer) {
     (collapsed ? ` · ${formatCount(collapsed)} group${collapsed > 1 ? "s" : ""} of repeated spans` : "");
   document.getElementById("expand-groups").hidden = collapsed === 0;
   document.getElementById("collapse-groups").hidden = collapsed === 0;
+  const path = answer.critical_path || [];
+  const legend = document.getElementById("wf-legend");
+  legend.hidden = path.length === 0;
+  legend.title = `${formatCount(path.length)} span${path.length === 1 ? "" : "s"} set the ` +
+    "trace's duration (highlighted)";
+}
+
+// ---- replay ----
+
+const scrub = document.getElementById("scrub");
+let replayStartUs = 0n; // the trace's first instant, µs since the epoch
+let replayAnswer = null;
+let replaySeq = 0;
+let replayTimer = 0;
+
+// An ISO-8601 instant of the API (to the µs) as µs since the epoch, exactly (BigInt).
+function isoToUs(iso) {
+  const fraction = /\.(\d{1,6})/.exec(iso);
+  const seconds = Date.parse(iso.replace(/\.\d+/, ""));
+  return BigInt(seconds) * 1000n + BigInt(fraction ? fraction[1].padEnd(6, "0") : 0);
+}
+
+function showReplay(answer) {
+  replayAnswer = answer;
+  replayed = new Map(answer.spans.span_id.map((id, k) => [id, answer.spans.state[k]]));
+  const offsetMs = Number(isoToUs(answer.at) - replayStartUs) / 1000;
+  document.getElementById("replay-at").textContent = `+${formatMs(offsetMs)} · ${when(answer.at, true)}`;
+  document.getElementById("replay-counts").textContent = `${formatCount(answer.num_running)} running · ` +
+    `${formatCount(answer.num_finished)} finished · ${formatCount(answer.num_not_started)} not started · ` +
+    `${formatCount(answer.num_checkpoints)} checkpoint${answer.num_checkpoints === 1 ? "" : "s"} applied` +
+    (answer.num_bad_checkpoints ? ` (${formatCount(answer.num_bad_checkpoints)} unreadable, skipped)` : "");
+  const last = answer.last_checkpoint;
+  document.getElementById("replay-checkpoint").textContent = last
+    ? `after the checkpoint at ${when(last.time, true)} on span ${last.span_id}`
+    : "(no checkpoint yet)";
+  document.getElementById("replay-state").textContent = JSON.stringify(answer.state, null, 2);
+  document.getElementById("replay-prev").disabled = answer.previous === null;
+  document.getElementById("replay-next").disabled = answer.next === null;
+  view.dataset.replayAt = answer.at;
+  flatten();
+  render();
+}
+
+async function replayAt(us) {
+  const seq = ++replaySeq;
+  const at = (replayStartUs + us) * 1000n;
+  try {
+    const answer = await fetchApi(api, `/traces/${encodeURIComponent(traceId)}/replay`,
+      { at: at.toString() });
+    if (seq === replaySeq) {
+      document.getElementById("replay-error").hidden = true;
+      showReplay(answer);
+    }
+    return answer;
+  } catch (e) {
+    if (seq === replaySeq) {
+      const box = document.getElementById("replay-error");
+      box.textContent = `Could not replay: ${e.message}`;
+      box.hidden = false;
+    }
+    return null;
+  }
+}
+
+scrub.addEventListener("input", () => {
+  clearTimeout(replayTimer);
+  replayTimer = setTimeout(() => replayAt(BigInt(scrub.value)), 120);
+});
+
+// Step to the previous or next event instant. The API gives instants to the µs; one
+// recorded between two µs (a checkpoint in ns) is reached one µs later.
+async function step(direction) {
+  if (!replayAnswer || replayAnswer[direction] === null) {
+    return;
+  }
+  const before = replayAnswer[direction];
+  let us = isoToUs(before) - replayStartUs;
+  scrub.value = String(us);
+  let answer = await replayAt(us);
+  if (answer && direction === "next" && answer.at === before && answer.next === before) {
+    us += 1n;
+    answer = await replayAt(us);
+  }
+  scrub.value = String(us);
+}
+
+document.getElementById("replay-prev").addEventListener("click", () => step("previous"));
+document.getElementById("replay-next").addEventListener("click", () => step("next"));
+
+async function startReplay() {
+  const answer = await fetchApi(api, `/traces/${encodeURIComponent(traceId)}/replay`, {});
+  replayStartUs = isoToUs(answer.start_time);
+  const lengthUs = isoToUs(answer.end_time) - replayStartUs;
+  const stepUs = lengthUs > 500n ? lengthUs / 500n : 1n;
+  // a whole number of steps, so the thumb can reach the end (past it is the whole trace)
+  scrub.max = String(((lengthUs + stepUs - 1n) / stepUs) * stepUs);
+  scrub.step = String(stepUs);
+  scrub.value = scrub.max;
+  document.getElementById("replay").hidden = false;
+  showReplay(answer);
 }
 
 function showError(error) {
@@ -639,6 +770,12 @@ async function load() {
   if (match) {
     selectSpanId(match[1], false);
   }
+  await startReplay().catch((e) => {
+    const box = document.getElementById("replay-error");
+    box.textContent = `Could not load the replay: ${e.message}`;
+    box.hidden = false;
+    document.getElementById("replay").hidden = false;
+  });
 }
 
 load()
