@@ -30,6 +30,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/cost"): _P.READ_USAGE,
     ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/compare"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/regressions"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
