@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import access, admin, alerts, audit, cost, migrate, quotas, serve, spans
+from mentatlab.cli import (
+    access,
+    admin,
+    alerts,
+    analyze,
+    audit,
+    cost,
+    migrate,
+    quotas,
+    serve,
+    spans,
+)
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
@@ -34,6 +45,7 @@ app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)
 app.command("serve")(serve.serve)
+app.command("analyze")(analyze.analyze)
 
 
 @app.command()
