@@ -19,6 +19,7 @@ from serverkit import InProcess, make_settings, open_in_process
 from test_api import assert_error_shape
 
 URL = "/api/v1/analytics/regressions"
+ADOPTION = "/api/v1/analytics/adoption"
 MINUTE_NS = 60 * 10**9
 
 
@@ -87,6 +88,26 @@ async def test_regressions_scoped_worked_out_and_bad_input(_isolated_data_dir: P
         unhandled = env.state.metrics.unhandled_errors.collect()[0].samples
         assert not [s for s in unhandled if s.value], unhandled
         assert_error_shape(await env.client.get(URL), 401)
+
+        # adoption in the window (the last hour): acme's 6 v2 runs (no workflow, no user);
+        # never globex's 6
+        adoption = await env.client.get(ADOPTION, params={**window, "bucket": "hour"},
+                                        headers=read)
+        assert adoption.status_code == 200, adoption.text
+        [row] = adoption.json()["workflows"]
+        assert (row["workflow_id"], row["num_traces"], row["num_users"],
+                row["num_successes"]) == ("", 6, 0, 6)
+        # 100 input + 50 output tokens of gpt-4o ($2.50 / $10 per Mtok) = $0.00075 a run
+        assert (row["total_cost"], row["cost_per_success"]) == ("0.0045", "0.00075")
+        assert sum(b["num_traces"] for b in adoption.json()["buckets"]) == 6
+        for params, field in [({"bucket": "week"}, "bucket"), ({"limit": "0"}, "limit"),
+                              ({"tz": "Mars/Base"}, "tz")]:
+            err = assert_error_shape(await env.client.get(ADOPTION, params=params,
+                                                          headers=read), 422 if field != "tz"
+                                     else 400)
+            assert [e["field"] for e in err["errors"]] == [field], (params, err)
+        assert_error_shape(await env.client.get(ADOPTION, params={"filter": "org=globex"},
+                                                headers=read), 403)
 
 
 def _iso(seconds: float) -> str:

@@ -31,6 +31,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/compare"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/regressions"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/adoption"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
@@ -84,6 +85,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,
     ("GET", "/settings"): SIGNED_IN,
+    ("GET", "/product"): _P.READ_USAGE,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

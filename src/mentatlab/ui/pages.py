@@ -30,6 +30,7 @@ from starlette.datastructures import QueryParams
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
 from mentatlab.alerting.alert_rule import METRICS, OPS, PERIODS
+from mentatlab.analytics.compare import COMPARE_FIELDS
 from mentatlab.analytics.query import GROUP_BY_COLUMNS, NAME_ALIASES
 from mentatlab.analytics.zone import UTC_NAME, zone_of
 from mentatlab.errors import Forbidden, Unauthenticated
@@ -63,6 +64,8 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
+    View("/product", "Product", True, "Adoption by workflow, cost per successful outcome, "
+         "version comparison and regressions."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -552,3 +555,27 @@ for _view in VIEWS:
     if not _view.built:
         router.add_api_route(_view.path, _coming_page(_view), methods=["GET"],
                              response_class=HTMLResponse, name=f"{_view.title.lower()}_page")
+
+
+_VERSION_VALUE = re.compile(r"^[^\x00-\x1f]{1,200}$")
+"""A version (or model) the product view's comparison form hands to its script."""
+
+
+@router.get("/product", response_class=HTMLResponse)
+async def product_page(request: Request) -> HTMLResponse:
+    """Product: adoption by workflow, cost per successful outcome, comparison, regressions.
+
+    Numbers from ``/api/v1/analytics/adoption``, ``/analytics/compare`` and
+    ``/analytics/regressions``; ``?field=&a=&b=`` (a field of ``COMPARE_FIELDS`` and two
+    values) pick the comparison, which the script asks for only when both are given.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    query = request.query_params
+    field = query.get("field", "prompt_version")
+    a, b = (query.get(k, "").strip() for k in ("a", "b"))
+    return _render(request, "product.html", title="Product",
+                   compare_fields=list(COMPARE_FIELDS),
+                   field=field if field in COMPARE_FIELDS else "prompt_version",
+                   a=a if _VERSION_VALUE.match(a) else "", b=b if _VERSION_VALUE.match(b) else "")
