@@ -33,7 +33,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from mentatlab.analytics.compare import MIN_SAMPLE_PER_SIDE
-from mentatlab.analytics.query import QueryParams, TimeRange
+from mentatlab.analytics.query import EARLIEST_TIME, LATEST_TIME, QueryParams, TimeRange
 from mentatlab.analytics.regressions import find_regressions
 from mentatlab.errors import ValidationError
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
@@ -175,3 +175,13 @@ def test_bad_input_names_the_field(loaded: SpanStore, fields: list[str] | None,
         find_regressions(loaded, QueryParams(WINDOW, filters=ACME), fields,
                          max_versions=max_versions)
     assert err.value.field == bad
+
+
+def test_the_widest_range_the_store_holds(loaded: SpanStore) -> None:
+    # every value is new in it: the v1s have no earlier value (skipped), the v2s still
+    # compare with them; the look-back stops at the store's earliest time
+    r = find_regressions(loaded, QueryParams(TimeRange(EARLIEST_TIME, LATEST_TIME),
+                                             filters=ACME), ["prompt_version"])
+    assert [(v.agent_id, m.metric) for v, m in r.regressions] == [("slow", "latency_ms")]
+    assert {v.agent_id for v in r.versions if v.version == "v1" and v.baseline is None} == {
+        "slow", "same", "fast", "few"}

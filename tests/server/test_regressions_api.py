@@ -70,6 +70,10 @@ async def test_regressions_scoped_worked_out_and_bad_input(_isolated_data_dir: P
         cost = {c["metric"]: c for c in version["checks"]}["cost_per_success"]
         assert isinstance(cost["baseline_value"], str)  # money as a string
 
+        widest = await env.client.get(URL, params={"start": "1900-01-01T00:00:00Z",
+                                                   "end": "2262-01-01T00:00:00Z"}, headers=read)
+        assert widest.status_code == 200, widest.text  # the look-back stops at the store's start
+        assert [r["metric"] for r in widest.json()["regressions"]] == ["latency_ms"]
         everything = (await env.client.get(URL, params=window, headers=read)).json()
         assert [v["field"] for v in everything["versions"]] == ["prompt_version"], \
             "gpt-4o was first seen with v1, before the window"

@@ -52,7 +52,13 @@ from mentatlab.analytics.compare import (
     TestResult,
     compare_versions,
 )
-from mentatlab.analytics.query import FINAL_SETTINGS, QueryParams, TimeRange, build_where
+from mentatlab.analytics.query import (
+    EARLIEST_TIME,
+    FINAL_SETTINGS,
+    QueryParams,
+    TimeRange,
+    build_where,
+)
 from mentatlab.errors import ValidationError
 from mentatlab.storage.base import SpanStore
 
@@ -75,7 +81,6 @@ METRICS: Final[Mapping[str, str]] = {
     "tokens_per_success": "higher",
 }
 """The metrics checked (compare's test names) and which way is worse."""
-_HISTORY_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
 Direction = Literal["worse", "better", "same"]
 
 
@@ -149,15 +154,19 @@ class Regressions:
 def _new_versions(store: SpanStore, params: QueryParams, fields: Sequence[str]
                   ) -> list[dict[str, Any]]:
     """(field, agent_id, operation, value, first_seen) of the values first seen in range."""
-    parts = build_where(TimeRange(_HISTORY_START, params.time_range.end), params.filters)
+    parts = build_where(TimeRange(EARLIEST_TIME, params.time_range.end), params.filters)
     pairs = ", ".join(f"({parts.bind(f, 'String')}, {COMPARE_FIELDS[f]})" for f in fields)
     start = parts.bind(params.time_range.start, "DateTime64(9, 'UTC')")
-    sql = f"""SELECT fv.1 AS field, agent_id, operation, fv.2 AS version,
-    min(start_time) AS first_seen
+    # microseconds: Python's datetime (a nanosecond one arrives as a pandas Timestamp,
+    # whose arithmetic overflows centuries before the store's earliest time)
+    sql = f"""SELECT field, agent_id, operation, version,
+    toDateTime64(first_ns, 6, 'UTC') AS first_seen FROM (
+SELECT fv.1 AS field, agent_id, operation, fv.2 AS version,
+    min(start_time) AS first_ns
 FROM spans FINAL ARRAY JOIN [{pairs}] AS fv
 WHERE {parts.where} AND fv.2 != ''
 GROUP BY field, agent_id, operation, version
-HAVING first_seen >= {start}
+HAVING first_ns >= {start})
 ORDER BY first_seen, field, agent_id, operation, version {FINAL_SETTINGS}"""
     rows: list[dict[str, Any]] = store.query_arrow(sql, parts.binds).to_pylist()
     return rows
@@ -281,14 +290,16 @@ def find_regressions(store: SpanStore, params: QueryParams, fields: Sequence[str
                 f"Not compared: more than {max_versions} new versions in the window "
                 "(narrow the range or the filter)")))
             continue
-        before = TimeRange(first - lookback, first)
+        # the look-back never starts before what the store can hold
+        since = max(first - lookback, EARLIEST_TIME)
+        before = TimeRange(since, first)
         base = _baseline(store, params, cand, before)
         if base is None:
             versions.append(VersionCheck(**ident, baseline=None, skipped_reason=(
                 f"No earlier {ident['field']} for this agent and operation in the "
                 f"{lookback} before it first appeared: no baseline")))
             continue
-        scoped = QueryParams(TimeRange(first - lookback, window.end), filters={
+        scoped = QueryParams(TimeRange(since, window.end), filters={
             **params.filters, "agent_id": ident["agent_id"],
             "operation": ident["operation"]})
         try:
