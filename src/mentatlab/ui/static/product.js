@@ -23,7 +23,7 @@ function cssColor(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-// One line per workflow: `metric` (num_traces or num_users) of each bucket row.
+// One bar series per workflow: `metric` (num_traces or num_users) of each bucket row.
 function drawAdoption(element, answer, metric) {
   const echarts = window.echarts;
   const chart = echarts.getInstanceByDom(element) || echarts.init(element, null,
@@ -44,10 +44,11 @@ function drawAdoption(element, answer, metric) {
       axisLine: { lineStyle: { color: cssColor("--border") } } },
     yAxis: { type: "value", minInterval: 1, axisLabel: { color: cssColor("--muted") },
       splitLine: { lineStyle: { color: cssColor("--border") } } },
+    // bars side by side, not stacked: users of two workflows may be the same people
     series: names.map((name) => ({
-      type: "line",
+      type: "bar",
       name: name || NONE,
-      symbolSize: 6,
+      barMaxWidth: 24,
       data: answer.buckets.filter((r) => r.workflow_id === name)
         .map((r) => [zonedTime(r.bucket), r[metric]]),
     })),
@@ -74,7 +75,7 @@ function fillOutcomes(answer) {
     cell(tr, w.workflow_id || NONE, w.workflow_id ? "name" : "name muted", w.workflow_id);
     cell(tr, formatCount(w.num_traces), "num");
     cell(tr, formatCount(w.num_users), "num");
-    cell(tr, formatRatio(w.success_rate), "num");
+    cell(tr, formatRatio(w.success_rate), "num wide-only");
     moneyCell(tr, w.total_cost, answer.currency, "num wide-only");
     if (w.cost_per_success === null) {
       cell(tr, "no success", "num muted");
