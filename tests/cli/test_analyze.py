@@ -139,6 +139,11 @@ def test_cost_report(seeded: str) -> None:
     assert billing == ["billing", "1", "1", "1", "$0.00"]  # unpriced: counts as $0
     assert "Total $0.01" in workflows
     assert workflows.index("support") < workflows.index("billing")
+    outcomes = _panel(result.output, "Cost per successful outcome")
+    cells = [c for c in next(line for line in outcomes.splitlines() if "support" in line
+                             ).split() if c != "│"]
+    assert cells == ["support", "12", "0", "100.0%", "$0.01", "$0.000750"]  # 0.009 / 12
+    assert "no success" in outcomes  # billing: its one run failed
     assert "house-model-9" in _panel(result.output, "Unpriced models")
     assert "No significant regression." in _panel(result.output, "Cost and token regressions")
     assert "Not available on this server." in _panel(result.output, "Recommendations")

@@ -138,6 +138,25 @@ def render_cost_top(body: Mapping[str, Any]) -> RenderableType:
     return Group(table, Text(f"Total {total}"))
 
 
+def render_outcomes(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/adoption``: runs, users, success rate and cost per success per workflow."""
+    rows = body.get("workflows") or []
+    if not rows:
+        return Text("No workflow runs in the range.", style="dim")
+    currency = body.get("currency", "USD")
+    table = Table()
+    table.add_column("workflow")
+    for name in ("runs", "users", "success rate", "spend", "cost / success"):
+        table.add_column(name, justify="right")
+    for row in rows[:MAX_ROWS]:
+        per = row.get("cost_per_success")
+        table.add_row(escape(str(row.get("workflow_id") or "(none)")),
+                      format_count(row.get("num_traces")), format_count(row.get("num_users")),
+                      _pct(row.get("success_rate")), format_money(row.get("total_cost"), currency),
+                      format_money(per, currency) if per is not None else "no success")
+    return table
+
+
 def render_unpriced(body: Mapping[str, Any]) -> RenderableType:
     """``/unpriced``: models seen without a price (their spend reads as zero)."""
     rows = body.get("rows") or []
@@ -255,6 +274,8 @@ REPORTS: Mapping[Report, Sequence[Section]] = {
                 {"group_by": "workflow_id", "top": MAX_ROWS}),
         Section("Costliest traces", "/api/v1/traces", _traces("No trace in the range."),
                 {"sort": "cost", "limit": MAX_ROWS}),
+        Section("Cost per successful outcome", "/api/v1/analytics/adoption", render_outcomes,
+                {"limit": MAX_ROWS}),
         Section("Unpriced models", "/api/v1/unpriced", render_unpriced),
         Section("Cost and token regressions", "/api/v1/analytics/regressions",
                 regressions_renderer(["cost_per_success", "tokens_per_success"])),
