@@ -31,6 +31,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/unpriced"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/compare"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/graph"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/regressions"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/adoption"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
@@ -97,6 +99,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/analytics/peers"): _P.READ_USAGE,
     ("GET", "/performance"): _P.READ_USAGE,
     ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
+    ("GET", "/product"): _P.READ_USAGE,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -123,6 +123,34 @@ class ApiClient:
         except ValueError:
             return None
 
+    def get_answer(self, path: str, **params: Any) -> tuple[int, Any]:
+        """GET ``path``: the status and the decoded JSON (None if not JSON), never exiting.
+
+        An error answer is returned, not printed, so a report can show a missing route
+        (404) in place.
+
+        Raises:
+            typer.Exit: the server could not be reached.
+        """
+        clean = {k: v for k, v in params.items() if v is not None}
+        response = self.request_raw("GET", path, params=clean)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def request_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request and return any answer; exit with code 1 only when unreachable.
+
+        Raises:
+            typer.Exit: the server could not be reached.
+        """
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            err_console.print(f"[red]Cannot reach MentatLab at {self.base_url}: {exc}[/red]")
+            raise typer.Exit(1) from None
+
     def post_json(self, path: str, body: Any = None, **params: Any) -> Any:
         """POST a JSON ``body`` and decode the JSON answer."""
         clean = {k: v for k, v in params.items() if v is not None}

@@ -18,6 +18,7 @@ from mentatlab.cli import (
     admin,
     alerts,
     analytics,
+    analyze,
     audit,
     cost,
     migrate,
@@ -52,6 +53,7 @@ app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)
 app.command("serve")(serve.serve)
 app.command("recommendations")(recommendations.recommendations)
+app.command("analyze")(analyze.analyze)
 
 
 @app.command()

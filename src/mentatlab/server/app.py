@@ -29,6 +29,7 @@ from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.quotas import QuotaLimits, Quotas, refresh_overrides
 from mentatlab.server.routes import (
     admin,
+    adoption,
     alerts,
     analytics,
     audit,
@@ -42,6 +43,7 @@ from mentatlab.server.routes import (
     prices,
     quotas,
     recommendations,
+    regressions,
     reliability,
     reprice,
 )
@@ -262,8 +264,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(_RequestMetrics)
     install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, latency, recommendations, reliability, graph, alerts,
-                   reprice, prices, admin, quotas, audit, auth, health, docs):
+    for module in (events, analytics, latency, recommendations, reliability, graph, regressions,
+                   adoption, alerts, reprice, prices, admin, quotas, audit, auth, health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

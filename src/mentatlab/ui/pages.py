@@ -30,6 +30,7 @@ from starlette.datastructures import QueryParams
 from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
 from mentatlab.alerting.alert_rule import METRICS, OPS, PERIODS
+from mentatlab.analytics.compare import COMPARE_FIELDS
 from mentatlab.analytics.query import GROUP_BY_COLUMNS, NAME_ALIASES
 from mentatlab.analytics.zone import UTC_NAME, zone_of
 from mentatlab.errors import Forbidden, Unauthenticated
@@ -61,14 +62,16 @@ VIEWS: Final = (
     View("/ops", "Ops", True, "Live request rate, errors and latency percentiles."),
     View("/cost", "Cost", True, "Spend by any dimension, crossed, with CSV export."),
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
-    View("/reliability", "Reliability", True,
-         "Success, failures by category, retries, fallbacks, loops and agent cycles."),
-    View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
-    View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/performance", "Performance", True,
          "Latency percentiles and histograms by group, and how each agent ranks among peers."),
-    View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
+    View("/reliability", "Reliability", True,
+         "Success, failures by category, retries, fallbacks, loops and agent cycles."),
     View("/graph", "Graph", True, "Agents and tools and the calls between them: graph, Sankey."),
+    View("/product", "Product", True, "Adoption by workflow, cost per successful outcome, "
+         "version comparison and regressions."),
+    View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
+    View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
+    View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -619,3 +622,27 @@ async def graph_page(request: Request) -> HTMLResponse:
     if isinstance(caller, HTMLResponse):
         return caller
     return _render(request, "graph.html", title="Graph")
+
+
+_VERSION_VALUE = re.compile(r"^[^\x00-\x1f]{1,200}$")
+"""A version (or model) the product view's comparison form hands to its script."""
+
+
+@router.get("/product", response_class=HTMLResponse)
+async def product_page(request: Request) -> HTMLResponse:
+    """Product: adoption by workflow, cost per successful outcome, comparison, regressions.
+
+    Numbers from ``/api/v1/analytics/adoption``, ``/analytics/compare`` and
+    ``/analytics/regressions``; ``?field=&a=&b=`` (a field of ``COMPARE_FIELDS`` and two
+    values) pick the comparison, which the script asks for only when both are given.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    query = request.query_params
+    field = query.get("field", "prompt_version")
+    a, b = (query.get(k, "").strip() for k in ("a", "b"))
+    return _render(request, "product.html", title="Product",
+                   compare_fields=list(COMPARE_FIELDS),
+                   field=field if field in COMPARE_FIELDS else "prompt_version",
+                   a=a if _VERSION_VALUE.match(a) else "", b=b if _VERSION_VALUE.match(b) else "")
