@@ -37,7 +37,7 @@ from genai_prices.units import UnitDef, UnitRegistry
 
 from mentatlab.errors import PricingError
 
-__all__ = ["RateCard", "TokenCost", "TokenUsage"]
+__all__ = ["KIND_OF_USAGE_KEY", "TOKEN_KINDS", "KindCost", "RateCard", "TokenCost", "TokenUsage"]
 
 _REGISTRY = UnitRegistry(unit_data)
 _ZERO = Decimal(0)
@@ -49,6 +49,16 @@ _REPORTED_KEYS = frozenset({
 })
 """genai-prices usage keys MentatLab fills from a span (see :class:`TokenUsage`)."""
 
+TOKEN_KINDS: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning",
+                                "request")
+"""The kinds a token cost is split into (``<kind>_cost`` span columns)."""
+KIND_OF_USAGE_KEY: dict[str, str] = {
+    "input_tokens": "input", "cache_read_tokens": "cache_read",
+    "cache_write_tokens": "cache_write", "cache_write_5m_tokens": "cache_write",
+    "cache_write_1h_tokens": "cache_write", "output_tokens": "output",
+    "output_citation_tokens": "output", "output_reasoning_tokens": "reasoning",
+}
+"""The kind each reported genai-prices usage key's own (leaf) tokens belong to."""
 
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                  "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
@@ -131,6 +141,26 @@ class TokenCost:
 
 
 @dataclass(frozen=True, slots=True)
+class KindCost:
+    """A usage's cost split by token kind, in USD, unrounded.
+
+    ``by_kind`` (keys :data:`TOKEN_KINDS`) adds up to the usage's genai-prices total
+    (exactly, in ``Decimal``). Each *leaf* count of a reported usage key (its count minus
+    its reported descendants', e.g. cache reads inside input) is charged at the rate of
+    its nearest priced ancestor-or-self, the rule genai-prices applies
+    (``genai_prices.types.ModelPrice.calc_price``, 0.2.x), and lands in the kind of the
+    key (:data:`KIND_OF_USAGE_KEY`): cache reads of a model without a cache price are
+    ``cache_read`` tokens charged at the input rate. Per-request fees are ``request``.
+    """
+
+    by_kind: dict[str, Decimal]
+    """USD per kind of :data:`TOKEN_KINDS` (every kind present, 0 when none)."""
+    cache_read_uncached_usd: Decimal
+    """The cache-read tokens at the uncached input rate (the same tier): what they would
+    have cost without the cache."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Line:
     usage_key: str
     per: int
@@ -168,6 +198,31 @@ def _compile(model_price: ModelPrice) -> tuple[_Line, ...] | None:
         lines.append((rank.get(unit.usage_key, len(order)), _Line(
             unit.usage_key, unit.per, value, unit.dimensions.get("direction"), descendants)))
     return tuple(line for _, line in sorted(lines, key=lambda item: item[0]))
+
+
+_REPORTED_ORDER = tuple(sorted(_REPORTED_KEYS, key=lambda k: (
+    -len(_REGISTRY.units[k].dimensions), k)))
+"""Reported usage keys, most specific first (a key's descendants come before it)."""
+
+
+def _kind_leaves(lines: tuple[_Line, ...]) -> tuple[tuple[str, str | None,
+                                                          tuple[str, ...]], ...]:
+    """Per reported usage key: its priced owner and its reported descendants.
+
+    The owner is the nearest priced ancestor-or-self (None when nothing prices it); keys
+    come most specific first.
+    """
+    units = _REGISTRY.units
+    priced = [line.usage_key for line in lines if line.usage_key != "requests"]
+    out: list[tuple[str, str | None, tuple[str, ...]]] = []
+    for key in _REPORTED_ORDER:
+        unit = units[key]
+        descendants = tuple(d for d in _REPORTED_ORDER
+                            if d != key and is_descendant_or_self(unit, units[d]))
+        owners = [p for p in priced if is_descendant_or_self(units[p], unit)]
+        owner = max(owners, key=lambda p: len(units[p].dimensions)) if owners else None
+        out.append((key, owner, descendants))
+    return tuple(out)
 
 
 def _rate_and_tiers(
@@ -231,7 +286,8 @@ def _integer_plan(price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, De
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_int_plan", "_leaf_plan", "_lines", "_model_price", "_price_plan", "_scale")
+    __slots__ = ("_int_plan", "_kind_leaves", "_leaf_plan", "_lines", "_model_price",
+                 "_price_plan", "_scale")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
@@ -245,6 +301,7 @@ class RateCard:
             (line.usage_key, line.per, *_rate_and_tiers(line.price), line.direction)
             for line in lines)
         self._scale, self._int_plan = _integer_plan(self._price_plan)
+        self._kind_leaves = _kind_leaves(lines)
 
     @property
     def model_price(self) -> ModelPrice:
@@ -285,6 +342,53 @@ class RateCard:
             elif direction == "output":
                 output_usd += amount
         return TokenCost(input_usd, output_usd, total_usd)
+
+    def cost_by_kind(self, usage: TokenUsage) -> KindCost:
+        """Price one usage (tokens) in USD split by token kind (see :class:`KindCost`).
+
+        Raises:
+            PricingError: a negative count, or usage genai-prices refuses.
+        """
+        if self._lines is None:
+            # a modality we never report: genai-prices only says input, output and total
+            cost = self._cost_by_genai_prices(usage.to_genai_values())
+            kinds = dict.fromkeys(TOKEN_KINDS, _ZERO)
+            kinds["input"] = cost.input_usd
+            kinds["output"] = cost.output_usd
+            kinds["request"] = cost.total_usd - cost.input_usd - cost.output_usd
+            return KindCost(kinds, _ZERO)
+        values = usage.to_genai_values()
+        total_input = values.get("input_tokens", 0)
+        rates = {key: self._rate_at(key, total_input) for key, _, _, _, _ in self._price_plan}
+        kinds = dict.fromkeys(TOKEN_KINDS, _ZERO)
+        leaves: dict[str, int] = {}
+        for key, owner, descendants in self._kind_leaves:
+            leaf = values.get(key, 0)
+            for descendant in descendants:
+                leaf -= leaves[descendant]
+            leaves[key] = leaf
+            if leaf and owner is not None:
+                rate, per = rates[owner]
+                kinds[KIND_OF_USAGE_KEY[key]] += rate * Decimal(leaf) / per
+        if "requests" in rates:
+            rate, per = rates["requests"]
+            kinds["request"] += rate / per
+        uncached = _ZERO
+        read = values.get("cache_read_tokens", 0)
+        if read and "input_tokens" in rates:
+            rate, per = rates["input_tokens"]
+            uncached = rate * Decimal(read) / per
+        return KindCost(kinds, uncached)
+
+    def _rate_at(self, key: str, total_input: int) -> tuple[Decimal, int]:
+        """USD rate of priced usage key ``key`` at ``total_input`` tokens, and its ``per``."""
+        for line_key, per, rate, tiers, _ in self._price_plan:
+            if line_key == key:
+                for start, tier_rate in tiers:  # highest tier first
+                    if total_input > start:
+                        return tier_rate, per
+                return rate, per
+        raise KeyError(key)
 
     def _cost_in_integers(self, plan: _IntPlan, leaves: Mapping[str, int],
                           total_input: int) -> TokenCost:
