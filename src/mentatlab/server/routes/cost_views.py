@@ -55,7 +55,8 @@ async def tokens(request: Request, caller: Caller, start: StartQ = None, end: En
     """Tokens and cost of each kind, and the cache savings.
 
     Kinds: uncached input, cache read, cache write, output, reasoning, request fees,
-    unattributed roll-up usage, in ``kinds`` in that order; the first six costs add up to ``token_cost`` exactly.
+    unattributed roll-up usage, in ``kinds`` in that order; the first six costs add up
+    to ``token_cost`` exactly.
     ``cache_savings`` = Σ (cache-read tokens × uncached input price − their cost), USD.
     """
     params = _query(start, end, scoped_filter(caller, filter).equals)
