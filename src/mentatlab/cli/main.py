@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import access, admin, alerts, audit, cost, migrate, quotas, serve, spans
+from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
+    access,
+    admin,
+    alerts,
+    audit,
+    cost,
+    cost_views,  # noqa: F401
+    migrate,
+    quotas,
+    serve,
+    spans,
+)
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
