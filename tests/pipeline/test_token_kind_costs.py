@@ -131,3 +131,26 @@ def test_reprice_refills_the_kind_costs_of_a_span_stored_without_them() -> None:
     assert (new.input_cost, new.cache_read_cost, new.output_cost, new.cache_savings) == (
         D("0.014"), D("0.0015"), D("0.008"), D("0.0045"))
     assert new.revision == old.revision + 1 and new.token_cost == old.token_cost
+
+
+@pytest.mark.parametrize(("provider", "model"), [
+    ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-20250514"),
+    ("google", "gemini-2.5-pro"), ("openai", "o3")])
+def test_the_kinds_add_up_to_the_genai_prices_total_before_rounding(provider: str,
+                                                                   model: str) -> None:
+    """The split charges each leaf count at its owner's rate: its sum is RateCard.cost's
+    total (genai-prices' arithmetic), to the last digit, tiers and TTL writes included."""
+    from mentatlab.pricing.catalog import PriceCatalog
+    from mentatlab.pricing.rate_card import TokenUsage
+    card = PriceCatalog().lookup(provider, model, T0)
+    assert card is not None
+    rng = random.Random(f"{provider}/{model}")
+    for _ in range(200):
+        inputs = rng.randint(0, 400_000)
+        write = rng.randint(0, inputs // 4)
+        usage = TokenUsage(input_tokens=inputs, cache_read_tokens=rng.randint(0, inputs // 2),
+                           cache_write_tokens=write, cache_write_1h_tokens=write // 3,
+                           output_tokens=rng.randint(0, 9_000),
+                           reasoning_tokens=rng.randint(0, 3_000))
+        kinds = card.card.cost_by_kind(usage)
+        assert kinds.total_usd == sum(kinds.parts, D(0)) == card.card.cost(usage).total_usd

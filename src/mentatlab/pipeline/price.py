@@ -336,8 +336,10 @@ class Price:
             return _ZERO, UNPRICED, None
         card, source = found
         try:
-            total = card.cost(usage).total_usd
-            return total, source, (card.cost_by_kind(usage) if by_kind and total else None)
+            if by_kind:
+                kinds = card.cost_by_kind(usage)
+                return kinds.total_usd, source, kinds
+            return card.cost(usage).total_usd, source, None
         except PricingError as exc:
             logger.warning("Span %s/%s left unpriced: %s", span.trace_id, span.span_id, exc)
             return _ZERO, UNPRICED, None
@@ -364,6 +366,7 @@ class Price:
 
 
 _NO_KINDS = (_ZERO_MONEY,) * len(TOKEN_KIND_COST_COLUMNS)
+_CACHE_READ = TOKEN_KINDS.index("cache_read")
 
 
 def _kind_parts(kinds: KindCost | None, token_cost: Decimal, fx: Decimal
@@ -380,13 +383,13 @@ def _kind_parts(kinds: KindCost | None, token_cost: Decimal, fx: Decimal
     """
     if kinds is None or not token_cost:
         return _NO_KINDS
-    parts = [quantize_money(kinds.by_kind[k] * fx if fx != 1 else kinds.by_kind[k])
-             for k in TOKEN_KINDS]
+    parts = [quantize_money(p * fx) if fx != 1 else quantize_money(p) if p else _ZERO_MONEY
+             for p in kinds.parts]
     remainder = token_cost - sum(parts, _ZERO)
     if remainder:
         largest = max(range(len(parts)), key=lambda i: (abs(parts[i]), -i))
         parts[largest] += remainder
-    savings = kinds.cache_read_uncached_usd - kinds.by_kind["cache_read"]
+    savings = kinds.cache_read_uncached_usd - kinds.parts[_CACHE_READ]
     if fx != 1:
         savings *= fx
     return (*parts, quantize_money(savings) if savings else _ZERO_MONEY)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from genai_prices.data_units import unit_data
@@ -41,6 +41,8 @@ __all__ = ["KIND_OF_USAGE_KEY", "TOKEN_KINDS", "KindCost", "RateCard", "TokenCos
 
 _REGISTRY = UnitRegistry(unit_data)
 _ZERO = Decimal(0)
+_EXACT = Context(prec=80)
+"""Enough digits that ``scaleb`` of any integer cost is exact."""
 
 _REPORTED_KEYS = frozenset({
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
@@ -52,6 +54,8 @@ _REPORTED_KEYS = frozenset({
 TOKEN_KINDS: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning",
                                 "request")
 """The kinds a token cost is split into (``<kind>_cost`` span columns)."""
+_KIND_INDEX = {kind: i for i, kind in enumerate(TOKEN_KINDS)}
+_REQUEST = _KIND_INDEX["request"]
 KIND_OF_USAGE_KEY: dict[str, str] = {
     "input_tokens": "input", "cache_read_tokens": "cache_read",
     "cache_write_tokens": "cache_write", "cache_write_5m_tokens": "cache_write",
@@ -153,11 +157,18 @@ class KindCost:
     ``cache_read`` tokens charged at the input rate. Per-request fees are ``request``.
     """
 
-    by_kind: dict[str, Decimal]
-    """USD per kind of :data:`TOKEN_KINDS` (every kind present, 0 when none)."""
+    parts: tuple[Decimal, ...]
+    """USD per kind, in :data:`TOKEN_KINDS` order (0 for a kind without tokens)."""
     cache_read_uncached_usd: Decimal
     """The cache-read tokens at the uncached input rate (the same tier): what they would
     have cost without the cache."""
+    total_usd: Decimal
+    """The usage's cost: the sum of ``parts``, equal to :meth:`RateCard.cost`'s total."""
+
+    @property
+    def by_kind(self) -> dict[str, Decimal]:
+        """``parts`` by kind name."""
+        return dict(zip(TOKEN_KINDS, self.parts, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +297,9 @@ def _integer_plan(price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, De
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_int_plan", "_kind_leaves", "_leaf_plan", "_lines", "_model_price",
-                 "_price_plan", "_scale")
+    __slots__ = ("_base_rates", "_input_at", "_int_plan", "_kind_by_key", "_kind_int",
+                 "_kind_leaves", "_leaf_plan", "_lines", "_model_price", "_price_plan",
+                 "_requests_at", "_scale")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
@@ -302,6 +314,21 @@ class RateCard:
             for line in lines)
         self._scale, self._int_plan = _integer_plan(self._price_plan)
         self._kind_leaves = _kind_leaves(lines)
+        at = {line.usage_key: i for i, line in enumerate(lines)}
+        self._kind_int = tuple((key, _KIND_INDEX[KIND_OF_USAGE_KEY[key]],
+                                -1 if owner is None else at[owner], descendants)
+                               for key, owner, descendants in self._kind_leaves)
+        self._requests_at = at.get("requests", -1)
+        self._input_at = at.get("input_tokens", -1)
+        descendants_of = {key: set(d) for key, _, d in self._kind_leaves}
+        self._kind_by_key = {
+            key: (kind, owner, tuple(d for d in descendants if not any(
+                d in descendants_of[m] for m in descendants)))
+            for key, kind, owner, descendants in self._kind_int}
+        """Per reported key: kind index, owner line index (-1: unpriced), direct children."""
+        plan = self._int_plan
+        self._base_rates = (None if plan is None or any(tiers for _, _, tiers, _ in plan)
+                            else [rate for _, rate, _, _ in plan])
 
     @property
     def model_price(self) -> ModelPrice:
@@ -349,36 +376,72 @@ class RateCard:
         Raises:
             PricingError: a negative count, or usage genai-prices refuses.
         """
+        values = usage.to_genai_values()
         if self._lines is None:
             # a modality we never report: genai-prices only says input, output and total
-            cost = self._cost_by_genai_prices(usage.to_genai_values())
-            kinds = dict.fromkeys(TOKEN_KINDS, _ZERO)
-            kinds["input"] = cost.input_usd
-            kinds["output"] = cost.output_usd
-            kinds["request"] = cost.total_usd - cost.input_usd - cost.output_usd
-            return KindCost(kinds, _ZERO)
-        values = usage.to_genai_values()
+            cost = self._cost_by_genai_prices(values)
+            parts = dict.fromkeys(TOKEN_KINDS, _ZERO)
+            parts["input"] = cost.input_usd
+            parts["output"] = cost.output_usd
+            parts["request"] = cost.total_usd - cost.input_usd - cost.output_usd
+            return KindCost(tuple(parts.values()), _ZERO, cost.total_usd)
+        if self._int_plan is not None:
+            return self._kinds_in_integers(self._int_plan, values)
         total_input = values.get("input_tokens", 0)
-        rates = {key: self._rate_at(key, total_input) for key, _, _, _, _ in self._price_plan}
-        kinds = dict.fromkeys(TOKEN_KINDS, _ZERO)
+        rates = [self._rate_at(key, total_input) for key, _, _, _, _ in self._price_plan]
+        kinds = [_ZERO] * len(TOKEN_KINDS)
         leaves: dict[str, int] = {}
-        for key, owner, descendants in self._kind_leaves:
+        for key, kind, owner, descendants in self._kind_int:
             leaf = values.get(key, 0)
             for descendant in descendants:
-                leaf -= leaves[descendant]
+                leaf -= leaves.get(descendant, 0)
             leaves[key] = leaf
-            if leaf and owner is not None:
+            if leaf and owner >= 0:
                 rate, per = rates[owner]
-                kinds[KIND_OF_USAGE_KEY[key]] += rate * Decimal(leaf) / per
-        if "requests" in rates:
-            rate, per = rates["requests"]
-            kinds["request"] += rate / per
+                kinds[kind] += rate * Decimal(leaf) / per
+        if self._requests_at >= 0:
+            rate, per = rates[self._requests_at]
+            kinds[_REQUEST] += rate / per
         uncached = _ZERO
         read = values.get("cache_read_tokens", 0)
-        if read and "input_tokens" in rates:
-            rate, per = rates["input_tokens"]
+        if read and self._input_at >= 0:
+            rate, per = rates[self._input_at]
             uncached = rate * Decimal(read) / per
-        return KindCost(kinds, uncached)
+        return KindCost(tuple(kinds), uncached, self.cost(usage).total_usd)
+
+    def _kinds_in_integers(self, plan: _IntPlan, values: Mapping[str, int]) -> KindCost:
+        # Integer units of 10**scale USD, as _cost_in_integers: one exact Decimal per
+        # non-zero kind. A key's leaf is its count minus its direct reported children's
+        # (their counts include their own descendants: to_genai_values makes them so).
+        rates = self._base_rates
+        if rates is None:  # tiered: the rates at this request's input size
+            total_input = values.get("input_tokens", 0)
+            tiered: list[int] = []
+            for _, rate, tiers, _ in plan:
+                for start, tier_rate in tiers:  # highest tier first
+                    if total_input > start:
+                        rate = tier_rate
+                        break
+                tiered.append(rate)
+            rates = tiered
+        kinds = [0] * len(TOKEN_KINDS)
+        get = values.get
+        table = self._kind_by_key
+        for key, count in values.items():
+            kind, owner, children = table[key]
+            if owner >= 0:
+                for child in children:
+                    count -= get(child, 0)
+                kinds[kind] += rates[owner] * count
+        if self._requests_at >= 0:
+            kinds[_REQUEST] += rates[self._requests_at]
+        read = get("cache_read_tokens", 0)
+        uncached = rates[self._input_at] * read if read and self._input_at >= 0 else 0
+        scale = self._scale
+        return KindCost(
+            tuple(Decimal(k).scaleb(scale, _EXACT) if k else _ZERO for k in kinds),
+            Decimal(uncached).scaleb(scale, _EXACT) if uncached else _ZERO,
+            Decimal(sum(kinds)).scaleb(scale, _EXACT))
 
     def _rate_at(self, key: str, total_input: int) -> tuple[Decimal, int]:
         """USD rate of priced usage key ``key`` at ``total_input`` tokens, and its ``per``."""
