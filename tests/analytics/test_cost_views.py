@@ -205,6 +205,11 @@ def test_unit_economics(priced: SpanStore) -> None:
     assert (u.num_users, u.user_cost, u.cost_per_user) == (2, D("0.046"), D("0.023"))
     assert (u.num_sessions, u.session_cost, u.cost_per_session) == (4, D("0.0488"),
                                                                     D("0.0122"))
+    assert unit_economics(priced, QueryParams(RANGE), use_aggregates=False) == u
+    acme = unit_economics(priced, QueryParams(RANGE, filters={"org": "acme"}))
+    assert (acme.num_traces, acme.num_successful_traces, acme.total_cost) == (3, 2, D("0.046"))
+    assert acme == unit_economics(priced, QueryParams(RANGE, filters={"org": "acme"}),
+                                  use_aggregates=False)
     none = unit_economics(priced, QueryParams(RANGE, filters={"org_id": "initech"}))
     assert (none.num_traces, none.cost_per_successful_trace, none.cost_per_user) == (
         0, None, None)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Final
 
+from mentatlab.analytics.aggregate_read import plan_read
 from mentatlab.analytics.cost import CostRow, cost_by
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
@@ -53,6 +54,7 @@ from mentatlab.analytics.query import (
 )
 from mentatlab.errors import ValidationError
 from mentatlab.pricing.money import quantize_money
+from mentatlab.storage.aggregates import TRACE_SUMMARY_TABLE
 from mentatlab.storage.base import SpanStore
 
 __all__ = [
@@ -290,8 +292,15 @@ class UnitEconomics:
     cost_per_session: Decimal | None
 
 
-def unit_economics(store: SpanStore, params: QueryParams) -> UnitEconomics:
-    """Cost per trace, successful trace, user and session (raw ``spans FINAL``).
+def unit_economics(store: SpanStore, params: QueryParams, *,
+                   use_aggregates: bool = True) -> UnitEconomics:
+    """Cost per trace, successful trace, user and session.
+
+    The traces come from ``trace_summary`` (per minute and trace: cost and failed spans)
+    when the filters name at most org and project and the aggregates are built (the
+    trace list's rule, :func:`~mentatlab.analytics.traces.list_traces`), else from
+    ``spans FINAL`` grouped by trace; the same numbers either way (ranges are whole
+    minutes). Users and sessions are distinct values over ``spans FINAL``.
 
     Raises:
         QueryTimeout: the query ran past the store's time limit.
@@ -299,11 +308,23 @@ def unit_economics(store: SpanStore, params: QueryParams) -> UnitEconomics:
     """
     parts = build_where(params.time_range, params.filters)
     where = parts.where
+    if use_aggregates and set(params.filters) <= {"org_id", "project_id"} and plan_read(
+            store, params.time_range.start, params.time_range.end, set(params.filters)):
+        ts = "DateTime64(9, 'UTC')"
+        minutes = (f"minute >= {parts.bind(params.time_range.start, ts)}"
+                   f" AND minute < {parts.bind(params.time_range.end, ts)}")
+        tenancy = "".join(f" AND {name} = {parts.bind(value, 'String')}"
+                          for name, value in params.filters.items())
+        per_trace = (f"SELECT trace_id, sum(total_cost) AS cost, sum(error_spans) AS failed"
+                     f" FROM {TRACE_SUMMARY_TABLE} WHERE {minutes}{tenancy} GROUP BY trace_id"
+                     " HAVING sum(num_spans) != 0")
+    else:
+        per_trace = ("SELECT trace_id, sum(total_cost) AS cost, max(status != 'ok') AS failed"
+                     f" FROM spans FINAL WHERE {where} GROUP BY trace_id")
     sql = (
         "SELECT * FROM (SELECT toInt64(count()) AS num_traces,"
         " toInt64(countIf(failed = 0)) AS num_ok, sum(cost) AS total_cost FROM ("
-        "SELECT trace_id, sum(total_cost) AS cost, max(status != 'ok') AS failed"
-        f" FROM spans FINAL WHERE {where} GROUP BY trace_id)) AS t CROSS JOIN ("
+        f"{per_trace})) AS t CROSS JOIN ("
         "SELECT toInt64(uniqExactIf(user_id, user_id != '')) AS num_users,"
         " sumIf(total_cost, user_id != '') AS user_cost,"
         " toInt64(uniqExactIf(session_id, session_id != '')) AS num_sessions,"
