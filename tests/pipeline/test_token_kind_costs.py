@@ -154,3 +154,20 @@ def test_the_kinds_add_up_to_the_genai_prices_total_before_rounding(provider: st
                            reasoning_tokens=rng.randint(0, 3_000))
         kinds = card.card.cost_by_kind(usage)
         assert kinds.total_usd == sum(kinds.parts, D(0)) == card.card.cost(usage).total_usd
+
+
+def test_the_decimal_path_splits_like_the_integer_path() -> None:
+    """A card whose rates cannot be made integers (never seen in genai-prices' data, kept
+    as a fallback) splits with Decimal arithmetic to the same numbers."""
+    from mentatlab.pricing.catalog import PriceCatalog
+    from mentatlab.pricing.rate_card import RateCard, TokenUsage
+    found = PriceCatalog().lookup("anthropic", "claude-sonnet-4-20250514", T0)
+    assert found is not None
+    card = RateCard(found.card.model_price)  # our own: the catalog's cards are shared
+    usage = TokenUsage(input_tokens=250_000, cache_read_tokens=40_000, cache_write_tokens=9_000,
+                       cache_write_1h_tokens=3_000, output_tokens=7_000, reasoning_tokens=900)
+    integers = card.cost_by_kind(usage)
+    card._int_plan = None  # force the Decimal path
+    decimals = card.cost_by_kind(usage)
+    assert decimals.parts == integers.parts and decimals.total_usd == integers.total_usd
+    assert decimals.cache_read_uncached_usd == integers.cache_read_uncached_usd
