@@ -33,6 +33,11 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/analytics/graph"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/regressions"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/adoption"): _P.READ_USAGE,
+    # cost views (issue 16): aggregates of cost and usage, no span payloads
+    ("GET", "/api/v1/analytics/tokens"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/attribution"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/unit-economics"): _P.READ_USAGE,
+    ("GET", "/api/v1/analytics/provider-models"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,

@@ -70,6 +70,20 @@ class CostRow:
     """Input tokens behind ``unattributed_cost`` (not in ``input_tokens``)."""
     unattributed_output_tokens: int
     """Output tokens behind ``unattributed_cost`` (not in ``output_tokens``)."""
+    input_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: uncached input tokens (docs/decisions/0012-token-kind-costs.md)."""
+    cache_read_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: cache-read tokens."""
+    cache_write_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: cache-write tokens."""
+    output_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: output tokens other than reasoning."""
+    reasoning_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: reasoning tokens."""
+    request_cost: Decimal = Decimal(0)
+    """Part of ``token_cost``: per-request fees."""
+    cache_savings: Decimal = Decimal(0)
+    """Cache-read tokens at the uncached input price minus ``cache_read_cost``."""
 
     @property
     def infra_cost(self) -> Decimal:

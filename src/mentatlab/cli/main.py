@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import (
+from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     access,
     admin,
     alerts,
@@ -21,6 +21,7 @@ from mentatlab.cli import (
     analyze,
     audit,
     cost,
+    cost_views,  # noqa: F401
     migrate,
     quotas,
     recommendations,

@@ -24,6 +24,7 @@ __all__ = [
     "MONEY_COLUMNS",
     "MONEY_SCALE",
     "SPAN_COLUMNS",
+    "TOKEN_KIND_COST_COLUMNS",
     "SPAN_SCHEMA",
     "Column",
     "arrow_to_spans",
@@ -58,7 +59,15 @@ _TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_to
 MONEY_COLUMNS: tuple[str, ...] = (
     "token_cost", "cpu_cost", "memory_cost", "gpu_cost", "network_cost", "storage_cost",
     "unattributed_cost", "discount", "total_cost")
-"""Every money column (``Decimal(38, 12)``), in table order."""
+"""Every money column (``Decimal(38, 12)``) but the per-kind token costs, in table order."""
+TOKEN_KIND_COST_COLUMNS: tuple[str, ...] = (
+    "input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "reasoning_cost",
+    "request_cost", "cache_savings")
+"""``token_cost`` split by token kind (``Decimal(38, 12)``), then the cache savings: the
+first six add up to ``token_cost`` exactly; ``cache_savings`` is what the cache reads would
+have cost at the uncached input price minus ``cache_read_cost``
+(docs/decisions/0012-token-kind-costs.md). Last in the table: stores created before them
+gain them by ``ADD COLUMN`` at the end."""
 
 SPAN_COLUMNS: tuple[Column, ...] = (
     _c("trace_id", _S, "String"),
@@ -117,6 +126,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("prompt_chars", pa.uint32(), "UInt32"),
     _c("revision", pa.uint32(), "UInt32"),
     _c("ingested_at_ns", pa.int64(), "Int64"),
+    *(_c(n, MONEY_ARROW, _MONEY_CH) for n in TOKEN_KIND_COST_COLUMNS),
 )
 
 SPAN_SCHEMA = pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in SPAN_COLUMNS])
@@ -166,7 +176,7 @@ def arrow_to_spans(table: pa.Table) -> list[CanonicalSpan]:
         for key in ("start_time", "end_time"):
             ts: datetime = row[key]
             row[key] = ts
-        for key in MONEY_COLUMNS:
+        for key in (*MONEY_COLUMNS, *TOKEN_KIND_COST_COLUMNS):
             row[key] = Decimal(row[key])
         out.append(CanonicalSpan(**row))
     return out

@@ -207,6 +207,22 @@ class CanonicalSpan:
     """0 for a row as received; each rewrite after ingest (attribution, reprice) adds 1."""
     ingested_at_ns: int = 0
     """When this version of the row was written; the ``ReplacingMergeTree`` version."""
+    # token cost by kind (docs/decisions/0012-token-kind-costs.md): the first six add up
+    # to token_cost exactly
+    input_cost: Decimal = ZERO_USD
+    """Price of the uncached input tokens (input minus cache reads and writes)."""
+    cache_read_cost: Decimal = ZERO_USD
+    """Price of the cache-read tokens (at the input rate when the model has no cache price)."""
+    cache_write_cost: Decimal = ZERO_USD
+    """Price of the cache-write tokens (5-minute and 1-hour writes together)."""
+    output_cost: Decimal = ZERO_USD
+    """Price of the output tokens other than reasoning (citations included)."""
+    reasoning_cost: Decimal = ZERO_USD
+    """Price of the reasoning tokens (at the output rate when they have no price of their own)."""
+    request_cost: Decimal = ZERO_USD
+    """Per-request fees, and what genai-prices priced outside the token kinds above."""
+    cache_savings: Decimal = ZERO_USD
+    """Cache-read tokens at the uncached input price minus ``cache_read_cost``."""
 
     @property
     def model(self) -> str:

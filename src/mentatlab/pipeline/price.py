@@ -16,6 +16,11 @@ every part rounded to 12 decimal places, half to even, see ``pricing/money.py``)
     discount     = percent / 100 * (the parts the first matching discount applies to;
                    "tokens" means token_cost + unattributed_cost)
     total_cost   = token + unattributed + cpu + memory + gpu + network + storage - discount
+    input_cost + cache_read_cost + cache_write_cost + output_cost + reasoning_cost
+                 + request_cost = token_cost, exactly (RateCard.cost_by_kind; each part
+                   rounded to 12 places, the rounding remainder added to the largest part)
+    cache_savings = cache-read tokens at the uncached input rate - their price (before
+                   rounding; then rounded), docs/decisions/0012-token-kind-costs.md
 
 Infrastructure rates: ``pricing.toml [infrastructure]`` key by key over the shipped
 defaults, public on-demand list prices with their source and date
@@ -41,12 +46,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from genai_prices.types import ModelPrice
 
 from mentatlab.errors import PricingError
-from mentatlab.model.schema import MONEY_COLUMNS
+from mentatlab.model.schema import MONEY_COLUMNS, TOKEN_KIND_COST_COLUMNS
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.infra_rates import (
@@ -58,7 +64,7 @@ from mentatlab.pricing.infra_rates import (
 from mentatlab.pricing.money import quantize_money, to_decimal
 from mentatlab.pricing.price_source import UNPRICED, format_price_source
 from mentatlab.pricing.pricing_file import ModelRate, PricingConfig, load_pricing_file
-from mentatlab.pricing.rate_card import RateCard, TokenUsage
+from mentatlab.pricing.rate_card import TOKEN_KINDS, KindCost, RateCard, TokenUsage
 from mentatlab.settings import Settings
 
 __all__ = ["COST_FIELDS", "EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
@@ -81,8 +87,8 @@ _HUNDRED = Decimal(100)
 _ZERO_MONEY = quantize_money(_ZERO)
 _MONEY_EXPONENT = _ZERO_MONEY.as_tuple().exponent
 _FIELDS = tuple(f.name for f in dataclasses.fields(CanonicalSpan))
-_MONEY_FIELDS = MONEY_COLUMNS
-COST_FIELDS = (*_MONEY_FIELDS, "currency", "price_source")
+_MONEY_FIELDS = (*MONEY_COLUMNS, *TOKEN_KIND_COST_COLUMNS)
+COST_FIELDS = (*MONEY_COLUMNS, "currency", "price_source", *TOKEN_KIND_COST_COLUMNS)
 """Every field the ``price`` processor sets."""
 _COST_FIELDS = COST_FIELDS
 _GET_ALL = operator.attrgetter(*_FIELDS)
@@ -213,7 +219,9 @@ class Price:
         for span in spans:
             (span.token_cost, span.cpu_cost, span.memory_cost, span.gpu_cost,
              span.network_cost, span.storage_cost, span.unattributed_cost, span.discount,
-             span.total_cost, span.currency, span.price_source) = costs(span)
+             span.total_cost, span.currency, span.price_source, span.input_cost,
+             span.cache_read_cost, span.cache_write_cost, span.output_cost,
+             span.reasoning_cost, span.request_cost, span.cache_savings) = costs(span)
         return spans
 
     def price_span(self, span: CanonicalSpan) -> CanonicalSpan:
@@ -232,10 +240,9 @@ class Price:
             row[index] = value
         return CanonicalSpan(*row)
 
-    def _costs(self, span: CanonicalSpan) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal,
-                                                   Decimal, Decimal, Decimal, Decimal, str, str]:
-        """The 9 money fields (in ``_MONEY_FIELDS`` order), currency and price source."""
-        token_usd, source = self._token_cost(span)
+    def _costs(self, span: CanonicalSpan) -> tuple[Any, ...]:
+        """The 9 money fields (``MONEY_COLUMNS`` order), currency, source, 7 kind costs."""
+        token_usd, source, kinds = self._token_cost(span)
         unattributed_usd = _ZERO
         if span.usage_is_rollup:
             unattributed_usd, source = self._unattributed_cost(span)
@@ -248,7 +255,8 @@ class Price:
             # the common case: tokens only, USD, no discount
             token = quantize_money(token_usd) if token_usd else _ZERO_MONEY
             z = _ZERO_MONEY
-            return token, z, z, z, z, z, z, z, token, currency.code, source
+            return (token, z, z, z, z, z, z, z, token, currency.code, source,
+                    *_kind_parts(kinds, token, fx))
         card = self.infra
         usd = {"token_cost": token_usd, "cpu_cost": _ZERO, "memory_cost": _ZERO,
                "gpu_cost": _ZERO, "network_cost": _ZERO, "storage_cost": _ZERO,
@@ -296,7 +304,7 @@ class Price:
         p = parts
         return (p["token_cost"], p["cpu_cost"], p["memory_cost"], p["gpu_cost"],
                 p["network_cost"], p["storage_cost"], p["unattributed_cost"], discount, total,
-                currency.code, source)
+                currency.code, source, *_kind_parts(kinds, p["token_cost"], fx))
 
     def _unattributed_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
         """USD of a roll-up span's unattributed usage, and its price source.
@@ -306,28 +314,35 @@ class Price:
         be a guess).
         """
         usage = _unattributed_usage(span)
-        return (_ZERO, "") if usage is None else self._price_usage(span, usage)
-
-    def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
-        if span.usage_is_rollup:
+        if usage is None:
             return _ZERO, ""
+        usd, source, _ = self._price_usage(span, usage, by_kind=False)
+        return usd, source
+
+    def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str, KindCost | None]:
+        if span.usage_is_rollup:
+            return _ZERO, "", None
         if not _has_tokens(span):
             # a bare total cannot be split into input and output: never guess the split
-            return _ZERO, ("" if span.total_tokens is None else UNPRICED)
-        return self._price_usage(span, _usage(span))
+            return _ZERO, ("" if span.total_tokens is None else UNPRICED), None
+        return self._price_usage(span, _usage(span), by_kind=True)
 
-    def _price_usage(self, span: CanonicalSpan, usage: TokenUsage) -> tuple[Decimal, str]:
-        """USD of ``usage`` at the price of the span's model, and the price source."""
+    def _price_usage(self, span: CanonicalSpan, usage: TokenUsage, *, by_kind: bool
+                     ) -> tuple[Decimal, str, KindCost | None]:
+        """USD of ``usage`` at the span model's price, source, cost by kind (``by_kind``)."""
         minute = int(span.start_time.timestamp() // 60)
         found = self._resolve(span.provider, span.model, span.request_model, minute)
         if found is None:
-            return _ZERO, UNPRICED
+            return _ZERO, UNPRICED, None
         card, source = found
         try:
-            return card.cost(usage).total_usd, source
+            if by_kind:
+                kinds = card.cost_by_kind(usage)
+                return kinds.total_usd, source, kinds
+            return card.cost(usage).total_usd, source, None
         except PricingError as exc:
             logger.warning("Span %s/%s left unpriced: %s", span.trace_id, span.span_id, exc)
-            return _ZERO, UNPRICED
+            return _ZERO, UNPRICED, None
 
     def _resolve_uncached(self, provider: str, model: str, request_model: str,
                           minute: int) -> tuple[RateCard, str] | None:
@@ -348,6 +363,36 @@ class Price:
                     source += f"?fallback={model.lower()}"
                 return resolved.card, source
         return None
+
+
+_NO_KINDS = (_ZERO_MONEY,) * len(TOKEN_KIND_COST_COLUMNS)
+_CACHE_READ = TOKEN_KINDS.index("cache_read")
+
+
+def _kind_parts(kinds: KindCost | None, token_cost: Decimal, fx: Decimal
+                ) -> tuple[Decimal, ...]:
+    """The 7 ``TOKEN_KIND_COST_COLUMNS`` of a span of (rounded) token cost ``token_cost``.
+
+    ``kinds`` is the span's unrounded USD split; the answer is in the pricing currency.
+
+    Each kind is converted (``* fx``) and rounded (:func:`quantize_money`) on its own; the
+    difference between ``token_cost`` and their sum (a few 1e-12 at most, nonzero only
+    when a part has more than 12 decimals) is added to the largest part (the first of
+    the largest in ``TOKEN_KINDS`` order), so the six parts add up to ``token_cost``
+    exactly. ``cache_savings`` is rounded from its unrounded difference.
+    """
+    if kinds is None or not token_cost:
+        return _NO_KINDS
+    parts = [quantize_money(p * fx) if fx != 1 else quantize_money(p) if p else _ZERO_MONEY
+             for p in kinds.parts]
+    remainder = token_cost - sum(parts, _ZERO)
+    if remainder:
+        largest = max(range(len(parts)), key=lambda i: (abs(parts[i]), -i))
+        parts[largest] += remainder
+    savings = kinds.cache_read_uncached_usd - kinds.parts[_CACHE_READ]
+    if fx != 1:
+        savings *= fx
+    return (*parts, quantize_money(savings) if savings else _ZERO_MONEY)
 
 
 def _minute_start(minute: int) -> datetime:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from genai_prices.data_units import unit_data
@@ -37,10 +37,12 @@ from genai_prices.units import UnitDef, UnitRegistry
 
 from mentatlab.errors import PricingError
 
-__all__ = ["RateCard", "TokenCost", "TokenUsage"]
+__all__ = ["KIND_OF_USAGE_KEY", "TOKEN_KINDS", "KindCost", "RateCard", "TokenCost", "TokenUsage"]
 
 _REGISTRY = UnitRegistry(unit_data)
 _ZERO = Decimal(0)
+_EXACT = Context(prec=80)
+"""Enough digits that ``scaleb`` of any integer cost is exact."""
 
 _REPORTED_KEYS = frozenset({
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
@@ -49,6 +51,18 @@ _REPORTED_KEYS = frozenset({
 })
 """genai-prices usage keys MentatLab fills from a span (see :class:`TokenUsage`)."""
 
+TOKEN_KINDS: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning",
+                                "request")
+"""The kinds a token cost is split into (``<kind>_cost`` span columns)."""
+_KIND_INDEX = {kind: i for i, kind in enumerate(TOKEN_KINDS)}
+_REQUEST = _KIND_INDEX["request"]
+KIND_OF_USAGE_KEY: dict[str, str] = {
+    "input_tokens": "input", "cache_read_tokens": "cache_read",
+    "cache_write_tokens": "cache_write", "cache_write_5m_tokens": "cache_write",
+    "cache_write_1h_tokens": "cache_write", "output_tokens": "output",
+    "output_citation_tokens": "output", "output_reasoning_tokens": "reasoning",
+}
+"""The kind each reported genai-prices usage key's own (leaf) tokens belong to."""
 
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                  "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
@@ -131,6 +145,33 @@ class TokenCost:
 
 
 @dataclass(frozen=True, slots=True)
+class KindCost:
+    """A usage's cost split by token kind, in USD, unrounded.
+
+    ``by_kind`` (keys :data:`TOKEN_KINDS`) adds up to the usage's genai-prices total
+    (exactly, in ``Decimal``). Each *leaf* count of a reported usage key (its count minus
+    its reported descendants', e.g. cache reads inside input) is charged at the rate of
+    its nearest priced ancestor-or-self, the rule genai-prices applies
+    (``genai_prices.types.ModelPrice.calc_price``, 0.2.x), and lands in the kind of the
+    key (:data:`KIND_OF_USAGE_KEY`): cache reads of a model without a cache price are
+    ``cache_read`` tokens charged at the input rate. Per-request fees are ``request``.
+    """
+
+    parts: tuple[Decimal, ...]
+    """USD per kind, in :data:`TOKEN_KINDS` order (0 for a kind without tokens)."""
+    cache_read_uncached_usd: Decimal
+    """The cache-read tokens at the uncached input rate (the same tier): what they would
+    have cost without the cache."""
+    total_usd: Decimal
+    """The usage's cost: the sum of ``parts``, equal to :meth:`RateCard.cost`'s total."""
+
+    @property
+    def by_kind(self) -> dict[str, Decimal]:
+        """``parts`` by kind name."""
+        return dict(zip(TOKEN_KINDS, self.parts, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
 class _Line:
     usage_key: str
     per: int
@@ -168,6 +209,31 @@ def _compile(model_price: ModelPrice) -> tuple[_Line, ...] | None:
         lines.append((rank.get(unit.usage_key, len(order)), _Line(
             unit.usage_key, unit.per, value, unit.dimensions.get("direction"), descendants)))
     return tuple(line for _, line in sorted(lines, key=lambda item: item[0]))
+
+
+_REPORTED_ORDER = tuple(sorted(_REPORTED_KEYS, key=lambda k: (
+    -len(_REGISTRY.units[k].dimensions), k)))
+"""Reported usage keys, most specific first (a key's descendants come before it)."""
+
+
+def _kind_leaves(lines: tuple[_Line, ...]) -> tuple[tuple[str, str | None,
+                                                          tuple[str, ...]], ...]:
+    """Per reported usage key: its priced owner and its reported descendants.
+
+    The owner is the nearest priced ancestor-or-self (None when nothing prices it); keys
+    come most specific first.
+    """
+    units = _REGISTRY.units
+    priced = [line.usage_key for line in lines if line.usage_key != "requests"]
+    out: list[tuple[str, str | None, tuple[str, ...]]] = []
+    for key in _REPORTED_ORDER:
+        unit = units[key]
+        descendants = tuple(d for d in _REPORTED_ORDER
+                            if d != key and is_descendant_or_self(unit, units[d]))
+        owners = [p for p in priced if is_descendant_or_self(units[p], unit)]
+        owner = max(owners, key=lambda p: len(units[p].dimensions)) if owners else None
+        out.append((key, owner, descendants))
+    return tuple(out)
 
 
 def _rate_and_tiers(
@@ -231,7 +297,9 @@ def _integer_plan(price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, De
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_int_plan", "_leaf_plan", "_lines", "_model_price", "_price_plan", "_scale")
+    __slots__ = ("_base_rates", "_input_at", "_int_plan", "_kind_by_key", "_kind_int",
+                 "_kind_leaves", "_leaf_plan", "_lines", "_model_price", "_price_plan",
+                 "_requests_at", "_scale")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
@@ -245,6 +313,22 @@ class RateCard:
             (line.usage_key, line.per, *_rate_and_tiers(line.price), line.direction)
             for line in lines)
         self._scale, self._int_plan = _integer_plan(self._price_plan)
+        self._kind_leaves = _kind_leaves(lines)
+        at = {line.usage_key: i for i, line in enumerate(lines)}
+        self._kind_int = tuple((key, _KIND_INDEX[KIND_OF_USAGE_KEY[key]],
+                                -1 if owner is None else at[owner], descendants)
+                               for key, owner, descendants in self._kind_leaves)
+        self._requests_at = at.get("requests", -1)
+        self._input_at = at.get("input_tokens", -1)
+        descendants_of = {key: set(d) for key, _, d in self._kind_leaves}
+        self._kind_by_key = {
+            key: (kind, owner, tuple(d for d in descendants if not any(
+                d in descendants_of[m] for m in descendants)))
+            for key, kind, owner, descendants in self._kind_int}
+        """Per reported key: kind index, owner line index (-1: unpriced), direct children."""
+        plan = self._int_plan
+        self._base_rates = (None if plan is None or any(tiers for _, _, tiers, _ in plan)
+                            else [rate for _, rate, _, _ in plan])
 
     @property
     def model_price(self) -> ModelPrice:
@@ -285,6 +369,89 @@ class RateCard:
             elif direction == "output":
                 output_usd += amount
         return TokenCost(input_usd, output_usd, total_usd)
+
+    def cost_by_kind(self, usage: TokenUsage) -> KindCost:
+        """Price one usage (tokens) in USD split by token kind (see :class:`KindCost`).
+
+        Raises:
+            PricingError: a negative count, or usage genai-prices refuses.
+        """
+        values = usage.to_genai_values()
+        if self._lines is None:
+            # a modality we never report: genai-prices only says input, output and total
+            cost = self._cost_by_genai_prices(values)
+            parts = dict.fromkeys(TOKEN_KINDS, _ZERO)
+            parts["input"] = cost.input_usd
+            parts["output"] = cost.output_usd
+            parts["request"] = cost.total_usd - cost.input_usd - cost.output_usd
+            return KindCost(tuple(parts.values()), _ZERO, cost.total_usd)
+        if self._int_plan is not None:
+            return self._kinds_in_integers(self._int_plan, values)
+        total_input = values.get("input_tokens", 0)
+        rates = [self._rate_at(key, total_input) for key, _, _, _, _ in self._price_plan]
+        kinds = [_ZERO] * len(TOKEN_KINDS)
+        leaves: dict[str, int] = {}
+        for key, kind, owner, descendants in self._kind_int:
+            leaf = values.get(key, 0)
+            for descendant in descendants:
+                leaf -= leaves.get(descendant, 0)
+            leaves[key] = leaf
+            if leaf and owner >= 0:
+                rate, per = rates[owner]
+                kinds[kind] += rate * Decimal(leaf) / per
+        if self._requests_at >= 0:
+            rate, per = rates[self._requests_at]
+            kinds[_REQUEST] += rate / per
+        uncached = _ZERO
+        read = values.get("cache_read_tokens", 0)
+        if read and self._input_at >= 0:
+            rate, per = rates[self._input_at]
+            uncached = rate * Decimal(read) / per
+        return KindCost(tuple(kinds), uncached, self.cost(usage).total_usd)
+
+    def _kinds_in_integers(self, plan: _IntPlan, values: Mapping[str, int]) -> KindCost:
+        # Integer units of 10**scale USD, as _cost_in_integers: one exact Decimal per
+        # non-zero kind. A key's leaf is its count minus its direct reported children's
+        # (their counts include their own descendants: to_genai_values makes them so).
+        rates = self._base_rates
+        if rates is None:  # tiered: the rates at this request's input size
+            total_input = values.get("input_tokens", 0)
+            tiered: list[int] = []
+            for _, rate, tiers, _ in plan:
+                for start, tier_rate in tiers:  # highest tier first
+                    if total_input > start:
+                        rate = tier_rate
+                        break
+                tiered.append(rate)
+            rates = tiered
+        kinds = [0] * len(TOKEN_KINDS)
+        get = values.get
+        table = self._kind_by_key
+        for key, count in values.items():
+            kind, owner, children = table[key]
+            if owner >= 0:
+                for child in children:
+                    count -= get(child, 0)
+                kinds[kind] += rates[owner] * count
+        if self._requests_at >= 0:
+            kinds[_REQUEST] += rates[self._requests_at]
+        read = get("cache_read_tokens", 0)
+        uncached = rates[self._input_at] * read if read and self._input_at >= 0 else 0
+        scale = self._scale
+        return KindCost(
+            tuple(Decimal(k).scaleb(scale, _EXACT) if k else _ZERO for k in kinds),
+            Decimal(uncached).scaleb(scale, _EXACT) if uncached else _ZERO,
+            Decimal(sum(kinds)).scaleb(scale, _EXACT))
+
+    def _rate_at(self, key: str, total_input: int) -> tuple[Decimal, int]:
+        """USD rate of priced usage key ``key`` at ``total_input`` tokens, and its ``per``."""
+        for line_key, per, rate, tiers, _ in self._price_plan:
+            if line_key == key:
+                for start, tier_rate in tiers:  # highest tier first
+                    if total_input > start:
+                        return tier_rate, per
+                return rate, per
+        raise KeyError(key)
 
     def _cost_in_integers(self, plan: _IntPlan, leaves: Mapping[str, int],
                           total_input: int) -> TokenCost:

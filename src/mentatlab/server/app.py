@@ -34,6 +34,7 @@ from mentatlab.server.routes import (
     analytics,
     audit,
     auth,
+    cost_views,
     docs,
     events,
     graph,
@@ -265,7 +266,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, latency, recommendations, reliability, graph, regressions,
-                   adoption, alerts, reprice, prices, admin, quotas, audit, auth, health, docs):
+                   adoption, cost_views, alerts, reprice, prices, admin, quotas, audit, auth,
+                   health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

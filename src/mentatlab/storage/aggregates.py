@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mentatlab.model.schema import TOKEN_KIND_COST_COLUMNS
+
 __all__ = [
     "AGGREGATES",
     "LATENCY_BUCKET_RATIO",
@@ -49,6 +51,7 @@ __all__ = [
     "aggregate_ddl",
     "aggregate_tables",
     "delta_insert_sql",
+    "measure_upgrade_ddl",
 ]
 
 MODEL_EXPR = "if(response_model != '', response_model, request_model)"
@@ -124,9 +127,12 @@ MEASURES: tuple[Measure, ...] = (
             f"toInt64(sumIf(ifNull(reasoning_tokens, 0), {NOT_ROLLUP}))"),
     Measure("unattributed_input_tokens", "Int64", "toInt64(sum(unattributed_input_tokens))"),
     Measure("unattributed_output_tokens", "Int64", "toInt64(sum(unattributed_output_tokens))"),
+    *(Measure(m, "Decimal(38, 12)", f"sum({m})") for m in TOKEN_KIND_COST_COLUMNS),
 )
 """Every signed column, in table order. Money is Decimal-exact; token sums skip roll-up
-spans (their unattributed part has its own columns); ``cached_tokens`` are cache reads."""
+spans (their unattributed part has its own columns); ``cached_tokens`` are cache reads.
+The per-kind token costs come last: stores created before them gain them by ``ADD COLUMN``
+at the end (migration 6, :func:`measure_upgrade_ddl`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +274,31 @@ def _tier_ddl(spec: AggregateSpec, tier: str, c: str, engine: EngineClause) -> l
         f" SELECT {time_expr} AS {tier}, {key}, {sums}{states} FROM {SPAN_DELTAS_TABLE}"
         f" GROUP BY {tier}, {key}",
     ]
+
+
+def measure_upgrade_ddl(cluster_clause: str, shared_engine: EngineClause,
+                        names: Sequence[str]) -> list[str]:
+    """Statements that add the measures ``names`` to the tables of an existing store.
+
+    Each table gains the columns (``ADD COLUMN IF NOT EXISTS``, value 0 in existing rows:
+    exactly what the ledger counted for them, so the resolver's next difference is right);
+    the materialized views are dropped and created again from the current
+    :data:`MEASURES` (a view's column list is fixed when it is created). Run while no
+    resolver pass inserts (a migration runs before the server starts its resolver).
+    """
+    c = cluster_clause
+    types = {m.name: m.type for m in MEASURES}
+    out: list[str] = []
+    for table, simple in [(SPAN_DELTAS_TABLE, False), (SPAN_LEDGER_TABLE, False),
+                          *((spec.table(t), spec.overview_states)
+                            for spec in AGGREGATES for t in TIERS)]:
+        for name in names:
+            type_ = f"SimpleAggregateFunction(sum, {types[name]})" if simple else types[name]
+            out.append(f"ALTER TABLE {table}{c} ADD COLUMN IF NOT EXISTS {name} {type_}")
+    out.append(f"DROP VIEW IF EXISTS mv_{SPAN_LEDGER_TABLE}{c}")
+    out += [f"DROP VIEW IF EXISTS mv_{spec.table(t)}{c}" for spec in AGGREGATES for t in TIERS]
+    return out + [s for s in aggregate_ddl(c, shared_engine)
+                  if s.startswith("CREATE MATERIALIZED VIEW") and TRACE_SUMMARY_TABLE not in s]
 
 
 def _trace_summary_ddl(c: str, engine: EngineClause) -> list[str]:

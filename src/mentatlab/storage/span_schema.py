@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mentatlab.errors import ConfigError, StoreError
-from mentatlab.model.schema import SPAN_COLUMNS, Column
-from mentatlab.storage.aggregates import aggregate_ddl
+from mentatlab.model.schema import SPAN_COLUMNS, TOKEN_KIND_COST_COLUMNS, Column
+from mentatlab.storage.aggregates import aggregate_ddl, measure_upgrade_ddl
 from mentatlab.storage.base import SpanStore
 
 __all__ = [
@@ -173,12 +173,22 @@ def _m005(options: SchemaOptions) -> list[str]:
             *aggregate_ddl(c, options.shared_engine)]
 
 
+def _m006(options: SchemaOptions) -> list[str]:
+    # Per-kind token costs and cache savings become measures of the ledger and the
+    # aggregates (docs/decisions/0012-token-kind-costs.md); their span columns come from the
+    # add-missing-columns step. Existing rows count 0 for them, as the spans do until
+    # `reprice` fills them; the resolver then moves the differences into the aggregates.
+    return measure_upgrade_ddl(options.cluster_clause, options.shared_engine,
+                               TOKEN_KIND_COST_COLUMNS)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
     Migration(3, "span rollups", _m003),
     Migration(4, "approximate trace count in the scope rollup", _m004),
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
+    Migration(6, "per-kind token costs in the ledger and aggregates", _m006),
 )
 """Every span-store migration, in version order."""
 

@@ -31,9 +31,10 @@ from mentatlab.access.principal import Principal
 from mentatlab.access.roles import Permission
 from mentatlab.alerting.alert_rule import METRICS, OPS, PERIODS
 from mentatlab.analytics.compare import COMPARE_FIELDS
+from mentatlab.analytics.cost_views import MAX_LEVELS, parse_levels
 from mentatlab.analytics.query import GROUP_BY_COLUMNS, NAME_ALIASES
 from mentatlab.analytics.zone import UTC_NAME, zone_of
-from mentatlab.errors import Forbidden, Unauthenticated
+from mentatlab.errors import Forbidden, Unauthenticated, ValidationError
 from mentatlab.server.auth import authorize
 from mentatlab.server.routes.docs import STATIC_PATH
 from mentatlab.server.security_headers import page_headers
@@ -446,6 +447,21 @@ def _cost_view(params: QueryParams) -> tuple[str, str, int]:
     return by, cross, int(top) if top.isdigit() and int(top) in _COST_TOPS else 8
 
 
+_DEFAULT_LEVELS: Final = ("org_id", "project_id", "agent_id", "model")
+
+
+def _cost_levels(params: QueryParams) -> tuple[str, ...]:
+    """The attribution tree's levels: ``?level=`` repeated (the picker) or ``?levels=``.
+
+    Blank picks are skipped; absent or invalid levels give org → project → agent → model.
+    """
+    picked = [v for v in params.getlist("level") if v] or [params.get("levels", "")]
+    try:
+        return parse_levels(",".join(picked))
+    except ValidationError:
+        return _DEFAULT_LEVELS
+
+
 @router.get("/cost", response_class=HTMLResponse)
 async def cost_page(request: Request) -> HTMLResponse:
     """The cost explorer: spend by a dimension, two crossed, trend, sunburst, tokens, infra.
@@ -457,11 +473,13 @@ async def cost_page(request: Request) -> HTMLResponse:
     if isinstance(caller, HTMLResponse):
         return caller
     by, cross, top = _cost_view(request.query_params)
+    levels = _cost_levels(request.query_params)
     # a matrix cell links to /traces with the shell's filter parameter of each key, or
     # the canonical name where the filter bar has none (customer_id=..., user_id=...)
     params = {field: name for name, field in FILTERS.items()}
     return _render(request, "cost.html", title="Cost", by=by, cross=cross, top=top,
-                   tops=_COST_TOPS, dimensions=list(GROUP_BY_COLUMNS),
+                   levels=levels, level_slots=range(MAX_LEVELS), tops=_COST_TOPS,
+                   dimensions=list(GROUP_BY_COLUMNS),
                    trace_params={d: params.get(d, d) for d in GROUP_BY_COLUMNS},
                    base_url=str(request.base_url).rstrip("/"),
                    can_read_spans=caller.can(Permission.READ_SPANS))

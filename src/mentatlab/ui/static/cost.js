@@ -1,12 +1,13 @@
 // The cost explorer: spend by one dimension (sortable table), two dimensions crossed (a
 // heat matrix whose cells open their traces), a stacked trend, an org → project → agent →
-// model sunburst, tokens and infrastructure, all from /api/v1/cost for the range and
+// model sunburst and infrastructure, all from /api/v1/cost for the range and
 // filters the page was rendered with. The top N keys and "other" come from the API
 // (top=N, Decimal sums); money totals are summed here as exact decimals (BigInt), never
 // as floats. Chart sizes are the only floats.
 import {
   fetchApi, formatCount, formatInstant, formatMoney, formatRatio, zonedTime, zonedTimeOption,
 } from "./chart.js";
+import { loadCostViews } from "./cost_views.js";
 import { cell, message, moneyCell } from "./table.js";
 
 const view = document.getElementById("cost");
@@ -485,60 +486,7 @@ function drawSunburst(answer) {
   charts.push(chart);
 }
 
-// ---- tokens and infrastructure -------------------------------------------------------
-
-function fillTokens(answer) {
-  const currency = answer.currency || "USD";
-  const row = answer.rows[0];
-  const body = document.querySelector("#tokens tbody");
-  const note = document.getElementById("token-cost");
-  if (!row) {
-    message(body, "No tokens in this range.", 3);
-    note.textContent = "";
-    return;
-  }
-  const kinds = [
-    ["Input, not cached", row.input_tokens - row.cached_tokens - row.cache_write_tokens],
-    ["Cache reads", row.cached_tokens],
-    ["Cache writes", row.cache_write_tokens],
-    ["Output, not reasoning", row.output_tokens - row.reasoning_tokens],
-    ["Reasoning", row.reasoning_tokens],
-  ];
-  if (row.unattributed_input_tokens || row.unattributed_output_tokens) {
-    kinds.push(["Unattributed input", row.unattributed_input_tokens],
-      ["Unattributed output", row.unattributed_output_tokens]);
-  }
-  const all = kinds.reduce((n, [, count]) => n + count, 0);
-  body.replaceChildren();
-  for (const [name, count] of kinds) {
-    const tr = document.createElement("tr");
-    cell(tr, name);
-    cell(tr, formatCount(count), "num");
-    cell(tr, all ? formatRatio(count / all) : "—", "num");
-    body.append(tr);
-  }
-  const tr = document.createElement("tr");
-  tr.className = "total";
-  cell(tr, "All tokens");
-  cell(tr, formatCount(all), "num");
-  cell(tr, "", "num");
-  body.append(tr);
-  const tokenCost = moneyText(row.token_cost, currency);
-  const unattributed = moneyText(row.unattributed_cost, currency);
-  note.replaceChildren();
-  const cost = document.createElement("span");
-  cost.id = "token-cost-value";
-  cost.textContent = tokenCost.text;
-  cost.title = tokenCost.title;
-  note.append("Token cost ", cost, isZero(row.unattributed_cost) ? "." : "");
-  if (!isZero(row.unattributed_cost)) {
-    const extra = document.createElement("span");
-    extra.textContent = unattributed.text;
-    extra.title = unattributed.title;
-    note.append(", plus ", extra, " reported by agent or workflow spans without an LLM call below them.");
-  }
-  note.append(" Cache and reasoning tokens are priced within it (separate costs come later).");
-}
+// ---- infrastructure (tokens, units, attribution, providers: cost_views.js) -----------
 
 const INFRA = [["CPU", "cpu_cost"], ["Memory", "memory_cost"], ["GPU", "gpu_cost"],
   ["Network", "network_cost"], ["Storage", "storage_cost"]];
@@ -651,6 +599,7 @@ async function load() {
   keepBreakdownInShell();
   const unpriced = fetchApi(api, "/unpriced", range); // in parallel, shown after the rest
   unpriced.catch(() => {}); // awaited below; not an unhandled rejection if the rest fails first
+  const views = loadCostViews(view); // never rejects: each panel shows its own error
   const [table, matrix, trend, tree] = await Promise.all([
     fetchApi(api, "/cost", { ...range, group_by: by }),
     fetchApi(api, "/cost", { ...range, group_by: `${by},${cross}`, top }),
@@ -667,13 +616,13 @@ async function load() {
   document.getElementById("empty").hidden = table.rows.length > 0;
   fillByTable(table);
   fillMatrix(matrix);
-  fillTokens(totals);
   drawTrend(trend);
   drawSunburst(tree);
   window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
   await Promise.all([
     fillInfra(totals),
     unpriced.then(fillUnpriced),
+    views,
   ]);
 }
 
