@@ -161,6 +161,10 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
     await state.resolver.start()
+    from mentatlab.server.settling import SettleService
+
+    state.settle = SettleService(settings, store, writer, control, metrics)
+    await state.settle.start()
     return state
 
 
@@ -170,6 +174,8 @@ async def _close_state(state: ServerState) -> None:
         await anyio.to_thread.run_sync(state.writer.close)
         if state.resolver is not None:
             await state.resolver.stop()
+        if state.settle is not None:
+            await state.settle.stop()
         await components.close_forwarder(state.ingestor.forwarder)
     finally:
         await anyio.to_thread.run_sync(state.store.close)

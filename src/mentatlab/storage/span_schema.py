@@ -27,6 +27,7 @@ from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, Column
 from mentatlab.storage.aggregates import aggregate_ddl
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import settled_ddl
 
 __all__ = [
     "MIGRATIONS",
@@ -173,12 +174,19 @@ def _m005(options: SchemaOptions) -> list[str]:
             *aggregate_ddl(c, options.shared_engine)]
 
 
+def _m006(options: SchemaOptions) -> list[str]:
+    # The settle job's per-span timing and per-trace facts (storage/settled.py); it fills
+    # them from every stored trace on its first pass.
+    return settled_ddl(options.cluster_clause, options.shared_engine)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
     Migration(3, "span rollups", _m003),
     Migration(4, "approximate trace count in the scope rollup", _m004),
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
+    Migration(6, "settled traces: span_timing and trace_facts", _m006),
 )
 """Every span-store migration, in version order."""
 
