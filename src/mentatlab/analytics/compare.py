@@ -61,7 +61,9 @@ from mentatlab.analytics.query import (
 )
 from mentatlab.errors import ValidationError
 from mentatlab.model.schema import MONEY_SCALE
+from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import TRACE_FACTS_TABLE
 
 __all__ = [
     "ALPHA",
@@ -96,6 +98,10 @@ MIN_SAMPLE_PER_SIDE: Final = 5
 TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that restrict which spans are read (the caller's scope); any other
 condition picks the traces having a span that meets it."""
+_FACTS_ARRAYS: Final[Mapping[str, str]] = {
+    "prompt_version": "prompt_versions", "agent_version": "agent_versions",
+    "workflow_version": "workflow_versions", "model": "models"}
+"""``trace_facts`` column of every value of each field a trace's spans carry."""
 _QUANTILES: Final = (0.5, 0.95, 0.99)
 _SAMPLE_FIELDS: Final = ("hash", "trace_id", "latency_ms", "success", "cost", "tokens")
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
@@ -220,10 +226,16 @@ def two_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int) -> T
                       p_value=float(p), effect_size=float(h), significant=float(p) < ALPHA)
 
 
-def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlParts) -> str:
-    """The CTE of one row per trace touching ``a`` or ``b`` (binds go to ``parts``)."""
+def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlParts,
+               tail: str | None = None) -> str:
+    """The CTE of one row per trace touching ``a`` or ``b``, from raw spans.
+
+    Binds go to ``parts``; with ``tail`` (a subquery of trace ids), only those traces.
+    """
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     build_where(params.time_range, tenancy, parts)
+    if tail is not None:
+        parts.conditions.append(f"trace_id IN ({tail})")
     having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
@@ -243,6 +255,32 @@ WHERE {where} AND trace_id IN (
     SELECT trace_id FROM spans WHERE {where} AND {field_expr} IN ({a_bind}, {b_bind}))
 GROUP BY trace_id
 HAVING {' AND '.join(having)})"""
+
+
+def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, settled_ns: int,
+                       parts: SqlParts) -> str:
+    """The CTE of one row per trace touching ``a`` or ``b``, settled or not.
+
+    Settled traces come from ``trace_facts``, the unsettled tail (traces with a span
+    committed after ``settled_ns``) from raw spans, so each trace is counted once, by one
+    of the two. Only for tenancy filters (binds go to ``parts``).
+    """
+    tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
+    facts = build_where(params.time_range, tenancy, SqlParts(binds=parts.binds))
+    tail = (f"SELECT trace_id FROM spans WHERE ingested_at_ns > {int(settled_ns)}"
+            + "".join(f" AND {k} = {parts.bind(v, 'String')}" for k, v in tenancy.items()))
+    column = _FACTS_ARRAYS[field]
+    a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
+    settled = f"""SELECT trace_id, toUInt8(has({column}, {a_bind})) AS in_a,
+    toUInt8(has({column}, {b_bind})) AS in_b, duration_ms AS latency_ms,
+    toUInt8(error_spans = 0) AS success, total_cost AS cost,
+    toInt64(input_tokens + output_tokens) AS tokens
+FROM {TRACE_FACTS_TABLE} FINAL
+WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}])
+    AND trace_id NOT IN ({tail})"""
+    raw = _units_sql(COMPARE_FIELDS[field], a, b, params, SqlParts(binds=parts.binds), tail)
+    raw_select = raw[len("units AS (\n"):-1]
+    return f"units AS (\n{settled}\nUNION ALL\n{raw_select})"
 
 
 def _unit(value: Any) -> dict[str, Any]:
@@ -302,7 +340,11 @@ def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, 
     if not 1 <= max_sample <= MAX_SAMPLE_PER_SIDE:
         raise ValidationError("max_sample", f"Expected 1..{MAX_SAMPLE_PER_SIDE}, got {max_sample}")
     parts = SqlParts()
-    units = _units_sql(field_expr, a, b, params, parts)
+    settled_ns = read_settle_state(store)
+    if settled_ns is None or any(k not in TENANCY_FILTERS for k in params.filters):
+        units = _units_sql(field_expr, a, b, params, parts)
+    else:
+        units = _settled_units_sql(field, a, b, params, settled_ns, parts)
     side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
     sql = f"""WITH {units}
 SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
