@@ -33,6 +33,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
+    ("GET", "/api/v1/analytics/bottlenecks"): _P.READ_SPANS,  # span names (issue 16)
     ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/spans"): _P.READ_SPANS,

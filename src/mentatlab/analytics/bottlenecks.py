@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from mentatlab.analytics.query import SqlParts, TimeRange
-from mentatlab.errors import ValidationError
+from mentatlab.errors import FieldError, FilterError, ValidationError
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import SETTLED_FILTER_COLUMNS, SPAN_TIMING_TABLE
 
@@ -161,9 +161,9 @@ def get_bottlenecks(store: SpanStore, time_range: TimeRange, filters: Mapping[st
         The ranked groups and the totals (module doc for every formula).
 
     Raises:
-        ValidationError: (422) an unknown ``group_by``, a filter on a field
-            ``span_timing`` does not hold (field ``filter.<name>``), or ``limit`` out of
-            range.
+        ValidationError: (422) an unknown ``group_by`` or ``limit`` out of range.
+        FilterError: (400) a filter on a field ``span_timing`` does not hold (field
+            ``filter.<name>``).
         QueryTimeout: the query ran past the store's time limit.
         StoreError: the query failed.
     """
@@ -176,11 +176,12 @@ def get_bottlenecks(store: SpanStore, time_range: TimeRange, filters: Mapping[st
     start = parts.bind(time_range.start, _TS)
     parts.conditions += [f"start_time >= {parts.bind(previous_start, _TS)}",
                          f"start_time < {parts.bind(time_range.end, _TS)}"]
+    unknown = [FieldError(f"filter.{field}", (
+        f"Bottlenecks read settled spans, which hold only {list(SETTLED_FILTER_COLUMNS)}; "
+        f"got {field!r}")) for field in filters if field not in SETTLED_FILTER_COLUMNS]
+    if unknown:
+        raise FilterError(unknown)
     for field, value in filters.items():
-        if field not in SETTLED_FILTER_COLUMNS:
-            raise ValidationError(f"filter.{field}", (
-                f"Bottlenecks read settled spans, which hold only {list(SETTLED_FILTER_COLUMNS)}"
-                f"; got {field!r}"))
         parts.conditions.append(f"{field} = {parts.bind(str(value), 'String')}")
     current = f"start_time >= {start}"
     sql = f"""SELECT g AS key, sum(cp) AS cp_ms, sum(prev) AS prev_ms, sum(n) AS num,

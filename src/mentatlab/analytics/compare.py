@@ -35,6 +35,18 @@ Tests (computed in Python with scipy and statsmodels on per-trace samples read b
 * cost per success and tokens per success: Mann-Whitney U as above on the cost (as
   float) and tokens of each *successful* trace.
 
+**Where the per-trace numbers come from.** Settled traces (no span arrived for
+``trace_quiet_s``; :mod:`mentatlab.resolver.settle`) are read from ``trace_facts``, one
+row per (org, project, trace) with the numbers above already summed, so the query no
+longer groups raw spans by trace; the unsettled tail (traces with a span committed after
+the settle job's watermark: the last couple of minutes, or a trace touched again) is
+computed from raw spans as before and excluded from ``trace_facts``, so every trace
+counts once and the answer is the same as over raw spans alone. Differences, for
+settled traces only: a trace is in the range when its first span starts in it, and its
+latency, cost and tokens cover all its spans (not just those in the range); a trace with
+spans in several projects is one unit per project. A filter on anything but the tenancy
+fields, or a store the settle job never ran on, reads raw spans only (the old path).
+
 A test is ``significant`` when its p-value is below :data:`ALPHA`. Each side's sample is
 at most :data:`MAX_SAMPLE_PER_SIDE` traces, picked deterministically (lowest
 ``cityHash64(trace_id)``); counts, rates, percentiles and money are exact over every

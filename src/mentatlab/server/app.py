@@ -33,6 +33,7 @@ from mentatlab.server.routes import (
     analytics,
     audit,
     auth,
+    bottlenecks,
     docs,
     events,
     health,
@@ -264,8 +265,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(_RequestMetrics)
     install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, alerts, reprice, prices, admin, quotas, audit, auth, health,
-                   docs):
+    for module in (events, analytics, bottlenecks, alerts, reprice, prices, admin, quotas,
+                   audit, auth, health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
