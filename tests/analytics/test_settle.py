@@ -15,6 +15,7 @@ from bottleneck_traces import T0, build, span
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import Operation, SpanStatus
 from mentatlab.resolver.settle import Settler, read_settle_state
+from mentatlab.errors import StoreError
 from mentatlab.storage.base import SpanStore
 
 S = 1_000_000_000  # 1 s in ns
@@ -132,6 +133,8 @@ def test_trace_facts_worked_by_hand(store: SpanStore) -> None:
     assert by_trace[f"{4:032x}"]["org_id"] == "globex"
 
 
-def test_bad_arguments() -> None:
+def test_bad_arguments(store: SpanStore) -> None:
     with pytest.raises(ValueError, match="quiet_s"):
-        Settler(None, 0)  # type: ignore[arg-type]
+        Settler(store, 0)
+    with pytest.raises(StoreError, match="append_batch"):  # spans only through the writer
+        store.insert_table("spans", spans_to_arrow(build()))
