@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from mentatlab.cli import access, admin, alerts, audit, cost, migrate, quotas, serve, spans
+from mentatlab.cli import (
+    access,
+    admin,
+    alerts,
+    audit,
+    bottlenecks,
+    cost,
+    migrate,
+    quotas,
+    serve,
+    spans,
+)
 from mentatlab.cli._client import err_console
 
 __all__ = ["app"]
@@ -30,6 +41,9 @@ app.add_typer(alerts.budgets_app, name="budgets")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
+analytics_app = typer.Typer(help="Trace analytics: why runs are slow.", no_args_is_help=True)
+analytics_app.command("bottlenecks")(bottlenecks.bottlenecks)
+app.add_typer(analytics_app, name="analytics")
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)
