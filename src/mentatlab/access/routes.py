@@ -80,6 +80,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/cost"): _P.READ_USAGE,
     ("GET", "/models"): _P.READ_USAGE,
     ("GET", "/ops"): _P.READ_SPANS,
+    ("GET", "/bottlenecks"): _P.READ_SPANS,
     ("GET", "/traces"): _P.READ_SPANS,
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,
