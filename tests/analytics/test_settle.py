@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from bottleneck_traces import T0, build, span
 
+from mentatlab.errors import StoreError
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import Operation, SpanStatus
 from mentatlab.resolver.settle import Settler, read_settle_state
-from mentatlab.errors import StoreError
 from mentatlab.storage.base import SpanStore
 
 S = 1_000_000_000  # 1 s in ns
