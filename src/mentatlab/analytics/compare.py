@@ -270,12 +270,13 @@ HAVING {' AND '.join(having)})"""
 
 
 def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, settled_ns: int,
-                       parts: SqlParts) -> str:
+                       parts: SqlParts, *, with_tail: bool = True) -> str:
     """The CTE of one row per trace touching ``a`` or ``b``, settled or not.
 
     Settled traces come from ``trace_facts``, the unsettled tail (traces with a span
     committed after ``settled_ns``) from raw spans, so each trace is counted once, by one
-    of the two. Only for tenancy filters (binds go to ``parts``).
+    of the two. Only for tenancy filters (binds go to ``parts``); ``with_tail`` False
+    when no span was committed after ``settled_ns`` (the raw part would find nothing).
     """
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     facts = build_where(params.time_range, tenancy, SqlParts(binds=parts.binds))
@@ -290,6 +291,8 @@ def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, settled_
 FROM {TRACE_FACTS_TABLE} FINAL
 WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}])
     AND trace_id NOT IN ({tail})"""
+    if not with_tail:
+        return f"units AS (\n{settled})"
     raw = _units_sql(COMPARE_FIELDS[field], a, b, params, SqlParts(binds=parts.binds), tail)
     raw_select = raw[len("units AS (\n"):-1]
     return f"units AS (\n{settled}\nUNION ALL\n{raw_select})"
@@ -356,7 +359,11 @@ def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, 
     if settled_ns is None or any(k not in TENANCY_FILTERS for k in params.filters):
         units = _units_sql(field_expr, a, b, params, parts)
     else:
-        units = _settled_units_sql(field, a, b, params, settled_ns, parts)
+        tail = store.query_arrow(
+            "SELECT count() AS n FROM spans WHERE ingested_at_ns > {s:Int64}",
+            {"s": settled_ns}).column("n")[0].as_py()
+        units = _settled_units_sql(field, a, b, params, settled_ns, parts,
+                                   with_tail=bool(tail))
     side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
     sql = f"""WITH {units}
 SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
