@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from mentatlab.analytics.query import SqlParts, TimeRange
 from mentatlab.errors import FieldError, FilterError, ValidationError
@@ -130,6 +130,15 @@ def severity(share_pct: float, trend_pct: float | None) -> Severity:
     return _LEVELS[level]
 
 
+def _row(value: Any) -> tuple[str, float, float, int, int]:
+    """``(key, cp_ms, previous_ms, occurrences, on_path)`` of one group tuple.
+
+    Arrow gives a tuple as a dict keyed "1", "2", ...
+    """
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    return (str(items[0]), float(items[1]), float(items[2]), int(items[3]), int(items[4]))
+
+
 def group_column(group_by: str) -> tuple[str, str]:
     """``(canonical group name, span_timing column)`` of a ``group_by`` value.
 
@@ -184,38 +193,34 @@ def get_bottlenecks(store: SpanStore, time_range: TimeRange, filters: Mapping[st
     for field, value in filters.items():
         parts.conditions.append(f"{field} = {parts.bind(str(value), 'String')}")
     current = f"start_time >= {start}"
-    sql = f"""SELECT g AS key, sum(cp) AS cp_ms, sum(prev) AS prev_ms, sum(n) AS num,
-    sum(on_path) AS num_on_path, sum(sum(cp)) OVER () AS total, sum(traces) AS num_traces
+    # One scan: the groups come back as one array, beside the distinct traces of the
+    # current period (merged from each group's state) and the total critical-path time.
+    sql = f"""SELECT groupArray((g, cp, prev, n, on_path)) AS groups,
+    sum(cp) AS total, uniqExactMerge(traces) AS num_traces
 FROM (
     SELECT {column} AS g, sumIf(critical_path_ms, {current}) AS cp,
         sumIf(critical_path_ms, NOT ({current})) AS prev,
         toInt64(countIf({current})) AS n,
         toInt64(countIf({current} AND on_critical_path = 1)) AS on_path,
-        toInt64(0) AS traces
+        uniqExactStateIf(trace_id, {current}) AS traces
     FROM {SPAN_TIMING_TABLE} FINAL WHERE {parts.where} GROUP BY g
-    UNION ALL
-    SELECT '' AS g, 0, 0, 0, 0, toInt64(uniqExactIf(trace_id, {current}))
-    FROM {SPAN_TIMING_TABLE} FINAL WHERE {parts.where}
-)
-GROUP BY g HAVING g = '' OR sum(n) > 0
-ORDER BY g = '', cp_ms DESC, g {_FINAL}"""
-    rows = store.query_arrow(sql, parts.binds).to_pylist()
+) {_FINAL}"""
+    answer = store.query_arrow(sql, parts.binds).to_pylist()[0]
     hours = length.total_seconds() / 3600
-    total = float(rows[0]["total"]) if rows else 0.0
-    traces = sum(int(r["num_traces"]) for r in rows)
-    groups = [r for r in rows if r["key"] != ""]
+    total = float(answer["total"] or 0.0)
+    groups = sorted((_row(g) for g in answer["groups"] or []),
+                    key=lambda r: (-r[1], r[0]))
+    groups = [r for r in groups if r[0] != "" and r[3] > 0]
     out: list[Bottleneck] = []
-    for row in groups[:limit]:
-        cp, prev = float(row["cp_ms"]), float(row["prev_ms"])
+    for key, cp, prev, num, on_path in groups[:limit]:
         share = 100 * cp / total if total > 0 else 0.0
         trend = 100 * (cp - prev) / prev if prev > 0 else None
         out.append(Bottleneck(
-            key=str(row["key"]), critical_path_ms=cp, occurrences=int(row["num"]),
-            occurrences_per_hour=int(row["num"]) / hours, on_path=int(row["num_on_path"]),
-            share_pct=share, previous_critical_path_ms=prev, trend_pct=trend,
-            severity=severity(share, trend)))
+            key=key, critical_path_ms=cp, occurrences=num, occurrences_per_hour=num / hours,
+            on_path=on_path, share_pct=share, previous_critical_path_ms=prev,
+            trend_pct=trend, severity=severity(share, trend)))
     return Bottlenecks(group_by=name, start=time_range.start.isoformat(),
                        end=time_range.end.isoformat(),
                        previous_start=previous_start.isoformat(),
-                       total_critical_path_ms=total, num_traces=traces,
+                       total_critical_path_ms=total, num_traces=int(answer["num_traces"]),
                        num_groups=len(groups), rows=out)

@@ -8,7 +8,8 @@ a stamp up to which every commit is visible (the resolver's watermark function):
 
 1. the cut-off is ``C = min(G, now - Q)``; nothing to do when ``C <= S``;
 2. the traces touched by commits stamped in ``(S, C]`` whose newest span is stamped at or
-   before ``C`` are settled, in batches of :data:`SETTLE_TRACES` traces: their current
+   before ``C`` are settled, in batches of :data:`SETTLE_TRACES` traces taken in start
+   order (so a batch's rows land in few day partitions of ``span_timing``): their current
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
@@ -34,6 +35,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -55,13 +57,18 @@ _FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 _TIMING_DIMS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
                 "service_name", "provider", "operation", "status", "tool_name", "user_id",
                 "customer_id")
+_IN_BATCH = ("trace_id IN {ids:Array(String)} AND start_time >= {lo:DateTime64(9, 'UTC')}"
+             " AND start_time <= {hi:DateTime64(9, 'UTC')}")
+_MARGIN = timedelta(seconds=1)
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 _READ_SQL = (
     f"SELECT {', '.join(_TIMING_DIMS)}, {MODEL_EXPR} AS model, start_time, trace_id,"
     " span_id, parent_span_id, name, duration_ms,"
     " toUnixTimestamp64Nano(start_time) AS start_ns,"
     " toUnixTimestamp64Nano(end_time) AS end_ns,"
     " JSONExtractBool(attributes, 'mentat.span.open') AS is_open"
-    " FROM spans FINAL WHERE trace_id IN {ids:Array(String)}"
+    f" FROM spans FINAL WHERE {_IN_BATCH}"
     f" ORDER BY trace_id, start_time, span_id {_FINAL}")
 _NONEMPTY = "arraySort(groupUniqArrayIf({c}, {c} != ''))"
 _FACTS_COLUMNS = (
@@ -103,7 +110,7 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     anyIf(user_id, user_id != '') AS f_user_id, anyIf(session_id, session_id != '')
         AS f_session_id, anyIf(customer_id, customer_id != '') AS f_customer_id,
     {{v:Int64}} AS f_settled_ns
-FROM spans FINAL WHERE trace_id IN {{ids:Array(String)}}
+FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
 
 
@@ -196,14 +203,20 @@ class Settler:
         cutoff_ns = min(int(through_ns), now - self.quiet_ns)
         if cutoff_ns <= after_ns:
             return SettleReport(after_ns, 0, 0, time.monotonic() - started_s)
-        ids = [str(t) for t in self.store.query_arrow(
-            "SELECT trace_id FROM spans WHERE trace_id IN (SELECT trace_id FROM spans"
+        touched = self.store.query_arrow(
+            "SELECT trace_id, min(start_time) AS lo, max(start_time) AS hi FROM spans"
+            " WHERE trace_id IN (SELECT trace_id FROM spans"
             " WHERE ingested_at_ns > {a:Int64} AND ingested_at_ns <= {c:Int64})"
-            " GROUP BY trace_id HAVING max(ingested_at_ns) <= {c:Int64} ORDER BY trace_id",
-            {"a": after_ns, "c": cutoff_ns}).column("trace_id").to_pylist()]
+            " GROUP BY trace_id HAVING max(ingested_at_ns) <= {c:Int64}"
+            " ORDER BY lo, trace_id", {"a": after_ns, "c": cutoff_ns})
+        ids = [str(t) for t in touched.column("trace_id").to_pylist()]
+        lows, highs = touched.column("lo").to_pylist(), touched.column("hi").to_pylist()
         num_spans = 0
         for start in range(0, len(ids), self.batch_traces):
-            num_spans += self.settle(ids[start:start + self.batch_traces])
+            stop = start + self.batch_traces
+            # a second of margin: a bound bound as a parameter may lose its sub-µs digits
+            num_spans += self.settle(ids[start:stop], (min(lows[start:stop]) - _MARGIN,
+                                                       max(highs[start:stop]) + _MARGIN))
         self.store.execute(
             f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
             " VALUES ({n:String}, {w:Int64}, 1, {v:UInt64})",
@@ -217,8 +230,14 @@ class Settler:
                       report.duration_s)
         return report
 
-    def settle(self, trace_ids: list[str]) -> int:
+    def settle(self, trace_ids: list[str],
+               start_bounds: tuple[datetime, datetime] | None = None) -> int:
         """Write both tables' rows for ``trace_ids`` (whole traces); the spans written.
+
+        Args:
+            trace_ids: the traces.
+            start_bounds: the earliest and latest ``start_time`` of any stored span of
+                these traces, if known: the reads then go through the primary key.
 
         Raises:
             StoreError: a read or write failed.
@@ -226,10 +245,12 @@ class Settler:
         if not trace_ids:
             return 0
         version = time.time_ns()
-        table = self.store.query_arrow(_READ_SQL, {"ids": trace_ids})
+        lo, hi = start_bounds or (_EARLIEST, _LATEST)
+        params = {"ids": trace_ids, "v": version, "lo": lo, "hi": hi}
+        table = self.store.query_arrow(_READ_SQL, params)
         if table.num_rows:
             self.store.insert_table(SPAN_TIMING_TABLE, _timing(table, version))
-        self.store.execute(_FACTS_SQL, {"ids": trace_ids, "v": version})
+        self.store.execute(_FACTS_SQL, params)
         return int(table.num_rows)
 
 
