@@ -62,6 +62,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal, get_args
 
+import numpy as np
+import pyarrow as pa
+
 from mentatlab.analytics.query import (
     FILTER_COLUMNS,
     FINAL_SETTINGS,
@@ -115,7 +118,6 @@ _FACTS_ARRAYS: Final[Mapping[str, str]] = {
     "workflow_version": "workflow_versions", "model": "models"}
 """``trace_facts`` column of every value of each field a trace's spans carry."""
 _QUANTILES: Final = (0.5, 0.95, 0.99)
-_SAMPLE_FIELDS: Final = ("hash", "trace_id", "latency_ms", "success", "cost", "tokens")
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 
 
@@ -298,14 +300,17 @@ WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}])
     return f"units AS (\n{settled}\nUNION ALL\n{raw_select})"
 
 
-def _unit(value: Any) -> dict[str, Any]:
-    """One sampled trace: a tuple, which Arrow gives as a struct (a dict keyed 1, 2, ...)."""
-    items = list(value.values()) if isinstance(value, dict) else list(value)
-    return dict(zip(_SAMPLE_FIELDS, items, strict=True))
+def _sample(table: pa.Table, row: int) -> dict[str, np.ndarray]:
+    """One side's sampled traces as aligned arrays.
+
+    ``latency`` (ms), ``ok`` (1 for a success), ``cost`` (USD, float), ``tokens``.
+    """
+    return {name: table.column(column)[row].values.to_numpy(zero_copy_only=False)
+            for name, column in (("latency", "s_latency"), ("ok", "s_ok"),
+                                 ("cost", "s_cost"), ("tokens", "s_tokens"))}
 
 
-def _side(value: str, row: Mapping[str, Any] | None, sample: Sequence[Mapping[str, Any]]
-          ) -> SideStats:
+def _side(value: str, row: Mapping[str, Any] | None, sample: np.ndarray) -> SideStats:
     num = int(row["num_units"]) if row else 0
     successes = int(row["num_successes"]) if row else 0
     q = [float(x) for x in row["q"]] if row else [0.0] * len(_QUANTILES)
@@ -370,27 +375,33 @@ SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS n
     quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
     toInt64(sum(tokens)) AS total_tokens,
     groupArraySorted({int(max_sample)})(
-        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample
+        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample,
+    arrayMap(x -> toFloat64(x.3), sample) AS s_latency, arrayMap(x -> x.4, sample) AS s_ok,
+    arrayMap(x -> toFloat64(x.5), sample) AS s_cost,
+    arrayMap(x -> toFloat64(x.6), sample) AS s_tokens
 FROM units GROUP BY side {FINAL_SETTINGS}"""
-    summary = {r["side"]: r for r in store.query_arrow(sql, parts.binds).to_pylist()}
+    table = store.query_arrow(sql, parts.binds)
+    # the samples as columns (numpy), the rest as rows: no Python object per sampled trace
+    summary = {r["side"]: {**r, "row": i} for i, r in enumerate(
+        table.select(["side", "num_units", "num_successes", "q", "total_cost",
+                      "total_tokens"]).to_pylist())}
     for name, value in (("a", a), ("b", b)):
         if name not in summary:
             raise ValidationError(name, f"No trace with {field} = {value!r} (and no span of "
                                         "the other value) in the range and filter")
-    samples = {name: [_unit(u) for u in summary[name]["sample"]] for name in ("a", "b")}
-    side_a = _side(a, summary.get("a"), samples["a"])
-    side_b = _side(b, summary.get("b"), samples["b"])
-    ok_a = [r for r in samples["a"] if r["success"]]
-    ok_b = [r for r in samples["b"] if r["success"]]
+    sample = {name: _sample(table, int(summary[name]["row"])) for name in ("a", "b")}
+    side_a = _side(a, summary.get("a"), sample["a"]["latency"])
+    side_b = _side(b, summary.get("b"), sample["b"]["latency"])
+    ok = {name: sample[name]["ok"] != 0 for name in ("a", "b")}
     tests = {
         "success_rate": two_proportions(side_a.num_successes, side_a.num_units,
                                         side_b.num_successes, side_b.num_units),
-        "latency_ms": mann_whitney([float(r["latency_ms"]) for r in samples["a"]],
-                                   [float(r["latency_ms"]) for r in samples["b"]]),
-        "cost_per_success": mann_whitney([float(r["cost"]) for r in ok_a],
-                                         [float(r["cost"]) for r in ok_b]),
-        "tokens_per_success": mann_whitney([float(r["tokens"]) for r in ok_a],
-                                           [float(r["tokens"]) for r in ok_b]),
+        "latency_ms": mann_whitney(sample["a"]["latency"].tolist(),
+                                   sample["b"]["latency"].tolist()),
+        "cost_per_success": mann_whitney(sample["a"]["cost"][ok["a"]].tolist(),
+                                         sample["b"]["cost"][ok["b"]].tolist()),
+        "tokens_per_success": mann_whitney(sample["a"]["tokens"][ok["a"]].tolist(),
+                                           sample["b"]["tokens"][ok["b"]].tolist()),
     }
     mixed = summary.get("mixed")
     return Comparison(field=field, a=side_a, b=side_b,
