@@ -17,6 +17,7 @@ from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import Operation, SpanStatus
 from mentatlab.resolver.settle import Settler, read_settle_state
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.span_schema import migrate_span_store
 
 S = 1_000_000_000  # 1 s in ns
 QUIET_S = 10.0
@@ -138,3 +139,17 @@ def test_bad_arguments(store: SpanStore) -> None:
         Settler(store, 0)
     with pytest.raises(StoreError, match="append_batch"):  # spans only through the writer
         store.insert_table("spans", spans_to_arrow(build()))
+
+
+def test_span_retention_applies_to_the_settled_tables(store: SpanStore) -> None:
+    def ttls() -> list[bool]:
+        rows = store.query_arrow(
+            "SELECT name, create_table_query AS q FROM system.tables WHERE database ="
+            " currentDatabase() AND name IN ('span_timing', 'trace_facts') ORDER BY name"
+        ).to_pylist()
+        return [" TTL start_time + toIntervalDay(7)" in r["q"] for r in rows]
+
+    migrate_span_store(store, retention_days=7)
+    assert ttls() == [True, True]
+    migrate_span_store(store, retention_days=0)
+    assert ttls() == [False, False]

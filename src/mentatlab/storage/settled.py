@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from mentatlab.storage.aggregates import EngineClause
 
-__all__ = ["SETTLED_FILTER_COLUMNS", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE", "settled_ddl"]
+__all__ = ["SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE",
+           "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
 TRACE_FACTS_TABLE = "trace_facts"
 """Per settled (org, project, trace): duration, status, cost, tokens, versions."""
+
+SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE)
+"""Both tables; span retention applies to them too (by ``start_time``)."""
 
 SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",

@@ -27,7 +27,7 @@ from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, Column
 from mentatlab.storage.aggregates import aggregate_ddl
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import settled_ddl
+from mentatlab.storage.settled import SETTLED_TABLES, settled_ddl
 
 __all__ = [
     "MIGRATIONS",
@@ -267,7 +267,10 @@ def migrate_span_store(
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
                     ) -> None:
-    """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans``.
+    """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
+
+    The derived tables are the settled traces' (``span_timing``, ``trace_facts``), aged
+    by their ``start_time`` like the spans they came from.
 
     Raises:
         ConfigError: ``retention_days`` is negative.
@@ -276,27 +279,28 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
     if retention_days < 0:
         raise ConfigError(f"Expected span retention days >= 0, got {retention_days}")
     opts = options or SchemaOptions()
-    current = _current_ttl(store)
-    if retention_days == 0:
-        if current:
-            store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} REMOVE TTL")
-        return
-    # start_time is DateTime64(9, 'UTC'): the addition stays in DateTime64 (no 2106 wrap).
-    ttl = f"start_time + toIntervalDay({int(retention_days)})"
-    if current.replace(" ", "") == ttl.replace(" ", ""):
-        return
-    store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} MODIFY TTL {ttl}")
+    for table in (SPANS_TABLE, *SETTLED_TABLES):
+        current = _current_ttl(store, table)
+        if retention_days == 0:
+            if current:
+                store.execute(f"ALTER TABLE {table}{opts.cluster_clause} REMOVE TTL")
+            continue
+        # start_time is DateTime64(9, 'UTC'): the addition stays in DateTime64 (no 2106 wrap).
+        ttl = f"start_time + toIntervalDay({int(retention_days)})"
+        if current.replace(" ", "") == ttl.replace(" ", ""):
+            continue
+        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}")
 
 
-def _current_ttl(store: SpanStore) -> str:
+def _current_ttl(store: SpanStore, name: str = SPANS_TABLE) -> str:
     table = store.query_arrow(
         "SELECT create_table_query FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
-        {"t": SPANS_TABLE},
+        {"t": name},
     )
     rows = table.column("create_table_query").to_pylist()
     if not rows:
-        raise StoreError(f"Expected table {SPANS_TABLE} to exist before setting its TTL")
+        raise StoreError(f"Expected table {name} to exist before setting its TTL")
     ddl = str(rows[0])
     marker = " TTL "
     if marker not in ddl:
