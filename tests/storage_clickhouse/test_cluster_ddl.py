@@ -134,8 +134,9 @@ def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any
         f" `{last.name}` {last.clickhouse} CODEC(Delta, ZSTD(1))",
     ]
     ttl = [s for s in statements if "TTL" in s and s.startswith("ALTER")]
-    assert ttl == ["ALTER TABLE spans_local ON CLUSTER mentat_cluster"
-                   " MODIFY TTL start_time + toIntervalDay(90)"]
+    assert ttl == [f"ALTER TABLE {t} ON CLUSTER mentat_cluster"
+                   " MODIFY TTL start_time + toIntervalDay(90)"
+                   for t in ("spans_local", "span_timing", "trace_facts")]  # settled: shared
     assert {"t": "spans_local"} in lookups  # TTL and columns are read from the local table
 
 
