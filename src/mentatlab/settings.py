@@ -17,7 +17,13 @@ from typing import Any
 
 from mentatlab.errors import ConfigError
 
-__all__ = ["Settings", "default_data_dir", "load_settings"]
+__all__ = ["TRACE_QUIET_MAX_S", "TRACE_QUIET_MIN_S", "Settings", "default_data_dir",
+           "load_settings"]
+
+TRACE_QUIET_MIN_S = 0.05
+"""Least quiet period (s): below it a trace would settle between two of its own batches."""
+TRACE_QUIET_MAX_S = 86_400.0
+"""Longest quiet period (s): a day; longer keeps the bottleneck answers a day behind."""
 
 
 def default_data_dir() -> Path:
@@ -122,6 +128,10 @@ class Settings:
     resolve_wait_s: float = field(default=2.0, metadata=_env("MENTATLAB_RESOLVE_WAIT_S"))
     """Longest an analytics read waits, in seconds, for the resolver to reach the spans
     this node acknowledged before it; past it the read answers from what is resolved."""
+    trace_quiet_s: float = field(default=120.0, metadata=_env("MENTATLAB_TRACE_QUIET_S"))
+    """Quiet period, in seconds: a trace none of whose spans arrived for this long is
+    settled (its per-span critical-path times and trace facts are stored; a late span
+    settles it again). 0.05 to 86400; docs/decisions/0010-settled-traces.md."""
     alert_interval_s: float = field(default=30.0, metadata=_env("MENTATLAB_ALERT_INTERVAL_S"))
     """Seconds between runs of the alert evaluator (budgets, threshold rules, notification
     deliveries); 0 turns alerting off. With several nodes only the elected one runs it."""
@@ -268,6 +278,12 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
     return text
 
 
+def _check_trace_quiet(value: float) -> None:
+    if not TRACE_QUIET_MIN_S <= value <= TRACE_QUIET_MAX_S:
+        raise ConfigError(f"Expected trace_quiet_s in {TRACE_QUIET_MIN_S}..{TRACE_QUIET_MAX_S}"
+                          f" s, got {value}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -309,6 +325,7 @@ def load_settings(**overrides: Any) -> Settings:
             f"workers={settings.workers} needs a ClickHouse span store: the embedded chDB "
             "store can be opened by one process only (set MENTATLAB_SPAN_STORE="
             "clickhouse://… or use one worker)")
+    _check_trace_quiet(settings.trace_quiet_s)
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):

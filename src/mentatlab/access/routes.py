@@ -41,6 +41,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,
+    ("GET", "/api/v1/analytics/bottlenecks"): _P.READ_SPANS,  # span names (issue 16)
     ("GET", "/api/v1/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/api/v1/traces/{trace_id}/spans/{span_id}"): _P.READ_SPANS,
     # lists trace and span ids, agent and tool names: an engineer's view, as the traces
@@ -92,6 +93,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/graph"): _P.READ_USAGE,
     ("GET", "/ops"): _P.READ_SPANS,
     ("GET", "/reliability"): _P.READ_SPANS,
+    ("GET", "/bottlenecks"): _P.READ_SPANS,
     ("GET", "/traces"): _P.READ_SPANS,
     ("GET", "/traces/{trace_id}"): _P.READ_SPANS,
     ("GET", "/alerts"): _P.READ_ALERTS,

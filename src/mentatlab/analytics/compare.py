@@ -35,6 +35,18 @@ Tests (computed in Python with scipy and statsmodels on per-trace samples read b
 * cost per success and tokens per success: Mann-Whitney U as above on the cost (as
   float) and tokens of each *successful* trace.
 
+**Where the per-trace numbers come from.** Settled traces (no span arrived for
+``trace_quiet_s``; :mod:`mentatlab.resolver.settle`) are read from ``trace_facts``, one
+row per (org, project, trace) with the numbers above already summed, so the query no
+longer groups raw spans by trace; the unsettled tail (traces with a span committed after
+the settle job's watermark: the last couple of minutes, or a trace touched again) is
+computed from raw spans as before and excluded from ``trace_facts``, so every trace
+counts once and the answer is the same as over raw spans alone. Differences, for
+settled traces only: a trace is in the range when its first span starts in it, and its
+latency, cost and tokens cover all its spans (not just those in the range); a trace with
+spans in several projects is one unit per project. A filter on anything but the tenancy
+fields, or a store the settle job never ran on, reads raw spans only (the old path).
+
 A test is ``significant`` when its p-value is below :data:`ALPHA`. Each side's sample is
 at most :data:`MAX_SAMPLE_PER_SIDE` traces, picked deterministically (lowest
 ``cityHash64(trace_id)``); counts, rates, percentiles and money are exact over every
@@ -50,6 +62,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal, get_args
 
+import numpy as np
+import pyarrow as pa
+
 from mentatlab.analytics.query import (
     FILTER_COLUMNS,
     FINAL_SETTINGS,
@@ -61,7 +76,9 @@ from mentatlab.analytics.query import (
 )
 from mentatlab.errors import ValidationError
 from mentatlab.model.schema import MONEY_SCALE
+from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import TRACE_FACTS_TABLE
 
 __all__ = [
     "ALPHA",
@@ -96,8 +113,11 @@ MIN_SAMPLE_PER_SIDE: Final = 5
 TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that restrict which spans are read (the caller's scope); any other
 condition picks the traces having a span that meets it."""
+_FACTS_ARRAYS: Final[Mapping[str, str]] = {
+    "prompt_version": "prompt_versions", "agent_version": "agent_versions",
+    "workflow_version": "workflow_versions", "model": "models"}
+"""``trace_facts`` column of every value of each field a trace's spans carry."""
 _QUANTILES: Final = (0.5, 0.95, 0.99)
-_SAMPLE_FIELDS: Final = ("hash", "trace_id", "latency_ms", "success", "cost", "tokens")
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 
 
@@ -220,10 +240,16 @@ def two_proportions(successes_a: int, n_a: int, successes_b: int, n_b: int) -> T
                       p_value=float(p), effect_size=float(h), significant=float(p) < ALPHA)
 
 
-def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlParts) -> str:
-    """The CTE of one row per trace touching ``a`` or ``b`` (binds go to ``parts``)."""
+def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlParts,
+               tail: str | None = None) -> str:
+    """The CTE of one row per trace touching ``a`` or ``b``, from raw spans.
+
+    Binds go to ``parts``; with ``tail`` (a subquery of trace ids), only those traces.
+    """
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     build_where(params.time_range, tenancy, parts)
+    if tail is not None:
+        parts.conditions.append(f"trace_id IN ({tail})")
     having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
@@ -245,14 +271,46 @@ GROUP BY trace_id
 HAVING {' AND '.join(having)})"""
 
 
-def _unit(value: Any) -> dict[str, Any]:
-    """One sampled trace: a tuple, which Arrow gives as a struct (a dict keyed 1, 2, ...)."""
-    items = list(value.values()) if isinstance(value, dict) else list(value)
-    return dict(zip(_SAMPLE_FIELDS, items, strict=True))
+def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, settled_ns: int,
+                       parts: SqlParts, *, with_tail: bool = True) -> str:
+    """The CTE of one row per trace touching ``a`` or ``b``, settled or not.
+
+    Settled traces come from ``trace_facts``, the unsettled tail (traces with a span
+    committed after ``settled_ns``) from raw spans, so each trace is counted once, by one
+    of the two. Only for tenancy filters (binds go to ``parts``); ``with_tail`` False
+    when no span was committed after ``settled_ns`` (the raw part would find nothing).
+    """
+    tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
+    facts = build_where(params.time_range, tenancy, SqlParts(binds=parts.binds))
+    tail = (f"SELECT trace_id FROM spans WHERE ingested_at_ns > {int(settled_ns)}"
+            + "".join(f" AND {k} = {parts.bind(v, 'String')}" for k, v in tenancy.items()))
+    column = _FACTS_ARRAYS[field]
+    a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
+    settled = f"""SELECT trace_id, toUInt8(has({column}, {a_bind})) AS in_a,
+    toUInt8(has({column}, {b_bind})) AS in_b, duration_ms AS latency_ms,
+    toUInt8(error_spans = 0) AS success, total_cost AS cost,
+    toInt64(input_tokens + output_tokens) AS tokens
+FROM {TRACE_FACTS_TABLE} FINAL
+WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}])
+    AND trace_id NOT IN ({tail})"""
+    if not with_tail:
+        return f"units AS (\n{settled})"
+    raw = _units_sql(COMPARE_FIELDS[field], a, b, params, SqlParts(binds=parts.binds), tail)
+    raw_select = raw[len("units AS (\n"):-1]
+    return f"units AS (\n{settled}\nUNION ALL\n{raw_select})"
 
 
-def _side(value: str, row: Mapping[str, Any] | None, sample: Sequence[Mapping[str, Any]]
-          ) -> SideStats:
+def _sample(table: pa.Table, row: int) -> dict[str, np.ndarray]:
+    """One side's sampled traces as aligned arrays.
+
+    ``latency`` (ms), ``ok`` (1 for a success), ``cost`` (USD, float), ``tokens``.
+    """
+    return {name: table.column(column)[row].values.to_numpy(zero_copy_only=False)
+            for name, column in (("latency", "s_latency"), ("ok", "s_ok"),
+                                 ("cost", "s_cost"), ("tokens", "s_tokens"))}
+
+
+def _side(value: str, row: Mapping[str, Any] | None, sample: np.ndarray) -> SideStats:
     num = int(row["num_units"]) if row else 0
     successes = int(row["num_successes"]) if row else 0
     q = [float(x) for x in row["q"]] if row else [0.0] * len(_QUANTILES)
@@ -302,34 +360,48 @@ def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, 
     if not 1 <= max_sample <= MAX_SAMPLE_PER_SIDE:
         raise ValidationError("max_sample", f"Expected 1..{MAX_SAMPLE_PER_SIDE}, got {max_sample}")
     parts = SqlParts()
-    units = _units_sql(field_expr, a, b, params, parts)
+    settled_ns = read_settle_state(store)
+    if settled_ns is None or any(k not in TENANCY_FILTERS for k in params.filters):
+        units = _units_sql(field_expr, a, b, params, parts)
+    else:
+        tail = store.query_arrow(
+            "SELECT count() AS n FROM spans WHERE ingested_at_ns > {s:Int64}",
+            {"s": settled_ns}).column("n")[0].as_py()
+        units = _settled_units_sql(field, a, b, params, settled_ns, parts,
+                                   with_tail=bool(tail))
     side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
     sql = f"""WITH {units}
 SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
     quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
     toInt64(sum(tokens)) AS total_tokens,
     groupArraySorted({int(max_sample)})(
-        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample
+        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample,
+    arrayMap(x -> toFloat64(x.3), sample) AS s_latency, arrayMap(x -> x.4, sample) AS s_ok,
+    arrayMap(x -> toFloat64(x.5), sample) AS s_cost,
+    arrayMap(x -> toFloat64(x.6), sample) AS s_tokens
 FROM units GROUP BY side {FINAL_SETTINGS}"""
-    summary = {r["side"]: r for r in store.query_arrow(sql, parts.binds).to_pylist()}
+    table = store.query_arrow(sql, parts.binds)
+    # the samples as columns (numpy), the rest as rows: no Python object per sampled trace
+    summary = {r["side"]: {**r, "row": i} for i, r in enumerate(
+        table.select(["side", "num_units", "num_successes", "q", "total_cost",
+                      "total_tokens"]).to_pylist())}
     for name, value in (("a", a), ("b", b)):
         if name not in summary:
             raise ValidationError(name, f"No trace with {field} = {value!r} (and no span of "
                                         "the other value) in the range and filter")
-    samples = {name: [_unit(u) for u in summary[name]["sample"]] for name in ("a", "b")}
-    side_a = _side(a, summary.get("a"), samples["a"])
-    side_b = _side(b, summary.get("b"), samples["b"])
-    ok_a = [r for r in samples["a"] if r["success"]]
-    ok_b = [r for r in samples["b"] if r["success"]]
+    sample = {name: _sample(table, int(summary[name]["row"])) for name in ("a", "b")}
+    side_a = _side(a, summary.get("a"), sample["a"]["latency"])
+    side_b = _side(b, summary.get("b"), sample["b"]["latency"])
+    ok = {name: sample[name]["ok"] != 0 for name in ("a", "b")}
     tests = {
         "success_rate": two_proportions(side_a.num_successes, side_a.num_units,
                                         side_b.num_successes, side_b.num_units),
-        "latency_ms": mann_whitney([float(r["latency_ms"]) for r in samples["a"]],
-                                   [float(r["latency_ms"]) for r in samples["b"]]),
-        "cost_per_success": mann_whitney([float(r["cost"]) for r in ok_a],
-                                         [float(r["cost"]) for r in ok_b]),
-        "tokens_per_success": mann_whitney([float(r["tokens"]) for r in ok_a],
-                                           [float(r["tokens"]) for r in ok_b]),
+        "latency_ms": mann_whitney(sample["a"]["latency"].tolist(),
+                                   sample["b"]["latency"].tolist()),
+        "cost_per_success": mann_whitney(sample["a"]["cost"][ok["a"]].tolist(),
+                                         sample["b"]["cost"][ok["b"]].tolist()),
+        "tokens_per_success": mann_whitney(sample["a"]["tokens"][ok["a"]].tolist(),
+                                           sample["b"]["tokens"][ok["b"]].tolist()),
     }
     mixed = summary.get("mixed")
     return Comparison(field=field, a=side_a, b=side_b,

@@ -20,6 +20,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     analytics,
     analyze,
     audit,
+    bottlenecks,
     cost,
     cost_views,  # noqa: F401
     migrate,
@@ -49,6 +50,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(analytics.app, name="analytics")
 analytics.app.command("reliability")(reliability.reliability)
+analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)
 app.command("tail")(spans.tail)
 app.command("reprice")(cost.reprice)
 app.command("migrate")(migrate.migrate)

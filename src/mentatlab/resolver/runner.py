@@ -16,21 +16,43 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
-from mentatlab.resolver.resolver import PassReport, Resolver
+from mentatlab.resolver.resolver import ResolverState
 from mentatlab.storage.control.leader import ACQUIRE_PERIOD_MAX_S, LeaderLock
 
-__all__ = ["ResolverLoop"]
+__all__ = ["PassRunner", "ResolverLoop"]
 
 _log = logging.getLogger(__name__)
 _RETRY_AFTER_FAILURE_S = 1.0
+
+
+class PassRunner(Protocol):
+    """What the loop drives: the resolver, or the settle job (resolver/settle.py)."""
+
+    @property
+    def state(self) -> ResolverState:
+        """The watermark (``through_ns``) reached so far."""
+        ...
+
+    def run_pass(self, through_ns: int) -> Any:
+        """Do the work up to ``through_ns``; returns a report for ``on_pass``."""
+        ...
+
+    def flush_state(self) -> None:
+        """Persist the watermark now."""
+        ...
+
+    def forget_state(self) -> None:
+        """Re-read the watermark from the store on next use."""
+        ...
 
 
 class ResolverLoop:
     """A thread running resolver passes up to a watermark.
 
     Args:
-        resolver: the store's resolver.
+        resolver: the store's resolver (or another :class:`PassRunner`).
         watermark: returns a stamp (ns) up to which every commit is visible, or None when
             it is not known yet; called before each pass, on the loop's thread.
         idle_interval_s: a pass runs at least this often (s) even without :meth:`notify`.
@@ -40,13 +62,15 @@ class ResolverLoop:
         leader: the ``resolver`` job lock; None runs unconditionally (embedded store).
         on_pass: called with each pass's report (metrics).
         on_leadership: called with True/False when this process gains/loses the lock.
+        name: the thread's name.
     """
 
-    def __init__(self, resolver: Resolver, watermark: Callable[[], int | None], *,
+    def __init__(self, resolver: PassRunner, watermark: Callable[[], int | None], *,
                  idle_interval_s: float = 1.0, min_gap_s: float = 1.0,
                  leader: LeaderLock | None = None,
-                 on_pass: Callable[[PassReport], None] | None = None,
-                 on_leadership: Callable[[bool], None] | None = None) -> None:
+                 on_pass: Callable[[Any], None] | None = None,
+                 on_leadership: Callable[[bool], None] | None = None,
+                 name: str = "mentatlab-resolver") -> None:
         self.resolver = resolver
         self._watermark = watermark
         self._idle_interval_s = idle_interval_s
@@ -60,8 +84,7 @@ class ResolverLoop:
         self._passed = threading.Condition()
         self.leading = leader is None
         self.num_failures = 0
-        self._thread = threading.Thread(target=self._run, name="mentatlab-resolver",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         """Start the thread."""
@@ -110,7 +133,8 @@ class ResolverLoop:
         leading = self._leader.try_acquire()
         if leading != self.leading:
             self.leading = leading
-            _log.info("resolver: %s", "this node leads" if leading else "another node leads")
+            _log.info("%s: %s", self._thread.name,
+                      "this node leads" if leading else "another node leads")
             if leading:  # another node may have moved the watermark meanwhile
                 self.resolver.forget_state()
             if self._on_leadership is not None:

@@ -34,6 +34,7 @@ from mentatlab.server.routes import (
     analytics,
     audit,
     auth,
+    bottlenecks,
     cost_views,
     docs,
     events,
@@ -168,6 +169,10 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
     await state.resolver.start()
+    from mentatlab.server.settling import SettleService
+
+    state.settle = SettleService(settings, store, writer, control, metrics)
+    await state.settle.start()
     return state
 
 
@@ -177,6 +182,8 @@ async def _close_state(state: ServerState) -> None:
         await anyio.to_thread.run_sync(state.writer.close)
         if state.resolver is not None:
             await state.resolver.stop()
+        if state.settle is not None:
+            await state.settle.stop()
         await components.close_forwarder(state.ingestor.forwarder)
     finally:
         await anyio.to_thread.run_sync(state.store.close)
@@ -265,9 +272,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(_RequestMetrics)
     install_compression(app)  # responses only: OTLP gzip bodies and WebSockets untouched
     checked = [Depends(authorize)]  # every route: the permission matrix decides
-    for module in (events, analytics, latency, recommendations, reliability, graph, regressions,
-                   adoption, cost_views, alerts, reprice, prices, admin, quotas, audit, auth,
-                   health, docs):
+    for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
+                   regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
+                   audit, auth, health, docs):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

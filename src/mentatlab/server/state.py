@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mentatlab.server.live import LiveHub
     from mentatlab.server.live_stats import StatsHub
     from mentatlab.server.resolving import ResolverService
+    from mentatlab.server.settling import SettleService
     from mentatlab.storage.control import ControlStore
 
 __all__ = ["ServerState", "SpanSink", "control_store", "server_state"]
@@ -73,6 +74,7 @@ class ServerState:
     control: ControlStore | None = None
     """Orgs, projects, keys, people, alerting; None only in tests that build no server."""
     resolver: ResolverService | None = None
+    settle: SettleService | None = None
     grpc_port: int | None = None
     """The OTLP/gRPC port actually bound, once the gRPC server runs."""
     quotas: Quotas = field(default_factory=Quotas.unlimited)

@@ -33,6 +33,17 @@ class SpanStore(Protocol):
         """
         ...
 
+    def insert_table(self, name: str, table: pa.Table) -> None:
+        """Insert an Arrow table into the derived table ``name`` (not ``spans``).
+
+        The Arrow column names are the target's columns; the target converts the types.
+        For tables the server itself derives (``span_timing``); durable on return.
+
+        Raises:
+            StoreError: the insert failed.
+        """
+        ...
+
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a read query with server-side parameters and return an Arrow table.
 

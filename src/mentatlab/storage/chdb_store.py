@@ -125,7 +125,28 @@ class ChdbSpanStore:
                 raise self._map_error(exc, f"insert of {table.num_rows} spans",
                                       write=True) from exc
 
-    def _insert_file(self, table: pa.Table) -> None:
+    def insert_table(self, name: str, table: pa.Table) -> None:
+        """Insert an Arrow table into the derived table ``name`` (columns by name).
+
+        Raises:
+            StoreError: ``name`` is ``spans`` (use :meth:`append_batch`), the store is
+                closed or the insert failed.
+        """
+        if name == SPANS_TABLE:
+            raise StoreError("Expected a derived table, got spans: use append_batch")
+        if table.num_rows == 0:
+            self._check_open()
+            return
+        columns = ", ".join(f"`{c}`" for c in table.schema.names)
+        with self._in_use():
+            try:
+                self._insert_file(table, name, columns)
+            except Exception as exc:
+                raise self._map_error(exc, f"insert of {table.num_rows} rows into {name}",
+                                      write=True) from exc
+
+    def _insert_file(self, table: pa.Table, name: str = SPANS_TABLE,
+                     columns: str = _COLUMN_LIST) -> None:
         batch_file = self._ingest_dir / f"{os.getpid()}-{next(self._num_inserts)}.arrows"
         try:
             with pa.OSFile(str(batch_file), "wb") as sink, \
@@ -133,7 +154,7 @@ class ChdbSpanStore:
                 writer.write_table(table)
             path_literal = str(batch_file).replace("\\", "\\\\").replace("'", "\\'")
             self._session.query(  # no parameters: see _params_guard
-                f"INSERT INTO {SPANS_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
+                f"INSERT INTO {name} ({columns}) SELECT {columns}"
                 f" FROM file('{path_literal}', 'ArrowStream')")
         finally:
             batch_file.unlink(missing_ok=True)

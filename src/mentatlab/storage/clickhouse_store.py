@@ -222,6 +222,26 @@ class ClickHouseSpanStore:
             raise self._map_error(exc, f"insert of {table.num_rows} spans",
                                   write=True) from exc
 
+    def insert_table(self, name: str, table: pa.Table) -> None:
+        """Insert an Arrow table into the derived table ``name`` (columns by name).
+
+        Raises:
+            StoreUnavailable: the server is unreachable or cannot take the write now.
+            StoreError: ``name`` is ``spans`` (use :meth:`append_batch`) or the insert
+                was refused.
+        """
+        self._check_open()
+        if name == SPANS_TABLE:
+            raise StoreError("Expected a derived table, got spans: use append_batch")
+        if table.num_rows == 0:
+            return
+        try:
+            self._get_client().insert_arrow(name, table,
+                                            settings={"wait_for_async_insert": 1})
+        except Exception as exc:
+            raise self._map_error(exc, f"insert of {table.num_rows} rows into {name}",
+                                  write=True) from exc
+
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a read query with ``{name:Type}`` server-side parameters; return Arrow.
 

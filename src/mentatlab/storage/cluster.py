@@ -161,6 +161,10 @@ class ClusterSchemaTarget:
         """Insert through the store (into the ``Distributed`` table)."""
         self.store.append_batch(table)
 
+    def insert_table(self, name: str, table: pa.Table) -> None:
+        """Insert through the store (derived tables are shared: no rewrite)."""
+        self.store.insert_table(name, table)
+
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query, with metadata lookups of ``spans`` pointed at the local table."""
         return self.store.query_arrow(sql, self.layout.lookup_params(sql, params))

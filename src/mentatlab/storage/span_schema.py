@@ -27,6 +27,7 @@ from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, TOKEN_KIND_COST_COLUMNS, Column
 from mentatlab.storage.aggregates import aggregate_ddl, measure_upgrade_ddl
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import SETTLED_TABLES, settled_ddl
 
 __all__ = [
     "MIGRATIONS",
@@ -182,6 +183,12 @@ def _m006(options: SchemaOptions) -> list[str]:
                                TOKEN_KIND_COST_COLUMNS)
 
 
+def _m007(options: SchemaOptions) -> list[str]:
+    # The settle job's per-span timing and per-trace facts (storage/settled.py); it fills
+    # them from every stored trace on its first pass.
+    return settled_ddl(options.cluster_clause, options.shared_engine)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -189,6 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "approximate trace count in the scope rollup", _m004),
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
     Migration(6, "per-kind token costs in the ledger and aggregates", _m006),
+    Migration(7, "settled traces: span_timing and trace_facts", _m007),
 )
 """Every span-store migration, in version order."""
 
@@ -269,7 +277,10 @@ def migrate_span_store(
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
                     ) -> None:
-    """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans``.
+    """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
+
+    The derived tables are the settled traces' (``span_timing``, ``trace_facts``), aged
+    by their ``start_time`` like the spans they came from.
 
     Raises:
         ConfigError: ``retention_days`` is negative.
@@ -278,27 +289,28 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
     if retention_days < 0:
         raise ConfigError(f"Expected span retention days >= 0, got {retention_days}")
     opts = options or SchemaOptions()
-    current = _current_ttl(store)
-    if retention_days == 0:
-        if current:
-            store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} REMOVE TTL")
-        return
-    # start_time is DateTime64(9, 'UTC'): the addition stays in DateTime64 (no 2106 wrap).
-    ttl = f"start_time + toIntervalDay({int(retention_days)})"
-    if current.replace(" ", "") == ttl.replace(" ", ""):
-        return
-    store.execute(f"ALTER TABLE {SPANS_TABLE}{opts.cluster_clause} MODIFY TTL {ttl}")
+    for table in (SPANS_TABLE, *SETTLED_TABLES):
+        current = _current_ttl(store, table)
+        if retention_days == 0:
+            if current:
+                store.execute(f"ALTER TABLE {table}{opts.cluster_clause} REMOVE TTL")
+            continue
+        # start_time is DateTime64(9, 'UTC'): the addition stays in DateTime64 (no 2106 wrap).
+        ttl = f"start_time + toIntervalDay({int(retention_days)})"
+        if current.replace(" ", "") == ttl.replace(" ", ""):
+            continue
+        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}")
 
 
-def _current_ttl(store: SpanStore) -> str:
+def _current_ttl(store: SpanStore, name: str = SPANS_TABLE) -> str:
     table = store.query_arrow(
         "SELECT create_table_query FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
-        {"t": SPANS_TABLE},
+        {"t": name},
     )
     rows = table.column("create_table_query").to_pylist()
     if not rows:
-        raise StoreError(f"Expected table {SPANS_TABLE} to exist before setting its TTL")
+        raise StoreError(f"Expected table {name} to exist before setting its TTL")
     ddl = str(rows[0])
     marker = " TTL "
     if marker not in ddl:

@@ -73,6 +73,8 @@ VIEWS: Final = (
     View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
+    View("/bottlenecks", "Bottlenecks", True,
+         "What holds the critical paths up: span names, tools, models, agents."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
@@ -96,10 +98,10 @@ FILTERS: Final = {"org": "org_id", "project": "project_id", "agent": "agent_id",
                   "workflow": "workflow_id", "model": "model", "provider": "provider",
                   "status": "status"}
 """Filter-bar fields: URL parameter → canonical field of the API's ``filter``."""
-MORE_FILTERS: Final = tuple(c for c in GROUP_BY_COLUMNS if c not in FILTERS.values())
+MORE_FILTERS: Final = (*(c for c in GROUP_BY_COLUMNS if c not in FILTERS.values()), "name")
 """Dimensions the bar has no field for (``customer_id``, ``tool_name`` …): read from the URL
 under their canonical name (a cost cell's link to its traces carries them) and shown as
-removable chips."""
+removable chips; ``name`` (span name) comes from the bottlenecks view's links."""
 STATUSES: Final = ("ok", "error", "timeout")
 """The choices of the status filter."""
 _VALUE = re.compile(r"^[A-Za-z0-9._:/@ +-]{1,128}$")
@@ -664,3 +666,30 @@ async def product_page(request: Request) -> HTMLResponse:
                    compare_fields=list(COMPARE_FIELDS),
                    field=field if field in COMPARE_FIELDS else "prompt_version",
                    a=a if _VERSION_VALUE.match(a) else "", b=b if _VERSION_VALUE.match(b) else "")
+
+
+BOTTLENECK_GROUPS: Final = {"name": "Span name", "tool": "Tool", "model": "Model",
+                            "agent": "Agent", "operation": "Operation"}
+"""The bottlenecks view's ``?group_by=`` choices (the API's) and their labels."""
+BOTTLENECK_TRACE_FILTERS: Final = {"name": "name", "tool": "tool_name", "model": "model",
+                                   "agent": "agent", "operation": "operation"}
+"""URL parameter of the traces view that filters on each group (a row's link)."""
+
+
+@router.get("/bottlenecks", response_class=HTMLResponse)
+async def bottlenecks_page(request: Request) -> HTMLResponse:
+    """Bottlenecks: groups ranked by critical-path time of the settled traces of the range.
+
+    Numbers from ``GET /api/v1/analytics/bottlenecks``; ``?group_by=`` (a key of
+    :data:`BOTTLENECK_GROUPS`) picks the rows; each row links to the traces view filtered
+    on its key, longest first.
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    group_by = request.query_params.get("group_by", "name")
+    if group_by not in BOTTLENECK_GROUPS:
+        group_by = "name"
+    return _render(request, "bottlenecks.html", title="Bottlenecks", group_by=group_by,
+                   groups=BOTTLENECK_GROUPS, trace_param=BOTTLENECK_TRACE_FILTERS[group_by],
+                   quiet_s=server_state(request).settings.trace_quiet_s)
