@@ -94,4 +94,4 @@ def assert_accessible(page: Page) -> None:
     violations = answer["violations"]
     bad = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
            for v in violations if v["impact"] in ("serious", "critical")]
-    assert bad == []
+    assert bad == [], bad
