@@ -111,7 +111,7 @@ def seeded(_isolated_data_dir: Path) -> Iterator[str]:
                 _send(url, f"answer {version}", ago, ms, _chat(
                     "gpt-4o", 100, 50, agent_id="triage", workflow_id="support",
                     prompt_version=version))
-        _send(url, "broken run", 20, 2000, _chat("house-model-9", 10, 0, agent_id="clerk",
+        _send(url, "broken run", 20, 2000, _chat("house-model-9", 10, 0, agent_id="updater",
                                                   workflow_id="billing"), error=True)
         _send_planner(url)
         yield url
@@ -171,14 +171,15 @@ def test_performance_report(seeded: str) -> None:
     assert (by_operation.index("│ chat") < by_operation.index("│ agent")
             < by_operation.index("│ tool"))
     peers = _panel(out, "Peers")
-    # chat agents' run medians: triage 275 (150 + 0.5 × 250), clerk 2000; percentileofscore
+    # chat agents' run medians: triage 275 (150 + 0.5 × 250), updater 2000; percentileofscore
     # kind=mean of 2: (0 + 1) / 4 = 25, (1 + 2) / 4 = 75. triage alone with a cost and a
     # token value: 50; planner alone of its type: 50
     assert _cells(peers, "triage") == ["triage", "chat", "12", "12", "$0.000750", "50.0",
                                        "275", "25.0", "150.0", "50.0"]
-    assert _cells(peers, "clerk")[:8] == ["clerk", "chat", "1", "0", "", "", "2,000", "75.0"]
-    # worst rank first: clerk 75, then planner and triage at 50 (by name)
-    assert peers.index("│ clerk") < peers.index("│ planner") < peers.index("│ triage")
+    assert _cells(peers, "updater")[:8] == ["updater", "chat", "1", "0", "", "", "2,000", "75.0"]
+    # worst rank first: updater 75, then planner and triage at 50 (by name); the server
+    # answers by type, then name: triage, updater, planner
+    assert peers.index("│ updater") < peers.index("│ planner") < peers.index("│ triage")
 
 
 def test_reliability_report(seeded: str) -> None:
@@ -229,7 +230,7 @@ def test_cost_report(seeded: str) -> None:
     assert "All spend: $0.01" in tree
     assert "triage $0.01 (100.0%) · requests 12" in tree
     assert "gpt-4o $0.01 (100.0%) · requests 12" in tree
-    assert tree.index("triage") < tree.index("clerk $0.00 (0.0%) · requests 1")
+    assert tree.index("triage") < tree.index("updater $0.00 (0.0%) · requests 1")
     unit = _panel(result.output, "Unit economics")
     # billing and planner each have a failed span: 12 successful traces
     assert _cells(unit, "Traces (successful)") == ["Traces (successful)", "14 (12)"]
