@@ -8,10 +8,9 @@ server or an analysis not built yet) prints "not available on this server" in pl
 its section, and any other error answer prints the server's error there and makes the
 command exit with code 1 after the whole report.
 
-Sections whose route is still being built (bottlenecks, latency, peers, reliability,
-attribution, unit economics, tokens, provider × model, recommendations) use
-:func:`render_first_rows`, which shows the first list of rows of the answer; give each a
-renderer of its own when its answer shape is settled.
+Renderers reuse the tables of the commands that print one answer in full (``mentatctl
+analytics latency|peers|reliability``, ``cost tree|tokens``, ``recommendations``), keeping
+only what a report needs: the worst rows first, at most :data:`MAX_ROWS`.
 """
 
 from __future__ import annotations
@@ -31,8 +30,12 @@ from rich.text import Text
 
 from mentatlab.cli._client import ApiClient, console, parse_range, parse_time
 from mentatlab.cli._format import format_count, format_money
+from mentatlab.cli.analytics import latency_table, peers_table
+from mentatlab.cli.cost_views import attribution_tree, tokens_renderable
+from mentatlab.cli.recommendations import render_recommendations
+from mentatlab.cli.reliability import reliability_renderable
 
-__all__ = ["REPORTS", "Report", "Section", "analyze", "render_first_rows"]
+__all__ = ["REPORTS", "Report", "Section", "analyze", "render_bottlenecks"]
 
 Renderer = Callable[[Mapping[str, Any]], RenderableType]
 """One API answer (decoded JSON) to what the report prints for it."""
@@ -224,27 +227,152 @@ def regressions_renderer(metrics: Sequence[str]) -> Renderer:
     return render
 
 
-def render_first_rows(body: Mapping[str, Any]) -> RenderableType:
-    """Any answer: its first list of objects as a table (at most :data:`MAX_ROWS` rows)."""
-    rows = next((v for v in body.values() if isinstance(v, list) and v
-                 and all(isinstance(x, dict) for x in v)), None)
-    if rows is None:
-        return Text("Nothing to report.", style="dim")
-    columns = [k for k, v in rows[0].items() if not isinstance(v, (list, dict))][:8]
+def render_latency(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/latency``: exact span-latency percentiles per group, slowest p95 first."""
+    groups = sorted(body.get("groups") or [], key=lambda g: (-float(g.get("p95_ms") or 0),
+                                                              str(g.get("key"))))
+    if not groups:
+        return Text("No span in the range.", style="dim")
+    return latency_table({**body, "groups": groups[:MAX_ROWS]}, "")
+
+
+def _worst_rank(agent: Mapping[str, Any]) -> float:
+    ranks = [m.get("percentile_rank") for m in (agent.get(k) or {} for k in
+                                                ("cost_per_success", "latency_p50_ms",
+                                                 "tokens_per_success"))]
+    return max((float(r) for r in ranks if r is not None), default=0.0)
+
+
+def render_peers(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/peers``: agents whose worst percentile rank is highest first (worst)."""
+    agents = sorted(body.get("agents") or [], key=lambda a: (-_worst_rank(a),
+                                                              str(a.get("agent_id"))))
+    if not agents:
+        return Text("No agent run in the range.", style="dim")
+    return peers_table({**body, "agents": agents[:MAX_ROWS]}, "")
+
+
+def render_reliability(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/reliability``: success, errors, retries, fallbacks, loops, cycles.
+
+    The tables of ``mentatctl analytics reliability``: end-to-end and span success, errors
+    by class and category, the steps failing most, loops, cycles and deadlock suspects.
+    """
+    return reliability_renderable(dict(body), "")
+
+
+def render_graph(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/graph``: the busiest caller → called links, then the failing ones.
+
+    Busiest in the server's order (most calls first); failing ones by error rate, highest
+    first, leaving out links without an error. ``(cycle)`` marks a back edge.
+    """
+    links = body.get("links") or []
+    if not links:
+        return Text("No call between agents and tools in the range.", style="dim")
+    failing = sorted((x for x in links if x.get("errors")),
+                     key=lambda x: (-float(x.get("error_rate") or 0), -int(x.get("count") or 0)))
+    parts: list[RenderableType] = []
+    for title, rows in (("Busiest calls", links), ("Failing calls", failing)):
+        if not rows:
+            parts.append(Text(f"{title}: none.", style="green"))
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("caller → called")
+        for name in ("calls", "errors", "error rate", "p50", "p95"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for x in rows[:MAX_ROWS]:
+            table.add_row(escape(f"{x.get('source')} → {x.get('target')}")
+                          + (" (cycle)" if x.get("back_edge") else ""),
+                          format_count(x.get("count")), format_count(x.get("errors")),
+                          _pct(x.get("error_rate")), _ms(x.get("p50_ms")), _ms(x.get("p95_ms")))
+        parts.append(table)
+    return Group(Text(f"{format_count(body.get('num_nodes'))} agents and tools, "
+                      f"{format_count(body.get('num_links'))} caller → called links.",
+                      style="dim"), *parts)
+
+
+def render_bottlenecks(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/bottlenecks``: what holds most of the settled traces' critical path.
+
+    Per group, largest first: critical-path time (ms), share of all of it, trend against
+    the previous period of equal length and severity (docs/api.md, "Bottlenecks").
+    """
+    rows = body.get("rows") or []
+    if not rows:
+        return Text("No settled trace in the range.", style="dim")
     table = Table()
-    for name in columns:
-        table.add_column(name)
+    table.add_column(str(body.get("group_by") or "group"))
+    for name in ("critical path", "share", "trend", "on path / spans", "severity"):
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows[:MAX_ROWS]:
-        table.add_row(*(escape(str(row.get(c, ""))) for c in columns))
+        trend = row.get("trend_pct")
+        table.add_row(escape(str(row.get("key") or "")), _ms(row.get("critical_path_ms")),
+                      f"{float(row.get('share_pct') or 0):.1f}%",
+                      "new" if trend is None else f"{float(trend):+.0f}%",
+                      f"{format_count(row.get('on_path'))} / "
+                      f"{format_count(row.get('occurrences'))}",
+                      str(row.get("severity") or ""))
+    return Group(table, Text(
+        f"{format_count(body.get('num_traces'))} settled trace(s), "
+        f"{_ms(body.get('total_critical_path_ms'))} of critical path in all.", style="dim"))
+
+
+def render_attribution(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/attribution``: the spend tree, the 3 costliest branches of each node."""
+    return attribution_tree(body, "All spend: ", width=3)
+
+
+def render_unit_economics(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/unit-economics``: what one trace, success, user and session cost."""
+    currency = body.get("currency", "USD")
+
+    def money(name: str) -> str:
+        value = body.get(name)
+        return format_money(value, currency) if value is not None else "—"
+    return _kv_table([
+        ("Spend", money("total_cost")),
+        ("Traces (successful)", f"{format_count(body.get('num_traces'))} "
+                                f"({format_count(body.get('num_successful_traces'))})"),
+        ("Cost per trace", money("cost_per_trace")),
+        ("Cost per successful trace", money("cost_per_successful_trace")),
+        ("Users / cost per user", f"{format_count(body.get('num_users'))} / "
+                                  f"{money('cost_per_user')}"),
+        ("Sessions / cost per session", f"{format_count(body.get('num_sessions'))} / "
+                                        f"{money('cost_per_session')}"),
+    ])
+
+
+def render_tokens(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/tokens``: the token waterfall (tokens and cost per kind), cache savings."""
+    return tokens_renderable(body, "")
+
+
+def render_provider_models(body: Mapping[str, Any]) -> RenderableType:
+    """``/analytics/provider-models``: LLM calls per provider and model, costliest first."""
+    rows = body.get("rows") or []
+    if not rows:
+        return Text("No LLM call in the range.", style="dim")
+    currency = body.get("currency", "USD")
+    table = Table()
+    table.add_column("provider / model")
+    for name in ("calls", "errors", "error rate", "p50", "p95", "cost"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows[:MAX_ROWS]:
+        table.add_row(escape(f"{row.get('provider')} / {row.get('model')}"),
+                      format_count(row.get("requests")), format_count(row.get("error_requests")),
+                      _pct(row.get("error_rate")), _ms(row.get("latency_p50_ms")),
+                      _ms(row.get("latency_p95_ms")), format_money(row.get("total_cost"), currency))
     return table
 
 
+def render_recs(body: Mapping[str, Any]) -> RenderableType:
+    """``/recommendations``: the total monthly saving, then each one with its evidence."""
+    return render_recommendations({**body, "recommendations":
+                                   list(body.get("recommendations") or [])[:MAX_ROWS]})
+
+
 _OVERVIEW = Section("Overview", "/api/v1/overview", render_overview)
-
-
-def _later(title: str, path: str, **params: Any) -> Section:
-    """A section of a route still being built (issue 16), with the generic renderer."""
-    return Section(title, path, render_first_rows, params)
 
 
 REPORTS: Mapping[Report, Sequence[Section]] = {
@@ -254,9 +382,11 @@ REPORTS: Mapping[Report, Sequence[Section]] = {
                 {"sort": "duration", "limit": MAX_ROWS}),
         Section("Latency regressions", "/api/v1/analytics/regressions",
                 regressions_renderer(["latency_ms"])),
-        _later("Bottlenecks", "/api/v1/analytics/bottlenecks"),
-        _later("Latency by operation", "/api/v1/analytics/latency", group_by="operation"),
-        _later("Peers", "/api/v1/analytics/peers"),
+        Section("Bottlenecks", "/api/v1/analytics/bottlenecks", render_bottlenecks,
+                {"limit": MAX_ROWS}),
+        Section("Latency by operation", "/api/v1/analytics/latency", render_latency,
+                {"group_by": "operation"}),
+        Section("Peers", "/api/v1/analytics/peers", render_peers),
     ),
     Report.reliability: (
         _OVERVIEW,
@@ -266,7 +396,8 @@ REPORTS: Mapping[Report, Sequence[Section]] = {
                 {"status": "timeout", "limit": MAX_ROWS}),
         Section("Success-rate regressions", "/api/v1/analytics/regressions",
                 regressions_renderer(["success_rate"])),
-        _later("Reliability", "/api/v1/analytics/reliability"),
+        Section("Reliability", "/api/v1/analytics/reliability", render_reliability),
+        Section("Calls between agents and tools", "/api/v1/analytics/graph", render_graph),
     ),
     Report.cost: (
         _OVERVIEW,
@@ -279,11 +410,13 @@ REPORTS: Mapping[Report, Sequence[Section]] = {
         Section("Unpriced models", "/api/v1/unpriced", render_unpriced),
         Section("Cost and token regressions", "/api/v1/analytics/regressions",
                 regressions_renderer(["cost_per_success", "tokens_per_success"])),
-        _later("Attribution", "/api/v1/analytics/attribution"),
-        _later("Unit economics", "/api/v1/analytics/unit-economics"),
-        _later("Token waterfall", "/api/v1/analytics/tokens"),
-        _later("Provider × model", "/api/v1/analytics/provider-models"),
-        _later("Recommendations", "/api/v1/recommendations"),
+        Section("Attribution", "/api/v1/analytics/attribution", render_attribution,
+                {"levels": "project_id,agent_id,model"}),
+        Section("Unit economics", "/api/v1/analytics/unit-economics", render_unit_economics),
+        Section("Token waterfall", "/api/v1/analytics/tokens", render_tokens),
+        Section("Provider × model", "/api/v1/analytics/provider-models",
+                render_provider_models, {"limit": MAX_ROWS}),
+        Section("Recommendations", "/api/v1/recommendations", render_recs),
     ),
 }
 """Each report's sections, in print order."""

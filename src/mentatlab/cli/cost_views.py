@@ -13,15 +13,17 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from mentatlab.cli._client import ApiClient, console
 from mentatlab.cli._format import format_count, format_money
 from mentatlab.cli.cost import KeyOpt, OutputFormat, UrlOpt, _window, app
 
-__all__ = ["tokens", "tree"]
+__all__ = ["attribution_tree", "tokens", "tokens_renderable", "tree"]
 
 RangeOpt = Annotated[str, typer.Option("--range", help="How far back: 7d, 24h, 30m.")]
 StartOpt = Annotated[str | None, typer.Option(help="Start (ISO-8601); overrides --range.")]
@@ -45,11 +47,44 @@ def _label(node: Mapping[str, Any], total: Decimal, currency: str) -> str:
 
 
 def _grow(branch: Tree, node: Mapping[str, Any], total: Decimal, currency: str,
-          depth: int) -> None:
-    for child in node["children"]:
+          depth: int, width: int | None) -> None:
+    for child in node["children"][:width]:
         sub = branch.add(_label(child, total, currency))
         if depth > 1:
-            _grow(sub, child, total, currency, depth - 1)
+            _grow(sub, child, total, currency, depth - 1, width)
+
+
+def attribution_tree(body: Mapping[str, Any], title: str, depth: int = 5,
+                     width: int | None = None) -> Tree:
+    """An attribution answer as a Rich tree: each node's spend, share of the root and requests.
+
+    ``depth`` levels are printed, and at most ``width`` children per node (the costliest:
+    the server sorts them), all when None.
+    """
+    root = body["tree"]
+    currency = body.get("currency", "USD")
+    out = Tree(f"{title}{format_money(root['total_cost'], currency)}")
+    _grow(out, root, Decimal(root["total_cost"]), currency, depth, width)
+    return out
+
+
+def tokens_renderable(body: Mapping[str, Any], title: str) -> Group:
+    """A token-waterfall answer: tokens and cost per kind with shares, then the cache savings."""
+    currency = body.get("currency", "USD")
+    spend = Decimal(body["token_cost"]) + Decimal(body["unattributed_cost"])
+    table = Table(title=title or None)
+    for name, right in (("kind", False), ("tokens", True), ("cost", True), ("share", True)):
+        table.add_column(name, justify="right" if right else "left", no_wrap=right)
+    for kind in body["kinds"]:
+        table.add_row(_KIND_LABELS.get(kind["kind"], kind["kind"]),
+                      format_count(kind["tokens"]), format_money(kind["cost"], currency),
+                      _share(kind["cost"], spend))
+    table.add_row("[bold]total[/bold]", "", f"[bold]{format_money(str(spend), currency)}"
+                  "[/bold]", "")
+    return Group(table, Text.from_markup(
+        f"Cache savings: {format_money(body['cache_savings'], currency)} "
+        f"({format_count(body['cache_read_tokens'])} cache-read tokens at the "
+        "uncached input price, minus what they cost)"))
 
 
 @app.command("tree")
@@ -70,13 +105,9 @@ def tree(
     if fmt is not OutputFormat.table:
         typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
-    root = body["tree"]
-    currency = body.get("currency", "USD")
-    total = Decimal(root["total_cost"])
-    out = Tree(f"Spend by {' → '.join(body['levels'])} ({since[:16]} → {until[:16]} UTC): "
-               f"{format_money(root['total_cost'], currency)}")
-    _grow(out, root, total, currency, depth)
-    console.print(out)
+    console.print(attribution_tree(
+        body, f"Spend by {' → '.join(body['levels'])} ({since[:16]} → {until[:16]} UTC): ",
+        depth))
 
 
 @app.command("tokens")
@@ -93,18 +124,4 @@ def tokens(
     if fmt is not OutputFormat.table:
         typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
-    currency = body.get("currency", "USD")
-    spend = Decimal(body["token_cost"]) + Decimal(body["unattributed_cost"])
-    table = Table(title=f"Tokens by kind ({since[:16]} → {until[:16]} UTC)")
-    for name, right in (("kind", False), ("tokens", True), ("cost", True), ("share", True)):
-        table.add_column(name, justify="right" if right else "left", no_wrap=right)
-    for kind in body["kinds"]:
-        table.add_row(_KIND_LABELS.get(kind["kind"], kind["kind"]),
-                      format_count(kind["tokens"]), format_money(kind["cost"], currency),
-                      _share(kind["cost"], spend))
-    table.add_row("[bold]total[/bold]", "", f"[bold]{format_money(str(spend), currency)}"
-                  "[/bold]", "")
-    console.print(table)
-    console.print(f"Cache savings: {format_money(body['cache_savings'], currency)} "
-                  f"({format_count(body['cache_read_tokens'])} cache-read tokens at the "
-                  "uncached input price, minus what they cost)")
+    console.print(tokens_renderable(body, f"Tokens by kind ({since[:16]} → {until[:16]} UTC)"))
