@@ -36,7 +36,7 @@ from test_cost_report import _serve
 from typer.testing import CliRunner
 
 from mentatlab.cli._client import console
-from mentatlab.cli.analyze import REPORTS, Report, render_bottlenecks
+from mentatlab.cli.analyze import REPORTS, Report, Section, render_bottlenecks
 from mentatlab.cli.main import app
 
 runner = CliRunner()
@@ -104,7 +104,8 @@ def _chat(model: str, input_tokens: int, output_tokens: int, **mentat: str) -> d
 
 
 @pytest.fixture
-def seeded(_isolated_data_dir: Path) -> Iterator[str]:
+def seeded(_isolated_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("MENTATLAB_TRACE_QUIET_S", "0.1")  # traces settle (bottlenecks)
     for url in _serve(_isolated_data_dir):
         for i in range(6):
             for version, ago, ms in (("v1", 60 - i, 100 + 10 * i), ("v2", 30 - i, 400 + 10 * i)):
@@ -114,7 +115,21 @@ def seeded(_isolated_data_dir: Path) -> Iterator[str]:
         _send(url, "broken run", 20, 2000, _chat("house-model-9", 10, 0, agent_id="updater",
                                                   workflow_id="billing"), error=True)
         _send_planner(url)
+        _wait_settled(url, 14)
         yield url
+
+
+def _wait_settled(url: str, traces: int) -> None:
+    """Until the settle job has stored all ``traces`` (the bottlenecks' data)."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.get(f"{url}/api/v1/analytics/bottlenecks", timeout=30, params={
+            "start": (datetime.now(UTC) - timedelta(days=1)).isoformat()})
+        assert answer.status_code == 200, answer.text
+        if answer.json()["num_traces"] == traces:
+            return
+        assert time.monotonic() < deadline, answer.json()
+        time.sleep(0.2)
 
 
 def _invoke(*args: str) -> Any:
@@ -158,8 +173,13 @@ def test_performance_report(seeded: str) -> None:
                  "rank-biserial -1.00", "6 / 6"):
         assert cell in row, (cell, row)
     assert "3 test(s)" in latency
-    # bottlenecks is not on this server (a 404): the section says so, the report goes on
-    assert "Not available on this server." in _panel(out, "Bottlenecks")
+    bottlenecks = _panel(out, "Bottlenecks")
+    # by span name; one-span traces are their own critical path: answer v2 400..450 ms
+    # (2,550), broken run 2,000; all 14 traces: 2,550 + 750 (v1) + 2,000 + 600 (planner)
+    # = 5,900 ms → 43.2% and 33.9%, high (≥ 25%), nothing before the range: "new"
+    assert _cells(bottlenecks, "answer v2")[:3] == ["answer v2", "2,550", "43.2%"]
+    assert _cells(bottlenecks, "broken run")[:3] == ["broken run", "2,000", "33.9%"]
+    assert "14 settled trace(s), 5,900 ms of critical path in all." in bottlenecks
     by_operation = _panel(out, "Latency by operation")
     # chat: 100..150, 400..450, 2000 (13); p95 h = 12 × 0.95 = 11.4 → 450 + 0.4 × 1550
     # = 1070, p99 450 + 0.88 × 1550 = 1814, p90 440 + 0.8 × 10 = 448, mean 5300 / 13
@@ -285,10 +305,20 @@ def test_bad_filter_prints_each_section_error_and_exits_1(seeded: str, report: s
     assert result.exit_code == 1
     for section in REPORTS[Report(report)]:
         panel = _panel(result.output, section.title)
-        if section.path == "/api/v1/analytics/bottlenecks":  # not on this server
-            assert "Not available on this server." in panel
-        else:
-            assert "HTTP 400" in panel and "filter.nope" in panel, (section.title, panel)
+        assert "HTTP 400" in panel and "filter.nope" in panel, (section.title, panel)
+
+
+def test_a_route_the_server_lacks_is_said_and_the_report_goes_on(
+        seeded: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newer client against an older server: a 404 section, then the next sections."""
+    sections = list(REPORTS[Report.performance])
+    sections.insert(1, Section("Not yet here", "/api/v1/analytics/not-yet-here",
+                               render_bottlenecks))
+    monkeypatch.setitem(REPORTS, Report.performance, sections)  # type: ignore[index]
+    result = _invoke("--url", seeded, "--report", "performance", "--range", "24h")
+    assert result.exit_code == 0, result.output
+    assert "Not available on this server." in _panel(result.output, "Not yet here")
+    assert _cells(_panel(result.output, "Overview"), "Traces") == ["Traces", "14"]
 
 
 def test_bad_range_is_a_usage_error(seeded: str) -> None:
@@ -296,20 +326,3 @@ def test_bad_range_is_a_usage_error(seeded: str) -> None:
     assert bad_range.exit_code == 2 and "Expected a range" in bad_range.output
 
 
-
-def test_bottlenecks_renderer_reads_the_documented_answer() -> None:
-    """The bottlenecks route is not on this branch: its renderer against docs/api.md's shape."""
-    body = {"group_by": "tool", "unit": "ms", "total_critical_path_ms": 2000.0,
-            "num_traces": 2, "num_groups": 2,
-            "rows": [{"key": "search", "critical_path_ms": 1200.0, "occurrences": 3,
-                      "on_path": 2, "share_pct": 60.0, "previous_critical_path_ms": 800.0,
-                      "trend_pct": 50.0, "severity": "critical"},
-                     {"key": "fetch", "critical_path_ms": 300.0, "occurrences": 1,
-                      "on_path": 1, "share_pct": 15.0, "previous_critical_path_ms": 0.0,
-                      "trend_pct": None, "severity": "medium"}]}
-    console.begin_capture()
-    console.print(render_bottlenecks(body))
-    out = console.end_capture()
-    assert _cells(out, "search") == ["search", "1,200 ms", "60.0%", "+50%", "2 / 3", "critical"]
-    assert _cells(out, "fetch") == ["fetch", "300 ms", "15.0%", "new", "1 / 1", "medium"]
-    assert "2 settled trace(s), 2,000 ms of critical path in all." in out

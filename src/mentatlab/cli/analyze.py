@@ -31,6 +31,7 @@ from rich.text import Text
 from mentatlab.cli._client import ApiClient, console, parse_range, parse_time
 from mentatlab.cli._format import format_count, format_money
 from mentatlab.cli.analytics import latency_table, peers_table
+from mentatlab.cli.bottlenecks import bottlenecks_table
 from mentatlab.cli.cost_views import attribution_tree, tokens_renderable
 from mentatlab.cli.recommendations import render_recommendations
 from mentatlab.cli.reliability import reliability_renderable
@@ -295,27 +296,17 @@ def render_graph(body: Mapping[str, Any]) -> RenderableType:
 def render_bottlenecks(body: Mapping[str, Any]) -> RenderableType:
     """``/analytics/bottlenecks``: what holds most of the settled traces' critical path.
 
-    Per group, largest first: critical-path time (ms), share of all of it, trend against
-    the previous period of equal length and severity (docs/api.md, "Bottlenecks").
+    The ``mentatctl analytics bottlenecks`` table (largest first: critical-path time, share
+    of all of it, per hour, on path, trend against the previous period of equal length,
+    severity; docs/api.md, "Bottlenecks"), its first rows.
     """
     rows = body.get("rows") or []
     if not rows:
         return Text("No settled trace in the range.", style="dim")
-    table = Table()
-    table.add_column(str(body.get("group_by") or "group"))
-    for name in ("critical path", "share", "trend", "on path / spans", "severity"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for row in rows[:MAX_ROWS]:
-        trend = row.get("trend_pct")
-        table.add_row(escape(str(row.get("key") or "")), _ms(row.get("critical_path_ms")),
-                      f"{float(row.get('share_pct') or 0):.1f}%",
-                      "new" if trend is None else f"{float(trend):+.0f}%",
-                      f"{format_count(row.get('on_path'))} / "
-                      f"{format_count(row.get('occurrences'))}",
-                      str(row.get("severity") or ""))
-    return Group(table, Text(
+    return Group(bottlenecks_table({**body, "rows": rows[:MAX_ROWS]}, title=""), Text(
         f"{format_count(body.get('num_traces'))} settled trace(s), "
-        f"{_ms(body.get('total_critical_path_ms'))} of critical path in all.", style="dim"))
+        f"{format_count(round(float(body.get('total_critical_path_ms') or 0)))} ms of critical"
+        " path in all.", style="dim"))
 
 
 def render_attribution(body: Mapping[str, Any]) -> RenderableType:
