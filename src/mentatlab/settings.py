@@ -135,6 +135,16 @@ class Settings:
     alert_interval_s: float = field(default=30.0, metadata=_env("MENTATLAB_ALERT_INTERVAL_S"))
     """Seconds between runs of the alert evaluator (budgets, threshold rules, notification
     deliveries); 0 turns alerting off. With several nodes only the elected one runs it."""
+    compact_interval_s: float = field(
+        default=600.0, metadata=_env("MENTATLAB_COMPACT_INTERVAL_S"))
+    """Seconds between compaction passes, which merge each closed day of ``spans`` (before
+    the current UTC day) holding several parts into one, so ``FINAL`` reads of it cost
+    nothing (storage/compaction.py, decision 0016); 0 turns it off, else 10 to 86400. With
+    several nodes only the elected one runs it; on a ClickHouse cluster it does nothing."""
+    compact_max_partitions: int = field(
+        default=8, metadata=_env("MENTATLAB_COMPACT_MAX_PARTITIONS"))
+    """Day partitions one compaction pass merges at most (1 to 1000); the rest wait for
+    the next pass, oldest first."""
     alert_max_attempts: int = field(default=10, metadata=_env("MENTATLAB_ALERT_MAX_ATTEMPTS"))
     """Attempts to deliver one notification to one channel before it is given up."""
     alert_delivery_timeout_s: float = field(
@@ -284,6 +294,16 @@ def _check_trace_quiet(value: float) -> None:
                           f" s, got {value}")
 
 
+def _check_compaction(settings: Settings) -> None:
+    """Bounds of the compaction settings (decision 0016). Raises ConfigError."""
+    if settings.compact_interval_s != 0 and not 10 <= settings.compact_interval_s <= 86400:
+        raise ConfigError("Expected compact_interval_s to be 0 (off) or 10 to 86400 s, got "
+                          f"{settings.compact_interval_s}")
+    if not 1 <= settings.compact_max_partitions <= 1000:
+        raise ConfigError("Expected compact_max_partitions to be 1 to 1000, got "
+                          f"{settings.compact_max_partitions}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -326,6 +346,7 @@ def load_settings(**overrides: Any) -> Settings:
             "store can be opened by one process only (set MENTATLAB_SPAN_STORE="
             "clickhouse://… or use one worker)")
     _check_trace_quiet(settings.trace_quiet_s)
+    _check_compaction(settings)
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentatlab.server import components
 from mentatlab.server.auth import Authenticator, authorize
+from mentatlab.server.compacting import compaction_job
 from mentatlab.server.compression import CompressedStaticAssets, install_compression
 from mentatlab.server.errors import install_error_handlers
 from mentatlab.server.ingest import Ingestor
@@ -231,6 +232,12 @@ def create_app(settings: Settings) -> FastAPI:
         alert_task = asyncio.create_task(run_periodic(
             alert_job, settings.alert_interval_s, name="alert evaluator",
             leader=alert_leader, on_leadership=state.metrics.job_leader.labels("alerts").set))
+        compact_leader = components.open_leader(settings, "compaction")
+        state.metrics.job_leader.labels("compaction").set(0)
+        compact_task = asyncio.create_task(run_periodic(
+            compaction_job(settings, state.store, state.metrics), settings.compact_interval_s,
+            name="compaction", leader=compact_leader,
+            on_leadership=state.metrics.job_leader.labels("compaction").set))
         try:
             if settings.grpc_port:
                 grpc_server, state.grpc_port = await components.start_grpc(
@@ -241,6 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             expire_task.cancel()
             alert_task.cancel()
+            compact_task.cancel()
             quota_task.cancel()
             if feed_task is not None:
                 feed_task.cancel()
@@ -251,8 +259,11 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await alert_task
             with contextlib.suppress(asyncio.CancelledError):
+                await compact_task
+            with contextlib.suppress(asyncio.CancelledError):
                 await quota_task
             await anyio.to_thread.run_sync(alert_leader.close)
+            await anyio.to_thread.run_sync(compact_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)
             await _close_state(state)

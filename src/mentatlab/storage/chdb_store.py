@@ -39,7 +39,12 @@ from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
-from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
+from mentatlab.storage.span_schema import (
+    FINAL_READ_SETTING,
+    SPANS_TABLE,
+    SchemaOptions,
+    migrate_span_store,
+)
 from mentatlab.storage.store_errors import store_error
 
 __all__ = ["ChdbSpanStore", "open_span_store"]
@@ -93,6 +98,7 @@ class ChdbSpanStore:
                 f" {exc}") from exc
         if query_timeout_s > 0:
             self.execute(f"SET max_execution_time = {float(query_timeout_s)}")
+        self.execute(f"SET {FINAL_READ_SETTING} = 1")  # see storage/compaction.py
 
     # --- SpanStore -------------------------------------------------------------------
 

@@ -38,7 +38,12 @@ from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
 from mentatlab.storage.query_param import to_param_text
-from mentatlab.storage.span_schema import SPANS_TABLE, SchemaOptions, migrate_span_store
+from mentatlab.storage.span_schema import (
+    FINAL_READ_SETTING,
+    SPANS_TABLE,
+    SchemaOptions,
+    migrate_span_store,
+)
 from mentatlab.storage.store_errors import store_error
 
 __all__ = ["ClickHouseSpanStore", "open_clickhouse_store", "parse_clickhouse_url"]
@@ -293,10 +298,12 @@ class ClickHouseSpanStore:
         """True once :meth:`close` has been called."""
         return self._closed
 
-    def _query_settings(self) -> dict[str, Any] | None:
+    def _query_settings(self) -> dict[str, Any]:
+        # FINAL_READ_SETTING on every query: see storage/compaction.py (decision 0016).
+        settings: dict[str, Any] = {FINAL_READ_SETTING: 1}
         if self.query_timeout_s > 0:
-            return {"max_execution_time": self.query_timeout_s}
-        return None
+            settings["max_execution_time"] = self.query_timeout_s
+        return settings
 
     def _check_open(self) -> None:
         if self._closed:

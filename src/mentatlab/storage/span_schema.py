@@ -31,7 +31,9 @@ from mentatlab.storage.settled import SETTLED_TABLES, settled_ddl
 
 __all__ = [
     "MIGRATIONS",
+    "FINAL_READ_SETTING",
     "HOUR_SORTING_KEY",
+    "SPANS_PARTITION_KEY",
     "SPANS_SORTING_KEY",
     "SPANS_TABLE",
     "Migration",
@@ -121,6 +123,14 @@ SPANS_SORTING_KEY = "org_id, project_id, toStartOfMinute(start_time), trace_id, 
 a tenant, so reading a few minutes of a busy hour touches those minutes' granules."""
 HOUR_SORTING_KEY = "org_id, project_id, toStartOfHour(start_time), trace_id, span_id"
 """The key of stores created before issue 13 (they keep it; the answers are the same)."""
+SPANS_PARTITION_KEY = "toDate(start_time)"
+"""The partition key of ``spans``: a function of the sorting key (``toDate`` of the minute or
+hour of ``start_time``, UTC), so every version of a span lands in one partition."""
+FINAL_READ_SETTING = "do_not_merge_across_partitions_select_final"
+"""Set to 1 on every query of both stores (decision 0016): ``FINAL`` merges each partition on
+its own and reads a partition held in one merged part as is. Correct because every table
+read with ``FINAL`` (only ``spans``) has a partition key that is a function of its sorting
+key (tests/storage/test_compaction.py checks each table's keys)."""
 
 
 def spans_table_ddl(options: SchemaOptions, sorting_key: str = SPANS_SORTING_KEY) -> str:
@@ -131,7 +141,7 @@ def spans_table_ddl(options: SchemaOptions, sorting_key: str = SPANS_SORTING_KEY
         "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,\n"
         "  INDEX idx_ingested_at ingested_at_ns TYPE minmax GRANULARITY 1\n"
         f") ENGINE = {options.spans_engine}\n"
-        "PARTITION BY toDate(start_time)\n"
+        f"PARTITION BY {SPANS_PARTITION_KEY}\n"
         f"ORDER BY ({sorting_key})\n"
         "SETTINGS index_granularity = 8192"
     )
