@@ -22,7 +22,7 @@ from mentatlab.model.schema import SPAN_COLUMNS, spans_to_arrow
 from mentatlab.storage.aggregates import aggregate_tables
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
-from mentatlab.storage.span_schema import SPANS_SORTING_KEY, migrate_span_store
+from mentatlab.storage.span_schema import SPANS_SORTING_KEY, column_ddl, migrate_span_store
 
 LAYOUT = ClusterLayout("mentat_cluster", "observability")
 
@@ -112,7 +112,9 @@ def test_aggregates_are_replicated_whole_to_every_node(cluster_ddl: Any) -> None
         assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/{settled}', '{{replica}}',"
                 " settled_ns)" in creates[settled])
     views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == len(aggregate_tables())
+    # one view per aggregate table (migration 6 re-creates each with the per-kind costs)
+    assert {re.search(r" TO (\w+) AS ", v).group(1) for v in views} == set(  # type: ignore[union-attr]
+        aggregate_tables())
     assert all(" ON CLUSTER mentat_cluster TO " in v for v in views)
 
 
@@ -126,12 +128,12 @@ def test_migrations_are_recorded_once_for_the_whole_cluster(cluster_ddl: Any) ->
 def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any) -> None:
     statements, lookups = cluster_ddl
     last = SPAN_COLUMNS[-1]
-    adds = [s for s in statements if "ADD COLUMN" in s]
+    adds = [s for s in statements if "ADD COLUMN" in s and s.startswith("ALTER TABLE spans")]
     assert adds == [
         f"ALTER TABLE spans_local ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
-        f" `{last.name}` {last.clickhouse} CODEC(Delta, ZSTD(1))",
+        f" {column_ddl(last)}",
         f"ALTER TABLE spans ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
-        f" `{last.name}` {last.clickhouse} CODEC(Delta, ZSTD(1))",
+        f" {column_ddl(last)}",
     ]
     ttl = [s for s in statements if "TTL" in s and s.startswith("ALTER")]
     assert ttl == [f"ALTER TABLE {t} ON CLUSTER mentat_cluster"

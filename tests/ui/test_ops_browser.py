@@ -104,9 +104,10 @@ def _check_the_view_live(url: str, seeded: int, browser: Browser, tmp_path: Path
     # errors by type and firing alerts, as the API says
     view = page.locator("#ops")
     api = httpx.get(f"{url}/api/v1/cost", timeout=30, params={
-        "group_by": "error_type", "start": view.get_attribute("data-start") or "",
+        "group_by": "error_category", "start": view.get_attribute("data-start") or "",
         "end": view.get_attribute("data-end") or ""}).json()
-    wanted = sorted((r["error_type"], r["error_spans"]) for r in api["rows"] if r["error_spans"])
+    wanted = sorted((r["error_category"], r["error_spans"]) for r in api["rows"]
+                    if r["error_spans"])
     assert wanted == [("rate_limit", 3), ("timeout", 1)]
     shown = sorted((r.locator("td").nth(0).inner_text(), int(r.locator("td").nth(1).inner_text()))
                    for r in page.locator("#error-types tbody tr").all())

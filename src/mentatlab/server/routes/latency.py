@@ -34,7 +34,7 @@ from mentatlab.server.state import server_state
 
 __all__ = ["QUANTILE_METHOD", "router"]
 
-router = APIRouter(tags=["analytics"])
+router = APIRouter()  # tags per route: /metrics/tenants is "health", like /metrics
 
 _ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
 _RESOLVED = [Depends(resolved_reads)]
@@ -43,7 +43,8 @@ QUANTILE_METHOD = ("exact; linear interpolation between closest ranks (ClickHous
 """How the percentiles are computed, echoed in every latency answer."""
 
 
-@router.get("/api/v1/analytics/latency", summary="Latency percentiles and histograms per group",
+@router.get("/api/v1/analytics/latency", tags=["analytics"],
+            summary="Latency percentiles and histograms per group",
             responses=_ERRORS, dependencies=_RESOLVED)
 async def latency(request: Request, caller: Caller,
                   group_by: Annotated[LatencyGroupBy, Query(description=(
@@ -73,7 +74,8 @@ async def latency(request: Request, caller: Caller,
             "num_groups": report.num_groups, "groups": groups}
 
 
-@router.get("/api/v1/analytics/peers", summary="Each agent's percentile rank among its peers",
+@router.get("/api/v1/analytics/peers", tags=["analytics"],
+            summary="Each agent's percentile rank among its peers",
             responses=_ERRORS, dependencies=_RESOLVED)
 async def peers(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                 filter: FilterQ = None,  # noqa: A002 — public name

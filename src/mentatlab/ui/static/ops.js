@@ -2,7 +2,7 @@
 // the server pushes once per interval, with the earlier intervals late spans revised
 // (WS /api/v1/live/stats; never derived here from the span feed, which drops spans under
 // load), errors by type for the range
-// (/api/v1/cost?group_by=error_type), firing alerts (/api/v1/alerts?state=firing with the
+// (/api/v1/cost?group_by=error_category: the failure taxonomy), firing alerts (/api/v1/alerts?state=firing with the
 // rules' current state) and the live span feed (WS /api/v1/live), filtered on the server.
 import {
   displayZone, fetchApi, formatCount, formatInstant, formatMoney, formatMs, formatRatio,
@@ -236,8 +236,8 @@ function startStats() {
 async function fillErrorTypes() {
   const body = view.querySelector("#error-types tbody");
   try {
-    const answer = await fetchApi(api, "/cost", { start, end, filter, group_by: "error_type" });
-    // one row per error type of every span of the range ("" for spans without one)
+    const answer = await fetchApi(api, "/cost", { start, end, filter, group_by: "error_category" });
+    // one row per taxonomy type of every span of the range ("" for spans without one)
     seen.range = answer.rows.length > 0;
     answered.range = true;
     updateEmpty();
@@ -250,8 +250,8 @@ async function fillErrorTypes() {
     body.replaceChildren();
     for (const row of rows) {
       const tr = document.createElement("tr");
-      const name = row.error_type || "(no error type)";
-      cell(tr, name, row.error_type ? "name" : "name muted");
+      const name = row.error_category || "(no error type)";
+      cell(tr, name, row.error_category ? "name" : "name muted");
       cell(tr, formatCount(row.error_spans), "num", `${row.error_spans} of ${row.num_spans} spans`);
       cell(tr, formatCount(row.num_spans), "num");
       body.append(tr);
