@@ -65,6 +65,8 @@ VIEWS: Final = (
     View("/traces", "Traces", True, "Trace list and the waterfall of each trace."),
     View("/performance", "Performance", True,
          "Latency percentiles and histograms by group, and how each agent ranks among peers."),
+    View("/bottlenecks", "Bottlenecks", True,
+         "What holds the critical paths up: span names, tools, models, agents."),
     View("/reliability", "Reliability", True,
          "Success, failures by category, retries, fallbacks, loops and agent cycles."),
     View("/graph", "Graph", True, "Agents and tools and the calls between them: graph, Sankey."),
@@ -73,8 +75,6 @@ VIEWS: Final = (
     View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
-    View("/bottlenecks", "Bottlenecks", True,
-         "What holds the critical paths up: span names, tools, models, agents."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
 """The navigation, in order (the matrix in access/routes.py names each path)."""
