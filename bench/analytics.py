@@ -63,7 +63,9 @@ ENDPOINTS: list[tuple[str, str, dict[str, str]]] = [
     ("token waterfall", "/api/v1/analytics/tokens", {}),
     ("provider x model", "/api/v1/analytics/provider-models", {}),
     ("compare prompt_version v1/v2", "/api/v1/analytics/compare",
-     {"field": "prompt_version", "a": "v1", "b": "v2"}),
+     {"field": "prompt_version", "a": "v1", "b": "v2"}),  # 24 h: only v2 there, a 422
+    ("compare model gpt-4o-mini/gpt-4o", "/api/v1/analytics/compare",
+     {"field": "model", "a": "gpt-4o-mini-2024-07-18", "b": "gpt-4o-2024-08-06"}),
     ("regressions", "/api/v1/analytics/regressions", {}),
     ("agent graph", "/api/v1/analytics/graph", {}),
     ("peers", "/api/v1/analytics/peers", {}),
