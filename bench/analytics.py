@@ -84,7 +84,9 @@ def _build(folder: Path, n: int) -> None:
     an interrupted build resumes at the step it did not finish.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    with ChdbSpanStore(folder / "spans") as store:
+    # no read time limit: a backfill statement over 10M spans on a busy machine may take
+    # longer than a user's query is allowed to
+    with ChdbSpanStore(folder / "spans", query_timeout_s=0) as store:
         store.migrate()
         if not (folder / "built").exists():
             store.execute("TRUNCATE TABLE IF EXISTS spans")
