@@ -150,6 +150,7 @@ def test_reliability_view_shows_the_apis_numbers(live_server: LiveServer, browse
     loaded(page, "reliability")
     page.locator("#cycles tbody a").click()
     page.wait_for_url(f"**/traces/{cycle['trace_id']}**")
+    page.wait_for_load_state("networkidle")  # the trace page's requests all answered
 
     phone = browser.new_page(viewport=PHONE, color_scheme="light")
     watch(phone, problems)

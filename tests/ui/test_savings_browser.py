@@ -96,6 +96,9 @@ def test_savings_cards_show_the_apis_numbers(live_server: LiveServer, browser: B
 
     retry.locator(".samples a").first.click()
     page.wait_for_url("**/traces/*")
+    # the trace page's own requests (timeline, replay) finish before the next navigation,
+    # which would otherwise abort them and count as failed requests
+    page.wait_for_load_state("networkidle")
 
     page.get_by_role("button", name="Dark theme").click()
     page.goto(f"{url}/savings?range=24h", wait_until="networkidle")
