@@ -327,7 +327,8 @@ def unit_economics(store: SpanStore, params: QueryParams, *,
         f"{per_trace})) AS t CROSS JOIN ("
         "SELECT toInt64(uniqExactIf(user_id, user_id != '')) AS num_users,"
         " sumIf(total_cost, user_id != '') AS user_cost,"
-        " toInt64(uniqExactIf(session_id, session_id != '')) AS num_sessions,"
+        # uniqExact of the whole column less the empty value: ~2x cheaper than uniqExactIf
+        " toInt64(uniqExact(session_id)) - toInt64(max(session_id = '')) AS num_sessions,"
         " sumIf(total_cost, session_id != '') AS session_cost"
         f" FROM spans FINAL WHERE {where}) AS u {FINAL_SETTINGS}")
     row = store.query_arrow(sql, parts.binds).to_pylist()[0]
