@@ -193,18 +193,20 @@ def get_bottlenecks(store: SpanStore, time_range: TimeRange, filters: Mapping[st
     for field, value in filters.items():
         parts.conditions.append(f"{field} = {parts.bind(str(value), 'String')}")
     current = f"start_time >= {start}"
-    # One scan: the groups come back as one array, beside the distinct traces of the
-    # current period (merged from each group's state) and the total critical-path time.
-    sql = f"""SELECT groupArray((g, cp, prev, n, on_path)) AS groups,
-    sum(cp) AS total, uniqExactMerge(traces) AS num_traces
-FROM (
-    SELECT {column} AS g, sumIf(critical_path_ms, {current}) AS cp,
-        sumIf(critical_path_ms, NOT ({current})) AS prev,
-        toInt64(countIf({current})) AS n,
-        toInt64(countIf({current} AND on_critical_path = 1)) AS on_path,
-        uniqExactStateIf(trace_id, {current}) AS traces
-    FROM {SPAN_TIMING_TABLE} FINAL WHERE {parts.where} GROUP BY g
-) {_FINAL}"""
+    # The groups come back as one array beside the total critical-path time; the distinct
+    # traces of the current period are one more (cheap) scan: per-group trace sets
+    # merged at the end cost ~3x as much at 10M spans.
+    sql = f"""SELECT * FROM (
+    SELECT groupArray((g, cp, prev, n, on_path)) AS groups, sum(cp) AS total FROM (
+        SELECT {column} AS g, sumIf(critical_path_ms, {current}) AS cp,
+            sumIf(critical_path_ms, NOT ({current})) AS prev,
+            toInt64(countIf({current})) AS n,
+            toInt64(countIf({current} AND on_critical_path = 1)) AS on_path
+        FROM {SPAN_TIMING_TABLE} FINAL WHERE {parts.where} GROUP BY g)
+) AS g CROSS JOIN (
+    SELECT toInt64(uniqExact(trace_id)) AS num_traces
+    FROM {SPAN_TIMING_TABLE} FINAL WHERE {parts.where} AND {current}
+) AS t {_FINAL}"""
     answer = store.query_arrow(sql, parts.binds).to_pylist()[0]
     hours = length.total_seconds() / 3600
     total = float(answer["total"] or 0.0)
