@@ -13,7 +13,14 @@ from mentatlab.analytics.adoption import MAX_WORKFLOWS, get_adoption
 from mentatlab.analytics.query import Bucket
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import error_responses
-from mentatlab.server.routes.analytics import EndQ, FilterQ, StartQ, TzQ, _query, _run
+from mentatlab.server.routes.analytics_params import (
+    EndQ,
+    FilterQ,
+    StartQ,
+    TzQ,
+    build_query,
+    run_blocking,
+)
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
 
@@ -37,8 +44,9 @@ async def adoption(request: Request, caller: Caller, start: StartQ = None, end: 
 
     Definitions in :mod:`mentatlab.analytics.adoption`.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals, bucket=bucket, tz=tz)
-    result = await _run(lambda: get_adoption(server_state(request).store, params, limit=limit))
+    params = build_query(start, end, scoped_filter(caller, filter).equals, bucket=bucket, tz=tz)
+    result = await run_blocking(
+        lambda: get_adoption(server_state(request).store, params, limit=limit))
     window = params.time_range
     buckets = [{k: v for k, v in jsonable(r).items() if k != "bucket_start"}
                | {"bucket": jsonable(r.bucket_start)} for r in result.buckets]

@@ -9,13 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mentatlab.analytics.compare import (
@@ -28,7 +26,7 @@ from mentatlab.analytics.compare import (
 from mentatlab.analytics.cost import cost_by
 from mentatlab.analytics.cost_top import MAX_TOP, cost_top
 from mentatlab.analytics.overview import get_overview
-from mentatlab.analytics.query import Bucket, QueryParams, TimeRange
+from mentatlab.analytics.query import Bucket
 from mentatlab.analytics.spans import list_spans_since
 from mentatlab.analytics.trace_timeline import (
     DEFAULT_GROUP_MIN,
@@ -43,9 +41,21 @@ from mentatlab.analytics.unpriced import list_unpriced
 from mentatlab.analytics.zone import UTC_NAME, local_day_start, zone_of
 from mentatlab.errors import FieldError
 from mentatlab.server.audit_trail import audit
-from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
+from mentatlab.server.deps import Caller, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
-from mentatlab.server.params import Count, Milliseconds, Money, StoreTime, WindowSeconds
+from mentatlab.server.params import Count, Milliseconds, Money, WindowSeconds
+from mentatlab.server.routes.analytics_params import (
+    ANALYTICS_ERRORS,
+    RESOLVED_READS,
+    EndQ,
+    FilterQ,
+    StartQ,
+    TzQ,
+    build_query,
+    hex_id,
+    run_blocking,
+    zone_name,
+)
 from mentatlab.server.serialize import jsonable, span_to_json, table_to_json_rows
 from mentatlab.server.state import server_state
 
@@ -53,76 +63,18 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
-_DEFAULT_WINDOW = timedelta(days=7)
-_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
-_RESOLVED = [Depends(resolved_reads)]
-"""Reads that wait until this node's acknowledged spans are resolved (attribution)."""
-StartQ = Annotated[StoreTime | None, Query(description="Start (ISO-8601, UTC if no offset); "
-                                          "default 7 days before `end`.")]
-EndQ = Annotated[StoreTime | None, Query(description="End, exclusive (ISO-8601); default now.")]
-FilterQ = Annotated[str | None, Query(
-    max_length=10_000, description="Conditions on canonical fields (short names allowed): "
-    "`project=acme,model=gpt-4o,status=error`. Naming an org or project outside the "
-    "caller's scope is refused (403).")]
-TzQ = Annotated[str, Query(
-    max_length=64, description="IANA time zone (`Europe/Berlin`, `Asia/Kolkata`, "
-    "`America/St_Johns`) whose hours and days the buckets and `period` follow; bucket "
-    "keys stay UTC instants (of the local bucket start). Unknown zone: 400.")]
-
-
-def _zone_name(tz: str) -> str:
-    """``tz`` if it is an IANA zone name.
-
-    Raises:
-        ApiError: (400, field ``tz``) it is not.
-    """
-    if zone_of(tz) is None:
-        raise ApiError(400, "Unknown time zone", [FieldError(
-            "tz", f"Expected an IANA time zone name such as UTC, Europe/Berlin or "
-                  f"Asia/Kolkata, got {tz[:64]!r}")])
-    return tz
-
-
-def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    end_utc = end or datetime.now(UTC)
-    start_utc = start or end_utc - _DEFAULT_WINDOW
-    if start_utc >= end_utc:
-        raise ApiError(400, "Empty time range", [FieldError(
-            "start", f"Expected start before end, got {start_utc.isoformat()} ≥ "
-            f"{end_utc.isoformat()}")])
-    return start_utc, end_utc
-
-
-def _query(start: datetime | None, end: datetime | None, filters: Mapping[str, str],
-           group_by: list[str] | None = None, bucket: Bucket | None = None,
-           tz: str = UTC_NAME) -> QueryParams:
-    """Build the analytics QueryParams (buckets in time zone ``tz``).
-
-    Raises:
-        ApiError: (400) an empty time range or an unknown time zone.
-        ValidationError: (422) an unknown filter or group-by field.
-    """
-    start_utc, end_utc = _window(start, end)
-    return QueryParams(time_range=TimeRange(start_utc, end_utc), filters=filters,
-                       group_by=tuple(group_by or ()), bucket=bucket,
-                       time_zone=_zone_name(tz))
-
-
 def _period_start(period: str, tz: str, now: datetime) -> datetime:
     """UTC start of ``today`` or ``month`` (to date) in zone ``tz`` at ``now``."""
-    zone = zone_of(_zone_name(tz))
-    assert zone is not None  # checked by _zone_name
+    zone = zone_of(zone_name(tz))
+    assert zone is not None  # checked by zone_name
     if period == "today":
         return local_day_start(now, zone)
     local = now.astimezone(zone)
     return local_day_start(now, zone, 1 - local.day)
 
 
-async def _run(func: Any, *args: Any) -> Any:
-    return await anyio.to_thread.run_sync(func, *args)
-
-
-@router.get("/overview", summary="Headline numbers", responses=_ERRORS, dependencies=_RESOLVED)
+@router.get("/overview", summary="Headline numbers", responses=ANALYTICS_ERRORS,
+            dependencies=RESOLVED_READS)
 async def overview(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None,  # noqa: A002 — public name
                    tz: TzQ = UTC_NAME,
@@ -137,8 +89,8 @@ async def overview(request: Request, caller: Caller, start: StartQ = None, end: 
                 "period", "Expected either period or start/end, got both")])
         end = datetime.now(UTC)
         start = _period_start(period, tz, end)
-    params = _query(start, end, scoped_filter(caller, filter).equals, tz=tz)
-    result = await _run(get_overview, server_state(request).store, params)
+    params = build_query(start, end, scoped_filter(caller, filter).equals, tz=tz)
+    result = await run_blocking(get_overview, server_state(request).store, params)
     window = params.time_range
     return {"ok": True, "start": jsonable(window.start), "end": jsonable(window.end),
             "tz": tz, "period": period, **jsonable(result)}
@@ -173,8 +125,8 @@ def _lumped_row(row: dict[str, Any], lumped: tuple[str, ...], *, csv_form: bool
 
 
 @router.get("/cost", summary="Spend grouped by fields and time buckets", responses={
-    **_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
-    dependencies=_RESOLVED)
+    **ANALYTICS_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+    dependencies=RESOLVED_READS)
 async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                filter: FilterQ = None,  # noqa: A002 — public name
                group_by: Annotated[str, Query(description="Fields, comma-separated: "
@@ -190,16 +142,16 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
                ) -> Any:
     """Cost (USD strings), tokens and span counts per group (and bucket in ``tz``)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
-    params = _query(start, end, scoped_filter(caller, filter).equals, fields, bucket, tz)
+    params = build_query(start, end, scoped_filter(caller, filter).equals, fields, bucket, tz)
     extra: dict[str, Any] = {}
     if top is not None and params.group_by:
-        lumped = await _run(cost_top, server_state(request).store, params, top)
+        lumped = await run_blocking(cost_top, server_state(request).store, params, top)
         result = lumped.rows
         rows = [_lumped_row(_cost_row(r), names, csv_form=format == "csv")
                 for r, names in zip(result, lumped.lumped, strict=True)]
         extra = {"top": top, "num_other": lumped.num_other}
     else:
-        result = await _run(cost_by, server_state(request).store, params)
+        result = await run_blocking(cost_by, server_state(request).store, params)
         rows = [_cost_row(r) for r in result]
     if format == "csv":
         await audit(request, caller, "export", target="/api/v1/cost", details={
@@ -216,7 +168,7 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
 
 
 @router.get("/analytics/compare", summary="Two versions (or models) side by side, with tests",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def compare(request: Request, caller: Caller,
                   field: Annotated[CompareField, Query(description=(
                       f"What differs between the sides: one of {', '.join(COMPARE_FIELDS)}"))],
@@ -232,8 +184,8 @@ async def compare(request: Request, caller: Caller,
     The unit is the trace (see :mod:`mentatlab.analytics.compare`); money as strings.
     Unknown field, ``a == b`` or a side without traces: 422 naming the field.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    result = await _run(compare_versions, server_state(request).store, params, field, a, b)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    result = await run_blocking(compare_versions, server_state(request).store, params, field, a, b)
     window = params.time_range
     return {"ok": True, "field": result.field, "unit": "trace", "currency": "USD",
             "start": jsonable(window.start), "end": jsonable(window.end), "alpha": ALPHA,
@@ -242,7 +194,8 @@ async def compare(request: Request, caller: Caller,
             "tests": jsonable(result.tests)}
 
 
-@router.get("/traces", summary="Recent traces", responses=_ERRORS, dependencies=_RESOLVED)
+@router.get("/traces", summary="Recent traces", responses=ANALYTICS_ERRORS,
+            dependencies=RESOLVED_READS)
 async def traces(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
                  status: Annotated[str | None, Query(pattern="^(ok|error|timeout)$")] = None,
@@ -259,8 +212,8 @@ async def traces(request: Request, caller: Caller, start: StartQ = None, end: En
                      "name contains this text (case-insensitive)")] = None,
                  ) -> dict[str, Any]:
     """Traces with a span matching the filters, newest (costliest, longest) first, with cost."""
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    result = await _run(lambda: list_traces(
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    result = await run_blocking(lambda: list_traces(
         server_state(request).store, params, limit=limit, offset=offset, status=status,
         min_cost=min_cost, min_duration_ms=min_duration_ms, sort=sort,
         name_contains=q.strip() if q else None))
@@ -271,19 +224,6 @@ def _node_json(node: SpanNode) -> dict[str, Any]:
     return {**span_to_json(node.span), "subtree_cost": jsonable(node.subtree_cost),
             "self_time_ms": node.self_time_ms, "critical_path_ms": node.critical_path_ms,
             "children": [_node_json(c) for c in node.children]}
-
-
-def _hex_id(value: str, field: str, digits: int) -> str:
-    """``value`` lowercased if it is ``digits`` hex digits.
-
-    Raises:
-        ApiError: (400) it is not.
-    """
-    value = value.lower()
-    if len(value) != digits or any(c not in "0123456789abcdef" for c in value):
-        raise ApiError(400, f"Invalid {field.replace('_', ' ')}", [FieldError(
-            field, f"Expected {digits} hex characters, got {value[:100]!r}")])
-    return value
 
 
 def _timeline_json(timeline: TraceTimeline) -> dict[str, Any]:
@@ -299,7 +239,7 @@ _TRACE_ERRORS = error_responses(400, 401, 403, 404, 422, 429, 503, 504)
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a span tree (or a timeline)",
-            responses=_TRACE_ERRORS, dependencies=_RESOLVED)
+            responses=_TRACE_ERRORS, dependencies=RESOLVED_READS)
 async def trace(request: Request, caller: Caller, trace_id: str,
                 view: Annotated[str, Query(pattern="^(tree|timeline)$", description=(
                     "`tree`: full spans nested under `roots`; `timeline`: the compact "
@@ -321,15 +261,15 @@ async def trace(request: Request, caller: Caller, trace_id: str,
     the trace's duration, root first; each span carries ``self_time_ms`` (time no child
     covers) and ``critical_path_ms`` (its own share of the critical path), in ms.
     """
-    trace_id = _hex_id(trace_id, "trace_id", 32)
+    trace_id = hex_id(trace_id, "trace_id", 32)
     if view == "timeline":
-        timeline = await _run(lambda: get_trace_timeline(
+        timeline = await run_blocking(lambda: get_trace_timeline(
             server_state(request).store, trace_id, filters=caller.tenancy, group_min=group_min))
         if timeline is None:
             raise ApiError(404, "Trace not found",
                            [FieldError("trace_id", f"No spans for {trace_id}")])
         return _timeline_json(timeline)
-    detail = await _run(lambda: get_trace(server_state(request).store, trace_id,
+    detail = await run_blocking(lambda: get_trace(server_state(request).store, trace_id,
                                           filters=caller.tenancy))
     if detail is None:
         raise ApiError(404, "Trace not found", [FieldError("trace_id", f"No spans for {trace_id}")])
@@ -346,7 +286,7 @@ def _link_json(link: SpanLink) -> dict[str, Any]:
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}", summary="One span of a trace, in full",
-            responses=_TRACE_ERRORS, dependencies=_RESOLVED)
+            responses=_TRACE_ERRORS, dependencies=RESOLVED_READS)
 async def trace_span(request: Request, caller: Caller, trace_id: str,
                      span_id: str) -> dict[str, Any]:
     """One span (canonical fields, attributes, events, costs, usage) with its neighbours.
@@ -357,9 +297,9 @@ async def trace_span(request: Request, caller: Caller, trace_id: str,
     in ``num_children``) give each one's ``span_id``, ``name``, ``total_cost`` and
     ``subtree_cost``.
     """
-    trace_id = _hex_id(trace_id, "trace_id", 32)
-    span_id = _hex_id(span_id, "span_id", 16)
-    detail = await _run(lambda: get_span_detail(server_state(request).store, trace_id,
+    trace_id = hex_id(trace_id, "trace_id", 32)
+    span_id = hex_id(span_id, "span_id", 16)
+    detail = await run_blocking(lambda: get_span_detail(server_state(request).store, trace_id,
                                                 span_id, filters=caller.tenancy))
     if detail is None:
         raise ApiError(404, "Span not found", [FieldError(
@@ -372,7 +312,7 @@ async def trace_span(request: Request, caller: Caller, trace_id: str,
             "num_children": detail.num_children}
 
 
-@router.get("/spans", summary="Spans committed after a cursor", responses=_ERRORS)
+@router.get("/spans", summary="Spans committed after a cursor", responses=ANALYTICS_ERRORS)
 async def spans(request: Request, caller: Caller,
                 filter: FilterQ = None,  # noqa: A002 — public name
                 after_ns: Annotated[Count | None, Query(
@@ -383,17 +323,17 @@ async def spans(request: Request, caller: Caller,
     """Spans in commit order after a cursor; poll with ``next_after_ns``."""
     cursor_ns = after_ns if after_ns is not None else time.time_ns() - int(window_s * 1e9)
     filters = scoped_filter(caller, filter).equals
-    page = await _run(lambda: list_spans_since(server_state(request).store, cursor_ns,
+    page = await run_blocking(lambda: list_spans_since(server_state(request).store, cursor_ns,
                                                filters, limit))
     return {"ok": True, "spans": table_to_json_rows(page.table),
             "next_after_ns": page.next_ingested_after_ns}
 
 
-@router.get("/unpriced", summary="Models seen without a price", responses=_ERRORS,
-            dependencies=_RESOLVED)
+@router.get("/unpriced", summary="Models seen without a price", responses=ANALYTICS_ERRORS,
+            dependencies=RESOLVED_READS)
 async def unpriced(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                    filter: FilterQ = None) -> dict[str, Any]:  # noqa: A002 — public name
     """(provider, model) pairs whose spans could not be priced, most used first."""
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    result = await _run(list_unpriced, server_state(request).store, params)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    result = await run_blocking(list_unpriced, server_state(request).store, params)
     return {"ok": True, "rows": _rows_of(result)}

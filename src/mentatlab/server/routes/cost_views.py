@@ -24,14 +24,14 @@ from mentatlab.analytics.cost_views import (
 )
 from mentatlab.analytics.query import GROUP_BY_COLUMNS, QueryParams
 from mentatlab.server.deps import Caller, scoped_filter
-from mentatlab.server.routes.analytics import (
-    _ERRORS,
-    _RESOLVED,
+from mentatlab.server.routes.analytics_params import (
+    ANALYTICS_ERRORS,
+    RESOLVED_READS,
     EndQ,
     FilterQ,
     StartQ,
-    _query,
-    _run,
+    build_query,
+    run_blocking,
 )
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
@@ -48,7 +48,7 @@ def _window(params: QueryParams) -> dict[str, Any]:
 
 
 @router.get("/tokens", summary="Token waterfall: tokens and cost per kind, cache savings",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def tokens(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                  filter: FilterQ = None,  # noqa: A002 — public name
                  ) -> dict[str, Any]:
@@ -59,8 +59,8 @@ async def tokens(request: Request, caller: Caller, start: StartQ = None, end: En
     to ``token_cost`` exactly.
     ``cache_savings`` = Σ (cache-read tokens × uncached input price − their cost), USD.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    result = await _run(token_waterfall, server_state(request).store, params)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    result = await run_blocking(token_waterfall, server_state(request).store, params)
     return {**_window(params), **jsonable(result)}
 
 
@@ -73,7 +73,7 @@ def _node_json(node: AttributionNode) -> dict[str, Any]:
 
 
 @router.get("/attribution", summary="Cost as a tree by levels in the caller's order",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def attribution(request: Request, caller: Caller,
                       levels: Annotated[str, Query(max_length=200, description=(
                           f"1 to {MAX_LEVELS} distinct names, comma-separated, outermost "
@@ -91,14 +91,14 @@ async def attribution(request: Request, caller: Caller,
     repeated): 422 naming ``levels``.
     """
     names = parse_levels(levels)
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    tree = await _run(attribution_tree, server_state(request).store, params, names)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    tree = await run_blocking(attribution_tree, server_state(request).store, params, names)
     return {**_window(params), "levels": list(tree.levels), "num_leaves": tree.num_leaves,
             "tree": _node_json(tree.root)}
 
 
 @router.get("/unit-economics", summary="Cost per successful trace, per user, per session",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def unit_economics_route(request: Request, caller: Caller, start: StartQ = None,
                                end: EndQ = None,
                                filter: FilterQ = None,  # noqa: A002 — public name
@@ -109,13 +109,13 @@ async def unit_economics_route(request: Request, caller: Caller, start: StartQ =
     included; users and sessions are distinct ``user_id`` and ``session_id`` values.
     Ratios are null when their count is 0.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    result = await _run(unit_economics, server_state(request).store, params)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    result = await run_blocking(unit_economics, server_state(request).store, params)
     return {**_window(params), **jsonable(result)}
 
 
 @router.get("/provider-models", summary="Cost, requests, latency and errors per provider "
-            "and model", responses=_ERRORS, dependencies=_RESOLVED)
+            "and model", responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def provider_models_route(request: Request, caller: Caller, start: StartQ = None,
                                 end: EndQ = None,
                                 filter: FilterQ = None,  # noqa: A002 — public name
@@ -127,7 +127,7 @@ async def provider_models_route(request: Request, caller: Caller, start: StartQ 
     Rows: ``total_cost``, ``token_cost``, ``requests``, ``error_requests``, ``error_rate`` (0..1),
     ``latency_p50_ms`` and ``latency_p95_ms`` (exact, linear interpolation), tokens.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    rows = await _run(lambda: provider_models(server_state(request).store, params,
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    rows = await run_blocking(lambda: provider_models(server_state(request).store, params,
                                               limit=limit))
     return {**_window(params), "rows": jsonable(rows)}

@@ -26,14 +26,14 @@ from mentatlab.analytics.replay import CheckpointRef, get_replay, to_ns
 from mentatlab.errors import FieldError
 from mentatlab.server.deps import Caller, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
-from mentatlab.server.routes.analytics import (
-    _RESOLVED,
+from mentatlab.server.routes.analytics_params import (
+    RESOLVED_READS,
     EndQ,
     FilterQ,
     StartQ,
-    _hex_id,
-    _query,
-    _run,
+    build_query,
+    hex_id,
+    run_blocking,
 )
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
@@ -42,7 +42,7 @@ __all__ = ["parse_instant", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
-_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
+ANALYTICS_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
 _TRACE_ERRORS = error_responses(400, 401, 403, 404, 422, 429, 503, 504)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"-?[0-9]{1,20}")
@@ -83,7 +83,7 @@ def _iso(ns: int | None) -> str | None:
 
 
 @router.get("/analytics/graph", summary="Agents and tools, and the calls between them",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def agent_graph(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                       filter: FilterQ = None,  # noqa: A002 — public name
                       limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=(
@@ -95,8 +95,8 @@ async def agent_graph(request: Request, caller: Caller, start: StartQ = None, en
     Definitions (what a call and its caller are, quantiles, back edges) in
     :mod:`mentatlab.analytics.graph`; ``filter`` applies to the called spans.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    graph = await _run(lambda: get_agent_graph(server_state(request).store, params,
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    graph = await run_blocking(lambda: get_agent_graph(server_state(request).store, params,
                                                limit=limit))
     window = params.time_range
     return {"ok": True, "start": jsonable(window.start), "end": jsonable(window.end),
@@ -117,7 +117,7 @@ def _checkpoint_json(ref: CheckpointRef | None) -> dict[str, Any] | None:
 
 
 @router.get("/traces/{trace_id}/replay", summary="One trace as it stood at an instant",
-            responses=_TRACE_ERRORS, dependencies=_RESOLVED)
+            responses=_TRACE_ERRORS, dependencies=RESOLVED_READS)
 async def trace_replay(request: Request, caller: Caller, trace_id: str,
                        at: Annotated[str | None, Query(max_length=64, description=(
                            "The instant: ns since the epoch (`1764930000123456789`) or "
@@ -130,9 +130,9 @@ async def trace_replay(request: Request, caller: Caller, trace_id: str,
     and ISO-8601 (to the µs); ``spans`` are columns (one list per field, like the
     timeline view), started spans only. Unknown trace (for the caller): 404.
     """
-    trace_id = _hex_id(trace_id, "trace_id", 32)
+    trace_id = hex_id(trace_id, "trace_id", 32)
     at_ns = parse_instant(at) if at is not None else None
-    replay = await _run(lambda: get_replay(server_state(request).store, trace_id, at_ns,
+    replay = await run_blocking(lambda: get_replay(server_state(request).store, trace_id, at_ns,
                                            caller.tenancy))
     if replay is None:
         raise ApiError(404, "Trace not found", [FieldError("trace_id", f"No spans for {trace_id}")])

@@ -28,7 +28,13 @@ from mentatlab.errors import Unauthenticated
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import error_responses
 from mentatlab.server.metrics import CONTENT_TYPE_LATEST
-from mentatlab.server.routes.analytics import EndQ, FilterQ, StartQ, _query, _run
+from mentatlab.server.routes.analytics_params import (
+    EndQ,
+    FilterQ,
+    StartQ,
+    build_query,
+    run_blocking,
+)
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
 
@@ -36,8 +42,8 @@ __all__ = ["QUANTILE_METHOD", "router"]
 
 router = APIRouter()  # tags per route: /metrics/tenants is "health", like /metrics
 
-_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
-_RESOLVED = [Depends(resolved_reads)]
+ANALYTICS_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
+RESOLVED_READS = [Depends(resolved_reads)]
 QUANTILE_METHOD = ("exact; linear interpolation between closest ranks (ClickHouse "
                    "quantilesExactInclusive = numpy.quantile method='linear')")
 """How the percentiles are computed, echoed in every latency answer."""
@@ -45,7 +51,7 @@ QUANTILE_METHOD = ("exact; linear interpolation between closest ranks (ClickHous
 
 @router.get("/api/v1/analytics/latency", tags=["analytics"],
             summary="Latency percentiles and histograms per group",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def latency(request: Request, caller: Caller,
                   group_by: Annotated[LatencyGroupBy, Query(description=(
                       f"One of {', '.join(LATENCY_GROUPS)}"))] = "operation",
@@ -59,8 +65,8 @@ async def latency(request: Request, caller: Caller,
     Which spans each grouping counts: :mod:`mentatlab.analytics.latency`. Unknown
     ``group_by`` or ``limit`` out of 1..1000: 422 naming the field.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    report = await _run(lambda: latency_by(server_state(request).store, params, group_by,
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    report = await run_blocking(lambda: latency_by(server_state(request).store, params, group_by,
                                            limit=limit))
     window = params.time_range
     groups = [{"key": g.key, "num_spans": g.num_spans, "p50_ms": g.p50_ms,
@@ -76,7 +82,7 @@ async def latency(request: Request, caller: Caller,
 
 @router.get("/api/v1/analytics/peers", tags=["analytics"],
             summary="Each agent's percentile rank among its peers",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def peers(request: Request, caller: Caller, start: StartQ = None, end: EndQ = None,
                 filter: FilterQ = None,  # noqa: A002 — public name
                 ) -> dict[str, Any]:
@@ -86,8 +92,8 @@ async def peers(request: Request, caller: Caller, start: StartQ = None, end: End
     the agents of the same operation type (scipy ``percentileofscore``, kind ``mean``;
     lower is better): :mod:`mentatlab.analytics.peers`.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
-    agents = await _run(rank_peers, server_state(request).store, params)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
+    agents = await run_blocking(rank_peers, server_state(request).store, params)
     window = params.time_range
     rows = [{"agent_id": a.agent_id, "operation_type": a.operation_type,
              "num_runs": a.num_runs, "num_successes": a.num_successes,

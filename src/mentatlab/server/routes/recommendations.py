@@ -25,7 +25,7 @@ from mentatlab.server.components import build_price
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import StoreTime
-from mentatlab.server.routes.analytics import EndQ, FilterQ
+from mentatlab.server.routes.analytics_params import EndQ, FilterQ
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import ServerState, server_state
 
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
 DEFAULT_WINDOW = timedelta(days=30)
 """Range when ``start`` is not given: the 30 days before ``end``."""
-_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
+ANALYTICS_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
 
 
 def _price_in_force(state: ServerState) -> Price:
@@ -63,7 +63,7 @@ def _kinds(kind: str | None) -> list[str]:
 
 
 @router.get("/recommendations", summary="Where money can be saved, with the evidence",
-            responses=_ERRORS, dependencies=[Depends(resolved_reads)])
+            responses=ANALYTICS_ERRORS, dependencies=[Depends(resolved_reads)])
 async def recommendations(
         request: Request, caller: Caller,
         start: Annotated[StoreTime | None, Query(description=(

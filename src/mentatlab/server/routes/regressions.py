@@ -19,7 +19,13 @@ from mentatlab.analytics.regressions import (
 )
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import error_responses
-from mentatlab.server.routes.analytics import EndQ, FilterQ, StartQ, _query, _run
+from mentatlab.server.routes.analytics_params import (
+    EndQ,
+    FilterQ,
+    StartQ,
+    build_query,
+    run_blocking,
+)
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
 
@@ -48,9 +54,9 @@ async def regressions(request: Request, caller: Caller,
 
     Definitions in :mod:`mentatlab.analytics.regressions`. Unknown field: 422 naming it.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
     fields = [field] if field else list(COMPARE_FIELDS)
-    result = await _run(find_regressions, server_state(request).store, params, fields)
+    result = await run_blocking(find_regressions, server_state(request).store, params, fields)
     window = params.time_range
     return {"ok": True, "unit": "trace", "currency": "USD", "start": jsonable(window.start),
             "end": jsonable(window.end), "fields": fields, "alpha": ALPHA,

@@ -22,13 +22,13 @@ from mentatlab.analytics.reliability import (
     get_reliability,
 )
 from mentatlab.server.deps import Caller, scoped_filter
-from mentatlab.server.routes.analytics import (
-    _ERRORS,
-    _RESOLVED,
+from mentatlab.server.routes.analytics_params import (
+    ANALYTICS_ERRORS,
+    RESOLVED_READS,
     EndQ,
     FilterQ,
     StartQ,
-    _query,
+    build_query,
 )
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
@@ -66,7 +66,7 @@ def reliability_to_json(r: Reliability) -> dict[str, Any]:
 
 
 @router.get("/analytics/reliability", summary="Success, failures, retries, loops and cycles",
-            responses=_ERRORS, dependencies=_RESOLVED)
+            responses=ANALYTICS_ERRORS, dependencies=RESOLVED_READS)
 async def reliability(request: Request, caller: Caller, start: StartQ = None,
                       end: EndQ = None,
                       filter: FilterQ = None,  # noqa: A002 — public name
@@ -79,7 +79,7 @@ async def reliability(request: Request, caller: Caller, start: StartQ = None,
     End to end (per trace) and per step, over the range and filter. Rates are fractions
     in [0, 1] (null when nothing to divide by). Bad input: 400/422 naming the field.
     """
-    params = _query(start, end, scoped_filter(caller, filter).equals)
+    params = build_query(start, end, scoped_filter(caller, filter).equals)
     result = await anyio.to_thread.run_sync(get_reliability, server_state(request).store,
                                             params, bucket)
     window = params.time_range
