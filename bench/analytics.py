@@ -8,7 +8,7 @@ For each size the script
    500,000-span batches with writer commit stamps, runs one attribution-resolver pass and
    settles every trace (the quiet-period job of docs/decisions/0010, which stores each
    span's critical-path time and one row per trace), as a running server would have done;
-   then merges every table into one part per day partition (what the compaction job of
+   then merges each closed day of spans into one part (what the compaction job of
    docs/decisions/0016 leaves); the folder ``bench/data/analytics-<N>/`` is reused when
    present (``--rebuild`` to redo; an interrupted build resumes at the step it did not
    finish; a store whose settle watermark a migration reset is settled again);
@@ -52,8 +52,7 @@ from query import CHUNK_ROWS, DATA, resolve  # noqa: E402
 from mentatlab.errors import StoreUnavailable  # noqa: E402
 from mentatlab.resolver.settle import Settler, read_settle_state  # noqa: E402
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
-from mentatlab.storage.settled import SETTLED_TABLES  # noqa: E402
-from mentatlab.storage.span_schema import SPANS_TABLE  # noqa: E402
+from mentatlab.storage.compaction import compact_closed_partitions  # noqa: E402
 
 ENDPOINTS: list[tuple[str, str, dict[str, str]]] = [
     ("bottlenecks by span name", "/api/v1/analytics/bottlenecks", {}),
@@ -119,12 +118,12 @@ def _build(folder: Path, n: int) -> None:
             (folder / "settled").touch()
             (folder / "compacted").unlink(missing_ok=True)
         if not (folder / "compacted").exists():
-            # one part per day partition, as the compaction job leaves closed days
-            # (decision 0016): FINAL then reads without merging
-            t0 = time.monotonic()
-            for name in (SPANS_TABLE, *SETTLED_TABLES):
-                store.execute(f"OPTIMIZE TABLE {name} FINAL")
-            print(f"  compacted in {time.monotonic() - t0:.0f} s", flush=True)
+            # what the server's compaction job leaves (decision 0016): one part per closed
+            # day of spans; the settled tables stay as ClickHouse's own merges leave them
+            passed = compact_closed_partitions(store, max_partitions=10_000,
+                                               budget_s=float("inf"))
+            print(f"  compacted {len(passed.merged)} closed days in {passed.seconds:.0f} s",
+                  flush=True)
             (folder / "compacted").touch()
 
 
