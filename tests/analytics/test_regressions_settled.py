@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from itertools import count
 
 import pytest
 import test_regressions
 from test_regressions import (  # noqa: F401 — collected again with this module's stores
+    ACME,
+    WINDOW,
     test_bad_input_names_the_field,
     test_field_choice_scope_and_cap,
     test_new_versions_and_baselines,
@@ -24,6 +27,10 @@ from test_regressions import (  # noqa: F401 — collected again with this modul
 )
 
 from backends import SPAN_BACKENDS, span_stores
+from mentatlab.analytics import regressions
+from mentatlab.analytics.compare import compare_versions
+from mentatlab.analytics.query import QueryParams, TimeRange
+from mentatlab.analytics.regressions import find_regressions
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.resolver.settle import Settler
@@ -53,3 +60,19 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         if mode == "tail":  # committed after the watermark: read from raw spans
             store.append_batch(_stamped(spans[1::2], 30 * S))  # type: ignore[arg-type]
         yield store
+
+
+def test_capped_samples_are_compares(loaded: SpanStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sides above the cap: the cut is read separately; the sample is still compare's
+    monkeypatch.setattr(regressions, "MAX_SAMPLE_PER_SIDE", 3)
+    r = find_regressions(loaded, QueryParams(WINDOW, filters=ACME), ["prompt_version"])
+    slow = next(v for v in r.versions if v.agent_id == "slow")
+    scope = TimeRange(slow.first_seen - timedelta(hours=2), WINDOW.end)
+    c = compare_versions(loaded, QueryParams(scope, filters={**ACME, "agent_id": "slow",
+                                                              "operation": "chat"}),
+                         "prompt_version", "v1", "v2", max_sample=3)
+    got = {m.metric: m for m in slow.checks}
+    assert (got["latency_ms"].n_baseline, got["latency_ms"].n_version) == (3, 3)
+    for metric, test in c.tests.items():
+        assert got[metric].p_value == test.p_value
+        assert got[metric].effect_size == test.effect_size

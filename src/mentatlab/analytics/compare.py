@@ -355,13 +355,19 @@ float), tokens."""
 _SIDE_EXPR: Final = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
 
 
-def summary_columns(max_sample: int) -> str:
-    """The aggregates of one side of the CTE ``units`` (see :func:`side_samples`)."""
+def summary_columns(max_sample: int, *, with_cut: bool = True) -> str:
+    """The aggregates of one side of the CTE ``units`` (see :func:`side_samples`).
+
+    ``with_cut`` False leaves ``cut`` out (NULL): cheaper when sides rarely exceed
+    ``max_sample``; :func:`side_samples` then reads the cuts it needs.
+    """
     n = int(max_sample)
+    cut = (f"if(num_units > {n}, groupArraySorted({n})(cityHash64(trace_id))[-1], 0)"
+           if with_cut else "NULL")
     return f"""toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
     quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
     toInt64(sum(tokens)) AS total_tokens, groupArray({n})({SAMPLE_TUPLE}) AS sample,
-    if(num_units > {n}, groupArraySorted({n})(cityHash64(trace_id))[-1], 0) AS cut"""
+    {cut} AS cut"""
 
 
 def _sample_arrays(sample: Any) -> dict[str, np.ndarray]:
@@ -383,26 +389,33 @@ def side_samples(store: SpanStore, units: str, binds: Mapping[str, Any],
     ``summary`` maps each ``(group, side)`` to its row of a summary query over the CTE
     ``units`` grouped by ``group_expr`` and ``side_expr``, which carries ``num_units``,
     ``sample`` (``groupArray(max_sample)`` of :data:`SAMPLE_TUPLE`: complete when
-    ``num_units <= max_sample``) and ``cut`` (:data:`CUT_EXPR`, the ``max_sample``-th
-    lowest ``cityHash64(trace_id)``). The larger sides are read again (one query for all),
-    keeping the traces whose hash is at most the cut: the ``max_sample`` traces of lowest
+    ``num_units <= max_sample``) and ``cut`` (the ``max_sample``-th lowest
+    ``cityHash64(trace_id)``, or None: then read here), as :func:`summary_columns` gives.
+    The larger sides are read again (one query for all), keeping the traces whose hash is
+    at most the cut: the ``max_sample`` traces of lowest
     (hash, trace id) unless two traces share a hash across the cut (a 64-bit collision),
     when the sample is sorted by (hash, trace id) in SQL instead. Order within a sample
     is arbitrary (the rank tests do not depend on it).
     """
     out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    over: dict[tuple[str, str], int] = {}
+    over: dict[tuple[str, str], int | None] = {}
     for key, row in summary.items():
         if int(row["num_units"]) <= max_sample:
             out[key] = _sample_arrays(row["sample"])
         else:
-            over[key] = int(row["cut"])
+            over[key] = None if row.get("cut") is None else int(row["cut"])
     if not over:
         return out
     keys = list(over)
-    binds = {**binds, "cut_keys": [f"{g}|{side}" for g, side in keys],
-             "cut_values": [over[k] for k in keys]}
+    binds = {**binds, "cut_keys": [f"{g}|{side}" for g, side in keys]}
     at = "indexOf({cut_keys:Array(String)}, concat(g, '|', s))"
+    if any(v is None for v in over.values()):  # summarized without the cuts
+        cuts = store.query_arrow(f"""WITH {units}
+SELECT {group_expr} AS g, {side_expr} AS s,
+    groupArraySorted({int(max_sample)})(cityHash64(trace_id))[-1] AS cut
+FROM units WHERE {at} > 0 GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
+        over.update({(str(r["g"]), str(r["s"])): int(r["cut"]) for r in cuts})
+    binds["cut_values"] = [over[k] for k in keys]
     for exact in (False, True):
         if exact:
             sample = (f"arrayMap(x -> x.3, groupArraySorted({int(max_sample)})("

@@ -371,20 +371,18 @@ def _compare_all(store: SpanStore, params: QueryParams, tail: Tail,
     parts = SqlParts()
     whole = TimeRange(min(w.start for w in windows), params.time_range.end)
     scope = build_where(whole, tenancy, SqlParts(binds=parts.binds))
-    conds = []
+    # per candidate n (1-based), 4n + (1 if on the baseline's side) + (2 if on the new
+    # version's): a trace of neither (or out of the candidate's scope) gives 4n, dropped
+    codes = []
     for n, (cand, w) in enumerate(zip(cands, windows, strict=True)):
         column = _FACTS_ARRAYS[_FIELD_INDEX[cand["field"]] - 1]
-        conds.append(
+        codes.append(
             f"if(start_time >= {parts.bind(w.start, _TS)}"
             f" AND has(agent_ids, {parts.bind(cand['agent_id'], 'String')})"
-            f" AND has(operations, {parts.bind(cand['operation'], 'String')})"
-            f" AND hasAny({column}, [{parts.bind(cand['baseline'], 'String')},"
-            f" {parts.bind(cand['version'], 'String')}]), {n + 1}, 0)")
+            f" AND has(operations, {parts.bind(cand['operation'], 'String')}),"
+            f" {4 * (n + 1)} + has({column}, {parts.bind(cand['baseline'], 'String')})"
+            f" + 2 * has({column}, {parts.bind(cand['version'], 'String')}), 0)")
     agents = parts.bind(sorted({c["agent_id"] for c in cands}), "Array(String)")
-    fields = parts.bind([_FIELD_INDEX[c["field"]] for c in cands], "Array(UInt8)")
-    base = parts.bind([c["baseline"] for c in cands], "Array(String)")
-    new = parts.bind([c["version"] for c in cands], "Array(String)")
-    values = _pick(f"arrayElement({fields}, cand)", list(_FACTS_ARRAYS))
     columns = ("trace_id, start_time, duration_ms, error_spans, total_cost,"
                " input_tokens + output_tokens AS tokens, "
                + ", ".join(_FACTS_ARRAYS) + ", agent_ids, operations")
@@ -394,16 +392,14 @@ WHERE {scope.where} AND hasAny(agent_ids, {agents})"""
         rows += f"\n    AND {tail.condition(parts, tenancy, negate=True)}"
         rows += f"\nUNION ALL\n{_tail_facts_sql(parts, tenancy, tail, whole)}"
     units = f"""units AS (
-SELECT cand, trace_id, toUInt8(has(vals, arrayElement({base}, cand))) AS in_a,
-    toUInt8(has(vals, arrayElement({new}, cand))) AS in_b, latency_ms, success, cost, tokens
-FROM (
-SELECT arrayJoin(arrayFilter(x -> x > 0, [{', '.join(conds)}])) AS cand, {values} AS vals,
-    trace_id, duration_ms AS latency_ms, toUInt8(error_spans = 0) AS success,
-    total_cost AS cost, toInt64(tokens) AS tokens
-FROM ({rows}) WHERE hasAny(agent_ids, {agents})))"""
+SELECT intDiv(code, 4) AS cand, trace_id, toUInt8(bitAnd(code, 1)) AS in_a,
+    toUInt8(bitAnd(code, 2) > 0) AS in_b, duration_ms AS latency_ms,
+    toUInt8(error_spans = 0) AS success, total_cost AS cost, toInt64(tokens) AS tokens
+FROM ({rows})
+ARRAY JOIN arrayFilter(x -> bitAnd(x, 3) > 0, [{', '.join(codes)}]) AS code)"""
     side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
     sql = f"""WITH {units}
-SELECT toString(cand) AS g, {side} AS side, {summary_columns(MAX_SAMPLE_PER_SIDE)}
+SELECT toString(cand) AS g, {side} AS side, {summary_columns(MAX_SAMPLE_PER_SIDE, with_cut=False)}
 FROM units GROUP BY g, side {FINAL_SETTINGS}"""
     table = store.query_arrow(sql, parts.binds)
     names = ["g", "side", "num_units", "num_successes", "q", "total_cost", "total_tokens", "cut"]
