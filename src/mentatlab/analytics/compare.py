@@ -407,24 +407,30 @@ def side_samples(store: SpanStore, units: str, binds: Mapping[str, Any],
     if not over:
         return out
     keys = list(over)
-    binds = {**binds, "cut_keys": [f"{g}|{side}" for g, side in keys]}
-    at = "indexOf({cut_keys:Array(String)}, concat(g, '|', s))"
+    binds = dict(binds)
+    tests = []
+    for n, (g, side) in enumerate(keys):
+        binds[f"cut_g{n}"], binds[f"cut_s{n}"] = g, side
+        tests.append(f"g = {{cut_g{n}:String}} AND s = {{cut_s{n}:String}}")
+    member = f"multiIf({', '.join(f'{t}, 1' for t in tests)}, 0) = 1"
     if any(v is None for v in over.values()):  # summarized without the cuts
         cuts = store.query_arrow(f"""WITH {units}
 SELECT {group_expr} AS g, {side_expr} AS s,
     groupArraySorted({int(max_sample)})(cityHash64(trace_id))[-1] AS cut
-FROM units WHERE {at} > 0 GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
+FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
         over.update({(str(r["g"]), str(r["s"])): int(r["cut"]) for r in cuts})
-    binds["cut_values"] = [over[k] for k in keys]
+    for n, key in enumerate(keys):
+        binds[f"cut_v{n}"] = over[key]
+    # the cut of the row's (group, side); 0 for the others (any row they yield is unread)
+    cut = f"multiIf({', '.join(f'{t}, {{cut_v{n}:UInt64}}' for n, t in enumerate(tests))}, 0)"
     for exact in (False, True):
         if exact:
             sample = (f"arrayMap(x -> x.3, groupArraySorted({int(max_sample)})("
                       f"(cityHash64(trace_id), trace_id, {SAMPLE_TUPLE})))")
-            where = f"{at} > 0"
+            where = member
         else:
             sample = f"groupArray({SAMPLE_TUPLE})"
-            where = (f"{at} > 0 AND cityHash64(trace_id)"
-                     f" <= arrayElement({{cut_values:Array(UInt64)}}, {at})")
+            where = f"cityHash64(trace_id) <= {cut}"
         sql = f"""WITH {units}
 SELECT {group_expr} AS g, {side_expr} AS s, toInt64(count()) AS n, {sample} AS sample
 FROM units WHERE {where} GROUP BY g, s {FINAL_SETTINGS}"""
