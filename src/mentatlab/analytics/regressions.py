@@ -35,6 +35,18 @@ or the ``model``) on spans of one agent doing one operation.
    is a test whose adjusted p-value is below ``ALPHA`` and whose direction is worse.
    A test compare did not compute (fewer than ``MIN_SAMPLE_PER_SIDE`` values on a side,
    no variance) is never a regression and carries compare's reason.
+
+**Where it is read from.** On a store the settle job ran on, with a filter on the tenancy
+fields only (``org_id``, ``workspace_id``, ``project_id``): the first sightings from
+``version_sightings`` (per value, agent, operation and day, written by the settle job),
+the baselines from the same sightings when they decide them (one other value proven in
+the look-back, none other possible) and otherwise from one count over raw spans for all
+candidates, and every comparison from ``trace_facts`` in one query; the unsettled tail
+comes from raw spans each time. As in compare over settled traces, a trace is in a
+comparison's range when its first span starts in it, and its numbers cover all its
+spans. A span whose agent, operation or version was rewritten after its trace settled
+keeps its old sighting (docs/decisions/0015-regressions.md). Otherwise every step reads
+raw spans (one :func:`~mentatlab.analytics.compare.compare_versions` per version).
 """
 
 from __future__ import annotations
@@ -83,8 +95,7 @@ __all__ = [
 ]
 
 MAX_VERSIONS: Final = 20
-"""Most new versions one answer compares (each is one comparison query); the rest are
-listed as skipped."""
+"""Most new versions one answer compares; the rest are listed as skipped."""
 METRICS: Final[Mapping[str, str]] = {
     "success_rate": "lower",
     "latency_ms": "higher",
