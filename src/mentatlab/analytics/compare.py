@@ -430,7 +430,10 @@ FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
             where = member
         else:
             sample = f"groupArray({SAMPLE_TUPLE})"
-            where = f"cityHash64(trace_id) <= {cut}"
+            # the largest cut first: a condition on trace_id alone, read before the rest
+            binds["cut_max"] = max(over[k] for k in keys)
+            where = (f"cityHash64(trace_id) <= {{cut_max:UInt64}}"
+                     f" AND cityHash64(trace_id) <= {cut}")
         sql = f"""WITH {units}
 SELECT {group_expr} AS g, {side_expr} AS s, toInt64(count()) AS n, {sample} AS sample
 FROM units WHERE {where} GROUP BY g, s {FINAL_SETTINGS}"""
