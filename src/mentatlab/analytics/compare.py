@@ -419,8 +419,9 @@ SELECT {group_expr} AS g, {side_expr} AS s,
     groupArraySorted({int(max_sample)})(cityHash64(trace_id))[-1] AS cut
 FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
         over.update({(str(r["g"]), str(r["s"])): int(r["cut"]) for r in cuts})
+    cuts_of = {k: int(v) for k, v in over.items() if v is not None}
     for n, key in enumerate(keys):
-        binds[f"cut_v{n}"] = over[key]
+        binds[f"cut_v{n}"] = cuts_of[key]
     # the cut of the row's (group, side); 0 for the others (any row they yield is unread)
     cut = f"multiIf({', '.join(f'{t}, {{cut_v{n}:UInt64}}' for n, t in enumerate(tests))}, 0)"
     for exact in (False, True):
@@ -431,7 +432,7 @@ FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
         else:
             sample = f"groupArray({SAMPLE_TUPLE})"
             # the largest cut first: a condition on trace_id alone, read before the rest
-            binds["cut_max"] = max(over[k] for k in keys)
+            binds["cut_max"] = max(cuts_of.values())
             where = (f"cityHash64(trace_id) <= {{cut_max:UInt64}}"
                      f" AND cityHash64(trace_id) <= {cut}")
         sql = f"""WITH {units}
