@@ -263,7 +263,7 @@ def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlP
     where = parts.where
     having.append("in_a + in_b > 0")
     return f"""units AS (
-SELECT trace_id,
+SELECT trace_id, cityHash64(trace_id) AS h,
     toUInt8(countIf({field_expr} = {a_bind}) > 0) AS in_a,
     toUInt8(countIf({field_expr} = {b_bind}) > 0) AS in_b,
     (toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time))) / 1e6
@@ -333,7 +333,7 @@ def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, tail: Ta
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
     not_tail = ("" if tail.trace_ids == () else
                 f"\n    AND {tail.condition(parts, tenancy, negate=True)}")
-    settled = f"""SELECT trace_id, toUInt8(has({column}, {a_bind})) AS in_a,
+    settled = f"""SELECT trace_id, trace_hash AS h, toUInt8(has({column}, {a_bind})) AS in_a,
     toUInt8(has({column}, {b_bind})) AS in_b, duration_ms AS latency_ms,
     toUInt8(error_spans = 0) AS success, total_cost AS cost,
     toInt64(input_tokens + output_tokens) AS tokens
@@ -362,7 +362,7 @@ def summary_columns(max_sample: int, *, with_cut: bool = True) -> str:
     ``max_sample``; :func:`side_samples` then reads the cuts it needs.
     """
     n = int(max_sample)
-    cut = (f"if(num_units > {n}, groupArraySorted({n})(cityHash64(trace_id))[-1], 0)"
+    cut = (f"if(num_units > {n}, groupArraySorted({n})(h)[-1], 0)"
            if with_cut else "NULL")
     return f"""toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
     quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
@@ -416,7 +416,7 @@ def side_samples(store: SpanStore, units: str, binds: Mapping[str, Any],
     if any(v is None for v in over.values()):  # summarized without the cuts
         cuts = store.query_arrow(f"""WITH {units}
 SELECT {group_expr} AS g, {side_expr} AS s,
-    groupArraySorted({int(max_sample)})(cityHash64(trace_id))[-1] AS cut
+    groupArraySorted({int(max_sample)})(h)[-1] AS cut
 FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
         over.update({(str(r["g"]), str(r["s"])): int(r["cut"]) for r in cuts})
     cuts_of = {k: int(v) for k, v in over.items() if v is not None}
@@ -427,14 +427,13 @@ FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
     for exact in (False, True):
         if exact:
             sample = (f"arrayMap(x -> x.3, groupArraySorted({int(max_sample)})("
-                      f"(cityHash64(trace_id), trace_id, {SAMPLE_TUPLE})))")
+                      f"(h, trace_id, {SAMPLE_TUPLE})))")
             where = member
         else:
             sample = f"groupArray({SAMPLE_TUPLE})"
-            # the largest cut first: a condition on trace_id alone, read before the rest
+            # the largest cut first: a condition on the hash alone, read before the rest
             binds["cut_max"] = max(cuts_of.values())
-            where = (f"cityHash64(trace_id) <= {{cut_max:UInt64}}"
-                     f" AND cityHash64(trace_id) <= {cut}")
+            where = f"h <= {{cut_max:UInt64}} AND h <= {cut}"
         sql = f"""WITH {units}
 SELECT {group_expr} AS g, {side_expr} AS s, toInt64(count()) AS n, {sample} AS sample
 FROM units WHERE {where} GROUP BY g, s {FINAL_SETTINGS}"""

@@ -365,7 +365,8 @@ FROM (SELECT trace_id, min(start_time) AS first_start,
     toInt64(countIf(status != 'ok')) AS error_spans, sum(total_cost) AS total_cost,
     toInt64(sumIf(ifNull(input_tokens, 0) + ifNull(output_tokens, 0), {NOT_ROLLUP}))
         AS tokens,
-    {arrays}, groupUniqArray(agent_id) AS agent_ids, groupUniqArray(operation) AS operations
+    {arrays}, groupUniqArray(agent_id) AS agent_ids, groupUniqArray(operation) AS operations,
+    cityHash64(trace_id) AS trace_hash
 FROM spans FINAL
 WHERE {scope.where} AND {tail.condition(parts, tenancy, negate=False)}
 GROUP BY trace_id)"""
@@ -396,14 +397,14 @@ def _compare_all(store: SpanStore, params: QueryParams, tail: Tail,
     agents = parts.bind(sorted({c["agent_id"] for c in cands}), "Array(String)")
     columns = ("trace_id, start_time, duration_ms, error_spans, total_cost,"
                " input_tokens + output_tokens AS tokens, "
-               + ", ".join(_FACTS_ARRAYS) + ", agent_ids, operations")
+               + ", ".join(_FACTS_ARRAYS) + ", agent_ids, operations, trace_hash")
     rows = f"""SELECT {columns} FROM {TRACE_FACTS_TABLE} FINAL
 WHERE {scope.where} AND hasAny(agent_ids, {agents})"""
     if tail.trace_ids != ():
         rows += f"\n    AND {tail.condition(parts, tenancy, negate=True)}"
         rows += f"\nUNION ALL\n{_tail_facts_sql(parts, tenancy, tail, whole)}"
     units = f"""units AS (
-SELECT intDiv(code, 4) AS cand, trace_id, toUInt8(bitAnd(code, 1)) AS in_a,
+SELECT intDiv(code, 4) AS cand, trace_id, trace_hash AS h, toUInt8(bitAnd(code, 1)) AS in_a,
     toUInt8(bitAnd(code, 2) > 0) AS in_b, duration_ms AS latency_ms,
     toUInt8(error_spans = 0) AS success, total_cost AS cost, toInt64(tokens) AS tokens
 FROM ({rows})

@@ -95,6 +95,7 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  primary_model LowCardinality(String),\n  user_id String,\n  session_id String,\n"
         "  customer_id String,\n  settled_ns Int64,\n"
         "  agent_ids Array(String),\n  operations Array(String),\n"
+        "  trace_hash UInt64 MATERIALIZED cityHash64(trace_id),\n"
         "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
