@@ -256,13 +256,15 @@ def _baselines_from_sightings(store: SpanStore, params: QueryParams,
     parts = SqlParts()
     keys = parts.bind(sorted({f"{c['field']}|{c['agent_id']}|{c['operation']}" for c in cands}),
                       "Array(String)")
-    lo = parts.bind(min(r.start for r in lookbacks), _TS)
+    earliest = min(r.start for r in lookbacks).astimezone(UTC)
+    lo = parts.bind(earliest, _TS)
+    lo_day = parts.bind(datetime(earliest.year, earliest.month, earliest.day, tzinfo=UTC), _TS)
     hi = parts.bind(max(r.end for r in lookbacks), _TS)
     scope = "".join(f" AND {k} = {parts.bind(v, 'String')}" for k, v in tenancy.items())
     sql = f"""SELECT field, agent_id, operation, value, min(first_seen) AS first,
     max(last_seen) AS last
 FROM {VERSION_SIGHTINGS_TABLE}
-WHERE start_time < {hi} AND start_time >= toStartOfDay({lo}){scope}
+WHERE start_time < {hi} AND start_time >= {lo_day}{scope}
     AND has({keys}, concat(field, '|', agent_id, '|', operation))
 GROUP BY field, agent_id, operation, value, start_time"""
     if tail.trace_ids != ():
