@@ -63,7 +63,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal, get_args
 
 import numpy as np
-import pyarrow as pa
 
 from mentatlab.analytics.query import (
     FILTER_COLUMNS,
@@ -85,12 +84,19 @@ __all__ = [
     "COMPARE_FIELDS",
     "MAX_SAMPLE_PER_SIDE",
     "MIN_SAMPLE_PER_SIDE",
+    "SAMPLE_TUPLE",
+    "TAIL_IDS_MAX",
     "CompareField",
     "Comparison",
     "SideStats",
+    "Tail",
     "TestResult",
     "compare_versions",
+    "comparison",
     "mann_whitney",
+    "read_tail",
+    "side_samples",
+    "summary_columns",
     "two_proportions",
 ]
 
@@ -244,19 +250,20 @@ def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlP
                tail: str | None = None) -> str:
     """The CTE of one row per trace touching ``a`` or ``b``, from raw spans.
 
-    Binds go to ``parts``; with ``tail`` (a subquery of trace ids), only those traces.
+    Binds go to ``parts``; with ``tail`` (a condition on ``trace_id``: the unsettled
+    tail), only those traces.
     """
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     build_where(params.time_range, tenancy, parts)
     if tail is not None:
-        parts.conditions.append(f"trace_id IN ({tail})")
+        parts.conditions.append(tail)
     having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
     where = parts.where
     having.append("in_a + in_b > 0")
     return f"""units AS (
-SELECT trace_id,
+SELECT trace_id, cityHash64(trace_id) AS h,
     toUInt8(countIf({field_expr} = {a_bind}) > 0) AS in_a,
     toUInt8(countIf({field_expr} = {b_bind}) > 0) AS in_b,
     (toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time))) / 1e6
@@ -271,43 +278,174 @@ GROUP BY trace_id
 HAVING {' AND '.join(having)})"""
 
 
-def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, settled_ns: int,
-                       parts: SqlParts, *, with_tail: bool = True) -> str:
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The unsettled tail: traces with a span committed after the settle watermark."""
+
+    settled_ns: int
+    """The settle job's watermark ``S``."""
+    trace_ids: tuple[str, ...] | None
+    """The tail's traces (in the tenancy); None when more than :data:`TAIL_IDS_MAX`."""
+
+    def condition(self, parts: SqlParts, tenancy: Mapping[str, str], *, negate: bool) -> str:
+        """``trace_id [NOT] IN`` the tail (binds go to ``parts``)."""
+        op = "NOT IN" if negate else "IN"
+        if self.trace_ids is not None:
+            return f"trace_id {op} {parts.bind(list(self.trace_ids), 'Array(String)')}"
+        subquery = (f"SELECT trace_id FROM spans WHERE ingested_at_ns > {int(self.settled_ns)}"
+                    + "".join(f" AND {k} = {parts.bind(v, 'String')}"
+                              for k, v in tenancy.items()))
+        return f"trace_id {op} ({subquery})"
+
+
+TAIL_IDS_MAX: Final = 10_000
+"""Most tail traces bound as a list; beyond it readers use a subquery over ``spans``."""
+
+
+def read_tail(store: SpanStore, settled_ns: int, tenancy: Mapping[str, str]) -> Tail:
+    """The unsettled tail in ``tenancy`` (one read through the ``ingested_at_ns`` index).
+
+    Raises:
+        StoreError: the query failed.
+    """
+    parts = SqlParts()
+    conditions = [f"ingested_at_ns > {parts.bind(int(settled_ns), 'Int64')}"]
+    conditions += [f"{k} = {parts.bind(v, 'String')}" for k, v in tenancy.items()]
+    ids = store.query_arrow(
+        f"SELECT DISTINCT trace_id FROM spans WHERE {' AND '.join(conditions)}"
+        f" LIMIT {TAIL_IDS_MAX + 1}", parts.binds).column("trace_id").to_pylist()
+    if len(ids) > TAIL_IDS_MAX:
+        return Tail(settled_ns, None)
+    return Tail(settled_ns, tuple(sorted(str(t) for t in ids)))
+
+
+def _settled_units_sql(field: str, a: str, b: str, params: QueryParams, tail: Tail,
+                       parts: SqlParts) -> str:
     """The CTE of one row per trace touching ``a`` or ``b``, settled or not.
 
-    Settled traces come from ``trace_facts``, the unsettled tail (traces with a span
-    committed after ``settled_ns``) from raw spans, so each trace is counted once, by one
-    of the two. Only for tenancy filters (binds go to ``parts``); ``with_tail`` False
-    when no span was committed after ``settled_ns`` (the raw part would find nothing).
+    Settled traces come from ``trace_facts``, the unsettled ``tail`` (traces with a span
+    committed after the watermark) from raw spans, so each trace is counted once, by one
+    of the two. Only for tenancy filters (binds go to ``parts``).
     """
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     facts = build_where(params.time_range, tenancy, SqlParts(binds=parts.binds))
-    tail = (f"SELECT trace_id FROM spans WHERE ingested_at_ns > {int(settled_ns)}"
-            + "".join(f" AND {k} = {parts.bind(v, 'String')}" for k, v in tenancy.items()))
     column = _FACTS_ARRAYS[field]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
-    settled = f"""SELECT trace_id, toUInt8(has({column}, {a_bind})) AS in_a,
+    not_tail = ("" if tail.trace_ids == () else
+                f"\n    AND {tail.condition(parts, tenancy, negate=True)}")
+    settled = f"""SELECT trace_id, trace_hash AS h, toUInt8(has({column}, {a_bind})) AS in_a,
     toUInt8(has({column}, {b_bind})) AS in_b, duration_ms AS latency_ms,
     toUInt8(error_spans = 0) AS success, total_cost AS cost,
     toInt64(input_tokens + output_tokens) AS tokens
 FROM {TRACE_FACTS_TABLE} FINAL
-WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}])
-    AND trace_id NOT IN ({tail})"""
-    if not with_tail:
+WHERE {facts.where} AND hasAny({column}, [{a_bind}, {b_bind}]){not_tail}"""
+    if tail.trace_ids == ():  # nothing committed after the watermark: no raw part
         return f"units AS (\n{settled})"
-    raw = _units_sql(COMPARE_FIELDS[field], a, b, params, SqlParts(binds=parts.binds), tail)
+    raw_parts = SqlParts(binds=parts.binds)
+    raw = _units_sql(COMPARE_FIELDS[field], a, b, params, raw_parts,
+                     tail.condition(raw_parts, tenancy, negate=False))
     raw_select = raw[len("units AS (\n"):-1]
     return f"units AS (\n{settled}\nUNION ALL\n{raw_select})"
 
 
-def _sample(table: pa.Table, row: int) -> dict[str, np.ndarray]:
-    """One side's sampled traces as aligned arrays.
+SAMPLE_TUPLE: Final = ("(toFloat64(latency_ms), success, toFloat64(cost),"
+                       " toFloat64(tokens))")
+"""One sampled trace of the CTE ``units``: latency (ms), 1 for a success, cost (USD,
+float), tokens."""
+_SIDE_EXPR: Final = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
+
+
+def summary_columns(max_sample: int, *, with_cut: bool = True) -> str:
+    """The aggregates of one side of the CTE ``units`` (see :func:`side_samples`).
+
+    ``with_cut`` False leaves ``cut`` out (NULL): cheaper when sides rarely exceed
+    ``max_sample``; :func:`side_samples` then reads the cuts it needs.
+    """
+    n = int(max_sample)
+    cut = (f"if(num_units > {n}, groupArraySorted({n})(h)[-1], 0)"
+           if with_cut else "NULL")
+    return f"""toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
+    quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
+    toInt64(sum(tokens)) AS total_tokens, groupArray({n})({SAMPLE_TUPLE}) AS sample,
+    {cut} AS cut"""
+
+
+def _sample_arrays(sample: Any) -> dict[str, np.ndarray]:
+    """One side's sampled traces (an Arrow list of :data:`SAMPLE_TUPLE`) as arrays.
 
     ``latency`` (ms), ``ok`` (1 for a success), ``cost`` (USD, float), ``tokens``.
     """
-    return {name: table.column(column)[row].values.to_numpy(zero_copy_only=False)
-            for name, column in (("latency", "s_latency"), ("ok", "s_ok"),
-                                 ("cost", "s_cost"), ("tokens", "s_tokens"))}
+    values = sample.values
+    return {name: values.field(i).to_numpy(zero_copy_only=False)
+            for i, name in enumerate(("latency", "ok", "cost", "tokens"))}
+
+
+def side_samples(store: SpanStore, units: str, binds: Mapping[str, Any],
+                 summary: Mapping[tuple[str, str], Mapping[str, Any]], max_sample: int,
+                 group_expr: str = "''", side_expr: str = _SIDE_EXPR
+                 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """The sample of every (group, side): all its traces, or ``max_sample`` of them.
+
+    ``summary`` maps each ``(group, side)`` to its row of a summary query over the CTE
+    ``units`` grouped by ``group_expr`` and ``side_expr``, which carries ``num_units``,
+    ``sample`` (``groupArray(max_sample)`` of :data:`SAMPLE_TUPLE`: complete when
+    ``num_units <= max_sample``) and ``cut`` (the ``max_sample``-th lowest
+    ``cityHash64(trace_id)``, or None: then read here), as :func:`summary_columns` gives.
+    The larger sides are read again (one query for all), keeping the traces whose hash is
+    at most the cut: the ``max_sample`` traces of lowest
+    (hash, trace id) unless two traces share a hash across the cut (a 64-bit collision),
+    when the sample is sorted by (hash, trace id) in SQL instead. Order within a sample
+    is arbitrary (the rank tests do not depend on it).
+    """
+    out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    over: dict[tuple[str, str], int | None] = {}
+    for key, row in summary.items():
+        if int(row["num_units"]) <= max_sample:
+            out[key] = _sample_arrays(row["sample"])
+        else:
+            over[key] = None if row.get("cut") is None else int(row["cut"])
+    if not over:
+        return out
+    keys = list(over)
+    binds = dict(binds)
+    tests = []
+    for n, (g, side) in enumerate(keys):
+        binds[f"cut_g{n}"], binds[f"cut_s{n}"] = g, side
+        tests.append(f"g = {{cut_g{n}:String}} AND s = {{cut_s{n}:String}}")
+    member = f"multiIf({', '.join(f'{t}, 1' for t in tests)}, 0) = 1"
+    if any(v is None for v in over.values()):  # summarized without the cuts
+        cuts = store.query_arrow(f"""WITH {units}
+SELECT {group_expr} AS g, {side_expr} AS s,
+    groupArraySorted({int(max_sample)})(h)[-1] AS cut
+FROM units WHERE {member} GROUP BY g, s {FINAL_SETTINGS}""", binds).to_pylist()
+        over.update({(str(r["g"]), str(r["s"])): int(r["cut"]) for r in cuts})
+    cuts_of = {k: int(v) for k, v in over.items() if v is not None}
+    for n, key in enumerate(keys):
+        binds[f"cut_v{n}"] = cuts_of[key]
+    # the cut of the row's (group, side); 0 for the others (any row they yield is unread)
+    cut = f"multiIf({', '.join(f'{t}, {{cut_v{n}:UInt64}}' for n, t in enumerate(tests))}, 0)"
+    for exact in (False, True):
+        if exact:
+            sample = (f"arrayMap(x -> x.3, groupArraySorted({int(max_sample)})("
+                      f"(h, trace_id, {SAMPLE_TUPLE})))")
+            where = member
+        else:
+            sample = f"groupArray({SAMPLE_TUPLE})"
+            # the largest cut first: a condition on the hash alone, read before the rest
+            binds["cut_max"] = max(cuts_of.values())
+            where = f"h <= {{cut_max:UInt64}} AND h <= {cut}"
+        sql = f"""WITH {units}
+SELECT {group_expr} AS g, {side_expr} AS s, toInt64(count()) AS n, {sample} AS sample
+FROM units WHERE {where} GROUP BY g, s {FINAL_SETTINGS}"""
+        table = store.query_arrow(sql, binds)
+        rows = table.select(["g", "s", "n"]).to_pylist()
+        if exact or all(int(r["n"]) <= max_sample for r in rows):
+            found = {(str(r["g"]), str(r["s"])): i for i, r in enumerate(rows)}
+            samples = table.column("sample")
+            for key in keys:
+                out[key] = _sample_arrays(samples[found[key]])
+            break
+    return out
 
 
 def _side(value: str, row: Mapping[str, Any] | None, sample: np.ndarray) -> SideStats:
@@ -364,45 +502,46 @@ def compare_versions(store: SpanStore, params: QueryParams, field: str, a: str, 
     if settled_ns is None or any(k not in TENANCY_FILTERS for k in params.filters):
         units = _units_sql(field_expr, a, b, params, parts)
     else:
-        tail = store.query_arrow(
-            "SELECT count() AS n FROM spans WHERE ingested_at_ns > {s:Int64}",
-            {"s": settled_ns}).column("n")[0].as_py()
-        units = _settled_units_sql(field, a, b, params, settled_ns, parts,
-                                   with_tail=bool(tail))
-    side = "multiIf(in_a AND in_b, 'mixed', in_a, 'a', 'b')"
+        tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
+        units = _settled_units_sql(field, a, b, params, read_tail(store, settled_ns, tenancy),
+                                   parts)
     sql = f"""WITH {units}
-SELECT {side} AS side, toInt64(count()) AS num_units, toInt64(sum(success)) AS num_successes,
-    quantilesExactInclusive{_QUANTILES}(latency_ms) AS q, sum(cost) AS total_cost,
-    toInt64(sum(tokens)) AS total_tokens,
-    groupArraySorted({int(max_sample)})(
-        (cityHash64(trace_id), trace_id, latency_ms, success, cost, tokens)) AS sample,
-    arrayMap(x -> toFloat64(x.3), sample) AS s_latency, arrayMap(x -> x.4, sample) AS s_ok,
-    arrayMap(x -> toFloat64(x.5), sample) AS s_cost,
-    arrayMap(x -> toFloat64(x.6), sample) AS s_tokens
+SELECT {_SIDE_EXPR} AS side, {summary_columns(max_sample)}
 FROM units GROUP BY side {FINAL_SETTINGS}"""
     table = store.query_arrow(sql, parts.binds)
     # the samples as columns (numpy), the rest as rows: no Python object per sampled trace
-    summary = {r["side"]: {**r, "row": i} for i, r in enumerate(
-        table.select(["side", "num_units", "num_successes", "q", "total_cost",
-                      "total_tokens"]).to_pylist())}
+    names = ["side", "num_units", "num_successes", "q", "total_cost", "total_tokens", "cut"]
+    rows = {r["side"]: {**r, "sample": table.column("sample")[i]}
+            for i, r in enumerate(table.select(names).to_pylist())}
     for name, value in (("a", a), ("b", b)):
-        if name not in summary:
+        if name not in rows:
             raise ValidationError(name, f"No trace with {field} = {value!r} (and no span of "
                                         "the other value) in the range and filter")
-    sample = {name: _sample(table, int(summary[name]["row"])) for name in ("a", "b")}
-    side_a = _side(a, summary.get("a"), sample["a"]["latency"])
-    side_b = _side(b, summary.get("b"), sample["b"]["latency"])
-    ok = {name: sample[name]["ok"] != 0 for name in ("a", "b")}
+    summary = {("", name): rows[name] for name in ("a", "b")}
+    sample = side_samples(store, units, parts.binds, summary, max_sample)
+    mixed = rows.get("mixed")
+    return comparison(field, a, b, rows["a"], rows["b"], sample[("", "a")],
+                      sample[("", "b")], int(mixed["num_units"]) if mixed else 0)
+
+
+def comparison(field: str, a: str, b: str, row_a: Mapping[str, Any], row_b: Mapping[str, Any],
+               sample_a: Mapping[str, np.ndarray], sample_b: Mapping[str, np.ndarray],
+               num_mixed: int) -> Comparison:
+    """Both sides' numbers and the four tests, from each side's summary row and sample.
+
+    ``row_a``/``row_b``: ``num_units``, ``num_successes``, ``q`` (:data:`_QUANTILES` of the
+    latency), ``total_cost``, ``total_tokens``; samples as :func:`side_samples` gives them.
+    """
+    side_a = _side(a, row_a, sample_a["latency"])
+    side_b = _side(b, row_b, sample_b["latency"])
+    ok_a, ok_b = sample_a["ok"] != 0, sample_b["ok"] != 0
     tests = {
         "success_rate": two_proportions(side_a.num_successes, side_a.num_units,
                                         side_b.num_successes, side_b.num_units),
-        "latency_ms": mann_whitney(sample["a"]["latency"].tolist(),
-                                   sample["b"]["latency"].tolist()),
-        "cost_per_success": mann_whitney(sample["a"]["cost"][ok["a"]].tolist(),
-                                         sample["b"]["cost"][ok["b"]].tolist()),
-        "tokens_per_success": mann_whitney(sample["a"]["tokens"][ok["a"]].tolist(),
-                                           sample["b"]["tokens"][ok["b"]].tolist()),
+        "latency_ms": mann_whitney(sample_a["latency"].tolist(), sample_b["latency"].tolist()),
+        "cost_per_success": mann_whitney(sample_a["cost"][ok_a].tolist(),
+                                         sample_b["cost"][ok_b].tolist()),
+        "tokens_per_success": mann_whitney(sample_a["tokens"][ok_a].tolist(),
+                                           sample_b["tokens"][ok_b].tolist()),
     }
-    mixed = summary.get("mixed")
-    return Comparison(field=field, a=side_a, b=side_b,
-                      num_mixed=int(mixed["num_units"]) if mixed else 0, tests=tests)
+    return Comparison(field=field, a=side_a, b=side_b, num_mixed=num_mixed, tests=tests)

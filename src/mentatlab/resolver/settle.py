@@ -13,8 +13,8 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
-   batch per chunk goes to ``span_timing``; ``trace_facts`` is one
-   ``INSERT … SELECT … GROUP BY`` over the same traces;
+   batch per chunk goes to ``span_timing``; ``trace_facts`` and ``version_sightings``
+   are one ``INSERT … SELECT … GROUP BY`` each over the same traces;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
@@ -44,7 +44,12 @@ from mentatlab.analytics.critical_path import compute_critical_path, resolve_par
 from mentatlab.resolver.resolver import ResolverState
 from mentatlab.storage.aggregates import MODEL_EXPR, NOT_ROLLUP, RESOLVER_STATE_TABLE
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import SPAN_TIMING_TABLE, TRACE_FACTS_TABLE
+from mentatlab.storage.settled import (
+    SPAN_TIMING_TABLE,
+    TRACE_FACTS_TABLE,
+    VERSION_FIELDS,
+    VERSION_SIGHTINGS_TABLE,
+)
 
 __all__ = ["SETTLE_TRACES", "SettleReport", "Settler", "read_settle_state"]
 
@@ -76,7 +81,8 @@ _FACTS_COLUMNS = (
     " status, num_spans, error_spans, timeout_spans, total_cost, input_tokens,"
     " output_tokens, root_name, root_agent_id, root_operation, workflow_id, prompt_version,"
     " agent_version, workflow_version, prompt_versions, agent_versions, workflow_versions,"
-    " models, primary_model, user_id, session_id, customer_id, settled_ns")
+    " models, primary_model, user_id, session_id, customer_id, settled_ns, agent_ids,"
+    " operations")
 _FACTS_SQL = f"""INSERT INTO {TRACE_FACTS_TABLE} ({_FACTS_COLUMNS})
 SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     min(start_time) AS f_start_time,
@@ -109,9 +115,21 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
         AS f_primary_model,
     anyIf(user_id, user_id != '') AS f_user_id, anyIf(session_id, session_id != '')
         AS f_session_id, anyIf(customer_id, customer_id != '') AS f_customer_id,
-    {{v:Int64}} AS f_settled_ns
+    {{v:Int64}} AS f_settled_ns,
+    arraySort(groupUniqArray(agent_id)) AS f_agent_ids,
+    arraySort(groupUniqArray(operation)) AS f_operations
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
+_SIGHTING_PAIRS = ", ".join(f"('{name}', {expr})" for name, expr in VERSION_FIELDS.items())
+_SIGHTINGS_SQL = f"""INSERT INTO {VERSION_SIGHTINGS_TABLE} (org_id, workspace_id, project_id,
+    field, agent_id, operation, value, start_time, first_seen, last_seen)
+SELECT org_id, workspace_id, project_id, fv.1 AS s_field, agent_id, operation,
+    fv.2 AS s_value, toDateTime64(toDate(start_time), 9, 'UTC') AS s_day,
+    min(start_time) AS s_first, max(start_time) AS s_last
+FROM spans FINAL ARRAY JOIN [{_SIGHTING_PAIRS}] AS fv
+WHERE {_IN_BATCH} AND fv.2 != ''
+GROUP BY org_id, workspace_id, project_id, s_field, agent_id, operation, s_value, s_day
+{_FINAL}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +250,7 @@ class Settler:
 
     def settle(self, trace_ids: list[str],
                start_bounds: tuple[datetime, datetime] | None = None) -> int:
-        """Write both tables' rows for ``trace_ids`` (whole traces); the spans written.
+        """Write every settled table's rows for ``trace_ids`` (whole traces); the spans written.
 
         Args:
             trace_ids: the traces.
@@ -251,6 +269,7 @@ class Settler:
         if table.num_rows:
             self.store.insert_table(SPAN_TIMING_TABLE, _timing(table, version))
         self.store.execute(_FACTS_SQL, params)
+        self.store.execute(_SIGHTINGS_SQL, params)
         return int(table.num_rows)
 
 

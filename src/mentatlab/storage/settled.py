@@ -9,28 +9,50 @@ A trace is *settled* once no span of it has arrived for the quiet period
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
-  read by :mod:`mentatlab.analytics.compare`.
+  read by :mod:`mentatlab.analytics.compare` and :mod:`mentatlab.analytics.regressions`;
+* ``version_sightings``: per (org, workspace, project, version field, agent, operation,
+  value, UTC day) the earliest and latest ``start_time`` of a span carrying that value
+  for that agent and operation, read by :mod:`mentatlab.analytics.regressions` to find
+  the versions first seen in a window without scanning every span.
 
-Both are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
-rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
-``FINAL``. On a cluster they are shared tables (every node holds them whole, like the
-pre-aggregates), written once by the elected node.
+The first two are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and
+the new rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
+``FINAL``. ``version_sightings`` is an ``AggregatingMergeTree`` of ``min``/``max``: every
+settled batch adds its own sightings and readers take ``min``/``max`` again, so settling
+a trace twice changes nothing; a span whose agent, operation or version changed after its
+trace settled leaves its old sighting behind (readers add the unsettled tail from raw
+spans, so only a value rewritten on an already settled span can be early). On a cluster
+they are shared tables (every node holds them whole, like the pre-aggregates), written
+once by the elected node.
 """
 
 from __future__ import annotations
 
-from mentatlab.storage.aggregates import EngineClause
+from mentatlab.storage.aggregates import MODEL_EXPR, EngineClause
 
 __all__ = ["SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE",
-           "settled_ddl"]
+           "VERSION_FIELDS", "VERSION_SIGHTINGS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
 TRACE_FACTS_TABLE = "trace_facts"
 """Per settled (org, project, trace): duration, status, cost, tokens, versions."""
+VERSION_SIGHTINGS_TABLE = "version_sightings"
+"""Per (tenancy, version field, agent, operation, value, day): first and last span start."""
 
-SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE)
-"""Both tables; span retention applies to them too (by ``start_time``)."""
+SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE,
+                                   VERSION_SIGHTINGS_TABLE)
+"""Every settled table; span retention applies to them too (by ``start_time``: the day's
+start for ``version_sightings``)."""
+
+VERSION_FIELDS: dict[str, str] = {
+    "prompt_version": "prompt_version",
+    "agent_version": "agent_version",
+    "workflow_version": "workflow_version",
+    "model": MODEL_EXPR,
+}
+"""Version fields (the names of ``analytics.compare.COMPARE_FIELDS``) and their SQL over
+``spans``: the ``field`` values of ``version_sightings``."""
 
 SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",
@@ -41,7 +63,7 @@ model): the filter names a bottleneck query accepts."""
 
 
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` of both tables, for one node or a cluster.
+    """``CREATE TABLE IF NOT EXISTS`` of every settled table, for one node or a cluster.
 
     Args:
         cluster_clause: ``""`` or `` ON CLUSTER <name>``.
@@ -72,7 +94,20 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  workflow_versions Array(String),\n  models Array(String),\n"
         "  primary_model LowCardinality(String),\n  user_id String,\n  session_id String,\n"
         "  customer_id String,\n  settled_ns Int64,\n"
+        "  agent_ids Array(String),\n  operations Array(String),\n"
+        "  trace_hash UInt64 MATERIALIZED cityHash64(trace_id),\n"
         "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
+        f"CREATE TABLE IF NOT EXISTS {VERSION_SIGHTINGS_TABLE}{c} (\n"
+        "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
+        "  project_id LowCardinality(String),\n  field LowCardinality(String),\n"
+        "  agent_id LowCardinality(String),\n  operation LowCardinality(String),\n"
+        "  value String,\n  start_time DateTime64(9, 'UTC'),\n"
+        "  first_seen SimpleAggregateFunction(min, DateTime64(9, 'UTC')),\n"
+        "  last_seen SimpleAggregateFunction(max, DateTime64(9, 'UTC'))\n)"
+        f" ENGINE = {shared_engine(VERSION_SIGHTINGS_TABLE, 'AggregatingMergeTree')}\n"
+        "PARTITION BY toYYYYMM(start_time)\n"
+        "ORDER BY (org_id, project_id, workspace_id, field, agent_id, operation, value,"
+        " start_time)",
     ]
