@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from mentatlab.analytics.query import (
@@ -64,7 +64,9 @@ from mentatlab.analytics.query import (
     build_where,
 )
 from mentatlab.errors import ValidationError
+from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import AGENT_EXPR, CYCLE_CANDIDATE, TRACE_FACTS_TABLE
 
 __all__ = [
     "HEATMAP_STEPS",
@@ -105,8 +107,11 @@ TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 
 STEP_EXPR: Final = "if(step != '', step, name)"
 """SQL of a span's step (see the module doc)."""
-AGENT_EXPR: Final = "if(agent_id != '' AND bitAnd(inherited, 1) = 0, agent_id, name)"
-"""SQL of an agent span's identity: its own agent id (inherited bit 0 clear), else name."""
+MAX_TAIL_IDS: Final = 5_000
+"""Most traces read from raw spans by their ids (the unsettled tail, traces crossing the
+range's edges); beyond it they are read through a subquery instead."""
+_MAX_INTERVALS = 32
+_MERGE_GAP_NS = 600 * 10**9
 _FAILED = "status != 'ok'"
 _UNKNOWN = "unknown"
 
@@ -280,10 +285,10 @@ def _ints(row: Mapping[str, Any], *names: str) -> list[int]:
     return [int(row[n] or 0) for n in names]
 
 
-def _trace_parts(params: QueryParams) -> tuple[SqlParts, str]:
+def _trace_parts(params: QueryParams, parts: SqlParts | None = None) -> tuple[SqlParts, str]:
     """WHERE over the tenancy (and range) and the HAVING that picks the traces."""
     parts = build_where(params.time_range, {k: v for k, v in params.filters.items()
-                                            if k in TENANCY_FILTERS})
+                                            if k in TENANCY_FILTERS}, parts)
     having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     return parts, " AND ".join(having) or "1"
@@ -293,26 +298,161 @@ _OUTCOME = ("if(has_root, root_status, multiIf(n_timeout > 0, 'timeout', n_error
             "'error', 'ok'))")
 _TIMEOUT_LIST = ", ".join(f"'{c}'" for c in TIMEOUT_CATEGORIES)
 _TIMED_OUT = f"(outcome = 'timeout' OR (has_root AND root_category IN ({_TIMEOUT_LIST})))"
+_TS = "DateTime64(9, 'UTC')"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _trace_outcomes(store: SpanStore, params: QueryParams) -> TraceOutcomes:
-    parts, having = _trace_parts(params)
-    sql = f"""
-SELECT toInt64(count()) AS n, toInt64(countIf(outcome = 'ok')) AS ok,
-    toInt64(countIf(outcome = 'error')) AS err, toInt64(countIf(outcome = 'timeout')) AS tmo,
-    toInt64(countIf({_TIMED_OUT})) AS ended_tmo, toInt64(countIf(fell_back)) AS fb,
-    toInt64(countIf(retried)) AS rt
-FROM (
-    SELECT has_root, root_category, fell_back, retried, {_OUTCOME} AS outcome FROM (
+def _ns(when: datetime) -> int:
+    """``when`` in ns since the epoch (exact to the µs a datetime holds)."""
+    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """Which traces a settled store answers from ``trace_facts`` and which from raw spans.
+
+    A trace is read from its ``trace_facts`` row when it is settled (no span in the
+    unsettled tail), has one (org, workspace, project) (so the tenancy takes all of its
+    spans or none) and every span of it starts in the range: that row then holds exactly
+    what the raw spans would give. Every other trace with a span in the range (the tail,
+    traces crossing an edge of the range, traces spread over several projects, rows
+    written before the reliability columns) is read from raw spans, by id.
+    """
+
+    settled_ns: int
+    tail_ids: list[str] | None
+    """Traces with a span committed after ``settled_ns`` (None: too many to list)."""
+    edge_ids: list[str] | None
+    """Settled traces read from raw spans (None: too many to list)."""
+    intervals: list[tuple[int, int]]
+    """Start-time intervals (ns, inclusive) holding every span of ``edge_ids``."""
+
+
+def _facts_tenancy(params: QueryParams, parts: SqlParts, names: Sequence[str]) -> str:
+    return "".join(f" AND {k} = {parts.bind(v, 'String')}" for k, v in params.filters.items()
+                   if k in names)
+
+
+def _edge_condition(params: QueryParams, parts: SqlParts) -> str:
+    """``trace_facts`` rows of settled traces to read from raw spans (see :class:`_Split`)."""
+    assert params.time_range is not None
+    lo, hi = params.time_range.start, params.time_range.end
+    lo_b, hi_b = parts.bind(lo, _TS), parts.bind(hi, _TS)
+    lo_ns, hi_ns = parts.bind(_ns(lo), "Int64"), parts.bind(_ns(hi), "Int64")
+    return (f"start_time < {hi_b} AND (num_scopes = 0 OR last_start_ns >= {lo_ns})"
+            f" AND NOT (num_scopes = 1 AND start_time >= {lo_b} AND last_start_ns < {hi_ns})"
+            + _facts_tenancy(params, parts, ("org_id", "project_id")))
+
+
+def _split(store: SpanStore, params: QueryParams) -> _Split | None:
+    """The split of a settled store, or None to read raw spans only.
+
+    None when the settle job never ran on ``store``, a filter is not a tenancy one (it
+    picks traces by their spans), or there is no time range.
+    """
+    if params.time_range is None or any(k not in TENANCY_FILTERS for k in params.filters):
+        return None
+    settled_ns = read_settle_state(store)
+    if settled_ns is None:
+        return None
+    tail = [str(t) for t in store.query_arrow(
+        "SELECT DISTINCT trace_id FROM spans WHERE ingested_at_ns > {s:Int64}"
+        f" LIMIT {MAX_TAIL_IDS + 1}", {"s": settled_ns}).column("trace_id").to_pylist()]
+    parts = SqlParts()
+    hi_ns = parts.bind(_ns(params.time_range.end), "Int64")
+    edges = store.query_arrow(f"""
+SELECT trace_id, min(start_ns) AS lo, max(if(num_scopes = 0, {hi_ns}, last_start_ns)) AS hi
+FROM {TRACE_FACTS_TABLE} FINAL WHERE {_edge_condition(params, parts)}
+GROUP BY trace_id LIMIT {MAX_TAIL_IDS + 1} {FINAL_SETTINGS}""", parts.binds).to_pydict()
+    edge_ids = [str(t) for t in edges["trace_id"]]
+    intervals = sorted(zip((int(x) for x in edges["lo"]), (int(x) for x in edges["hi"]),
+                           strict=True))
+    merged: list[tuple[int, int]] = []
+    for lo, hi in intervals:
+        if merged and lo <= merged[-1][1] + _MERGE_GAP_NS:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    if len(merged) > _MAX_INTERVALS:
+        merged = [(merged[0][0], max(hi for _, hi in merged))]
+    return _Split(settled_ns, tail if len(tail) <= MAX_TAIL_IDS else None,
+                  edge_ids if len(edge_ids) <= MAX_TAIL_IDS else None, merged)
+
+
+def _tail_ids(split: _Split, parts: SqlParts) -> str:
+    if split.tail_ids is None:
+        return ("(SELECT trace_id FROM spans WHERE ingested_at_ns > "
+                f"{parts.bind(split.settled_ns, 'Int64')})")
+    return parts.bind(split.tail_ids, "Array(String)")
+
+
+def _facts_where(params: QueryParams, split: _Split, parts: SqlParts) -> str:
+    """``trace_facts`` rows answered from the facts (see :class:`_Split`)."""
+    assert params.time_range is not None
+    lo, hi = params.time_range.start, params.time_range.end
+    where = (f"num_scopes = 1 AND start_time >= {parts.bind(lo, _TS)}"
+             f" AND start_time < {parts.bind(hi, _TS)}"
+             f" AND last_start_ns < {parts.bind(_ns(hi), 'Int64')}"
+             + _facts_tenancy(params, parts, TENANCY_FILTERS))
+    if split.tail_ids != []:
+        where += f" AND trace_id NOT IN {_tail_ids(split, parts)}"
+    return where
+
+
+def _raw_where(params: QueryParams, split: _Split, parts: SqlParts) -> str | None:
+    """The condition on spans of the traces read raw, or None when there are none."""
+    picks = []
+    if split.edge_ids is None:
+        picks.append(f"trace_id IN (SELECT trace_id FROM {TRACE_FACTS_TABLE} FINAL"
+                     f" WHERE {_edge_condition(params, parts)})")
+    elif split.edge_ids:
+        ranges = " OR ".join(
+            f"start_time BETWEEN fromUnixTimestamp64Nano({parts.bind(lo, 'Int64')}, 'UTC')"
+            f" AND fromUnixTimestamp64Nano({parts.bind(hi, 'Int64')}, 'UTC')"
+            for lo, hi in split.intervals)
+        picks.append(f"(trace_id IN {parts.bind(split.edge_ids, 'Array(String)')}"
+                     f" AND ({ranges}))")
+    if split.tail_ids != []:
+        picks.append(f"trace_id IN {_tail_ids(split, parts)}")
+    return f"({' OR '.join(picks)})" if picks else None
+
+
+def _per_trace_sql(where: str, having: str) -> str:
+    """One row per trace of the spans meeting ``where``: what its outcome is made of."""
+    return f"""SELECT toUInt8(has_root) AS has_root, root_category, toUInt8(fell_back) AS fell_back,
+        toUInt8(retried) AS retried, toString({_OUTCOME}) AS outcome FROM (
         SELECT trace_id, countIf(parent_span_id = '') > 0 AS has_root,
             argMinIf(status, start_time, parent_span_id = '') AS root_status,
             argMinIf(error_category, start_time, parent_span_id = '') AS root_category,
             countIf(status = 'timeout') AS n_timeout, countIf(status = 'error') AS n_error,
             countIf(is_fallback) > 0 AS fell_back, countIf(is_retry) > 0 AS retried
-        FROM spans WHERE {parts.where}
-        GROUP BY trace_id HAVING {having}))"""
-    # No FINAL: a span's versions (rewrites by attribution or reprice) share its status,
-    # parent, start and flags, and every aggregate here is one a duplicate cannot move.
+        FROM spans WHERE {where}
+        GROUP BY trace_id HAVING {having})"""
+
+
+def _trace_outcomes(store: SpanStore, params: QueryParams, split: _Split | None
+                    ) -> TraceOutcomes:
+    parts, having = _trace_parts(params)
+    # No FINAL on spans: a span's versions (rewrites by attribution or reprice) share its
+    # status, parent, start and flags, and every aggregate here is one a duplicate cannot
+    # move. trace_facts holds the same per-trace values, computed at settle time.
+    if split is None:
+        traces = _per_trace_sql(parts.where, having)
+    else:
+        traces = f"""SELECT has_root, root_error_category AS root_category,
+        has_fallback AS fell_back, has_retry AS retried,
+        toString(if(has_root != 0, root_status, status)) AS outcome
+        FROM {TRACE_FACTS_TABLE} FINAL WHERE {_facts_where(params, split, parts)}"""
+        raw = _raw_where(params, split, parts)
+        if raw is not None:
+            traces += f"\n    UNION ALL\n    {_per_trace_sql(f'{parts.where} AND {raw}', '1')}"
+    sql = f"""
+SELECT toInt64(count()) AS n, toInt64(countIf(outcome = 'ok')) AS ok,
+    toInt64(countIf(outcome = 'error')) AS err, toInt64(countIf(outcome = 'timeout')) AS tmo,
+    toInt64(countIf({_TIMED_OUT})) AS ended_tmo, toInt64(countIf(fell_back != 0)) AS fb,
+    toInt64(countIf(retried != 0)) AS rt
+FROM (
+    {traces}) {FINAL_SETTINGS}"""
     row = store.query_arrow(sql, parts.binds).to_pylist()[0]
     n, ok, err, tmo, ended, fb, rt = _ints(row, "n", "ok", "err", "tmo", "ended_tmo", "fb",
                                            "rt")
@@ -328,17 +468,86 @@ def _step_rows(rows: Iterable[Mapping[str, Any]], with_step: bool) -> list[StepR
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _SpanStats:
+    operations: list[StepRow]
+    steps: list[StepRow]
+    """Most failures first, at most ``MAX_STEPS + 1`` (one more says there are more)."""
+    heatmap: Heatmap
+    num_retries: int
+    num_retries_ok: int
+    num_fallbacks: int
+
+
+def _span_stats(store: SpanStore, params: QueryParams, bucket: str) -> _SpanStats:
+    """Operations, steps and the heatmap from one pass over the spans.
+
+    The spans are counted per (bucket, operation, step); the per-step totals, the
+    per-operation totals (window sums over every step, listed or not) and the ranks are
+    taken over those few rows, and only the listed steps come back, the heatmap's with
+    their cells: all additive counts, so the same numbers as a query per breakdown.
+    """
+    parts = build_where(params.time_range, params.filters)
+    sql = f"""
+SELECT operation, step, num_spans, num_failed, op_spans, op_failed, op_retries,
+    op_retries_ok, op_fallbacks, rank,
+    if(rank <= {HEATMAP_STEPS} AND num_failed > 0, all_cells, []) AS cells
+FROM (
+    SELECT operation, step, toInt64(sum(n)) AS num_spans, toInt64(sum(f)) AS num_failed,
+        toInt64(sum(sum(n)) OVER per_op) AS op_spans,
+        toInt64(sum(sum(f)) OVER per_op) AS op_failed,
+        toInt64(sum(sum(r)) OVER per_op) AS op_retries,
+        toInt64(sum(sum(rok)) OVER per_op) AS op_retries_ok,
+        toInt64(sum(sum(fb)) OVER per_op) AS op_fallbacks,
+        row_number() OVER (ORDER BY num_failed DESC, num_spans DESC, operation, step) AS rank,
+        row_number() OVER (PARTITION BY operation ORDER BY step) AS op_rank,
+        groupArray((bucket, toInt64(n), toInt64(f))) AS all_cells
+    FROM (
+        SELECT {BUCKETS[bucket]} AS bucket, operation, {STEP_EXPR} AS step, count() AS n,
+            countIf({_FAILED}) AS f, countIf(is_retry) AS r,
+            countIf(is_retry AND status = 'ok') AS rok, countIf(is_fallback) AS fb
+        FROM spans FINAL WHERE {parts.where} GROUP BY bucket, operation, step)
+    GROUP BY operation, step
+    WINDOW per_op AS (PARTITION BY operation))
+WHERE rank <= {MAX_STEPS + 1} OR op_rank = 1
+ORDER BY rank {FINAL_SETTINGS}"""
+    rows = store.query_arrow(sql, parts.binds).to_pylist()
+    per_op: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        per_op.setdefault(str(r["operation"]), r)
+    operations = _step_rows([{"operation": op, "num_spans": r["op_spans"],
+                              "num_failed": r["op_failed"]}
+                             for op, r in sorted(per_op.items())], False)
+    listed = [r for r in rows if int(r["rank"]) <= MAX_STEPS + 1]
+    steps = _step_rows(listed, True)
+    hot = [r for r in listed if r["cells"]]
+    cells = sorted((_cell(c)[0], str(r["operation"]), str(r["step"]), _cell(c))
+                   for r in hot for c in r["cells"])  # (bucket, operation, step) order
+    heatmap = Heatmap(bucket, [f"{r['operation']}/{r['step']}" for r in hot], [
+        {"bucket": when, "step": f"{op}/{step}", "num_spans": int(c[1]),
+         "num_failed": int(c[2])} for when, op, step, c in cells])
+    retries, retries_ok, fallbacks = (sum(int(r[name] or 0) for r in per_op.values())
+                                      for name in ("op_retries", "op_retries_ok",
+                                                   "op_fallbacks"))
+    return _SpanStats(operations, steps, heatmap, retries, retries_ok, fallbacks)
+
+
+def _cell(cell: Any) -> tuple[Any, ...]:
+    """A SQL tuple that Arrow gave back as a dict (keyed by position) or a sequence."""
+    return tuple(cell.values()) if isinstance(cell, dict) else tuple(cell)
+
+
 def _error_rows(store: SpanStore, params: QueryParams, num_spans: int, num_failed: int
                 ) -> tuple[list[ErrorRow], list[ErrorRow]]:
     parts = build_where(params.time_range, params.filters)
-    # Distinct spans rather than FINAL: failed spans are few, and a span's versions share
-    # its status and classification (set once at ingest).
+    # FINAL like the span counts: failed spans are few, so the merge is cheap, and a span's
+    # versions share its status and classification (set once at ingest).
     sql = f"""
 SELECT if(error_class = '', '{_UNKNOWN}', error_class) AS cls,
     if(error_category = '', '{_UNKNOWN}', error_category) AS cat,
-    toInt64(uniqExact(trace_id, span_id)) AS num_failed
-FROM spans WHERE {parts.where} AND {_FAILED}
-GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat"""
+    toInt64(count()) AS num_failed
+FROM spans FINAL WHERE {parts.where} AND {_FAILED}
+GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat {FINAL_SETTINGS}"""
     rows = store.query_arrow(sql, parts.binds).to_pylist()
     by_category = [ErrorRow(str(r["cls"]), str(r["cat"]), int(r["num_failed"]),
                             int(r["num_failed"]) / num_spans, int(r["num_failed"]) / num_failed)
@@ -349,25 +558,6 @@ GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat"""
     by_class = [ErrorRow(cls, None, n, n / num_spans, n / num_failed)
                 for cls, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
     return by_class, by_category
-
-
-def _heatmap(store: SpanStore, params: QueryParams, steps: Sequence[StepRow], bucket: str
-             ) -> Heatmap:
-    hot = [s for s in steps if s.num_failed > 0][:HEATMAP_STEPS]
-    if not hot:
-        return Heatmap(bucket, [], [])
-    parts = build_where(params.time_range, params.filters)
-    pairs = ", ".join(f"({parts.bind(s.operation, 'String')}, {parts.bind(s.step, 'String')})"
-                      for s in hot)
-    sql = f"""
-SELECT {BUCKETS[bucket]} AS bucket, operation, {STEP_EXPR} AS step,
-    toInt64(count()) AS num_spans, toInt64(countIf({_FAILED})) AS num_failed
-FROM spans FINAL WHERE {parts.where} AND (operation, {STEP_EXPR}) IN ({pairs})
-GROUP BY bucket, operation, step ORDER BY bucket, operation, step {FINAL_SETTINGS}"""
-    cells = [{"bucket": r["bucket"], "step": f"{r['operation']}/{r['step']}",
-              "num_spans": int(r["num_spans"]), "num_failed": int(r["num_failed"])}
-             for r in store.query_arrow(sql, parts.binds).to_pylist()]
-    return Heatmap(bucket, [f"{s.operation}/{s.step}" for s in hot], cells)
 
 
 def _loops(store: SpanStore, params: QueryParams) -> tuple[list[LoopRow], int]:
@@ -406,23 +596,58 @@ def _ended_in_timeout(spans: Sequence[Mapping[str, Any]]) -> bool:
     return any(s["status"] == "timeout" for s in spans)
 
 
-def _cycles(store: SpanStore, params: QueryParams
+def _candidates(store: SpanStore, params: QueryParams, split: _Split
+                ) -> tuple[list[str], list[tuple[int, int]]] | None:
+    """The cycle candidates of a settled store and where their spans start; None if none.
+
+    The ids are the lowest first, one more than are examined; the interval (ns, inclusive)
+    holds the start of each of their spans in the range.
+    """
+    parts, _ = _trace_parts(params)
+    branches = [f"""SELECT trace_id, start_ns AS lo, last_start_ns AS hi
+    FROM {TRACE_FACTS_TABLE} FINAL
+    WHERE {_facts_where(params, split, parts)} AND cycle_candidate != 0"""]
+    raw = _raw_where(params, split, parts)
+    if raw is not None:
+        branches.append(f"""SELECT trace_id, toInt64(min(toUnixTimestamp64Nano(start_time))) AS lo,
+        toInt64(max(toUnixTimestamp64Nano(start_time))) AS hi
+    FROM spans WHERE {parts.where} AND {raw}
+    GROUP BY trace_id HAVING {CYCLE_CANDIDATE}""")
+    found = store.query_arrow(f"""
+SELECT trace_id, lo, hi FROM (
+    {' UNION ALL '.join(branches)})
+ORDER BY trace_id LIMIT {MAX_CYCLE_TRACES + 1} {FINAL_SETTINGS}""", parts.binds).to_pydict()
+    if not found["trace_id"]:
+        return None
+    ids = [str(t) for t in found["trace_id"]]
+    bounds = sorted(zip((int(x) for x in found["lo"]), (int(x) for x in found["hi"]),
+                        strict=True))
+    return ids, [(bounds[0][0], max(hi for _, hi in bounds))]
+
+
+def _cycles(store: SpanStore, params: QueryParams, split: _Split | None
             ) -> tuple[list[AgentCycle], int, list[AgentCycle], int, bool]:
     parts, having = _trace_parts(params)
-    # No FINAL: agent spans are counted as distinct span ids, and a span's versions are
-    # folded below, the newest (highest revision) winning, as FINAL would.
-    candidates = f"""
+    if split is None:
+        # No FINAL: agent spans are counted as distinct span ids, and a span's versions
+        # are folded below, the newest (highest revision) winning, as FINAL would.
+        candidates = f"""trace_id IN (
 SELECT trace_id FROM spans WHERE {parts.where}
 GROUP BY trace_id
-HAVING uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2
-    AND uniqExactIf(span_id, operation = 'agent')
-        > uniqExactIf({AGENT_EXPR}, operation = 'agent')
-    AND {having}
-ORDER BY trace_id LIMIT {MAX_CYCLE_TRACES + 1}"""
+HAVING {CYCLE_CANDIDATE} AND {having}
+ORDER BY trace_id LIMIT {MAX_CYCLE_TRACES + 1})"""
+    else:
+        found = _candidates(store, params, split)
+        if found is None:
+            return [], 0, [], 0, False
+        ids, ((lo, hi),) = found
+        candidates = (f"trace_id IN {parts.bind(ids, 'Array(String)')} AND start_time"
+                      f" BETWEEN fromUnixTimestamp64Nano({parts.bind(lo, 'Int64')}, 'UTC')"
+                      f" AND fromUnixTimestamp64Nano({parts.bind(hi, 'Int64')}, 'UTC')")
     sql = f"""
 SELECT trace_id, span_id, parent_span_id, toInt64(toUnixTimestamp64Nano(start_time)) AS start_ns,
     status, error_category, if(operation = 'agent', {AGENT_EXPR}, '') AS agent
-FROM spans WHERE {parts.where} AND trace_id IN ({candidates})
+FROM spans WHERE {parts.where} AND {candidates}
 ORDER BY trace_id, span_id, revision, ingested_at_ns"""
     columns = store.query_arrow(sql, parts.binds).to_pydict()  # columns: no dict per row
     latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -440,11 +665,12 @@ ORDER BY trace_id, span_id, revision, ingested_at_ns"""
     cycles: list[AgentCycle] = []
     for trace_id in sorted(by_trace)[:MAX_CYCLE_TRACES]:
         spans = by_trace[trace_id]
-        found = find_agent_cycle({str(s["span_id"]): str(s["parent_span_id"]) for s in spans},
-                                 {str(s["span_id"]): str(s["agent"]) for s in spans
-                                  if s["agent"]})
-        if found is not None:
-            cycles.append(AgentCycle(trace_id, found[0], found[1], _ended_in_timeout(spans)))
+        found_cycle = find_agent_cycle(
+            {str(s["span_id"]): str(s["parent_span_id"]) for s in spans},
+            {str(s["span_id"]): str(s["agent"]) for s in spans if s["agent"]})
+        if found_cycle is not None:
+            cycles.append(AgentCycle(trace_id, found_cycle[0], found_cycle[1],
+                                     _ended_in_timeout(spans)))
     suspects = [c for c in cycles if c.timed_out]
     return (cycles[:MAX_LISTED], len(cycles), suspects[:MAX_LISTED], len(suspects),
             truncated)
@@ -472,39 +698,26 @@ def get_reliability(store: SpanStore, params: QueryParams, bucket: str | None = 
     if bucket is not None and bucket not in BUCKETS:
         raise ValidationError("bucket", f"Expected one of {list(BUCKETS)}, got {bucket!r}")
     chosen = bucket or auto_bucket(params.time_range.end - params.time_range.start)
-    parts = build_where(params.time_range, params.filters)
-    ops_sql = f"""
-SELECT operation, toInt64(count()) AS num_spans, toInt64(countIf({_FAILED})) AS num_failed,
-    toInt64(countIf(is_retry)) AS num_retries,
-    toInt64(countIf(is_retry AND status = 'ok')) AS num_retries_ok,
-    toInt64(countIf(is_fallback)) AS num_fallbacks
-FROM spans FINAL WHERE {parts.where} GROUP BY operation ORDER BY operation {FINAL_SETTINGS}"""
-    ops = store.query_arrow(ops_sql, parts.binds).to_pylist()
-    num_spans, num_failed, retries, retries_ok, fallbacks = (
-        sum(_ints(r, name)[0] for r in ops)
-        for name in ("num_spans", "num_failed", "num_retries", "num_retries_ok",
-                     "num_fallbacks"))
-    steps_sql = f"""
-SELECT operation, {STEP_EXPR} AS step, toInt64(count()) AS num_spans,
-    toInt64(countIf({_FAILED})) AS num_failed
-FROM spans FINAL WHERE {parts.where} GROUP BY operation, step
-ORDER BY num_failed DESC, num_spans DESC, operation, step LIMIT {MAX_STEPS + 1}
-{FINAL_SETTINGS}"""
-    steps = _step_rows(store.query_arrow(steps_sql, parts.binds).to_pylist(), True)
+    stats = _span_stats(store, params, chosen)
+    num_spans = sum(o.num_spans for o in stats.operations)
+    num_failed = sum(o.num_failed for o in stats.operations)
     by_class, by_category = (_error_rows(store, params, num_spans, num_failed)
                              if num_failed else ([], []))
-    traces = _trace_outcomes(store, params)
+    split = _split(store, params)
+    traces = _trace_outcomes(store, params, split)
     loops, num_loop_traces = _loops(store, params)
-    cycles, num_cycles, suspects, num_suspects, truncated = _cycles(store, params)
+    cycles, num_cycles, suspects, num_suspects, truncated = _cycles(store, params, split)
     return Reliability(
         num_spans=num_spans, num_failed=num_failed,
         span_success_rate=_rate(num_spans - num_failed, num_spans), traces=traces,
-        operations=_step_rows(ops, False), steps=steps[:MAX_STEPS],
-        steps_truncated=len(steps) > MAX_STEPS, errors_by_class=by_class,
-        errors_by_category=by_category, num_retries=retries, num_retries_ok=retries_ok,
-        retry_rate=_rate(retries, num_spans), retry_success_rate=_rate(retries_ok, retries),
-        num_fallback_spans=fallbacks, loops=loops, num_loop_traces=num_loop_traces,
+        operations=stats.operations, steps=stats.steps[:MAX_STEPS],
+        steps_truncated=len(stats.steps) > MAX_STEPS, errors_by_class=by_class,
+        errors_by_category=by_category, num_retries=stats.num_retries,
+        num_retries_ok=stats.num_retries_ok, retry_rate=_rate(stats.num_retries, num_spans),
+        retry_success_rate=_rate(stats.num_retries_ok, stats.num_retries),
+        num_fallback_spans=stats.num_fallbacks, loops=loops,
+        num_loop_traces=num_loop_traces,
         loop_rate=_rate(num_loop_traces, traces.num_traces), cycles=cycles,
         num_cycle_traces=num_cycles, deadlock_suspects=suspects,
         num_deadlock_suspects=num_suspects, cycles_truncated=truncated,
-        heatmap=_heatmap(store, params, steps[:MAX_STEPS], chosen))
+        heatmap=stats.heatmap)

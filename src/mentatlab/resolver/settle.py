@@ -44,7 +44,12 @@ from mentatlab.analytics.critical_path import compute_critical_path, resolve_par
 from mentatlab.resolver.resolver import ResolverState
 from mentatlab.storage.aggregates import MODEL_EXPR, NOT_ROLLUP, RESOLVER_STATE_TABLE
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import SPAN_TIMING_TABLE, TRACE_FACTS_TABLE
+from mentatlab.storage.settled import (
+    CYCLE_CANDIDATE,
+    RELIABILITY_COLUMNS,
+    SPAN_TIMING_TABLE,
+    TRACE_FACTS_TABLE,
+)
 
 __all__ = ["SETTLE_TRACES", "SettleReport", "Settler", "read_settle_state"]
 
@@ -76,7 +81,8 @@ _FACTS_COLUMNS = (
     " status, num_spans, error_spans, timeout_spans, total_cost, input_tokens,"
     " output_tokens, root_name, root_agent_id, root_operation, workflow_id, prompt_version,"
     " agent_version, workflow_version, prompt_versions, agent_versions, workflow_versions,"
-    " models, primary_model, user_id, session_id, customer_id, settled_ns")
+    " models, primary_model, user_id, session_id, customer_id, settled_ns, "
+    + ", ".join(name for name, _ in RELIABILITY_COLUMNS))
 _FACTS_SQL = f"""INSERT INTO {TRACE_FACTS_TABLE} ({_FACTS_COLUMNS})
 SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     min(start_time) AS f_start_time,
@@ -109,7 +115,15 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
         AS f_primary_model,
     anyIf(user_id, user_id != '') AS f_user_id, anyIf(session_id, session_id != '')
         AS f_session_id, anyIf(customer_id, customer_id != '') AS f_customer_id,
-    {{v:Int64}} AS f_settled_ns
+    {{v:Int64}} AS f_settled_ns,
+    max(toUnixTimestamp64Nano(start_time)) AS f_last_start_ns,
+    toUInt32(sum(uniqExact(workspace_id)) OVER (PARTITION BY trace_id)) AS f_num_scopes,
+    toUInt8(countIf(parent_span_id = '') > 0) AS f_has_root,
+    argMinIf(status, start_time, parent_span_id = '') AS f_root_status,
+    argMinIf(error_category, start_time, parent_span_id = '') AS f_root_error_category,
+    toUInt8(countIf(is_fallback) > 0) AS f_has_fallback,
+    toUInt8(countIf(is_retry) > 0) AS f_has_retry,
+    toUInt8({CYCLE_CANDIDATE}) AS f_cycle_candidate
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
 

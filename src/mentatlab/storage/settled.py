@@ -9,7 +9,9 @@ A trace is *settled* once no span of it has arrived for the quiet period
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
-  read by :mod:`mentatlab.analytics.compare`.
+  read by :mod:`mentatlab.analytics.compare`, and the outcome facts
+  :mod:`mentatlab.analytics.reliability` reads (root status, retry and fallback flags,
+  agent-cycle candidate; the columns after ``settled_ns``, see :data:`RELIABILITY_COLUMNS`).
 
 Both are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
 rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
@@ -21,8 +23,8 @@ from __future__ import annotations
 
 from mentatlab.storage.aggregates import EngineClause
 
-__all__ = ["SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE",
-           "settled_ddl"]
+__all__ = ["AGENT_EXPR", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS", "SETTLED_FILTER_COLUMNS",
+           "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
@@ -38,6 +40,32 @@ SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "customer_id")
 """Dimension columns of ``span_timing`` (``model`` is the response model, else the request
 model): the filter names a bottleneck query accepts."""
+
+
+AGENT_EXPR = "if(agent_id != '' AND bitAnd(inherited, 1) = 0, agent_id, name)"
+"""SQL of an agent span's identity: its own agent id (inherited bit 0 clear), else name."""
+CYCLE_CANDIDATE = (f"uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2"
+                   f" AND uniqExactIf(span_id, operation = 'agent')"
+                   f" > uniqExactIf({AGENT_EXPR}, operation = 'agent')")
+"""Aggregate over a trace's spans: it can hold an agent cycle (at least two distinct agents
+and a repeated one; :mod:`mentatlab.analytics.reliability`)."""
+
+RELIABILITY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("last_start_ns", "Int64"),
+    ("num_scopes", "UInt32"),
+    ("has_root", "UInt8"),
+    ("root_status", "LowCardinality(String)"),
+    ("root_error_category", "LowCardinality(String)"),
+    ("has_fallback", "UInt8"),
+    ("has_retry", "UInt8"),
+    ("cycle_candidate", "UInt8"),
+)
+"""The ``trace_facts`` columns after ``settled_ns`` (name, type), in table order, over every
+span of the trace: the latest span start (ns); how many (org, workspace, project) its spans
+have (0 on a row written before the column existed: readers then take the trace from raw
+spans); whether it has a root span (no parent), the earliest root's status and error
+category; whether a span is a fallback, a retry; :data:`CYCLE_CANDIDATE`. A store created
+before them gains them by ``ADD COLUMN`` at the end (and a re-settle fills them)."""
 
 
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
@@ -72,7 +100,8 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  workflow_versions Array(String),\n  models Array(String),\n"
         "  primary_model LowCardinality(String),\n  user_id String,\n  session_id String,\n"
         "  customer_id String,\n  settled_ns Int64,\n"
-        "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
+        + "".join(f"  {name} {kind},\n" for name, kind in RELIABILITY_COLUMNS)
+        + "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
     ]
