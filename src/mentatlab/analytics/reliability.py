@@ -344,6 +344,19 @@ def _edge_condition(params: QueryParams, parts: SqlParts) -> str:
             + _facts_tenancy(params, parts, ("org_id", "project_id")))
 
 
+def _few_facts(condition: str) -> str:
+    """``FROM`` the current ``trace_facts`` rows meeting ``condition``, when they are few.
+
+    ``FINAL`` reads every row before filtering (a filter on a non-key column cannot run
+    before the versions are merged), so the rows are first narrowed by ``PREWHERE``
+    without ``FINAL`` (any version meeting it: cheap, and a superset), then read ``FINAL``
+    by their key, where ``condition`` is checked again on the current version.
+    """
+    return (f"{TRACE_FACTS_TABLE} FINAL WHERE (org_id, project_id, trace_id) IN ("
+            f"SELECT org_id, project_id, trace_id FROM {TRACE_FACTS_TABLE} PREWHERE {condition})"
+            f" AND {condition}")
+
+
 def _split(store: SpanStore, params: QueryParams) -> _Split | None:
     """The split of a settled store, or None to read raw spans only.
 
@@ -362,7 +375,7 @@ def _split(store: SpanStore, params: QueryParams) -> _Split | None:
     hi_ns = parts.bind(_ns(params.time_range.end), "Int64")
     edges = store.query_arrow(f"""
 SELECT trace_id, min(start_ns) AS lo, max(if(num_scopes = 0, {hi_ns}, last_start_ns)) AS hi
-FROM {TRACE_FACTS_TABLE} FINAL WHERE {_edge_condition(params, parts)}
+FROM {_few_facts(_edge_condition(params, parts))}
 GROUP BY trace_id LIMIT {MAX_TAIL_IDS + 1} {FINAL_SETTINGS}""", parts.binds).to_pydict()
     edge_ids = [str(t) for t in edges["trace_id"]]
     intervals = sorted(zip((int(x) for x in edges["lo"]), (int(x) for x in edges["hi"]),
@@ -604,9 +617,8 @@ def _candidates(store: SpanStore, params: QueryParams, split: _Split
     holds the start of each of their spans in the range.
     """
     parts, _ = _trace_parts(params)
-    branches = [f"""SELECT trace_id, start_ns AS lo, last_start_ns AS hi
-    FROM {TRACE_FACTS_TABLE} FINAL
-    WHERE {_facts_where(params, split, parts)} AND cycle_candidate != 0"""]
+    facts = f"cycle_candidate != 0 AND {_facts_where(params, split, parts)}"
+    branches = [f"SELECT trace_id, start_ns AS lo, last_start_ns AS hi FROM {_few_facts(facts)}"]
     raw = _raw_where(params, split, parts)
     if raw is not None:
         branches.append(f"""SELECT trace_id, toInt64(min(toUnixTimestamp64Nano(start_time))) AS lo,
