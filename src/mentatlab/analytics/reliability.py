@@ -45,6 +45,21 @@ Definitions (docs/api.md, "Reliability"):
 
 Lists (loops, cycles, deadlock suspects) hold at most :data:`MAX_LISTED` entries;
 counts are over every trace examined.
+
+**Where the numbers come from.** Span figures (operations, steps, heatmap, retries,
+fallbacks) are one pass over the spans (``FINAL``), grouped by (bucket, operation, step)
+and rolled up over those few rows; errors one pass over the failed spans. Trace figures
+(outcomes, cycle candidates) on a store the settle job runs on
+(:mod:`mentatlab.resolver.settle`) and with only tenancy filters come from
+``trace_facts`` (one row per settled trace, the outcome facts computed at settle time)
+for every trace whose row holds exactly what its spans in the range would give: settled,
+one (org, workspace, project), every span starting in the range. The other traces with a
+span in the range (the unsettled tail, traces cut by an edge of the range, traces spread
+over several projects, rows settled before those columns existed) are read from raw spans
+by id, so every trace counts once and the answer is the one raw spans alone give. A
+filter on anything else, or a store the settle job never ran on, reads raw spans only.
+Cycle candidates from ``trace_facts`` are judged over each trace's current spans (as the
+cycle walk is); from raw spans over every version of them.
 """
 
 from __future__ import annotations
