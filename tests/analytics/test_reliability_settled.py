@@ -145,3 +145,14 @@ def test_rows_settled_before_the_reliability_columns(store: SpanStore,
         " '' AS root_error_category, 0 AS has_fallback, 0 AS has_retry,"
         " 0 AS cycle_candidate) FROM trace_facts FINAL")
     assert answers(store) == expected
+
+
+def test_a_range_with_few_spans_per_facts_row_reads_raw_spans(
+        store: SpanStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.append_batch(stamped(everything(), 10 * S))
+    expected = raw_answers(store, monkeypatch)
+    settle(store, 20 * S)
+    assert reliability._split(store, PARAMS[0]) is not None
+    monkeypatch.setattr(reliability, "FACTS_MIN_SPANS_PER_ROW", 1000)  # every range is short
+    assert reliability._split(store, PARAMS[0]) is None
+    assert answers(store) == expected

@@ -57,7 +57,8 @@ one (org, workspace, project), every span starting in the range. The other trace
 span in the range (the unsettled tail, traces cut by an edge of the range, traces spread
 over several projects, rows settled before those columns existed) are read from raw spans
 by id, so every trace counts once and the answer is the one raw spans alone give. A
-filter on anything else, or a store the settle job never ran on, reads raw spans only.
+filter on anything else, a store the settle job never ran on, or a range too short for
+the facts to pay (:data:`FACTS_MIN_SPANS_PER_ROW`) reads raw spans only.
 Cycle candidates from ``trace_facts`` are judged over each trace's current spans (as the
 cycle walk is); from raw spans over every version of them.
 """
@@ -78,7 +79,7 @@ from mentatlab.analytics.query import (
     SqlParts,
     build_where,
 )
-from mentatlab.errors import ValidationError
+from mentatlab.errors import StoreError, ValidationError
 from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import AGENT_EXPR, CYCLE_CANDIDATE, TRACE_FACTS_TABLE
@@ -125,6 +126,10 @@ STEP_EXPR: Final = "if(step != '', step, name)"
 MAX_TAIL_IDS: Final = 5_000
 """Most traces read from raw spans by their ids (the unsettled tail, traces crossing the
 range's edges); beyond it they are read through a subquery instead."""
+FACTS_MIN_SPANS_PER_ROW: Final = 0.5
+"""Trace figures come from ``trace_facts`` only when the range holds at least this many
+spans per ``trace_facts`` row (index estimate): reading every facts row costs about as
+much as grouping half as many spans by trace, so a short range reads raw spans."""
 _MAX_INTERVALS = 32
 _MERGE_GAP_NS = 600 * 10**9
 _FAILED = "status != 'ok'"
@@ -359,6 +364,25 @@ def _edge_condition(params: QueryParams, parts: SqlParts) -> str:
             + _facts_tenancy(params, parts, ("org_id", "project_id")))
 
 
+def _facts_pay(store: SpanStore, params: QueryParams) -> bool:
+    """Whether the range holds enough spans for ``trace_facts`` to be the cheaper read.
+
+    The spans are the primary index's estimate (``EXPLAIN ESTIMATE``: whole granules,
+    no data read); without one (a table that gives none) the facts are read.
+    """
+    parts, _ = _trace_parts(params)
+    try:
+        estimate = store.query_arrow(f"EXPLAIN ESTIMATE SELECT 1 FROM spans WHERE {parts.where}",
+                                     parts.binds).to_pylist()
+    except StoreError:
+        return True
+    if not estimate:
+        return True
+    spans = sum(int(r.get("rows") or 0) for r in estimate)
+    facts = store.query_arrow(f"SELECT count() AS n FROM {TRACE_FACTS_TABLE}").to_pylist()
+    return spans >= FACTS_MIN_SPANS_PER_ROW * int(facts[0]["n"] or 0)
+
+
 def _few_facts(condition: str) -> str:
     """``FROM`` the current ``trace_facts`` rows meeting ``condition``, when they are few.
 
@@ -381,7 +405,7 @@ def _split(store: SpanStore, params: QueryParams) -> _Split | None:
     if params.time_range is None or any(k not in TENANCY_FILTERS for k in params.filters):
         return None
     settled_ns = read_settle_state(store)
-    if settled_ns is None:
+    if settled_ns is None or not _facts_pay(store, params):
         return None
     tail = [str(t) for t in store.query_arrow(
         "SELECT DISTINCT trace_id FROM spans WHERE ingested_at_ns > {s:Int64}"
