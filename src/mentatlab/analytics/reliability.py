@@ -131,6 +131,9 @@ FACTS_MIN_SPANS_PER_ROW: Final = 0.5
 spans per ``trace_facts`` row (index estimate): reading every facts row costs about as
 much as grouping half as many spans by trace, so a short range reads raw spans."""
 _MAX_INTERVALS = 32
+_START_OF: Final = {"minute": "toStartOfMinute", "hour": "toStartOfHour", "day": "toStartOfDay"}
+"""The UTC bucket start of each :data:`BUCKETS` entry, before its DateTime64 conversion
+(converted once per cell, not once per span)."""
 _MERGE_GAP_NS = 600 * 10**9
 _FAILED = "status != 'ok'"
 _UNKNOWN = "unknown"
@@ -318,7 +321,6 @@ _OUTCOME = ("if(has_root, root_status, multiIf(n_timeout > 0, 'timeout', n_error
             "'error', 'ok'))")
 _TIMEOUT_LIST = ", ".join(f"'{c}'" for c in TIMEOUT_CATEGORIES)
 _TIMED_OUT = f"(outcome = 'timeout' OR (has_root AND root_category IN ({_TIMEOUT_LIST})))"
-_TS = "DateTime64(9, 'UTC')"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -356,11 +358,10 @@ def _facts_tenancy(params: QueryParams, parts: SqlParts, names: Sequence[str]) -
 def _edge_condition(params: QueryParams, parts: SqlParts) -> str:
     """``trace_facts`` rows of settled traces to read from raw spans (see :class:`_Split`)."""
     assert params.time_range is not None
-    lo, hi = params.time_range.start, params.time_range.end
-    lo_b, hi_b = parts.bind(lo, _TS), parts.bind(hi, _TS)
-    lo_ns, hi_ns = parts.bind(_ns(lo), "Int64"), parts.bind(_ns(hi), "Int64")
-    return (f"start_time < {hi_b} AND (num_scopes = 0 OR last_start_ns >= {lo_ns})"
-            f" AND NOT (num_scopes = 1 AND start_time >= {lo_b} AND last_start_ns < {hi_ns})"
+    lo_ns = parts.bind(_ns(params.time_range.start), "Int64")
+    hi_ns = parts.bind(_ns(params.time_range.end), "Int64")
+    return (f"start_ns < {hi_ns} AND (num_scopes = 0 OR last_start_ns >= {lo_ns})"
+            f" AND NOT (num_scopes = 1 AND start_ns >= {lo_ns} AND last_start_ns < {hi_ns})"
             + _facts_tenancy(params, parts, ("org_id", "project_id")))
 
 
@@ -441,10 +442,9 @@ def _tail_ids(split: _Split, parts: SqlParts) -> str:
 def _facts_where(params: QueryParams, split: _Split, parts: SqlParts) -> str:
     """``trace_facts`` rows answered from the facts (see :class:`_Split`)."""
     assert params.time_range is not None
-    lo, hi = params.time_range.start, params.time_range.end
-    where = (f"num_scopes = 1 AND start_time >= {parts.bind(lo, _TS)}"
-             f" AND start_time < {parts.bind(hi, _TS)}"
-             f" AND last_start_ns < {parts.bind(_ns(hi), 'Int64')}"
+    # start_ns <= last_start_ns: every span of the trace starts in [start, end)
+    where = (f"num_scopes = 1 AND start_ns >= {parts.bind(_ns(params.time_range.start), 'Int64')}"
+             f" AND last_start_ns < {parts.bind(_ns(params.time_range.end), 'Int64')}"
              + _facts_tenancy(params, parts, TENANCY_FILTERS))
     if split.tail_ids != []:
         where += f" AND trace_id NOT IN {_tail_ids(split, parts)}"
@@ -553,11 +553,11 @@ FROM (
         toInt64(sum(sum(fb)) OVER per_op) AS op_fallbacks,
         row_number() OVER (ORDER BY num_failed DESC, num_spans DESC, operation, step) AS rank,
         row_number() OVER (PARTITION BY operation ORDER BY step) AS op_rank,
-        groupArray((bucket, toInt64(n), toInt64(f))) AS all_cells
+        groupArray((toDateTime64(bucket, 0, 'UTC'), toInt64(n), toInt64(f))) AS all_cells
     FROM (
-        SELECT {BUCKETS[bucket]} AS bucket, operation, {STEP_EXPR} AS step, count() AS n,
-            countIf({_FAILED}) AS f, countIf(is_retry) AS r,
-            countIf(is_retry AND status = 'ok') AS rok, countIf(is_fallback) AS fb
+        SELECT {_START_OF[bucket]}(start_time) AS bucket, operation, {STEP_EXPR} AS step,
+            count() AS n, sum({_FAILED}) AS f, sum(is_retry) AS r,
+            sum(is_retry AND status = 'ok') AS rok, sum(is_fallback) AS fb
         FROM spans FINAL WHERE {parts.where} GROUP BY bucket, operation, step)
     GROUP BY operation, step
     WINDOW per_op AS (PARTITION BY operation))
