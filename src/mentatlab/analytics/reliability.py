@@ -85,11 +85,13 @@ from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import AGENT_EXPR, CYCLE_CANDIDATE, TRACE_FACTS_TABLE
 
 __all__ = [
+    "FACTS_MIN_SPANS_PER_ROW",
     "HEATMAP_STEPS",
     "LOOP_MIN_CALLS",
     "MAX_CYCLE_TRACES",
     "MAX_LISTED",
     "MAX_STEPS",
+    "MAX_TAIL_IDS",
     "TIMEOUT_CATEGORIES",
     "AgentCycle",
     "ErrorRow",
@@ -401,7 +403,8 @@ def _split(store: SpanStore, params: QueryParams) -> _Split | None:
     """The split of a settled store, or None to read raw spans only.
 
     None when the settle job never ran on ``store``, a filter is not a tenancy one (it
-    picks traces by their spans), or there is no time range.
+    picks traces by their spans), there is no time range, or the range is too short for
+    the facts to pay (:func:`_facts_pay`).
     """
     if params.time_range is None or any(k not in TENANCY_FILTERS for k in params.filters):
         return None
