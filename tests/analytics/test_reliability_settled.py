@@ -4,7 +4,8 @@ test_reliability.py's traces plus one spread over two projects and two workspace
 acme, compared whole (every count, list and cell) with the answer read from raw spans
 alone: all settled; some settled and the rest in the unsettled tail; a settled trace
 touched again; ranges whose edges cut traces in two; facts rows written before the
-reliability columns existed; and filters that are not the tenancy (raw spans only).
+reliability columns existed, and no step_counts rows; and filters that are not the
+tenancy (raw spans only).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def raw_answers(store: SpanStore, monkeypatch: pytest.MonkeyPatch
         return answers(store)
 
 
+def split(store: SpanStore, params: QueryParams) -> reliability._Split | None:
+    """Which traces the settled path reads from raw spans (None: raw spans only)."""
+    return reliability._split(store, params, reliability._settled(store, params))
+
+
 def settle(store: SpanStore, now_ns: int) -> None:
     Settler(store, 1.0).run_pass(10**18, now_ns=now_ns)
 
@@ -90,7 +96,7 @@ def test_all_settled(store: SpanStore, monkeypatch: pytest.MonkeyPatch) -> None:
     settle(store, 20 * S)
     assert answers(store) == expected
     # the facts were read: trace 12 (two projects) and the cut traces come from raw spans
-    edges = [reliability._split(store, p) for p in PARAMS]
+    edges = [split(store, p) for p in PARAMS]
     assert [sorted(e.edge_ids or []) if e else None for e in edges] == [
         [f"{12:032x}"]] * 4 + [None, [f"{9:032x}"], [f"{9:032x}", f"{12:032x}"],
                               [f"{12:032x}"]]
@@ -133,7 +139,7 @@ def test_settled_trace_touched_again_counts_once(store: SpanStore,
     assert answers(store) == expected
 
 
-def test_rows_settled_before_the_reliability_columns(store: SpanStore,
+def test_rows_settled_before_the_reliability_columns_and_table(store: SpanStore,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     store.append_batch(stamped(everything(), 10 * S))
     expected = raw_answers(store, monkeypatch)
@@ -145,6 +151,10 @@ def test_rows_settled_before_the_reliability_columns(store: SpanStore,
         " '' AS root_error_category, 0 AS has_fallback, 0 AS has_retry,"
         " 0 AS cycle_candidate) FROM trace_facts FINAL")
     assert answers(store) == expected
+    store.execute("TRUNCATE TABLE step_counts")  # settled before the table existed
+    settled = reliability._settled(store, PARAMS[0])
+    assert settled is not None and not settled.step_counts
+    assert answers(store) == expected
 
 
 def test_a_range_with_few_spans_per_facts_row_reads_raw_spans(
@@ -152,7 +162,7 @@ def test_a_range_with_few_spans_per_facts_row_reads_raw_spans(
     store.append_batch(stamped(everything(), 10 * S))
     expected = raw_answers(store, monkeypatch)
     settle(store, 20 * S)
-    assert reliability._split(store, PARAMS[0]) is not None
+    assert split(store, PARAMS[0]) is not None
     monkeypatch.setattr(reliability, "FACTS_MIN_SPANS_PER_ROW", 1000)  # every range is short
-    assert reliability._split(store, PARAMS[0]) is None
+    assert split(store, PARAMS[0]) is None
     assert answers(store) == expected

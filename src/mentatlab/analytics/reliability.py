@@ -82,7 +82,13 @@ from mentatlab.analytics.query import (
 from mentatlab.errors import StoreError, ValidationError
 from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import AGENT_EXPR, CYCLE_CANDIDATE, TRACE_FACTS_TABLE
+from mentatlab.storage.settled import (
+    AGENT_EXPR,
+    CYCLE_CANDIDATE,
+    STEP_COUNTS_TABLE,
+    STEP_EXPR,
+    TRACE_FACTS_TABLE,
+)
 
 __all__ = [
     "FACTS_MIN_SPANS_PER_ROW",
@@ -123,8 +129,6 @@ TIMEOUT_CATEGORIES: Final = ("timeout", "tool_timeout", "approval_timeout")
 TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that fence which spans are read; other conditions pick traces."""
 
-STEP_EXPR: Final = "if(step != '', step, name)"
-"""SQL of a span's step (see the module doc)."""
 MAX_TAIL_IDS: Final = 5_000
 """Most traces read from raw spans by their ids (the unsettled tail, traces crossing the
 range's edges); beyond it they are read through a subquery instead."""
@@ -332,6 +336,40 @@ def _ns(when: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class _Settled:
+    """A settled store's watermark and its unsettled tail."""
+
+    settled_ns: int
+    tail_ids: list[str] | None
+    """Traces with a span committed after ``settled_ns`` (None: too many to list)."""
+    step_counts: bool
+    """``step_counts`` holds the settled traces (it has rows, or nothing is settled): a
+    store whose traces were settled before the table existed reads raw spans until they
+    are counted there."""
+
+
+def _settled(store: SpanStore, params: QueryParams) -> _Settled | None:
+    """The settle state, or None to read raw spans only.
+
+    None when the settle job never ran on ``store``, a filter is not a tenancy one (it
+    picks traces by their spans), or there is no time range.
+    """
+    if params.time_range is None or any(k not in TENANCY_FILTERS for k in params.filters):
+        return None
+    settled_ns = read_settle_state(store)
+    if settled_ns is None:
+        return None
+    tail = [str(t) for t in store.query_arrow(
+        "SELECT DISTINCT trace_id FROM spans WHERE ingested_at_ns > {s:Int64}"
+        f" LIMIT {MAX_TAIL_IDS + 1}", {"s": settled_ns}).column("trace_id").to_pylist()]
+    counts = store.query_arrow(
+        f"SELECT (SELECT count() FROM {STEP_COUNTS_TABLE}) AS steps,"
+        f" (SELECT count() FROM {TRACE_FACTS_TABLE}) AS facts").to_pylist()[0]
+    return _Settled(settled_ns, tail if len(tail) <= MAX_TAIL_IDS else None,
+                    bool(counts["steps"]) or not counts["facts"])
+
+
+@dataclass(frozen=True, slots=True)
 class _Split:
     """Which traces a settled store answers from ``trace_facts`` and which from raw spans.
 
@@ -399,21 +437,15 @@ def _few_facts(condition: str) -> str:
             f" AND {condition}")
 
 
-def _split(store: SpanStore, params: QueryParams) -> _Split | None:
+def _split(store: SpanStore, params: QueryParams, settled: _Settled | None
+           ) -> _Split | None:
     """The split of a settled store, or None to read raw spans only.
 
-    None when the settle job never ran on ``store``, a filter is not a tenancy one (it
-    picks traces by their spans), there is no time range, or the range is too short for
-    the facts to pay (:func:`_facts_pay`).
+    None when ``settled`` is (see :func:`_settled`) or the range is too short for the facts
+    to pay (:func:`_facts_pay`).
     """
-    if params.time_range is None or any(k not in TENANCY_FILTERS for k in params.filters):
+    if settled is None or params.time_range is None or not _facts_pay(store, params):
         return None
-    settled_ns = read_settle_state(store)
-    if settled_ns is None or not _facts_pay(store, params):
-        return None
-    tail = [str(t) for t in store.query_arrow(
-        "SELECT DISTINCT trace_id FROM spans WHERE ingested_at_ns > {s:Int64}"
-        f" LIMIT {MAX_TAIL_IDS + 1}", {"s": settled_ns}).column("trace_id").to_pylist()]
     parts = SqlParts()
     hi_ns = parts.bind(_ns(params.time_range.end), "Int64")
     edges = store.query_arrow(f"""
@@ -431,11 +463,11 @@ GROUP BY trace_id LIMIT {MAX_TAIL_IDS + 1} {FINAL_SETTINGS}""", parts.binds).to_
             merged.append((lo, hi))
     if len(merged) > _MAX_INTERVALS:
         merged = [(merged[0][0], max(hi for _, hi in merged))]
-    return _Split(settled_ns, tail if len(tail) <= MAX_TAIL_IDS else None,
+    return _Split(settled.settled_ns, settled.tail_ids,
                   edge_ids if len(edge_ids) <= MAX_TAIL_IDS else None, merged)
 
 
-def _tail_ids(split: _Split, parts: SqlParts) -> str:
+def _tail_ids(split: _Split | _Settled, parts: SqlParts) -> str:
     if split.tail_ids is None:
         return ("(SELECT trace_id FROM spans WHERE ingested_at_ns > "
                 f"{parts.bind(split.settled_ns, 'Int64')})")
@@ -534,7 +566,32 @@ class _SpanStats:
     num_fallbacks: int
 
 
-def _span_stats(store: SpanStore, params: QueryParams, bucket: str) -> _SpanStats:
+def _whole_minutes(params: QueryParams) -> bool:
+    """The range starts and ends on whole minutes (as ``step_counts`` rows do)."""
+    r = params.time_range
+    return r is not None and all(t.second == 0 and t.microsecond == 0 for t in (r.start, r.end))
+
+
+def _counted(params: QueryParams, settled: _Settled, parts: SqlParts, columns: str,
+             raw_columns: str, condition: str = "1", raw_condition: str = "1") -> str:
+    """``step_counts`` rows of the settled traces UNION ALL the tail's raw spans.
+
+    ``columns`` (rows meeting ``condition``) over ``step_counts`` and ``raw_columns``
+    (``raw_condition``) over ``spans``, one span a row, must line up. Exact for a range of
+    whole minutes (the rows' ``start_time`` is the minute of their spans).
+    """
+    counts = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
+    sql = f"SELECT {columns} FROM {STEP_COUNTS_TABLE} FINAL WHERE {counts.where} AND {condition}"
+    if settled.tail_ids == []:
+        return sql
+    tail = _tail_ids(settled, parts)
+    raw = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
+    return (f"{sql} AND trace_id NOT IN {tail}\n    UNION ALL\n    SELECT {raw_columns}"
+            f" FROM spans FINAL WHERE {raw.where} AND {raw_condition} AND trace_id IN {tail}")
+
+
+def _span_stats(store: SpanStore, params: QueryParams, bucket: str,
+                settled: _Settled | None) -> _SpanStats:
     """Operations, steps and the heatmap from one pass over the spans.
 
     The spans are counted per (bucket, operation, step); the per-step totals, the
@@ -543,6 +600,23 @@ def _span_stats(store: SpanStore, params: QueryParams, bucket: str) -> _SpanStat
     their cells: all additive counts, so the same numbers as a query per breakdown.
     """
     parts = build_where(params.time_range, params.filters)
+    if settled is None or not settled.step_counts or not _whole_minutes(params):
+        groups = f"""SELECT {_START_OF[bucket]}(start_time) AS bucket, operation,
+            {STEP_EXPR} AS step, count() AS n, sum({_FAILED}) AS f, sum(is_retry) AS r,
+            sum(is_retry AND status = 'ok') AS rok, sum(is_fallback) AS fb
+        FROM spans FINAL WHERE {parts.where} GROUP BY bucket, operation, step"""
+    else:
+        rows = _counted(
+            params, settled, parts,
+            f"{_START_OF[bucket]}(start_time) AS bucket, operation, step, num_spans AS n,"
+            " num_failed AS f, num_retries AS r, num_retries_ok AS rok, num_fallbacks AS fb",
+            f"toDateTime({_START_OF[bucket]}(start_time), 'UTC') AS bucket, operation,"
+            f" toLowCardinality({STEP_EXPR}) AS step, toInt64(1) AS n,"
+            f" toInt64({_FAILED}) AS f, toInt64(is_retry) AS r,"
+            " toInt64(is_retry AND status = 'ok') AS rok, toInt64(is_fallback) AS fb")
+        groups = f"""SELECT bucket, operation, step, sum(n) AS n, sum(f) AS f, sum(r) AS r,
+            sum(rok) AS rok, sum(fb) AS fb
+        FROM ({rows}) GROUP BY bucket, operation, step"""
     sql = f"""
 SELECT operation, step, num_spans, num_failed, op_spans, op_failed, op_retries,
     op_retries_ok, op_fallbacks, rank,
@@ -558,10 +632,7 @@ FROM (
         row_number() OVER (PARTITION BY operation ORDER BY step) AS op_rank,
         groupArray((toDateTime64(bucket, 0, 'UTC'), toInt64(n), toInt64(f))) AS all_cells
     FROM (
-        SELECT {_START_OF[bucket]}(start_time) AS bucket, operation, {STEP_EXPR} AS step,
-            count() AS n, sum({_FAILED}) AS f, sum(is_retry) AS r,
-            sum(is_retry AND status = 'ok') AS rok, sum(is_fallback) AS fb
-        FROM spans FINAL WHERE {parts.where} GROUP BY bucket, operation, step)
+        {groups})
     GROUP BY operation, step
     WINDOW per_op AS (PARTITION BY operation))
 WHERE rank <= {MAX_STEPS + 1} OR op_rank = 1
@@ -592,16 +663,20 @@ def _cell(cell: Any) -> tuple[Any, ...]:
     return tuple(cell.values()) if isinstance(cell, dict) else tuple(cell)
 
 
-def _error_rows(store: SpanStore, params: QueryParams, num_spans: int, num_failed: int
-                ) -> tuple[list[ErrorRow], list[ErrorRow]]:
+def _error_rows(store: SpanStore, params: QueryParams, num_spans: int, num_failed: int,
+                settled: _Settled | None) -> tuple[list[ErrorRow], list[ErrorRow]]:
     parts = build_where(params.time_range, params.filters)
-    # FINAL like the span counts: failed spans are few, so the merge is cheap, and a span's
-    # versions share its status and classification (set once at ingest).
+    # FINAL like the span counts; a span's versions share its status and classification
+    # (set once at ingest).
+    names = (f"if(error_class = '', '{_UNKNOWN}', error_class) AS cls,"
+             f" if(error_category = '', '{_UNKNOWN}', error_category) AS cat")
+    if settled is None or not settled.step_counts or not _whole_minutes(params):
+        failed = f"SELECT {names}, 1 AS n FROM spans FINAL WHERE {parts.where} AND {_FAILED}"
+    else:
+        failed = _counted(params, settled, parts, f"{names}, num_failed AS n",
+                          f"{names}, toInt64(1) AS n", "num_failed > 0", _FAILED)
     sql = f"""
-SELECT if(error_class = '', '{_UNKNOWN}', error_class) AS cls,
-    if(error_category = '', '{_UNKNOWN}', error_category) AS cat,
-    toInt64(count()) AS num_failed
-FROM spans FINAL WHERE {parts.where} AND {_FAILED}
+SELECT cls, cat, toInt64(sum(n)) AS num_failed FROM ({failed})
 GROUP BY cls, cat ORDER BY num_failed DESC, cls, cat {FINAL_SETTINGS}"""
     rows = store.query_arrow(sql, parts.binds).to_pylist()
     by_category = [ErrorRow(str(r["cls"]), str(r["cat"]), int(r["num_failed"]),
@@ -752,12 +827,13 @@ def get_reliability(store: SpanStore, params: QueryParams, bucket: str | None = 
     if bucket is not None and bucket not in BUCKETS:
         raise ValidationError("bucket", f"Expected one of {list(BUCKETS)}, got {bucket!r}")
     chosen = bucket or auto_bucket(params.time_range.end - params.time_range.start)
-    stats = _span_stats(store, params, chosen)
+    settled = _settled(store, params)
+    stats = _span_stats(store, params, chosen, settled)
     num_spans = sum(o.num_spans for o in stats.operations)
     num_failed = sum(o.num_failed for o in stats.operations)
-    by_class, by_category = (_error_rows(store, params, num_spans, num_failed)
+    by_class, by_category = (_error_rows(store, params, num_spans, num_failed, settled)
                              if num_failed else ([], []))
-    split = _split(store, params)
+    split = _split(store, params, settled)
     traces = _trace_outcomes(store, params, split)
     loops, num_loop_traces = _loops(store, params)
     cycles, num_cycles, suspects, num_suspects, truncated = _cycles(store, params, split)

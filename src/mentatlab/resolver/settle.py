@@ -13,8 +13,8 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
-   batch per chunk goes to ``span_timing``; ``trace_facts`` is one
-   ``INSERT … SELECT … GROUP BY`` over the same traces;
+   batch per chunk goes to ``span_timing``; ``trace_facts`` and ``step_counts`` are one
+   ``INSERT … SELECT … GROUP BY`` each over the same traces;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
@@ -48,6 +48,8 @@ from mentatlab.storage.settled import (
     CYCLE_CANDIDATE,
     RELIABILITY_COLUMNS,
     SPAN_TIMING_TABLE,
+    STEP_COUNTS_TABLE,
+    STEP_EXPR,
     TRACE_FACTS_TABLE,
 )
 
@@ -126,6 +128,19 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     toUInt8({CYCLE_CANDIDATE}) AS f_cycle_candidate
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
+
+
+_STEPS_SQL = f"""INSERT INTO {STEP_COUNTS_TABLE} (org_id, workspace_id, project_id, start_time,
+    trace_id, operation, step, error_class, error_category, num_spans, num_failed, num_retries,
+    num_retries_ok, num_fallbacks, settled_ns)
+SELECT org_id, workspace_id, project_id, toStartOfMinute(start_time) AS s_minute, trace_id,
+    operation, {STEP_EXPR} AS s_step, if(status != 'ok', error_class, '') AS s_class,
+    if(status != 'ok', error_category, '') AS s_category, toInt64(count()),
+    toInt64(countIf(status != 'ok')), toInt64(countIf(is_retry)),
+    toInt64(countIf(is_retry AND status = 'ok')), toInt64(countIf(is_fallback)), {{v:Int64}}
+FROM spans FINAL WHERE {_IN_BATCH}
+GROUP BY org_id, workspace_id, project_id, s_minute, trace_id, operation, s_step, s_class,
+    s_category {_FINAL}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +280,7 @@ class Settler:
         if table.num_rows:
             self.store.insert_table(SPAN_TIMING_TABLE, _timing(table, version))
         self.store.execute(_FACTS_SQL, params)
+        self.store.execute(_STEPS_SQL, params)
         return int(table.num_rows)
 
 

@@ -8,6 +8,10 @@ A trace is *settled* once no span of it has arrived for the quiet period
   ``on_critical_path`` (:mod:`mentatlab.analytics.critical_path`) beside the dimensions a
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
+* ``step_counts``: per (org, project, minute, trace, workspace, operation, step, error
+  class and category of the failed spans) the spans, failures, retries and fallbacks, the
+  span figures :mod:`mentatlab.analytics.reliability` sums (a few rows per trace instead
+  of one per span, the step as ``LowCardinality``);
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
   read by :mod:`mentatlab.analytics.compare`, and the outcome facts
   :mod:`mentatlab.analytics.reliability` reads (root status, retry and fallback flags,
@@ -24,15 +28,20 @@ from __future__ import annotations
 from mentatlab.storage.aggregates import EngineClause
 
 __all__ = ["AGENT_EXPR", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS", "SETTLED_FILTER_COLUMNS",
-           "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE", "settled_ddl"]
+           "SETTLED_TABLES", "SPAN_TIMING_TABLE", "STEP_COUNTS_TABLE", "STEP_EXPR",
+           "TRACE_FACTS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
 TRACE_FACTS_TABLE = "trace_facts"
 """Per settled (org, project, trace): duration, status, cost, tokens, versions."""
 
-SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE)
-"""Both tables; span retention applies to them too (by ``start_time``)."""
+STEP_COUNTS_TABLE = "step_counts"
+"""Per settled (org, project, minute, trace, workspace, operation, step, error class and
+category): span, failure, retry and fallback counts."""
+
+SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE, STEP_COUNTS_TABLE)
+"""Every settled table; span retention applies to them too (by ``start_time``)."""
 
 SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",
@@ -42,6 +51,8 @@ SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
 model): the filter names a bottleneck query accepts."""
 
 
+STEP_EXPR = "if(step != '', step, name)"
+"""SQL of a span's step: its ``step`` attribute when set, else its name."""
 AGENT_EXPR = "if(agent_id != '' AND bitAnd(inherited, 1) = 0, agent_id, name)"
 """SQL of an agent span's identity: its own agent id (inherited bit 0 clear), else name."""
 CYCLE_CANDIDATE = (f"uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2"
@@ -69,7 +80,7 @@ before them gains them by ``ADD COLUMN`` at the end (and a re-settle fills them)
 
 
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` of both tables, for one node or a cluster.
+    """``CREATE TABLE IF NOT EXISTS`` of every settled table, for one node or a cluster.
 
     Args:
         cluster_clause: ``""`` or `` ON CLUSTER <name>``.
@@ -104,4 +115,16 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         + "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
+        f"CREATE TABLE IF NOT EXISTS {STEP_COUNTS_TABLE}{c} (\n"
+        "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
+        "  project_id LowCardinality(String),\n  start_time DateTime('UTC'),\n"
+        "  trace_id String,\n  operation LowCardinality(String),\n"
+        "  step LowCardinality(String),\n  error_class LowCardinality(String),\n"
+        "  error_category LowCardinality(String),\n  num_spans Int64,\n  num_failed Int64,\n"
+        "  num_retries Int64,\n  num_retries_ok Int64,\n  num_fallbacks Int64,\n"
+        "  settled_ns Int64\n)"
+        f" ENGINE = {shared_engine(STEP_COUNTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
+        "PARTITION BY toDate(start_time)\n"
+        "ORDER BY (org_id, project_id, start_time, trace_id, workspace_id, operation, step,"
+        " error_class, error_category)",
     ]
