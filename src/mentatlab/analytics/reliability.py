@@ -47,8 +47,12 @@ Lists (loops, cycles, deadlock suspects) hold at most :data:`MAX_LISTED` entries
 counts are over every trace examined.
 
 **Where the numbers come from.** Span figures (operations, steps, heatmap, retries,
-fallbacks) are one pass over the spans (``FINAL``), grouped by (bucket, operation, step)
-and rolled up over those few rows; errors one pass over the failed spans. Trace figures
+fallbacks) are one pass grouped by (bucket, operation, step) and rolled up over those few
+rows; errors one pass over the failed spans. On a store the settle job runs on, with only
+tenancy filters and a range of whole minutes (as :class:`~mentatlab.analytics.query.TimeRange`
+makes it), both read ``step_counts`` (the settled traces' spans counted per minute,
+operation and step at settle time) and the unsettled tail's raw spans; otherwise raw spans
+(``FINAL``). Trace figures
 (outcomes, cycle candidates) on a store the settle job runs on
 (:mod:`mentatlab.resolver.settle`) and with only tenancy filters come from
 ``trace_facts`` (one row per settled trace, the outcome facts computed at settle time)

@@ -17,7 +17,7 @@ A trace is *settled* once no span of it has arrived for the quiet period
   :mod:`mentatlab.analytics.reliability` reads (root status, retry and fallback flags,
   agent-cycle candidate; the columns after ``settled_ns``, see :data:`RELIABILITY_COLUMNS`).
 
-Both are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
+All are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
 rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
 ``FINAL``. On a cluster they are shared tables (every node holds them whole, like the
 pre-aggregates), written once by the elected node.
