@@ -290,8 +290,7 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
     """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
 
     The derived tables are the settled traces' (``span_timing``, ``trace_facts``,
-    ``step_counts``), aged
-    by their ``start_time`` like the spans they came from.
+    ``step_counts``), aged by their ``start_time`` like the spans they came from.
 
     Raises:
         ConfigError: ``retention_days`` is negative.
