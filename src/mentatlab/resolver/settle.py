@@ -13,8 +13,8 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
-   batch per chunk goes to ``span_timing``; ``trace_facts`` and ``version_sightings``
-   are one ``INSERT … SELECT … GROUP BY`` each over the same traces;
+   batch per chunk goes to ``span_timing``; ``trace_facts``, ``version_sightings`` and
+   ``step_counts`` are one ``INSERT … SELECT … GROUP BY`` each over the same traces;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
@@ -45,7 +45,12 @@ from mentatlab.resolver.resolver import ResolverState
 from mentatlab.storage.aggregates import MODEL_EXPR, NOT_ROLLUP, RESOLVER_STATE_TABLE
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    CYCLE_CANDIDATE,
+    RELIABILITY_COLUMNS,
+    SETTLE_STATE_NAME,
     SPAN_TIMING_TABLE,
+    STEP_COUNTS_TABLE,
+    STEP_EXPR,
     TRACE_FACTS_TABLE,
     VERSION_FIELDS,
     VERSION_SIGHTINGS_TABLE,
@@ -57,7 +62,6 @@ _log = logging.getLogger(__name__)
 
 SETTLE_TRACES = 2_000
 """Traces settled together (one read, one ``span_timing`` batch, one facts insert)."""
-_STATE_NAME = "settle"
 _FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 _TIMING_DIMS = ("org_id", "workspace_id", "project_id", "agent_id", "workflow_id",
                 "service_name", "provider", "operation", "status", "tool_name", "user_id",
@@ -82,7 +86,7 @@ _FACTS_COLUMNS = (
     " output_tokens, root_name, root_agent_id, root_operation, workflow_id, prompt_version,"
     " agent_version, workflow_version, prompt_versions, agent_versions, workflow_versions,"
     " models, primary_model, user_id, session_id, customer_id, settled_ns, agent_ids,"
-    " operations")
+    " operations, " + ", ".join(name for name, _ in RELIABILITY_COLUMNS))
 _FACTS_SQL = f"""INSERT INTO {TRACE_FACTS_TABLE} ({_FACTS_COLUMNS})
 SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     min(start_time) AS f_start_time,
@@ -117,7 +121,15 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
         AS f_session_id, anyIf(customer_id, customer_id != '') AS f_customer_id,
     {{v:Int64}} AS f_settled_ns,
     arraySort(groupUniqArray(agent_id)) AS f_agent_ids,
-    arraySort(groupUniqArray(operation)) AS f_operations
+    arraySort(groupUniqArray(operation)) AS f_operations,
+    max(toUnixTimestamp64Nano(start_time)) AS f_last_start_ns,
+    toUInt32(sum(uniqExact(workspace_id)) OVER (PARTITION BY trace_id)) AS f_num_scopes,
+    toUInt8(countIf(parent_span_id = '') > 0) AS f_has_root,
+    argMinIf(status, start_time, parent_span_id = '') AS f_root_status,
+    argMinIf(error_category, start_time, parent_span_id = '') AS f_root_error_category,
+    toUInt8(countIf(is_fallback) > 0) AS f_has_fallback,
+    toUInt8(countIf(is_retry) > 0) AS f_has_retry,
+    toUInt8({CYCLE_CANDIDATE}) AS f_cycle_candidate
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
 _SIGHTING_PAIRS = ", ".join(f"('{name}', {expr})" for name, expr in VERSION_FIELDS.items())
@@ -130,6 +142,19 @@ FROM spans FINAL ARRAY JOIN [{_SIGHTING_PAIRS}] AS fv
 WHERE {_IN_BATCH} AND fv.2 != ''
 GROUP BY org_id, workspace_id, project_id, s_field, agent_id, operation, s_value, s_day
 {_FINAL}"""
+
+
+_STEPS_SQL = f"""INSERT INTO {STEP_COUNTS_TABLE} (org_id, workspace_id, project_id, start_time,
+    trace_id, operation, step, error_class, error_category, num_spans, num_failed, num_retries,
+    num_retries_ok, num_fallbacks, settled_ns)
+SELECT org_id, workspace_id, project_id, toStartOfMinute(start_time) AS s_minute, trace_id,
+    operation, {STEP_EXPR} AS s_step, if(status != 'ok', error_class, '') AS s_class,
+    if(status != 'ok', error_category, '') AS s_category, toInt64(count()),
+    toInt64(countIf(status != 'ok')), toInt64(countIf(is_retry)),
+    toInt64(countIf(is_retry AND status = 'ok')), toInt64(countIf(is_fallback)), {{v:Int64}}
+FROM spans FINAL WHERE {_IN_BATCH}
+GROUP BY org_id, workspace_id, project_id, s_minute, trace_id, operation, s_step, s_class,
+    s_category {_FINAL}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +178,7 @@ def read_settle_state(store: SpanStore) -> int | None:
     """
     rows = store.query_arrow(
         f"SELECT argMax(through_ns, version) AS w, count() AS n FROM {RESOLVER_STATE_TABLE}"
-        f" WHERE name = '{_STATE_NAME}'").to_pylist()
+        f" WHERE name = '{SETTLE_STATE_NAME}'").to_pylist()
     if not rows or not rows[0]["n"]:
         return None
     return int(rows[0]["w"])
@@ -238,7 +263,7 @@ class Settler:
         self.store.execute(
             f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
             " VALUES ({n:String}, {w:Int64}, 1, {v:UInt64})",
-            {"n": _STATE_NAME, "w": cutoff_ns, "v": time.time_ns()})
+            {"n": SETTLE_STATE_NAME, "w": cutoff_ns, "v": time.time_ns()})
         with self._lock:
             self._state = ResolverState(cutoff_ns, True)
         self.num_passes += 1
@@ -270,6 +295,7 @@ class Settler:
             self.store.insert_table(SPAN_TIMING_TABLE, _timing(table, version))
         self.store.execute(_FACTS_SQL, params)
         self.store.execute(_SIGHTINGS_SQL, params)
+        self.store.execute(_STEPS_SQL, params)
         return int(table.num_rows)
 
 

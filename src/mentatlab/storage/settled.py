@@ -8,30 +8,40 @@ A trace is *settled* once no span of it has arrived for the quiet period
   ``on_critical_path`` (:mod:`mentatlab.analytics.critical_path`) beside the dimensions a
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
+* ``step_counts``: per (org, project, minute, trace, workspace, operation, step, error
+  class and category of the failed spans) the spans, failures, retries and fallbacks, the
+  span figures :mod:`mentatlab.analytics.reliability` sums (a few rows per trace instead
+  of one per span, the step as ``LowCardinality``);
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
-  read by :mod:`mentatlab.analytics.compare` and :mod:`mentatlab.analytics.regressions`;
+  read by :mod:`mentatlab.analytics.compare` and :mod:`mentatlab.analytics.regressions`,
+  and the outcome facts :mod:`mentatlab.analytics.reliability` reads (root status, retry
+  and fallback flags, agent-cycle candidate; see :data:`RELIABILITY_COLUMNS`);
 * ``version_sightings``: per (org, workspace, project, version field, agent, operation,
   value, UTC day) the earliest and latest ``start_time`` of a span carrying that value
   for that agent and operation, read by :mod:`mentatlab.analytics.regressions` to find
   the versions first seen in a window without scanning every span.
 
-The first two are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and
-the new rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
-``FINAL``. ``version_sightings`` is an ``AggregatingMergeTree`` of ``min``/``max``: every
-settled batch adds its own sightings and readers take ``min``/``max`` again, so settling
-a trace twice changes nothing; a span whose agent, operation or version changed after its
-trace settled leaves its old sighting behind (readers add the unsettled tail from raw
-spans, so only a value rewritten on an already settled span can be early). On a cluster
-they are shared tables (every node holds them whole, like the pre-aggregates), written
-once by the elected node.
+All but ``version_sightings`` are ``ReplacingMergeTree(settled_ns)``: a late span
+re-settles its trace and the new rows replace the old ones (same sorting key, higher
+``settled_ns``); readers use ``FINAL``. ``version_sightings`` is an
+``AggregatingMergeTree`` of ``min``/``max``: every settled batch adds its own sightings and
+readers take ``min``/``max`` again, so settling a trace twice changes nothing; a span
+whose agent, operation or version changed after its trace settled leaves its old sighting
+behind (readers add the unsettled tail from raw spans, so only a value rewritten on an
+already settled span can be early). On a cluster they are shared tables (every node holds
+them whole, like the pre-aggregates), written once by the elected node.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from mentatlab.storage.aggregates import MODEL_EXPR, EngineClause
 
-__all__ = ["SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE",
-           "VERSION_FIELDS", "VERSION_SIGHTINGS_TABLE", "settled_ddl"]
+__all__ = ["AGENT_EXPR", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS", "SETTLED_FILTER_COLUMNS",
+           "SETTLED_TABLES", "SETTLE_STATE_NAME", "SPAN_TIMING_TABLE", "STEP_COUNTS_TABLE",
+           "STEP_EXPR", "TRACE_FACTS_LATER_COLUMNS", "TRACE_FACTS_TABLE", "VERSION_FIELDS",
+           "VERSION_SIGHTINGS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
@@ -40,8 +50,14 @@ TRACE_FACTS_TABLE = "trace_facts"
 VERSION_SIGHTINGS_TABLE = "version_sightings"
 """Per (tenancy, version field, agent, operation, value, day): first and last span start."""
 
+SETTLE_STATE_NAME = "settle"
+"""The settle job's row name in ``resolver_state`` (its watermark)."""
+STEP_COUNTS_TABLE = "step_counts"
+"""Per settled (org, project, minute, trace, workspace, operation, step, error class and
+category): span, failure, retry and fallback counts."""
+
 SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE,
-                                   VERSION_SIGHTINGS_TABLE)
+                                   VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE)
 """Every settled table; span retention applies to them too (by ``start_time``: the day's
 start for ``version_sightings``)."""
 
@@ -62,17 +78,58 @@ SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
 model): the filter names a bottleneck query accepts."""
 
 
-def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` of every settled table, for one node or a cluster.
+STEP_EXPR = "if(step != '', step, name)"
+"""SQL of a span's step: its ``step`` attribute when set, else its name."""
+AGENT_EXPR = "if(agent_id != '' AND bitAnd(inherited, 1) = 0, agent_id, name)"
+"""SQL of an agent span's identity: its own agent id (inherited bit 0 clear), else name."""
+CYCLE_CANDIDATE = (f"uniqExactIf({AGENT_EXPR}, operation = 'agent') >= 2"
+                   f" AND uniqExactIf(span_id, operation = 'agent')"
+                   f" > uniqExactIf({AGENT_EXPR}, operation = 'agent')")
+"""Aggregate over a trace's spans: it can hold an agent cycle (at least two distinct agents
+and a repeated one; :mod:`mentatlab.analytics.reliability`)."""
+
+RELIABILITY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("last_start_ns", "Int64"),
+    ("num_scopes", "UInt32"),
+    ("has_root", "UInt8"),
+    ("root_status", "LowCardinality(String)"),
+    ("root_error_category", "LowCardinality(String)"),
+    ("has_fallback", "UInt8"),
+    ("has_retry", "UInt8"),
+    ("cycle_candidate", "UInt8"),
+)
+"""The ``trace_facts`` columns reliability reads (name, type), over every span of the
+trace: the latest span start (ns); how many (org, workspace, project) its spans
+have (0 on a row written before the column existed: readers then take the trace from raw
+spans); whether it has a root span (no parent), the earliest root's status and error
+category; whether a span is a fallback, a retry; :data:`CYCLE_CANDIDATE`."""
+
+TRACE_FACTS_LATER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("agent_ids", "Array(String)"),
+    ("operations", "Array(String)"),
+    ("trace_hash", "UInt64 MATERIALIZED cityHash64(trace_id)"),
+    *RELIABILITY_COLUMNS,
+)
+"""The ``trace_facts`` columns after ``settled_ns`` (name, type clause), in table order:
+the agents and operations of its spans (:mod:`mentatlab.analytics.regressions`), the
+hash compare's sample is cut by, then :data:`RELIABILITY_COLUMNS`. A store created before
+them gains them by ``ADD COLUMN`` at the end (migration 8, which has the settle job fill
+them again)."""
+
+
+def settled_ddl(cluster_clause: str, shared_engine: EngineClause,
+                tables: Collection[str] = SETTLED_TABLES) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` of settled tables, for one node or a cluster.
 
     Args:
         cluster_clause: ``""`` or `` ON CLUSTER <name>``.
         shared_engine: ``SchemaOptions.shared_engine``.
+        tables: which of :data:`SETTLED_TABLES` (default: all), in their order.
     """
     c = cluster_clause
     dims = "".join(f"  {d} LowCardinality(String),\n" for d in SETTLED_FILTER_COLUMNS
                    if d != "name")
-    return [
+    statements = [
         f"CREATE TABLE IF NOT EXISTS {SPAN_TIMING_TABLE}{c} (\n{dims}"
         "  start_time DateTime64(9, 'UTC'),\n  trace_id String,\n  span_id String,\n"
         "  name String,\n  duration_ms Float64,\n  self_time_ms Float64,\n"
@@ -94,9 +151,8 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  workflow_versions Array(String),\n  models Array(String),\n"
         "  primary_model LowCardinality(String),\n  user_id String,\n  session_id String,\n"
         "  customer_id String,\n  settled_ns Int64,\n"
-        "  agent_ids Array(String),\n  operations Array(String),\n"
-        "  trace_hash UInt64 MATERIALIZED cityHash64(trace_id),\n"
-        "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
+        + "".join(f"  {name} {kind},\n" for name, kind in TRACE_FACTS_LATER_COLUMNS)
+        + "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
         f"CREATE TABLE IF NOT EXISTS {VERSION_SIGHTINGS_TABLE}{c} (\n"
@@ -110,4 +166,18 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "PARTITION BY toYYYYMM(start_time)\n"
         "ORDER BY (org_id, project_id, workspace_id, field, agent_id, operation, value,"
         " start_time)",
+        f"CREATE TABLE IF NOT EXISTS {STEP_COUNTS_TABLE}{c} (\n"
+        "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
+        "  project_id LowCardinality(String),\n  start_time DateTime('UTC'),\n"
+        "  trace_id String,\n  operation LowCardinality(String),\n"
+        "  step LowCardinality(String),\n  error_class LowCardinality(String),\n"
+        "  error_category LowCardinality(String),\n  num_spans Int64,\n  num_failed Int64,\n"
+        "  num_retries Int64,\n  num_retries_ok Int64,\n  num_fallbacks Int64,\n"
+        "  settled_ns Int64\n)"
+        f" ENGINE = {shared_engine(STEP_COUNTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
+        "PARTITION BY toDate(start_time)\n"
+        "ORDER BY (org_id, project_id, start_time, trace_id, workspace_id, operation, step,"
+        " error_class, error_category)",
     ]
+    return [ddl for name, ddl in zip(SETTLED_TABLES, statements, strict=True)
+            if name in tables]

@@ -25,9 +25,22 @@ from dataclasses import dataclass
 
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.model.schema import SPAN_COLUMNS, TOKEN_KIND_COST_COLUMNS, Column
-from mentatlab.storage.aggregates import aggregate_ddl, measure_upgrade_ddl
+from mentatlab.storage.aggregates import (
+    RESOLVER_STATE_TABLE,
+    aggregate_ddl,
+    measure_upgrade_ddl,
+)
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import SETTLED_TABLES, settled_ddl
+from mentatlab.storage.settled import (
+    SETTLE_STATE_NAME,
+    SETTLED_TABLES,
+    SPAN_TIMING_TABLE,
+    STEP_COUNTS_TABLE,
+    TRACE_FACTS_LATER_COLUMNS,
+    TRACE_FACTS_TABLE,
+    VERSION_SIGHTINGS_TABLE,
+    settled_ddl,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -196,7 +209,22 @@ def _m006(options: SchemaOptions) -> list[str]:
 def _m007(options: SchemaOptions) -> list[str]:
     # The settle job's per-span timing and per-trace facts (storage/settled.py); it fills
     # them from every stored trace on its first pass.
-    return settled_ddl(options.cluster_clause, options.shared_engine)
+    return settled_ddl(options.cluster_clause, options.shared_engine,
+                       (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE))
+
+
+def _m008(options: SchemaOptions) -> list[str]:
+    # Issue 16's speed: more settled facts per trace (trace_facts' later columns) and the
+    # version_sightings and step_counts tables (docs/decisions/0010). Rows settled before
+    # lack them, so the settle watermark goes back to 0 (when the job ever ran): readers
+    # take every trace from raw spans until the job's next pass has settled them all again.
+    c = options.cluster_clause
+    return [*(f"ALTER TABLE {TRACE_FACTS_TABLE}{c} ADD COLUMN IF NOT EXISTS {name} {kind}"
+              for name, kind in TRACE_FACTS_LATER_COLUMNS),
+            *settled_ddl(c, options.shared_engine, (VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE)),
+            f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+            f" SELECT name, 0, 1, toUInt64(toUnixTimestamp64Nano(now64(9)))"
+            f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1"]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -207,6 +235,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
     Migration(6, "per-kind token costs in the ledger and aggregates", _m006),
     Migration(7, "settled traces: span_timing and trace_facts", _m007),
+    Migration(8, "more settled facts: trace_facts columns, version_sightings, step_counts",
+              _m008),
 )
 """Every span-store migration, in version order."""
 
@@ -289,8 +319,8 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
                     ) -> None:
     """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
 
-    The derived tables are the settled traces' (``span_timing``, ``trace_facts``), aged
-    by their ``start_time`` like the spans they came from.
+    The derived tables are the settled traces' (``span_timing``, ``trace_facts``,
+    ``step_counts``), aged by their ``start_time`` like the spans they came from.
 
     Raises:
         ConfigError: ``retention_days`` is negative.
