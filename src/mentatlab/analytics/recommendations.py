@@ -58,12 +58,13 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
+from mentatlab.analytics._session_runs import session_calls_sql
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
@@ -157,6 +158,8 @@ NUM_SAMPLES: Final = 3
 KINDS: Final = ("cheaper_model", "prompt_caching", "context_trimming", "batching",
                 "failing_retries")
 """Every recommendation kind, in the order they are computed."""
+_SAMPLE_CUT: Final = "01"
+"""Trace ids sorted first for the samples (ids are random hex: 1/256 of them are below)."""
 _QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 _MTOK: Final = 1_000_000
 
@@ -212,6 +215,76 @@ def _samples(value: Any) -> list[str]:
     return out[:NUM_SAMPLES]
 
 
+def _keys_in(parts: SqlParts, key_exprs: Sequence[str], keys: Iterable[tuple[str, ...]]
+             ) -> str:
+    """A condition keeping the rows whose key is one of ``keys``.
+
+    Each key column is tested on its own, so other combinations of the wanted values pass
+    too: callers keep the groups they asked for.
+    """
+    keys = list(keys)
+    return " AND ".join(
+        f"toString({e}) IN {parts.bind(sorted({k[i] for k in keys}), 'Array(String)')}"
+        for i, e in enumerate(key_exprs))
+
+
+def _lowest_trace_ids(store: SpanStore, where: str, binds: Mapping[str, Any],
+                      key_exprs: Sequence[str], keys: Sequence[tuple[str, ...]]
+                      ) -> dict[tuple[str, ...], list[str]]:
+    """The sample trace ids of the groups ``keys`` of the spans meeting ``where``.
+
+    Each group's first :data:`NUM_SAMPLES` distinct ids among its 10 lowest (one per span,
+    so a trace may repeat): what ``groupArraySorted(10)(trace_id)`` gives, read for the
+    groups asked only. Sorting every span's id is what made the grouped queries slow, so
+    the ids below :data:`_SAMPLE_CUT` are sorted first (1/256 of random ids); a group with
+    fewer than 10 of them (and more spans) is read again without the cut.
+
+    Args:
+        store: the span store.
+        where: conditions over ``spans FINAL`` (binds in ``binds``).
+        binds: the bound parameters of ``where``.
+        key_exprs: the SQL expression of each key column (all strings).
+        keys: the groups wanted, as tuples of ``key_exprs`` values.
+    """
+    out: dict[tuple[str, ...], list[str]] = {}
+    cut: str | None = _SAMPLE_CUT
+    wanted = set(keys)
+    while wanted:
+        parts = SqlParts(binds=dict(binds))
+        in_keys = _keys_in(parts, key_exprs, wanted)
+        low = "1" if cut is None else f"trace_id < {parts.bind(cut, 'String')}"
+        columns = ", ".join(f"toString({e}) AS k{i}" for i, e in enumerate(key_exprs))
+        sql = f"""SELECT {columns}, groupArraySortedIf(10)(trace_id, {low}) AS samples,
+    toInt64(countIf({low})) AS num_low, toInt64(count()) AS num_spans
+FROM spans FINAL
+WHERE {where} AND {in_keys}
+GROUP BY {', '.join(f'k{i}' for i in range(len(key_exprs)))} {FINAL_SETTINGS}"""
+        again = []
+        for row in store.query_arrow(sql, parts.binds).to_pylist():
+            key = tuple(row[f"k{i}"] for i in range(len(key_exprs)))
+            if key not in wanted:
+                continue  # another combination of the wanted values
+            if row["num_low"] < min(10, row["num_spans"]):
+                again.append(key)
+            else:
+                out[key] = _samples(row["samples"])
+        if cut is None:
+            break
+        wanted, cut = set(again), None
+    return out
+
+
+def _any_version(store: SpanStore, where: str, binds: Mapping[str, Any]) -> bool:
+    """Whether any stored version of a span meets ``where``.
+
+    When none does, no current one (``spans FINAL``) does either, and a query over them
+    can be skipped; without ``FINAL`` the condition is read first (PREWHERE), so this is a
+    scan of its columns only.
+    """
+    sql = f"SELECT 1 AS found FROM spans WHERE {where} LIMIT 1"
+    return bool(store.query_arrow(sql, binds).num_rows)
+
+
 class _Pricer:
     """Per-token prices of a model in the installation currency, via the ``price`` processor."""
 
@@ -241,21 +314,33 @@ class _Pricer:
 def _cheaper_model(store: SpanStore, params: QueryParams, pricer: _Pricer
                    ) -> list[tuple[Recommendation, Decimal]]:
     parts = _where(params)
-    sql = f"""SELECT org_id, project_id, agent_id, step, toString(operation) AS op, provider,
-    {MODEL_EXPR} AS model, toInt64(count()) AS num_calls,
-    toInt64(countIf(status = 'ok')) AS num_ok, sum(total_cost) AS cost,
-    groupArraySorted(10)(trace_id) AS samples
-FROM spans FINAL
-WHERE {parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')
-    AND NOT startsWith(price_source, 'unpriced')
-GROUP BY org_id, project_id, agent_id, step, op, provider, model
-HAVING num_calls >= {MIN_CALLS_PER_MODEL}
-ORDER BY org_id, project_id, agent_id, step, op, model {FINAL_SETTINGS}"""
-    scopes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    calls = (f"{parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')"
+             " AND NOT startsWith(price_source, 'unpriced')")
+    # Grouped by the stored (LowCardinality) columns, the model's two columns apart, and
+    # rolled up in Python: ~2x cheaper than grouping by the expressions; the sample traces
+    # are read afterwards for the recommendations made only (_lowest_trace_ids).
+    sql = f"""SELECT org_id, project_id, agent_id, step, operation, provider, response_model,
+    request_model, toInt64(count()) AS num_calls, toInt64(countIf(status = 'ok')) AS num_ok,
+    sum(total_cost) AS cost
+FROM spans FINAL WHERE {calls}
+GROUP BY org_id, project_id, agent_id, step, operation, provider, response_model,
+    request_model {FINAL_SETTINGS}"""
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in store.query_arrow(sql, parts.binds).to_pylist():
-        key = (row["org_id"], row["project_id"], row["agent_id"], row["step"], row["op"])
-        scopes[key].append(row)
-    out = []
+        model = row["response_model"] or row["request_model"]
+        key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"], row["step"],
+                                str(row["operation"]), model, row["provider"])
+        group = groups.setdefault(key, {"provider": row["provider"], "model": model,
+                                        "num_calls": 0, "num_ok": 0, "cost": Decimal(0)})
+        group["num_calls"] += row["num_calls"]
+        group["num_ok"] += row["num_ok"]
+        group["cost"] += Decimal(row["cost"])
+    scopes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for key in sorted(groups):
+        if groups[key]["num_calls"] >= MIN_CALLS_PER_MODEL:
+            scopes[key[:5]].append(groups[key])
+    found: list[tuple[tuple[str, ...], dict[str, Any], dict[str, Any], tuple[float, float],
+                      Decimal]] = []
     for (org, project, agent, step, op), rows in scopes.items():
         for e in rows:
             best: tuple[Decimal, dict[str, Any], Any] | None = None
@@ -271,33 +356,39 @@ ORDER BY org_id, project_id, agent_id, step, op, model {FINAL_SETTINGS}"""
                             / c["num_calls"])
                 if best is None or saving > best[0]:
                     best = (saving, c, test)
-            if best is None or best[0] <= 0:
-                continue
-            saving, c, (z, p) = best
-            scope = {"org_id": org, "project_id": project, "agent_id": agent, "step": step,
-                     "operation": op}
-            evidence = {
-                "quality_basis": "status",
-                "model": e["model"], "provider": e["provider"],
-                "cheaper_model": c["model"], "cheaper_provider": c["provider"],
-                "num_calls": e["num_calls"], "num_successes": e["num_ok"],
-                "success_rate": e["num_ok"] / e["num_calls"],
-                "cheaper_num_calls": c["num_calls"], "cheaper_num_successes": c["num_ok"],
-                "cheaper_success_rate": c["num_ok"] / c["num_calls"],
-                "cost_per_call": _q(Decimal(e["cost"]) / e["num_calls"]),
-                "cheaper_cost_per_call": _q(Decimal(c["cost"]) / c["num_calls"]),
-                "test": "two-proportion non-inferiority (statsmodels test_proportions_2indep, "
-                        "agresti-caffo, one-sided)",
-                "margin": NONINFERIORITY_MARGIN, "alpha": ALPHA, "statistic": z, "p_value": p,
-            }
-            out.append((Recommendation(
-                kind="cheaper_model",
-                title=f"Use {c['model']} instead of {e['model']} for "
-                      f"{agent or 'calls'} ({op}): it succeeds as often and costs less",
-                scope=scope, evidence=evidence, sample_trace_ids=_samples(e["samples"]),
-                saving_in_window=saving, saving_per_month=Decimal(0),
-                saving_basis="calls of the dearer model × (its cost per call − the cheaper "
-                             "model's cost per call), as observed"), saving))
+            if best is not None and best[0] > 0:
+                found.append(((org, project, agent, step, op, e["model"], e["provider"]),
+                              e, best[1], best[2], best[0]))
+    samples = _lowest_trace_ids(store, calls, parts.binds, (
+        "org_id", "project_id", "agent_id", "step", "toString(operation)", MODEL_EXPR,
+        "provider"), [f[0] for f in found])
+    out = []
+    for key, e, c, (z, p), saving in found:
+        org, project, agent, step, op = key[:5]
+        scope = {"org_id": org, "project_id": project, "agent_id": agent, "step": step,
+                 "operation": op}
+        evidence = {
+            "quality_basis": "status",
+            "model": e["model"], "provider": e["provider"],
+            "cheaper_model": c["model"], "cheaper_provider": c["provider"],
+            "num_calls": e["num_calls"], "num_successes": e["num_ok"],
+            "success_rate": e["num_ok"] / e["num_calls"],
+            "cheaper_num_calls": c["num_calls"], "cheaper_num_successes": c["num_ok"],
+            "cheaper_success_rate": c["num_ok"] / c["num_calls"],
+            "cost_per_call": _q(Decimal(e["cost"]) / e["num_calls"]),
+            "cheaper_cost_per_call": _q(Decimal(c["cost"]) / c["num_calls"]),
+            "test": "two-proportion non-inferiority (statsmodels test_proportions_2indep, "
+                    "agresti-caffo, one-sided)",
+            "margin": NONINFERIORITY_MARGIN, "alpha": ALPHA, "statistic": z, "p_value": p,
+        }
+        out.append((Recommendation(
+            kind="cheaper_model",
+            title=f"Use {c['model']} instead of {e['model']} for "
+                  f"{agent or 'calls'} ({op}): it succeeds as often and costs less",
+            scope=scope, evidence=evidence, sample_trace_ids=samples.get(key, []),
+            saving_in_window=saving, saving_per_month=Decimal(0),
+            saving_basis="calls of the dearer model × (its cost per call − the cheaper "
+                         "model's cost per call), as observed"), saving))
     return out
 
 
@@ -330,6 +421,9 @@ def min_cacheable_tokens(model: str) -> int:
 def _prompt_caching(store: SpanStore, params: QueryParams, pricer: _Pricer
                     ) -> list[tuple[Recommendation, Decimal]]:
     parts = _where(params)
+    if not _any_version(store, f"{parts.where} AND {LLM_CALL} AND prompt_prefix_hash != 0",
+                        parts.binds):
+        return []
     keys = "org_id, project_id, agent_id, provider, model, h"
     sql = f"""WITH calls AS (
     SELECT org_id, project_id, agent_id, provider, {MODEL_EXPR} AS model,
@@ -401,6 +495,9 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
 def _context_trimming(store: SpanStore, params: QueryParams, pricer: _Pricer
                       ) -> list[tuple[Recommendation, Decimal]]:
     parts = _where(params)
+    calls = session_calls_sql(store, params, parts, MIN_RUNS)
+    if calls is None:
+        return []  # no session has MIN_RUNS runs
     growing = f"slope >= {MIN_SLOPE_TOKENS_PER_RUN} AND r >= {MIN_R}"
     sql = f"""WITH runs AS (
     SELECT org_id, project_id, session_id, if(run_id != '', run_id, trace_id) AS run,
@@ -408,9 +505,8 @@ def _context_trimming(store: SpanStore, params: QueryParams, pricer: _Pricer
         toInt64(sum(ifNull(input_tokens, 0))) AS inp,
         argMax(agent_id, ifNull(input_tokens, 0)) AS agent,
         argMax(provider, ifNull(input_tokens, 0)) AS prov,
-        argMax({MODEL_EXPR}, ifNull(input_tokens, 0)) AS mdl
-    FROM spans FINAL
-    WHERE {parts.where} AND {LLM_CALL} AND session_id != ''
+        argMax(model, ifNull(input_tokens, 0)) AS mdl
+    FROM ({calls})
     GROUP BY org_id, project_id, session_id, run),
 indexed AS (
     SELECT *, row_number() OVER w AS idx, first_value(inp) OVER w AS first_inp
@@ -470,41 +566,52 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
 
 # ------------------------------------------------------------------ batching
 
-def _batching(store: SpanStore, params: QueryParams, pricer: _Pricer
-              ) -> list[tuple[Recommendation, Decimal]]:
-    parts = _where(params)
+_BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "toString(operation)", "provider",
+                      MODEL_EXPR)
+"""``batching``: the key of a group of calls (names ``org_id, project_id, agent_id, op,
+provider, model`` in the query)."""
+
+
+def _batching_sql(where: str, *, samples: bool) -> str:
+    """The small calls meeting ``where``, marked in or out of a burst, grouped by key.
+
+    A call is in a burst when the previous or next small call of its key (by start time)
+    starts within :data:`BURST_GAP_MS` of it; only start times decide that (calls starting
+    together are both in), so the window sorts by the millisecond alone and carries no
+    trace id: ``samples`` (the lowest ids of burst calls) is asked for the groups
+    recommended only, in a second query.
+    """
     keys = "org_id, project_id, agent_id, op, provider, model"
-    sql = f"""WITH calls AS (
+    gap = BURST_GAP_MS
+    return f"""WITH calls AS (
     SELECT org_id, project_id, agent_id, toString(operation) AS op, provider,
-        {MODEL_EXPR} AS model, trace_id, start_time, ifNull(input_tokens, 0) AS inp,
-        ifNull(output_tokens, 0) AS outp, ifNull(cache_read_tokens, 0) AS cr, token_cost,
-        price_source
+        {MODEL_EXPR} AS model, toUnixTimestamp64Milli(start_time) AS t_ms,
+        ifNull(input_tokens, 0) AS inp, ifNull(output_tokens, 0) AS outp,
+        ifNull(cache_read_tokens, 0) AS cr, token_cost,
+        NOT startsWith(price_source, 'genai-prices') AS other{', trace_id' if samples else ''}
     FROM spans FINAL
-    WHERE {parts.where} AND {LLM_CALL}
+    WHERE {where} AND {LLM_CALL}
         AND ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}),
-gaps AS (
-    SELECT *, toUnixTimestamp64Milli(start_time) AS t_ms,
-        row_number() OVER before AS rn, lagInFrame(start_time) OVER before AS prev,
-        leadInFrame(start_time) OVER after AS next,
-        count() OVER after AS num_after
-    FROM calls
-    WINDOW before AS (PARTITION BY {keys} ORDER BY start_time, trace_id
-                      ROWS BETWEEN 1 PRECEDING AND CURRENT ROW),
-           after AS (PARTITION BY {keys} ORDER BY start_time, trace_id
-                     ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)),
 marked AS (
-    SELECT *, (rn > 1 AND t_ms - toUnixTimestamp64Milli(prev) <= {BURST_GAP_MS})
-        OR (num_after > 1 AND toUnixTimestamp64Milli(next) - t_ms <= {BURST_GAP_MS})
-        AS burst FROM gaps)
+    SELECT *, ifNull(t_ms - lagInFrame(toNullable(t_ms)) OVER w <= {gap}, 0)
+        OR ifNull(leadInFrame(toNullable(t_ms)) OVER w - t_ms <= {gap}, 0) AS burst
+    FROM calls
+    WINDOW w AS (PARTITION BY {keys} ORDER BY t_ms ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING))
 SELECT {keys}, toInt64(count()) AS num_small, toInt64(countIf(burst)) AS num_burst,
     toInt64(sumIf(inp, burst)) AS input_tokens, toInt64(sumIf(outp, burst)) AS output_tokens,
     toInt64(sumIf(cr, burst)) AS cache_read_tokens, sumIf(token_cost, burst) AS token_cost,
-    toInt64(countIf(burst AND NOT startsWith(price_source, 'genai-prices'))) AS num_other,
-    groupArraySortedIf(10)(trace_id, burst) AS samples
+    toInt64(countIf(burst AND other)) AS num_other
+    {', groupArraySortedIf(10)(trace_id, burst) AS samples' if samples else ''}
 FROM marked GROUP BY {keys}
 HAVING num_burst >= {MIN_BURST_CALLS}
 ORDER BY {keys} {FINAL_SETTINGS}"""
-    out = []
+
+
+def _batching(store: SpanStore, params: QueryParams, pricer: _Pricer
+              ) -> list[tuple[Recommendation, Decimal]]:
+    parts = _where(params)
+    sql = _batching_sql(parts.where, samples=False)
+    found = []
     catalog = pricer.price.catalog
     for row in store.query_arrow(sql, parts.binds).to_pylist():
         provider, model, n = row["provider"], row["model"], row["num_burst"]
@@ -531,18 +638,30 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
             "batch_price_ratio": float(ratio), "batch_price_source": batch.source,
             "small_call_tokens": SMALL_CALL_TOKENS, "burst_gap_ms": BURST_GAP_MS,
         }
-        out.append((Recommendation(
+        key = tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op",
+                                            "provider", "model"))
+        found.append((key, Recommendation(
             kind="batching",
             title=f"Batch the small {row['op']} calls of {model}: {n} calls in bursts",
             scope={"org_id": row["org_id"], "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "operation": row["op"], "provider": provider,
                    "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=[],
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="burst calls' token cost × (1 − batch / standard price of their "
                          "average call), if sent through the provider's batch API (answers "
                          "within 24 h)"), saving))
-    return out
+    if not found:
+        return []
+    wanted = SqlParts(binds=dict(parts.binds))
+    where = f"{parts.where} AND {_keys_in(wanted, _BATCH_KEYS, (k for k, _, _ in found))}"
+    samples = {
+        tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op", "provider",
+                                    "model")): _samples(row["samples"])
+        for row in store.query_arrow(_batching_sql(where, samples=True),
+                                     wanted.binds).to_pylist()}
+    return [(replace(rec, sample_trace_ids=samples.get(key, [])), saving)
+            for key, rec, saving in found]
 
 
 # ------------------------------------------------------------------ failing_retries

@@ -76,7 +76,8 @@ _FACTS_COLUMNS = (
     " status, num_spans, error_spans, timeout_spans, total_cost, input_tokens,"
     " output_tokens, root_name, root_agent_id, root_operation, workflow_id, prompt_version,"
     " agent_version, workflow_version, prompt_versions, agent_versions, workflow_versions,"
-    " models, primary_model, user_id, session_id, customer_id, settled_ns")
+    " models, primary_model, user_id, session_id, customer_id, settled_ns, session_ids,"
+    " num_runs")
 _FACTS_SQL = f"""INSERT INTO {TRACE_FACTS_TABLE} ({_FACTS_COLUMNS})
 SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     min(start_time) AS f_start_time,
@@ -109,7 +110,8 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
         AS f_primary_model,
     anyIf(user_id, user_id != '') AS f_user_id, anyIf(session_id, session_id != '')
         AS f_session_id, anyIf(customer_id, customer_id != '') AS f_customer_id,
-    {{v:Int64}} AS f_settled_ns
+    {{v:Int64}} AS f_settled_ns, {_NONEMPTY.format(c='session_id')} AS f_session_ids,
+    toInt64(uniqExact(if(run_id != '', run_id, trace_id))) AS f_num_runs
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
 

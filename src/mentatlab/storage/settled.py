@@ -9,7 +9,10 @@ A trace is *settled* once no span of it has arrived for the quiet period
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
-  read by :mod:`mentatlab.analytics.compare`.
+  read by :mod:`mentatlab.analytics.compare`; its ``session_ids`` (every non-empty
+  ``session_id`` of its spans) and ``num_runs`` (distinct ``run_id``s, a span without one
+  counting as the trace's own run) let :mod:`mentatlab.analytics.recommendations` find the
+  sessions with several runs without reading spans.
 
 Both are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
 rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
@@ -72,6 +75,7 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  workflow_versions Array(String),\n  models Array(String),\n"
         "  primary_model LowCardinality(String),\n  user_id String,\n  session_id String,\n"
         "  customer_id String,\n  settled_ns Int64,\n"
+        "  session_ids Array(String),\n  num_runs Int64,\n"
         "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
