@@ -107,30 +107,45 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
             f" FROM spans WHERE {parts.where} AND {LLM_CALL} AND session_id != ''"
             f" AND trace_id IN ({tail}) GROUP BY org_id, project_id, session_id")
     candidates = store.query_arrow(
-        f"SELECT DISTINCT session_id FROM (SELECT session_id, sum(n) AS bound FROM"
-        f" ({' UNION ALL '.join(bounds)}) GROUP BY org_id, project_id, session_id"
-        f" HAVING bound >= {int(min_runs)})", parts.binds).column("session_id").to_pylist()
-    if not candidates:
+        f"SELECT org_id, project_id, session_id FROM ({' UNION ALL '.join(bounds)})"
+        f" GROUP BY org_id, project_id, session_id HAVING sum(n) >= {int(min_runs)}",
+        parts.binds)
+    if not candidates.num_rows:
         return None
-    if len(candidates) > MAX_CANDIDATE_SESSIONS:
+    if candidates.num_rows > MAX_CANDIDATE_SESSIONS:
         return _calls(parts)
-    sids = parts.bind(sorted(str(c) for c in candidates), "Array(String)")
-    spans = store.query_arrow(
-        f"SELECT start_ns, end_ns FROM {TRACE_FACTS_TABLE}"
-        f" WHERE {facts.where} AND hasAny(session_ids, {sids})", parts.binds)
-    joined = _join_spans(list(zip(spans.column("start_ns").to_pylist(),
-                                  spans.column("end_ns").to_pylist(), strict=True)),
-                         MAX_TIME_SPANS)
-    selects = []
-    if joined:
-        within = " OR ".join(
+    # each column tested on its own: other combinations of the values pass too, but a
+    # session read in part is not a candidate, so it has fewer runs than the minimum and
+    # the query drops it; org and project let the primary key skip other tenants' rows
+    sids, orgs, projects = (
+        parts.bind(sorted({str(v) for v in candidates.column(c).to_pylist()}),
+                   "Array(String)")
+        for c in ("session_id", "org_id", "project_id"))
+    sessions = f" AND org_id IN {orgs} AND project_id IN {projects} AND session_id IN {sids}"
+    rows = store.query_arrow(
+        f"SELECT org_id, project_id, start_ns, end_ns FROM {TRACE_FACTS_TABLE}"
+        f" WHERE {facts.where} AND hasAny(session_ids, {sids})", parts.binds).to_pylist()
+    by_tenant: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for row in rows:
+        by_tenant.setdefault((row["org_id"], row["project_id"]), []).append(
+            (row["start_ns"], row["end_ns"]))
+    # per (org, project): the primary key (org_id, project_id, minute, ...) then skips
+    # every granule but those of the candidates' traces
+    within = []
+    for (org, project), spans in sorted(by_tenant.items()):
+        joined = _join_spans(spans, max(1, MAX_TIME_SPANS // len(by_tenant)))
+        times = " OR ".join(
             f"(start_time >= fromUnixTimestamp64Nano(toInt64({lo}), 'UTC')"
             f" AND start_time <= fromUnixTimestamp64Nano(toInt64({hi}), 'UTC'))"
             for lo, hi in joined)
+        within.append(f"(org_id = {parts.bind(org, 'String')}"
+                      f" AND project_id = {parts.bind(project, 'String')} AND ({times}))")
+    selects = []
+    if within:
         not_tail = f" AND trace_id NOT IN ({tail})" if tail_n else ""
-        selects.append(_calls(parts, f" AND session_id IN {sids} AND ({within}){not_tail}"))
+        selects.append(_calls(parts, f"{sessions} AND ({' OR '.join(within)}){not_tail}"))
     if tail_n:
-        selects.append(_calls(parts, f" AND session_id IN {sids} AND trace_id IN ({tail})"))
+        selects.append(_calls(parts, f"{sessions} AND trace_id IN ({tail})"))
     if not selects:
         return None
     return " UNION ALL ".join(selects)

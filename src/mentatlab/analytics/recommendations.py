@@ -229,15 +229,13 @@ def _keys_in(parts: SqlParts, key_exprs: Sequence[str], keys: Iterable[tuple[str
 
 
 def _lowest_trace_ids(store: SpanStore, where: str, binds: Mapping[str, Any],
-                      key_exprs: Sequence[str], keys: Sequence[tuple[str, ...]]
+                      key_exprs: Sequence[str], keys: Iterable[tuple[str, ...]]
                       ) -> dict[tuple[str, ...], list[str]]:
     """The sample trace ids of the groups ``keys`` of the spans meeting ``where``.
 
-    Each group's first :data:`NUM_SAMPLES` distinct ids among its 10 lowest (one per span,
-    so a trace may repeat): what ``groupArraySorted(10)(trace_id)`` gives, read for the
-    groups asked only. Sorting every span's id is what made the grouped queries slow, so
-    the ids below :data:`_SAMPLE_CUT` are sorted first (1/256 of random ids); a group with
-    fewer than 10 of them (and more spans) is read again without the cut.
+    ``_samples(groupArraySorted(10)(trace_id))`` of each group, read for the groups asked
+    only: the fallback of a group with too few ids below :data:`_SAMPLE_CUT` (see
+    :func:`_low_ids_sql`).
 
     Args:
         store: the span store.
@@ -246,32 +244,38 @@ def _lowest_trace_ids(store: SpanStore, where: str, binds: Mapping[str, Any],
         key_exprs: the SQL expression of each key column (all strings).
         keys: the groups wanted, as tuples of ``key_exprs`` values.
     """
-    out: dict[tuple[str, ...], list[str]] = {}
-    cut: str | None = _SAMPLE_CUT
     wanted = set(keys)
-    while wanted:
-        parts = SqlParts(binds=dict(binds))
-        in_keys = _keys_in(parts, key_exprs, wanted)
-        low = "1" if cut is None else f"trace_id < {parts.bind(cut, 'String')}"
-        columns = ", ".join(f"toString({e}) AS k{i}" for i, e in enumerate(key_exprs))
-        sql = f"""SELECT {columns}, groupArraySortedIf(10)(trace_id, {low}) AS samples,
-    toInt64(countIf({low})) AS num_low, toInt64(count()) AS num_spans
+    if not wanted:
+        return {}
+    parts = SqlParts(binds=dict(binds))
+    in_keys = _keys_in(parts, key_exprs, wanted)
+    columns = ", ".join(f"toString({e}) AS k{i}" for i, e in enumerate(key_exprs))
+    sql = f"""SELECT {columns}, groupArraySorted(10)(trace_id) AS samples
 FROM spans FINAL
 WHERE {where} AND {in_keys}
 GROUP BY {', '.join(f'k{i}' for i in range(len(key_exprs)))} {FINAL_SETTINGS}"""
-        again = []
-        for row in store.query_arrow(sql, parts.binds).to_pylist():
-            key = tuple(row[f"k{i}"] for i in range(len(key_exprs)))
-            if key not in wanted:
-                continue  # another combination of the wanted values
-            if row["num_low"] < min(10, row["num_spans"]):
-                again.append(key)
-            else:
-                out[key] = _samples(row["samples"])
-        if cut is None:
-            break
-        wanted, cut = set(again), None
+    out: dict[tuple[str, ...], list[str]] = {}
+    for row in store.query_arrow(sql, parts.binds).to_pylist():
+        key = tuple(row[f"k{i}"] for i in range(len(key_exprs)))
+        if key in wanted:  # not another combination of the wanted values
+            out[key] = _samples(row["samples"])
     return out
+
+
+def _low_ids_sql(parts: SqlParts, condition: str = "1") -> str:
+    """Aggregates ``low_ids`` and ``num_low``: the rows' lowest ids below the cut, and how many.
+
+    ``low_ids`` holds up to 10 trace ids below :data:`_SAMPLE_CUT` of the rows meeting
+    ``condition``; ``num_low`` counts those rows.
+    Sorting every span's id (``groupArraySorted(10)(trace_id)``) is what made the grouped
+    queries slow; ids are random hex, so 1/256 of them are below the cut and only those
+    are sorted. When ``num_low >= min(10, rows)`` the 10 lowest ids below the cut are the
+    10 lowest of the group (finer groups merge by sorting their lists together); otherwise
+    :func:`_lowest_trace_ids` reads the group again.
+    """
+    cut = parts.bind(_SAMPLE_CUT, "String")
+    low = f"trace_id < {cut} AND {condition}"
+    return f"groupArraySortedIf(10)(trace_id, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"
 
 
 def _any_version(store: SpanStore, where: str, binds: Mapping[str, Any]) -> bool:
@@ -317,11 +321,10 @@ def _cheaper_model(store: SpanStore, params: QueryParams, pricer: _Pricer
     calls = (f"{parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')"
              " AND NOT startsWith(price_source, 'unpriced')")
     # Grouped by the stored (LowCardinality) columns, the model's two columns apart, and
-    # rolled up in Python: ~2x cheaper than grouping by the expressions; the sample traces
-    # are read afterwards for the recommendations made only (_lowest_trace_ids).
+    # rolled up in Python: ~2x cheaper than grouping by the expressions.
     sql = f"""SELECT org_id, project_id, agent_id, step, operation, provider, response_model,
     request_model, toInt64(count()) AS num_calls, toInt64(countIf(status = 'ok')) AS num_ok,
-    sum(total_cost) AS cost
+    sum(total_cost) AS cost, {_low_ids_sql(parts)}
 FROM spans FINAL WHERE {calls}
 GROUP BY org_id, project_id, agent_id, step, operation, provider, response_model,
     request_model {FINAL_SETTINGS}"""
@@ -331,10 +334,13 @@ GROUP BY org_id, project_id, agent_id, step, operation, provider, response_model
         key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"], row["step"],
                                 str(row["operation"]), model, row["provider"])
         group = groups.setdefault(key, {"provider": row["provider"], "model": model,
-                                        "num_calls": 0, "num_ok": 0, "cost": Decimal(0)})
+                                        "num_calls": 0, "num_ok": 0, "cost": Decimal(0),
+                                        "low_ids": [], "num_low": 0})
         group["num_calls"] += row["num_calls"]
         group["num_ok"] += row["num_ok"]
         group["cost"] += Decimal(row["cost"])
+        group["low_ids"] = sorted([*group["low_ids"], *row["low_ids"]])[:10]
+        group["num_low"] += row["num_low"]
     scopes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for key in sorted(groups):
         if groups[key]["num_calls"] >= MIN_CALLS_PER_MODEL:
@@ -359,9 +365,11 @@ GROUP BY org_id, project_id, agent_id, step, operation, provider, response_model
             if best is not None and best[0] > 0:
                 found.append(((org, project, agent, step, op, e["model"], e["provider"]),
                               e, best[1], best[2], best[0]))
-    samples = _lowest_trace_ids(store, calls, parts.binds, (
+    samples = {f[0]: _samples(f[1]["low_ids"]) for f in found
+               if f[1]["num_low"] >= min(10, f[1]["num_calls"])}
+    samples.update(_lowest_trace_ids(store, calls, parts.binds, (
         "org_id", "project_id", "agent_id", "step", "toString(operation)", MODEL_EXPR,
-        "provider"), [f[0] for f in found])
+        "provider"), [f[0] for f in found if f[0] not in samples]))
     out = []
     for key, e, c, (z, p), saving in found:
         org, project, agent, step, op = key[:5]
@@ -675,17 +683,25 @@ def _failing_retries(store: SpanStore, params: QueryParams, pricer: _Pricer
     {MODEL_EXPR} AS model, toInt64(count()) AS num_retries,
     toInt64(countIf({failed})) AS num_failed, sumIf(total_cost, {failed}) AS failed_cost,
     sum(total_cost) AS retry_cost, topKIf(3)(error_type, {failed}) AS error_types,
-    groupArraySortedIf(10)(trace_id, {failed}) AS samples
+    {_low_ids_sql(parts, failed)}
 FROM spans FINAL
 WHERE {parts.where} AND is_retry
 GROUP BY {keys}
 HAVING num_retries >= {MIN_RETRIES} AND num_failed > {MIN_RETRY_FAILURE_RATE} * num_retries
 ORDER BY {keys} {FINAL_SETTINGS}"""
+    rows = [row for row in store.query_arrow(sql, parts.binds).to_pylist()
+            if _q(Decimal(row["failed_cost"])) > 0]
+    key_exprs = ("org_id", "project_id", "agent_id", "toString(operation)", "tool_name",
+                 MODEL_EXPR)
+    names = ("org_id", "project_id", "agent_id", "op", "tool_name", "model")
+    samples = _lowest_trace_ids(
+        store, f"{parts.where} AND is_retry AND {failed}", parts.binds, key_exprs,
+        [tuple(str(r[n]) for n in names) for r in rows
+         if r["num_low"] < min(10, r["num_failed"])])
     out = []
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
+    for row in rows:
         saving = _q(Decimal(row["failed_cost"]))
-        if saving <= 0:
-            continue
+        key = tuple(str(row[n]) for n in names)
         what = row["tool_name"] or row["model"] or row["op"]
         evidence = {
             "num_retries": row["num_retries"], "num_failed_retries": row["num_failed"],
@@ -700,7 +716,8 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
             scope={"org_id": row["org_id"], "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "operation": row["op"],
                    "tool_name": row["tool_name"], "model": row["model"]},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence,
+            sample_trace_ids=samples.get(key, _samples(row["low_ids"])),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="what the failed retries cost (their own spans)"), saving))
     return out
