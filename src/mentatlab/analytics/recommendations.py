@@ -1,9 +1,18 @@
 """Optimization recommendations: where money can be saved, each with its numbers.
 
-Five kinds, one SQL query each (through the :class:`SpanStore` protocol, chDB and
-ClickHouse alike) over the LLM calls (spans with a model that are not usage roll-ups)
-that start in the range and meet the filter (the caller's tenancy included). Thresholds
-are module constants; the reasoning behind each is in docs/decisions/0013-recommendations.md.
+Five kinds over the LLM calls (spans with a model that are not usage roll-ups) that start
+in the range and meet the filter (the caller's tenancy included), in SQL through the
+:class:`SpanStore` protocol (chDB and ClickHouse alike). Thresholds are module constants;
+the reasoning behind each is in docs/decisions/0013-recommendations.md.
+
+How it is read (the answer is the one a query per kind over ``spans FINAL`` gives): one
+*census* pass groups every call by its stored columns (``cheaper_model``'s counts and
+costs, and how many calls are small or carry a prompt prefix); ``prompt_caching`` runs
+only when a call has a prefix and ``batching`` only over the groups with enough small
+calls of a model that has a batch price; ``context_trimming`` reads only the sessions
+that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
+(:mod:`mentatlab.analytics._session_runs`); sample trace ids are sorted only below a cut
+(:func:`_low_ids_sql`).
 
 * ``cheaper_model``: in one scope (org, project, agent, step, operation), a model C whose
   calls cost less on average than those of model E and succeed as often (calls without a
@@ -278,17 +287,6 @@ def _low_ids_sql(parts: SqlParts, condition: str = "1") -> str:
     return f"groupArraySortedIf(10)(trace_id, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"
 
 
-def _any_version(store: SpanStore, where: str, binds: Mapping[str, Any]) -> bool:
-    """Whether any stored version of a span meets ``where``.
-
-    When none does, no current one (``spans FINAL``) does either, and a query over them
-    can be skipped; without ``FINAL`` the condition is read first (PREWHERE), so this is a
-    scan of its columns only.
-    """
-    sql = f"SELECT 1 AS found FROM spans WHERE {where} LIMIT 1"
-    return bool(store.query_arrow(sql, binds).num_rows)
-
-
 class _Pricer:
     """Per-token prices of a model in the installation currency, via the ``price`` processor."""
 
@@ -313,23 +311,58 @@ class _Pricer:
                          ) / _MTOK
 
 
+_PRICED_CHAT: Final = ("operation IN ('chat', 'completion')"
+                       " AND NOT startsWith(price_source, 'unpriced')")
+"""``cheaper_model``'s calls: chat and completion calls with a price."""
+_SMALL: Final = f"ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}"
+"""``batching``'s calls: small ones."""
+_CENSUS_KEYS: Final = ("org_id", "project_id", "agent_id", "step", "operation", "provider",
+                       "response_model", "request_model")
+
+
+class _Reader:
+    """What the kinds share: store, range and filters, prices, and one pass over the calls.
+
+    The *census* groups every LLM call of the range by :data:`_CENSUS_KEYS` (stored
+    LowCardinality columns, the model's two apart: ~2x cheaper than grouping by
+    expressions; callers roll rows up in Python) with ``cheaper_model``'s sums and how many
+    calls are small or carry a prompt prefix, so ``prompt_caching`` and ``batching`` read
+    only what can give a recommendation. One scan of the calls instead of three.
+    """
+
+    def __init__(self, store: SpanStore, params: QueryParams, pricer: _Pricer) -> None:
+        self.store = store
+        self.params = params
+        self.pricer = pricer
+        self._census: list[dict[str, Any]] | None = None
+        self.census_parts = _where(params)
+
+    def census(self) -> list[dict[str, Any]]:
+        """The census rows (read on first use)."""
+        if self._census is None:
+            parts = self.census_parts
+            keys = ", ".join(_CENSUS_KEYS)
+            sql = f"""SELECT {keys}, toInt64(countIf({_PRICED_CHAT})) AS num_calls,
+    toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
+    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {_low_ids_sql(parts, _PRICED_CHAT)},
+    toInt64(countIf({_SMALL})) AS num_small,
+    toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed
+FROM spans FINAL WHERE {parts.where} AND {LLM_CALL}
+GROUP BY {keys} {FINAL_SETTINGS}"""
+            self._census = self.store.query_arrow(sql, parts.binds).to_pylist()
+        return self._census
+
+
 # ------------------------------------------------------------------ cheaper_model
 
-def _cheaper_model(store: SpanStore, params: QueryParams, pricer: _Pricer
-                   ) -> list[tuple[Recommendation, Decimal]]:
-    parts = _where(params)
-    calls = (f"{parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')"
-             " AND NOT startsWith(price_source, 'unpriced')")
-    # Grouped by the stored (LowCardinality) columns, the model's two columns apart, and
-    # rolled up in Python: ~2x cheaper than grouping by the expressions.
-    sql = f"""SELECT org_id, project_id, agent_id, step, operation, provider, response_model,
-    request_model, toInt64(count()) AS num_calls, toInt64(countIf(status = 'ok')) AS num_ok,
-    sum(total_cost) AS cost, {_low_ids_sql(parts)}
-FROM spans FINAL WHERE {calls}
-GROUP BY org_id, project_id, agent_id, step, operation, provider, response_model,
-    request_model {FINAL_SETTINGS}"""
+def _cheaper_model(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, parts = reader.store, reader.census_parts
+    census = reader.census()
+    calls = f"{parts.where} AND {LLM_CALL} AND {_PRICED_CHAT}"
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
+    for row in census:
+        if not row["num_calls"]:
+            continue
         model = row["response_model"] or row["request_model"]
         key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"], row["step"],
                                 str(row["operation"]), model, row["provider"])
@@ -426,12 +459,11 @@ def min_cacheable_tokens(model: str) -> int:
     return MIN_CACHEABLE_TOKENS
 
 
-def _prompt_caching(store: SpanStore, params: QueryParams, pricer: _Pricer
-                    ) -> list[tuple[Recommendation, Decimal]]:
+def _prompt_caching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
+    if not any(row["num_prefixed"] for row in reader.census()):
+        return []  # no call carries a prompt prefix
     parts = _where(params)
-    if not _any_version(store, f"{parts.where} AND {LLM_CALL} AND prompt_prefix_hash != 0",
-                        parts.binds):
-        return []
     keys = "org_id, project_id, agent_id, provider, model, h"
     sql = f"""WITH calls AS (
     SELECT org_id, project_id, agent_id, provider, {MODEL_EXPR} AS model,
@@ -500,8 +532,8 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
 
 # ------------------------------------------------------------------ context_trimming
 
-def _context_trimming(store: SpanStore, params: QueryParams, pricer: _Pricer
-                      ) -> list[tuple[Recommendation, Decimal]]:
+def _context_trimming(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
     parts = _where(params)
     calls = session_calls_sql(store, params, parts, MIN_RUNS)
     if calls is None:
@@ -615,10 +647,43 @@ HAVING num_burst >= {MIN_BURST_CALLS}
 ORDER BY {keys} {FINAL_SETTINGS}"""
 
 
-def _batching(store: SpanStore, params: QueryParams, pricer: _Pricer
-              ) -> list[tuple[Recommendation, Decimal]]:
+def _batch_candidates(reader: _Reader) -> list[tuple[str, ...]]:
+    """Keys (as :data:`_BATCH_KEYS`) with enough small calls of a model with a batch price.
+
+    The other groups cannot give a recommendation (fewer small calls than
+    :data:`MIN_BURST_CALLS`, or no batch price to compare with), so the window query
+    skips them whole (its partitions are these keys: the groups it keeps are unchanged).
+    """
+    small: dict[tuple[str, ...], int] = defaultdict(int)
+    for row in reader.census():
+        model = row["response_model"] or row["request_model"]
+        small[(row["org_id"], row["project_id"], row["agent_id"], str(row["operation"]),
+               row["provider"], model)] += row["num_small"]
+    catalog, at = reader.pricer.price.catalog, reader.pricer.at
+    priced: dict[tuple[str, str], bool] = {}
+    out = []
+    for key, num_small in sorted(small.items()):
+        if num_small < MIN_BURST_CALLS:
+            continue
+        provider, model = key[4], key[5]
+        if (provider, model) not in priced:
+            priced[provider, model] = (
+                catalog.lookup(provider, model, at) is not None
+                and catalog.lookup_variant(provider, model, at, {"processing": "batch"})
+                is not None)
+        if priced[provider, model]:
+            out.append(key)
+    return out
+
+
+def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
+    candidates = _batch_candidates(reader)
+    if not candidates:
+        return []
     parts = _where(params)
-    sql = _batching_sql(parts.where, samples=False)
+    sql = _batching_sql(f"{parts.where} AND {_keys_in(parts, _BATCH_KEYS, candidates)}",
+                        samples=False)
     found = []
     catalog = pricer.price.catalog
     for row in store.query_arrow(sql, parts.binds).to_pylist():
@@ -674,8 +739,8 @@ def _batching(store: SpanStore, params: QueryParams, pricer: _Pricer
 
 # ------------------------------------------------------------------ failing_retries
 
-def _failing_retries(store: SpanStore, params: QueryParams, pricer: _Pricer
-                     ) -> list[tuple[Recommendation, Decimal]]:
+def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params = reader.store, reader.params
     parts = _where(params)
     keys = "org_id, project_id, agent_id, op, tool_name, model"
     failed = "status != 'ok'"
@@ -723,7 +788,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
     return out
 
 
-_Kind = Callable[[SpanStore, QueryParams, _Pricer], list[tuple[Recommendation, Decimal]]]
+_Kind = Callable[[_Reader], list[tuple[Recommendation, Decimal]]]
 _KIND_QUERIES: Final[Mapping[str, _Kind]] = {
     "cheaper_model": _cheaper_model, "prompt_caching": _prompt_caching,
     "context_trimming": _context_trimming, "batching": _batching,
@@ -757,10 +822,10 @@ def list_recommendations(store: SpanStore, params: QueryParams, price: Price,
             raise ValidationError("kind", f"Expected one of {list(KINDS)}, got {kind!r}")
     window = params.time_range.end - params.time_range.start
     window_days = window / timedelta(days=1)
-    pricer = _Pricer(price, params.time_range.end)
+    reader = _Reader(store, params, _Pricer(price, params.time_range.end))
     found: list[Recommendation] = []
     for kind in kinds:
-        for rec, saving in _KIND_QUERIES[kind](store, params, pricer):
+        for rec, saving in _KIND_QUERIES[kind](reader):
             monthly = _q(saving * DAYS_PER_MONTH * 86_400
                          / Decimal(int(window.total_seconds())))
             found.append(Recommendation(
