@@ -233,7 +233,7 @@ def _keys_in(parts: SqlParts, key_exprs: Sequence[str], keys: Iterable[tuple[str
     """
     keys = list(keys)
     return " AND ".join(
-        f"toString({e}) IN {parts.bind(sorted({k[i] for k in keys}), 'Array(String)')}"
+        f"{e} IN {parts.bind(sorted({k[i] for k in keys}), 'Array(String)')}"
         for i, e in enumerate(key_exprs))
 
 
@@ -323,11 +323,13 @@ _CENSUS_KEYS: Final = ("org_id", "project_id", "agent_id", "step", "operation", 
 class _Reader:
     """What the kinds share: store, range and filters, prices, and one pass over the calls.
 
-    The *census* groups every LLM call of the range by :data:`_CENSUS_KEYS` (stored
-    LowCardinality columns, the model's two apart: ~2x cheaper than grouping by
-    expressions; callers roll rows up in Python) with ``cheaper_model``'s sums and how many
-    calls are small or carry a prompt prefix, so ``prompt_caching`` and ``batching`` read
-    only what can give a recommendation. One scan of the calls instead of three.
+    The *census* groups every LLM call and every retry of the range by
+    :data:`_CENSUS_KEYS` (stored LowCardinality columns, the model's two apart: ~2x cheaper
+    than grouping by expressions; callers roll rows up in Python), ``tool_name``,
+    ``is_retry`` and ``llm`` (whether it is an LLM call), with ``cheaper_model``'s sums, how
+    many calls are small or carry a prompt prefix, and the retries' failures, so
+    ``prompt_caching``, ``batching`` and ``failing_retries`` read only what can give a
+    recommendation. One scan instead of four.
     """
 
     def __init__(self, store: SpanStore, params: QueryParams, pricer: _Pricer) -> None:
@@ -342,22 +344,29 @@ class _Reader:
         if self._census is None:
             parts = self.census_parts
             keys = ", ".join(_CENSUS_KEYS)
-            sql = f"""SELECT {keys}, toInt64(countIf({_PRICED_CHAT})) AS num_calls,
+            sql = f"""SELECT {keys}, tool_name, is_retry, {LLM_CALL} AS llm,
+    toInt64(countIf({_PRICED_CHAT})) AS num_calls,
     toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
     sumIf(total_cost, {_PRICED_CHAT}) AS cost, {_low_ids_sql(parts, _PRICED_CHAT)},
     toInt64(countIf({_SMALL})) AS num_small,
-    toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed
-FROM spans FINAL WHERE {parts.where} AND {LLM_CALL}
-GROUP BY {keys} {FINAL_SETTINGS}"""
+    toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
+    toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
+        AS failed_cost
+FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL} OR is_retry)
+GROUP BY {keys}, tool_name, is_retry, llm {FINAL_SETTINGS}"""
             self._census = self.store.query_arrow(sql, parts.binds).to_pylist()
         return self._census
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The census rows of LLM calls."""
+        return [row for row in self.census() if row["llm"]]
 
 
 # ------------------------------------------------------------------ cheaper_model
 
 def _cheaper_model(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, parts = reader.store, reader.census_parts
-    census = reader.census()
+    census = reader.calls()
     calls = f"{parts.where} AND {LLM_CALL} AND {_PRICED_CHAT}"
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in census:
@@ -401,8 +410,8 @@ def _cheaper_model(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     samples = {f[0]: _samples(f[1]["low_ids"]) for f in found
                if f[1]["num_low"] >= min(10, f[1]["num_calls"])}
     samples.update(_lowest_trace_ids(store, calls, parts.binds, (
-        "org_id", "project_id", "agent_id", "step", "toString(operation)", MODEL_EXPR,
-        "provider"), [f[0] for f in found if f[0] not in samples]))
+        "org_id", "project_id", "agent_id", "step", "operation", MODEL_EXPR, "provider"),
+        [f[0] for f in found if f[0] not in samples]))
     out = []
     for key, e, c, (z, p), saving in found:
         org, project, agent, step, op = key[:5]
@@ -461,7 +470,7 @@ def min_cacheable_tokens(model: str) -> int:
 
 def _prompt_caching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, params, pricer = reader.store, reader.params, reader.pricer
-    if not any(row["num_prefixed"] for row in reader.census()):
+    if not any(row["num_prefixed"] for row in reader.calls()):
         return []  # no call carries a prompt prefix
     parts = _where(params)
     keys = "org_id, project_id, agent_id, provider, model, h"
@@ -606,8 +615,7 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
 
 # ------------------------------------------------------------------ batching
 
-_BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "toString(operation)", "provider",
-                      MODEL_EXPR)
+_BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "provider", MODEL_EXPR)
 """``batching``: the key of a group of calls (names ``org_id, project_id, agent_id, op,
 provider, model`` in the query)."""
 
@@ -624,7 +632,7 @@ def _batching_sql(where: str, *, samples: bool) -> str:
     keys = "org_id, project_id, agent_id, op, provider, model"
     gap = BURST_GAP_MS
     return f"""WITH calls AS (
-    SELECT org_id, project_id, agent_id, toString(operation) AS op, provider,
+    SELECT org_id, project_id, agent_id, operation AS op, provider,
         {MODEL_EXPR} AS model, toUnixTimestamp64Milli(start_time) AS t_ms,
         ifNull(input_tokens, 0) AS inp, ifNull(output_tokens, 0) AS outp,
         ifNull(cache_read_tokens, 0) AS cr, token_cost,
@@ -655,7 +663,7 @@ def _batch_candidates(reader: _Reader) -> list[tuple[str, ...]]:
     skips them whole (its partitions are these keys: the groups it keeps are unchanged).
     """
     small: dict[tuple[str, ...], int] = defaultdict(int)
-    for row in reader.census():
+    for row in reader.calls():
         model = row["response_model"] or row["request_model"]
         small[(row["org_id"], row["project_id"], row["agent_id"], str(row["operation"]),
                row["provider"], model)] += row["num_small"]
@@ -739,8 +747,35 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
 
 # ------------------------------------------------------------------ failing_retries
 
+_RETRY_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "tool_name", MODEL_EXPR)
+"""``failing_retries``: the key of a group of retries."""
+
+
+def _retry_candidates(reader: _Reader) -> list[tuple[str, ...]]:
+    """Keys (org, project, agent, operation, tool, model) whose retries mostly fail.
+
+    From the census: the counts and failed cost the retries query's ``HAVING`` and saving
+    test, so it reads only these groups (whole: the same rows for them).
+    """
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for row in reader.census():
+        if not row["is_retry"]:
+            continue
+        key = (row["org_id"], row["project_id"], row["agent_id"], str(row["operation"]),
+               row["tool_name"], row["response_model"] or row["request_model"])
+        group = groups.setdefault(key, [0, 0, Decimal(0)])
+        group[0] += row["num_spans"]
+        group[1] += row["num_failed"]
+        group[2] += Decimal(row["failed_cost"])
+    return [key for key, (n, failed, cost) in sorted(groups.items())
+            if n >= MIN_RETRIES and failed > MIN_RETRY_FAILURE_RATE * n and _q(cost) > 0]
+
+
 def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, params = reader.store, reader.params
+    candidates = _retry_candidates(reader)
+    if not candidates:
+        return []
     parts = _where(params)
     keys = "org_id, project_id, agent_id, op, tool_name, model"
     failed = "status != 'ok'"
@@ -750,17 +785,15 @@ def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     sum(total_cost) AS retry_cost, topKIf(3)(error_type, {failed}) AS error_types,
     {_low_ids_sql(parts, failed)}
 FROM spans FINAL
-WHERE {parts.where} AND is_retry
+WHERE {parts.where} AND is_retry AND {_keys_in(parts, _RETRY_KEYS, candidates)}
 GROUP BY {keys}
 HAVING num_retries >= {MIN_RETRIES} AND num_failed > {MIN_RETRY_FAILURE_RATE} * num_retries
 ORDER BY {keys} {FINAL_SETTINGS}"""
     rows = [row for row in store.query_arrow(sql, parts.binds).to_pylist()
             if _q(Decimal(row["failed_cost"])) > 0]
-    key_exprs = ("org_id", "project_id", "agent_id", "toString(operation)", "tool_name",
-                 MODEL_EXPR)
     names = ("org_id", "project_id", "agent_id", "op", "tool_name", "model")
     samples = _lowest_trace_ids(
-        store, f"{parts.where} AND is_retry AND {failed}", parts.binds, key_exprs,
+        store, f"{parts.where} AND is_retry AND {failed}", parts.binds, _RETRY_KEYS,
         [tuple(str(r[n]) for n in names) for r in rows
          if r["num_low"] < min(10, r["num_failed"])])
     out = []
