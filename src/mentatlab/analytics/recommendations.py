@@ -7,9 +7,11 @@ the reasoning behind each is in docs/decisions/0013-recommendations.md.
 
 How it is read (the answer is the one a query per kind over ``spans FINAL`` gives): one
 *census* pass groups every call by its stored columns (``cheaper_model``'s counts and
-costs, and how many calls are small or carry a prompt prefix); ``prompt_caching`` runs
-only when a call has a prefix and ``batching`` only over the groups with enough small
-calls of a model that has a batch price; ``context_trimming`` reads only the sessions
+costs, how many calls carry a prompt prefix, the small calls themselves, the retries'
+failures); ``prompt_caching`` runs only when a call has a prefix, ``batching`` marks the
+bursts of the census's small calls in numpy (groups of a model with a batch price only),
+``failing_retries`` reads only the groups whose retries mostly fail (for their error
+types and samples); ``context_trimming`` reads only the sessions
 that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
 (:mod:`mentatlab.analytics._session_runs`); sample trace ids are sorted only below a cut
 (:func:`_low_ids_sql`).
@@ -73,6 +75,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
+import pyarrow as pa
+
+from mentatlab.analytics._bursts import burst_groups
 from mentatlab.analytics._session_runs import session_calls_sql
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
@@ -327,9 +332,9 @@ class _Reader:
     :data:`_CENSUS_KEYS` (stored LowCardinality columns, the model's two apart: ~2x cheaper
     than grouping by expressions; callers roll rows up in Python), ``tool_name``,
     ``is_retry`` and ``llm`` (whether it is an LLM call), with ``cheaper_model``'s sums, how
-    many calls are small or carry a prompt prefix, and the retries' failures, so
-    ``prompt_caching``, ``batching`` and ``failing_retries`` read only what can give a
-    recommendation. One scan instead of four.
+    many calls carry a prompt prefix, the small calls (:attr:`smalls`) and the retries'
+    failures, so ``prompt_caching``, ``batching`` and ``failing_retries`` read only what
+    can give a recommendation. One scan instead of four.
     """
 
     def __init__(self, store: SpanStore, params: QueryParams, pricer: _Pricer) -> None:
@@ -338,6 +343,8 @@ class _Reader:
         self.pricer = pricer
         self._census: list[dict[str, Any]] | None = None
         self.census_parts = _where(params)
+        self.smalls: pa.ChunkedArray | None = None
+        """Per census row, its small LLM calls (see :func:`burst_groups`)."""
 
     def census(self) -> list[dict[str, Any]]:
         """The census rows (read on first use)."""
@@ -351,10 +358,15 @@ class _Reader:
     toInt64(countIf({_SMALL})) AS num_small,
     toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
     toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
-        AS failed_cost
+        AS failed_cost,
+    groupArrayIf((toUnixTimestamp64Milli(start_time), ifNull(input_tokens, 0),
+                  ifNull(output_tokens, 0), ifNull(cache_read_tokens, 0), token_cost,
+                  NOT startsWith(price_source, 'genai-prices')), {_SMALL} AND llm) AS smalls
 FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL} OR is_retry)
 GROUP BY {keys}, tool_name, is_retry, llm {FINAL_SETTINGS}"""
-            self._census = self.store.query_arrow(sql, parts.binds).to_pylist()
+            table = self.store.query_arrow(sql, parts.binds)
+            self.smalls = table.column("smalls")
+            self._census = table.drop_columns(["smalls"]).to_pylist()
         return self._census
 
     def calls(self) -> list[dict[str, Any]]:
@@ -620,14 +632,14 @@ _BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "provider
 provider, model`` in the query)."""
 
 
-def _batching_sql(where: str, *, samples: bool) -> str:
-    """The small calls meeting ``where``, marked in or out of a burst, grouped by key.
+def _batching_sql(where: str) -> str:
+    """The sample trace ids of the burst calls meeting ``where``, per key.
 
-    A call is in a burst when the previous or next small call of its key (by start time)
-    starts within :data:`BURST_GAP_MS` of it; only start times decide that (calls starting
-    together are both in), so the window sorts by the millisecond alone and carries no
-    trace id: ``samples`` (the lowest ids of burst calls) is asked for the groups
-    recommended only, in a second query.
+    The window query ``batching`` ran before the census (:func:`burst_groups` computes the
+    same marks from the census): a call is in a burst when the previous or next small
+    call of its key (by start ms) starts within :data:`BURST_GAP_MS` of it; only start
+    times decide that, so the window sorts by the millisecond alone. Read for the groups
+    recommended only, for their ``samples`` (the lowest ids of burst calls).
     """
     keys = "org_id, project_id, agent_id, op, provider, model"
     gap = BURST_GAP_MS
@@ -636,7 +648,7 @@ def _batching_sql(where: str, *, samples: bool) -> str:
         {MODEL_EXPR} AS model, toUnixTimestamp64Milli(start_time) AS t_ms,
         ifNull(input_tokens, 0) AS inp, ifNull(output_tokens, 0) AS outp,
         ifNull(cache_read_tokens, 0) AS cr, token_cost,
-        NOT startsWith(price_source, 'genai-prices') AS other{', trace_id' if samples else ''}
+        NOT startsWith(price_source, 'genai-prices') AS other, trace_id
     FROM spans FINAL
     WHERE {where} AND {LLM_CALL}
         AND ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}),
@@ -648,8 +660,8 @@ marked AS (
 SELECT {keys}, toInt64(count()) AS num_small, toInt64(countIf(burst)) AS num_burst,
     toInt64(sumIf(inp, burst)) AS input_tokens, toInt64(sumIf(outp, burst)) AS output_tokens,
     toInt64(sumIf(cr, burst)) AS cache_read_tokens, sumIf(token_cost, burst) AS token_cost,
-    toInt64(countIf(burst AND other)) AS num_other
-    {', groupArraySortedIf(10)(trace_id, burst) AS samples' if samples else ''}
+    toInt64(countIf(burst AND other)) AS num_other,
+    groupArraySortedIf(10)(trace_id, burst) AS samples
 FROM marked GROUP BY {keys}
 HAVING num_burst >= {MIN_BURST_CALLS}
 ORDER BY {keys} {FINAL_SETTINGS}"""
@@ -659,8 +671,8 @@ def _batch_candidates(reader: _Reader) -> list[tuple[str, ...]]:
     """Keys (as :data:`_BATCH_KEYS`) with enough small calls of a model with a batch price.
 
     The other groups cannot give a recommendation (fewer small calls than
-    :data:`MIN_BURST_CALLS`, or no batch price to compare with), so the window query
-    skips them whole (its partitions are these keys: the groups it keeps are unchanged).
+    :data:`MIN_BURST_CALLS`, or no batch price to compare with), so their bursts are not
+    worked out (a group's bursts depend on its own calls only).
     """
     small: dict[tuple[str, ...], int] = defaultdict(int)
     for row in reader.calls():
@@ -689,12 +701,21 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     candidates = _batch_candidates(reader)
     if not candidates:
         return []
+    keep = set(candidates)
+    row_keys = []
+    for row in reader.census():
+        key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"],
+                                str(row["operation"]), row["provider"],
+                                row["response_model"] or row["request_model"])
+        row_keys.append(key if row["llm"] and key in keep else None)
+    assert reader.smalls is not None
+    bursts = burst_groups(reader.smalls, row_keys, BURST_GAP_MS, MIN_BURST_CALLS)
     parts = _where(params)
-    sql = _batching_sql(f"{parts.where} AND {_keys_in(parts, _BATCH_KEYS, candidates)}",
-                        samples=False)
     found = []
     catalog = pricer.price.catalog
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
+    for key in sorted(bursts):
+        row = {**dict(zip(("org_id", "project_id", "agent_id", "op", "provider", "model"),
+                          key, strict=True)), **bursts[key]}
         provider, model, n = row["provider"], row["model"], row["num_burst"]
         if row["num_other"]:
             continue  # priced by pricing.toml (or unpriced): no batch price we know
@@ -719,8 +740,6 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
             "batch_price_ratio": float(ratio), "batch_price_source": batch.source,
             "small_call_tokens": SMALL_CALL_TOKENS, "burst_gap_ms": BURST_GAP_MS,
         }
-        key = tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op",
-                                            "provider", "model"))
         found.append((key, Recommendation(
             kind="batching",
             title=f"Batch the small {row['op']} calls of {model}: {n} calls in bursts",
@@ -739,7 +758,7 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     samples = {
         tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op", "provider",
                                     "model")): _samples(row["samples"])
-        for row in store.query_arrow(_batching_sql(where, samples=True),
+        for row in store.query_arrow(_batching_sql(where),
                                      wanted.binds).to_pylist()}
     return [(replace(rec, sample_trace_ids=samples.get(key, [])), saving)
             for key, rec, saving in found]
