@@ -70,14 +70,16 @@ def _join_spans(spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int
 
 
 def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
-                      min_runs: int) -> str | None:
+                      min_runs: int, num_spans: int) -> str | None:
     """A subquery of the LLM calls with a session that ``context_trimming`` groups.
 
     Its columns: ``org_id, project_id, session_id, run_id, trace_id, start_time,
     input_tokens, agent_id, provider, model``; the calls meeting ``parts`` (the range and
     filters, binds added to ``parts``) of every session that may have ``min_runs`` runs or
-    more (see the module doc), or of every session when the store was never settled or
-    there are too many candidates.
+    more (see the module doc), or of every session when the store was never settled,
+    there are too many candidates, or the range holds fewer spans (``num_spans``, counted
+    up to some cap) than ``trace_facts`` has rows (bounding would read more than it saves:
+    a short range).
 
     Returns:
         The subquery, or None when no session can have ``min_runs`` runs.
@@ -87,6 +89,10 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     """
     settled_ns = read_settle_state(store)
     if settled_ns is None:
+        return _calls(parts)
+    num_facts = store.query_arrow(f"SELECT count() AS n FROM {TRACE_FACTS_TABLE}"
+                                  ).column("n")[0].as_py()
+    if num_spans < num_facts:
         return _calls(parts)
     tail_n = store.query_arrow("SELECT count() AS n FROM spans WHERE ingested_at_ns > {s:Int64}",
                                {"s": settled_ns}).column("n")[0].as_py()

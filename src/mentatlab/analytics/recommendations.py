@@ -172,8 +172,20 @@ NUM_SAMPLES: Final = 3
 KINDS: Final = ("cheaper_model", "prompt_caching", "context_trimming", "batching",
                 "failing_retries")
 """Every recommendation kind, in the order they are computed."""
-_SAMPLE_CUT: Final = "01"
-"""Trace ids sorted first for the samples (ids are random hex: 1/256 of them are below)."""
+_SAMPLE_TARGET: Final = 20_000
+"""About how many spans' ids the grouped queries sort for sample traces (:func:`_sample_cut`)."""
+_COUNT_CAP: Final = 256 * _SAMPLE_TARGET // 2
+"""Most spans of the range counted (:meth:`_Reader.num_spans`): enough to choose a cut."""
+
+
+def _sample_cut(num_spans: int) -> str:
+    """The cut below which trace ids are sorted for samples, for ``num_spans`` spans.
+
+    Ids are random hex: ``k/256`` of them are below ``f"{k:02x}"``; ``k`` is chosen so that
+    about :data:`_SAMPLE_TARGET` are ("g": every hex id, for small ranges).
+    """
+    k = math.ceil(256 * _SAMPLE_TARGET / max(num_spans, 1))
+    return "g" if k >= 256 else f"{k:02x}"
 _QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 _MTOK: Final = 1_000_000
 
@@ -248,7 +260,7 @@ def _lowest_trace_ids(store: SpanStore, where: str, binds: Mapping[str, Any],
     """The sample trace ids of the groups ``keys`` of the spans meeting ``where``.
 
     ``_samples(groupArraySorted(10)(trace_id))`` of each group, read for the groups asked
-    only: the fallback of a group with too few ids below :data:`_SAMPLE_CUT` (see
+    only: the fallback of a group with too few ids below the cut (see
     :func:`_low_ids_sql`).
 
     Args:
@@ -276,19 +288,18 @@ GROUP BY {', '.join(f'k{i}' for i in range(len(key_exprs)))} {FINAL_SETTINGS}"""
     return out
 
 
-def _low_ids_sql(parts: SqlParts, condition: str = "1") -> str:
+def _low_ids_sql(parts: SqlParts, cut: str, condition: str = "1") -> str:
     """Aggregates ``low_ids`` and ``num_low``: the rows' lowest ids below the cut, and how many.
 
-    ``low_ids`` holds up to 10 trace ids below :data:`_SAMPLE_CUT` of the rows meeting
+    ``low_ids`` holds up to 10 trace ids below ``cut`` (:func:`_sample_cut`) of the rows meeting
     ``condition``; ``num_low`` counts those rows.
     Sorting every span's id (``groupArraySorted(10)(trace_id)``) is what made the grouped
-    queries slow; ids are random hex, so 1/256 of them are below the cut and only those
-    are sorted. When ``num_low >= min(10, rows)`` the 10 lowest ids below the cut are the
+    queries slow; ids are random hex, so a known share of them is below the cut and only
+    those are sorted. When ``num_low >= min(10, rows)`` the 10 lowest ids below the cut are the
     10 lowest of the group (finer groups merge by sorting their lists together); otherwise
     :func:`_lowest_trace_ids` reads the group again.
     """
-    cut = parts.bind(_SAMPLE_CUT, "String")
-    low = f"trace_id < {cut} AND {condition}"
+    low = f"trace_id < {parts.bind(cut, 'String')} AND {condition}"
     return f"groupArraySortedIf(10)(trace_id, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"
 
 
@@ -342,19 +353,30 @@ class _Reader:
         self.params = params
         self.pricer = pricer
         self._census: list[dict[str, Any]] | None = None
+        self._num_spans: int | None = None
         self.census_parts = _where(params)
         self.smalls: pa.ChunkedArray | None = None
         """Per census row, its small LLM calls (see :func:`burst_groups`)."""
+
+    def num_spans(self) -> int:
+        """Spans in the range meeting the filter, counted up to :data:`_COUNT_CAP`."""
+        if self._num_spans is None:
+            parts = _where(self.params)
+            self._num_spans = int(self.store.query_arrow(
+                f"SELECT count() AS n FROM (SELECT 1 FROM spans WHERE {parts.where}"
+                f" LIMIT {_COUNT_CAP})", parts.binds).column("n")[0].as_py())
+        return self._num_spans
 
     def census(self) -> list[dict[str, Any]]:
         """The census rows (read on first use)."""
         if self._census is None:
             parts = self.census_parts
+            cut = _sample_cut(self.num_spans())
             keys = ", ".join(_CENSUS_KEYS)
             sql = f"""SELECT {keys}, tool_name, is_retry, {LLM_CALL} AS llm,
     toInt64(countIf({_PRICED_CHAT})) AS num_calls,
     toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
-    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {_low_ids_sql(parts, _PRICED_CHAT)},
+    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {_low_ids_sql(parts, cut, _PRICED_CHAT)},
     toInt64(countIf({_SMALL})) AS num_small,
     toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
     toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
@@ -556,7 +578,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
 def _context_trimming(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, params, pricer = reader.store, reader.params, reader.pricer
     parts = _where(params)
-    calls = session_calls_sql(store, params, parts, MIN_RUNS)
+    calls = session_calls_sql(store, params, parts, MIN_RUNS, reader.num_spans())
     if calls is None:
         return []  # no session has MIN_RUNS runs
     growing = f"slope >= {MIN_SLOPE_TOKENS_PER_RUN} AND r >= {MIN_R}"
@@ -802,7 +824,7 @@ def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     {MODEL_EXPR} AS model, toInt64(count()) AS num_retries,
     toInt64(countIf({failed})) AS num_failed, sumIf(total_cost, {failed}) AS failed_cost,
     sum(total_cost) AS retry_cost, topKIf(3)(error_type, {failed}) AS error_types,
-    {_low_ids_sql(parts, failed)}
+    {_low_ids_sql(parts, _sample_cut(reader.num_spans()), failed)}
 FROM spans FINAL
 WHERE {parts.where} AND is_retry AND {_keys_in(parts, _RETRY_KEYS, candidates)}
 GROUP BY {keys}
