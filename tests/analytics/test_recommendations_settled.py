@@ -103,10 +103,10 @@ def test_samples_above_the_cut(store: SpanStore, monkeypatch: pytest.MonkeyPatch
     """Ids not below the cut: each group's lowest ids are read again without it."""
     spans = [replace(s, trace_id=f"f{s.trace_id[1:]}") for s in build()]
     store.append_batch(stamped(spans, 10 * S))
-    monkeypatch.setattr(recommendations, "_sample_cut", lambda _num_spans: "01")
+    monkeypatch.setattr(recommendations, "sample_cut", lambda _num_spans: "01")
     got = answer(store)
     recs = {r["kind"]: r for r in got["recommendations"]}
     assert recs["cheaper_model"]["sample_trace_ids"] == [f"f{n:031x}" for n in range(1, 4)]
     assert recs["cheaper_model"]["saving_in_window"] == Decimal("0.90")
-    monkeypatch.setattr(recommendations, "_sample_cut", lambda _num_spans: "g")  # one pass
+    monkeypatch.setattr(recommendations, "sample_cut", lambda _num_spans: "g")  # one pass
     assert answer(store) == got

@@ -20,6 +20,11 @@ of the settled traces that carry them (partition and primary-key pruning on
 ``start_time``), plus the tail's; every (org, project, session) it groups is read whole,
 so the answer is the one the whole range gives. Stale ``trace_facts`` rows (a trace
 settled again, not yet merged) only widen the bound and the time spans, so no ``FINAL``.
+The time spans are per (org, project), the primary key's first columns, so the read
+skips other tenants' granules.
+
+Bounding reads the whole of ``trace_facts`` (its rows are not in time order), so a range
+with fewer spans than it has rows (a day of a month's store) is read raw, as before.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ bursts of the census's small calls in numpy (groups of a model with a batch pric
 types and samples); ``context_trimming`` reads only the sessions
 that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
 (:mod:`mentatlab.analytics._session_runs`); sample trace ids are sorted only below a cut
-(:func:`_low_ids_sql`).
+(:func:`~mentatlab.analytics._samples.low_ids_sql`).
 
 * ``cheaper_model``: in one scope (org, project, agent, step, operation), a model C whose
   calls cost less on average than those of model E and succeed as often (calls without a
@@ -69,7 +69,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -78,6 +78,14 @@ from typing import Any, Final
 import pyarrow as pa
 
 from mentatlab.analytics._bursts import burst_groups
+from mentatlab.analytics._samples import (
+    COUNT_CAP,
+    keys_in,
+    low_ids_sql,
+    lowest_trace_ids,
+    sample_cut,
+    samples_of,
+)
 from mentatlab.analytics._session_runs import session_calls_sql
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
@@ -167,25 +175,9 @@ MIN_RETRY_FAILURE_RATE: Final = 0.5
 """``failing_retries``: "mostly fail": a failed share strictly above this."""
 DAYS_PER_MONTH: Final = 30
 """Days of the month the saving is extrapolated to."""
-NUM_SAMPLES: Final = 3
-"""Sample trace ids per recommendation (the lowest ids, deterministic)."""
 KINDS: Final = ("cheaper_model", "prompt_caching", "context_trimming", "batching",
                 "failing_retries")
 """Every recommendation kind, in the order they are computed."""
-_SAMPLE_TARGET: Final = 20_000
-"""About how many spans' ids the grouped queries sort for sample traces (:func:`_sample_cut`)."""
-_COUNT_CAP: Final = 256 * _SAMPLE_TARGET // 2
-"""Most spans of the range counted (:meth:`_Reader.num_spans`): enough to choose a cut."""
-
-
-def _sample_cut(num_spans: int) -> str:
-    """The cut below which trace ids are sorted for samples, for ``num_spans`` spans.
-
-    Ids are random hex: ``k/256`` of them are below ``f"{k:02x}"``; ``k`` is chosen so that
-    about :data:`_SAMPLE_TARGET` are ("g": every hex id, for small ranges).
-    """
-    k = math.ceil(256 * _SAMPLE_TARGET / max(num_spans, 1))
-    return "g" if k >= 256 else f"{k:02x}"
 _QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 _MTOK: Final = 1_000_000
 
@@ -231,76 +223,6 @@ def _q(value: Decimal) -> Decimal:
 
 def _where(params: QueryParams) -> SqlParts:
     return build_where(params.time_range, params.filters, SqlParts())
-
-
-def _samples(value: Any) -> list[str]:
-    out: list[str] = []
-    for item in value or ():
-        if item and item not in out:
-            out.append(str(item))
-    return out[:NUM_SAMPLES]
-
-
-def _keys_in(parts: SqlParts, key_exprs: Sequence[str], keys: Iterable[tuple[str, ...]]
-             ) -> str:
-    """A condition keeping the rows whose key is one of ``keys``.
-
-    Each key column is tested on its own, so other combinations of the wanted values pass
-    too: callers keep the groups they asked for.
-    """
-    keys = list(keys)
-    return " AND ".join(
-        f"{e} IN {parts.bind(sorted({k[i] for k in keys}), 'Array(String)')}"
-        for i, e in enumerate(key_exprs))
-
-
-def _lowest_trace_ids(store: SpanStore, where: str, binds: Mapping[str, Any],
-                      key_exprs: Sequence[str], keys: Iterable[tuple[str, ...]]
-                      ) -> dict[tuple[str, ...], list[str]]:
-    """The sample trace ids of the groups ``keys`` of the spans meeting ``where``.
-
-    ``_samples(groupArraySorted(10)(trace_id))`` of each group, read for the groups asked
-    only: the fallback of a group with too few ids below the cut (see
-    :func:`_low_ids_sql`).
-
-    Args:
-        store: the span store.
-        where: conditions over ``spans FINAL`` (binds in ``binds``).
-        binds: the bound parameters of ``where``.
-        key_exprs: the SQL expression of each key column (all strings).
-        keys: the groups wanted, as tuples of ``key_exprs`` values.
-    """
-    wanted = set(keys)
-    if not wanted:
-        return {}
-    parts = SqlParts(binds=dict(binds))
-    in_keys = _keys_in(parts, key_exprs, wanted)
-    columns = ", ".join(f"toString({e}) AS k{i}" for i, e in enumerate(key_exprs))
-    sql = f"""SELECT {columns}, groupArraySorted(10)(trace_id) AS samples
-FROM spans FINAL
-WHERE {where} AND {in_keys}
-GROUP BY {', '.join(f'k{i}' for i in range(len(key_exprs)))} {FINAL_SETTINGS}"""
-    out: dict[tuple[str, ...], list[str]] = {}
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
-        key = tuple(row[f"k{i}"] for i in range(len(key_exprs)))
-        if key in wanted:  # not another combination of the wanted values
-            out[key] = _samples(row["samples"])
-    return out
-
-
-def _low_ids_sql(parts: SqlParts, cut: str, condition: str = "1") -> str:
-    """Aggregates ``low_ids`` and ``num_low``: the rows' lowest ids below the cut, and how many.
-
-    ``low_ids`` holds up to 10 trace ids below ``cut`` (:func:`_sample_cut`) of the rows meeting
-    ``condition``; ``num_low`` counts those rows.
-    Sorting every span's id (``groupArraySorted(10)(trace_id)``) is what made the grouped
-    queries slow; ids are random hex, so a known share of them is below the cut and only
-    those are sorted. When ``num_low >= min(10, rows)`` the 10 lowest ids below the cut are the
-    10 lowest of the group (finer groups merge by sorting their lists together); otherwise
-    :func:`_lowest_trace_ids` reads the group again.
-    """
-    low = f"trace_id < {parts.bind(cut, 'String')} AND {condition}"
-    return f"groupArraySortedIf(10)(trace_id, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"
 
 
 class _Pricer:
@@ -359,24 +281,24 @@ class _Reader:
         """Per census row, its small LLM calls (see :func:`burst_groups`)."""
 
     def num_spans(self) -> int:
-        """Spans in the range meeting the filter, counted up to :data:`_COUNT_CAP`."""
+        """Spans in the range meeting the filter, counted up to :data:`COUNT_CAP`."""
         if self._num_spans is None:
             parts = _where(self.params)
             self._num_spans = int(self.store.query_arrow(
                 f"SELECT count() AS n FROM (SELECT 1 FROM spans WHERE {parts.where}"
-                f" LIMIT {_COUNT_CAP})", parts.binds).column("n")[0].as_py())
+                f" LIMIT {COUNT_CAP})", parts.binds).column("n")[0].as_py())
         return self._num_spans
 
     def census(self) -> list[dict[str, Any]]:
         """The census rows (read on first use)."""
         if self._census is None:
             parts = self.census_parts
-            cut = _sample_cut(self.num_spans())
+            cut = sample_cut(self.num_spans())
             keys = ", ".join(_CENSUS_KEYS)
             sql = f"""SELECT {keys}, tool_name, is_retry, {LLM_CALL} AS llm,
     toInt64(countIf({_PRICED_CHAT})) AS num_calls,
     toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
-    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {_low_ids_sql(parts, cut, _PRICED_CHAT)},
+    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {low_ids_sql(parts, cut, _PRICED_CHAT)},
     toInt64(countIf({_SMALL})) AS num_small,
     toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
     toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
@@ -441,9 +363,9 @@ def _cheaper_model(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
             if best is not None and best[0] > 0:
                 found.append(((org, project, agent, step, op, e["model"], e["provider"]),
                               e, best[1], best[2], best[0]))
-    samples = {f[0]: _samples(f[1]["low_ids"]) for f in found
+    samples = {f[0]: samples_of(f[1]["low_ids"]) for f in found
                if f[1]["num_low"] >= min(10, f[1]["num_calls"])}
-    samples.update(_lowest_trace_ids(store, calls, parts.binds, (
+    samples.update(lowest_trace_ids(store, calls, parts.binds, (
         "org_id", "project_id", "agent_id", "step", "operation", MODEL_EXPR, "provider"),
         [f[0] for f in found if f[0] not in samples]))
     out = []
@@ -566,7 +488,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
                   "repeat it with almost no cache reads",
             scope={"org_id": org, "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "provider": provider, "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=samples_of(row["samples"]),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="warm calls' cacheable tokens × (input − cache-read price) − cold "
                          "calls' cacheable tokens × (cache-write − input price)"), saving))
@@ -629,7 +551,7 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
             "input_tokens": row["input_tokens"],
             "excess_input_tokens": row["excess_tokens"],
             "input_price_per_mtok": _q(input_price * _MTOK),
-            "sample_session_ids": _samples(row["sessions"]),
+            "sample_session_ids": samples_of(row["sessions"]),
             "thresholds": {"min_runs": MIN_RUNS,
                            "min_slope_tokens_per_run": MIN_SLOPE_TOKENS_PER_RUN,
                            "min_r": MIN_R},
@@ -640,7 +562,7 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
                   f"~{row['mean_slope']:.0f} tokens per run in {row['num_growing']} sessions",
             scope={"org_id": org, "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "provider": provider, "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=samples_of(row["samples"]),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="upper bound: every input token above each growing session's "
                          "first run, at the model's input price"), saving))
@@ -776,10 +698,10 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     if not found:
         return []
     wanted = SqlParts(binds=dict(parts.binds))
-    where = f"{parts.where} AND {_keys_in(wanted, _BATCH_KEYS, (k for k, _, _ in found))}"
+    where = f"{parts.where} AND {keys_in(wanted, _BATCH_KEYS, (k for k, _, _ in found))}"
     samples = {
         tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op", "provider",
-                                    "model")): _samples(row["samples"])
+                                    "model")): samples_of(row["samples"])
         for row in store.query_arrow(_batching_sql(where),
                                      wanted.binds).to_pylist()}
     return [(replace(rec, sample_trace_ids=samples.get(key, [])), saving)
@@ -824,16 +746,16 @@ def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     {MODEL_EXPR} AS model, toInt64(count()) AS num_retries,
     toInt64(countIf({failed})) AS num_failed, sumIf(total_cost, {failed}) AS failed_cost,
     sum(total_cost) AS retry_cost, topKIf(3)(error_type, {failed}) AS error_types,
-    {_low_ids_sql(parts, _sample_cut(reader.num_spans()), failed)}
+    {low_ids_sql(parts, sample_cut(reader.num_spans()), failed)}
 FROM spans FINAL
-WHERE {parts.where} AND is_retry AND {_keys_in(parts, _RETRY_KEYS, candidates)}
+WHERE {parts.where} AND is_retry AND {keys_in(parts, _RETRY_KEYS, candidates)}
 GROUP BY {keys}
 HAVING num_retries >= {MIN_RETRIES} AND num_failed > {MIN_RETRY_FAILURE_RATE} * num_retries
 ORDER BY {keys} {FINAL_SETTINGS}"""
     rows = [row for row in store.query_arrow(sql, parts.binds).to_pylist()
             if _q(Decimal(row["failed_cost"])) > 0]
     names = ("org_id", "project_id", "agent_id", "op", "tool_name", "model")
-    samples = _lowest_trace_ids(
+    samples = lowest_trace_ids(
         store, f"{parts.where} AND is_retry AND {failed}", parts.binds, _RETRY_KEYS,
         [tuple(str(r[n]) for n in names) for r in rows
          if r["num_low"] < min(10, r["num_failed"])])
@@ -856,7 +778,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
                    "agent_id": row["agent_id"], "operation": row["op"],
                    "tool_name": row["tool_name"], "model": row["model"]},
             evidence=evidence,
-            sample_trace_ids=samples.get(key, _samples(row["low_ids"])),
+            sample_trace_ids=samples.get(key, samples_of(row["low_ids"])),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="what the failed retries cost (their own spans)"), saving))
     return out
