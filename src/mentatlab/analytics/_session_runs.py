@@ -75,7 +75,7 @@ def _join_spans(spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int
 
 
 def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
-                      min_runs: int, num_spans: int) -> str | None:
+                      min_runs: int, num_spans: int, count_cap: int) -> str | None:
     """A subquery of the LLM calls with a session that ``context_trimming`` groups.
 
     Its columns: ``org_id, project_id, session_id, run_id, trace_id, start_time,
@@ -83,8 +83,8 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     filters, binds added to ``parts``) of every session that may have ``min_runs`` runs or
     more (see the module doc), or of every session when the store was never settled,
     there are too many candidates, or the range holds fewer spans (``num_spans``, counted
-    up to some cap) than ``trace_facts`` has rows (bounding would read more than it saves:
-    a short range).
+    up to ``count_cap``: a count that reached it is a long range) than ``trace_facts`` has
+    rows (bounding would read more than it saves: a short range).
 
     Returns:
         The subquery, or None when no session can have ``min_runs`` runs.
@@ -97,7 +97,7 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
         return _calls(parts)
     num_facts = store.query_arrow(f"SELECT count() AS n FROM {TRACE_FACTS_TABLE}"
                                   ).column("n")[0].as_py()
-    if num_spans < num_facts:
+    if num_spans < min(num_facts, count_cap):
         return _calls(parts)
     tail_n = store.query_arrow("SELECT count() AS n FROM spans WHERE ingested_at_ns > {s:Int64}",
                                {"s": settled_ns}).column("n")[0].as_py()

@@ -500,7 +500,8 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
 def _context_trimming(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, params, pricer = reader.store, reader.params, reader.pricer
     parts = _where(params)
-    calls = session_calls_sql(store, params, parts, MIN_RUNS, reader.num_spans())
+    calls = session_calls_sql(store, params, parts, MIN_RUNS, reader.num_spans(),
+                              COUNT_CAP)
     if calls is None:
         return []  # no session has MIN_RUNS runs
     growing = f"slope >= {MIN_SLOPE_TOKENS_PER_RUN} AND r >= {MIN_R}"
