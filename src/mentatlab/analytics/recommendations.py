@@ -1,9 +1,20 @@
 """Optimization recommendations: where money can be saved, each with its numbers.
 
-Five kinds, one SQL query each (through the :class:`SpanStore` protocol, chDB and
-ClickHouse alike) over the LLM calls (spans with a model that are not usage roll-ups)
-that start in the range and meet the filter (the caller's tenancy included). Thresholds
-are module constants; the reasoning behind each is in docs/decisions/0013-recommendations.md.
+Five kinds over the LLM calls (spans with a model that are not usage roll-ups) that start
+in the range and meet the filter (the caller's tenancy included), in SQL through the
+:class:`SpanStore` protocol (chDB and ClickHouse alike). Thresholds are module constants;
+the reasoning behind each is in docs/decisions/0013-recommendations.md.
+
+How it is read (the answer is the one a query per kind over ``spans FINAL`` gives): one
+*census* pass groups every call by its stored columns (``cheaper_model``'s counts and
+costs, how many calls carry a prompt prefix, the small calls themselves, the retries'
+failures); ``prompt_caching`` runs only when a call has a prefix, ``batching`` marks the
+bursts of the census's small calls in numpy (groups of a model with a batch price only),
+``failing_retries`` reads only the groups whose retries mostly fail (for their error
+types and samples); ``context_trimming`` reads only the sessions
+that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
+(:mod:`mentatlab.analytics._session_runs`); sample trace ids are sorted only below a cut
+(:func:`~mentatlab.analytics._samples.low_ids_sql`).
 
 * ``cheaper_model``: in one scope (org, project, agent, step, operation), a model C whose
   calls cost less on average than those of model E and succeed as often (calls without a
@@ -59,11 +70,23 @@ import fnmatch
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
+import pyarrow as pa
+
+from mentatlab.analytics._bursts import burst_groups
+from mentatlab.analytics._samples import (
+    COUNT_CAP,
+    keys_in,
+    low_ids_sql,
+    lowest_trace_ids,
+    sample_cut,
+    samples_of,
+)
+from mentatlab.analytics._session_runs import session_calls_sql
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
@@ -152,8 +175,6 @@ MIN_RETRY_FAILURE_RATE: Final = 0.5
 """``failing_retries``: "mostly fail": a failed share strictly above this."""
 DAYS_PER_MONTH: Final = 30
 """Days of the month the saving is extrapolated to."""
-NUM_SAMPLES: Final = 3
-"""Sample trace ids per recommendation (the lowest ids, deterministic)."""
 KINDS: Final = ("cheaper_model", "prompt_caching", "context_trimming", "batching",
                 "failing_retries")
 """Every recommendation kind, in the order they are computed."""
@@ -204,14 +225,6 @@ def _where(params: QueryParams) -> SqlParts:
     return build_where(params.time_range, params.filters, SqlParts())
 
 
-def _samples(value: Any) -> list[str]:
-    out: list[str] = []
-    for item in value or ():
-        if item and item not in out:
-            out.append(str(item))
-    return out[:NUM_SAMPLES]
-
-
 class _Pricer:
     """Per-token prices of a model in the installation currency, via the ``price`` processor."""
 
@@ -236,26 +249,102 @@ class _Pricer:
                          ) / _MTOK
 
 
+_PRICED_CHAT: Final = ("operation IN ('chat', 'completion')"
+                       " AND NOT startsWith(price_source, 'unpriced')")
+"""``cheaper_model``'s calls: chat and completion calls with a price."""
+_SMALL: Final = f"ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}"
+"""``batching``'s calls: small ones."""
+_CENSUS_KEYS: Final = ("org_id", "project_id", "agent_id", "step", "operation", "provider",
+                       "response_model", "request_model")
+
+
+class _Reader:
+    """What the kinds share: store, range and filters, prices, and one pass over the calls.
+
+    The *census* groups every LLM call and every retry of the range by
+    :data:`_CENSUS_KEYS` (stored LowCardinality columns, the model's two apart: ~2x cheaper
+    than grouping by expressions; callers roll rows up in Python), ``tool_name``,
+    ``is_retry`` and ``llm`` (whether it is an LLM call), with ``cheaper_model``'s sums, how
+    many calls carry a prompt prefix, the small calls (:attr:`smalls`) and the retries'
+    failures, so ``prompt_caching``, ``batching`` and ``failing_retries`` read only what
+    can give a recommendation. One scan instead of four.
+    """
+
+    def __init__(self, store: SpanStore, params: QueryParams, pricer: _Pricer) -> None:
+        self.store = store
+        self.params = params
+        self.pricer = pricer
+        self._census: list[dict[str, Any]] | None = None
+        self._num_spans: int | None = None
+        self.census_parts = _where(params)
+        self.smalls: pa.ChunkedArray | None = None
+        """Per census row, its small LLM calls (see :func:`burst_groups`)."""
+
+    def num_spans(self) -> int:
+        """Spans in the range meeting the filter, counted up to :data:`COUNT_CAP`."""
+        if self._num_spans is None:
+            parts = _where(self.params)
+            self._num_spans = int(self.store.query_arrow(
+                f"SELECT count() AS n FROM (SELECT 1 FROM spans WHERE {parts.where}"
+                f" LIMIT {COUNT_CAP})", parts.binds).column("n")[0].as_py())
+        return self._num_spans
+
+    def census(self) -> list[dict[str, Any]]:
+        """The census rows (read on first use)."""
+        if self._census is None:
+            parts = self.census_parts
+            cut = sample_cut(self.num_spans())
+            keys = ", ".join(_CENSUS_KEYS)
+            sql = f"""SELECT {keys}, tool_name, is_retry, {LLM_CALL} AS llm,
+    toInt64(countIf({_PRICED_CHAT})) AS num_calls,
+    toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
+    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {low_ids_sql(parts, cut, _PRICED_CHAT)},
+    toInt64(countIf({_SMALL})) AS num_small,
+    toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
+    toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
+        AS failed_cost,
+    groupArrayIf((toUnixTimestamp64Milli(start_time), ifNull(input_tokens, 0),
+                  ifNull(output_tokens, 0), ifNull(cache_read_tokens, 0), token_cost,
+                  NOT startsWith(price_source, 'genai-prices')), {_SMALL} AND llm) AS smalls
+FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL} OR is_retry)
+GROUP BY {keys}, tool_name, is_retry, llm {FINAL_SETTINGS}"""
+            table = self.store.query_arrow(sql, parts.binds)
+            self.smalls = table.column("smalls")
+            self._census = table.drop_columns(["smalls"]).to_pylist()
+        return self._census
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The census rows of LLM calls."""
+        return [row for row in self.census() if row["llm"]]
+
+
 # ------------------------------------------------------------------ cheaper_model
 
-def _cheaper_model(store: SpanStore, params: QueryParams, pricer: _Pricer
-                   ) -> list[tuple[Recommendation, Decimal]]:
-    parts = _where(params)
-    sql = f"""SELECT org_id, project_id, agent_id, step, toString(operation) AS op, provider,
-    {MODEL_EXPR} AS model, toInt64(count()) AS num_calls,
-    toInt64(countIf(status = 'ok')) AS num_ok, sum(total_cost) AS cost,
-    groupArraySorted(10)(trace_id) AS samples
-FROM spans FINAL
-WHERE {parts.where} AND {LLM_CALL} AND operation IN ('chat', 'completion')
-    AND NOT startsWith(price_source, 'unpriced')
-GROUP BY org_id, project_id, agent_id, step, op, provider, model
-HAVING num_calls >= {MIN_CALLS_PER_MODEL}
-ORDER BY org_id, project_id, agent_id, step, op, model {FINAL_SETTINGS}"""
+def _cheaper_model(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, parts = reader.store, reader.census_parts
+    census = reader.calls()
+    calls = f"{parts.where} AND {LLM_CALL} AND {_PRICED_CHAT}"
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in census:
+        if not row["num_calls"]:
+            continue
+        model = row["response_model"] or row["request_model"]
+        key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"], row["step"],
+                                str(row["operation"]), model, row["provider"])
+        group = groups.setdefault(key, {"provider": row["provider"], "model": model,
+                                        "num_calls": 0, "num_ok": 0, "cost": Decimal(0),
+                                        "low_ids": [], "num_low": 0})
+        group["num_calls"] += row["num_calls"]
+        group["num_ok"] += row["num_ok"]
+        group["cost"] += Decimal(row["cost"])
+        group["low_ids"] = sorted([*group["low_ids"], *row["low_ids"]])[:10]
+        group["num_low"] += row["num_low"]
     scopes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
-        key = (row["org_id"], row["project_id"], row["agent_id"], row["step"], row["op"])
-        scopes[key].append(row)
-    out = []
+    for key in sorted(groups):
+        if groups[key]["num_calls"] >= MIN_CALLS_PER_MODEL:
+            scopes[key[:5]].append(groups[key])
+    found: list[tuple[tuple[str, ...], dict[str, Any], dict[str, Any], tuple[float, float],
+                      Decimal]] = []
     for (org, project, agent, step, op), rows in scopes.items():
         for e in rows:
             best: tuple[Decimal, dict[str, Any], Any] | None = None
@@ -271,33 +360,41 @@ ORDER BY org_id, project_id, agent_id, step, op, model {FINAL_SETTINGS}"""
                             / c["num_calls"])
                 if best is None or saving > best[0]:
                     best = (saving, c, test)
-            if best is None or best[0] <= 0:
-                continue
-            saving, c, (z, p) = best
-            scope = {"org_id": org, "project_id": project, "agent_id": agent, "step": step,
-                     "operation": op}
-            evidence = {
-                "quality_basis": "status",
-                "model": e["model"], "provider": e["provider"],
-                "cheaper_model": c["model"], "cheaper_provider": c["provider"],
-                "num_calls": e["num_calls"], "num_successes": e["num_ok"],
-                "success_rate": e["num_ok"] / e["num_calls"],
-                "cheaper_num_calls": c["num_calls"], "cheaper_num_successes": c["num_ok"],
-                "cheaper_success_rate": c["num_ok"] / c["num_calls"],
-                "cost_per_call": _q(Decimal(e["cost"]) / e["num_calls"]),
-                "cheaper_cost_per_call": _q(Decimal(c["cost"]) / c["num_calls"]),
-                "test": "two-proportion non-inferiority (statsmodels test_proportions_2indep, "
-                        "agresti-caffo, one-sided)",
-                "margin": NONINFERIORITY_MARGIN, "alpha": ALPHA, "statistic": z, "p_value": p,
-            }
-            out.append((Recommendation(
-                kind="cheaper_model",
-                title=f"Use {c['model']} instead of {e['model']} for "
-                      f"{agent or 'calls'} ({op}): it succeeds as often and costs less",
-                scope=scope, evidence=evidence, sample_trace_ids=_samples(e["samples"]),
-                saving_in_window=saving, saving_per_month=Decimal(0),
-                saving_basis="calls of the dearer model × (its cost per call − the cheaper "
-                             "model's cost per call), as observed"), saving))
+            if best is not None and best[0] > 0:
+                found.append(((org, project, agent, step, op, e["model"], e["provider"]),
+                              e, best[1], best[2], best[0]))
+    samples = {f[0]: samples_of(f[1]["low_ids"]) for f in found
+               if f[1]["num_low"] >= min(10, f[1]["num_calls"])}
+    samples.update(lowest_trace_ids(store, calls, parts.binds, (
+        "org_id", "project_id", "agent_id", "step", "operation", MODEL_EXPR, "provider"),
+        [f[0] for f in found if f[0] not in samples]))
+    out = []
+    for key, e, c, (z, p), saving in found:
+        org, project, agent, step, op = key[:5]
+        scope = {"org_id": org, "project_id": project, "agent_id": agent, "step": step,
+                 "operation": op}
+        evidence = {
+            "quality_basis": "status",
+            "model": e["model"], "provider": e["provider"],
+            "cheaper_model": c["model"], "cheaper_provider": c["provider"],
+            "num_calls": e["num_calls"], "num_successes": e["num_ok"],
+            "success_rate": e["num_ok"] / e["num_calls"],
+            "cheaper_num_calls": c["num_calls"], "cheaper_num_successes": c["num_ok"],
+            "cheaper_success_rate": c["num_ok"] / c["num_calls"],
+            "cost_per_call": _q(Decimal(e["cost"]) / e["num_calls"]),
+            "cheaper_cost_per_call": _q(Decimal(c["cost"]) / c["num_calls"]),
+            "test": "two-proportion non-inferiority (statsmodels test_proportions_2indep, "
+                    "agresti-caffo, one-sided)",
+            "margin": NONINFERIORITY_MARGIN, "alpha": ALPHA, "statistic": z, "p_value": p,
+        }
+        out.append((Recommendation(
+            kind="cheaper_model",
+            title=f"Use {c['model']} instead of {e['model']} for "
+                  f"{agent or 'calls'} ({op}): it succeeds as often and costs less",
+            scope=scope, evidence=evidence, sample_trace_ids=samples.get(key, []),
+            saving_in_window=saving, saving_per_month=Decimal(0),
+            saving_basis="calls of the dearer model × (its cost per call − the cheaper "
+                         "model's cost per call), as observed"), saving))
     return out
 
 
@@ -327,8 +424,10 @@ def min_cacheable_tokens(model: str) -> int:
     return MIN_CACHEABLE_TOKENS
 
 
-def _prompt_caching(store: SpanStore, params: QueryParams, pricer: _Pricer
-                    ) -> list[tuple[Recommendation, Decimal]]:
+def _prompt_caching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
+    if not any(row["num_prefixed"] for row in reader.calls()):
+        return []  # no call carries a prompt prefix
     parts = _where(params)
     keys = "org_id, project_id, agent_id, provider, model, h"
     sql = f"""WITH calls AS (
@@ -389,7 +488,7 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
                   "repeat it with almost no cache reads",
             scope={"org_id": org, "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "provider": provider, "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=samples_of(row["samples"]),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="warm calls' cacheable tokens × (input − cache-read price) − cold "
                          "calls' cacheable tokens × (cache-write − input price)"), saving))
@@ -398,9 +497,13 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
 
 # ------------------------------------------------------------------ context_trimming
 
-def _context_trimming(store: SpanStore, params: QueryParams, pricer: _Pricer
-                      ) -> list[tuple[Recommendation, Decimal]]:
+def _context_trimming(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
     parts = _where(params)
+    calls = session_calls_sql(store, params, parts, MIN_RUNS, reader.num_spans(),
+                              COUNT_CAP)
+    if calls is None:
+        return []  # no session has MIN_RUNS runs
     growing = f"slope >= {MIN_SLOPE_TOKENS_PER_RUN} AND r >= {MIN_R}"
     sql = f"""WITH runs AS (
     SELECT org_id, project_id, session_id, if(run_id != '', run_id, trace_id) AS run,
@@ -408,9 +511,8 @@ def _context_trimming(store: SpanStore, params: QueryParams, pricer: _Pricer
         toInt64(sum(ifNull(input_tokens, 0))) AS inp,
         argMax(agent_id, ifNull(input_tokens, 0)) AS agent,
         argMax(provider, ifNull(input_tokens, 0)) AS prov,
-        argMax({MODEL_EXPR}, ifNull(input_tokens, 0)) AS mdl
-    FROM spans FINAL
-    WHERE {parts.where} AND {LLM_CALL} AND session_id != ''
+        argMax(model, ifNull(input_tokens, 0)) AS mdl
+    FROM ({calls})
     GROUP BY org_id, project_id, session_id, run),
 indexed AS (
     SELECT *, row_number() OVER w AS idx, first_value(inp) OVER w AS first_inp
@@ -450,7 +552,7 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
             "input_tokens": row["input_tokens"],
             "excess_input_tokens": row["excess_tokens"],
             "input_price_per_mtok": _q(input_price * _MTOK),
-            "sample_session_ids": _samples(row["sessions"]),
+            "sample_session_ids": samples_of(row["sessions"]),
             "thresholds": {"min_runs": MIN_RUNS,
                            "min_slope_tokens_per_run": MIN_SLOPE_TOKENS_PER_RUN,
                            "min_r": MIN_R},
@@ -461,7 +563,7 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
                   f"~{row['mean_slope']:.0f} tokens per run in {row['num_growing']} sessions",
             scope={"org_id": org, "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "provider": provider, "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=samples_of(row["samples"]),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="upper bound: every input token above each growing session's "
                          "first run, at the model's input price"), saving))
@@ -470,43 +572,95 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
 
 # ------------------------------------------------------------------ batching
 
-def _batching(store: SpanStore, params: QueryParams, pricer: _Pricer
-              ) -> list[tuple[Recommendation, Decimal]]:
-    parts = _where(params)
+_BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "provider", MODEL_EXPR)
+"""``batching``: the key of a group of calls (names ``org_id, project_id, agent_id, op,
+provider, model`` in the query)."""
+
+
+def _batching_sql(where: str) -> str:
+    """The sample trace ids of the burst calls meeting ``where``, per key.
+
+    The window query ``batching`` ran before the census (:func:`burst_groups` computes the
+    same marks from the census): a call is in a burst when the previous or next small
+    call of its key (by start ms) starts within :data:`BURST_GAP_MS` of it; only start
+    times decide that, so the window sorts by the millisecond alone. Read for the groups
+    recommended only, for their ``samples`` (the lowest ids of burst calls).
+    """
     keys = "org_id, project_id, agent_id, op, provider, model"
-    sql = f"""WITH calls AS (
-    SELECT org_id, project_id, agent_id, toString(operation) AS op, provider,
-        {MODEL_EXPR} AS model, trace_id, start_time, ifNull(input_tokens, 0) AS inp,
-        ifNull(output_tokens, 0) AS outp, ifNull(cache_read_tokens, 0) AS cr, token_cost,
-        price_source
+    gap = BURST_GAP_MS
+    return f"""WITH calls AS (
+    SELECT org_id, project_id, agent_id, operation AS op, provider,
+        {MODEL_EXPR} AS model, toUnixTimestamp64Milli(start_time) AS t_ms,
+        ifNull(input_tokens, 0) AS inp, ifNull(output_tokens, 0) AS outp,
+        ifNull(cache_read_tokens, 0) AS cr, token_cost,
+        NOT startsWith(price_source, 'genai-prices') AS other, trace_id
     FROM spans FINAL
-    WHERE {parts.where} AND {LLM_CALL}
+    WHERE {where} AND {LLM_CALL}
         AND ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}),
-gaps AS (
-    SELECT *, toUnixTimestamp64Milli(start_time) AS t_ms,
-        row_number() OVER before AS rn, lagInFrame(start_time) OVER before AS prev,
-        leadInFrame(start_time) OVER after AS next,
-        count() OVER after AS num_after
-    FROM calls
-    WINDOW before AS (PARTITION BY {keys} ORDER BY start_time, trace_id
-                      ROWS BETWEEN 1 PRECEDING AND CURRENT ROW),
-           after AS (PARTITION BY {keys} ORDER BY start_time, trace_id
-                     ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)),
 marked AS (
-    SELECT *, (rn > 1 AND t_ms - toUnixTimestamp64Milli(prev) <= {BURST_GAP_MS})
-        OR (num_after > 1 AND toUnixTimestamp64Milli(next) - t_ms <= {BURST_GAP_MS})
-        AS burst FROM gaps)
+    SELECT *, ifNull(t_ms - lagInFrame(toNullable(t_ms)) OVER w <= {gap}, 0)
+        OR ifNull(leadInFrame(toNullable(t_ms)) OVER w - t_ms <= {gap}, 0) AS burst
+    FROM calls
+    WINDOW w AS (PARTITION BY {keys} ORDER BY t_ms ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING))
 SELECT {keys}, toInt64(count()) AS num_small, toInt64(countIf(burst)) AS num_burst,
     toInt64(sumIf(inp, burst)) AS input_tokens, toInt64(sumIf(outp, burst)) AS output_tokens,
     toInt64(sumIf(cr, burst)) AS cache_read_tokens, sumIf(token_cost, burst) AS token_cost,
-    toInt64(countIf(burst AND NOT startsWith(price_source, 'genai-prices'))) AS num_other,
+    toInt64(countIf(burst AND other)) AS num_other,
     groupArraySortedIf(10)(trace_id, burst) AS samples
 FROM marked GROUP BY {keys}
 HAVING num_burst >= {MIN_BURST_CALLS}
 ORDER BY {keys} {FINAL_SETTINGS}"""
+
+
+def _batch_candidates(reader: _Reader) -> list[tuple[str, ...]]:
+    """Keys (as :data:`_BATCH_KEYS`) with enough small calls of a model with a batch price.
+
+    The other groups cannot give a recommendation (fewer small calls than
+    :data:`MIN_BURST_CALLS`, or no batch price to compare with), so their bursts are not
+    worked out (a group's bursts depend on its own calls only).
+    """
+    small: dict[tuple[str, ...], int] = defaultdict(int)
+    for row in reader.calls():
+        model = row["response_model"] or row["request_model"]
+        small[(row["org_id"], row["project_id"], row["agent_id"], str(row["operation"]),
+               row["provider"], model)] += row["num_small"]
+    catalog, at = reader.pricer.price.catalog, reader.pricer.at
+    priced: dict[tuple[str, str], bool] = {}
     out = []
+    for key, num_small in sorted(small.items()):
+        if num_small < MIN_BURST_CALLS:
+            continue
+        provider, model = key[4], key[5]
+        if (provider, model) not in priced:
+            priced[provider, model] = (
+                catalog.lookup(provider, model, at) is not None
+                and catalog.lookup_variant(provider, model, at, {"processing": "batch"})
+                is not None)
+        if priced[provider, model]:
+            out.append(key)
+    return out
+
+
+def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params, pricer = reader.store, reader.params, reader.pricer
+    candidates = _batch_candidates(reader)
+    if not candidates:
+        return []
+    keep = set(candidates)
+    row_keys = []
+    for row in reader.census():
+        key: tuple[str, ...] = (row["org_id"], row["project_id"], row["agent_id"],
+                                str(row["operation"]), row["provider"],
+                                row["response_model"] or row["request_model"])
+        row_keys.append(key if row["llm"] and key in keep else None)
+    assert reader.smalls is not None
+    bursts = burst_groups(reader.smalls, row_keys, BURST_GAP_MS, MIN_BURST_CALLS)
+    parts = _where(params)
+    found = []
     catalog = pricer.price.catalog
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
+    for key in sorted(bursts):
+        row = {**dict(zip(("org_id", "project_id", "agent_id", "op", "provider", "model"),
+                          key, strict=True)), **bursts[key]}
         provider, model, n = row["provider"], row["model"], row["num_burst"]
         if row["num_other"]:
             continue  # priced by pricing.toml (or unpriced): no batch price we know
@@ -531,24 +685,61 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
             "batch_price_ratio": float(ratio), "batch_price_source": batch.source,
             "small_call_tokens": SMALL_CALL_TOKENS, "burst_gap_ms": BURST_GAP_MS,
         }
-        out.append((Recommendation(
+        found.append((key, Recommendation(
             kind="batching",
             title=f"Batch the small {row['op']} calls of {model}: {n} calls in bursts",
             scope={"org_id": row["org_id"], "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "operation": row["op"], "provider": provider,
                    "model": model},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence, sample_trace_ids=[],
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="burst calls' token cost × (1 − batch / standard price of their "
                          "average call), if sent through the provider's batch API (answers "
                          "within 24 h)"), saving))
-    return out
+    if not found:
+        return []
+    wanted = SqlParts(binds=dict(parts.binds))
+    where = f"{parts.where} AND {keys_in(wanted, _BATCH_KEYS, (k for k, _, _ in found))}"
+    samples = {
+        tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op", "provider",
+                                    "model")): samples_of(row["samples"])
+        for row in store.query_arrow(_batching_sql(where),
+                                     wanted.binds).to_pylist()}
+    return [(replace(rec, sample_trace_ids=samples.get(key, [])), saving)
+            for key, rec, saving in found]
 
 
 # ------------------------------------------------------------------ failing_retries
 
-def _failing_retries(store: SpanStore, params: QueryParams, pricer: _Pricer
-                     ) -> list[tuple[Recommendation, Decimal]]:
+_RETRY_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "tool_name", MODEL_EXPR)
+"""``failing_retries``: the key of a group of retries."""
+
+
+def _retry_candidates(reader: _Reader) -> list[tuple[str, ...]]:
+    """Keys (org, project, agent, operation, tool, model) whose retries mostly fail.
+
+    From the census: the counts and failed cost the retries query's ``HAVING`` and saving
+    test, so it reads only these groups (whole: the same rows for them).
+    """
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for row in reader.census():
+        if not row["is_retry"]:
+            continue
+        key = (row["org_id"], row["project_id"], row["agent_id"], str(row["operation"]),
+               row["tool_name"], row["response_model"] or row["request_model"])
+        group = groups.setdefault(key, [0, 0, Decimal(0)])
+        group[0] += row["num_spans"]
+        group[1] += row["num_failed"]
+        group[2] += Decimal(row["failed_cost"])
+    return [key for key, (n, failed, cost) in sorted(groups.items())
+            if n >= MIN_RETRIES and failed > MIN_RETRY_FAILURE_RATE * n and _q(cost) > 0]
+
+
+def _failing_retries(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
+    store, params = reader.store, reader.params
+    candidates = _retry_candidates(reader)
+    if not candidates:
+        return []
     parts = _where(params)
     keys = "org_id, project_id, agent_id, op, tool_name, model"
     failed = "status != 'ok'"
@@ -556,17 +747,23 @@ def _failing_retries(store: SpanStore, params: QueryParams, pricer: _Pricer
     {MODEL_EXPR} AS model, toInt64(count()) AS num_retries,
     toInt64(countIf({failed})) AS num_failed, sumIf(total_cost, {failed}) AS failed_cost,
     sum(total_cost) AS retry_cost, topKIf(3)(error_type, {failed}) AS error_types,
-    groupArraySortedIf(10)(trace_id, {failed}) AS samples
+    {low_ids_sql(parts, sample_cut(reader.num_spans()), failed)}
 FROM spans FINAL
-WHERE {parts.where} AND is_retry
+WHERE {parts.where} AND is_retry AND {keys_in(parts, _RETRY_KEYS, candidates)}
 GROUP BY {keys}
 HAVING num_retries >= {MIN_RETRIES} AND num_failed > {MIN_RETRY_FAILURE_RATE} * num_retries
 ORDER BY {keys} {FINAL_SETTINGS}"""
+    rows = [row for row in store.query_arrow(sql, parts.binds).to_pylist()
+            if _q(Decimal(row["failed_cost"])) > 0]
+    names = ("org_id", "project_id", "agent_id", "op", "tool_name", "model")
+    samples = lowest_trace_ids(
+        store, f"{parts.where} AND is_retry AND {failed}", parts.binds, _RETRY_KEYS,
+        [tuple(str(r[n]) for n in names) for r in rows
+         if r["num_low"] < min(10, r["num_failed"])])
     out = []
-    for row in store.query_arrow(sql, parts.binds).to_pylist():
+    for row in rows:
         saving = _q(Decimal(row["failed_cost"]))
-        if saving <= 0:
-            continue
+        key = tuple(str(row[n]) for n in names)
         what = row["tool_name"] or row["model"] or row["op"]
         evidence = {
             "num_retries": row["num_retries"], "num_failed_retries": row["num_failed"],
@@ -581,13 +778,14 @@ ORDER BY {keys} {FINAL_SETTINGS}"""
             scope={"org_id": row["org_id"], "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "operation": row["op"],
                    "tool_name": row["tool_name"], "model": row["model"]},
-            evidence=evidence, sample_trace_ids=_samples(row["samples"]),
+            evidence=evidence,
+            sample_trace_ids=samples.get(key, samples_of(row["low_ids"])),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="what the failed retries cost (their own spans)"), saving))
     return out
 
 
-_Kind = Callable[[SpanStore, QueryParams, _Pricer], list[tuple[Recommendation, Decimal]]]
+_Kind = Callable[[_Reader], list[tuple[Recommendation, Decimal]]]
 _KIND_QUERIES: Final[Mapping[str, _Kind]] = {
     "cheaper_model": _cheaper_model, "prompt_caching": _prompt_caching,
     "context_trimming": _context_trimming, "batching": _batching,
@@ -621,10 +819,10 @@ def list_recommendations(store: SpanStore, params: QueryParams, price: Price,
             raise ValidationError("kind", f"Expected one of {list(KINDS)}, got {kind!r}")
     window = params.time_range.end - params.time_range.start
     window_days = window / timedelta(days=1)
-    pricer = _Pricer(price, params.time_range.end)
+    reader = _Reader(store, params, _Pricer(price, params.time_range.end))
     found: list[Recommendation] = []
     for kind in kinds:
-        for rec, saving in _KIND_QUERIES[kind](store, params, pricer):
+        for rec, saving in _KIND_QUERIES[kind](reader):
             monthly = _q(saving * DAYS_PER_MONTH * 86_400
                          / Decimal(int(window.total_seconds())))
             found.append(Recommendation(

@@ -46,11 +46,11 @@ from mentatlab.storage.aggregates import MODEL_EXPR, NOT_ROLLUP, RESOLVER_STATE_
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
     CYCLE_CANDIDATE,
-    RELIABILITY_COLUMNS,
     SETTLE_STATE_NAME,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     STEP_EXPR,
+    TRACE_FACTS_LATER_COLUMNS,
     TRACE_FACTS_TABLE,
     VERSION_FIELDS,
     VERSION_SIGHTINGS_TABLE,
@@ -85,8 +85,8 @@ _FACTS_COLUMNS = (
     " status, num_spans, error_spans, timeout_spans, total_cost, input_tokens,"
     " output_tokens, root_name, root_agent_id, root_operation, workflow_id, prompt_version,"
     " agent_version, workflow_version, prompt_versions, agent_versions, workflow_versions,"
-    " models, primary_model, user_id, session_id, customer_id, settled_ns, agent_ids,"
-    " operations, " + ", ".join(name for name, _ in RELIABILITY_COLUMNS))
+    " models, primary_model, user_id, session_id, customer_id, settled_ns, "
+    + ", ".join(name for name, kind in TRACE_FACTS_LATER_COLUMNS if "MATERIALIZED" not in kind))
 _FACTS_SQL = f"""INSERT INTO {TRACE_FACTS_TABLE} ({_FACTS_COLUMNS})
 SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     min(start_time) AS f_start_time,
@@ -129,7 +129,9 @@ SELECT org_id, any(workspace_id) AS f_workspace_id, project_id, trace_id,
     argMinIf(error_category, start_time, parent_span_id = '') AS f_root_error_category,
     toUInt8(countIf(is_fallback) > 0) AS f_has_fallback,
     toUInt8(countIf(is_retry) > 0) AS f_has_retry,
-    toUInt8({CYCLE_CANDIDATE}) AS f_cycle_candidate
+    toUInt8({CYCLE_CANDIDATE}) AS f_cycle_candidate,
+    {_NONEMPTY.format(c='session_id')} AS f_session_ids,
+    toInt64(uniqExact(if(run_id != '', run_id, trace_id))) AS f_num_runs
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, project_id, trace_id {_FINAL}"""
 _SIGHTING_PAIRS = ", ".join(f"('{name}', {expr})" for name, expr in VERSION_FIELDS.items())

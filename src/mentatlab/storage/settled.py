@@ -15,7 +15,11 @@ A trace is *settled* once no span of it has arrived for the quiet period
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
   read by :mod:`mentatlab.analytics.compare` and :mod:`mentatlab.analytics.regressions`,
   and the outcome facts :mod:`mentatlab.analytics.reliability` reads (root status, retry
-  and fallback flags, agent-cycle candidate; see :data:`RELIABILITY_COLUMNS`);
+  and fallback flags, agent-cycle candidate; see :data:`RELIABILITY_COLUMNS`); its
+  ``session_ids`` (every non-empty ``session_id`` of its spans) and ``num_runs`` (distinct
+  ``run_id``s, a span without one counting as the trace's own run) let
+  :mod:`mentatlab.analytics.recommendations` find the sessions with several runs without
+  reading spans;
 * ``version_sightings``: per (org, workspace, project, version field, agent, operation,
   value, UTC day) the earliest and latest ``start_time`` of a span carrying that value
   for that agent and operation, read by :mod:`mentatlab.analytics.regressions` to find
@@ -109,12 +113,15 @@ TRACE_FACTS_LATER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("operations", "Array(String)"),
     ("trace_hash", "UInt64 MATERIALIZED cityHash64(trace_id)"),
     *RELIABILITY_COLUMNS,
+    ("session_ids", "Array(String)"),
+    ("num_runs", "Int64"),
 )
 """The ``trace_facts`` columns after ``settled_ns`` (name, type clause), in table order:
 the agents and operations of its spans (:mod:`mentatlab.analytics.regressions`), the
-hash compare's sample is cut by, then :data:`RELIABILITY_COLUMNS`. A store created before
-them gains them by ``ADD COLUMN`` at the end (migration 8, which has the settle job fill
-them again)."""
+hash compare's sample is cut by, :data:`RELIABILITY_COLUMNS`, then every session id of
+its spans and its number of distinct runs (:mod:`mentatlab.analytics.recommendations`).
+A store created before them gains them by ``ADD COLUMN`` at the end (migration 8, which
+has the settle job fill them again)."""
 
 
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause,
