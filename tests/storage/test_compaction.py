@@ -19,7 +19,7 @@ from spanfactory import T0, make_span, make_table
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.compaction import closed_partitions, compact_closed_partitions
-from mentatlab.storage.settled import SPAN_TIMING_TABLE, TRACE_FACTS_TABLE
+from mentatlab.storage.settled import SPAN_TIMING_TABLE, TRACE_AGENTS_TABLE, TRACE_FACTS_TABLE
 from mentatlab.storage.span_schema import (
     FINAL_READ_SETTING,
     HOUR_SORTING_KEY,
@@ -102,17 +102,19 @@ def test_every_table_read_with_final_is_partitioned_by_a_function_of_its_sorting
     tables = set()
     for path in SRC.rglob("*.py"):
         tables |= set(re.findall(r"FROM\s+(\{?\w+\}?)\s+FINAL\b", path.read_text()))
-    assert tables == {"spans", "{SPANS_TABLE}", "{TRACE_FACTS_TABLE}", "{SPAN_TIMING_TABLE}"}
+    assert tables == {"spans", "{SPANS_TABLE}", "{TRACE_FACTS_TABLE}", "{SPAN_TIMING_TABLE}",
+                      "{TRACE_AGENTS_TABLE}"}
     timing = store.query_arrow(
         "SELECT partition_key, sorting_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
         {"t": SPAN_TIMING_TABLE}).to_pylist()
     assert timing == [{"partition_key": SPANS_PARTITION_KEY, "sorting_key": SPANS_SORTING_KEY}]
-    facts = store.query_arrow(
-        "SELECT partition_key FROM system.tables"
-        " WHERE database = currentDatabase() AND name = {t:String}",
-        {"t": TRACE_FACTS_TABLE}).to_pylist()
-    assert facts == [{"partition_key": ""}]  # one partition: trivially a function of the key
+    for table in (TRACE_FACTS_TABLE, TRACE_AGENTS_TABLE):
+        facts = store.query_arrow(
+            "SELECT partition_key FROM system.tables"
+            " WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": table}).to_pylist()
+        assert facts == [{"partition_key": ""}]  # one partition: trivially a function of the key
     row = store.query_arrow(
         "SELECT partition_key, sorting_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = 'spans'").to_pylist()[0]

@@ -9,9 +9,12 @@ A trace is *settled* once no span of it has arrived for the quiet period
   bottleneck query groups or filters by, so :mod:`mentatlab.analytics.bottlenecks` needs
   no join with ``spans``;
 * ``trace_facts``: one row per (org, project, trace) with the trace's end-to-end numbers,
-  read by :mod:`mentatlab.analytics.compare`.
+  read by :mod:`mentatlab.analytics.compare`;
+* ``trace_agents``: one row per (org, project, trace) with its agents' runs and its agent
+  and tool calls (arrays), read by :mod:`mentatlab.analytics.peers` and
+  :mod:`mentatlab.analytics.graph`.
 
-Both are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
+All are ``ReplacingMergeTree(settled_ns)``: a late span re-settles its trace and the new
 rows replace the old ones (same sorting key, higher ``settled_ns``); readers use
 ``FINAL``. On a cluster they are shared tables (every node holds them whole, like the
 pre-aggregates), written once by the elected node.
@@ -21,16 +24,27 @@ from __future__ import annotations
 
 from mentatlab.storage.aggregates import EngineClause
 
-__all__ = ["SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SPAN_TIMING_TABLE", "TRACE_FACTS_TABLE",
-           "settled_ddl"]
+__all__ = ["AGENT_CALL", "CALL", "RUN_OP_TYPE", "SETTLED_FILTER_COLUMNS", "SETTLED_TABLES",
+           "SPAN_TIMING_TABLE", "TRACE_AGENTS_TABLE", "TRACE_FACTS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
 """Per settled span: self time, critical-path time and whether it is on the path."""
 TRACE_FACTS_TABLE = "trace_facts"
 """Per settled (org, project, trace): duration, status, cost, tokens, versions."""
+TRACE_AGENTS_TABLE = "trace_agents"
+"""Per settled (org, project, trace): its agent runs and its agent and tool calls."""
 
-SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE)
-"""Both tables; span retention applies to them too (by ``start_time``)."""
+SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE, TRACE_AGENTS_TABLE)
+"""Every settled table; span retention applies to them too (by ``start_time``)."""
+
+CALL = ("(operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0)"
+        " OR (operation = 'tool' AND tool_name != '')")
+"""A span that is a call in the agent graph (:mod:`mentatlab.analytics.graph`)."""
+AGENT_CALL = "operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0"
+"""A span that is an agent call (its own ``agent_id``, not inherited)."""
+RUN_OP_TYPE = ("argMin(if(operation_name != '', operation_name, toString(operation)),"
+               " (bitAnd(inherited, 1), start_time, span_id))")
+"""Aggregate: the operation type of an agent run (:mod:`mentatlab.analytics.peers`)."""
 
 SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",
@@ -41,7 +55,19 @@ model): the filter names a bottleneck query accepts."""
 
 
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` of both tables, for one node or a cluster.
+    """``CREATE TABLE IF NOT EXISTS`` of every settled table, for one node or a cluster.
+
+    ``trace_agents`` (per org, project and trace; what a row holds is defined with the SQL
+    that writes it, ``resolver/settle.py``): ``single_scope`` (1 when every span of the
+    trace is in this org, workspace and project), ``run_first_ns``/``run_last_ns`` (first
+    and last start of a span with an ``agent_id``; 0 without one), one ``run_*`` element
+    per agent (:mod:`mentatlab.analytics.peers`'s run) and one ``call_*`` element per agent
+    or tool call (:mod:`mentatlab.analytics.graph`'s call, with its caller and the start of
+    the parent span an agent call's caller comes from, else the call's own start). ``run_key``
+    (agent and operation type) and ``call_link`` (kind, name and caller) are one
+    ``LowCardinality`` value per group a reader aggregates by (one key groups 2-3× faster
+    than two), written injectively: ``<n>:<agent><type>`` and ``<kind>:<n>:<name><caller>``
+    with ``n`` the byte length of the agent or name.
 
     Args:
         cluster_clause: ``""`` or `` ON CLUSTER <name>``.
@@ -74,5 +100,21 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  customer_id String,\n  settled_ns Int64,\n"
         "  INDEX idx_start start_time TYPE minmax GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_FACTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
+        "ORDER BY (org_id, project_id, trace_id)",
+        f"CREATE TABLE IF NOT EXISTS {TRACE_AGENTS_TABLE}{c} (\n"
+        "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
+        "  project_id LowCardinality(String),\n  trace_id String,\n"
+        "  start_time DateTime64(9, 'UTC'),\n  single_scope UInt8,\n"
+        "  run_first_ns Int64,\n  run_last_ns Int64,\n"
+        "  run_key Array(LowCardinality(String)),\n  run_agent Array(LowCardinality(String)),\n"
+        "  run_op_type Array(LowCardinality(String)),\n  run_ok Array(UInt8),\n"
+        "  run_cost Array(Decimal(38, 12)),\n  run_tokens Array(Int64),\n"
+        "  run_latency_ms Array(Float64),\n"
+        "  call_link Array(LowCardinality(String)),\n  call_kind Array(LowCardinality(String)),\n"
+        "  call_name Array(LowCardinality(String)),\n"
+        "  call_caller Array(LowCardinality(String)),\n  call_start_ns Array(Int64),\n"
+        "  call_parent_start_ns Array(Int64),\n  call_duration_ms Array(Float64),\n"
+        "  call_failed Array(UInt8),\n  settled_ns Int64\n)"
+        f" ENGINE = {shared_engine(TRACE_AGENTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
     ]
