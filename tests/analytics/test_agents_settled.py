@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import replace
 from datetime import timedelta
+from itertools import count
 from typing import Any
 
 import pyarrow as pa
@@ -29,15 +30,24 @@ from mentatlab.storage.base import SpanStore
 S = 1_000_000_000
 
 
+@pytest.fixture(autouse=True)
+def _settled_whatever_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few spans per stored row: read settled rows even where raw spans are cheaper."""
+    monkeypatch.setattr(settled_agents, "MIN_SPANS_PER_ROW", 0.0)
+
+
 def _peer_spans() -> list[CanonicalSpan]:
+    test_peers._n = count(1)  # its traces numbered from 1, as in test_peers.py
     spans = test_peers.build()
     # a run in two projects of acme: one raw run (its spans' scope differs), counted once
     split = test_peers._run("split", 90, "0.07", 70)
     spans += [split[0], replace(split[1], project_id="q")]
+    test_peers._n = count(1)  # and as test_peers.py's own fixture expects
     return spans
 
 
 def _graph_spans() -> list[CanonicalSpan]:
+    test_graph._ids = count(1)
     spans = test_graph.build()
     old = test_graph._Trace(test_graph.T0 - timedelta(days=2))  # beyond the look-back
     old.add(1, None, Operation.AGENT, 0, 3 * 86_400_000, agent="elder", own_agent=True)
@@ -47,6 +57,7 @@ def _graph_spans() -> list[CanonicalSpan]:
     two.add(1, None, Operation.AGENT, 0, 100, agent="planner", own_agent=True)
     two.add(2, 1, Operation.TOOL, 10, 20, agent="planner", tool="calc")
     two.spans[1] = replace(two.spans[1], project_id="q")
+    test_graph._ids = count(1)
     # test_peers numbers its traces from 1 too: keep the two sets apart
     return [replace(s, trace_id=f"f{s.trace_id[1:]}") for s in spans + old.spans + two.spans]
 
@@ -131,6 +142,20 @@ def test_the_extra_traces_mean_what_they_say(store: SpanStore) -> None:
     acme = peers.rank_peers(store, QueryParams(test_peers.RANGE, filters={"org_id": "acme"}))
     assert [(a.num_runs, str(a.total_cost)) for a in acme if a.agent_id == "split"] == [
         (1, "0.070000000000")]
+
+
+def test_a_range_with_few_spans_reads_raw(store: SpanStore,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store.append_batch(stamped(_all(), 10 * S))
+    Settler(store, 1.0).run_pass(10**18, now_ns=20 * S)
+    params = QueryParams(test_peers.RANGE)
+    assert settled_agents.plan_settled_read(store, params, SqlParts()) is not None
+    monkeypatch.setattr(settled_agents, "MIN_SPANS_PER_ROW", 1e9)
+    assert settled_agents.plan_settled_read(store, params, SqlParts()) is None
+    empty = QueryParams(TimeRange(test_peers.T0 - timedelta(days=9),
+                                  test_peers.T0 - timedelta(days=8)))
+    monkeypatch.setattr(settled_agents, "MIN_SPANS_PER_ROW", 1.0)
+    assert settled_agents.plan_settled_read(store, empty, SqlParts()) is None
 
 
 def test_nothing_settled_reads_raw(store: SpanStore, monkeypatch: pytest.MonkeyPatch) -> None:

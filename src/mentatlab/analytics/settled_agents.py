@@ -14,7 +14,12 @@ counts once, by one of the two:
   range boundary; traces in several scopes).
 
 A store the settle job never ran on, a filter other than tenancy, or more than
-:data:`MAX_RAW_TRACES` such traces: the caller reads raw spans only.
+:data:`MAX_RAW_TRACES` such traces: the caller reads raw spans only. So does a range
+holding fewer spans than ``trace_agents`` holds rows (``EXPLAIN ESTIMATE``, index
+granules, no data read): the rows are sorted by trace, not time, so a settled read costs
+about one read per stored row whatever the range, a raw read one per span in the range (at
+10M spans over 30 days: 1.25M rows, the crossing near 2-3 days; a 24 h range reads raw).
+The answer is the same either way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from mentatlab.analytics.query import QueryParams, SqlParts
+from mentatlab.analytics.query import QueryParams, SqlParts, build_where
 from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import TRACE_AGENTS_TABLE
@@ -31,6 +36,9 @@ from mentatlab.storage.settled import TRACE_AGENTS_TABLE
 __all__ = ["MAX_RAW_TRACES", "TENANCY_FILTERS", "SettledRead", "plan_settled_read",
            "raw_trace_ids", "tenancy_where"]
 
+MIN_SPANS_PER_ROW: float = 1.0
+"""A settled read only when the range's spans (estimated) are at least this many times the
+``trace_agents`` rows (estimated, within the tenancy); below it raw spans are cheaper."""
 MAX_RAW_TRACES: Final = 50_000
 """Most traces read from raw spans beside ``trace_agents``; beyond it, all raw."""
 TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
@@ -64,7 +72,8 @@ def plan_settled_read(store: SpanStore, params: QueryParams, parts: SqlParts
                       ) -> SettledRead | None:
     """A settled read of ``params``, or None when raw spans alone must answer.
 
-    None on a store the settle job never ran on, or with a filter other than tenancy.
+    None on a store the settle job never ran on, with a filter other than tenancy, or for
+    a range with fewer spans than :data:`MIN_SPANS_PER_ROW` per ``trace_agents`` row.
 
     Raises:
         StoreError: the query failed.
@@ -74,10 +83,30 @@ def plan_settled_read(store: SpanStore, params: QueryParams, parts: SqlParts
     settled_ns = read_settle_state(store)
     if settled_ns is None:
         return None
+    if _raw_is_cheaper(store, params):
+        return None
     end = parts.bind(params.time_range.end, _TS)
     return SettledRead(
         settled_ns, f"toUnixTimestamp64Nano({parts.bind(params.time_range.start, _TS)})",
         f"toUnixTimestamp64Nano({end})", end, tenancy_where(params.filters, parts))
+
+
+def _raw_is_cheaper(store: SpanStore, params: QueryParams) -> bool:
+    """Whether the range holds fewer spans than the rows a settled read would read."""
+    parts = SqlParts()
+    spans = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
+    scope = tenancy_where(params.filters, parts)
+    rows = store.query_arrow(
+        f"EXPLAIN ESTIMATE SELECT 1 FROM spans WHERE {spans.where}"
+        f" UNION ALL SELECT 1 FROM {TRACE_AGENTS_TABLE} WHERE {scope}", parts.binds).to_pylist()
+    estimate = {str(r["table"]): int(r["rows"]) for r in rows}
+    if not estimate.get(TRACE_AGENTS_TABLE):
+        # no row in the scope: nothing settled there, or a table the settle job has not
+        # filled yet (a store upgraded since its last pass): raw spans are right
+        return True
+    if "spans" not in estimate:  # no estimate (a cluster's Distributed spans): settled
+        return False
+    return estimate["spans"] < MIN_SPANS_PER_ROW * estimate[TRACE_AGENTS_TABLE]
 
 
 def raw_trace_ids(store: SpanStore, read: SettledRead, also: str, parts: SqlParts
