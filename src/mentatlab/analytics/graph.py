@@ -22,6 +22,11 @@ filter; the filter's tenancy also bounds the parent spans read):
     widened by :data:`PARENT_LOOKBACK` on both sides (a parent started before the
     range; clock skew).
 
+  Settled traces are read from the rows the settle job stores per trace
+  (``trace_agents``: each call with its caller and its parent's start, so the look-back
+  applies as above), the rest from raw spans, with the same numbers
+  (:mod:`mentatlab.analytics.settled_agents` says which).
+
   A call without a caller (a root agent, a tool outside any agent, a parent not stored
   or in another tenancy) counts on its node but makes no link. An agent calling itself
   (recursion, or a nested run of the same agent) is a self-link.

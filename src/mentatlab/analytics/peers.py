@@ -3,7 +3,9 @@
 The unit is an agent's **run**: the spans of one trace carrying that ``agent_id`` (its own
 spans and the LLM and tool calls that inherit its id; a sub-agent's spans carry the
 sub-agent's id and count for it), over the spans in the time range and filter
-(``spans FINAL``). Per run:
+(``spans FINAL``). The runs of settled traces are read from the rows the settle job stores
+per trace (``trace_agents``), the rest from raw spans, with the same numbers
+(:mod:`mentatlab.analytics.settled_agents` says which). Per run:
 
 * latency: the run's first span start to its last span end, in ms;
 * success: no span of the run with status ``error`` or ``timeout``;

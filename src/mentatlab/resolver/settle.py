@@ -13,8 +13,8 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
-   batch per chunk goes to ``span_timing``; ``trace_facts`` is one
-   ``INSERT … SELECT … GROUP BY`` over the same traces;
+   batch per chunk goes to ``span_timing``; ``trace_facts`` and ``trace_agents`` are one
+   ``INSERT … SELECT … GROUP BY`` each over the same traces;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
