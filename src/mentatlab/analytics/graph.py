@@ -23,8 +23,8 @@ filter; the filter's tenancy also bounds the parent spans read):
     range; clock skew).
 
   Settled traces are read from the rows the settle job stores per trace
-  (``trace_agents``: each call with its caller and its parent's start, so the look-back
-  applies as above), the rest from raw spans, with the same numbers
+  (``trace_agents``: each call with its caller; a trace whose agent spans start beyond
+  the look-back is read raw), the rest from raw spans, with the same numbers
   (:mod:`mentatlab.analytics.settled_agents` says which).
 
   A call without a caller (a root agent, a tool outside any agent, a parent not stored
@@ -172,35 +172,37 @@ def _groups_sql(store: SpanStore, params: QueryParams, parts: SqlParts) -> str:
     Settled traces from ``trace_agents`` when it can, the others from raw spans.
     """
     read = plan_settled_read(store, params, parts)
+    lookback = int(PARENT_LOOKBACK.total_seconds() * 1e9)
+    # read raw: traces in several scopes, and those where a caller may have started
+    # beyond the look-back (a caller's span carries an agent_id: it is a run span, so it
+    # starts within [run_first_ns, run_last_ns]); no stored caller needs the check then
     ids = None if read is None else raw_trace_ids(store, read, (
-        f"single_scope = 0 AND notEmpty(call_kind) AND start_time < {read.end}"), parts)
+        f"notEmpty(call_link) AND start_time < {read.end} AND (single_scope = 0"
+        f" OR run_first_ns < {read.lo} - {lookback} OR run_last_ns >= {read.hi} + {lookback})"
+    ), parts)
     raw_parts = SqlParts(binds=parts.binds)
     if read is None or ids is None:
         return f"""groups AS (
 SELECT kind, name, caller, {_MEASURES} FROM ({_raw_calls(params, raw_parts)})
 GROUP BY kind, name, caller)"""
-    lookback = int(PARENT_LOOKBACK.total_seconds() * 1e9)
     bound = parts.bind(ids, "Array(String)")
     not_raw = f" AND trace_id NOT IN {bound}" if ids else ""
-    # grouped by the one LowCardinality call_link (<kind>:<n>:<name><caller>), then split;
-    # an agent call's caller counts only when its parent started within the look-back (a
-    # tool call's stored parent start is its own)
+    # grouped by the one LowCardinality call_link (<kind>:<n>:<name><caller>), then split
     settled = f"""SELECT kind, name, caller, calls, errors, q, mean FROM (
 SELECT substring(link, 1, position(link, ':') - 1) AS kind,
     substring(link, length(kind) + 2) AS rest,
     substring(rest, position(rest, ':') + 1,
               toUInt64(substring(rest, 1, position(rest, ':') - 1))) AS name,
-    if(lost, '', substring(rest, position(rest, ':') + 1 + length(name))) AS caller,
+    substring(rest, position(rest, ':') + 1 + length(name)) AS caller,
     calls, errors, q, mean
 FROM (
-    SELECT link, lost, {_MEASURES}
+    SELECT link, {_MEASURES}
     FROM {TRACE_AGENTS_TABLE} FINAL
-    ARRAY JOIN call_link AS link, call_start_ns AS start_ns, call_parent_start_ns AS parent_ns,
+    ARRAY JOIN call_link AS link, call_start_ns AS start_ns,
         call_duration_ms AS duration_ms, call_failed AS failed
     WHERE {read.scope} AND single_scope = 1 AND start_time < {read.end}{not_raw}
         AND start_ns >= {read.lo} AND start_ns < {read.hi}
-    GROUP BY link, toUInt8(NOT (parent_ns >= {read.lo} - {lookback}
-                                AND parent_ns < {read.hi} + {lookback})) AS lost))"""
+    GROUP BY link))"""
     if not ids:
         return f"groups AS (\n{settled})"
     raw = _raw_calls(params, raw_parts, bound)

@@ -124,7 +124,7 @@ _NS = "toUnixTimestamp64Nano"
 _AGENTS_SQL = f"""INSERT INTO {TRACE_AGENTS_TABLE} (org_id, workspace_id, project_id, trace_id,
     start_time, single_scope, run_first_ns, run_last_ns, run_key, run_agent, run_op_type,
     run_ok, run_cost, run_tokens, run_latency_ms, call_link, call_kind, call_name, call_caller,
-    call_start_ns, call_parent_start_ns, call_duration_ms, call_failed, settled_ns)
+    call_start_ns, call_duration_ms, call_failed, settled_ns)
 SELECT r.org_id, r.a_workspace_id, r.project_id, r.trace_id, r.a_start_time,
     toUInt8(count() OVER (PARTITION BY r.trace_id) = 1 AND r.num_workspaces = 1),
     r.first_ns, r.last_ns,
@@ -132,7 +132,7 @@ SELECT r.org_id, r.a_workspace_id, r.project_id, r.trace_id, r.a_start_time,
     r.runs.1, r.runs.2, r.runs.3, r.runs.4, r.runs.5, r.runs.6,
     arrayMap((k, n, c) -> concat(k, ':', toString(length(n)), ':', n, c), c.calls.1,
              c.calls.2, c.calls.3),
-    c.calls.1, c.calls.2, c.calls.3, c.calls.4, c.calls.5, c.calls.6, c.calls.7,
+    c.calls.1, c.calls.2, c.calls.3, c.calls.4, c.calls.5, c.calls.6,
     {{v:Int64}}
 FROM (
     SELECT org_id, project_id, trace_id, any(workspaces[1]) AS a_workspace_id,
@@ -157,7 +157,6 @@ FROM (
 LEFT JOIN (
     SELECT k.org_id AS org_id, k.project_id AS project_id, k.trace_id AS trace_id,
         groupArray((k.kind, k.name, if(k.kind = 'agent', p.agent_id, k.agent_id), k.start_ns,
-                    if(k.kind = 'agent' AND p.start_ns != 0, p.start_ns, k.start_ns),
                     k.duration_ms, k.failed)) AS calls
     FROM (
         SELECT org_id, project_id, trace_id, parent_span_id,
@@ -168,8 +167,7 @@ LEFT JOIN (
         FROM spans FINAL WHERE {_IN_BATCH} AND ({CALL}) {_FINAL}
     ) AS k
     LEFT JOIN (
-        SELECT trace_id, span_id, toString(argMax(agent_id, ingested_at_ns)) AS agent_id,
-            argMax({_NS}(start_time), ingested_at_ns) AS start_ns
+        SELECT trace_id, span_id, toString(argMax(agent_id, ingested_at_ns)) AS agent_id
         FROM spans WHERE {_IN_BATCH} AND span_id IN (
             SELECT parent_span_id FROM spans WHERE {_IN_BATCH} AND {AGENT_CALL})
         GROUP BY trace_id, span_id

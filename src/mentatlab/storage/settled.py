@@ -62,8 +62,8 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
     trace is in this org, workspace and project), ``run_first_ns``/``run_last_ns`` (first
     and last start of a span with an ``agent_id``; 0 without one), one ``run_*`` element
     per agent (:mod:`mentatlab.analytics.peers`'s run) and one ``call_*`` element per agent
-    or tool call (:mod:`mentatlab.analytics.graph`'s call, with its caller and the start of
-    the parent span an agent call's caller comes from, else the call's own start). ``run_key``
+    or tool call (:mod:`mentatlab.analytics.graph`'s call with its caller, the nearest
+    agent above it however far: a reader checks the look-back by the run starts). ``run_key``
     (agent and operation type) and ``call_link`` (kind, name and caller) are one
     ``LowCardinality`` value per group a reader aggregates by (one key groups 2-3× faster
     than two), written injectively: ``<n>:<agent><type>`` and ``<kind>:<n>:<name><caller>``
@@ -113,7 +113,7 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  call_link Array(LowCardinality(String)),\n  call_kind Array(LowCardinality(String)),\n"
         "  call_name Array(LowCardinality(String)),\n"
         "  call_caller Array(LowCardinality(String)),\n  call_start_ns Array(Int64),\n"
-        "  call_parent_start_ns Array(Int64),\n  call_duration_ms Array(Float64),\n"
+        "  call_duration_ms Array(Float64),\n"
         "  call_failed Array(UInt8),\n  settled_ns Int64\n)"
         f" ENGINE = {shared_engine(TRACE_AGENTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "ORDER BY (org_id, project_id, trace_id)",
