@@ -11,7 +11,8 @@ counts once, by one of the two:
 
 * the unsettled tail: traces with a span committed after the settle watermark ``S``;
 * the traces the caller's ``also`` condition names on ``trace_agents`` (runs crossing a
-  range boundary; traces in several scopes).
+  range boundary; traces in several scopes; for the graph, traces whose agent spans
+  start beyond the parent look-back).
 
 A store the settle job never ran on, a filter other than tenancy, or more than
 :data:`MAX_RAW_TRACES` such traces: the caller reads raw spans only. So does a range
@@ -33,8 +34,8 @@ from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import TRACE_AGENTS_TABLE
 
-__all__ = ["MAX_RAW_TRACES", "TENANCY_FILTERS", "SettledRead", "plan_settled_read",
-           "raw_trace_ids", "tenancy_where"]
+__all__ = ["MAX_RAW_TRACES", "MIN_SPANS_PER_ROW", "TENANCY_FILTERS", "SettledRead",
+           "plan_settled_read", "raw_trace_ids", "tenancy_where"]
 
 MIN_SPANS_PER_ROW: float = 1.0
 """A settled read only when the range's spans (estimated) are at least this many times the
