@@ -197,3 +197,22 @@ def test_settled_trace_touched_again_counts_once(store: SpanStore,
     assert changed == _raw_answers(store, monkeypatch) and changed != before
     Settler(store, 1.0).run_pass(10**18, now_ns=50 * S)  # settled again: same answer
     assert _answers(store) == changed
+
+
+def test_a_trace_keeps_its_bucket_when_settled_again(store: SpanStore) -> None:
+    spans = _all()
+    store.append_batch(stamped(spans, 10 * S))
+    Settler(store, 1.0).run_pass(10**18, now_ns=20 * S)
+    first = spans[0]
+    # a late span starting two days earlier: the trace's start moves, its row's key must not
+    early = replace(first, span_id="ee" * 8, parent_span_id=first.span_id,
+                    start_time=first.start_time - timedelta(days=2),
+                    end_time=first.start_time - timedelta(days=2) + timedelta(seconds=1))
+    store.append_batch(stamped([early], 30 * S))
+    Settler(store, 1.0).run_pass(10**18, now_ns=40 * S)
+    rows = store.query_arrow(
+        "SELECT bucket, start_time FROM trace_agents FINAL WHERE trace_id = {t:String}",
+        {"t": first.trace_id}).to_pylist()
+    assert len(rows) == 1
+    assert rows[0]["bucket"] == first.start_time.date()
+    assert rows[0]["start_time"] == early.start_time

@@ -109,12 +109,17 @@ def test_every_table_read_with_final_is_partitioned_by_a_function_of_its_sorting
         " WHERE database = currentDatabase() AND name = {t:String}",
         {"t": SPAN_TIMING_TABLE}).to_pylist()
     assert timing == [{"partition_key": SPANS_PARTITION_KEY, "sorting_key": SPANS_SORTING_KEY}]
-    for table in (TRACE_FACTS_TABLE, TRACE_AGENTS_TABLE):
-        facts = store.query_arrow(
-            "SELECT partition_key FROM system.tables"
-            " WHERE database = currentDatabase() AND name = {t:String}",
-            {"t": table}).to_pylist()
-        assert facts == [{"partition_key": ""}]  # one partition: trivially a function of the key
+    facts = store.query_arrow(
+        "SELECT partition_key FROM system.tables"
+        " WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": TRACE_FACTS_TABLE}).to_pylist()
+    assert facts == [{"partition_key": ""}]  # one partition: trivially a function of the key
+    agents = store.query_arrow(
+        "SELECT partition_key, sorting_key FROM system.tables"
+        " WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": TRACE_AGENTS_TABLE}).to_pylist()
+    assert agents == [{"partition_key": "bucket",
+                       "sorting_key": "org_id, project_id, bucket, trace_id"}]
     row = store.query_arrow(
         "SELECT partition_key, sorting_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = 'spans'").to_pylist()[0]

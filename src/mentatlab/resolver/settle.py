@@ -122,10 +122,11 @@ GROUP BY org_id, project_id, trace_id {_FINAL}"""
 
 _NS = "toUnixTimestamp64Nano"
 _AGENTS_SQL = f"""INSERT INTO {TRACE_AGENTS_TABLE} (org_id, workspace_id, project_id, trace_id,
-    start_time, single_scope, run_first_ns, run_last_ns, run_key, run_agent, run_op_type,
+    start_time, bucket, single_scope, run_first_ns, run_last_ns, run_key, run_agent, run_op_type,
     run_ok, run_cost, run_tokens, run_latency_ms, call_link, call_kind, call_name, call_caller,
     call_start_ns, call_duration_ms, call_failed, settled_ns)
 SELECT r.org_id, r.a_workspace_id, r.project_id, r.trace_id, r.a_start_time,
+    if(o.trace_id != '', o.old_bucket, toDate(r.a_start_time)),
     toUInt8(count() OVER (PARTITION BY r.trace_id) = 1 AND r.num_workspaces = 1),
     r.first_ns, r.last_ns,
     arrayMap((a, o) -> concat(toString(length(a)), ':', a, o), r.runs.1, r.runs.2),
@@ -174,6 +175,10 @@ LEFT JOIN (
     ) AS p ON k.trace_id = p.trace_id AND k.parent_span_id = p.span_id
     GROUP BY k.org_id, k.project_id, k.trace_id
 ) AS c ON r.org_id = c.org_id AND r.project_id = c.project_id AND r.trace_id = c.trace_id
+LEFT JOIN (
+    SELECT org_id, project_id, trace_id, min(bucket) AS old_bucket FROM {TRACE_AGENTS_TABLE}
+    WHERE trace_id IN {{ids:Array(String)}} GROUP BY org_id, project_id, trace_id
+) AS o ON r.org_id = o.org_id AND r.project_id = o.project_id AND r.trace_id = o.trace_id
 {_FINAL}"""
 
 

@@ -58,7 +58,11 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` of every settled table, for one node or a cluster.
 
     ``trace_agents`` (per org, project and trace; what a row holds is defined with the SQL
-    that writes it, ``resolver/settle.py``): ``single_scope`` (1 when every span of the
+    that writes it, ``resolver/settle.py``): ``bucket`` (the day of the trace's first start
+    when it was first settled, kept when it is settled again, so a row's key never changes
+    and a new part overlaps only its days: ``FINAL`` then merges few rows, a partition
+    at a time, where a key by trace alone made every new part overlap the whole table),
+    ``single_scope`` (1 when every span of the
     trace is in this org, workspace and project), ``run_first_ns``/``run_last_ns`` (first
     and last start of a span with an ``agent_id``; 0 without one), one ``run_*`` element
     per agent (:mod:`mentatlab.analytics.peers`'s run) and one ``call_*`` element per agent
@@ -104,7 +108,7 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {TRACE_AGENTS_TABLE}{c} (\n"
         "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
         "  project_id LowCardinality(String),\n  trace_id String,\n"
-        "  start_time DateTime64(9, 'UTC'),\n  single_scope UInt8,\n"
+        "  start_time DateTime64(9, 'UTC'),\n  bucket Date,\n  single_scope UInt8,\n"
         "  run_first_ns Int64,\n  run_last_ns Int64,\n"
         "  run_key Array(LowCardinality(String)),\n  run_agent Array(LowCardinality(String)),\n"
         "  run_op_type Array(LowCardinality(String)),\n  run_ok Array(UInt8),\n"
@@ -114,7 +118,8 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause) -> list[str]:
         "  call_name Array(LowCardinality(String)),\n"
         "  call_caller Array(LowCardinality(String)),\n  call_start_ns Array(Int64),\n"
         "  call_duration_ms Array(Float64),\n"
-        "  call_failed Array(UInt8),\n  settled_ns Int64\n)"
+        "  call_failed Array(UInt8),\n  settled_ns Int64,\n"
+        "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_AGENTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
-        "ORDER BY (org_id, project_id, trace_id)",
+        "PARTITION BY bucket\nORDER BY (org_id, project_id, bucket, trace_id)",
     ]
