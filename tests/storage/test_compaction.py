@@ -19,7 +19,12 @@ from spanfactory import T0, make_span, make_table
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.compaction import closed_partitions, compact_closed_partitions
-from mentatlab.storage.settled import SPAN_TIMING_TABLE, STEP_COUNTS_TABLE, TRACE_FACTS_TABLE
+from mentatlab.storage.settled import (
+    SPAN_TIMING_TABLE,
+    STEP_COUNTS_TABLE,
+    TRACE_AGENTS_TABLE,
+    TRACE_FACTS_TABLE,
+)
 from mentatlab.storage.span_schema import (
     FINAL_READ_SETTING,
     HOUR_SORTING_KEY,
@@ -103,7 +108,7 @@ def test_every_table_read_with_final_is_partitioned_by_a_function_of_its_sorting
     for path in SRC.rglob("*.py"):
         tables |= set(re.findall(r"FROM\s+(\{?\w+\}?)\s+FINAL\b", path.read_text()))
     assert tables == {"spans", "{SPANS_TABLE}", "{TRACE_FACTS_TABLE}", "{SPAN_TIMING_TABLE}",
-                      "{STEP_COUNTS_TABLE}"}
+                      "{STEP_COUNTS_TABLE}", "{TRACE_AGENTS_TABLE}"}
     timing = store.query_arrow(
         "SELECT partition_key, sorting_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
@@ -121,6 +126,12 @@ def test_every_table_read_with_final_is_partitioned_by_a_function_of_its_sorting
     assert steps == [{"partition_key": "toDate(start_time)", "sorting_key": (
         "org_id, project_id, start_time, trace_id, workspace_id, operation, step, error_class,"
         " error_category")}]  # start_time is a key column: the day a function of it
+    agents = store.query_arrow(
+        "SELECT partition_key, sorting_key FROM system.tables"
+        " WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": TRACE_AGENTS_TABLE}).to_pylist()
+    assert agents == [{"partition_key": "bucket",
+                       "sorting_key": "org_id, project_id, bucket, trace_id"}]
     row = store.query_arrow(
         "SELECT partition_key, sorting_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = 'spans'").to_pylist()[0]

@@ -47,7 +47,7 @@ def test_migration_8_adds_the_facts_and_has_every_trace_settled_again(
     assert span_schema.migrate_span_store(store) == [8]
     assert [n for n, _ in settled.TRACE_FACTS_LATER_COLUMNS] == \
         _columns(store, "trace_facts")[-len(settled.TRACE_FACTS_LATER_COLUMNS):]
-    for table in ("version_sightings", "step_counts"):
+    for table in ("version_sightings", "step_counts", "trace_agents"):
         assert _columns(store, table), table
     assert read_settle_state(store) == 0
     assert span_schema.migrate_span_store(store) == []

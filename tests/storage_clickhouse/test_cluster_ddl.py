@@ -89,7 +89,7 @@ def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -
     names = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1) for s in creates]  # type: ignore[union-attr]
     assert names == ["schema_migrations", "spans_local", "spans", "span_deltas",
                      *aggregate_tables(), "resolver_state", "span_timing", "trace_facts",
-                     "version_sightings", "step_counts"]
+                     "version_sightings", "step_counts", "trace_agents"]
     assert creates[2] == (
         "CREATE TABLE IF NOT EXISTS spans ON CLUSTER mentat_cluster AS spans_local"
         " ENGINE = Distributed(mentat_cluster, observability, spans_local, cityHash64(trace_id))")
@@ -109,7 +109,7 @@ def test_aggregates_are_replicated_whole_to_every_node(cluster_ddl: Any) -> None
     assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/resolver_state', '{{replica}}',"
             " version)" in creates["resolver_state"])
     assert "ENGINE = Null" in creates["span_deltas"]  # every node fans its inserts out
-    for settled in ("span_timing", "trace_facts", "step_counts"):  # written once by settle
+    for settled in ("span_timing", "trace_facts", "step_counts", "trace_agents"):  # settle job
         assert (f"ENGINE = ReplicatedReplacingMergeTree('{prefix}/{settled}', '{{replica}}',"
                 " settled_ns)" in creates[settled])
     assert (f"ENGINE = ReplicatedAggregatingMergeTree('{prefix}/version_sightings',"
@@ -142,7 +142,7 @@ def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any
     assert ttl == [f"ALTER TABLE {t} ON CLUSTER mentat_cluster"
                    " MODIFY TTL start_time + toIntervalDay(90)"
                    for t in ("spans_local", "span_timing", "trace_facts",
-                             "version_sightings", "step_counts")]  # settled: shared
+                             "version_sightings", "step_counts", "trace_agents")]  # shared
     assert {"t": "spans_local"} in lookups  # TTL and columns are read from the local table
 
 

@@ -22,6 +22,11 @@ filter; the filter's tenancy also bounds the parent spans read):
     widened by :data:`PARENT_LOOKBACK` on both sides (a parent started before the
     range; clock skew).
 
+  Settled traces are read from the rows the settle job stores per trace
+  (``trace_agents``: each call with its caller; a trace whose agent spans start beyond
+  the look-back is read raw), the rest from raw spans, with the same numbers
+  (:mod:`mentatlab.analytics.settled_agents` says which).
+
   A call without a caller (a root agent, a tool outside any agent, a parent not stored
   or in another tenancy) counts on its node but makes no link. An agent calling itself
   (recursion, or a nested run of the same agent) is a self-link.
@@ -48,8 +53,10 @@ from datetime import timedelta
 from typing import Any, Final
 
 from mentatlab.analytics.query import FINAL_SETTINGS, QueryParams, SqlParts, TimeRange, build_where
+from mentatlab.analytics.settled_agents import plan_settled_read, raw_trace_ids
 from mentatlab.errors import ValidationError
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import AGENT_CALL, CALL, TRACE_AGENTS_TABLE
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_LINKS", "PARENT_LOOKBACK", "AgentGraph",
            "GraphLink", "GraphNode", "get_agent_graph", "mark_back_edges"]
@@ -64,10 +71,6 @@ PARENT_LOOKBACK: Final = timedelta(days=1)
 """How far outside the range a parent of an agent call is looked for."""
 TENANCY_FILTERS: Final = ("org_id", "workspace_id", "project_id")
 """Filter names that also bound the parent spans read."""
-_CALL: Final = ("(operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0)"
-                " OR (operation = 'tool' AND tool_name != '')")
-"""A call (see the module doc)."""
-_AGENT_CALL: Final = "operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,31 +128,88 @@ class AgentGraph:
     """Distinct caller → callee pairs in the range, before any bound."""
 
 
-def _calls_sql(params: QueryParams, parts: SqlParts) -> str:
-    """The CTE ``calls``: one row per call (kind, name, caller, duration, failed)."""
+def _raw_calls(params: QueryParams, parts: SqlParts, trace_ids: str | None = None) -> str:
+    """One row per call from raw spans (kind, name, caller, duration, failed).
+
+    With ``trace_ids`` (SQL of a set), only the calls and parents of those traces.
+    """
     build_where(params.time_range, params.filters, parts)
-    where = parts.where
     tenancy = {k: v for k, v in params.filters.items() if k in TENANCY_FILTERS}
     wide = params.time_range
     wide = TimeRange(wide.start - PARENT_LOOKBACK, wide.end + PARENT_LOOKBACK)
     parent_parts = SqlParts(binds=parts.binds)
     build_where(wide, tenancy, parent_parts)
-    return f"""calls AS (
-SELECT c.kind AS kind, c.name AS name,
+    if trace_ids is not None:
+        parts.conditions.append(f"trace_id IN {trace_ids}")
+        parent_parts.conditions.append(f"trace_id IN {trace_ids}")
+    where = parts.where
+    return f"""SELECT c.kind AS kind, c.name AS name,
     if(c.kind = 'agent', p.agent_id, c.agent_id) AS caller,
     c.duration_ms AS duration_ms, c.failed AS failed
 FROM (
     SELECT trace_id, parent_span_id, if(operation = 'agent', 'agent', 'tool') AS kind,
         if(operation = 'agent', agent_id, tool_name) AS name, agent_id, duration_ms,
         toUInt8(status != 'ok') AS failed
-    FROM spans FINAL WHERE {where} AND ({_CALL})
+    FROM spans FINAL WHERE {where} AND ({CALL})
 ) AS c
 LEFT JOIN (
     SELECT trace_id, span_id, argMax(agent_id, ingested_at_ns) AS agent_id FROM spans
     WHERE {parent_parts.where} AND span_id IN (
-        SELECT parent_span_id FROM spans WHERE {where} AND {_AGENT_CALL})
+        SELECT parent_span_id FROM spans WHERE {where} AND {AGENT_CALL})
     GROUP BY trace_id, span_id
-) AS p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id)"""
+) AS p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id"""
+
+
+_MEASURES = ("toInt64(count()) AS calls, toInt64(sum(failed)) AS errors,"
+             " quantilesExactInclusiveState(0.5, 0.95)(duration_ms) AS q,"
+             " avgState(duration_ms) AS mean")
+"""Per group of calls: counts and mergeable exact-quantile and mean states."""
+
+
+def _groups_sql(store: SpanStore, params: QueryParams, parts: SqlParts) -> str:
+    """The CTE ``groups``: calls per (kind, name, caller), in one or two rows each.
+
+    Settled traces from ``trace_agents`` when it can, the others from raw spans.
+    """
+    read = plan_settled_read(store, params, parts)
+    lookback = int(PARENT_LOOKBACK.total_seconds() * 1e9)
+    # read raw: traces in several scopes, and those where a caller may have started
+    # beyond the look-back (a caller's span carries an agent_id: it is a run span, so it
+    # starts within [run_first_ns, run_last_ns]); no stored caller needs the check then
+    ids = None if read is None else raw_trace_ids(store, read, (
+        f"notEmpty(call_link) AND start_time < {read.end} AND (single_scope = 0"
+        f" OR run_first_ns < {read.lo} - {lookback} OR run_last_ns >= {read.hi} + {lookback})"
+    ), parts)
+    raw_parts = SqlParts(binds=parts.binds)
+    if read is None or ids is None:
+        return f"""groups AS (
+SELECT kind, name, caller, {_MEASURES} FROM ({_raw_calls(params, raw_parts)})
+GROUP BY kind, name, caller)"""
+    bound = parts.bind(ids, "Array(String)")
+    not_raw = f" AND trace_id NOT IN {bound}" if ids else ""
+    # grouped by the one LowCardinality call_link (<kind>:<n>:<name><caller>), then split
+    settled = f"""SELECT kind, name, caller, calls, errors, q, mean FROM (
+SELECT substring(link, 1, position(link, ':') - 1) AS kind,
+    substring(link, length(kind) + 2) AS rest,
+    substring(rest, position(rest, ':') + 1,
+              toUInt64(substring(rest, 1, position(rest, ':') - 1))) AS name,
+    substring(rest, position(rest, ':') + 1 + length(name)) AS caller,
+    calls, errors, q, mean
+FROM (
+    SELECT link, {_MEASURES}
+    FROM {TRACE_AGENTS_TABLE} FINAL
+    ARRAY JOIN call_link AS link, call_start_ns AS start_ns,
+        call_duration_ms AS duration_ms, call_failed AS failed
+    WHERE {read.scope} AND single_scope = 1 AND start_time < {read.end}{not_raw}
+        AND start_ns >= {read.lo} AND start_ns < {read.hi}
+    GROUP BY link))"""
+    if not ids:
+        return f"groups AS (\n{settled})"
+    raw = _raw_calls(params, raw_parts, bound)
+    return f"""groups AS (
+{settled}
+UNION ALL
+SELECT kind, name, caller, {_MEASURES} FROM ({raw}) GROUP BY kind, name, caller)"""
 
 
 def _stats(row: dict[str, Any]) -> dict[str, Any]:
@@ -215,14 +275,14 @@ def get_agent_graph(store: SpanStore, params: QueryParams, *,
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError("limit", f"Expected 1..{MAX_LIMIT}, got {limit}")
     parts = SqlParts()
-    calls = _calls_sql(params, parts)
+    groups = _groups_sql(store, params, parts)
     # one pass for nodes and links: grouping(caller) is 1 on the (kind, name) rows
     rows = store.query_arrow(
-        f"WITH {calls} SELECT grouping(caller) AS is_node, caller, kind, name,"
-        " toInt64(count()) AS calls, toInt64(sum(failed)) AS errors,"
-        " quantilesExactInclusive(0.5, 0.95)(duration_ms) AS q, avg(duration_ms) AS mean_ms,"
+        f"WITH {groups} SELECT grouping(caller) AS is_node, caller, kind, name,"
+        " toInt64(sum(calls)) AS calls, toInt64(sum(errors)) AS errors,"
+        " quantilesExactInclusiveMerge(0.5, 0.95)(q) AS q, avgMerge(mean) AS mean_ms,"
         " toInt64(count() OVER (PARTITION BY is_node)) AS num_total"
-        " FROM calls GROUP BY GROUPING SETS ((kind, name), (caller, kind, name))"
+        " FROM groups GROUP BY GROUPING SETS ((kind, name), (caller, kind, name))"
         " HAVING is_node = 1 OR caller != ''"
         " ORDER BY is_node DESC, calls DESC, caller, kind, name"
         f" LIMIT {MAX_LINKS} BY is_node {FINAL_SETTINGS}", parts.binds).to_pylist()

@@ -3,7 +3,9 @@
 The unit is an agent's **run**: the spans of one trace carrying that ``agent_id`` (its own
 spans and the LLM and tool calls that inherit its id; a sub-agent's spans carry the
 sub-agent's id and count for it), over the spans in the time range and filter
-(``spans FINAL``). Per run:
+(``spans FINAL``). The runs of settled traces are read from the rows the settle job stores
+per trace (``trace_agents``), the rest from raw spans, with the same numbers
+(:mod:`mentatlab.analytics.settled_agents` says which). Per run:
 
 * latency: the run's first span start to its last span end, in ms;
 * success: no span of the run with status ``error`` or ``timeout``;
@@ -41,8 +43,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
 from mentatlab.analytics.query import FINAL_SETTINGS, NOT_ROLLUP, QueryParams, SqlParts, build_where
+from mentatlab.analytics.settled_agents import plan_settled_read, raw_trace_ids
 from mentatlab.model.schema import MONEY_SCALE
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import RUN_OP_TYPE, TRACE_AGENTS_TABLE
 
 __all__ = ["PEER_METRICS", "PERCENTILE_KIND", "AgentPeers", "PeerRank", "rank_peers",
            "percentile_ranks"]
@@ -91,26 +95,70 @@ def percentile_ranks(values: Sequence[float]) -> list[float]:
     return [float(percentileofscore(values, v, kind=PERCENTILE_KIND)) for v in values]
 
 
-def _agents_sql(params: QueryParams, parts: SqlParts) -> str:
-    build_where(params.time_range, params.filters, parts)
-    op = "if(operation_name != '', operation_name, toString(operation))"
-    return f"""WITH runs AS (
-SELECT agent_id, trace_id,
-    argMin({op}, (bitAnd(inherited, 1), start_time, span_id)) AS op_type,
+_RAW_RUNS = f"""SELECT agent_id, {RUN_OP_TYPE} AS op_type,
     toUInt8(countIf(status != 'ok') = 0) AS success,
     sum(total_cost) AS cost,
     toInt64(sumIf(ifNull(input_tokens, 0) + ifNull(output_tokens, 0), {NOT_ROLLUP})) AS tokens,
     (toUnixTimestamp64Nano(max(end_time)) - toUnixTimestamp64Nano(min(start_time))) / 1e6
         AS latency_ms
 FROM spans FINAL
-WHERE {parts.where} AND agent_id != ''
-GROUP BY agent_id, trace_id {FINAL_SETTINGS})
+WHERE {{where}} AND agent_id != ''
+GROUP BY agent_id, trace_id"""
+"""One row per run from raw spans (``{where}``: the range, filter and any trace ids)."""
+_MEASURES = ("toInt64(count()) AS n, toInt64(sum(success)) AS ok, sum(cost) AS cost_sum,"
+             " toInt64(sum(tokens)) AS token_sum,"
+             " quantileExactInclusiveState(0.5)(latency_ms) AS latency")
+"""Per (agent, operation type): the runs' sums and a mergeable exact-median state."""
+_RAW_GROUPS = f"""SELECT agent_id, op_type, {_MEASURES}
+FROM ({_RAW_RUNS}) GROUP BY agent_id, op_type"""
+_SETTLED_GROUPS = f"""SELECT
+    substring(key, position(key, ':') + 1,
+              toUInt64(substring(key, 1, position(key, ':') - 1))) AS agent_id,
+    substring(key, position(key, ':') + 1 + length(agent_id)) AS op_type,
+    n, ok, cost_sum, token_sum, latency
+FROM (
+    SELECT key, {_MEASURES}
+    FROM {TRACE_AGENTS_TABLE} FINAL
+    ARRAY JOIN run_key AS key, run_ok AS success, run_cost AS cost, run_tokens AS tokens,
+        run_latency_ms AS latency_ms
+    WHERE {{where}}
+    GROUP BY key)"""
+"""Per (agent, operation type) over the settled traces ``{where}`` picks, grouped by the one
+LowCardinality ``run_key`` (``<n>:<agent><type>``, n the agent's byte length) and split."""
+
+
+def _agents_sql(groups: str) -> str:
+    """Per agent, from rows per (agent, operation type) (merged: one side may hold both)."""
+    return f"""WITH groups AS ({groups})
 SELECT agent_id, arraySort((t, n) -> (-n, t), ops.1, ops.2)[1] AS operation_type,
-    toInt64(count()) AS num_runs, toInt64(sum(success)) AS num_successes,
-    sum(cost) AS total_cost, toInt64(sum(tokens)) AS total_tokens,
-    quantileExactInclusive(0.5)(latency_ms) AS latency_p50_ms,
-    sumMap([op_type], [toInt64(1)]) AS ops
-FROM runs GROUP BY agent_id ORDER BY operation_type, agent_id"""
+    toInt64(sum(n)) AS num_runs, toInt64(sum(ok)) AS num_successes,
+    sum(cost_sum) AS total_cost, toInt64(sum(token_sum)) AS total_tokens,
+    quantileExactInclusiveMerge(0.5)(latency) AS latency_p50_ms,
+    sumMap([op_type], [n]) AS ops
+FROM groups GROUP BY agent_id ORDER BY operation_type, agent_id {FINAL_SETTINGS}"""
+
+
+def _groups_sql(store: SpanStore, params: QueryParams, parts: SqlParts) -> str:
+    """Runs per (agent, type): settled traces from ``trace_agents`` when it can, else raw."""
+    read = plan_settled_read(store, params, parts)
+    raw = build_where(params.time_range, params.filters, SqlParts(binds=parts.binds))
+    if read is None:
+        return _RAW_GROUPS.format(where=raw.where)
+    # a run counts from its row only when every one of its spans is in the range
+    inside = f"run_first_ns >= {read.lo} AND run_last_ns < {read.hi}"
+    ids = raw_trace_ids(store, read, (
+        f"notEmpty(run_agent) AND run_first_ns < {read.hi} AND run_last_ns >= {read.lo}"
+        f" AND NOT (single_scope = 1 AND {inside})"), parts)
+    if ids is None:
+        return _RAW_GROUPS.format(where=raw.where)
+    bound = parts.bind(ids, "Array(String)")
+    settled = _SETTLED_GROUPS.format(where=(
+        f"{read.scope} AND single_scope = 1 AND notEmpty(run_agent) AND {inside}"
+        + (f" AND trace_id NOT IN {bound}" if ids else "")))
+    if not ids:
+        return settled
+    return f"{settled}\nUNION ALL\n" + _RAW_GROUPS.format(
+        where=f"{raw.where} AND trace_id IN {bound}")
 
 
 def rank_peers(store: SpanStore, params: QueryParams) -> list[AgentPeers]:
@@ -128,7 +176,8 @@ def rank_peers(store: SpanStore, params: QueryParams) -> list[AgentPeers]:
         StoreError: the query failed.
     """
     parts = SqlParts()
-    rows = store.query_arrow(_agents_sql(params, parts), parts.binds).to_pylist()
+    groups = _groups_sql(store, params, parts)
+    rows = store.query_arrow(_agents_sql(groups), parts.binds).to_pylist()
     values: list[dict[str, float | Decimal | None]] = []
     for row in rows:
         ok = int(row["num_successes"])

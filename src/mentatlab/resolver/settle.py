@@ -13,8 +13,9 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    spans (``spans FINAL``) are read in one query, the critical path of each trace is
    computed in Python over its own rows
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
-   batch per chunk goes to ``span_timing``; ``trace_facts``, ``version_sightings`` and
-   ``step_counts`` are one ``INSERT … SELECT … GROUP BY`` each over the same traces;
+   batch per chunk goes to ``span_timing``; ``trace_facts``, ``version_sightings``,
+   ``step_counts`` and ``trace_agents`` are one ``INSERT … SELECT … GROUP BY`` each over
+   the same traces;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
@@ -45,11 +46,15 @@ from mentatlab.resolver.resolver import ResolverState
 from mentatlab.storage.aggregates import MODEL_EXPR, NOT_ROLLUP, RESOLVER_STATE_TABLE
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    AGENT_CALL,
+    CALL,
     CYCLE_CANDIDATE,
+    RUN_OP_TYPE,
     SETTLE_STATE_NAME,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     STEP_EXPR,
+    TRACE_AGENTS_TABLE,
     TRACE_FACTS_LATER_COLUMNS,
     TRACE_FACTS_TABLE,
     VERSION_FIELDS,
@@ -157,6 +162,67 @@ SELECT org_id, workspace_id, project_id, toStartOfMinute(start_time) AS s_minute
 FROM spans FINAL WHERE {_IN_BATCH}
 GROUP BY org_id, workspace_id, project_id, s_minute, trace_id, operation, s_step, s_class,
     s_category {_FINAL}"""
+
+_NS = "toUnixTimestamp64Nano"
+_AGENTS_SQL = f"""INSERT INTO {TRACE_AGENTS_TABLE} (org_id, workspace_id, project_id, trace_id,
+    start_time, bucket, single_scope, run_first_ns, run_last_ns, run_key, run_agent, run_op_type,
+    run_ok, run_cost, run_tokens, run_latency_ms, call_link, call_kind, call_name, call_caller,
+    call_start_ns, call_duration_ms, call_failed, settled_ns)
+SELECT r.org_id, r.a_workspace_id, r.project_id, r.trace_id, r.a_start_time,
+    if(o.trace_id != '', o.old_bucket, toDate(r.a_start_time)),
+    toUInt8(count() OVER (PARTITION BY r.trace_id) = 1 AND r.num_workspaces = 1),
+    r.first_ns, r.last_ns,
+    arrayMap((a, o) -> concat(toString(length(a)), ':', a, o), r.runs.1, r.runs.2),
+    r.runs.1, r.runs.2, r.runs.3, r.runs.4, r.runs.5, r.runs.6,
+    arrayMap((k, n, c) -> concat(k, ':', toString(length(n)), ':', n, c), c.calls.1,
+             c.calls.2, c.calls.3),
+    c.calls.1, c.calls.2, c.calls.3, c.calls.4, c.calls.5, c.calls.6,
+    {{v:Int64}}
+FROM (
+    SELECT org_id, project_id, trace_id, any(workspaces[1]) AS a_workspace_id,
+        length(groupUniqArrayArray(workspaces)) AS num_workspaces,
+        min(first_start) AS a_start_time,
+        minIf(first_ns, agent_id != '') AS first_ns, maxIf(last_ns, agent_id != '') AS last_ns,
+        groupArrayIf((agent_id, op_type, ok, cost, tokens, latency_ms), agent_id != '')
+            AS runs
+    FROM (
+        SELECT org_id, project_id, trace_id, agent_id,
+            groupUniqArray(workspace_id) AS workspaces, min(start_time) AS first_start,
+            {RUN_OP_TYPE} AS op_type,
+            toUInt8(countIf(status != 'ok') = 0) AS ok, sum(total_cost) AS cost,
+            toInt64(sumIf(ifNull(input_tokens, 0) + ifNull(output_tokens, 0), {NOT_ROLLUP}))
+                AS tokens,
+            min({_NS}(start_time)) AS first_ns, max({_NS}(start_time)) AS last_ns,
+            ({_NS}(max(end_time)) - {_NS}(min(start_time))) / 1e6 AS latency_ms
+        FROM spans FINAL WHERE {_IN_BATCH}
+        GROUP BY org_id, project_id, trace_id, agent_id {_FINAL})
+    GROUP BY org_id, project_id, trace_id
+) AS r
+LEFT JOIN (
+    SELECT k.org_id AS org_id, k.project_id AS project_id, k.trace_id AS trace_id,
+        groupArray((k.kind, k.name, if(k.kind = 'agent', p.agent_id, k.agent_id), k.start_ns,
+                    k.duration_ms, k.failed)) AS calls
+    FROM (
+        SELECT org_id, project_id, trace_id, parent_span_id,
+            if(operation = 'agent', 'agent', 'tool') AS kind,
+            toString(if(operation = 'agent', agent_id, tool_name)) AS name,
+            toString(agent_id) AS agent_id, {_NS}(start_time) AS start_ns, duration_ms,
+            toUInt8(status != 'ok') AS failed
+        FROM spans FINAL WHERE {_IN_BATCH} AND ({CALL}) {_FINAL}
+    ) AS k
+    LEFT JOIN (
+        SELECT trace_id, span_id, toString(argMax(agent_id, ingested_at_ns)) AS agent_id
+        FROM spans WHERE {_IN_BATCH} AND span_id IN (
+            SELECT parent_span_id FROM spans WHERE {_IN_BATCH} AND {AGENT_CALL})
+        GROUP BY trace_id, span_id
+    ) AS p ON k.trace_id = p.trace_id AND k.parent_span_id = p.span_id
+    GROUP BY k.org_id, k.project_id, k.trace_id
+) AS c ON r.org_id = c.org_id AND r.project_id = c.project_id AND r.trace_id = c.trace_id
+LEFT JOIN (
+    SELECT org_id, project_id, trace_id, min(bucket) AS old_bucket FROM {TRACE_AGENTS_TABLE}
+    WHERE trace_id IN {{ids:Array(String)}} GROUP BY org_id, project_id, trace_id
+) AS o ON r.org_id = o.org_id AND r.project_id = o.project_id AND r.trace_id = o.trace_id
+{_FINAL}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +364,7 @@ class Settler:
         self.store.execute(_FACTS_SQL, params)
         self.store.execute(_SIGHTINGS_SQL, params)
         self.store.execute(_STEPS_SQL, params)
+        self.store.execute(_AGENTS_SQL, params)
         return int(table.num_rows)
 
 

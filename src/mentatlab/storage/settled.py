@@ -23,7 +23,11 @@ A trace is *settled* once no span of it has arrived for the quiet period
 * ``version_sightings``: per (org, workspace, project, version field, agent, operation,
   value, UTC day) the earliest and latest ``start_time`` of a span carrying that value
   for that agent and operation, read by :mod:`mentatlab.analytics.regressions` to find
-  the versions first seen in a window without scanning every span.
+  the versions first seen in a window without scanning every span;
+* ``trace_agents``: one row per (org, project, trace) with its agents' runs and its agent
+  and tool calls (arrays), read by :mod:`mentatlab.analytics.peers` and
+  :mod:`mentatlab.analytics.graph`.
+
 
 All but ``version_sightings`` are ``ReplacingMergeTree(settled_ns)``: a late span
 re-settles its trace and the new rows replace the old ones (same sorting key, higher
@@ -42,9 +46,10 @@ from collections.abc import Collection
 
 from mentatlab.storage.aggregates import MODEL_EXPR, EngineClause
 
-__all__ = ["AGENT_EXPR", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS", "SETTLED_FILTER_COLUMNS",
-           "SETTLED_TABLES", "SETTLE_STATE_NAME", "SPAN_TIMING_TABLE", "STEP_COUNTS_TABLE",
-           "STEP_EXPR", "TRACE_FACTS_LATER_COLUMNS", "TRACE_FACTS_TABLE", "VERSION_FIELDS",
+__all__ = ["AGENT_CALL", "AGENT_EXPR", "CALL", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS",
+           "RUN_OP_TYPE", "SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SETTLE_STATE_NAME",
+           "SPAN_TIMING_TABLE", "STEP_COUNTS_TABLE", "STEP_EXPR", "TRACE_AGENTS_TABLE",
+           "TRACE_FACTS_LATER_COLUMNS", "TRACE_FACTS_TABLE", "VERSION_FIELDS",
            "VERSION_SIGHTINGS_TABLE", "settled_ddl"]
 
 SPAN_TIMING_TABLE = "span_timing"
@@ -60,8 +65,12 @@ STEP_COUNTS_TABLE = "step_counts"
 """Per settled (org, project, minute, trace, workspace, operation, step, error class and
 category): span, failure, retry and fallback counts."""
 
+TRACE_AGENTS_TABLE = "trace_agents"
+"""Per settled (org, project, trace): its agent runs and its agent and tool calls."""
+
 SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE,
-                                   VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE)
+                                   VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE,
+                                   TRACE_AGENTS_TABLE)
 """Every settled table; span retention applies to them too (by ``start_time``: the day's
 start for ``version_sightings``)."""
 
@@ -73,6 +82,15 @@ VERSION_FIELDS: dict[str, str] = {
 }
 """Version fields (the names of ``analytics.compare.COMPARE_FIELDS``) and their SQL over
 ``spans``: the ``field`` values of ``version_sightings``."""
+
+CALL = ("(operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0)"
+        " OR (operation = 'tool' AND tool_name != '')")
+"""A span that is a call in the agent graph (:mod:`mentatlab.analytics.graph`)."""
+AGENT_CALL = "operation = 'agent' AND agent_id != '' AND bitAnd(inherited, 1) = 0"
+"""A span that is an agent call (its own ``agent_id``, not inherited)."""
+RUN_OP_TYPE = ("argMin(if(operation_name != '', operation_name, toString(operation)),"
+               " (bitAnd(inherited, 1), start_time, span_id))")
+"""Aggregate: the operation type of an agent run (:mod:`mentatlab.analytics.peers`)."""
 
 SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
     "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",
@@ -127,6 +145,22 @@ has the settle job fill them again)."""
 def settled_ddl(cluster_clause: str, shared_engine: EngineClause,
                 tables: Collection[str] = SETTLED_TABLES) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` of settled tables, for one node or a cluster.
+
+    ``trace_agents`` (per org, project and trace; what a row holds is defined with the SQL
+    that writes it, ``resolver/settle.py``): ``bucket`` (the day of the trace's first start
+    when it was first settled, kept when it is settled again, so a row's key never changes
+    and a new part overlaps only its days: ``FINAL`` then merges few rows, a partition
+    at a time, where a key by trace alone made every new part overlap the whole table),
+    ``single_scope`` (1 when every span of the
+    trace is in this org, workspace and project), ``run_first_ns``/``run_last_ns`` (first
+    and last start of a span with an ``agent_id``; 0 without one), one ``run_*`` element
+    per agent (:mod:`mentatlab.analytics.peers`'s run) and one ``call_*`` element per agent
+    or tool call (:mod:`mentatlab.analytics.graph`'s call with its caller, the nearest
+    agent above it however far: a reader checks the look-back by the run starts). ``run_key``
+    (agent and operation type) and ``call_link`` (kind, name and caller) are one
+    ``LowCardinality`` value per group a reader aggregates by (one key groups 2-3× faster
+    than two), written injectively: ``<n>:<agent><type>`` and ``<kind>:<n>:<name><caller>``
+    with ``n`` the byte length of the agent or name.
 
     Args:
         cluster_clause: ``""`` or `` ON CLUSTER <name>``.
@@ -185,6 +219,23 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause,
         "PARTITION BY toDate(start_time)\n"
         "ORDER BY (org_id, project_id, start_time, trace_id, workspace_id, operation, step,"
         " error_class, error_category)",
+        f"CREATE TABLE IF NOT EXISTS {TRACE_AGENTS_TABLE}{c} (\n"
+        "  org_id LowCardinality(String),\n  workspace_id LowCardinality(String),\n"
+        "  project_id LowCardinality(String),\n  trace_id String,\n"
+        "  start_time DateTime64(9, 'UTC'),\n  bucket Date,\n  single_scope UInt8,\n"
+        "  run_first_ns Int64,\n  run_last_ns Int64,\n"
+        "  run_key Array(LowCardinality(String)),\n  run_agent Array(LowCardinality(String)),\n"
+        "  run_op_type Array(LowCardinality(String)),\n  run_ok Array(UInt8),\n"
+        "  run_cost Array(Decimal(38, 12)),\n  run_tokens Array(Int64),\n"
+        "  run_latency_ms Array(Float64),\n"
+        "  call_link Array(LowCardinality(String)),\n  call_kind Array(LowCardinality(String)),\n"
+        "  call_name Array(LowCardinality(String)),\n"
+        "  call_caller Array(LowCardinality(String)),\n  call_start_ns Array(Int64),\n"
+        "  call_duration_ms Array(Float64),\n"
+        "  call_failed Array(UInt8),\n  settled_ns Int64,\n"
+        "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1\n)"
+        f" ENGINE = {shared_engine(TRACE_AGENTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
+        "PARTITION BY bucket\nORDER BY (org_id, project_id, bucket, trace_id)",
     ]
     return [ddl for name, ddl in zip(SETTLED_TABLES, statements, strict=True)
             if name in tables]

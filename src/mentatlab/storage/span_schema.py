@@ -36,6 +36,7 @@ from mentatlab.storage.settled import (
     SETTLED_TABLES,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
+    TRACE_AGENTS_TABLE,
     TRACE_FACTS_LATER_COLUMNS,
     TRACE_FACTS_TABLE,
     VERSION_SIGHTINGS_TABLE,
@@ -215,13 +216,15 @@ def _m007(options: SchemaOptions) -> list[str]:
 
 def _m008(options: SchemaOptions) -> list[str]:
     # Issue 16's speed: more settled facts per trace (trace_facts' later columns) and the
-    # version_sightings and step_counts tables (docs/decisions/0010). Rows settled before
-    # lack them, so the settle watermark goes back to 0 (when the job ever ran): readers
-    # take every trace from raw spans until the job's next pass has settled them all again.
+    # version_sightings, step_counts and trace_agents tables (docs/decisions/0010). Rows
+    # settled before lack them, so the settle watermark goes back to 0 (when the job ever
+    # ran): readers take every trace from raw spans until the job's next pass has settled
+    # them all again.
     c = options.cluster_clause
     return [*(f"ALTER TABLE {TRACE_FACTS_TABLE}{c} ADD COLUMN IF NOT EXISTS {name} {kind}"
               for name, kind in TRACE_FACTS_LATER_COLUMNS),
-            *settled_ddl(c, options.shared_engine, (VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE)),
+            *settled_ddl(c, options.shared_engine,
+                         (VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE, TRACE_AGENTS_TABLE)),
             f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
             f" SELECT name, 0, 1, toUInt64(toUnixTimestamp64Nano(now64(9)))"
             f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1"]
@@ -235,7 +238,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "resolver ledger and aggregates replace the hourly rollups", _m005),
     Migration(6, "per-kind token costs in the ledger and aggregates", _m006),
     Migration(7, "settled traces: span_timing and trace_facts", _m007),
-    Migration(8, "more settled facts: trace_facts columns, version_sightings, step_counts",
+    Migration(8, "more settled facts: trace_facts columns, version_sightings, step_counts,"
+                 " trace_agents",
               _m008),
 )
 """Every span-store migration, in version order."""
