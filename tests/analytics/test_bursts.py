@@ -12,7 +12,7 @@ from typing import Any
 
 from test_recommendations import T0, _span
 
-from mentatlab.analytics._bursts import burst_groups
+from mentatlab.analytics.bursts import burst_groups
 from mentatlab.analytics.query import QueryParams, TimeRange
 from mentatlab.analytics.recommendations import (
     BURST_GAP_MS,

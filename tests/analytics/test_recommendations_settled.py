@@ -19,7 +19,7 @@ import pytest
 import test_recommendations
 from test_recommendations import ACME, RANGE
 
-from mentatlab.analytics import _session_runs, recommendations
+from mentatlab.analytics import recommendations, session_runs
 from mentatlab.analytics.query import QueryParams
 from mentatlab.analytics.recommendations import list_recommendations
 from mentatlab.model.schema import spans_to_arrow
@@ -55,7 +55,7 @@ def answer(store: SpanStore) -> dict[str, Any]:
 def raw_answer(store: SpanStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The answer as if the store was never settled (every call read from raw spans)."""
     with monkeypatch.context() as m:
-        m.setattr(_session_runs, "read_settle_state", lambda _store: None)
+        m.setattr(session_runs, "read_settle_state", lambda _store: None)
         return answer(store)
 
 

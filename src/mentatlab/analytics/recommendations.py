@@ -13,8 +13,8 @@ bursts of the census's small calls in numpy (groups of a model with a batch pric
 ``failing_retries`` reads only the groups whose retries mostly fail (for their error
 types and samples); ``context_trimming`` reads only the sessions
 that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
-(:mod:`mentatlab.analytics._session_runs`); sample trace ids are sorted only below a cut
-(:func:`~mentatlab.analytics._samples.low_ids_sql`).
+(:mod:`mentatlab.analytics.session_runs`); sample trace ids are sorted only below a cut
+(:func:`~mentatlab.analytics.sample_ids.low_ids_sql`).
 
 * ``cheaper_model``: in one scope (org, project, agent, step, operation), a model C whose
   calls cost less on average than those of model E and succeed as often (calls without a
@@ -77,16 +77,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from mentatlab.analytics._bursts import burst_groups
-from mentatlab.analytics._samples import (
-    COUNT_CAP,
-    keys_in,
-    low_ids_sql,
-    lowest_trace_ids,
-    sample_cut,
-    samples_of,
-)
-from mentatlab.analytics._session_runs import session_calls_sql
+from mentatlab.analytics.bursts import burst_groups
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
@@ -95,6 +86,15 @@ from mentatlab.analytics.query import (
     SqlParts,
     build_where,
 )
+from mentatlab.analytics.sample_ids import (
+    COUNT_CAP,
+    keys_in,
+    low_ids_sql,
+    lowest_trace_ids,
+    sample_cut,
+    samples_of,
+)
+from mentatlab.analytics.session_runs import session_calls_sql
 from mentatlab.model.schema import MONEY_SCALE
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import Price
