@@ -21,7 +21,7 @@ from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import StoreTime
 
 __all__ = ["ANALYTICS_ERRORS", "DEFAULT_WINDOW", "RESOLVED_READS", "EndQ", "FilterQ", "StartQ",
-           "TzQ", "build_query", "hex_id", "run_blocking", "zone_name"]
+           "TzQ", "build_query", "hex_id", "run_blocking", "window", "zone_name"]
 
 DEFAULT_WINDOW = timedelta(days=7)
 ANALYTICS_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
@@ -53,9 +53,15 @@ def zone_name(tz: str) -> str:
     return tz
 
 
-def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+def window(start: datetime | None, end: datetime | None,
+           default: timedelta = DEFAULT_WINDOW) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC: ``end`` defaults to now, ``start`` to ``default`` before it.
+
+    Raises:
+        ApiError: (400, field ``start``) the range is empty.
+    """
     end_utc = end or datetime.now(UTC)
-    start_utc = start or end_utc - DEFAULT_WINDOW
+    start_utc = start or end_utc - default
     if start_utc >= end_utc:
         raise ApiError(400, "Empty time range", [FieldError(
             "start", f"Expected start before end, got {start_utc.isoformat()} ≥ "
@@ -64,15 +70,15 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 
 
 def build_query(start: datetime | None, end: datetime | None, filters: Mapping[str, str],
-           group_by: list[str] | None = None, bucket: Bucket | None = None,
-           tz: str = UTC_NAME) -> QueryParams:
+                group_by: list[str] | None = None, bucket: Bucket | None = None,
+                tz: str = UTC_NAME) -> QueryParams:
     """Build the analytics QueryParams (buckets in time zone ``tz``).
 
     Raises:
         ApiError: (400) an empty time range or an unknown time zone.
         ValidationError: (422) an unknown filter or group-by field.
     """
-    start_utc, end_utc = _window(start, end)
+    start_utc, end_utc = window(start, end)
     return QueryParams(time_range=TimeRange(start_utc, end_utc), filters=filters,
                        group_by=tuple(group_by or ()), bucket=bucket,
                        time_zone=zone_name(tz))

@@ -26,6 +26,7 @@ from mentatlab.errors import FieldError
 from mentatlab.server.deps import Caller, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import StoreTime
+from mentatlab.server.routes.analytics_params import window
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import server_state
 
@@ -59,12 +60,7 @@ async def bottlenecks(
     Empty range or a filter field settled spans do not hold: 400 naming the field;
     unknown ``group_by`` or ``limit`` out of range: 422 naming the field.
     """
-    end_utc = end or datetime.now(UTC)
-    start_utc = start or end_utc - DEFAULT_WINDOW
-    if start_utc >= end_utc:
-        raise ApiError(400, "Empty time range", [FieldError(
-            "start", f"Expected start before end, got {start_utc.isoformat()} ≥ "
-            f"{end_utc.isoformat()}")])
+    start_utc, end_utc = window(start, end, DEFAULT_WINDOW)
     if start_utc - (end_utc - start_utc) < datetime(1900, 1, 1, tzinfo=UTC):
         raise ApiError(400, "Range too long", [FieldError(
             "start", "Expected the previous period of equal length to start after 1900")])

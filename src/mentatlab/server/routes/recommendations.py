@@ -7,7 +7,7 @@ an org/project only ever sees its own spans.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -25,7 +25,7 @@ from mentatlab.server.components import build_price
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import StoreTime
-from mentatlab.server.routes.analytics_params import EndQ, FilterQ
+from mentatlab.server.routes.analytics_params import EndQ, FilterQ, window
 from mentatlab.server.serialize import jsonable
 from mentatlab.server.state import ServerState, server_state
 
@@ -80,12 +80,7 @@ async def recommendations(
     ``currency``; ``saving_per_month = saving_in_window × 30 / window_days``) and
     ``saving_basis``. Empty range: 400 (field ``start``); unknown kind: 422 (``kind``).
     """
-    end_utc = end or datetime.now(UTC)
-    start_utc = start or end_utc - DEFAULT_WINDOW
-    if start_utc >= end_utc:
-        raise ApiError(400, "Empty time range", [FieldError(
-            "start", f"Expected start before end, got {start_utc.isoformat()} ≥ "
-                     f"{end_utc.isoformat()}")])
+    start_utc, end_utc = window(start, end, DEFAULT_WINDOW)
     kinds = _kinds(kind)
     params = QueryParams(time_range=TimeRange(start_utc, end_utc),
                          filters=scoped_filter(caller, filter).equals)
@@ -93,8 +88,8 @@ async def recommendations(
     price = _price_in_force(state)
     result = await anyio.to_thread.run_sync(
         lambda: list_recommendations(state.store, params, price, kinds))
-    window = params.time_range
-    return {"ok": True, "start": jsonable(window.start), "end": jsonable(window.end),
+    span = params.time_range
+    return {"ok": True, "start": jsonable(span.start), "end": jsonable(span.end),
             "window_days": result.window_days, "currency": result.currency,
             "extrapolation": f"saving_per_month = saving_in_window × {DAYS_PER_MONTH} / "
                              "window_days",
