@@ -17,6 +17,7 @@ import pytest
 from spanfactory import T0, make_span, make_table
 
 from mentatlab.model.schema import spans_to_arrow
+from mentatlab.resolver.settle import Settler
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.compaction import closed_partitions, compact_closed_partitions
 from mentatlab.storage.settled import (
@@ -191,3 +192,26 @@ def test_today_and_later_days_are_never_merged(store: SpanStore, today: date) ->
     assert [p.day for p in closed_partitions(store, today=today)] == \
         [d for d in (DAY1, DAY2) if d < today]
     store.execute("SYSTEM START MERGES spans")
+
+
+def test_a_pass_merges_the_closed_days_of_the_settled_tables_too(store: SpanStore) -> None:
+    store.execute(f"SYSTEM STOP MERGES {SPAN_TIMING_TABLE}")
+    store.append_batch(_on_day(range(20), 0, ingested_at_ns=1))  # traces 0 and 1, day 1
+    settler = Settler(store, 10.0)
+    settler.settle([f"{0:032x}"])  # one settle batch each: two parts of day 1
+    settler.settle([f"{1:032x}"])
+    answer = store.query_arrow(f"SELECT trace_id, count() AS n, sum(self_time_ms) AS t FROM"
+                               f" {SPAN_TIMING_TABLE} FINAL GROUP BY trace_id ORDER BY trace_id"
+                               ).to_pylist()
+    assert [r["n"] for r in answer] == [10, 10]
+    selected = [(p.table, p.partition_id, p.parts) for p in closed_partitions(store, DAY3)]
+    assert (SPAN_TIMING_TABLE, "20261101", 2) in selected
+    store.execute(f"SYSTEM START MERGES {SPAN_TIMING_TABLE}")
+
+    done = compact_closed_partitions(store, today=DAY3)
+
+    assert (SPAN_TIMING_TABLE, "20261101") in [(p.table, p.partition_id) for p in done.merged]
+    assert closed_partitions(store, DAY3) == []
+    assert store.query_arrow(f"SELECT trace_id, count() AS n, sum(self_time_ms) AS t FROM"
+                             f" {SPAN_TIMING_TABLE} FINAL GROUP BY trace_id ORDER BY trace_id"
+                             ).to_pylist() == answer

@@ -1,12 +1,13 @@
-"""Compaction of closed ``spans`` partitions, so ``FINAL`` reads cost what plain reads cost.
+"""Compaction of closed day partitions, so ``FINAL`` reads cost what plain reads cost.
 
 Every analytics read takes ``spans FINAL`` (``ReplacingMergeTree``: one current version per
 span). Both stores set ``do_not_merge_across_partitions_select_final = 1`` on every query
 (:data:`~mentatlab.storage.span_schema.FINAL_READ_SETTING`), so ``FINAL`` merges each day
 partition on its own and reads a partition held in a single merged part without merging at
 all. A compaction pass makes that the common case: each closed day (before the current UTC
-day) that holds more than one active part is merged into one with
-``OPTIMIZE TABLE spans PARTITION ID '<id>' FINAL``, oldest first.
+day) of a table in :data:`COMPACTED_TABLES` (``spans`` and the day-partitioned settled
+tables) that holds more than one active part is merged into one with
+``OPTIMIZE TABLE <table> PARTITION ID '<id>' FINAL``, oldest first.
 
 Measured on the 1M-span analytics bench store plus 20% re-sent versions (bench/RESULTS.md,
 decision 0016): a 30-day ``GROUP BY … FINAL`` takes 368 ms before a pass, 20 ms after it
@@ -17,7 +18,11 @@ decision 0016): a 30-day ``GROUP BY … FINAL`` takes 368 ms before a pass, 20 m
   it changes every second, and an ``OPTIMIZE`` of it would be stale at once.
 * Bounded per pass: at most ``max_partitions`` partitions, and no new one is started after
   ``budget_s`` seconds (a running ``OPTIMIZE`` is not interrupted).
-* Only ``spans``: it is the only table read with ``FINAL``. The aggregate tables
+* The settled tables get a part per settle batch (docs/decisions/0010): measured on the
+  10M-span bench store right after a full settle, bottlenecks over 30 days (``span_timing
+  FINAL``) took 4.8 s with the parts the settle left and ~0.5 s with one part per day
+  (bench/RESULTS.md). ``trace_facts`` (one partition) is left to ClickHouse's own merges:
+  an ``OPTIMIZE … FINAL`` would rewrite the whole table. The aggregate tables
   (storage/aggregates.py) are read with ``GROUP BY`` over their states, which is exact
   whatever their parts; merging them would only save rows, which their own merges do.
 * On a ClickHouse cluster (storage/cluster.py) ``spans`` is a ``Distributed`` table over
@@ -35,9 +40,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import SPAN_TIMING_TABLE, STEP_COUNTS_TABLE, TRACE_AGENTS_TABLE
 from mentatlab.storage.span_schema import SPANS_TABLE
 
 __all__ = [
+    "COMPACTED_TABLES",
     "DEFAULT_BUDGET_S",
     "DEFAULT_MAX_PARTITIONS",
     "CompactionPass",
@@ -48,6 +55,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+COMPACTED_TABLES: tuple[str, ...] = (SPANS_TABLE, SPAN_TIMING_TABLE, STEP_COUNTS_TABLE,
+                                     TRACE_AGENTS_TABLE)
+"""The day-partitioned tables read with ``FINAL``: ``spans`` and the settled tables the
+settle job writes a part to per batch of traces (``trace_facts`` has one partition, left to
+ClickHouse's own merges; ``version_sightings`` is read with ``GROUP BY``, not ``FINAL``)."""
 DEFAULT_MAX_PARTITIONS = 8
 """Partitions merged per pass at most: a day of a busy store is a few GB to rewrite."""
 DEFAULT_BUDGET_S = 120.0
@@ -61,8 +73,10 @@ _PARTS_SQL = (
 
 @dataclass(frozen=True, slots=True)
 class PartitionParts:
-    """One day partition of ``spans`` and its active parts."""
+    """One day partition of a compacted table and its active parts."""
 
+    table: str
+    """One of :data:`COMPACTED_TABLES`."""
     partition_id: str
     """``YYYYMMDD`` (ClickHouse's id of a ``Date`` partition)."""
     day: date
@@ -99,27 +113,27 @@ def _parse_day(partition_id: str) -> date | None:
 
 
 def closed_partitions(store: SpanStore, today: date | None = None) -> list[PartitionParts]:
-    """Partitions of ``spans`` before ``today`` (UTC) holding more than one active part.
+    """Day partitions of :data:`COMPACTED_TABLES` before ``today`` (UTC) with several parts.
 
     Args:
         store: the span store (single server or embedded; see the module notes on clusters).
         today: the current UTC day (default: now); its partition and later ones are open.
 
     Returns:
-        The partitions, oldest first.
+        The partitions, oldest day first (``spans`` before the settled tables of a day).
 
     Raises:
         StoreError: ``system.parts`` cannot be read.
     """
     today = today or _today_utc()
-    rows = store.query_arrow(_PARTS_SQL, {"table": SPANS_TABLE}).to_pylist()
     out = []
-    for row in rows:
-        day = _parse_day(row["partition_id"])
-        if day is not None and day < today and row["parts"] > 1:
-            out.append(PartitionParts(row["partition_id"], day, int(row["parts"]),
-                                      int(row["rows"])))
-    return out
+    for order, table in enumerate(COMPACTED_TABLES):
+        for row in store.query_arrow(_PARTS_SQL, {"table": table}).to_pylist():
+            day = _parse_day(row["partition_id"])
+            if day is not None and day < today and row["parts"] > 1:
+                out.append((day, order, PartitionParts(table, row["partition_id"], day,
+                                                       int(row["parts"]), int(row["rows"]))))
+    return [p for _, _, p in sorted(out, key=lambda t: (t[0], t[1]))]
 
 
 def _on_cluster(store: SpanStore) -> bool:
@@ -160,13 +174,13 @@ def compact_closed_partitions(
             result.pending = len(candidates) - index
             break
         # partition_id is YYYYMMDD digits (checked by _parse_day): safe to inline.
-        store.execute(f"OPTIMIZE TABLE {SPANS_TABLE} PARTITION ID '{partition.partition_id}'"
-                      " FINAL")
+        store.execute(f"OPTIMIZE TABLE {partition.table} PARTITION ID"
+                      f" '{partition.partition_id}' FINAL")
         result.merged.append(partition)
     result.seconds = clock() - started
     if result.merged or result.pending:
         _log.info("compaction: merged %d closed spans partition(s) %s in %.1f s; %d left for "
                   "the next pass", len(result.merged),
-                  ", ".join(f"{p.partition_id} ({p.parts} parts)" for p in result.merged),
+                  ", ".join(f"{p.table} {p.partition_id} ({p.parts} parts)" for p in result.merged),
                   result.seconds, result.pending)
     return result
