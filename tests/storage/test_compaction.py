@@ -194,24 +194,27 @@ def test_today_and_later_days_are_never_merged(store: SpanStore, today: date) ->
     store.execute("SYSTEM START MERGES spans")
 
 
-def test_a_pass_merges_the_closed_days_of_the_settled_tables_too(store: SpanStore) -> None:
-    store.execute(f"SYSTEM STOP MERGES {SPAN_TIMING_TABLE}")
-    store.append_batch(_on_day(range(20), 0, ingested_at_ns=1))  # traces 0 and 1, day 1
+def test_a_pass_merges_the_settled_tables_too(store: SpanStore) -> None:
+    for table in (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE):
+        store.execute(f"SYSTEM STOP MERGES {table}")
+    store.append_batch(_on_day(range(30), 0, ingested_at_ns=1))  # traces 0, 1, 2 on day 1
     settler = Settler(store, 10.0)
-    settler.settle([f"{0:032x}"])  # one settle batch each: two parts of day 1
-    settler.settle([f"{1:032x}"])
-    answer = store.query_arrow(f"SELECT trace_id, count() AS n, sum(self_time_ms) AS t FROM"
-                               f" {SPAN_TIMING_TABLE} FINAL GROUP BY trace_id ORDER BY trace_id"
-                               ).to_pylist()
-    assert [r["n"] for r in answer] == [10, 10]
+    for trace in range(3):  # one settle batch each: three parts of each table
+        settler.settle([f"{trace:032x}"])
+    timing = (f"SELECT trace_id, count() AS n, sum(self_time_ms) AS t FROM {SPAN_TIMING_TABLE}"
+              " FINAL GROUP BY trace_id ORDER BY trace_id")
+    facts = f"SELECT trace_id, num_spans FROM {TRACE_FACTS_TABLE} FINAL ORDER BY trace_id"
+    answers = (store.query_arrow(timing).to_pylist(), store.query_arrow(facts).to_pylist())
+    assert [r["n"] for r in answers[0]] == [r["num_spans"] for r in answers[1]] == [10] * 3
     selected = [(p.table, p.partition_id, p.parts) for p in closed_partitions(store, DAY3)]
-    assert (SPAN_TIMING_TABLE, "20261101", 2) in selected
-    store.execute(f"SYSTEM START MERGES {SPAN_TIMING_TABLE}")
+    assert (SPAN_TIMING_TABLE, "20261101", 3) in selected
+    assert selected[-1] == (TRACE_FACTS_TABLE, "all", 3)  # more than TRACE_FACTS_MAX_PARTS
+    for table in (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE):
+        store.execute(f"SYSTEM START MERGES {table}")
 
     done = compact_closed_partitions(store, today=DAY3)
 
-    assert (SPAN_TIMING_TABLE, "20261101") in [(p.table, p.partition_id) for p in done.merged]
+    assert [(p.table, p.partition_id) for p in done.merged][-1] == (TRACE_FACTS_TABLE, "all")
     assert closed_partitions(store, DAY3) == []
-    assert store.query_arrow(f"SELECT trace_id, count() AS n, sum(self_time_ms) AS t FROM"
-                             f" {SPAN_TIMING_TABLE} FINAL GROUP BY trace_id ORDER BY trace_id"
-                             ).to_pylist() == answer
+    assert (store.query_arrow(timing).to_pylist(),
+            store.query_arrow(facts).to_pylist()) == answers

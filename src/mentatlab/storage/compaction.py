@@ -21,8 +21,8 @@ decision 0016): a 30-day ``GROUP BY … FINAL`` takes 368 ms before a pass, 20 m
 * The settled tables get a part per settle batch (docs/decisions/0010): measured on the
   10M-span bench store right after a full settle, bottlenecks over 30 days (``span_timing
   FINAL``) took 4.8 s with the parts the settle left and ~0.5 s with one part per day
-  (bench/RESULTS.md). ``trace_facts`` (one partition) is left to ClickHouse's own merges:
-  an ``OPTIMIZE … FINAL`` would rewrite the whole table. The aggregate tables
+  (bench/RESULTS.md). ``trace_facts`` has one partition: it is merged whole when it holds
+  more than :data:`TRACE_FACTS_MAX_PARTS` parts. The aggregate tables
   (storage/aggregates.py) are read with ``GROUP BY`` over their states, which is exact
   whatever their parts; merging them would only save rows, which their own merges do.
 * On a ClickHouse cluster (storage/cluster.py) ``spans`` is a ``Distributed`` table over
@@ -40,7 +40,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.settled import SPAN_TIMING_TABLE, STEP_COUNTS_TABLE, TRACE_AGENTS_TABLE
+from mentatlab.storage.settled import (
+    SPAN_TIMING_TABLE,
+    STEP_COUNTS_TABLE,
+    TRACE_AGENTS_TABLE,
+    TRACE_FACTS_TABLE,
+)
 from mentatlab.storage.span_schema import SPANS_TABLE
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "DEFAULT_MAX_PARTITIONS",
     "CompactionPass",
     "PartitionParts",
+    "TRACE_FACTS_MAX_PARTS",
     "closed_partitions",
     "compact_closed_partitions",
 ]
@@ -58,8 +64,15 @@ _log = logging.getLogger(__name__)
 COMPACTED_TABLES: tuple[str, ...] = (SPANS_TABLE, SPAN_TIMING_TABLE, STEP_COUNTS_TABLE,
                                      TRACE_AGENTS_TABLE)
 """The day-partitioned tables read with ``FINAL``: ``spans`` and the settled tables the
-settle job writes a part to per batch of traces (``trace_facts`` has one partition, left to
-ClickHouse's own merges; ``version_sightings`` is read with ``GROUP BY``, not ``FINAL``)."""
+settle job writes a part to per batch of traces (``version_sightings`` is read with
+``GROUP BY``, not ``FINAL``; ``trace_facts``, one partition: :data:`TRACE_FACTS_MAX_PARTS`)."""
+TRACE_FACTS_MAX_PARTS = 2
+"""``trace_facts`` (not partitioned: its key is the trace, whose start can still change) is
+merged whole (``OPTIMIZE … FINAL``) by a pass that finds more parts than this. Measured on
+the 10M-span bench store (1.25M traces; bench/RESULTS.md): reliability's, compare's and
+regressions' reads took 298, 230, 177 ms over one part, 347-372 ms over 2-3, and one
+reliability read 816 ms over the 6 parts a full settle left; the merge took 3 s. The cost
+of a merge grows with the table (every settled trace in retention)."""
 DEFAULT_MAX_PARTITIONS = 8
 """Partitions merged per pass at most: a day of a busy store is a few GB to rewrite."""
 DEFAULT_BUDGET_S = 120.0
@@ -113,7 +126,11 @@ def _parse_day(partition_id: str) -> date | None:
 
 
 def closed_partitions(store: SpanStore, today: date | None = None) -> list[PartitionParts]:
-    """Day partitions of :data:`COMPACTED_TABLES` before ``today`` (UTC) with several parts.
+    """What a pass merges: closed days with several parts, then ``trace_facts`` if needed.
+
+    The day partitions of :data:`COMPACTED_TABLES` before ``today`` (UTC) holding more than
+    one part, then ``trace_facts`` (its one partition, id ``all``, ``day`` = ``today``)
+    when it holds more than :data:`TRACE_FACTS_MAX_PARTS` parts.
 
     Args:
         store: the span store (single server or embedded; see the module notes on clusters).
@@ -133,7 +150,12 @@ def closed_partitions(store: SpanStore, today: date | None = None) -> list[Parti
             if day is not None and day < today and row["parts"] > 1:
                 out.append((day, order, PartitionParts(table, row["partition_id"], day,
                                                        int(row["parts"]), int(row["rows"]))))
-    return [p for _, _, p in sorted(out, key=lambda t: (t[0], t[1]))]
+    merged = [p for _, _, p in sorted(out, key=lambda t: (t[0], t[1]))]
+    for row in store.query_arrow(_PARTS_SQL, {"table": TRACE_FACTS_TABLE}).to_pylist():
+        if row["parts"] > TRACE_FACTS_MAX_PARTS:
+            merged.append(PartitionParts(TRACE_FACTS_TABLE, str(row["partition_id"]), today,
+                                         int(row["parts"]), int(row["rows"])))
+    return merged
 
 
 def _on_cluster(store: SpanStore) -> bool:
@@ -173,7 +195,7 @@ def compact_closed_partitions(
         if len(result.merged) >= max_partitions or clock() - started >= budget_s:
             result.pending = len(candidates) - index
             break
-        # partition_id is YYYYMMDD digits (checked by _parse_day): safe to inline.
+        # partition_id is YYYYMMDD digits (checked by _parse_day) or ClickHouse's "all"
         store.execute(f"OPTIMIZE TABLE {partition.table} PARTITION ID"
                       f" '{partition.partition_id}' FINAL")
         result.merged.append(partition)
