@@ -6,6 +6,7 @@ the quiet period is exercised without sleeping. Critical-path times are bottlene
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -153,3 +154,42 @@ def test_span_retention_applies_to_the_settled_tables(store: SpanStore) -> None:
     assert ttls() == [True, True]
     migrate_span_store(store, retention_days=0)
     assert ttls() == [False, False]
+
+
+def test_a_long_pass_persists_its_progress_step_by_step(
+        store: SpanStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ten traces of two spans, committed 1 s apart: trace k at (100 + k) s; its child span
+    # of trace 3 comes late, at 108 s
+    spans = []
+    for k in range(10):
+        start = T0 + timedelta(minutes=k)
+        spans += [span(100 + k, 0, None, "run", start, 0, 100, stamp=(100 + k) * S),
+                  span(100 + k, 1, 0, "step", start, 10, 50,
+                       stamp=(108 if k == 3 else 100 + k) * S)]
+    store.append_batch(spans_to_arrow(spans))
+    settler = Settler(store, QUIET_S, step_spans=4)  # 20 spans: about 5 steps
+    watermarks: list[int] = []
+    real = settler._settle_touched
+
+    def settle_then_fail(after_ns: int, cutoff_ns: int) -> tuple[int, int]:
+        if len(watermarks) == 2:
+            raise StoreError("the third step fails")
+        watermarks.append(cutoff_ns)
+        return real(after_ns, cutoff_ns)
+
+    monkeypatch.setattr(settler, "_settle_touched", settle_then_fail)
+    with pytest.raises(StoreError):
+        settler.run_pass(10**18, now_ns=500 * S)
+    # the two steps done are kept: the watermark is the second cut-off, and every trace
+    # whose spans are all stamped up to it is settled (trace 3 is not: its child is late)
+    assert 100 * S < watermarks[0] < watermarks[1] < 109 * S
+    assert read_settle_state(store) == watermarks[1]
+    done = {int(f["trace_id"], 16) - 100 for f in facts(store)}
+    assert done == {k for k in range(10) if k != 3 and (100 + k) * S <= watermarks[1]}
+
+    monkeypatch.undo()
+    again = Settler(store, QUIET_S, step_spans=4)
+    report = again.run_pass(10**18, now_ns=500 * S)
+    assert report.through_ns == read_settle_state(store) == 490 * S  # now - Q
+    assert [int(f["trace_id"], 16) - 100 for f in facts(store)] == list(range(10))
+    assert all(f["num_spans"] == 2 for f in facts(store))

@@ -20,6 +20,12 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
 
+A pass over more than :data:`STEP_SPANS` committed spans (the first pass over a large
+store, or after migration 8 reset ``S``) runs steps 2-3 once per cut-off
+``S < C1 < C2 < … < C``, about that many spans apart, and persists each: the argument
+above holds for any cut-off, so a restart keeps the steps done, and readers use the
+settled rows of the traces settled so far.
+
 So at any time every stored trace either has every span stamped at or below ``S`` and
 its rows in both tables reflect all of them, or has a span stamped above ``S`` (the
 *unsettled tail*, which readers can compute from raw spans). A late span (after the
@@ -33,6 +39,7 @@ node's on a shared store) with :class:`~mentatlab.resolver.runner.ResolverLoop`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -61,10 +68,12 @@ from mentatlab.storage.settled import (
     VERSION_SIGHTINGS_TABLE,
 )
 
-__all__ = ["SETTLE_TRACES", "SettleReport", "Settler", "read_settle_state"]
+__all__ = ["SETTLE_TRACES", "STEP_SPANS", "SettleReport", "Settler", "read_settle_state"]
 
 _log = logging.getLogger(__name__)
 
+STEP_SPANS = 1_000_000
+"""Committed spans per step of a pass, about (see the module doc)."""
 SETTLE_TRACES = 2_000
 """Traces settled together (one read, one ``span_timing`` batch, one facts insert)."""
 _FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
@@ -259,6 +268,7 @@ class Settler:
         store: a migrated span store.
         quiet_s: the quiet period ``Q`` in s (> 0).
         batch_traces: traces per batch (> 0).
+        step_spans: committed spans per step of a pass, about (> 0).
 
     Not thread-safe: one thread runs passes; :attr:`state` may be read from any thread.
     Its interface (``state``, ``run_pass``, ``flush_state``, ``forget_state``) is the one
@@ -266,14 +276,16 @@ class Settler:
     """
 
     def __init__(self, store: SpanStore, quiet_s: float, *,
-                 batch_traces: int = SETTLE_TRACES) -> None:
+                 batch_traces: int = SETTLE_TRACES, step_spans: int = STEP_SPANS) -> None:
         if quiet_s <= 0:
             raise ValueError(f"Expected quiet_s > 0, got {quiet_s}")
-        if batch_traces < 1:
-            raise ValueError(f"Expected batch_traces >= 1, got {batch_traces}")
+        if batch_traces < 1 or step_spans < 1:
+            raise ValueError(f"Expected batch_traces and step_spans >= 1, got {batch_traces}"
+                             f" and {step_spans}")
         self.store = store
         self.quiet_ns = int(quiet_s * 1e9)
         self.batch_traces = batch_traces
+        self.step_spans = step_spans
         self._lock = threading.Lock()
         self._state: ResolverState | None = None
         self.num_passes = 0
@@ -314,6 +326,51 @@ class Settler:
         cutoff_ns = min(int(through_ns), now - self.quiet_ns)
         if cutoff_ns <= after_ns:
             return SettleReport(after_ns, 0, 0, time.monotonic() - started_s)
+        num_traces = num_spans = 0
+        for step_ns in self._steps(after_ns, cutoff_ns):
+            traces, spans = self._settle_touched(after_ns, step_ns)
+            num_traces, num_spans = num_traces + traces, num_spans + spans
+            self.store.execute(
+                f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+                " VALUES ({n:String}, {w:Int64}, 1, {v:UInt64})",
+                {"n": SETTLE_STATE_NAME, "w": step_ns, "v": time.time_ns()})
+            with self._lock:
+                self._state = ResolverState(step_ns, True)
+            after_ns = step_ns
+        self.num_passes += 1
+        report = SettleReport(cutoff_ns, num_traces, num_spans, time.monotonic() - started_s)
+        if report.duration_s > 1.0:
+            _log.info("settle pass: %s traces, %s spans in %.3f s", num_traces, num_spans,
+                      report.duration_s)
+        return report
+
+    def _steps(self, after_ns: int, cutoff_ns: int) -> list[int]:
+        """The cut-offs of a pass's steps: increasing stamps in ``(after_ns, cutoff_ns]``.
+
+        The last is ``cutoff_ns``; they are about :attr:`step_spans` committed spans apart
+        (approximate quantiles: any increasing cut-offs are correct, see the module doc).
+        """
+        (row,) = self.store.query_arrow(
+            "SELECT toInt64(count()) AS n FROM spans"
+            " WHERE ingested_at_ns > {a:Int64} AND ingested_at_ns <= {c:Int64}",
+            {"a": after_ns, "c": cutoff_ns}).to_pylist()
+        steps = math.ceil(int(row["n"]) / self.step_spans)
+        if steps <= 1:
+            return [cutoff_ns]
+        levels = ", ".join(str(i / steps) for i in range(1, steps))
+        (row,) = self.store.query_arrow(
+            f"SELECT quantiles({levels})(ingested_at_ns) AS q FROM spans"
+            " WHERE ingested_at_ns > {a:Int64} AND ingested_at_ns <= {c:Int64}",
+            {"a": after_ns, "c": cutoff_ns}).to_pylist()
+        cuts = {int(q) for q in row["q"] if after_ns < int(q) < cutoff_ns}
+        return [*sorted(cuts), cutoff_ns]
+
+    def _settle_touched(self, after_ns: int, cutoff_ns: int) -> tuple[int, int]:
+        """Settle the traces touched in ``(after_ns, cutoff_ns]``, all spans at or before it.
+
+        Returns:
+            (traces, spans) settled.
+        """
         touched = self.store.query_arrow(
             "SELECT trace_id, min(start_time) AS lo, max(start_time) AS hi FROM spans"
             " WHERE trace_id IN (SELECT trace_id FROM spans"
@@ -328,18 +385,7 @@ class Settler:
             # a second of margin: a bound bound as a parameter may lose its sub-µs digits
             num_spans += self.settle(ids[start:stop], (min(lows[start:stop]) - _MARGIN,
                                                        max(highs[start:stop]) + _MARGIN))
-        self.store.execute(
-            f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
-            " VALUES ({n:String}, {w:Int64}, 1, {v:UInt64})",
-            {"n": SETTLE_STATE_NAME, "w": cutoff_ns, "v": time.time_ns()})
-        with self._lock:
-            self._state = ResolverState(cutoff_ns, True)
-        self.num_passes += 1
-        report = SettleReport(cutoff_ns, len(ids), num_spans, time.monotonic() - started_s)
-        if report.duration_s > 1.0:
-            _log.info("settle pass: %s traces, %s spans in %.3f s", len(ids), num_spans,
-                      report.duration_s)
-        return report
+        return len(ids), num_spans
 
     def settle(self, trace_ids: list[str],
                start_bounds: tuple[datetime, datetime] | None = None) -> int:
