@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _synthetic import synthetic_table  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 from mentatlab.analytics.bottlenecks import get_bottlenecks  # noqa: E402
 from mentatlab.analytics.compare import compare_versions  # noqa: E402
@@ -35,15 +33,6 @@ from mentatlab.resolver.settle import Settler  # noqa: E402
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
 
 DAYS = (1, 7, 30)
-
-
-def _median_ms(run: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(4):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]) * 1000
 
 
 def main() -> None:
@@ -66,7 +55,7 @@ def main() -> None:
 
         def compare(days: int) -> float:
             params = QueryParams(TimeRange(end - timedelta(days=days), end))
-            return _median_ms(lambda: compare_versions(store, params, "model", a, b))
+            return median_ms(lambda: compare_versions(store, params, "model", a, b))
 
         raw = {d: compare(d) for d in DAYS}
         t0 = time.perf_counter()
@@ -83,7 +72,7 @@ def main() -> None:
             cells = []
             for days in DAYS:
                 window = TimeRange(end - timedelta(days=days), end)
-                cells.append(_median_ms(lambda w=window, g=group_by: get_bottlenecks(  # type: ignore[misc]
+                cells.append(median_ms(lambda w=window, g=group_by: get_bottlenecks(  # type: ignore[misc]
                     store, w, {}, g)))
             print(f"| bottlenecks (group_by={group_by}) | "
                   f"{' | '.join(f'{c:.0f} ms' for c in cells)} |")

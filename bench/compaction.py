@@ -28,16 +28,14 @@ import argparse
 import functools
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import median_ms  # noqa: E402
 
 from mentatlab.analytics.latency import latency_by  # noqa: E402
 from mentatlab.analytics.query import QueryParams, TimeRange  # noqa: E402
@@ -51,15 +49,6 @@ DEFAULT_SOURCE = Path(__file__).parent / "data" / "analytics-1000000"
 _GROUP_BY = ("SELECT request_model, count() AS n, sum(total_cost) AS cost FROM spans {final}"
              " WHERE start_time >= {{a:DateTime64(9, 'UTC')}} AND start_time < {{b:DateTime64(9,"
              " 'UTC')}} GROUP BY request_model {settings}")
-
-
-def _median_ms(run: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(4):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]) * 1000
 
 
 def _parts(store: ChdbSpanStore) -> tuple[int, int]:
@@ -78,13 +67,13 @@ def _measure(store: ChdbSpanStore, params: QueryParams) -> dict[str, float]:
 
     price = Price()
     return {
-        "GROUP BY, FINAL, setting 0": _median_ms(functools.partial(
+        "GROUP BY, FINAL, setting 0": median_ms(functools.partial(
             raw, "FINAL", "SETTINGS do_not_merge_across_partitions_select_final = 0")),
-        "GROUP BY, FINAL, setting 1": _median_ms(functools.partial(raw, "FINAL", "")),
-        "GROUP BY, no FINAL": _median_ms(functools.partial(raw, "", "")),
-        "latency_by model": _median_ms(functools.partial(latency_by, store, params, "model")),
-        "get_reliability": _median_ms(functools.partial(get_reliability, store, params)),
-        "list_recommendations": _median_ms(functools.partial(
+        "GROUP BY, FINAL, setting 1": median_ms(functools.partial(raw, "FINAL", "")),
+        "GROUP BY, no FINAL": median_ms(functools.partial(raw, "", "")),
+        "latency_by model": median_ms(functools.partial(latency_by, store, params, "model")),
+        "get_reliability": median_ms(functools.partial(get_reliability, store, params)),
+        "list_recommendations": median_ms(functools.partial(
             list_recommendations, store, params, price)),
     }
 

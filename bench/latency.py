@@ -15,33 +15,22 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _synthetic import synthetic_table  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 from mentatlab.analytics.latency import LATENCY_GROUPS, latency_by  # noqa: E402
 from mentatlab.analytics.peers import rank_peers  # noqa: E402
 from mentatlab.analytics.query import QueryParams, TimeRange  # noqa: E402
 from mentatlab.server.red_metrics import RedMetrics  # noqa: E402
 from mentatlab.storage.chdb_store import ChdbSpanStore  # noqa: E402
-
-
-def _median_ms(run: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(4):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]) * 1000
 
 
 def main() -> None:
@@ -62,9 +51,9 @@ def main() -> None:
               + " | peers |")
         for days in (1, 7, 30):
             params = QueryParams(TimeRange(end - timedelta(days=days), end))
-            cells = [f"{_median_ms(functools.partial(latency_by, store, params, g)):.0f} ms"
+            cells = [f"{median_ms(functools.partial(latency_by, store, params, g)):.0f} ms"
                      for g in LATENCY_GROUPS]
-            peers_ms = _median_ms(functools.partial(rank_peers, store, params))
+            peers_ms = median_ms(functools.partial(rank_peers, store, params))
             print(f"| {days} d | " + " | ".join(cells) + f" | {peers_ms:.0f} ms |")
         store.close()
         red = RedMetrics()

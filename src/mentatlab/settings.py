@@ -137,9 +137,10 @@ class Settings:
     deliveries); 0 turns alerting off. With several nodes only the elected one runs it."""
     compact_interval_s: float = field(
         default=600.0, metadata=_env("MENTATLAB_COMPACT_INTERVAL_S"))
-    """Seconds between compaction passes, which merge each closed day of ``spans`` (before
-    the current UTC day) holding several parts into one, so ``FINAL`` reads of it cost
-    nothing (storage/compaction.py, decision 0016); 0 turns it off, else 10 to 86400. With
+    """Seconds between compaction passes, which merge each closed day of ``spans`` and of the
+    day-partitioned settled tables (before the current UTC day) holding several parts into
+    one, and ``trace_facts`` whole beyond 2 parts, so ``FINAL`` reads cost little
+    (storage/compaction.py, decision 0016); 0 turns it off, else 10 to 86400. With
     several nodes only the elected one runs it; on a ClickHouse cluster it does nothing."""
     compact_max_partitions: int = field(
         default=8, metadata=_env("MENTATLAB_COMPACT_MAX_PARTITIONS"))

@@ -81,14 +81,14 @@ class ServerMetrics:
             "mentatlab_resolver_lag_seconds", "How far the resolver's watermark is behind this "
             "node's newest commit, in seconds (0 on a node that does not run it)", registry=r)
         self.compaction_passes = Counter(
-            "mentatlab_compaction_passes", "Compaction passes over closed spans partitions "
-            "run by this process (storage/compaction.py)", registry=r)
+            "mentatlab_compaction_passes", "Compaction passes over closed day partitions (spans "
+            "and settled tables) run by this process (storage/compaction.py)", registry=r)
         self.compaction_partitions = Counter(
-            "mentatlab_compaction_partitions", "Closed spans day partitions merged into one "
-            "part by compaction", registry=r)
+            "mentatlab_compaction_partitions", "Partitions merged into one part by compaction "
+            "(closed days of spans and settled tables; trace_facts whole)", registry=r)
         self.compaction_pending = Gauge(
-            "mentatlab_compaction_pending_partitions", "Closed spans partitions with several "
-            "parts the last compaction pass left for the next (over its bounds)", registry=r)
+            "mentatlab_compaction_pending_partitions", "Partitions with several parts the last "
+            "compaction pass left for the next (over its bounds)", registry=r)
         self.compaction_pass_seconds = Histogram(
             "mentatlab_compaction_pass_seconds", "Duration of one compaction pass, in seconds",
             buckets=(0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0), registry=r)
