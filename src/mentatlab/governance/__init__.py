@@ -1,0 +1,5 @@
+"""Data governance: PII detection, guardrail policies, retention and erasure, encryption keys, compliance reports.
+
+The domain library the pipeline's ``redact`` and ``policies`` stages, the governance jobs,
+routes and CLI call into (decision records 0017–0021).
+"""
