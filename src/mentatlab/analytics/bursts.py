@@ -4,9 +4,11 @@ A small call is *in a burst* when the previous or the next small call of its gro
 start time, in ms) starts at most ``gap_ms`` from it: what ``lagInFrame``/``leadInFrame``
 over ``ORDER BY t_ms`` per group gave. Only start times decide it (calls starting in the
 same ms are both in, whatever their order), so a stable sort by (group, ms) is the
-window. The calls come as lists in the census rows (``groupArrayIf`` of
-``(t_ms, input, output, cache read, token cost, other)`` per row), so no second scan of
-the spans; sums are exact (integers, ``Decimal`` money through Arrow).
+window. The calls come as lists in the census rows, so no second scan of the spans:
+their start ms alone for :func:`burst_counts` (what ``batching`` reads: the few groups it
+returns get their sums from the window query), or ``(t_ms, input, output, cache read,
+token cost, other)`` for :func:`burst_groups`, whose sums are exact (integers,
+``Decimal`` money through Arrow).
 """
 
 from __future__ import annotations

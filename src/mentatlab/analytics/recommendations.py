@@ -6,10 +6,11 @@ in the range and meet the filter (the caller's tenancy included), in SQL through
 the reasoning behind each is in docs/decisions/0013-recommendations.md.
 
 How it is read (the answer is the one a query per kind over ``spans FINAL`` gives): one
-*census* pass groups every call by its stored columns (``cheaper_model``'s counts and
-costs, how many calls carry a prompt prefix, the small calls themselves, the retries'
-failures); ``prompt_caching`` runs only when a call has a prefix, ``batching`` marks the
-bursts of the census's small calls in numpy (groups of a model with a batch price only),
+*census* pass groups every call by its stored columns, through a 64-bit hash of them
+(``cheaper_model``'s counts and costs, the small calls' start times, the retries'
+failures); ``prompt_caching`` runs only when a probe finds a call with a prefix,
+``batching`` marks the bursts of the census's small calls in numpy (groups of a model
+with a batch price only) and reads the sums of the groups with enough bursts,
 ``failing_retries`` reads only the groups whose retries mostly fail (for their error
 types and samples); ``context_trimming`` reads only the sessions
 that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
