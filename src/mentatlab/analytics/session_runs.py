@@ -17,9 +17,11 @@ follows without reading spans:
 The sessions whose bound reaches the minimum are the *candidates*: a superset of those
 the query keeps. The query then reads only their calls, and only within the time spans
 of the settled traces that carry them (partition and primary-key pruning on
-``start_time``), plus the tail's; every (org, project, session) it groups is read whole,
-so the answer is the one the whole range gives. Stale ``trace_facts`` rows (a trace
-settled again, not yet merged) only widen the bound and the time spans, so no ``FINAL``.
+``start_time``) and in those traces (the ``trace_id`` bloom filter, up to
+:data:`MAX_TRACE_IDS` of them), plus the tail's; every (org, project, session) it
+groups is read whole, so the answer is the one the whole range gives. Stale
+``trace_facts`` rows (a trace settled again, not yet merged) only widen the bound, the
+time spans and the traces, so no ``FINAL``.
 The time spans are per (org, project), the primary key's first columns, so the read
 skips other tenants' granules.
 
@@ -37,12 +39,16 @@ from mentatlab.resolver.settle import read_settle_state
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import TRACE_FACTS_TABLE
 
-__all__ = ["MAX_CANDIDATE_SESSIONS", "MAX_TIME_SPANS", "TENANCY_COLUMNS", "session_calls_sql"]
+__all__ = ["MAX_CANDIDATE_SESSIONS", "MAX_TIME_SPANS", "MAX_TRACE_IDS", "TENANCY_COLUMNS",
+           "session_calls_sql"]
 
 MAX_CANDIDATE_SESSIONS: Final = 20_000
 """Most candidate sessions passed to the query; with more, every call of the range is read."""
 MAX_TIME_SPANS: Final = 256
 """Most ``start_time`` intervals in the query: closer ones are joined (a wider read)."""
+MAX_TRACE_IDS: Final = 20_000
+"""Most settled trace ids passed to the query (a bloom-filter read); with more, the time
+spans alone bound it."""
 TENANCY_COLUMNS: Final = ("org_id", "project_id")
 """Filters that are key columns of ``trace_facts`` too (the same on every span of a row)."""
 _SESSION_HASH: Final = ("cityHash64(org_id) + 3 * cityHash64(project_id)"
@@ -132,7 +138,8 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
         return _calls(parts)
     wanted = parts.bind(sorted(hashes), "Array(UInt64)")
     rows = store.query_arrow(
-        f"SELECT org_id, project_id, session_id, start_ns, end_ns FROM {TRACE_FACTS_TABLE}"
+        f"SELECT org_id, project_id, session_id, trace_id, start_ns, end_ns"
+        f" FROM {TRACE_FACTS_TABLE}"
         f" ARRAY JOIN session_ids AS session_id WHERE {facts.where}"
         f" AND {_SESSION_HASH} IN {wanted}", parts.binds).to_pylist()
     names = {(r["org_id"], r["project_id"], r["session_id"]) for r in rows}
@@ -166,7 +173,14 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     selects = []
     if within:
         not_tail = f" AND trace_id NOT IN ({tail})" if tail_n else ""
-        selects.append(_calls(parts, f"{sessions} AND ({' OR '.join(within)}){not_tail}"))
+        # the settled traces of the candidates, by id too: the trace_id bloom filter then
+        # skips most granules of the time spans (~5x fewer at 10M spans); every span of a
+        # settled trace is in its facts row's sessions, so no span of theirs is left out
+        ids = sorted({str(row["trace_id"]) for row in rows})
+        by_id = (f" AND trace_id IN {parts.bind(ids, 'Array(String)')}"
+                 if len(ids) <= MAX_TRACE_IDS else "")
+        selects.append(_calls(parts, f"{sessions} AND ({' OR '.join(within)}){by_id}"
+                                     f"{not_tail}"))
     if tail_n:
         selects.append(_calls(parts, f"{sessions} AND trace_id IN ({tail})"))
     if not selects:
