@@ -120,7 +120,8 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
                          for k, v in params.filters.items() if k in TENANCY_COLUMNS]
     # the bound per (org, project, session), grouped by a 64-bit hash of the three (an
     # integer key: ~2.5x cheaper than the strings over a month of traces), then the names
-    # and time spans of the few candidates read by hash (a collision only adds a session)
+    # of the few candidates read by hash (a collision only adds a session), then their
+    # settled traces
     bounds = [f"""SELECT {_SESSION_HASH} AS h, num_runs AS n
     FROM {TRACE_FACTS_TABLE} ARRAY JOIN session_ids AS session_id WHERE {facts.where}"""]
     if tail_n:
@@ -137,12 +138,10 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     if len(hashes) > MAX_CANDIDATE_SESSIONS:
         return _calls(parts)
     wanted = parts.bind(sorted(hashes), "Array(UInt64)")
-    rows = store.query_arrow(
-        f"SELECT org_id, project_id, session_id, trace_id, start_ns, end_ns"
-        f" FROM {TRACE_FACTS_TABLE}"
+    names = {(r["org_id"], r["project_id"], r["session_id"]) for r in store.query_arrow(
+        f"SELECT DISTINCT org_id, project_id, session_id FROM {TRACE_FACTS_TABLE}"
         f" ARRAY JOIN session_ids AS session_id WHERE {facts.where}"
-        f" AND {_SESSION_HASH} IN {wanted}", parts.binds).to_pylist()
-    names = {(r["org_id"], r["project_id"], r["session_id"]) for r in rows}
+        f" AND {_SESSION_HASH} IN {wanted}", parts.binds).to_pylist()}
     if tail_n:
         names.update((r["org_id"], r["project_id"], r["session_id"]) for r in store.query_arrow(
             f"SELECT DISTINCT org_id, project_id, session_id FROM spans WHERE {parts.where}"
@@ -155,6 +154,10 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
         parts.bind(sorted({str(name[i]) for name in names}), "Array(String)")
         for i in (2, 0, 1))
     sessions = f" AND org_id IN {orgs} AND project_id IN {projects} AND session_id IN {sids}"
+    # no FINAL here, so PREWHERE is exact; the ids are read for the few matching rows only
+    rows = store.query_arrow(
+        f"SELECT org_id, project_id, trace_id, start_ns, end_ns FROM {TRACE_FACTS_TABLE}"
+        f" PREWHERE hasAny(session_ids, {sids}) WHERE {facts.where}", parts.binds).to_pylist()
     by_tenant: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for row in rows:
         by_tenant.setdefault((row["org_id"], row["project_id"]), []).append(
