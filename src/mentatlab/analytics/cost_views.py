@@ -45,8 +45,9 @@ from mentatlab.analytics.cost import CostRow, cost_by
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     GROUP_BY_COLUMNS,
-    LLM_CALL,
+    LLM_CALL_FAST,
     MODEL_EXPR,
+    MODEL_HASH,
     NAME_ALIASES,
     QueryParams,
     SqlParts,
@@ -378,23 +379,26 @@ def provider_models(store: SpanStore, params: QueryParams, *,
         StoreError: the query failed.
     """
     parts: SqlParts = build_where(params.time_range, params.filters)
-    parts.conditions.append(LLM_CALL)
+    # Grouped by hashes of the LowCardinality keys (computed on their dictionaries), not
+    # by the strings: the same groups, ~15% less CPU at 10M spans (bench/RESULTS.md).
     sql = (
-        f"SELECT provider, {MODEL_EXPR} AS model, sum(total_cost) AS total_cost,"
+        f"SELECT any(provider) AS provider_name, any({MODEL_EXPR}) AS model_name,"
+        " sum(total_cost) AS total_cost,"
         " sum(token_cost) AS token_cost, toInt64(count()) AS requests,"
         " toInt64(countIf(status != 'ok')) AS error_requests,"
         " quantilesExactInclusive(0.5, 0.95)(duration_ms) AS q,"
         " toInt64(sum(ifNull(input_tokens, 0))) AS input_tokens,"
         " toInt64(sum(ifNull(output_tokens, 0))) AS output_tokens"
-        f" FROM spans FINAL WHERE {parts.where} GROUP BY provider, model"
-        f" ORDER BY total_cost DESC, provider, model LIMIT {parts.bind(limit, 'UInt32')}"
-        f" {FINAL_SETTINGS}")
+        f" FROM spans FINAL WHERE {parts.where} AND {LLM_CALL_FAST}"
+        f" GROUP BY cityHash64(provider), {MODEL_HASH}"
+        f" ORDER BY total_cost DESC, provider_name, model_name"
+        f" LIMIT {parts.bind(limit, 'UInt32')} {FINAL_SETTINGS}")
     out: list[ProviderModelRow] = []
     for row in store.query_arrow(sql, parts.binds).to_pylist():
         requests, errors = int(row["requests"]), int(row["error_requests"])
         q = row["q"]
         out.append(ProviderModelRow(
-            provider=str(row["provider"]), model=str(row["model"]),
+            provider=str(row["provider_name"]), model=str(row["model_name"]),
             total_cost=Decimal(row["total_cost"]), token_cost=Decimal(row["token_cost"]),
             requests=requests, error_requests=errors, error_rate=errors / requests,
             latency_p50_ms=float(q[0]), latency_p95_ms=float(q[1]),

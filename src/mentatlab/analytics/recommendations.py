@@ -6,10 +6,11 @@ in the range and meet the filter (the caller's tenancy included), in SQL through
 the reasoning behind each is in docs/decisions/0013-recommendations.md.
 
 How it is read (the answer is the one a query per kind over ``spans FINAL`` gives): one
-*census* pass groups every call by its stored columns (``cheaper_model``'s counts and
-costs, how many calls carry a prompt prefix, the small calls themselves, the retries'
-failures); ``prompt_caching`` runs only when a call has a prefix, ``batching`` marks the
-bursts of the census's small calls in numpy (groups of a model with a batch price only),
+*census* pass groups every call by its stored columns, through a 64-bit hash of them
+(``cheaper_model``'s counts and costs, the small calls' start times, the retries'
+failures); ``prompt_caching`` runs only when a probe finds a call with a prefix,
+``batching`` marks the bursts of the census's small calls in numpy (groups of a model
+with a batch price only) and reads the sums of the groups with enough bursts,
 ``failing_retries`` reads only the groups whose retries mostly fail (for their error
 types and samples); ``context_trimming`` reads only the sessions
 that may have :data:`MIN_RUNS` runs, bounded from the settled traces' facts
@@ -70,17 +71,18 @@ import fnmatch
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
 import pyarrow as pa
 
-from mentatlab.analytics.bursts import burst_groups
+from mentatlab.analytics.bursts import burst_counts
 from mentatlab.analytics.query import (
     FINAL_SETTINGS,
     LLM_CALL,
+    LLM_CALL_FAST,
     MODEL_EXPR,
     QueryParams,
     SqlParts,
@@ -256,18 +258,29 @@ _SMALL: Final = f"ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_C
 """``batching``'s calls: small ones."""
 _CENSUS_KEYS: Final = ("org_id", "project_id", "agent_id", "step", "operation", "provider",
                        "response_model", "request_model")
+_CENSUS_NAMES: Final = (*_CENSUS_KEYS, "tool_name", "is_retry", "llm")
+"""The census's group columns (``llm``: :data:`LLM_CALL`)."""
+_CENSUS_TUPLE: Final = ", ".join((*_CENSUS_NAMES[:-1], LLM_CALL))
+_CENSUS_HASH: Final = " + ".join(
+    f"{m} * cityHash64({e})" for m, e in zip((1, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31),
+                                             _CENSUS_TUPLE.split(", ", 10), strict=True))
+"""The census's GROUP BY key: a 64-bit hash of its group columns, each ``cityHash64``
+computed on the column's dictionary (``LowCardinality``), so the aggregation hashes one
+integer instead of 11 columns (~2x cheaper at 10M spans; two groups colliding in 64 bits
+is a 2⁻⁶⁴ event, as for prompt prefixes in decision 0013); ``any(tuple(...))`` names it."""
 
 
 class _Reader:
     """What the kinds share: store, range and filters, prices, and one pass over the calls.
 
     The *census* groups every LLM call and every retry of the range by
-    :data:`_CENSUS_KEYS` (stored LowCardinality columns, the model's two apart: ~2x cheaper
-    than grouping by expressions; callers roll rows up in Python), ``tool_name``,
-    ``is_retry`` and ``llm`` (whether it is an LLM call), with ``cheaper_model``'s sums, how
-    many calls carry a prompt prefix, the small calls (:attr:`smalls`) and the retries'
-    failures, so ``prompt_caching``, ``batching`` and ``failing_retries`` read only what
-    can give a recommendation. One scan instead of four.
+    :data:`_CENSUS_KEYS`, ``tool_name``, ``is_retry`` and ``llm`` (whether it is an LLM
+    call), through one hashed key (:data:`_CENSUS_HASH`; callers roll rows up in Python),
+    with ``cheaper_model``'s sums, the small calls' start times (:attr:`small_ms`) and the
+    retries' failures, so ``batching`` and ``failing_retries`` read only what can give a
+    recommendation. One scan instead of four; whether any call carries a prompt prefix
+    (``prompt_caching``) is a separate probe that stops at the first one
+    (:meth:`has_prefixed`).
     """
 
     def __init__(self, store: SpanStore, params: QueryParams, pricer: _Pricer) -> None:
@@ -276,9 +289,10 @@ class _Reader:
         self.pricer = pricer
         self._census: list[dict[str, Any]] | None = None
         self._num_spans: int | None = None
+        self._smalls: pa.ChunkedArray | None = None
         self.census_parts = _where(params)
-        self.smalls: pa.ChunkedArray | None = None
-        """Per census row, its small LLM calls (see :func:`burst_groups`)."""
+        self.small_ms: pa.ChunkedArray | None = None
+        """Per census row, the start times (Unix ms) of its small LLM calls."""
 
     def num_spans(self) -> int:
         """Spans in the range meeting the filter, counted up to :data:`COUNT_CAP`."""
@@ -289,29 +303,61 @@ class _Reader:
                 f" LIMIT {COUNT_CAP})", parts.binds).column("n")[0].as_py())
         return self._num_spans
 
+    def has_prefixed(self) -> bool:
+        """Whether an LLM call of the range carries a prompt prefix (a hash, not 0).
+
+        No ``FINAL``: a version with a prefix only makes ``prompt_caching`` run its query,
+        which reads the current versions.
+        """
+        parts = _where(self.params)
+        return bool(self.store.query_arrow(
+            f"SELECT count() AS n FROM (SELECT 1 FROM spans PREWHERE prompt_prefix_hash != 0"
+            f" WHERE {parts.where} AND {LLM_CALL} LIMIT 1)", parts.binds
+        ).column("n")[0].as_py())
+
     def census(self) -> list[dict[str, Any]]:
         """The census rows (read on first use)."""
         if self._census is None:
             parts = self.census_parts
             cut = sample_cut(self.num_spans())
-            keys = ", ".join(_CENSUS_KEYS)
-            sql = f"""SELECT {keys}, tool_name, is_retry, {LLM_CALL} AS llm,
+            columns = ", ".join(f"k.{n} AS {name}" for n, name in enumerate(_CENSUS_NAMES, 1))
+            sql = f"""SELECT {columns}, * EXCEPT (k)
+FROM (SELECT {_CENSUS_HASH} AS hk, any(tuple({_CENSUS_TUPLE})) AS k,
     toInt64(countIf({_PRICED_CHAT})) AS num_calls,
     toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
     sumIf(total_cost, {_PRICED_CHAT}) AS cost, {low_ids_sql(parts, cut, _PRICED_CHAT)},
-    toInt64(countIf({_SMALL})) AS num_small,
-    toInt64(countIf(prompt_prefix_hash != 0)) AS num_prefixed, toInt64(count()) AS num_spans,
+    toInt64(countIf({_SMALL})) AS num_small, toInt64(count()) AS num_spans,
     toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
         AS failed_cost,
-    groupArrayIf((toUnixTimestamp64Milli(start_time), ifNull(input_tokens, 0),
-                  ifNull(output_tokens, 0), ifNull(cache_read_tokens, 0), token_cost,
-                  NOT startsWith(price_source, 'genai-prices')), {_SMALL} AND llm) AS smalls
-FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL} OR is_retry)
-GROUP BY {keys}, tool_name, is_retry, llm {FINAL_SETTINGS}"""
+    groupArrayIf(toUnixTimestamp64Milli(start_time), {_SMALL} AND {LLM_CALL}) AS small_ms
+FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL_FAST} OR is_retry)
+GROUP BY hk) {FINAL_SETTINGS}"""
             table = self.store.query_arrow(sql, parts.binds)
-            self.smalls = table.column("smalls")
-            self._census = table.drop_columns(["smalls"]).to_pylist()
+            self.small_ms = table.column("small_ms")
+            self._census = table.drop_columns(["small_ms"]).to_pylist()
         return self._census
+
+    @property
+    def smalls(self) -> pa.ChunkedArray:
+        """Per census row, its small LLM calls in full (see :func:`burst_groups`).
+
+        Read apart from the census (one more pass over the small calls): ``batching`` needs
+        only their start times (:attr:`small_ms`) and reads the sums of the groups with
+        enough bursts again (:func:`_batching_sql`).
+        """
+        if self._smalls is None:
+            census = self.census()
+            parts = _where(self.params)
+            table = self.store.query_arrow(f"""SELECT {_CENSUS_HASH} AS hk,
+    groupArray((toUnixTimestamp64Milli(start_time), ifNull(input_tokens, 0),
+                ifNull(output_tokens, 0), ifNull(cache_read_tokens, 0), token_cost,
+                NOT startsWith(price_source, 'genai-prices'))) AS smalls
+FROM spans FINAL WHERE {parts.where} AND {LLM_CALL_FAST} AND {_SMALL}
+GROUP BY hk {FINAL_SETTINGS}""", parts.binds)
+            index = {hk: n for n, hk in enumerate(table.column("hk").to_pylist())}
+            self._smalls = table.column("smalls").take(
+                pa.array([index.get(row["hk"]) for row in census], pa.int64()))
+        return self._smalls
 
     def calls(self) -> list[dict[str, Any]]:
         """The census rows of LLM calls."""
@@ -426,7 +472,7 @@ def min_cacheable_tokens(model: str) -> int:
 
 def _prompt_caching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
     store, params, pricer = reader.store, reader.params, reader.pricer
-    if not any(row["num_prefixed"] for row in reader.calls()):
+    if not reader.has_prefixed():
         return []  # no call carries a prompt prefix
     parts = _where(params)
     keys = "org_id, project_id, agent_id, provider, model, h"
@@ -573,18 +619,19 @@ ORDER BY org_id, project_id, agent_id, provider, model {FINAL_SETTINGS}"""
 # ------------------------------------------------------------------ batching
 
 _BATCH_KEYS: Final = ("org_id", "project_id", "agent_id", "operation", "provider", MODEL_EXPR)
-"""``batching``: the key of a group of calls (names ``org_id, project_id, agent_id, op,
-provider, model`` in the query)."""
+"""``batching``: the key of a group of calls (names :data:`_BATCH_NAMES` in the query)."""
+_BATCH_NAMES: Final = ("org_id", "project_id", "agent_id", "op", "provider", "model")
 
 
 def _batching_sql(where: str) -> str:
     """The sample trace ids of the burst calls meeting ``where``, per key.
 
-    The window query ``batching`` ran before the census (:func:`burst_groups` computes the
-    same marks from the census): a call is in a burst when the previous or next small
-    call of its key (by start ms) starts within :data:`BURST_GAP_MS` of it; only start
-    times decide that, so the window sorts by the millisecond alone. Read for the groups
-    recommended only, for their ``samples`` (the lowest ids of burst calls).
+    The window query ``batching`` ran before the census (:func:`burst_counts` computes the
+    same marks from the census's start times): a call is in a burst when the previous or
+    next small call of its key (by start ms) starts within :data:`BURST_GAP_MS` of it; only
+    start times decide that, so the window sorts by the millisecond alone. Read for the
+    groups with :data:`MIN_BURST_CALLS` burst calls only, for their sums and ``samples``
+    (the lowest ids of burst calls).
     """
     keys = "org_id, project_id, agent_id, op, provider, model"
     gap = BURST_GAP_MS
@@ -653,14 +700,22 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
                                 str(row["operation"]), row["provider"],
                                 row["response_model"] or row["request_model"])
         row_keys.append(key if row["llm"] and key in keep else None)
-    assert reader.smalls is not None
-    bursts = burst_groups(reader.smalls, row_keys, BURST_GAP_MS, MIN_BURST_CALLS)
+    assert reader.small_ms is not None
+    counts = burst_counts(reader.small_ms, row_keys, BURST_GAP_MS, MIN_BURST_CALLS)
+    if not counts:
+        return []
+    # the sums and samples of the groups with enough bursts: the window query over their
+    # calls marks the bursts burst_counts marked (tests/analytics/test_bursts.py)
     parts = _where(params)
+    wanted = SqlParts(binds=dict(parts.binds))
+    where = f"{parts.where} AND {keys_in(wanted, _BATCH_KEYS, counts)}"
+    bursts = {key: row for row in store.query_arrow(_batching_sql(where),
+                                                   wanted.binds).to_pylist()
+              if (key := tuple(str(row[c]) for c in _BATCH_NAMES)) in counts}
     found = []
     catalog = pricer.price.catalog
     for key in sorted(bursts):
-        row = {**dict(zip(("org_id", "project_id", "agent_id", "op", "provider", "model"),
-                          key, strict=True)), **bursts[key]}
+        row = bursts[key]
         provider, model, n = row["provider"], row["model"], row["num_burst"]
         if row["num_other"]:
             continue  # priced by pricing.toml (or unpriced): no batch price we know
@@ -685,28 +740,18 @@ def _batching(reader: _Reader) -> list[tuple[Recommendation, Decimal]]:
             "batch_price_ratio": float(ratio), "batch_price_source": batch.source,
             "small_call_tokens": SMALL_CALL_TOKENS, "burst_gap_ms": BURST_GAP_MS,
         }
-        found.append((key, Recommendation(
+        found.append((Recommendation(
             kind="batching",
             title=f"Batch the small {row['op']} calls of {model}: {n} calls in bursts",
             scope={"org_id": row["org_id"], "project_id": row["project_id"],
                    "agent_id": row["agent_id"], "operation": row["op"], "provider": provider,
                    "model": model},
-            evidence=evidence, sample_trace_ids=[],
+            evidence=evidence, sample_trace_ids=samples_of(row["samples"]),
             saving_in_window=saving, saving_per_month=Decimal(0),
             saving_basis="burst calls' token cost × (1 − batch / standard price of their "
                          "average call), if sent through the provider's batch API (answers "
                          "within 24 h)"), saving))
-    if not found:
-        return []
-    wanted = SqlParts(binds=dict(parts.binds))
-    where = f"{parts.where} AND {keys_in(wanted, _BATCH_KEYS, (k for k, _, _ in found))}"
-    samples = {
-        tuple(str(row[c]) for c in ("org_id", "project_id", "agent_id", "op", "provider",
-                                    "model")): samples_of(row["samples"])
-        for row in store.query_arrow(_batching_sql(where),
-                                     wanted.binds).to_pylist()}
-    return [(replace(rec, sample_trace_ids=samples.get(key, [])), saving)
-            for key, rec, saving in found]
+    return found
 
 
 # ------------------------------------------------------------------ failing_retries
