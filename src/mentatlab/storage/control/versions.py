@@ -171,8 +171,10 @@ class VersionRegistry:
 
     def list(self, org_id: str | None = None, *, kind: str | None = None
              ) -> list[VersionInfo]:
-        """Registered versions of ``org_id`` (every org's when None), by org, kind, name,
-        then registration time."""
+        """Registered versions of ``org_id`` (every org's when None), by org, kind, name.
+
+        Within a name, oldest registration first.
+        """
         query = select(RegisteredVersion).order_by(
             RegisteredVersion.org_id, RegisteredVersion.kind, RegisteredVersion.name,
             RegisteredVersion.registered_at, RegisteredVersion.version)
