@@ -87,3 +87,17 @@ def test_approvals_and_signals(server_url: str) -> None:
     assert "No findings" in none.output
     bad = runner.invoke(app, ["governance", "signals", "--kind", "bogus", "--url", server_url])
     assert bad.exit_code == 1 and "kind" in bad.output
+
+
+def test_a_signal_alert_rule_is_created(server_url: str) -> None:
+    made = runner.invoke(app, ["governance", "alert", "sec", "--signal", "new_key",
+                               "--min-severity", "high", "--notify",
+                               "webhook:http://127.0.0.1:9/hook", "--org", "acme",
+                               "--url", server_url])
+    assert made.exit_code == 0, made.output
+    rules = httpx.get(f"{server_url}/api/v1/alert-rules", timeout=30).json()["rules"]
+    assert [(r["kind"], r["metric"], r["threshold"], r["window_s"]) for r in rules] == [
+        ("security_signal", "new_key", "3", 900)]
+    bad = runner.invoke(app, ["governance", "alert", "x", "--signal", "all", "--notify",
+                              "webhook:http://127.0.0.1:9/hook", "--url", server_url])
+    assert bad.exit_code == 1 and "metric" in bad.output

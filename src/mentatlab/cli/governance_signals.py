@@ -206,3 +206,37 @@ def signals(range_: RangeOpt = "24h", start: StartOpt = None, end: EndOpt = None
             f["severity"], f["kind"], subject, format_count(f["count"]), f["first_seen"][:19],
             f["last_seen"][:19], (f["evidence"] or [""])[0])))
     console.print(table)
+
+
+_SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3}
+
+
+@governance_app.command("alert")
+def add_signal_alert(
+    name: Annotated[str, typer.Argument(help="Rule name (unique in its org).")],
+    notify: Annotated[list[str], typer.Option(
+        "--notify", help="Channel (repeatable): webhook:URL, slack:URL or email:a@x.org.")],
+    signal: Annotated[str, typer.Option(help="any, prompt_injection_burst, blocked_action, "
+                                        "new_tool or new_key.")] = "any",
+    min_severity: Annotated[str, typer.Option(help="low, medium or high.")] = "medium",
+    window: Annotated[int, typer.Option(help="Window in seconds the findings are read "
+                                        "over.")] = 900,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="Scope, key=value on a canonical span field (repeatable).")] = None,
+    org: Annotated[str, typer.Option("--org", help="Org the rule watches (default: the "
+                                     "key's).")] = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Create a security_signal alert rule: each finding at or above a severity notifies."""
+    from mentatlab.cli.alerts import _filters, _print_rule
+
+    if min_severity not in _SEVERITY_RANK:
+        err_console.print("[red]--min-severity: expected low, medium or high[/red]")
+        raise typer.Exit(2)
+    with ApiClient(url, api_key) as client:
+        body = client.post_json("/api/v1/alert-rules", {
+            "name": name, "kind": "security_signal", "org_id": org, "metric": signal,
+            "threshold": _SEVERITY_RANK[min_severity], "window_s": window,
+            "filters": _filters(filters), "channels": notify})
+    _print_rule(body)
