@@ -113,3 +113,12 @@ def test_nearest_rank() -> None:
     values = list(range(1, 101))
     assert (nearest_rank(values, 0.5), nearest_rank(values, 0.95)) == (50, 95)
     assert nearest_rank([1, 2, 3], 0.5) == 2
+
+
+def test_the_docs_hold_the_oversight_attribute_table() -> None:
+    from pathlib import Path
+
+    from mentatlab.conventions.oversight import render_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "conventions.md"
+    assert render_markdown() in doc.read_text(encoding="utf-8")
