@@ -82,7 +82,10 @@ class VersionFlag:
 
 
 def _first_present(keys: Iterable[str]) -> list[str]:
-    return [f"JSONExtractString(attributes, '{k}')" for k in keys]
+    # a substring test on the raw JSON text skips the JSON parse of the (many) spans
+    # without the key: measured 1.2 s -> see bench/RESULTS.md, "Oversight and security"
+    return [f"if(position(attributes, '\"{k}\"') > 0, JSONExtractString(attributes, '{k}'),"
+            f" '')" for k in keys]
 
 
 def _coalesce(exprs: list[str]) -> str:
