@@ -98,6 +98,8 @@ def test_a_signal_alert_rule_is_created(server_url: str) -> None:
     rules = httpx.get(f"{server_url}/api/v1/alert-rules", timeout=30).json()["rules"]
     assert [(r["kind"], r["metric"], r["threshold"], r["window_s"]) for r in rules] == [
         ("security_signal", "new_key", "3", 900)]
+    listed = runner.invoke(app, ["alerts", "rules", "--url", server_url])
+    assert "new_key findings, severity ≥ high, over 900 s" in listed.output
     bad = runner.invoke(app, ["governance", "alert", "x", "--signal", "all", "--notify",
                               "webhook:http://127.0.0.1:9/hook", "--url", server_url])
     assert bad.exit_code == 1 and "metric" in bad.output
