@@ -56,6 +56,18 @@ def add_policy_columns(store: SpanStore) -> None:
         store.execute(f"ALTER TABLE spans ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
+def drop_policy_columns(store: SpanStore) -> None:
+    """A store from before migration 9 (once the columns exist in ``SPAN_COLUMNS``)."""
+    for name, _ in POLICY_COLUMNS:
+        store.execute(f"ALTER TABLE spans DROP COLUMN IF EXISTS {name}")
+
+
+def has_policy_columns(store: SpanStore) -> bool:
+    names = store.query_arrow("SELECT name FROM system.columns WHERE database ="
+                              " currentDatabase() AND table = 'spans'").column("name")
+    return {"policy_ids", "policy_actions"} <= set(names.to_pylist())
+
+
 def set_decisions(store: SpanStore, decisions: Mapping[str, Sequence[tuple[str, str]]]
                   ) -> None:
     """Give each span (by span id) policy decisions ``[(policy id, action), ...]``."""

@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from signal_spans import T0, add_policy_columns, append, make_span, set_decisions
+from signal_spans import (
+    T0,
+    add_policy_columns,
+    append,
+    drop_policy_columns,
+    make_span,
+    set_decisions,
+)
 
 from mentatlab.analytics.query import QueryParams, TimeRange
 from mentatlab.analytics.security_signals import (
@@ -100,6 +107,7 @@ def test_blocked_actions(store: SpanStore) -> None:
 
 def test_a_store_without_policy_columns_reports_them_unavailable(store: SpanStore) -> None:
     append(store, [make_span(T0 + M, agent="a", tool="search")])
+    drop_policy_columns(store)  # a no-op until span migration 9 adds them to every store
     report = find_signals(store, _params())
     assert set(report.unavailable) == {"prompt_injection_burst", "blocked_action"}
     assert [f.kind for f in report.findings] == ["new_tool"]
