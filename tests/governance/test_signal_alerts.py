@@ -96,6 +96,17 @@ def test_findings_notify_a_webhook_and_email_once(
     again = evaluator.run_once(now + timedelta(seconds=30))
     assert again.alerts == () and len(hook.requests) == 5 and len(smtp.messages) == 4
 
+    # a burst that comes back after the window notifies again, once
+    later = [make_span(now + i * M, agent="a") for i in (18, 19, 20)]
+    append(chdb_store, later)
+    set_decisions(chdb_store, {s.span_id: [("builtin.prompt_injection", "alert")]
+                               for s in later})
+    report = evaluator.run_once(now + 21 * M)
+    assert [(a.rule_name, a.metric, a.value) for a in report.alerts] == [
+        ("security", "prompt_injection_burst", Decimal(3))]
+    assert evaluator.run_once(now + 22 * M).alerts == ()
+    assert len(hook.wait_for(6, 10)) == 6
+
 
 def test_nothing_to_report_notifies_nobody(
         chdb_store: ChdbSpanStore, control: ControlStore, hook: WebhookReceiver) -> None:
