@@ -57,6 +57,8 @@ class Permission(StrEnum):
     """The audit log."""
     MANAGE_ORGS = "manage_orgs"
     """Create and list organizations (installation-wide admin keys only)."""
+    MANAGE_VERSIONS = "manage_versions"
+    """Register prompt and workflow versions with their content hash (issue 17)."""
 
 
 _READ = frozenset({Permission.READ_USAGE, Permission.READ_SPANS, Permission.READ_ALERTS})
@@ -73,7 +75,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     "key:admin": _ORG_ADMIN,
     "owner": _ORG_ADMIN,
     "admin": _ORG_ADMIN,
-    "member": _READ | {Permission.INGEST, Permission.MANAGE_ALERTS},
+    "member": _READ | {Permission.INGEST, Permission.MANAGE_ALERTS, Permission.MANAGE_VERSIONS},
     "viewer": _READ,
     "billing": frozenset({Permission.READ_USAGE, Permission.READ_ALERTS}),
 }

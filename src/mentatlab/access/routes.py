@@ -107,6 +107,13 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/performance"): _P.READ_USAGE,
     ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
     ("GET", "/product"): _P.READ_USAGE,
+    # oversight and security signals (issue 17, routes/governance_signals.py): approval ids
+    # and evidence span ids are an engineer's view; findings name keys and access: audit
+    ("GET", "/api/v1/governance/approvals"): _P.READ_SPANS,
+    ("GET", "/api/v1/governance/versions"): _P.READ_USAGE,
+    ("POST", "/api/v1/governance/versions"): _P.MANAGE_VERSIONS,
+    ("GET", "/api/v1/governance/versions/unregistered"): _P.READ_SPANS,
+    ("GET", "/api/v1/governance/signals"): _P.READ_AUDIT,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

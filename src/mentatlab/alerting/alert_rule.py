@@ -1,6 +1,6 @@
 """Alert rules: what a rule may say, checked before it is stored.
 
-Two kinds:
+Three kinds:
 
 * ``budget``: spend (``total_cost``, the spans' currency, USD by default) of a calendar
   period (``day`` or ``month``, UTC) against ``limit_amount``; each fraction in
@@ -8,6 +8,11 @@ Two kinds:
 * ``threshold``: a metric of the last ``window_s`` seconds compared with ``threshold``
   by ``op``; notifies when it starts to hold (``firing``) and when it stops
   (``resolved``), like a Prometheus alerting rule without a ``for`` delay.
+* ``security_signal``: the security findings (:mod:`mentatlab.analytics.security_signals`)
+  of the last ``window_s`` seconds whose kind is ``metric`` (one of
+  :data:`~mentatlab.analytics.security_signals.SIGNAL_KINDS`, or ``any``) and whose
+  severity is at least ``threshold`` (1 ``low``, 2 ``medium``, 3 ``high``; default 2);
+  each finding notifies once per subject and rule window (docs/alerting.md).
 
 Both are scoped by equality ``filters`` on canonical span columns (the analytics filter
 names, e.g. ``project_id``, ``agent_id``, ``model``). A rule of an org is always limited
@@ -23,6 +28,7 @@ from decimal import Decimal
 
 from mentatlab.alerting.notifiers import parse_channel
 from mentatlab.analytics.query import FILTER_COLUMNS, NAME_ALIASES
+from mentatlab.analytics.security_signals import SEVERITIES, SIGNAL_KINDS
 from mentatlab.errors import ValidationError
 from mentatlab.storage.control.alerts import AlertRuleSpec
 
@@ -34,10 +40,12 @@ __all__ = [
     "MIN_WINDOW_S",
     "OPS",
     "PERIODS",
+    "SIGNAL_METRICS",
     "check_rule",
+    "min_severity_of",
 ]
 
-KINDS = ("budget", "threshold")
+KINDS = ("budget", "threshold", "security_signal")
 PERIODS = ("day", "month")
 METRICS: Mapping[str, str] = {
     "cost": "spend in the window (total_cost, the spans' currency, USD by default)",
@@ -53,6 +61,8 @@ METRICS: Mapping[str, str] = {
 OPS: Mapping[str, Callable[[Decimal, Decimal], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 """Comparisons of a ``threshold`` rule: ``value <op> threshold`` fires."""
+SIGNAL_METRICS: tuple[str, ...] = ("any", *SIGNAL_KINDS)
+"""What a ``security_signal`` rule may watch: one kind of finding, or ``any``."""
 DEFAULT_BUDGET_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
 MIN_WINDOW_S = 60
 MAX_WINDOW_S = 31 * 86_400
@@ -106,6 +116,27 @@ def _check_threshold(spec: AlertRuleSpec) -> dict[str, object]:
     return {"period": "", "limit_amount": None, "thresholds": ()}
 
 
+def _check_security_signal(spec: AlertRuleSpec) -> dict[str, object]:
+    metric = spec.metric or "any"
+    if metric not in SIGNAL_METRICS:
+        raise ValidationError("metric", f"Expected one of {list(SIGNAL_METRICS)}, "
+                                        f"got {spec.metric!r}")
+    threshold = Decimal(2) if spec.threshold is None else spec.threshold
+    if threshold not in (1, 2, 3):
+        raise ValidationError("threshold", "Expected the lowest severity that notifies: "
+                              f"1 (low), 2 (medium) or 3 (high), got {spec.threshold}")
+    if not MIN_WINDOW_S <= spec.window_s <= MAX_WINDOW_S:
+        raise ValidationError("window_s", f"Expected {MIN_WINDOW_S}..{MAX_WINDOW_S} seconds, "
+                              f"got {spec.window_s}")
+    return {"metric": metric, "op": ">=", "threshold": Decimal(int(threshold)), "period": "",
+            "limit_amount": None, "thresholds": ()}
+
+
+def min_severity_of(spec: AlertRuleSpec) -> str:
+    """The lowest severity a checked ``security_signal`` rule notifies (``medium``...)."""
+    return SEVERITIES[int(spec.threshold or 2) - 1]
+
+
 def check_rule(spec: AlertRuleSpec) -> AlertRuleSpec:
     """``spec`` checked and normalized.
 
@@ -124,6 +155,8 @@ def check_rule(spec: AlertRuleSpec) -> AlertRuleSpec:
         raise ValidationError("channels", "Expected at least one channel, e.g. "
                               "'webhook:https://hooks.example.com/mentat'")
     channels = tuple(str(parse_channel(c, f"channels[{i}]")) for i, c in enumerate(spec.channels))
-    kind_fields = _check_budget(spec) if spec.kind == "budget" else _check_threshold(spec)
+    kind_fields = (_check_budget(spec) if spec.kind == "budget"
+                   else _check_security_signal(spec) if spec.kind == "security_signal"
+                   else _check_threshold(spec))
     return dataclasses.replace(spec, name=name, filters=_check_filters(spec), channels=channels,
                                **kind_fields)  # type: ignore[arg-type]

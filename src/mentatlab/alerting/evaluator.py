@@ -4,10 +4,14 @@ One run (:meth:`AlertEvaluator.run_once`) does, for each enabled rule:
 
 1. measure it: a budget's spend over its calendar period with :func:`~mentatlab.analytics.
    cost.cost_by`, a threshold rule's metric over its window with :func:`~mentatlab.
-   analytics.overview.get_overview` (the same numbers the API shows);
+   analytics.overview.get_overview` (the same numbers the API shows), a security-signal
+   rule's findings over its window with :func:`~mentatlab.analytics.security_signals.
+   find_signals` (what ``GET /api/v1/governance/signals`` shows);
 2. decide: a budget records one alert per newly crossed threshold and period (only the
    highest crossed one is delivered); a threshold rule records ``firing`` on the move
-   ``ok → firing`` and ``resolved`` on ``firing → ok``;
+   ``ok → firing`` and ``resolved`` on ``firing → ok``; a security-signal rule records one
+   ``firing`` alert per finding, once per subject and rule window (the fingerprint holds
+   the kind, a hash of the subject and ``first_seen // window_s``);
 3. save the value, the state and the alert with its deliveries in one control-store
    transaction (:meth:`~mentatlab.storage.control.AlertRecords.record_evaluation`).
 
@@ -24,12 +28,13 @@ the compare-and-set on the rule's state keep an overlap from notifying twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from mentatlab.alerting.alert_rule import OPS
+from mentatlab.alerting.alert_rule import OPS, min_severity_of
 from mentatlab.alerting.budget import crossed_thresholds, period_range
 from mentatlab.alerting.notifiers import (
     DeliveryError,
@@ -42,6 +47,7 @@ from mentatlab.alerting.notifiers import (
 from mentatlab.analytics.cost import cost_by
 from mentatlab.analytics.overview import Overview, get_overview
 from mentatlab.analytics.query import QueryParams, TimeRange
+from mentatlab.analytics.security_signals import SIGNAL_KINDS, Finding, find_signals
 from mentatlab.errors import ValidationError
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.control import AlertInfo, AlertRuleInfo, ControlStore, NewAlert
@@ -111,6 +117,20 @@ def _trimmed(value: Decimal) -> Decimal:
     return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
 
 
+def _finding_fingerprint(rule_id: str, finding: Finding, window_s: int) -> str:
+    """Once per rule, kind, subject and rule window of ``first_seen`` (at most 100 chars)."""
+    subject = hashlib.sha256(finding.subject_key.encode()).hexdigest()[:16]
+    episode = int(finding.first_seen.timestamp()) // max(window_s, 1)
+    return f"{rule_id}:{finding.kind}:{subject}:{episode}"
+
+
+def _finding_message(rule_name: str, finding: Finding) -> str:
+    """``<rule>: [severity] summary (first – last UTC; evidence: ids)``."""
+    return (f"{rule_name}: [{finding.severity}] {finding.summary} "
+            f"({finding.first_seen:%Y-%m-%d %H:%M:%S} – {finding.last_seen:%H:%M:%S} UTC; "
+            f"{finding.count} seen; evidence: {', '.join(finding.evidence)})")
+
+
 def _percent(fraction: Decimal) -> str:
     return f"{(fraction * 100).normalize():f} %"
 
@@ -165,7 +185,31 @@ class AlertEvaluator:
         """
         if rule.spec.kind == "budget":
             return self._evaluate_budget(rule, now)
+        if rule.spec.kind == "security_signal":
+            return self._evaluate_security_signal(rule, now)
         return self._evaluate_threshold(rule, now)
+
+    def _evaluate_security_signal(self, rule: AlertRuleInfo, now: datetime) -> list[AlertInfo]:
+        from mentatlab.governance.key_use import key_uses
+
+        spec = rule.spec
+        params = QueryParams(TimeRange(now - timedelta(seconds=spec.window_s), now),
+                             spec.filters)
+        window = params.time_range
+        kinds = SIGNAL_KINDS if spec.metric == "any" else (spec.metric,)
+        keys = key_uses(self.control, window.start, window.end, org_id=spec.org_id or None,
+                        project_id=spec.filters.get("project_id")) if "new_key" in kinds else []
+        report = find_signals(self.store, params, keys=keys, kinds=kinds,
+                              min_severity=min_severity_of(spec))
+        alerts = [NewAlert(
+            fingerprint=_finding_fingerprint(rule.id, finding, spec.window_s), state="firing",
+            metric=finding.kind, value=Decimal(finding.count),
+            threshold=spec.threshold or Decimal(2), window_start=window.start,
+            window_end=window.end, message=_finding_message(spec.name, finding))
+            for finding in report.findings]
+        return self.control.alerts.record_evaluation(
+            rule.id, value=Decimal(len(report.findings)), evaluated_at=now,
+            state="firing" if report.findings else "ok", alerts=alerts)
 
     def _evaluate_budget(self, rule: AlertRuleInfo, now: datetime) -> list[AlertInfo]:
         spec = rule.spec

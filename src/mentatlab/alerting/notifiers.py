@@ -168,11 +168,13 @@ class Notification:
     org_id: str
     """The rule's organisation; ``""`` for a global rule."""
     rule_kind: str
-    """``budget`` or ``threshold``."""
+    """``budget``, ``threshold`` or ``security_signal``."""
     state: str
     """``firing`` or ``resolved``."""
     metric: str
-    """What was measured, e.g. ``cost``, ``error_rate``, ``latency_p95_ms``."""
+    """What was measured, e.g. ``cost``, ``error_rate``, ``latency_p95_ms``; for a
+    ``security_signal`` rule the finding's kind (``new_tool``...), its count as ``value``
+    and the rule's lowest severity (1 low, 2 medium, 3 high) as ``threshold``."""
     value: Decimal
     """The measured value, in the metric's unit (USD for ``cost``)."""
     threshold: Decimal

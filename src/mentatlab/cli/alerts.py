@@ -148,6 +148,9 @@ def list_rules(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = Fa
     for rule in rules:
         condition = (f"cost/{rule['period']} ≥ {rule['thresholds']} × {rule['limit_amount']}"
                      if rule["kind"] == "budget" else
+                     f"{rule['metric']} findings, severity ≥ "
+                     f"{('low', 'medium', 'high')[int(rule['threshold']) - 1]}, over "
+                     f"{rule['window_s']} s" if rule["kind"] == "security_signal" else
                      f"{rule['metric']} {rule['op']} {rule['threshold']} over {rule['window_s']} s")
         table.add_row(rule["id"], rule["name"], rule["kind"], condition, _scope(rule),
                       rule["last_value"] or "", rule["state"], "yes" if rule["enabled"] else "no")

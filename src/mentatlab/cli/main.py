@@ -23,6 +23,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     bottlenecks,
     cost,
     cost_views,  # noqa: F401
+    governance_signals,
     migrate,
     quotas,
     recommendations,
@@ -49,6 +50,8 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(analytics.app, name="analytics")
+# issue 17, oversight and security signals; the other governance commands join this group
+app.add_typer(governance_signals.governance_app, name="governance")
 analytics.app.command("reliability")(reliability.reliability)
 analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)
 app.command("tail")(spans.tail)

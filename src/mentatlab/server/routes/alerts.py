@@ -42,7 +42,7 @@ class AlertRuleRequest(BaseModel):
     """
 
     name: str = Field(min_length=1, max_length=200)
-    kind: str = Field(max_length=32, description="`budget` or `threshold`")
+    kind: str = Field(max_length=32, description="`budget`, `threshold` or `security_signal`")
     org_id: str = Field(default="", max_length=64, description="Org the rule watches; empty = "
                         "every org (only with an unscoped key). An org-scoped key's org is used.")
     filters: dict[Text, Text] = Field(
@@ -60,10 +60,13 @@ class AlertRuleRequest(BaseModel):
         "that notify; default [0.5, 0.8, 1].")
     metric: str = Field(default="", max_length=32, description="Threshold metric: cost, "
                         "requests, spans, errors, error_rate, tokens, latency_p95_ms, "
-                        "latency_p99_ms.")
+                        "latency_p99_ms; security_signal: any, prompt_injection_burst, "
+                        "blocked_action, new_tool, new_key.")
     op: str = Field(default=">=", max_length=2, description="`>`, `>=`, `<` or `<=`.")
     threshold: Number | None = Field(default=None, description="Value compared with the "
-                                     "metric (its unit).")
+                                     "metric (its unit); security_signal: the lowest "
+                                     "severity that notifies, 1 low, 2 medium (default), "
+                                     "3 high.")
     window_s: Int64 = Field(default=300, description="Threshold window in seconds (60..31 days).")
     enabled: bool = True
 

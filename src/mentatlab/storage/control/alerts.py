@@ -42,7 +42,7 @@ class AlertRuleSpec:
 
     name: str
     kind: str
-    """``budget`` or ``threshold``."""
+    """``budget``, ``threshold`` or ``security_signal``."""
     metric: str
     org_id: str = ""
     op: str = ">="

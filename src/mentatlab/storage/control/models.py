@@ -144,6 +144,9 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     """Updated at most once a minute."""
+    first_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """The first authenticated use (migration 0010_versions; keys used before it: their
+    ``created_at``). The security signal ``new_key`` reads it."""
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     """When a rotated key stops working (its grace period), or None."""
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

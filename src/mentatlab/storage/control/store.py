@@ -37,6 +37,7 @@ from mentatlab.storage.control.models import (
     Session as SessionRow,
 )
 from mentatlab.storage.control.quotas import QuotaOverrides
+from mentatlab.storage.control.versions import VersionRegistry
 from mentatlab.storage.control.watermarks import NodeWatermarks
 
 __all__ = ["ApiKeyInfo", "ApiKeyScope", "ControlStore", "IssuedApiKey", "OrgInfo", "ProjectInfo",
@@ -94,6 +95,8 @@ class ApiKeyInfo:
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    first_used_at: datetime | None = None
+    """The key's first authenticated use (None: never used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ def hash_api_key(key: str) -> str:
 def _key_info(row: ApiKey) -> ApiKeyInfo:
     return ApiKeyInfo(row.id, row.org_id, row.project_id, row.name, row.role, row.prefix,
                       row.created_by, row.created_at, row.last_used_at, row.expires_at,
-                      row.revoked_at)
+                      row.revoked_at, row.first_used_at)
 
 
 def new_api_key() -> str:
@@ -144,6 +147,8 @@ class ControlStore:
         """Per-org replacements of the ``quota_*`` settings."""
         self.audit = AuditLog(self._session, self.engine)
         """The tamper-evident audit log of sensitive actions."""
+        self.versions = VersionRegistry(self._session)
+        """Registered prompt and workflow versions (issue 17, oversight signals)."""
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -241,7 +246,8 @@ class ControlStore:
         """The scope of a valid key; None for an unknown, revoked or expired one.
 
         Records ``last_used_at`` when it is older than ``touch_after_s`` (so at most one
-        write per key per minute, however many requests use it).
+        write per key per minute, however many requests use it), and ``first_used_at`` on
+        the key's first use.
         """
         if not key.startswith(f"{_KEY_SCHEME}_") or len(key) > 200:
             return None
@@ -257,6 +263,8 @@ class ControlStore:
             if row.last_used_at is None or \
                     (now - row.last_used_at).total_seconds() >= touch_after_s:
                 row.last_used_at = now
+            if row.first_used_at is None:
+                row.first_used_at = now
             return ApiKeyScope(row.id, row.org_id, row.project_id, row.name, row.role)
 
     def get_api_key(self, key_id: str) -> ApiKeyInfo | None:
