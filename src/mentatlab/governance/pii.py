@@ -1,0 +1,231 @@
+"""PII detection over batches of strings: Presidio pattern recognizers behind cheap pre-filters.
+
+:class:`PiiDetector` finds, in each of N strings, the spans of text that are personal data
+or secrets, one :class:`Finding` per span (category, offsets, confidence). Categories:
+
+=================  ==========================================================================
+``EMAIL_ADDRESS``  Presidio ``EmailRecognizer``; the domain's suffix is checked against
+                   tldextract's bundled Public Suffix List snapshot (never fetched)
+``PHONE_NUMBER``   Presidio ``PhoneRecognizer`` (python-phonenumbers, leniency VALID): ``+``
+                   international formats and the national formats of ``phone_regions``
+``CREDIT_CARD``    Presidio ``CreditCardRecognizer`` (Luhn-checked)
+``US_SSN``         Presidio ``UsSsnRecognizer`` (its "medium" pattern; invalid area/group/serial
+                   numbers refused)
+``IBAN_CODE``      Presidio ``IbanRecognizer`` (ISO 13616 mod-97 checksum)
+``IP_ADDRESS``     Presidio ``IpRecognizer`` (IPv4, IPv6), minus version strings (``v1.2.3.4``)
+``SECRET``         Presidio ``PatternRecognizer`` s of :data:`SECRET_PATTERNS`: OpenAI,
+                   Anthropic, AWS, GitHub, Slack, Stripe, Google keys, JWTs, PEM private keys
+custom             one ``PatternRecognizer`` per ``pii_custom_entities`` entry (confidence 0.9)
+=================  ==========================================================================
+
+No NLP model is used: pattern recognizers run with ``nlp_artifacts=None`` (Presidio's
+context-word boost needs a model, so scores are the patterns' own). Presidio is imported
+when a detector is built, never at module import (it pulls in spaCy: ~1 s, ~80 MiB).
+
+Cost (docs/decisions/0017): Presidio's recognizers cost 20–100 µs per 200-character text,
+the phone recognizer ~1.7 ms. Each recognizer therefore runs only on strings its
+pre-filter (a character test or one compiled regex, ~1 µs) says can hold its entity, and
+the phone recognizer only on short windows around digit runs. Equal strings in a batch
+(a system prompt repeated in every span) are scanned once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["CATEGORIES", "MIN_CONFIDENCE", "SECRET_PATTERNS", "Finding", "PiiDetector"]
+
+CATEGORIES: Final[tuple[str, ...]] = (
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+    "SECRET")
+"""Built-in categories (Presidio entity names, plus ``SECRET``)."""
+MIN_CONFIDENCE: Final = 0.4
+"""Findings scored below this are discarded (Presidio's "very weak" SSN patterns score 0.05)."""
+CUSTOM_CONFIDENCE: Final = 0.9
+"""Confidence of a custom-entity match."""
+
+SECRET_PATTERNS: Final[tuple[tuple[str, str, float], ...]] = (
+    ("PEM private key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?s:.)*?-----END "
+     r"(?:[A-Z0-9]+ )*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)", 1.0),
+    ("Anthropic key", r"\bsk-ant-[a-z]+\d{0,3}-[A-Za-z0-9_\-]{20,}", 1.0),
+    ("OpenAI key", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}", 0.95),
+    ("AWS access key id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", 0.95),
+    ("AWS secret access key", r"(?i:aws_?secret_?(?:access_?)?key\W{0,4})\K"
+     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])", 0.9),
+    ("GitHub token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}\b", 1.0),
+    ("GitHub fine-grained token", r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b", 1.0),
+    ("Slack token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,250}", 1.0),
+    ("Slack webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 1.0),
+    ("Stripe secret key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}\b", 1.0),
+    ("Google API key", r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])", 0.95),
+    ("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", 0.95),
+)
+"""``(name, regex, confidence)`` of the ``SECRET`` recognizer (Python ``regex`` syntax, as
+Presidio compiles it); formats from the providers' key documentation and gitleaks' rules."""
+
+_SECRET_PREFILTER = re.compile(
+    r"-----BEGIN|sk-|[sr]k_(?:live|test)_|A(?:KIA|SIA|BIA|CCA)|gh[pousr]_|github_pat_|xox[abposr]-"
+    r"|hooks\.slack|AIza|eyJ|(?i:aws_?secret)")
+# digits with the separators numbers are written with; the recognizers decide
+_CARD_PREFILTER = re.compile(r"\d(?:[ -]?\d){12,18}")
+_SSN_PREFILTER = re.compile(r"\d{3}[- .]\d{2}[- .]\d{4}")
+_IBAN_PREFILTER = re.compile(r"[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}")
+_IP_PREFILTER = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|::|(?:[0-9A-Fa-f]{1,4}:){4}")
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,24}\d")
+_PHONE_MARGIN_CHARS = 12
+"""Characters of context kept each side of a digit run handed to phonenumbers (it checks
+what surrounds a candidate: a following ``:30`` makes it a time, letters a word)."""
+_REFERENCE_BEFORE = re.compile(
+    r"(?:#|\b(?i:order|invoice|ref|reference|ticket|case|sku|tracking|po|isbn|serial|build|"
+    r"batch|run|job)\b[\s:#.-]*(?i:no\.?|number|id)?[\s:#.-]*)$")
+"""A digit run right after this is a reference number, not a phone number."""
+_VERSION_BEFORE = re.compile(r"(?:\b[vV]|version |[\w-]==|@)$")
+_VERSION_AFTER = re.compile(r"^\.\d")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One span of a string found to be PII: ``text[start:end]`` is ``category``."""
+
+    category: str
+    """Presidio entity name (``EMAIL_ADDRESS``...), ``SECRET`` or a custom entity name."""
+    start: int
+    """Offset of the first character, in characters (Python ``str`` indices)."""
+    end: int
+    """Offset after the last character."""
+    confidence: float
+    """Recognizer score, 0 to 1 (1.0: a checksum or validation passed)."""
+
+
+def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
+    """Non-overlapping findings by start: the more confident, then the longer, wins."""
+    if len(found) < 2:
+        return found
+    kept: list[Finding] = []
+    for f in sorted(found, key=lambda f: (-f.confidence, f.start - f.end, f.start)):
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    kept.sort(key=lambda f: f.start)
+    return kept
+
+
+class PiiDetector:
+    """Finds PII in batches of strings (see the module docstring for the categories).
+
+    Args:
+        custom_entities: ``{ENTITY_NAME: regex}`` recognised besides the built-ins.
+        phone_regions: ISO 3166 regions whose national phone formats are recognised.
+
+    Raises:
+        ImportError: ``presidio-analyzer`` is not installed.
+    """
+
+    def __init__(self, custom_entities: Mapping[str, str] | None = None,
+                 phone_regions: Sequence[str] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"),
+                 ) -> None:
+        from presidio_analyzer import Pattern, PatternRecognizer
+        from presidio_analyzer.predefined_recognizers import (
+            CreditCardRecognizer,
+            EmailRecognizer,
+            IbanRecognizer,
+            IpRecognizer,
+            PhoneRecognizer,
+            UsSsnRecognizer,
+        )
+
+        email = _offline_email_recognizer(EmailRecognizer)
+        secret = PatternRecognizer(
+            supported_entity="SECRET", name="SecretRecognizer",
+            patterns=[Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS])
+        # leniency 2 (STRICT_GROUPING): the digit groups must be grouped as the region
+        # writes numbers, so "#4532-1190-88" or "ORD-2024-118822" are no phone numbers
+        self._phone = PhoneRecognizer(supported_regions=tuple(phone_regions), leniency=2)
+        # (category, recognizer, pre-filter): a recognizer runs on a text only when its
+        # pre-filter says the text can hold its entity
+        self._checks: list[tuple[str, Any, Callable[[str], object]]] = [
+            ("EMAIL_ADDRESS", email, lambda t: "@" in t),
+            ("CREDIT_CARD", CreditCardRecognizer(), _CARD_PREFILTER.search),
+            ("US_SSN", UsSsnRecognizer(), _SSN_PREFILTER.search),
+            ("IBAN_CODE", IbanRecognizer(), _IBAN_PREFILTER.search),
+            ("IP_ADDRESS", IpRecognizer(), _IP_PREFILTER.search),
+            ("SECRET", secret, _SECRET_PREFILTER.search),
+        ]
+        for name, regex in (custom_entities or {}).items():
+            recognizer = PatternRecognizer(supported_entity=name, name=f"Custom{name}",
+                                           patterns=[Pattern(name, regex, CUSTOM_CONFIDENCE)])
+            self._checks.append((name, recognizer, re.compile(regex).search))
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every category this detector reports (built-ins, then custom entities)."""
+        return ("PHONE_NUMBER", *(category for category, _, _ in self._checks))
+
+    def detect(self, text: str) -> list[Finding]:
+        """Findings in one string, non-overlapping, sorted by ``start``."""
+        found: list[Finding] = []
+        for category, recognizer, prefilter in self._checks:
+            if prefilter(text):
+                found.extend(
+                    Finding(category, r.start, r.end, round(r.score, 2))
+                    for r in recognizer.analyze(text, [category], None)
+                    if r.score >= MIN_CONFIDENCE)
+        found.extend(self._phones(text))
+        found = [f for f in found if not (f.category == "IP_ADDRESS" and _is_version(text, f))]
+        return _resolve_overlaps(found)
+
+    def detect_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings in each of N strings (N lists, in order); equal strings are scanned once."""
+        seen: dict[str, list[Finding]] = {}
+        out: list[list[Finding]] = []
+        for text in texts:
+            hit = seen.get(text)
+            if hit is None:
+                hit = self.detect(text)
+                seen[text] = hit
+            out.append(hit)
+        return out
+
+    def _phones(self, text: str) -> list[Finding]:
+        """Phone numbers, running phonenumbers only on windows around 7-15 digit runs."""
+        found: list[Finding] = []
+        covered = -1
+        for m in _PHONE_CANDIDATE.finditer(text):
+            digits = sum(c.isdigit() for c in m.group())
+            if not 7 <= digits <= 15 or m.end() <= covered:
+                continue
+            lo = max(0, m.start() - _PHONE_MARGIN_CHARS)
+            hi = min(len(text), m.end() + _PHONE_MARGIN_CHARS)
+            for r in self._phone.analyze(text[lo:hi], ["PHONE_NUMBER"], None):
+                start, end = r.start + lo, r.end + lo
+                if (r.score >= MIN_CONFIDENCE and end > covered
+                        and not _REFERENCE_BEFORE.search(text[max(0, start - 24):start])):
+                    found.append(Finding("PHONE_NUMBER", start, end, round(r.score, 2)))
+                    covered = end
+        return found
+
+
+def _is_version(text: str, finding: Finding) -> bool:
+    """True when an IPv4-looking match is a version string (``v1.2.3.4``, ``pkg==1.2.3.4``)."""
+    before = text[max(0, finding.start - 12):finding.start]
+    return bool(_VERSION_BEFORE.search(before) or _VERSION_AFTER.match(text[finding.end:]))
+
+
+def _offline_email_recognizer(base: Any) -> Any:
+    """Presidio's EmailRecognizer with the domain suffix checked offline.
+
+    Presidio validates an address with ``tldextract.extract``, whose default extractor
+    fetches the Public Suffix List over the network on first use; this one reads only the
+    snapshot bundled with tldextract (no fetch, no cache directory).
+    """
+    import tldextract
+
+    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class OfflineEmailRecognizer(base):  # type: ignore[misc, valid-type]
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(extractor(pattern_text).fqdn)
+
+    return OfflineEmailRecognizer()
