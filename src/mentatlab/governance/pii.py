@@ -31,6 +31,7 @@ the phone recognizer only on short windows around digit runs. Equal strings in a
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,8 +83,10 @@ _REFERENCE_BEFORE = re.compile(
     r"(?:#|\b(?i:order|invoice|ref|reference|ticket|case|sku|tracking|po|isbn|serial|build|"
     r"batch|run|job)\b[\s:#.-]*(?i:no\.?|number|id)?[\s:#.-]*)$")
 """A digit run right after this is a reference number, not a phone number."""
-_VERSION_BEFORE = re.compile(r"(?:\b[vV]|version |[\w-]==|@)$")
+_VERSION_BEFORE = re.compile(r"(?:\b[vV]|(?i:version|release|build) |[\w-]==|@)$")
 _VERSION_AFTER = re.compile(r"^\.\d")
+_CODE_BEFORE = re.compile(r"[A-Za-z0-9]-$")
+_CODE_AFTER = re.compile(r"-[A-Za-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +176,7 @@ class PiiDetector:
                     for r in recognizer.analyze(text, [category], None)
                     if r.score >= MIN_CONFIDENCE)
         found.extend(self._phones(text))
-        found = [f for f in found if not (f.category == "IP_ADDRESS" and _is_version(text, f))]
-        return _resolve_overlaps(found)
+        return _resolve_overlaps([f for f in found if not _is_look_alike(text, f)])
 
     def detect_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings in each of N strings (N lists, in order); equal strings are scanned once."""
@@ -200,17 +202,38 @@ class PiiDetector:
             hi = min(len(text), m.end() + _PHONE_MARGIN_CHARS)
             for r in self._phone.analyze(text[lo:hi], ["PHONE_NUMBER"], None):
                 start, end = r.start + lo, r.end + lo
-                if (r.score >= MIN_CONFIDENCE and end > covered
-                        and not _REFERENCE_BEFORE.search(text[max(0, start - 24):start])):
+                if r.score >= MIN_CONFIDENCE and end > covered and \
+                        sum(c.isdigit() for c in text[start:end]) >= 7:
                     found.append(Finding("PHONE_NUMBER", start, end, round(r.score, 2)))
                     covered = end
         return found
 
 
-def _is_version(text: str, finding: Finding) -> bool:
-    """True when an IPv4-looking match is a version string (``v1.2.3.4``, ``pkg==1.2.3.4``)."""
-    before = text[max(0, finding.start - 12):finding.start]
-    return bool(_VERSION_BEFORE.search(before) or _VERSION_AFTER.match(text[finding.end:]))
+def _is_look_alike(text: str, finding: Finding) -> bool:
+    """True when a match is part of something else the recognizer cannot see.
+
+    * an IP address that is a version string (``v1.2.3.4``, ``pkg==1.2.3.4``, ``1.2.3.4.5``)
+      or no host's address (``0.0.0.0``, ``::``, loopback, broadcast);
+    * an SSN or phone number inside a longer code (``A-123-45-6789``, ``123-45-6789-B``) or
+      right after a reference word (``ticket 123-45-6789``, ``order #415 555 2671``).
+    """
+    category = finding.category
+    if category == "IP_ADDRESS":
+        before = text[max(0, finding.start - 12):finding.start]
+        if _VERSION_BEFORE.search(before) or _VERSION_AFTER.match(text[finding.end:]):
+            return True
+        try:
+            address = ipaddress.ip_address(text[finding.start:finding.end].split("/")[0])
+        except ValueError:
+            return False
+        return address.is_unspecified or address.is_loopback or (
+            address.version == 4 and int(address) == 0xFFFFFFFF)
+    if category in ("US_SSN", "PHONE_NUMBER"):
+        if _CODE_BEFORE.search(text, max(0, finding.start - 2), finding.start) or \
+                _CODE_AFTER.match(text, finding.end):
+            return True
+        return bool(_REFERENCE_BEFORE.search(text[max(0, finding.start - 24):finding.start]))
+    return False
 
 
 def _offline_email_recognizer(base: Any) -> Any:
