@@ -37,6 +37,7 @@ from mentatlab.server.routes import (
     auth,
     bottlenecks,
     cost_views,
+    governance_pii,
     docs,
     events,
     graph,
@@ -285,7 +286,7 @@ def create_app(settings: Settings) -> FastAPI:
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
-                   audit, auth, health, docs):
+                   audit, auth, health, docs, governance_pii):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
