@@ -110,6 +110,10 @@ class Settings:
     forward_batch_bytes: int = field(
         default=4 * 1024 * 1024, metadata=_env("MENTATLAB_FORWARD_BATCH_BYTES"))
     """Requests are merged into one forwarded request up to this many bytes (protobuf)."""
+    forward_pii: str = field(default="redacted", metadata=_env("MENTATLAB_FORWARD_PII"))
+    """What forwarded spans carry where the redact stage found PII: ``redacted`` (default:
+    the stored placeholders, hashes or drops, applied to the forwarded copy) or ``raw`` (the
+    values as received, for a backend allowed to see them). See docs/forwarding.md."""
     forward_linger_s: float = field(default=1.0, metadata=_env("MENTATLAB_FORWARD_LINGER_S"))
     """Longest a request waits for others to batch with, in seconds."""
     forward_timeout_s: float = field(default=10.0, metadata=_env("MENTATLAB_FORWARD_TIMEOUT_S"))
