@@ -94,7 +94,8 @@ class Settings:
     """Seconds after which an unpaired ``*.started`` event becomes a span with status
     ``timeout``."""
     forward_otlp_endpoint: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_ENDPOINT"))
-    """Forward every accepted OTLP trace request, unchanged, to this OTLP backend:
+    """Forward every accepted OTLP trace request, as received (PII redacted unless
+    ``forward_pii`` is ``raw``), to this OTLP backend:
     ``http(s)://host:4318`` (``/v1/traces`` appended unless the path ends with it) or
     ``grpc(s)://host:4317``; empty (default) forwards nothing. See docs/forwarding.md."""
     forward_otlp_headers: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_HEADERS"))
