@@ -37,6 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 __all__ = ["CATEGORIES", "MIN_CONFIDENCE", "SECRET_PATTERNS", "Finding", "PiiDetector"]
 
 CATEGORIES: Final[tuple[str, ...]] = (
@@ -68,14 +71,18 @@ SECRET_PATTERNS: Final[tuple[tuple[str, str, float], ...]] = (
 Presidio compiles it); formats from the providers' key documentation and gitleaks' rules."""
 
 _SECRET_PREFILTER = re.compile(
-    r"-----BEGIN|sk-|[sr]k_(?:live|test)_|A(?:KIA|SIA|BIA|CCA)|gh[pousr]_|github_pat_|xox[abposr]-"
-    r"|hooks\.slack|AIza|eyJ|(?i:aws_?secret)")
+    r"(?:\b(?:sk-|[sr]k_(?:live|test)_|A(?:KIA|SIA|BIA|CCA)|gh[pousr]_|github_pat_|xox[abposr]-"
+    r"|hooks\.slack|AIza|eyJ|(?i:aws_?secret))|-----BEGIN)")
+"""Key prefixes; ``\b`` first, so the many positions inside words fail at once."""
 # digits with the separators numbers are written with; the recognizers decide
 _CARD_PREFILTER = re.compile(r"\d(?:[ -]?\d){12,18}")
 _SSN_PREFILTER = re.compile(r"\d{3}[- .]\d{2}[- .]\d{4}")
 _IBAN_PREFILTER = re.compile(r"[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}")
-_IP_PREFILTER = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|::|(?:[0-9A-Fa-f]{1,4}:){4}")
-_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,24}\d")
+_IP_PREFILTER_RE2 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|::|(?:[0-9A-Fa-f]{1,4}:){4}"
+_PHONE_PREFILTER_RE2 = r"\d[\d \t().\-/]{5,24}\d"
+"""Texts the phone check looks at: a digit run with separators of 7+ characters."""
+_PHONE_CANDIDATE = re.compile(r"(?<![A-Za-z0-9_])\+?\(?\d[\d \t().\-/]{5,24}\d(?![A-Za-z0-9_])")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$")
 _PHONE_MARGIN_CHARS = 12
 """Characters of context kept each side of a digit run handed to phonenumbers (it checks
 what surrounds a candidate: a following ``:30`` makes it a time, letters a word)."""
@@ -145,18 +152,22 @@ class PiiDetector:
             patterns=[Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS])
         # leniency 2 (STRICT_GROUPING): the digit groups must be grouped as the region
         # writes numbers, so "#4532-1190-88" or "ORD-2024-118822" are no phone numbers
-        self._phone = PhoneRecognizer(supported_regions=tuple(phone_regions), leniency=2)
-        # (category, recognizer, pre-filter): a recognizer runs on a text only when its
-        # pre-filter says the text can hold its entity
-        self._checks: list[tuple[str, Any, Callable[[str], object]]] = [
-            ("EMAIL_ADDRESS", email, lambda t: "@" in t),
-            ("CREDIT_CARD", CreditCardRecognizer(), _CARD_PREFILTER.search),
-            ("US_SSN", UsSsnRecognizer(), _SSN_PREFILTER.search),
-            ("IBAN_CODE", IbanRecognizer(), _IBAN_PREFILTER.search),
-            ("IP_ADDRESS", IpRecognizer(), _IP_PREFILTER.search),
-            ("SECRET", secret, _SECRET_PREFILTER.search),
+        self._phones_by_region = [PhoneRecognizer(supported_regions=(region,), leniency=2)
+                                  for region in phone_regions]
+        self._phone_international = PhoneRecognizer(supported_regions=("US",), leniency=2)
+        # (category, recognizer, pre-filter as an RE2 regex over the batch's column, or as a
+        # Python test of one text): a recognizer runs on a text only when its pre-filter
+        # says the text can hold its entity
+        self._checks: list[tuple[str, Any, str | Callable[[str], object]]] = [
+            ("EMAIL_ADDRESS", email, "@"),
+            ("CREDIT_CARD", CreditCardRecognizer(), _CARD_PREFILTER.pattern),
+            ("US_SSN", UsSsnRecognizer(), _SSN_PREFILTER.pattern),
+            ("IBAN_CODE", IbanRecognizer(), _IBAN_PREFILTER.pattern),
+            ("IP_ADDRESS", IpRecognizer(), _IP_PREFILTER_RE2),
+            ("SECRET", secret, _SECRET_PREFILTER.pattern),
         ]
         for name, regex in (custom_entities or {}).items():
+            # a custom regex is Python syntax (maybe not RE2's): its own pre-filter
             recognizer = PatternRecognizer(supported_entity=name, name=f"Custom{name}",
                                            patterns=[Pattern(name, regex, CUSTOM_CONFIDENCE)])
             self._checks.append((name, recognizer, re.compile(regex).search))
@@ -168,44 +179,70 @@ class PiiDetector:
 
     def detect(self, text: str) -> list[Finding]:
         """Findings in one string, non-overlapping, sorted by ``start``."""
-        found: list[Finding] = []
-        for category, recognizer, prefilter in self._checks:
-            if prefilter(text):
-                found.extend(
-                    Finding(category, r.start, r.end, round(r.score, 2))
-                    for r in recognizer.analyze(text, [category], None)
-                    if r.score >= MIN_CONFIDENCE)
-        found.extend(self._phones(text))
-        return _resolve_overlaps([f for f in found if not _is_look_alike(text, f)])
+        return self.detect_batch([text])[0]
 
     def detect_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
-        """Findings in each of N strings (N lists, in order); equal strings are scanned once."""
-        seen: dict[str, list[Finding]] = {}
-        out: list[list[Finding]] = []
-        for text in texts:
-            hit = seen.get(text)
-            if hit is None:
-                hit = self.detect(text)
-                seen[text] = hit
-            out.append(hit)
-        return out
+        """Findings in each of N strings (N lists, in order).
+
+        Equal strings are scanned once. The pre-filters run as RE2 regexes over the column
+        of distinct strings (``pyarrow.compute.match_substring_regex``: one vectorised pass
+        per category), so a string no pre-filter admits costs no Python work at all.
+        """
+        distinct = list(dict.fromkeys(texts))
+        column = pa.array(distinct, pa.string())
+        masks: list[list[bool] | None] = []
+        for _, _, prefilter in self._checks:
+            masks.append(pc.match_substring_regex(column, prefilter).to_pylist()
+                         if isinstance(prefilter, str) else None)
+        phone_mask = pc.match_substring_regex(column, _PHONE_PREFILTER_RE2).to_pylist()
+        results: dict[str, list[Finding]] = {}
+        for i, text in enumerate(distinct):
+            found: list[Finding] = []
+            for (category, recognizer, prefilter), mask in zip(self._checks, masks,
+                                                               strict=True):
+                if mask[i] if mask is not None else prefilter(text):  # type: ignore[operator]
+                    found.extend(
+                        Finding(category, r.start, r.end, round(r.score, 2))
+                        for r in recognizer.analyze(text, [category], None)
+                        if r.score >= MIN_CONFIDENCE)
+            if phone_mask[i]:
+                found.extend(self._phones(text))
+            results[text] = _resolve_overlaps(
+                [f for f in found if not _is_look_alike(text, f)]) if found else []
+        return [results[text] for text in texts]
 
     def _phones(self, text: str) -> list[Finding]:
-        """Phone numbers, running phonenumbers only on windows around 7-15 digit runs."""
+        """Phone numbers: phonenumbers runs only on windows around plausible digit runs.
+
+        A run is plausible with 7 to 15 digits, not touching letters or digits (hex ids,
+        versions), not a date, not part of a code (``A-…``) and not after a reference word
+        (order, ticket…). A run starting with ``+`` carries its country code, so one
+        region's matcher finds it; others go through every region of ``phone_regions``.
+        """
         found: list[Finding] = []
         covered = -1
         for m in _PHONE_CANDIDATE.finditer(text):
-            digits = sum(c.isdigit() for c in m.group())
-            if not 7 <= digits <= 15 or m.end() <= covered:
+            run = m.group()
+            digits = sum(c.isdigit() for c in run)
+            start = m.start()
+            if not 7 <= digits <= 15 or m.end() <= covered or _DATE.match(run) or \
+                    _CODE_BEFORE.search(text, max(0, start - 2), start) or \
+                    _REFERENCE_BEFORE.search(text[max(0, start - 24):start]):
                 continue
-            lo = max(0, m.start() - _PHONE_MARGIN_CHARS)
+            lo = max(0, start - _PHONE_MARGIN_CHARS)
             hi = min(len(text), m.end() + _PHONE_MARGIN_CHARS)
-            for r in self._phone.analyze(text[lo:hi], ["PHONE_NUMBER"], None):
-                start, end = r.start + lo, r.end + lo
-                if r.score >= MIN_CONFIDENCE and end > covered and \
-                        sum(c.isdigit() for c in text[start:end]) >= 7:
-                    found.append(Finding("PHONE_NUMBER", start, end, round(r.score, 2)))
-                    covered = end
+            recognizers = [self._phone_international] if run[0] == "+" else \
+                self._phones_by_region
+            for recognizer in recognizers:  # regions in order; the first that finds it wins
+                hits = [r for r in recognizer.analyze(text[lo:hi], ["PHONE_NUMBER"], None)
+                        if r.score >= MIN_CONFIDENCE and r.end + lo > covered
+                        and sum(c.isdigit() for c in text[r.start + lo:r.end + lo]) >= 7]
+                for r in hits:
+                    found.append(Finding("PHONE_NUMBER", r.start + lo, r.end + lo,
+                                         round(r.score, 2)))
+                    covered = max(covered, r.end + lo)
+                if hits:
+                    break
         return found
 
 
@@ -246,6 +283,7 @@ def _offline_email_recognizer(base: Any) -> Any:
     import tldextract
 
     extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    extractor("example.com")  # loads the snapshot now (~0.5 s), not on the first email
 
     class OfflineEmailRecognizer(base):  # type: ignore[misc, valid-type]
         def validate_result(self, pattern_text: str) -> bool:

@@ -34,7 +34,7 @@ __all__ = ["MIN_LEAF_CHARS", "Leaf", "hash_replacement", "leaves_of", "redact_va
 
 MIN_LEAF_CHARS: Final = 6
 """Shorter strings are not scanned: no category fits in fewer characters (``a@b.io``)."""
-_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+_TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)  # unrolled: ~10x faster
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
 HASH_HEX_CHARS: Final = 16
 """Hex characters of the HMAC kept in a ``hash`` mode placeholder (64 bits)."""
