@@ -80,7 +80,19 @@ _SSN_PREFILTER = re.compile(r"\d{3}[- .]\d{2}[- .]\d{4}")
 _IBAN_PREFILTER = re.compile(r"[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}")
 _IP_PREFILTER_RE2 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|::|(?:[0-9A-Fa-f]{1,4}:){4}"
 _PHONE_PREFILTER_RE2 = r"\d[\d \t().\-/]{5,24}\d"
-"""Texts the phone check looks at: a digit run with separators of 7+ characters."""
+"""Texts the phone check looks at: a digit run with separators of 7+ characters ..."""
+_PHONE_PREFILTER_RAW_RE2 = r"\d[\d \t().\-/\\]{5,30}\d"
+"""... and in raw JSON text, where ``/`` may be written ``\\/`` and a tab ``\\t``."""
+_DATE_TIME_RE2 = (r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                  r"(?:Z|[+-]\d{2}:?\d{2})?\b")
+"""ISO 8601 dates and times: never phone numbers (phonenumbers refuses them too), and so
+common in telemetry that they would send most texts to the phone check."""
+
+
+def _phone_mask(column: pa.Array, pattern: str = _PHONE_PREFILTER_RE2) -> pa.Array:
+    """Which strings hold a digit run worth the phone check, ISO dates and times aside."""
+    return pc.match_substring_regex(
+        pc.replace_substring_regex(column, _DATE_TIME_RE2, "D"), pattern)
 _PHONE_CANDIDATE = re.compile(r"(?<![A-Za-z0-9_])\+?\(?\d[\d \t().\-/]{5,24}\d(?![A-Za-z0-9_])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$")
 _PHONE_MARGIN_CHARS = 12
@@ -194,7 +206,7 @@ class PiiDetector:
         for _, _, prefilter in self._checks:
             masks.append(pc.match_substring_regex(column, prefilter).to_pylist()
                          if isinstance(prefilter, str) else None)
-        phone_mask = pc.match_substring_regex(column, _PHONE_PREFILTER_RE2).to_pylist()
+        phone_mask = _phone_mask(column).to_pylist()
         results: dict[str, list[Finding]] = {}
         for i, text in enumerate(distinct):
             found: list[Finding] = []
@@ -210,6 +222,25 @@ class PiiDetector:
             results[text] = _resolve_overlaps(
                 [f for f in found if not _is_look_alike(text, f)]) if found else []
         return [results[text] for text in texts]
+
+    def may_contain(self, texts: Sequence[str]) -> list[bool]:
+        """For each of N strings, whether some category's pre-filter admits it.
+
+        A cheap gate over raw values (JSON text included: escapes never hide an ``@``, a
+        digit or a key prefix, and ``\\/`` counts as a separator): a value it refuses holds
+        no finding, so it is neither parsed nor cut into leaves. With custom entities
+        (Python regexes, possibly not RE2's) every value is admitted.
+        """
+        if any(not isinstance(prefilter, str) for _, _, prefilter in self._checks):
+            return [True] * len(texts)
+        column = pa.array(texts, pa.string())
+        mask = pc.match_substring_regex(column, self._any_re2)
+        return pc.or_(mask, _phone_mask(column, _PHONE_PREFILTER_RAW_RE2)).to_pylist()
+
+    @property
+    def _any_re2(self) -> str:
+        return "|".join(f"(?:{prefilter})" for _, _, prefilter in self._checks
+                        if isinstance(prefilter, str))
 
     def _phones(self, text: str) -> list[Finding]:
         """Phone numbers: phonenumbers runs only on windows around plausible digit runs.

@@ -40,7 +40,13 @@ from mentatlab.governance.pii_config import (
     load_hash_key,
     org_hash_key,
 )
-from mentatlab.governance.pii_redaction import Leaf, hash_replacement, leaves_of, redact_value
+from mentatlab.governance.pii_redaction import (
+    MIN_LEAF_CHARS,
+    Leaf,
+    hash_replacement,
+    leaves_of,
+    redact_value,
+)
 from mentatlab.model.span import CanonicalSpan
 
 __all__ = ["STATUS_MESSAGE_KEY", "STRUCTURAL_KEYS", "Redact"]
@@ -65,6 +71,11 @@ _ID_SUFFIXES = ("trace_id", "span_id", "traceid", "spanid")
 
 def _structural(key: str) -> bool:
     return key in STRUCTURAL_KEYS or key.lower().endswith(_ID_SUFFIXES)
+
+
+def _scannable(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) >= MIN_LEAF_CHARS) or (
+        isinstance(value, (list, dict)) and bool(value))
 
 
 def _loads(text: str) -> Any:
@@ -153,19 +164,33 @@ class Redact:
     def __call__(self, spans: list[CanonicalSpan]) -> list[CanonicalSpan]:
         """Scan the N spans of a batch, in place; sets ``pii_findings`` and rewrites values.
 
+        Columnar where it can be: the batch's candidate values (strings of scanned keys)
+        are gated at once (:meth:`~mentatlab.governance.pii.PiiDetector.may_contain`), and
+        only admitted values are cut into leaves and detected, in one batch call.
+
         Returns:
             The same N spans.
         """
         if self._detector is None:
             return spans
+        candidates: list[tuple[_SpanWork, _Unit, Any]] = []
         work: list[_SpanWork | None] = []
-        texts: list[str] = []
         for index, span in enumerate(spans):
             mode = self.config.mode_for(span.org_id, span.project_id)
             if mode is PiiMode.OFF:
                 work.append(None)
                 continue
-            work.append(self._collect(index, span, mode, texts))
+            item = _SpanWork(mode)
+            work.append(item)
+            self._candidates(index, span, item, candidates)
+        if not candidates:
+            return spans
+        admitted = self._detector.may_contain(
+            [value if isinstance(value, str) else _dumps(value) for _, _, value in candidates])
+        texts: list[str] = []
+        for (item, unit, value), ok in zip(candidates, admitted, strict=True):
+            if ok:
+                self._add(item, texts, unit, value)
         if not texts:
             return spans
         found = self._detector.detect_batch(texts)
@@ -174,24 +199,25 @@ class Redact:
                 self._apply(span, item, found)
         return spans
 
-    def _collect(self, index: int, span: CanonicalSpan, mode: PiiMode,
-                 texts: list[str]) -> _SpanWork:
-        item = _SpanWork(mode)
+    @staticmethod
+    def _candidates(index: int, span: CanonicalSpan, item: _SpanWork,
+                    out: list[tuple[_SpanWork, _Unit, Any]]) -> None:
+        """The values of one span worth scanning: strings (≥ 6 chars), lists and maps."""
         if len(span.attributes) > 2:
             for key, value in _loads(span.attributes).items():
-                if not _structural(key):
-                    self._add(item, texts, _Unit(index, "attr", key, -1, [], False, 0), value)
+                if _scannable(value) and not _structural(key):
+                    out.append((item, _Unit(index, "attr", key, -1, [], False, 0), value))
         if len(span.events) > 2:
             for i, event in enumerate(_loads(span.events)):
                 attributes = event.get("attributes") if isinstance(event, dict) else None
                 if isinstance(attributes, dict):
                     for key, value in attributes.items():
-                        self._add(item, texts, _Unit(index, "event", key, i, [], False, 0),
-                                  value)
-        if span.status_message:
-            self._add(item, texts, _Unit(index, "status", STATUS_MESSAGE_KEY, -1, [], False, 0),
-                      span.status_message)
-        return item
+                        if _scannable(value):
+                            out.append((item, _Unit(index, "event", key, i, [], False, 0),
+                                        value))
+        if len(span.status_message) >= MIN_LEAF_CHARS:
+            out.append((item, _Unit(index, "status", STATUS_MESSAGE_KEY, -1, [], False, 0),
+                        span.status_message))
 
     @staticmethod
     def _add(item: _SpanWork, texts: list[str], unit: _Unit, value: Any) -> None:
