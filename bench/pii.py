@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -104,13 +105,22 @@ def main() -> None:
         return
     print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
     print("| round | pii_mode | spans/s | p50 ms | p99 ms | errors | server CPU (cores) "
-          "| idle RSS (MiB, server + workers) | load avg (1 min) |\n|---|---|---|---|---|---|---|---|---|")
+          "| spans per server CPU-s | idle RSS (MiB, server + workers) | load avg (1 min) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+    rows: dict[str, list[dict[str, float]]] = {"off": [], "redact": []}
     for n in range(args.rounds):
         for mode in ("off", "redact"):
             r = serve_run(mode, args)
+            r["per_cpu_s"] = r["spans_per_s"] / max(r["server_cpu_cores"], 1e-9)
+            rows[mode].append(r)
             print(f"| {n + 1} | {mode} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.0f} | "
                   f"{r['p99_ms']:.0f} | {r['errors']} | {r['server_cpu_cores']:.2f} | "
-                  f"{r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |", flush=True)
+                  f"{r['per_cpu_s']:,.0f} | {r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
+                  flush=True)
+    for key, label in (("spans_per_s", "throughput"), ("per_cpu_s", "spans per CPU-s")):
+        off = statistics.median(r[key] for r in rows["off"])
+        on = statistics.median(r[key] for r in rows["redact"])
+        print(f"median {label}: off {off:,.0f}, redact {on:,.0f} ({100 * (on / off - 1):+.0f}%)")
     print(f"load average after: {os.getloadavg()}")
 
 
