@@ -336,6 +336,13 @@ _TABLE_SETTINGS: dict[str, Any] = {
 """String settings that ``mentatlab.toml`` may also give as a table, and how it is written."""
 
 
+def _from_table(name: str, raw: Any) -> Any:
+    """A TOML table of a :data:`_TABLE_SETTINGS` setting as its string form; else ``raw``."""
+    if isinstance(raw, dict) and name in _TABLE_SETTINGS:
+        return _TABLE_SETTINGS[name](raw)
+    return raw
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -366,8 +373,7 @@ def load_settings(**overrides: Any) -> Settings:
             raw = file_values[name]
         else:
             continue
-        if isinstance(raw, dict) and name in _TABLE_SETTINGS:
-            raw = _TABLE_SETTINGS[name](raw)
+        raw = _from_table(name, raw)
         values[name] = raw if not isinstance(raw, str) else _coerce(name, raw, kind)
         if name == "data_dir":
             values[name] = Path(values[name]).expanduser()

@@ -9,6 +9,7 @@ counts, checksum-failing card and IBAN numbers, key-like words). Numbers that mu
 checksum (cards: Luhn; IBANs: ISO 13616 mod 97) are computed here.
 """
 
+# ruff: noqa: E501 — generator tables: one value per line reads better than wrapped
 from __future__ import annotations
 
 import json

@@ -38,7 +38,8 @@ def _score() -> tuple[Counter[str], Counter[str], Counter[str], list[str]]:
                         and start < hi and lo < end), None)
             if hit is None:
                 fp[f["category"]] += 1
-                misses.append(f"FP {f['category']}: {line.value[start:end]!r} in {line.value[:120]!r}")
+                misses.append(f"FP {f['category']}: {line.value[start:end]!r} in "
+                              f"{line.value[:120]!r}")
             else:
                 matched.add(hit)
         for i, (cat, _, _, text) in enumerate(labels):

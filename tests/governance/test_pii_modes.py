@@ -30,7 +30,8 @@ CARD = "4111 1111 1111 1111"
 KEY = "sk-proj-" + "A1b2C3d4E5f6" * 5
 MESSAGES = json.dumps([
     {"role": "system", "parts": [{"type": "text", "content": "You are a \"careful\" agent."}]},
-    {"role": "user", "parts": [{"type": "text", "content": f"Café order: mail {EMAIL}, card {CARD}"}],
+    {"role": "user",
+     "parts": [{"type": "text", "content": f"Café order: mail {EMAIL}, card {CARD}"}],
      "tokens": 1234, "price": 19.99, "id": "4bf92f3577b34da6a3ce929d0e0e4736"},
 ])
 TOOL_ARGS = json.dumps({"to": EMAIL, "body": "see attachment", "retries": 3})
@@ -195,7 +196,7 @@ def test_look_alikes_are_left_alone() -> None:
 
 
 def test_custom_entities_are_found() -> None:
-    span = make_span(**{"note": "escalate to EMP-123456 today"})
+    span = make_span(note="escalate to EMP-123456 today")
     run(PiiMode.REDACT, span, custom_entities={"EMPLOYEE_ID": r"\bEMP-\d{6}\b"})
     assert json.loads(span.attributes)["note"] == "escalate to <EMPLOYEE_ID> today"
 

@@ -376,8 +376,7 @@ class OtlpForwarder:
             self._count_failed(items)
 
     def _payload(self, item: _Item) -> bytes | None:
-        """The item as ``ExportTraceServiceRequest`` bytes without refused spans, with its
-        PII plan applied."""
+        """The item as ``ExportTraceServiceRequest`` bytes: refused spans out, PII plan in."""
         try:
             if item.kind == "message":
                 payload = drop_rejected(item.data, item.rejected)

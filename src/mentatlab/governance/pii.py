@@ -164,9 +164,10 @@ class PiiDetector:
             patterns=[Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS])
         # leniency 2 (STRICT_GROUPING): the digit groups must be grouped as the region
         # writes numbers, so "#4532-1190-88" or "ORD-2024-118822" are no phone numbers
-        self._phones_by_region = [PhoneRecognizer(supported_regions=(region,), leniency=2)
-                                  for region in phone_regions]
-        self._phone_international = PhoneRecognizer(supported_regions=("US",), leniency=2)
+        # typed Any: Presidio types nlp_artifacts as required, and None is what we pass
+        self._phones_by_region: list[Any] = [
+            PhoneRecognizer(supported_regions=(region,), leniency=2) for region in phone_regions]
+        self._phone_international: Any = PhoneRecognizer(supported_regions=("US",), leniency=2)
         # (category, recognizer, pre-filter as an RE2 regex over the batch's column, or as a
         # Python test of one text): a recognizer runs on a text only when its pre-filter
         # says the text can hold its entity
@@ -224,7 +225,7 @@ class PiiDetector:
         return [results[text] for text in texts]
 
     def may_contain(self, texts: Sequence[str]) -> list[bool]:
-        """For each of N strings, whether some category's pre-filter admits it.
+        r"""For each of N strings, whether some category's pre-filter admits it.
 
         A cheap gate over raw values (JSON text included: escapes never hide an ``@``, a
         digit or a key prefix, and ``\\/`` counts as a separator): a value it refuses holds
@@ -235,7 +236,9 @@ class PiiDetector:
             return [True] * len(texts)
         column = pa.array(texts, pa.string())
         mask = pc.match_substring_regex(column, self._any_re2)
-        return pc.or_(mask, _phone_mask(column, _PHONE_PREFILTER_RAW_RE2)).to_pylist()
+        admitted: list[bool] = pc.or_(
+            mask, _phone_mask(column, _PHONE_PREFILTER_RAW_RE2)).to_pylist()
+        return admitted
 
     @property
     def _any_re2(self) -> str:
@@ -316,7 +319,7 @@ def _offline_email_recognizer(base: Any) -> Any:
     extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
     extractor("example.com")  # loads the snapshot now (~0.5 s), not on the first email
 
-    class OfflineEmailRecognizer(base):  # type: ignore[misc, valid-type]
+    class OfflineEmailRecognizer(base):  # type: ignore[misc]
         def validate_result(self, pattern_text: str) -> bool:
             return bool(extractor(pattern_text).fqdn)
 

@@ -1,4 +1,4 @@
-"""PII redaction configuration: the modes, per-org/project overrides, custom entities, hash key.
+r"""PII redaction configuration: the modes, per-org/project overrides, custom entities, hash key.
 
 Light on purpose (no Presidio import): ``settings.py`` validates with it at start-up and
 the ``redact`` stage resolves a span's mode with it. Decision record
@@ -10,7 +10,7 @@ Formats (``docs/settings.md``):
 * ``pii_mode_overrides``: ``org=mode,org/project=mode`` (env or a string in
   ``mentatlab.toml``), or a TOML table ``{ "acme" = "hash", "acme/billing" = "drop" }``. A
   project entry wins over its org's, which wins over ``pii_mode``.
-* ``pii_custom_entities``: a JSON object ``{"EMPLOYEE_ID": "\\\\bEMP-\\\\d{6}\\\\b"}`` (env or a
+* ``pii_custom_entities``: a JSON object ``{"EMPLOYEE_ID": "\\bEMP-\\d{6}\\b"}`` (env or a
   string), or a TOML table; names are upper-case identifiers, values Python regexes.
 * ``pii_hash_key``: the HMAC key of ``hash`` mode (at least 16 characters); unset, a random
   key is generated once into ``<data_dir>/pii_hash.key`` (mode 0600). Every node of a

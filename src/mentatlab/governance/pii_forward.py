@@ -180,8 +180,8 @@ def apply_forward_plan(message: Any, plan: ForwardPlan, master_key: bytes = b"")
                     if key == _STATUS_KEY:
                         status.append(entry)
                     elif key.startswith("event:"):
-                        _, index, name = key.split(":", 2)
-                        events.setdefault(int(index), {}).setdefault(name, []).append(entry)
+                        _, position, name = key.split(":", 2)
+                        events.setdefault(int(position), {}).setdefault(name, []).append(entry)
                     else:
                         attrs.setdefault(key, []).append(entry)
                 _apply_to_attributes(span.attributes, attrs, item, org_key, item.truncated)

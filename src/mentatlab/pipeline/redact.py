@@ -188,15 +188,15 @@ class Redact:
         admitted = self._detector.may_contain(
             [value if isinstance(value, str) else _dumps(value) for _, _, value in candidates])
         texts: list[str] = []
-        for (item, unit, value), ok in zip(candidates, admitted, strict=True):
+        for (owner, unit, value), ok in zip(candidates, admitted, strict=True):
             if ok:
-                self._add(item, texts, unit, value)
+                self._add(owner, texts, unit, value)
         if not texts:
             return spans
         found = self._detector.detect_batch(texts)
-        for span, item in zip(spans, work, strict=True):
-            if item is not None and item.units:
-                self._apply(span, item, found)
+        for span, done in zip(spans, work, strict=True):
+            if done is not None and done.units:
+                self._apply(span, done, found)
         return spans
 
     @staticmethod

@@ -169,8 +169,10 @@ class Ingestor:
                                        pii_plan)
 
     def _forward_pii_plan(self, table: pa.Table) -> Any:
-        """The PII redactions a forwarded copy of ``table``'s spans needs (``forward_pii =
-        redacted``), or None (no forwarding, ``raw``, or nothing to change)."""
+        """The PII redactions a forwarded copy of ``table``'s spans needs, or None.
+
+        None without forwarding, with ``forward_pii = raw``, or when nothing changes.
+        """
         settings = self.settings
         if self.forwarder is None or settings is None or settings.forward_pii != "redacted":
             return None
