@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 from spanfactory import T0, make_span  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from serverkit import make_settings, open_in_process  # noqa: E402
+from serverkit import make_settings, open_in_process, run_live_server  # noqa: E402
 
 
 def _findings(*items: tuple[str, str]) -> str:
@@ -89,3 +89,36 @@ async def test_route_answers_counts_and_refuses_bad_input(tmp_path: Path) -> Non
         empty = await app.client.get("/api/v1/governance/pii", params={
             "start": window["end"], "end": window["start"]})
         assert empty.status_code == 400 and empty.json()["errors"][0]["field"] == "start"
+
+
+def test_route_is_org_scoped_and_needs_a_read_role(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", auth_required=True, ingest_workers=0)
+    for server in run_live_server(settings):
+        control = server.state.control
+        control.create_org("Org one", "org1")
+        control.create_org("Other", "other")
+        control.create_project("org1", "web", "web")
+        keys = {name: control.create_api_key(org, project, name, role=role,
+                                             created_by="test").key
+                for name, org, project, role in (
+                    ("read", "org1", None, "read"), ("ingest", "org1", None, "ingest"),
+                    ("web", "org1", "web", "read"), ("other", "other", None, "read"))}
+        _stored(server.state.store)
+        window = {"start": (T0 - timedelta(hours=1)).isoformat(),
+                  "end": (T0 + timedelta(hours=1)).isoformat()}
+
+        def get(key: str | None, **params: str) -> httpx.Response:
+            headers = {"x-api-key": keys[key]} if key else {}
+            return httpx.get(f"{server.url}/api/v1/governance/pii", headers=headers,
+                             params={**window, **params}, timeout=30)
+
+        assert get("read").json()["num_findings"] == 5  # org1 only, not other's SSN
+        assert get("other").json()["by_category"] == [
+            {"category": "US_SSN", "num_findings": 1, "num_spans": 1}]
+        web = get("web").json()
+        assert {p["project_id"] for p in web["by_project"]} == {"web"}
+        assert web["num_findings"] == 4
+        assert get(None).status_code == 401
+        assert get("ingest").status_code == 403
+        foreign = get("read", filter="org=other")
+        assert foreign.status_code == 403 and foreign.json()["errors"][0]["field"].startswith("filter")
