@@ -3,6 +3,7 @@ and the route's scoping and errors through the real app."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import timedelta
@@ -93,7 +94,7 @@ async def test_route_answers_counts_and_refuses_bad_input(tmp_path: Path) -> Non
 
 def test_route_is_org_scoped_and_needs_a_read_role(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", auth_required=True, ingest_workers=0)
-    for server in run_live_server(settings):
+    with contextlib.contextmanager(run_live_server)(settings) as server:
         control = server.state.control
         control.create_org("Org one", "org1")
         control.create_org("Other", "other")
@@ -121,4 +122,5 @@ def test_route_is_org_scoped_and_needs_a_read_role(tmp_path: Path) -> None:
         assert get(None).status_code == 401
         assert get("ingest").status_code == 403
         foreign = get("read", filter="org=other")
-        assert foreign.status_code == 403 and foreign.json()["errors"][0]["field"].startswith("filter")
+        assert foreign.status_code == 403
+        assert foreign.json()["errors"][0]["field"].startswith("filter")
