@@ -254,6 +254,9 @@ class Settings:
                                    metadata=_env("MENTATLAB_PII_PHONE_REGIONS"))
     """Comma-separated ISO 3166 regions whose national phone formats are found (numbers
     written with ``+`` and a country code are found whatever the list)."""
+    pii_ner_model: str = field(default="", metadata=_env("MENTATLAB_PII_NER_MODEL"))
+    """An installed spaCy pipeline (package name or folder) whose named entities add
+    ``PERSON`` and ``LOCATION`` findings; empty (default): no NER. Never downloaded."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
     audit_checkpoint_every: int = field(default=1000,

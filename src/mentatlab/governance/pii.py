@@ -16,9 +16,11 @@ or secrets, one :class:`Finding` per span (category, offsets, confidence). Categ
 ``SECRET``         Presidio ``PatternRecognizer`` s of :data:`SECRET_PATTERNS`: OpenAI,
                    Anthropic, AWS, GitHub, Slack, Stripe, Google keys, JWTs, PEM private keys
 custom             one ``PatternRecognizer`` per ``pii_custom_entities`` entry (confidence 0.9)
+``PERSON``,        only with ``pii_ner_model`` (an installed spaCy pipeline, default none):
+``LOCATION``       its named entities (confidence 0.85); every string goes through it
 =================  ==========================================================================
 
-No NLP model is used: pattern recognizers run with ``nlp_artifacts=None`` (Presidio's
+By default no NLP model is used: pattern recognizers run with ``nlp_artifacts=None`` (Presidio's
 context-word boost needs a model, so scores are the patterns' own). Presidio is imported
 when a detector is built, never at module import (it pulls in spaCy: ~1 s, ~80 MiB).
 
@@ -50,6 +52,11 @@ MIN_CONFIDENCE: Final = 0.4
 """Findings scored below this are discarded (Presidio's "very weak" SSN patterns score 0.05)."""
 CUSTOM_CONFIDENCE: Final = 0.9
 """Confidence of a custom-entity match."""
+NER_CONFIDENCE: Final = 0.85
+"""Confidence of a named entity of the optional NER model (Presidio's SpacyRecognizer's)."""
+_NER_LABELS: Final = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION",
+                      "LOC": "LOCATION", "FAC": "LOCATION"}
+"""spaCy labels (OntoNotes and WikiNER schemes) → the Presidio entity names reported."""
 
 SECRET_PATTERNS: Final[tuple[tuple[str, str, float], ...]] = (
     ("PEM private key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?s:.)*?-----END "
@@ -140,14 +147,17 @@ class PiiDetector:
     Args:
         custom_entities: ``{ENTITY_NAME: regex}`` recognised besides the built-ins.
         phone_regions: ISO 3166 regions whose national phone formats are recognised.
+        ner_model: an installed spaCy pipeline (package name or folder) whose named
+            entities add ``PERSON`` and ``LOCATION`` findings; empty (default): no NER.
 
     Raises:
         ImportError: ``presidio-analyzer`` is not installed.
+        ConfigError: ``ner_model`` is set but cannot be loaded (it is never downloaded).
     """
 
     def __init__(self, custom_entities: Mapping[str, str] | None = None,
                  phone_regions: Sequence[str] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"),
-                 ) -> None:
+                 ner_model: str = "") -> None:
         from presidio_analyzer import Pattern, PatternRecognizer
         from presidio_analyzer.predefined_recognizers import (
             CreditCardRecognizer,
@@ -179,6 +189,7 @@ class PiiDetector:
             ("IP_ADDRESS", IpRecognizer(), _IP_PREFILTER_RE2),
             ("SECRET", secret, _SECRET_PREFILTER.pattern),
         ]
+        self._nlp = _load_ner(ner_model) if ner_model else None
         for name, regex in (custom_entities or {}).items():
             # a custom regex is Python syntax (maybe not RE2's): its own pre-filter
             recognizer = PatternRecognizer(supported_entity=name, name=f"Custom{name}",
@@ -208,6 +219,7 @@ class PiiDetector:
             masks.append(pc.match_substring_regex(column, prefilter).to_pylist()
                          if isinstance(prefilter, str) else None)
         phone_mask = _phone_mask(column).to_pylist()
+        named = self._named_entities(distinct)
         results: dict[str, list[Finding]] = {}
         for i, text in enumerate(distinct):
             found: list[Finding] = []
@@ -220,25 +232,39 @@ class PiiDetector:
                         if r.score >= MIN_CONFIDENCE)
             if phone_mask[i]:
                 found.extend(self._phones(text))
+            if named:
+                found.extend(named[i])
             results[text] = _resolve_overlaps(
                 [f for f in found if not _is_look_alike(text, f)]) if found else []
         return [results[text] for text in texts]
 
     def may_contain(self, texts: Sequence[str]) -> list[bool]:
-        r"""For each of N strings, whether some category's pre-filter admits it.
+        r"""For each of N strings, whether some category's pre-filter admits it (NER: all).
 
         A cheap gate over raw values (JSON text included: escapes never hide an ``@``, a
         digit or a key prefix, and ``\\/`` counts as a separator): a value it refuses holds
         no finding, so it is neither parsed nor cut into leaves. With custom entities
         (Python regexes, possibly not RE2's) every value is admitted.
         """
-        if any(not isinstance(prefilter, str) for _, _, prefilter in self._checks):
+        if self._nlp is not None or any(
+                not isinstance(prefilter, str) for _, _, prefilter in self._checks):
             return [True] * len(texts)
         column = pa.array(texts, pa.string())
         mask = pc.match_substring_regex(column, self._any_re2)
         admitted: list[bool] = pc.or_(
             mask, _phone_mask(column, _PHONE_PREFILTER_RAW_RE2)).to_pylist()
         return admitted
+
+    def _named_entities(self, texts: list[str]) -> list[list[Finding]]:
+        """``PERSON``/``LOCATION`` findings of the NER model, one list per text; [] without."""
+        if self._nlp is None:
+            return []
+        out: list[list[Finding]] = []
+        for doc in self._nlp.pipe(texts, batch_size=256):
+            out.append([Finding(_NER_LABELS[ent.label_], ent.start_char, ent.end_char,
+                                NER_CONFIDENCE) for ent in doc.ents
+                        if ent.label_ in _NER_LABELS])
+        return out
 
     @property
     def _any_re2(self) -> str:
@@ -278,6 +304,25 @@ class PiiDetector:
                 if hits:
                     break
         return found
+
+
+def _load_ner(name: str) -> Any:
+    """The spaCy pipeline ``name`` (an installed package or a folder), never downloaded.
+
+    Raises:
+        ConfigError: it is not installed or does not load.
+    """
+    import spacy
+
+    from mentatlab.errors import ConfigError
+
+    try:
+        return spacy.load(name, exclude=["lemmatizer", "parser", "tagger", "attribute_ruler"])
+    except (OSError, ValueError, ImportError) as exc:
+        raise ConfigError(
+            f"Expected pii_ner_model to name an installed spaCy pipeline or a folder, got "
+            f"{name!r} ({exc}); MentatLab never downloads one: install it first, e.g. "
+            f"'python -m spacy download en_core_web_sm'") from None
 
 
 def _is_look_alike(text: str, finding: Finding) -> bool:

@@ -50,7 +50,7 @@ MIN_HASH_KEY_CHARS: Final = 16
 """Shortest ``pii_hash_key`` accepted, in characters."""
 _ENTITY_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _BUILT_IN_NAMES = frozenset({"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN",
-                             "IBAN_CODE", "IP_ADDRESS", "SECRET"})
+                             "IBAN_CODE", "IP_ADDRESS", "SECRET", "PERSON", "LOCATION"})
 
 
 class PiiMode(StrEnum):
@@ -158,6 +158,8 @@ class PiiConfig:
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")
     """Regions whose national phone formats are recognised (international ``+`` formats
     are recognised whatever the list)."""
+    ner_model: str = ""
+    """An installed spaCy pipeline adding ``PERSON``/``LOCATION`` findings; empty: none."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> PiiConfig:
@@ -170,7 +172,8 @@ class PiiConfig:
                         if r.strip())
         return cls(_mode(settings.pii_mode, "pii_mode"),
                    parse_mode_overrides(settings.pii_mode_overrides),
-                   parse_custom_entities(settings.pii_custom_entities), regions)
+                   parse_custom_entities(settings.pii_custom_entities), regions,
+                   settings.pii_ner_model.strip())
 
     @property
     def modes(self) -> frozenset[PiiMode]:

@@ -146,7 +146,8 @@ class Redact:
         if config.scans:
             from mentatlab.governance.pii import PiiDetector
 
-            self._detector = PiiDetector(config.custom_entities, config.phone_regions)
+            self._detector = PiiDetector(config.custom_entities, config.phone_regions,
+                                         config.ner_model)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Redact:
