@@ -26,12 +26,13 @@ HEADERS = {"Content-Type": "application/x-protobuf"}
 
 def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: float,
             max_requests: int, unique: bool, out: mp.Queue,  # type: ignore[type-arg]
-            agent_traces: bool = False, headers: dict[str, str] | None = None) -> None:
+            agent_traces: bool = False, headers: dict[str, str] | None = None,
+            content: bool = False) -> None:
     if unique:
-        bodies = UniqueBodies(batch, client=index, agent_traces=agent_traces)
+        bodies = UniqueBodies(batch, client=index, agent_traces=agent_traces, content=content)
         next_body = bodies.next
     else:
-        fixed = [make_request(batch, seed=i) for i in range(20)]
+        fixed = [make_request(batch, seed=i, content=content) for i in range(20)]
         counter = iter(range(10**12))
 
         def next_body() -> bytes:
@@ -75,10 +76,11 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
 def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
              rate_rps_per_client: float = 0.0, *, max_requests: int = 10**9,
              unique: bool = False, agent_traces: bool = False,
-             headers: dict[str, str] | None = None) -> dict[str, Any]:
+             headers: dict[str, str] | None = None, content: bool = False) -> dict[str, Any]:
     """Drive ``clients`` processes against ``urls`` for ``seconds`` s; return the figures.
 
-    ``headers`` are added to every request (an API key).
+    ``headers`` are added to every request (an API key); ``content``: spans carry their
+    chat messages (:func:`_otlp_payload.make_request`).
 
     Returns:
         dict with ``batch``, ``clients``, ``spans_per_s`` (acknowledged spans over the
@@ -90,7 +92,8 @@ def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [
         mp.Process(target=_client, args=(k, url_list, batch, seconds, rate_rps_per_client,
-                                         max_requests, unique, q, agent_traces, headers))
+                                         max_requests, unique, q, agent_traces, headers,
+                                         content))
         for k in range(clients)
     ]
     t0 = time.monotonic()

@@ -37,6 +37,7 @@ def make_request(
     seed: int | None = None,
     trace_id: bytes | None = None,
     agent_traces: bool = False,
+    content: bool = False,
 ) -> bytes:
     """An OTLP protobuf body with ``num_spans`` GenAI chat spans (one trace per 10 spans).
 
@@ -44,6 +45,11 @@ def make_request(
     reporting the usage of its children (a roll-up), 8 chat calls and 1 tool call under it
     with no agent of their own, as OTel GenAI producers send them; the resource names no
     agent, so the server must inherit it.
+
+    ``content``: chat spans also carry their messages (``gen_ai.input.messages`` with a
+    fixed system prompt and a varied user turn, ``gen_ai.output.messages``), as
+    instrumentations that capture content send them; about 1 span in 10 holds PII (an
+    email, a phone or card number), most hold look-alikes (order numbers, prices, ids).
     """
     rng = random.Random(seed)
     now_ns = time.time_ns()
@@ -74,6 +80,8 @@ def make_request(
             _kv("server.address", "api.openai.com"),
             _kv("server.port", 443),
         ]
+        if content:
+            attrs.extend(_messages(rng))
         spans.append(
             Span(
                 trace_id=tid,
@@ -112,6 +120,49 @@ def make_request(
     return req_msg.SerializeToString()
 
 
+SYSTEM_PROMPT = (
+    "You are Acme's support assistant. Answer briefly and politely. Never promise refunds "
+    "above $500 without a supervisor. Use the order_lookup tool for order questions and "
+    "the kb_search tool for product questions. Today is 2026-12-07; prices are in USD.")
+_ASKS = ["Where is my order {order}? It was due on {date}.",
+         "Can I change the delivery address for order {order} to 12 Main Street?",
+         "The {product} I bought for ${price} stopped working after {days} days.",
+         "How many tokens did request {uuid} use? It said {tokens}.",
+         "Is version {version} of the app compatible with my phone?",
+         "I was charged twice, ${price} each, for invoice INV-{inv}."]
+_PII = ["You can email me at {first}.{last}@example.com.", "Call me back on +44 20 7946 {n4}.",
+        "My card is 4111 1111 1111 1111, please refund it.", "My phone is (415) 555-{n4}."]
+_REPLIES = ["I found order {order}; it ships on {date} and should arrive within {days} days.",
+            "The {product} costs ${price}. Version {version} fixed the issue you describe.",
+            "I've opened ticket {inv} for you; our team replies within {days} hours.",
+            "Your refund of ${price} for invoice INV-{inv} is on its way."]
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    return template.format(
+        order=f"#{rng.randint(100000, 999999)}", date=f"2026-12-{rng.randint(10, 28)}",
+        product=rng.choice(["kettle", "headset", "router", "desk lamp"]),
+        price=f"{rng.randint(5, 900)}.{rng.randint(0, 99):02d}", days=rng.randint(2, 30),
+        uuid=f"{rng.getrandbits(128):032x}", tokens=rng.randint(100, 90000),
+        version=f"{rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+        inv=rng.randint(10000, 99999), first=rng.choice(["jane", "omar", "li"]),
+        last=rng.choice(["doe", "haddad", "wei"]), n4=rng.randint(1000, 9999))
+
+
+def _messages(rng: random.Random) -> list[KeyValue]:
+    import json
+
+    user = _fill(rng.choice(_ASKS), rng)
+    if rng.random() < 0.1:
+        user += " " + _fill(rng.choice(_PII), rng)
+    inputs = [{"role": "system", "parts": [{"type": "text", "content": SYSTEM_PROMPT}]},
+              {"role": "user", "parts": [{"type": "text", "content": user}]}]
+    outputs = [{"role": "assistant", "parts": [{"type": "text", "content": _fill(
+        rng.choice(_REPLIES), rng)}], "finish_reason": "stop"}]
+    return [_kv("gen_ai.input.messages", json.dumps(inputs)),
+            _kv("gen_ai.output.messages", json.dumps(outputs))]
+
+
 def _agent_span(i: int, tid: bytes, root: bytes, now_ns: int, rng: random.Random) -> Span:
     """Span ``i`` of an agent trace: 0 the agent root, 1–8 chat calls, 9 a tool call."""
     start = now_ns - 5_000_000_000 + i * 1_000_000
@@ -145,10 +196,10 @@ class UniqueBodies:
     """
 
     def __init__(self, num_spans: int, *, client: int = 0, seed: int | None = None,
-                 agent_traces: bool = False) -> None:
+                 agent_traces: bool = False, content: bool = False) -> None:
         msg = ExportTraceServiceRequest()
         self._template = make_request(num_spans, seed=seed if seed is not None else client,
-                                      agent_traces=agent_traces)
+                                      agent_traces=agent_traces, content=content)
         msg.ParseFromString(self._template)
         spans = msg.resource_spans[0].scope_spans[0].spans
         # every occurrence of a span id: its own field and its children's parent field

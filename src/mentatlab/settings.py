@@ -9,6 +9,7 @@ server fails fast on a bad value (:class:`~mentatlab.errors.ConfigError`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ class Settings:
     """Seconds after which an unpaired ``*.started`` event becomes a span with status
     ``timeout``."""
     forward_otlp_endpoint: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_ENDPOINT"))
-    """Forward every accepted OTLP trace request, unchanged, to this OTLP backend:
+    """Forward every accepted OTLP trace request, as received (PII redacted unless
+    ``forward_pii`` is ``raw``), to this OTLP backend:
     ``http(s)://host:4318`` (``/v1/traces`` appended unless the path ends with it) or
     ``grpc(s)://host:4317``; empty (default) forwards nothing. See docs/forwarding.md."""
     forward_otlp_headers: str = field(default="", metadata=_env("MENTATLAB_FORWARD_OTLP_HEADERS"))
@@ -109,6 +111,10 @@ class Settings:
     forward_batch_bytes: int = field(
         default=4 * 1024 * 1024, metadata=_env("MENTATLAB_FORWARD_BATCH_BYTES"))
     """Requests are merged into one forwarded request up to this many bytes (protobuf)."""
+    forward_pii: str = field(default="redacted", metadata=_env("MENTATLAB_FORWARD_PII"))
+    """What forwarded spans carry where the redact stage found PII: ``redacted`` (default:
+    the stored placeholders, hashes or drops, applied to the forwarded copy) or ``raw`` (the
+    values as received, for a backend allowed to see them). See docs/forwarding.md."""
     forward_linger_s: float = field(default=1.0, metadata=_env("MENTATLAB_FORWARD_LINGER_S"))
     """Longest a request waits for others to batch with, in seconds."""
     forward_timeout_s: float = field(default=10.0, metadata=_env("MENTATLAB_FORWARD_TIMEOUT_S"))
@@ -230,6 +236,27 @@ class Settings:
     quota_refresh_s: float = field(default=10.0, metadata=_env("MENTATLAB_QUOTA_REFRESH_S"))
     """Seconds between two reads of the per-org quota overrides from the control store
     (``mentatctl quotas``); 0 = overrides are not read."""
+    pii_mode: str = field(default="redact", metadata=_env("MENTATLAB_PII_MODE"))
+    """What ingest does with PII and secrets in attribute values, event attributes and status
+    messages, before anything is stored: ``off``, ``detect`` (record ``pii_findings`` only),
+    ``redact`` (``<EMAIL_ADDRESS>``-style placeholders), ``hash`` (``<EMAIL_ADDRESS:hmac>``,
+    keyed per org) or ``drop`` (remove the attribute). docs/governance.md."""
+    pii_mode_overrides: str = field(default="", metadata=_env("MENTATLAB_PII_MODE_OVERRIDES"))
+    """Per-org and per-project modes, ``org=mode,org/project=mode`` (in ``mentatlab.toml``
+    also a table); a project entry wins over its org's, which wins over ``pii_mode``."""
+    pii_custom_entities: str = field(default="", metadata=_env("MENTATLAB_PII_CUSTOM_ENTITIES"))
+    """More categories to find, as a JSON object ``{"EMPLOYEE_ID": "\\bEMP-\\d{6}\\b"}``
+    of upper-case names to Python regexes (in ``mentatlab.toml`` also a table)."""
+    pii_hash_key: str = field(default="", metadata=_env("MENTATLAB_PII_HASH_KEY"))
+    """HMAC key of ``hash`` mode (at least 16 characters); unset: a random key generated
+    once into ``<data_dir>/pii_hash.key``. Every node of a deployment must share it."""
+    pii_phone_regions: str = field(default="US,GB,DE,FR,IL,IN,CA,BR",
+                                   metadata=_env("MENTATLAB_PII_PHONE_REGIONS"))
+    """Comma-separated ISO 3166 regions whose national phone formats are found (numbers
+    written with ``+`` and a country code are found whatever the list)."""
+    pii_ner_model: str = field(default="", metadata=_env("MENTATLAB_PII_NER_MODEL"))
+    """An installed spaCy pipeline (package name or folder) whose named entities add
+    ``PERSON`` and ``LOCATION`` findings; empty (default): no NER. Never downloaded."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
     audit_checkpoint_every: int = field(default=1000,
@@ -305,6 +332,20 @@ def _check_compaction(settings: Settings) -> None:
                           f"{settings.compact_max_partitions}")
 
 
+_TABLE_SETTINGS: dict[str, Any] = {
+    "pii_mode_overrides": lambda table: ",".join(f"{k}={v}" for k, v in table.items()),
+    "pii_custom_entities": json.dumps,
+}
+"""String settings that ``mentatlab.toml`` may also give as a table, and how it is written."""
+
+
+def _from_table(name: str, raw: Any) -> Any:
+    """A TOML table of a :data:`_TABLE_SETTINGS` setting as its string form; else ``raw``."""
+    if isinstance(raw, dict) and name in _TABLE_SETTINGS:
+        return _TABLE_SETTINGS[name](raw)
+    return raw
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -335,6 +376,7 @@ def load_settings(**overrides: Any) -> Settings:
             raw = file_values[name]
         else:
             continue
+        raw = _from_table(name, raw)
         values[name] = raw if not isinstance(raw, str) else _coerce(name, raw, kind)
         if name == "data_dir":
             values[name] = Path(values[name]).expanduser()
@@ -348,6 +390,9 @@ def load_settings(**overrides: Any) -> Settings:
             "clickhouse://… or use one worker)")
     _check_trace_quiet(settings.trace_quiet_s)
     _check_compaction(settings)
+    from mentatlab.governance.pii_config import PiiConfig
+
+    PiiConfig.from_settings(settings)  # fail fast on a bad PII mode, override or regex
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):

@@ -38,6 +38,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/analytics/attribution"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/unit-economics"): _P.READ_USAGE,
     ("GET", "/api/v1/analytics/provider-models"): _P.READ_USAGE,
+    # governance (issue 17): PII finding counts, never values
+    ("GET", "/api/v1/governance/pii"): _P.READ_USAGE,
     ("GET", "/api/v1/prices"): _P.READ_USAGE,
     # span payloads
     ("GET", "/api/v1/traces"): _P.READ_SPANS,

@@ -212,6 +212,8 @@ class _Item:
     encoding: str | None
     rejected: tuple[FieldError, ...]
     num_spans: int
+    pii_plan: Any = None
+    """A :data:`~mentatlab.governance.pii_forward.ForwardPlan` to apply before sending."""
 
 
 class OtlpForwarder:
@@ -223,8 +225,10 @@ class OtlpForwarder:
             ``close()``); default from ``config.target.protocol``.
     """
 
-    def __init__(self, config: ForwardConfig, sender: _Sender | None = None) -> None:
+    def __init__(self, config: ForwardConfig, sender: _Sender | None = None,
+                 pii_hash_key: bytes = b"") -> None:
         self.config = config
+        self._pii_hash_key = pii_hash_key
         self._sender: _Sender = sender or (_GrpcSender(config)
                                            if config.target.protocol == "grpc"
                                            else _HttpSender(config))
@@ -247,7 +251,8 @@ class OtlpForwarder:
         self._thread.start()
 
     def submit_http(self, body: bytes, content_type: str | None, content_encoding: str | None,
-                    rejected: Sequence[FieldError], num_spans: int) -> bool:
+                    rejected: Sequence[FieldError], num_spans: int,
+                    pii_plan: Any = None) -> bool:
         """Queue one committed OTLP/HTTP body (as sent: compressed, JSON or protobuf).
 
         Args:
@@ -256,22 +261,28 @@ class OtlpForwarder:
             content_encoding: its ``Content-Encoding`` (undone in the sender thread).
             rejected: the spans MentatLab refused (they are not forwarded).
             num_spans: spans MentatLab accepted from this body.
+            pii_plan: the PII redactions of its spans (``forward_pii = redacted``), applied
+                in the sender thread; None or empty: forwarded as received.
 
         Returns:
             False when the queue was full and the body was dropped (and counted).
         """
         kind = "json" if is_json(content_type) else "protobuf"
-        return self._put(_Item(kind, body, content_encoding, tuple(rejected), num_spans))
+        return self._put(_Item(kind, body, content_encoding, tuple(rejected), num_spans,
+                               pii_plan or None))
 
     def submit_request(self, request: Any, rejected: Sequence[FieldError],
-                       num_spans: int) -> bool:
+                       num_spans: int, pii_plan: Any = None) -> bool:
         """Queue one committed ``ExportTraceServiceRequest`` (the gRPC receiver's).
+
+        ``pii_plan`` as in :meth:`submit_http`.
 
         Returns:
             False when the queue was full and the request was dropped (and counted).
         """
         data = bytes(request.SerializeToString())
-        return self._put(_Item("message", data, None, tuple(rejected), num_spans))
+        return self._put(_Item("message", data, None, tuple(rejected), num_spans,
+                               pii_plan or None))
 
     def _put(self, item: _Item) -> bool:
         size = len(item.data)
@@ -365,21 +376,38 @@ class OtlpForwarder:
             self._count_failed(items)
 
     def _payload(self, item: _Item) -> bytes | None:
-        """The item as ``ExportTraceServiceRequest`` bytes without refused spans."""
+        """The item as ``ExportTraceServiceRequest`` bytes: refused spans out, PII plan in."""
         try:
             if item.kind == "message":
-                return drop_rejected(item.data, item.rejected)
-            raw = decompress(item.data, item.encoding, self.config.max_decompressed_bytes)
-            if item.kind == "json":
-                converted = json_to_protobuf(raw, item.rejected)
-                return drop_rejected(converted, item.rejected, positions_apply=False)
-            return drop_rejected(raw, item.rejected)
+                payload = drop_rejected(item.data, item.rejected)
+            else:
+                raw = decompress(item.data, item.encoding, self.config.max_decompressed_bytes)
+                if item.kind == "json":
+                    converted = json_to_protobuf(raw, item.rejected)
+                    payload = drop_rejected(converted, item.rejected, positions_apply=False)
+                else:
+                    payload = drop_rejected(raw, item.rejected)
+            if item.pii_plan:
+                payload = self._redact(payload, item.pii_plan)
+            return payload
         except MentatLabError as exc:
             _log.warning("OTLP forwarding: cannot convert a %s request: %s", item.kind, exc)
         except Exception:  # noqa: BLE001 — must not end the thread; logged and counted
             _log.exception("OTLP forwarding: converting a %s request failed", item.kind)
         self._count_failed([item])
         return None
+
+    def _redact(self, payload: bytes, plan: Any) -> bytes:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        from mentatlab.governance.pii_forward import apply_forward_plan
+
+        message = ExportTraceServiceRequest.FromString(payload)
+        if not apply_forward_plan(message, plan, self._pii_hash_key):
+            return payload
+        return bytes(message.SerializeToString())
 
     def _count_failed(self, items: Sequence[_Item]) -> None:
         with self._cond:

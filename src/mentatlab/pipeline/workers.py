@@ -89,11 +89,12 @@ def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
 def build_pipeline(settings: Settings) -> Pipeline:
     """The pipeline every ingest path runs, in the server process or in a worker.
 
-    ``Normalize → Attribute → Price → Classify → PromptPrefix → HashToolArguments``, with the
-    current prices.
+    ``Normalize → Redact → Attribute → Price → Classify → PromptPrefix → HashToolArguments``,
+    with the current prices and the PII settings (``Redact`` right after normalization, so
+    every later stage, the store and the live stream see redacted values only).
 
     Raises:
-        ConfigError: the pricing file is invalid.
+        ConfigError: the pricing file or a PII setting is invalid.
         PricingError: the fetched price snapshot is unreadable.
     """
     from mentatlab.pipeline.attribution import Attribute
@@ -101,10 +102,12 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from mentatlab.pipeline.normalize import Normalize
     from mentatlab.pipeline.price import Price
     from mentatlab.pipeline.prompt_prefix import PromptPrefix
+    from mentatlab.pipeline.redact import Redact
     from mentatlab.pipeline.tool_args import HashToolArguments
 
     return Pipeline(Normalize(settings.max_attribute_value_bytes),
-                    [Attribute(), Price.from_settings(settings), Classify(),
+                    [Redact.from_settings(settings), Attribute(), Price.from_settings(settings),
+                     Classify(),
                      PromptPrefix(), HashToolArguments()])
 
 

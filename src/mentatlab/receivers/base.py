@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from mentatlab.errors import FieldError
 from mentatlab.model.raw import RawSpan
@@ -46,6 +46,9 @@ class IngestOutcome:
     accepted: int
     """Spans made durable."""
     rejected: list[FieldError] = field(default_factory=list)
+    forward_pii_plan: Any = None
+    """PII redactions the forwarded copy of these spans needs
+    (:data:`~mentatlab.governance.pii_forward.ForwardPlan`); None: none, or no forwarding."""
 
 
 Ingest: TypeAlias = Callable[[DecodedBatch], Awaitable[IngestOutcome]]

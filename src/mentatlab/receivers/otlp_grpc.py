@@ -125,14 +125,14 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             caller (see :data:`Authorize`). That callable is awaited with each decoded batch
             (skipped when no span is valid); it answers once the accepted spans are durable,
             or raises ``Backpressure``.
-        on_committed: called with ``(request, refused spans, accepted count)`` after a
-            request's accepted spans are durable (the OTLP forwarder's queue); must not
-            block.
+        on_committed: called with ``(request, refused spans, accepted count, PII plan)``
+            after a request's accepted spans are durable (the OTLP forwarder's queue; the
+            plan is the outcome's ``forward_pii_plan``); must not block.
     """
 
     def __init__(self, authorize: Authorize,
-                 on_committed: Callable[[ExportTraceServiceRequest, list[FieldError], int],
-                                        object] | None = None) -> None:
+                 on_committed: Callable[[ExportTraceServiceRequest, list[FieldError], int,
+                                         Any], object] | None = None) -> None:
         self._authorize = authorize
         self._on_committed = on_committed
         self.bound_port: int | None = None
@@ -153,7 +153,8 @@ class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                 outcome = await ingest(batch)
                 rejected.extend(outcome.rejected)
                 if self._on_committed is not None and outcome.accepted:
-                    self._on_committed(request, rejected, outcome.accepted)
+                    self._on_committed(request, rejected, outcome.accepted,
+                                       outcome.forward_pii_plan)
         except MentatLabError as exc:
             await self._abort(context, exc)
             raise  # abort raises; this line is never reached

@@ -39,6 +39,7 @@ from mentatlab.server.routes import (
     cost_views,
     docs,
     events,
+    governance_pii,
     governance_signals,
     graph,
     health,
@@ -286,7 +287,7 @@ def create_app(settings: Settings) -> FastAPI:
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
-                   audit, auth, health, docs, governance_signals):
+                   audit, auth, health, docs, governance_pii, governance_signals):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

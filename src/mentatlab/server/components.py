@@ -334,6 +334,7 @@ async def start_grpc(settings: Settings, authorize: Authorize,
 
     credentials = grpc_server_credentials(load_tls(settings))
     receiver = OtlpGrpcReceiver(authorize, forward.submit_request if forward is not None else None)
+    # (the receiver passes each outcome's ``forward_pii_plan`` on: docs/forwarding.md)
     server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
                                      settings.max_body_bytes, reuse_port=settings.workers > 1,
                                      credentials=credentials)
@@ -368,12 +369,22 @@ def open_forwarder(settings: Settings) -> Any:
     for name in ("forward_queue_bytes", "forward_batch_bytes", "forward_timeout_s"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"Expected {name} > 0, got {getattr(settings, name)!r}")
+    if settings.forward_pii not in ("redacted", "raw"):
+        raise ConfigError(f"Expected forward_pii to be redacted or raw, got "
+                          f"{settings.forward_pii!r}")
+    from mentatlab.governance.pii_config import PiiConfig, PiiMode, load_hash_key
+
+    pii_hash_key = b""
+    if settings.forward_pii == "redacted" and PiiMode.HASH in PiiConfig.from_settings(
+            settings).modes:
+        pii_hash_key = load_hash_key(settings.pii_hash_key, settings.data_dir)
     forwarder = OtlpForwarder(ForwardConfig(
         parse_forward_endpoint(settings.forward_otlp_endpoint),
         parse_headers(settings.forward_otlp_headers), compression,
         settings.forward_queue_bytes, settings.forward_batch_bytes,
         max(0.0, settings.forward_linger_s), settings.forward_timeout_s,
-        max(0.0, settings.forward_retry_max_s), settings.max_decompressed_bytes))
+        max(0.0, settings.forward_retry_max_s), settings.max_decompressed_bytes),
+        pii_hash_key=pii_hash_key)
     forwarder.start()
     _log.info("Forwarding OTLP traces to %s", forwarder.config.target.url)
     return forwarder

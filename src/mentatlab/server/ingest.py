@@ -54,6 +54,7 @@ class Ingestor:
     _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
     _ready: bool = field(default=False, init=False, repr=False)
     _warmup: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _pii_config: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         forwarder = self.forwarder
@@ -141,7 +142,8 @@ class Ingestor:
                 admit(len(decoded.spans))
             outcome = await self.ingest(decoded.spans, "otlp_http", tenancy, decoded.rejected)
             self._forward(body, content_type, content_encoding,
-                          [*decoded.rejected, *outcome.rejected], outcome.accepted)
+                          [*decoded.rejected, *outcome.rejected], outcome.accepted,
+                          outcome.forward_pii_plan)
             return decoded.rejected, outcome
         if admit is not None:
             admit(result.received)
@@ -155,14 +157,32 @@ class Ingestor:
         table = workers.arrow_from_ipc(result.table_ipc)
         await self._commit(table, receiver, dedup=True)
         self._forward(body, content_type, content_encoding,
-                      [*result.decode_rejected, *result.rejected], table.num_rows)
+                      [*result.decode_rejected, *result.rejected], table.num_rows,
+                      self._forward_pii_plan(table))
         return result.decode_rejected, IngestOutcome(table.num_rows, result.rejected)
 
     def _forward(self, body: bytes, content_type: str | None, content_encoding: str | None,
-                 rejected: list[FieldError], accepted: int) -> None:
+                 rejected: list[FieldError], accepted: int, pii_plan: Any = None) -> None:
         """Queue a committed body for OTLP forwarding (only after the commit succeeded)."""
         if self.forwarder is not None and accepted:
-            self.forwarder.submit_http(body, content_type, content_encoding, rejected, accepted)
+            self.forwarder.submit_http(body, content_type, content_encoding, rejected, accepted,
+                                       pii_plan)
+
+    def _forward_pii_plan(self, table: pa.Table) -> Any:
+        """The PII redactions a forwarded copy of ``table``'s spans needs, or None.
+
+        None without forwarding, with ``forward_pii = raw``, or when nothing changes.
+        """
+        settings = self.settings
+        if self.forwarder is None or settings is None or settings.forward_pii != "redacted":
+            return None
+        from mentatlab.governance.pii_config import PiiConfig
+        from mentatlab.governance.pii_forward import forward_plan
+
+        config = self._pii_config
+        if config is None:
+            config = self._pii_config = PiiConfig.from_settings(settings)
+        return forward_plan(table, config, settings.max_attribute_value_bytes) or None
 
     def for_receiver(self, receiver: str, tenancy: Mapping[str, str] | None = None, *,
                      dedup: bool = True) -> Ingest:
@@ -211,7 +231,7 @@ class Ingestor:
             return IngestOutcome(0, rejected)
         table = await anyio.to_thread.run_sync(spans_to_arrow, result.spans)
         await self._commit(table, receiver, dedup=dedup)
-        return IngestOutcome(len(result.spans), rejected)
+        return IngestOutcome(len(result.spans), rejected, self._forward_pii_plan(table))
 
     async def _commit(self, table: pa.Table, receiver: str, *, dedup: bool) -> None:
         started_s = time.perf_counter()

@@ -1,0 +1,128 @@
+"""PII redaction cost: ingest with ``pii_mode=redact`` vs ``off`` on the same build.
+
+Two measurements (issue 17; bench/RESULTS.md "PII redaction"):
+
+* ``--stages``: CPU time (``thread_time``, min of 6 runs, one core, in-process) of the
+  whole pipeline over 2,000 chat spans that carry their messages
+  (``_otlp_payload.make_request(content=True)``: a fixed system prompt, a varied user turn,
+  an assistant reply; ~1 span in 10 holds an email, phone or card number, most hold
+  look-alikes), with ``pii_mode`` off and redact, and the redact stage alone.
+* default: a real ``mentatctl serve`` on loopback, OTLP/HTTP protobuf, batch 500, fresh ids
+  per request (every span is stored), ``--clients`` client processes for ``--seconds`` s,
+  the two modes alternated ``--rounds`` times back to back (the machine is shared: compare
+  neighbours); plus the server's idle RSS (server + ingest workers) in each mode.
+
+Usage: .venv/bin/python bench/pii.py [--stages] [--seconds 10] [--clients 4] [--workers 2]
+Bounded in time; targets 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from _load import run_load
+from _otlp_payload import make_request
+from _server import Server
+
+
+def stages(total_spans: int = 2000) -> None:
+    from mentatlab.pipeline.workers import build_pipeline
+    from mentatlab.receivers.decode import decode_otlp_protobuf
+    from mentatlab.settings import load_settings
+
+    bodies = [make_request(500, seed=i, content=True) for i in range(total_spans // 500)]
+    with tempfile.TemporaryDirectory() as tmp:
+        pipelines = {mode: build_pipeline(load_settings(data_dir=Path(tmp), pii_mode=mode))
+                     for mode in ("off", "redact")}
+    best: dict[str, float] = {}
+    for _ in range(6):
+        took = dict.fromkeys(("off", "redact", "redact stage"), 0.0)
+        for body in bodies:
+            for mode, pipeline in pipelines.items():
+                raw = decode_otlp_protobuf(body).spans
+                t0 = time.thread_time()
+                spans = pipeline.normalizer(raw).spans
+                t1 = time.thread_time()
+                spans = pipeline.processors[0](spans)
+                t2 = time.thread_time()
+                for processor in pipeline.processors[1:]:
+                    spans = processor(spans)
+                took[mode] += time.thread_time() - t0
+                if mode == "redact":
+                    took["redact stage"] += t2 - t1
+        best = {k: min(v, best.get(k, v)) for k, v in took.items()}
+    print(f"per {total_spans} content spans (CPU ms, one core): "
+          + ", ".join(f"{k} {1000 * v:.1f}" for k, v in best.items())
+          + f"; pipeline spans/s per core: off {total_spans / best['off']:,.0f}, "
+          f"redact {total_spans / best['redact']:,.0f}; load average {os.getloadavg()}")
+
+
+def _tree_rss(pid: int) -> int:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+def _tree_cpu_s(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+
+
+def serve_run(mode: str, args: argparse.Namespace) -> dict[str, float]:
+    env = {"MENTATLAB_INGEST_WORKERS": str(args.workers), "MENTATLAB_PII_MODE": mode,
+           "MENTATLAB_LOG_LEVEL": "INFO"}
+    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
+        log = Path(tmp) / "server.log"
+        deadline = time.monotonic() + 60
+        while args.workers and f"Started {args.workers} ingest worker" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(3)
+        rss_idle = _tree_rss(srv.pid)
+        cpu0 = _tree_cpu_s(srv.pid)
+        row = run_load(srv.url, 500, args.clients, args.seconds, unique=True, content=True)
+        row["server_cpu_cores"] = (_tree_cpu_s(srv.pid) - cpu0) / args.seconds
+        row["rss_idle_mib"] = rss_idle / 2**20
+        row["load_average"] = os.getloadavg()[0]
+        return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stages", action="store_true")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    if args.stages:
+        stages()
+        return
+    print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
+    print("| round | pii_mode | spans/s | p50 ms | p99 ms | errors | server CPU (cores) "
+          "| spans per server CPU-s | idle RSS (MiB, server + workers) | load avg (1 min) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+    rows: dict[str, list[dict[str, float]]] = {"off": [], "redact": []}
+    for n in range(args.rounds):
+        for mode in ("off", "redact"):
+            r = serve_run(mode, args)
+            r["per_cpu_s"] = r["spans_per_s"] / max(r["server_cpu_cores"], 1e-9)
+            rows[mode].append(r)
+            print(f"| {n + 1} | {mode} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.0f} | "
+                  f"{r['p99_ms']:.0f} | {r['errors']} | {r['server_cpu_cores']:.2f} | "
+                  f"{r['per_cpu_s']:,.0f} | {r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
+                  flush=True)
+    for key, label in (("spans_per_s", "throughput"), ("per_cpu_s", "spans per CPU-s")):
+        off = statistics.median(r[key] for r in rows["off"])
+        on = statistics.median(r[key] for r in rows["redact"])
+        print(f"median {label}: off {off:,.0f}, redact {on:,.0f} ({100 * (on / off - 1):+.0f}%)")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
