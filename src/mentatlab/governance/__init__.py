@@ -1,5 +1,5 @@
-"""Data governance: PII detection, guardrail policies, retention and erasure, encryption keys, compliance reports.
+"""Data governance: PII detection, guardrail policies, retention and erasure, encryption.
 
 The domain library the pipeline's ``redact`` and ``policies`` stages, the governance jobs,
-routes and CLI call into (decision records 0017–0021).
+routes, CLI and compliance reports call into (decision records 0017–0021).
 """
