@@ -24,6 +24,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     cost,
     cost_views,  # noqa: F401
     migrate,
+    policies,
     quotas,
     recommendations,
     reliability,
@@ -48,6 +49,7 @@ app.add_typer(alerts.budgets_app, name="budgets")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
+app.add_typer(policies.policies_app, name="policies")  # issue 17: guardrail policies
 app.add_typer(analytics.app, name="analytics")
 analytics.app.command("reliability")(reliability.reliability)
 analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)
