@@ -133,6 +133,7 @@ class PolicyInfo:
     created_at: datetime
     """When this version was written (UTC)."""
     deleted: bool
+    """The policy is deleted (whatever version this is)."""
     alert_rule_id: str = ""
 
     @property
