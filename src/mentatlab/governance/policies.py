@@ -195,7 +195,8 @@ class PolicySnapshot:
 _LOOP_VARIABLE = re.compile(
     r"(?:\.(?:all|exists|exists_one|existsOne|map|filter)|\bcel\.bind)\(\s*([A-Za-z_]\w*)\s*,")
 """A comprehension's (or ``cel.bind``'s) own variable: the parser lists it as a name."""
-_PARAMS_NAME = re.compile(r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?<![\w.])params\b')
+_PARAMS_NAME = re.compile(
+    r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?<![\w.])params\b(?:\s*\.\s*(\w+))?')
 """A string literal (kept) or the name ``params`` (replaced by the policy's parameters)."""
 _SPAN_NAME = re.compile(r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?<![\w.])span\b(\s*\.\s*(\w+))?')
 _TYPE_NAMES = frozenset({"bool", "bytes", "double", "int", "uint", "string", "list", "map",
@@ -225,8 +226,17 @@ def compile_condition(condition: str, params: Any = None) -> Any:
     except (ValueError, RuntimeError) as exc:
         raise ValidationError("condition", _syntax_reason(condition, str(exc))) from None
     if params is not None:
-        literal = f"({orjson.dumps(params).decode()})"
-        inlined = _PARAMS_NAME.sub(lambda m: m.group(1) or literal, condition)
+        whole = f"({orjson.dumps(params).decode()})"
+
+        def literal(match: re.Match[str]) -> str:
+            if match.group(1):
+                return match.group(1)
+            name = match.group(2)
+            if name is not None and isinstance(params, dict) and name in params:
+                return f"({orjson.dumps(params[name]).decode()})"  # only what is read
+            return whole if name is None else f"{whole}.{name}"
+
+        inlined = _PARAMS_NAME.sub(literal, condition)
         try:
             program = cel.compile(inlined)
         except (ValueError, RuntimeError) as exc:
@@ -260,7 +270,7 @@ def _syntax_reason(condition: str, message: str) -> str:
     match = _POSITION.search(message)
     if match is None:
         return f"Expected a valid CEL expression: {message.splitlines()[0]}"
-    line, column = int(match.group(1)), int(match.group(2)) + 1
+    line, column = int(match.group(1)), int(match.group(2))  # 1-based already
     what = match.group(3).strip()
     return (f"CEL syntax error at line {line}, column {column}: {what}\n"
             f"{_caret(condition, line, column)}")
@@ -290,6 +300,106 @@ class _Compiled:
     """Activation names the condition uses."""
     span_fields: frozenset[str] | None
     """The ``span`` keys it reads (None: the whole map)."""
+    attribute_keys: frozenset[str] | None
+    """The attribute keys it can read (None: it may read any)."""
+    needs: tuple[tuple[str, Any], ...]
+    """Necessary conditions checked in Python before any CEL (:func:`necessary_checks`)."""
+
+    def may_match(self, span: CanonicalSpan) -> bool:
+        """False when a necessary condition fails: the rule cannot match ``span``."""
+        for kind, arg in self.needs:
+            if kind == "eq":
+                if getattr(span, arg[0]) != arg[1]:
+                    return False
+            elif kind == "any_key":
+                text = span.attributes
+                if not any(key in text for key in arg):
+                    return False
+            elif kind == "pii" and span.pii_findings in ("", "[]"):
+                return False
+        return True
+
+
+def _conjuncts(condition: str) -> list[str]:
+    """The top-level ``&&`` operands of ``condition`` (outside brackets and strings)."""
+    parts: list[str] = []
+    depth, start, i, quote = 0, 0, 0, ""
+    while i < len(condition):
+        char = condition[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and condition.startswith("&&", i):
+            parts.append(condition[start:i])
+            start = i + 2
+            i += 1
+        i += 1
+    parts.append(condition[start:])
+    return [p.strip() for p in parts]
+
+
+_EQ_CONJUNCT = re.compile(r'^span\.(\w+)\s*==\s*"([\w .:/@-]*)"$')
+_KEY_CONJUNCT = re.compile(r'^"([\w.:/@-]+)"\s+in\s+attributes$')
+_LIST_KEYS = re.compile(r'^params\.(\w+)\.exists\(\s*(\w+)\s*,\s*\2\s+in\s+attributes\s*(&&|\))')
+_KEY_LITERAL = re.compile(r'"([\w.:/@-]+)"\s+in\s+attributes\b|\battributes\["([\w.:/@-]+)"\]')
+
+
+def _json_key(key: str) -> str:
+    return f'"{key}":'
+
+
+def necessary_checks(condition: str, params: Any) -> tuple[tuple[str, Any], ...]:
+    """Cheap necessary conditions of ``condition`` (all must hold for it to match), from
+    its top-level ``&&`` operands: ``span.F == "lit"``; ``"key" in attributes`` (the key
+    text occurs in the attributes JSON); ``params.L.exists(k, k in attributes && ...)``
+    (one of the listed keys occurs); ``pii_findings.exists(...)`` (findings not empty)."""
+    needs: list[tuple[str, Any]] = []
+    for part in _conjuncts(condition):
+        if (match := _EQ_CONJUNCT.match(part)) and match.group(1) in _SPAN_FIELD_SET:
+            needs.append(("eq", (match.group(1), match.group(2))))
+        elif match := _KEY_CONJUNCT.match(part):
+            needs.append(("any_key", (_json_key(match.group(1)),)))
+        elif (match := _LIST_KEYS.match(part)) and isinstance(params, dict):
+            keys = params.get(match.group(1))
+            if isinstance(keys, list) and keys and all(
+                    isinstance(k, str) and re.fullmatch(r"[\w.:/@-]+", k) for k in keys):
+                needs.append(("any_key", tuple(_json_key(k) for k in keys)))
+        elif part.startswith("pii_findings.exists("):
+            needs.append(("pii", None))
+    return tuple(needs)
+
+
+def attribute_keys_of(condition: str, params: Any) -> frozenset[str] | None:
+    """The attribute keys ``condition`` can read, when it reads attributes only by literal
+    keys or by a variable ranging over a ``params`` list of keys; None otherwise."""
+    keys: set[str] = set()
+    rest = condition
+    for match in re.finditer(r"params\.(\w+)\.exists\(\s*(\w+)\s*,", condition):
+        listed = params.get(match.group(1)) if isinstance(params, dict) else None
+        if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+            continue
+        var = re.escape(match.group(2))
+        pattern = rf"\b{var}\s+in\s+attributes\b|\battributes\[\s*{var}\s*\]"
+        if re.search(pattern, rest):
+            keys.update(listed)
+            rest = re.sub(pattern, "", rest)
+    for match in _KEY_LITERAL.finditer(rest):
+        keys.add(match.group(1) or match.group(2))
+    rest = _KEY_LITERAL.sub("", rest)
+    if re.search(r"(?<![\w.])attributes\b", _STRINGS.sub('""', rest)):
+        return None
+    return frozenset(keys)
+
+
+_STRINGS = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
 
 
 def span_fields_of(condition: str) -> frozenset[str] | None:
@@ -346,7 +456,8 @@ def build_set(snapshot: PolicySnapshot) -> PolicySet:
         key = (rule.scope, "" if rule.scope == "global" else rule.scope_value)
         out.by_scope.setdefault(key, []).append(_Compiled(
             rule, program, frozenset(program.variables()) & ACTIVATION_NAMES,
-            span_fields_of(rule.condition)))
+            span_fields_of(rule.condition), attribute_keys_of(rule.condition, params),
+            necessary_checks(rule.condition, params)))
     return out
 
 
@@ -415,15 +526,19 @@ def re_search(text: Any, pattern: Any) -> bool:
     return regex.search(text) is not None
 
 
-def _context(span: CanonicalSpan, names: frozenset[str], fields: frozenset[str] | None
-             ) -> Any:
-    """The CEL context of ``span``: only the names (and ``span`` keys) the rules use, as
-    converting each value into CEL is what an evaluation mostly costs."""
+def _context(span: CanonicalSpan, names: frozenset[str], fields: frozenset[str] | None,
+             keys: frozenset[str] | None) -> Any:
+    """The CEL context of ``span``: only the names, ``span`` fields and attribute keys the
+    rules read, as converting each value into CEL (~2 µs an entry) is what an evaluation
+    mostly costs."""
     values: dict[str, Any] = {"re_search": re_search}
     if "span" in names:
         values["span"] = _span_map(span, SPAN_FIELDS if fields is None else fields)
     if "attributes" in names:
-        values["attributes"] = _loads(span.attributes, {})
+        attributes = _loads(span.attributes, {})
+        if keys is not None and isinstance(attributes, dict):
+            attributes = {k: attributes[k] for k in keys if k in attributes}
+        values["attributes"] = attributes
     if "resource" in names:
         values["resource"] = _loads(span.resource, {})
     if "events" in names:
@@ -466,17 +581,18 @@ def evaluate_spans(policy_set: PolicySet, spans: Sequence[CanonicalSpan]
     if policy_set.empty:
         return result
     for index, span in enumerate(spans):
-        candidates = policy_set.candidates(span)
+        candidates = [c for c in policy_set.candidates(span) if c.may_match(span)]
         if not candidates:
             continue
         names: frozenset[str] = frozenset().union(*(c.names for c in candidates))
         fields: frozenset[str] | None = frozenset()
+        keys: frozenset[str] | None = frozenset()
         for compiled in candidates:
-            if compiled.span_fields is None:
-                fields = None
-                break
-            fields |= compiled.span_fields
-        context = _context(span, names, fields)
+            fields = (None if fields is None or compiled.span_fields is None
+                      else fields | compiled.span_fields)
+            keys = (None if keys is None or compiled.attribute_keys is None
+                    else keys | compiled.attribute_keys)
+        context = _context(span, names, fields, keys)
         matched: list[Decision] = []
         for compiled in candidates:
             result.num_evaluated += 1
