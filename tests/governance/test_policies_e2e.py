@@ -206,3 +206,32 @@ def test_simulation_agrees_with_enforcement(server: LiveServer) -> None:
     bounded = _api(server, "POST", "/policies/simulate",
                    json={"policy_id": enforced["id"], "max_spans": 3, **window}).json()
     assert bounded["num_scanned"] == 3 and bounded["truncated"] is True
+
+
+def test_agent_scoped_policy_sees_a_late_ancestors_agent(server: LiveServer) -> None:
+    with WebhookReceiver() as hook:
+        policy = _create(server, name="planner chats", action="alert", scope="agent",
+                         scope_value="planner", condition='span.operation == "chat"',
+                         channels=[f"webhook:{hook.url}"])
+        trace = new_trace_id()
+        root = llm_span(trace, name="planner run", input_tokens=None, output_tokens=None,
+                        attrs={"mentat.agent_id": "planner", "gen_ai.operation.name":
+                               "invoke_agent"})
+        child = llm_span(trace, parent=root.span_id, name="chat in the run")
+        _ingest(server, [child])  # the child first: its agent is not known yet
+        first = _span(server, trace, child.span_id)
+        assert first["policy_ids"] == [] and first["agent_id"] == ""
+        _ingest(server, [root])  # the ancestor arrives late
+        for _ in range(200):
+            later = _span(server, trace, child.span_id)
+            if later["agent_id"] == "planner" and later["policy_ids"]:
+                break
+            time.sleep(0.1)
+        assert later["agent_id"] == "planner" and "agent_id" in later["inherited_groups"]
+        assert later["policy_decisions"] == [{"policy_id": policy["id"], "version": 1,
+                                              "action": "alert"}]
+        assert later["revision"] >= 1
+        body = orjson.loads(hook.wait_for(1, timeout_s=30)[0].body)
+        assert policy["id"] in body["message"]
+        # the root's own decision was made at ingest (it names its agent itself)
+        assert _span(server, trace, root.span_id)["policy_ids"] == []  # not a chat span
