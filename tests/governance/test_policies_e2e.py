@@ -19,9 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from receivers import WebhookReceiver  # noqa: E402
 from server_payloads import encode, export_request, llm_span, new_trace_id  # noqa: E402
 from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
+
+from receivers import WebhookReceiver  # noqa: E402
 
 PAYLOAD = {"gen_ai.input.messages": '[{"role":"user","content":"hello there"}]',
            "gen_ai.output.messages": '[{"role":"assistant","content":"general kenobi"}]'}
@@ -104,7 +105,7 @@ def test_each_action_on_ingested_spans(server: LiveServer) -> None:
         assert alerter["id"] in body["message"] and body["value"] == "1"
 
         # the decisions are queryable: blocked spans by their arrays
-        filtered = _api(server, "GET", "/traces", params={"filter": f"policy_action=block"})
+        filtered = _api(server, "GET", "/traces", params={"filter": "policy_action=block"})
         assert filtered.status_code == 200, filtered.text
 
 

@@ -51,7 +51,7 @@ def test_versions_are_kept_and_deletes_marked(control: ControlStore) -> None:
     assert all(v.deleted and not v.enforced for v in versions), "the policy is deleted"
     assert control.policies.get(made.id, 1).spec.action == "log"  # type: ignore[union-attr]
     assert list_policies(control, "acme") == []
-    assert [p.id for p in control.policies.list("acme", include_deleted=True)] == [made.id]
+    assert [p.id for p in control.policies.current("acme", include_deleted=True)] == [made.id]
 
 
 def test_scope_of_lists_and_the_enforced_snapshot(control: ControlStore) -> None:

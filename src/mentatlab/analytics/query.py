@@ -110,7 +110,9 @@ ARRAY_FILTERS: frozenset[str] = frozenset({"policy_id", "policy_action"})
 
 
 def filter_sql(name: str, placeholder: str) -> str:
-    """The SQL condition of filter ``name`` against a bound ``placeholder``
+    """The SQL condition of filter ``name`` against a bound ``placeholder``.
+
+    The SQL condition of filter ``name`` against a bound ``placeholder``
     (``col = {p0:String}``, or ``has(col, {p0:String})`` for :data:`ARRAY_FILTERS`).
 
     Raises:

@@ -196,9 +196,11 @@ _LOOP_VARIABLE = re.compile(
     r"(?:\.(?:all|exists|exists_one|existsOne|map|filter)|\bcel\.bind)\(\s*([A-Za-z_]\w*)\s*,")
 """A comprehension's (or ``cel.bind``'s) own variable: the parser lists it as a name."""
 _PARAMS_NAME = re.compile(
-    r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?<![\w.])params\b(?:\s*\.\s*(\w+))?')
+    r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')'
+    r'|(?<![\w.])params\b(?:\s*\.\s*(\w+))?')
 """A string literal (kept) or the name ``params`` (replaced by the policy's parameters)."""
-_SPAN_NAME = re.compile(r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?<![\w.])span\b(\s*\.\s*(\w+))?')
+_SPAN_NAME = re.compile(r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')'
+                        r'|(?<![\w.])span\b(\s*\.\s*(\w+))?')
 _TYPE_NAMES = frozenset({"bool", "bytes", "double", "int", "uint", "string", "list", "map",
                          "null_type", "type", "timestamp", "duration"})
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -357,10 +359,13 @@ def _json_key(key: str) -> str:
 
 
 def necessary_checks(condition: str, params: Any) -> tuple[tuple[str, Any], ...]:
-    """Cheap necessary conditions of ``condition`` (all must hold for it to match), from
+    """Cheap necessary conditions of ``condition``: all must hold for it to match.
+
+    Cheap necessary conditions of ``condition`` (all must hold for it to match), from
     its top-level ``&&`` operands: ``span.F == "lit"``; ``"key" in attributes`` (the key
     text occurs in the attributes JSON); ``params.L.exists(k, k in attributes && ...)``
-    (one of the listed keys occurs); ``pii_findings.exists(...)`` (findings not empty)."""
+    (one of the listed keys occurs); ``pii_findings.exists(...)`` (findings not empty).
+    """
     needs: list[tuple[str, Any]] = []
     for part in _conjuncts(condition):
         if (match := _EQ_CONJUNCT.match(part)) and match.group(1) in _SPAN_FIELD_SET:
@@ -378,8 +383,11 @@ def necessary_checks(condition: str, params: Any) -> tuple[tuple[str, Any], ...]
 
 
 def attribute_keys_of(condition: str, params: Any) -> frozenset[str] | None:
-    """The attribute keys ``condition`` can read, when it reads attributes only by literal
-    keys or by a variable ranging over a ``params`` list of keys; None otherwise."""
+    """The attribute keys ``condition`` can read; None when it may read any.
+
+    The attribute keys ``condition`` can read, when it reads attributes only by literal
+    keys or by a variable ranging over a ``params`` list of keys; None otherwise.
+    """
     keys: set[str] = set()
     rest = condition
     for match in re.finditer(r"params\.(\w+)\.exists\(\s*(\w+)\s*,", condition):
@@ -403,8 +411,11 @@ _STRINGS = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
 
 
 def span_fields_of(condition: str) -> frozenset[str] | None:
-    """The ``span.<field>`` keys ``condition`` reads; None when it uses ``span`` otherwise
-    (``span["x"]``, ``span`` passed whole), or names a field not in :data:`SPAN_FIELDS`."""
+    """The ``span.<field>`` keys ``condition`` reads; None when it may read any.
+
+    The ``span.<field>`` keys ``condition`` reads; None when it uses ``span`` otherwise
+    (``span["x"]``, ``span`` passed whole), or names a field not in :data:`SPAN_FIELDS`.
+    """
     fields: set[str] = set()
     for match in _SPAN_NAME.finditer(condition):
         if match.group(1):
@@ -506,7 +517,9 @@ _REGEX_CACHE: dict[str, Any] = {}
 
 
 def re_search(text: Any, pattern: Any) -> bool:
-    """CEL function ``re_search(text, pattern)``: whether RE2 ``pattern`` occurs in
+    """CEL function ``re_search(text, pattern)``: whether RE2 ``pattern`` occurs in ``text``.
+
+    CEL function ``re_search(text, pattern)``: whether RE2 ``pattern`` occurs in
     ``text`` (compiled once per pattern; CEL's own ``matches`` compiles on every call,
     ~0.5 ms). False when ``text`` is not a string.
 
@@ -528,9 +541,12 @@ def re_search(text: Any, pattern: Any) -> bool:
 
 def _context(span: CanonicalSpan, names: frozenset[str], fields: frozenset[str] | None,
              keys: frozenset[str] | None) -> Any:
-    """The CEL context of ``span``: only the names, ``span`` fields and attribute keys the
+    """The CEL context of ``span``, narrowed to what the rules read.
+
+    The CEL context of ``span``: only the names, ``span`` fields and attribute keys the
     rules read, as converting each value into CEL (~2 µs an entry) is what an evaluation
-    mostly costs."""
+    mostly costs.
+    """
     values: dict[str, Any] = {"re_search": re_search}
     if "span" in names:
         values["span"] = _span_map(span, SPAN_FIELDS if fields is None else fields)
@@ -655,8 +671,11 @@ def apply_decisions(span: CanonicalSpan, decisions: Sequence[Decision]) -> None:
 
 
 def decision_action(result: str) -> str:
-    """The action a producer's own ``policy_result`` word stands for (see
-    :data:`POLICY_DECISION_ACTIONS`)."""
+    """The action a producer's own ``policy_result`` word stands for.
+
+    The action a producer's own ``policy_result`` word stands for (see
+    :data:`POLICY_DECISION_ACTIONS`).
+    """
     return POLICY_DECISION_ACTIONS.get(result.strip().lower(), "log")
 
 

@@ -167,7 +167,8 @@ BUILTIN_POLICIES: Sequence[tuple[str, PolicySpec]] = (
         description=("An input attribute (params.input_keys) matches a known "
                      "prompt-injection phrasing (params.pattern, RE2)."),
         condition=("params.input_keys.exists(k, k in attributes"
-                   " && type(attributes[k]) == string && re_search(attributes[k], params.pattern))"),
+                   " && type(attributes[k]) == string"
+                   " && re_search(attributes[k], params.pattern))"),
         action="log", severity="high", compliance_tags=("EU AI Act", "SOC 2"),
         params={"input_keys": _INPUT_KEYS, "pattern": _INJECTION_PATTERN})),
     ("builtin.secrets_in_tool_args", PolicySpec(
@@ -178,7 +179,8 @@ BUILTIN_POLICIES: Sequence[tuple[str, PolicySpec]] = (
         condition=("span.operation == \"tool\" && (pii_findings.exists(f,"
                    " f.category in params.categories && f.key in params.argument_keys)"
                    " || params.argument_keys.exists(k, k in attributes"
-                   " && type(attributes[k]) == string && re_search(attributes[k], params.pattern)))"),
+                   " && type(attributes[k]) == string"
+                   " && re_search(attributes[k], params.pattern)))"),
         action="log", severity="high", compliance_tags=("SOC 2", "GDPR"),
         params={"argument_keys": list(ARGUMENT_KEYS),
                 "categories": ["SECRET", "API_KEY", "PRIVATE_KEY", "JWT", "AWS_ACCESS_KEY"],

@@ -64,7 +64,8 @@ def simulate_policy(store: SpanStore, rule: PolicyRule, start: datetime, end: da
     Args:
         store: the span store.
         rule: the policy version to simulate (a draft or a stored version).
-        start, end: the window (timezone-aware; UTC).
+        start: the window's inclusive start (timezone-aware).
+        end: the window's exclusive end (timezone-aware).
         org_id: read only this org's spans (a caller's tenancy); None: every org.
         max_spans: stop after this many spans (1..:data:`MAX_SIMULATED_SPANS`).
         max_seconds: stop after this many seconds of work (> 0).
@@ -78,7 +79,8 @@ def simulate_policy(store: SpanStore, rule: PolicyRule, start: datetime, end: da
     if not 1 <= max_spans <= MAX_SIMULATED_SPANS:
         raise ValidationError("max_spans", f"Expected 1 to {MAX_SIMULATED_SPANS}, got {max_spans}")
     if not 0 < max_seconds <= 300:
-        raise ValidationError("max_seconds", f"Expected more than 0 and at most 300, got {max_seconds}")
+        raise ValidationError("max_seconds",
+                              f"Expected more than 0 and at most 300, got {max_seconds}")
     policy_set = compiled_set(PolicySnapshot.of([rule]))
     if policy_set.invalid:
         raise ValidationError("condition", "Expected a condition that compiles")

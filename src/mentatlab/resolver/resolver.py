@@ -334,9 +334,12 @@ class Resolver:
         return int(full.num_rows)
 
     def _evaluate_policies(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
-        """``table`` with the policies in force evaluated again on its (resolved) rows: new
+        """``table`` with the policies in force evaluated again on its (resolved) rows.
+
+        ``table`` with the policies in force evaluated again on its (resolved) rows: new
         matches are appended to the decision arrays and applied (block, redact). Also the
-        rows that gained decisions, holding only those (None when none did)."""
+        rows that gained decisions, holding only those (None when none did).
+        """
         snapshot = self.policies() if self.policies is not None else None
         if snapshot is None or not snapshot.rules:
             return table, None

@@ -59,8 +59,11 @@ class GuardConfig:
 
 @dataclass(frozen=True, slots=True)
 class GuardResult:
-    """An allowed action: the matches (none blocking, or overridden) and where the answer
-    came from (``server``, ``cache``, or ``unavailable`` when failing open)."""
+    """An allowed action: its matches and where the answer came from.
+
+    An allowed action: the matches (none blocking, or overridden) and where the answer
+    came from (``server``, ``cache``, or ``unavailable`` when failing open).
+    """
 
     allow: bool
     decisions: tuple[dict[str, Any], ...]
@@ -130,9 +133,15 @@ def guard(name: str = "", *, operation: str = "tool", tool_name: str = "",
     Args:
         name: the would-be span's name (e.g. ``execute_tool shell``).
         operation: ``tool``, ``chat``, ``agent``... (the span's ``operation``).
-        tool_name, agent_id, workflow_id, project_id, request_model, provider, user_id,
-            customer_id, session_id: the would-be span's fields (the key's org and
-            project win on the server).
+        tool_name: the tool about to be called.
+        agent_id: the agent acting.
+        workflow_id: the workflow it runs in.
+        project_id: the project (a project-scoped key's own wins on the server).
+        request_model: the model about to be called.
+        provider: its provider.
+        user_id: the end user acted for.
+        customer_id: the customer acted for.
+        session_id: the session.
         input_tokens: tokens about to be sent, when known.
         attributes: the would-be span's attributes (e.g. ``gen_ai.tool.call.arguments``).
         fail_mode: overrides the configured ``open``/``closed`` for this call.
@@ -165,19 +174,19 @@ def guard(name: str = "", *, operation: str = "tool", tool_name: str = "",
             if isinstance(answer, PolicyBlocked):
                 raise answer
             return GuardResult(answer.allow, answer.decisions, "cache")
-    answer = _ask(config, key, mode)
-    if answer is None:  # unreachable, not cached: the next call asks again
+    asked = _ask(config, key, mode)
+    if asked is None:  # unreachable, not cached: the next call asks again
         if mode == "closed":
             raise PolicyBlocked("Policy check unavailable; failing closed", unavailable=True)
         return GuardResult(True, (), "unavailable")
     if config.cache_s > 0:
         with _lock:
-            _cache[key] = (now + config.cache_s, answer)
+            _cache[key] = (now + config.cache_s, asked)
             while len(_cache) > _MAX_CACHED:
                 _cache.popitem(last=False)
-    if isinstance(answer, PolicyBlocked):
-        raise answer
-    return answer
+    if isinstance(asked, PolicyBlocked):
+        raise asked
+    return asked
 
 
 def _ask(config: GuardConfig, body: bytes, mode: str) -> GuardResult | PolicyBlocked | None:

@@ -174,9 +174,12 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     await anyio.to_thread.run_sync(state.policies.load)
     state.ingestor.policies = state.policies
     state.resolver = components.open_resolver(settings, store, writer, control, metrics)
-    resolver = state.resolver.loop.resolver  # late ancestors: their spans' policies again
-    resolver.policies = state.policies.current
-    resolver.on_versions = state.policies.raise_alerts
+    from mentatlab.resolver.resolver import Resolver
+
+    resolver = state.resolver.loop.resolver
+    if isinstance(resolver, Resolver):  # late ancestors: their spans' policies again
+        resolver.policies = state.policies.current
+        resolver.on_versions = state.policies.raise_alerts
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
     await state.resolver.start()

@@ -156,8 +156,11 @@ class PolicyService:
         return raised
 
     def _alert_rule(self, policy_id: str, version: int) -> str:
-        """The id of the alert rule carrying the policy's alerts (made or updated to the
-        version's channels)."""
+        """The id of the alert rule carrying the policy's alerts.
+
+        The id of the alert rule carrying the policy's alerts (made or updated to the
+        version's channels).
+        """
         control = self.control
         assert control is not None
         current = control.policies.get(policy_id)

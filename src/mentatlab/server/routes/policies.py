@@ -139,11 +139,14 @@ async def list_policies_route(
         request: Request, caller: Caller,
         include_deleted: Annotated[bool, Query(description="Also deleted policies.")] = False,
 ) -> dict[str, Any]:
-    """The caller's org's policies and the installation-wide ones (every policy for an
-    installation-wide caller), current version each, by name."""
+    """The policies that apply to the caller, current version each, by name.
+
+    The caller's org's policies and the installation-wide ones (every policy for an
+    installation-wide caller), current version each, by name.
+    """
     control = control_store(request)
     infos = await anyio.to_thread.run_sync(
-        lambda: control.policies.list(caller.org_id, include_deleted=include_deleted))
+        lambda: control.policies.current(caller.org_id, include_deleted=include_deleted))
     return {"ok": True, "policies": [_policy_json(i) for i in infos]}
 
 
@@ -151,8 +154,11 @@ async def list_policies_route(
             responses=error_responses(401, 403, 404, 422, 503))
 async def get_policy(request: Request, caller: Caller, policy_id: PolicyId,
                      version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
-    """The current version (or ``version``) and the list of all versions, oldest first;
-    ``overrides``: its break-glass grants, newest first."""
+    """One policy: the current version (or ``version``), every version and its overrides.
+
+    The current version (or ``version``) and the list of all versions, oldest first;
+    ``overrides``: its break-glass grants, newest first.
+    """
     info = await _get(request, caller, policy_id)
     control = control_store(request)
     versions = await anyio.to_thread.run_sync(control.policies.versions, policy_id)
@@ -190,7 +196,9 @@ def _spec_of(body: PolicyBody, base: PolicySpec | None, org_id: str) -> PolicySp
 @router.post("/policies", summary="Create a guardrail policy", status_code=201,
              responses=error_responses(401, 403, 422, 503))
 async def create_policy(request: Request, body: PolicyBody, caller: Caller) -> dict[str, Any]:
-    """Store a policy at version 1 (audited ``policy.created``); enforced at once on this
+    """Store a policy at version 1 (audited ``policy.created``).
+
+    Store a policy at version 1 (audited ``policy.created``); enforced at once on this
     server, within ``policy_refresh_s`` on the others, unless ``draft`` or not ``enabled``.
 
     A bad condition answers 422 with field ``condition`` and the line, column and a caret
@@ -219,8 +227,11 @@ async def create_policy(request: Request, body: PolicyBody, caller: Caller) -> d
               responses=error_responses(401, 403, 404, 422, 503))
 async def update_policy(request: Request, body: PolicyBody, caller: Caller,
                         policy_id: PolicyId) -> dict[str, Any]:
-    """Write the changed fields as the next version (the old ones are kept; audited
-    ``policy.updated`` with the old and new version)."""
+    """Write the changed fields as the next version.
+
+    Write the changed fields as the next version (the old ones are kept; audited
+    ``policy.updated`` with the old and new version).
+    """
     if body.id is not None or body.org_id is not None:
         raise ApiError(422, "Invalid policy", [FieldError(
             "id" if body.id is not None else "org_id", "Cannot be changed")])
@@ -245,8 +256,11 @@ async def update_policy(request: Request, body: PolicyBody, caller: Caller,
                responses=error_responses(401, 403, 404, 422, 503))
 async def delete_policy(request: Request, caller: Caller, policy_id: PolicyId
                         ) -> dict[str, Any]:
-    """Stop enforcing the policy; a last version marks it deleted (audited
-    ``policy.deleted``). Spans keep the decisions recorded before."""
+    """Stop enforcing the policy; a last version marks it deleted.
+
+    Stop enforcing the policy; a last version marks it deleted (audited
+    ``policy.deleted``). Spans keep the decisions recorded before.
+    """
     current = await _get(request, caller, policy_id)
     _require_owner(caller, current)
     control = control_store(request)
@@ -304,7 +318,9 @@ def _check_span(body: CheckBody, org_id: str, project_id: str) -> CanonicalSpan:
 @router.post("/policies/check", summary="May this action go ahead? (the SDK's guard)",
              responses=error_responses(401, 403, 422, 503))
 async def check_policies(request: Request, body: CheckBody, caller: Caller) -> dict[str, Any]:
-    """Evaluate the would-be action with the enforced policies (the same compiled set as
+    """Evaluate the would-be action with the enforced policies and the overrides in force.
+
+    Evaluate the would-be action with the enforced policies (the same compiled set as
     ingest) and the break-glass overrides in force.
 
     ``allow`` is false when a ``block`` policy matched and no override covers it;
@@ -399,7 +415,9 @@ class SimulateBody(BaseModel):
 @router.post("/policies/simulate", summary="What a draft policy would have matched",
              responses=error_responses(401, 403, 404, 422, 503))
 async def simulate(request: Request, body: SimulateBody, caller: Caller) -> dict[str, Any]:
-    """Evaluate a draft (not stored) or a stored version over the stored spans of
+    """Evaluate a draft or a stored version over the stored spans of a window.
+
+    Evaluate a draft (not stored) or a stored version over the stored spans of
     ``[start, end)`` — the caller's org's only — with the enforcement code path.
 
     Answers ``num_scanned``, ``num_in_scope``, ``num_matched``, ``num_errors``,

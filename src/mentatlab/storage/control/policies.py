@@ -218,7 +218,9 @@ class PolicyRecords:
             return _info(policy, row)
 
     def update(self, policy_id: str, spec: PolicySpec, *, actor: str) -> PolicyInfo | None:
-        """Write ``spec`` as the policy's next version; None when there is no such policy
+        """Write ``spec`` as the policy's next version.
+
+        Write ``spec`` as the policy's next version; None when there is no such policy
         (or it is deleted). The owner org never changes.
 
         Raises:
@@ -236,7 +238,9 @@ class PolicyRecords:
             return _info(policy, row)
 
     def delete(self, policy_id: str, *, actor: str) -> PolicyInfo | None:
-        """Mark the policy deleted with a last version (a copy marked deleted); None when
+        """Mark the policy deleted with a last version.
+
+        Mark the policy deleted with a last version (a copy marked deleted); None when
         there is no such policy or it is deleted already.
 
         Raises:
@@ -275,10 +279,13 @@ class PolicyRecords:
                 PolicyVersion.policy_id == policy_id).order_by(PolicyVersion.version))
             return [_info(policy, row) for row in rows]
 
-    def list(self, org_id: str | None = None, *, include_deleted: bool = False
-             ) -> list[PolicyInfo]:
-        """Current versions: of every policy (``org_id`` None), or those that apply to an
-        org (its own and the installation-wide ones); by name."""
+    def current(self, org_id: str | None = None, *, include_deleted: bool = False
+                ) -> list[PolicyInfo]:
+        """Current versions, by name.
+
+        Current versions: of every policy (``org_id`` None), or those that apply to an
+        org (its own and the installation-wide ones); by name.
+        """
         with self._session() as session:
             query = select(Policy, PolicyVersion).join(PolicyVersion, (
                 PolicyVersion.policy_id == Policy.id)
@@ -291,9 +298,12 @@ class PolicyRecords:
         return sorted(out, key=lambda i: (i.spec.name, i.id))
 
     def enforced(self) -> list[PolicyInfo]:
-        """Current versions that ingest and the check API apply (enabled, not draft, not
-        deleted), of every org."""
-        return [info for info in self.list() if info.enforced]
+        """Current versions that ingest and the check API apply.
+
+        Current versions that ingest and the check API apply (enabled, not draft, not
+        deleted), of every org.
+        """
+        return [info for info in self.current() if info.enforced]
 
     def set_alert_rule(self, policy_id: str, rule_id: str) -> None:
         """Remember the alert rule that carries the policy's alerts."""
@@ -304,8 +314,11 @@ class PolicyRecords:
 
     def ensure(self, policies: Iterable[tuple[str, PolicySpec]], *, actor: str = "system"
                ) -> list[str]:
-        """Create each ``(id, spec)`` that does not exist yet (never one deleted by a user,
-        never changing one that exists) as a built-in; returns the ids created."""
+        """Create each ``(id, spec)`` that does not exist yet, as a built-in.
+
+        Create each ``(id, spec)`` that does not exist yet (never one deleted by a user,
+        never changing one that exists) as a built-in; returns the ids created.
+        """
         created: list[str] = []
         for policy_id, spec in policies:
             with self._session() as session:
@@ -341,8 +354,11 @@ class PolicyRecords:
 
     def overrides(self, *, policy_id: str | None = None, active_at: datetime | None = None
                   ) -> list[OverrideInfo]:
-        """Grants (of one policy, or all), only those in force at ``active_at`` when given;
-        newest first."""
+        """Break-glass grants, newest first.
+
+        Grants (of one policy, or all), only those in force at ``active_at`` when given;
+        newest first.
+        """
         with self._session() as session:
             query = select(PolicyOverride)
             if policy_id is not None:
@@ -355,10 +371,12 @@ class PolicyRecords:
 
 
 def list_policies(control: object, org_id: str) -> Sequence[PolicyInfo]:
-    """The policies in force or kept for ``org_id`` (its own and installation-wide ones,
+    """The policies of ``org_id``: the read the compliance report uses.
+
+    The policies in force or kept for ``org_id`` (its own and installation-wide ones,
     current versions, deleted ones left out): the read the compliance report uses.
 
     ``control`` is a :class:`~mentatlab.storage.control.ControlStore`.
     """
     records: PolicyRecords = control.policies  # type: ignore[attr-defined]
-    return records.list(org_id)
+    return records.current(org_id)
