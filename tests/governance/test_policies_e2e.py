@@ -103,6 +103,12 @@ def test_each_action_on_ingested_spans(server: LiveServer) -> None:
         body = orjson.loads(received[0].body)
         assert body["rule_kind"] == "policy" and body["metric"] == "policy_matches"
         assert alerter["id"] in body["message"] and body["value"] == "1"
+        rules = _api(server, "GET", "/alert-rules")
+        assert rules.status_code == 200, rules.text
+        carrier = [r for r in rules.json()["rules"] if r["kind"] == "policy"]
+        assert [r["name"] for r in carrier] == [f"Policy {alerter['id']}"]
+        alerts = _api(server, "GET", "/alerts").json()["alerts"]
+        assert any(alerter["id"] in a["message"] for a in alerts)
 
         # the decisions are queryable: blocked spans by their arrays
         filtered = _api(server, "GET", "/traces", params={"filter": "policy_action=block"})
@@ -236,3 +242,37 @@ def test_agent_scoped_policy_sees_a_late_ancestors_agent(server: LiveServer) -> 
         assert policy["id"] in body["message"]
         # the root's own decision was made at ingest (it names its agent itself)
         assert _span(server, trace, root.span_id)["policy_ids"] == []  # not a chat span
+
+
+def test_who_may_do_what(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir, auth_required=True)
+    for live in run_live_server(settings):
+        control = live.state.control
+        control.create_org("Acme", "acme")
+        keys = {}
+        for name, role, org in (("root", "admin", None), ("admin", "admin", "acme"),
+                                ("read", "read", "acme"), ("ingest", "ingest", "acme")):
+            keys[name] = {"x-api-key": control.create_api_key(
+                org, None, name, role=role, created_by="test").key}
+
+        def call(method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
+            return _api(live, method, path, headers=keys[key], **kwargs)
+
+        body = {"name": "acme rule", "action": "block", "condition": 'span.tool_name == "rm"'}
+        assert call("POST", "/policies", "read", json=body).status_code == 403
+        assert call("POST", "/policies", "ingest", json=body).status_code == 403
+        made = call("POST", "/policies", "admin", json=body)
+        assert made.status_code == 201 and made.json()["policy"]["org_id"] == "acme"
+        assert call("PATCH", "/policies/builtin.prompt_injection", "admin",
+                    json={"action": "block"}).status_code == 403, "built-ins: installation"
+        assert call("PATCH", "/policies/builtin.prompt_injection", "root",
+                    json={"action": "alert"}).status_code == 200
+        listed = call("GET", "/policies", "read")
+        assert listed.status_code == 200 and len(listed.json()["policies"]) == 6
+        assert call("GET", "/policies", "ingest").status_code == 403
+        checked = call("POST", "/policies/check", "ingest",
+                       json={"operation": "tool", "tool_name": "rm"})
+        assert checked.status_code == 200 and checked.json()["allow"] is False
+        assert call("POST", f"/policies/{made.json()['policy']['id']}/overrides", "read", json={
+            "scope": "global", "reason": "a reason long enough", "duration_s": 60,
+        }).status_code == 403
