@@ -245,8 +245,9 @@ def test_agent_scoped_policy_sees_a_late_ancestors_agent(server: LiveServer) -> 
 
 
 def test_who_may_do_what(_isolated_data_dir: Path) -> None:
-    settings = make_settings(_isolated_data_dir, auth_required=True)
-    for live in run_live_server(settings):
+    servers = run_live_server(make_settings(_isolated_data_dir, auth_required=True))
+    live = next(servers)
+    try:
         control = live.state.control
         control.create_org("Acme", "acme")
         keys = {}
@@ -276,3 +277,6 @@ def test_who_may_do_what(_isolated_data_dir: Path) -> None:
         assert call("POST", f"/policies/{made.json()['policy']['id']}/overrides", "read", json={
             "scope": "global", "reason": "a reason long enough", "duration_s": 60,
         }).status_code == 403
+    finally:
+        for _ in servers:  # stop the server
+            pass
