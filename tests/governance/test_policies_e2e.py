@@ -32,7 +32,13 @@ PAYLOAD = {"gen_ai.input.messages": '[{"role":"user","content":"hello there"}]',
 def server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
     settings = make_settings(_isolated_data_dir, alert_interval_s=0.2, ingest_workers=1,
                              policy_refresh_s=0.5)
-    yield from run_live_server(settings)
+    for live in run_live_server(settings):
+        # OTLP/HTTP bodies go to the worker process once it is up: the snapshot must travel
+        deadline = time.monotonic() + 60
+        while not live.state.ingestor._ready:
+            assert time.monotonic() < deadline, "the ingest worker never started"
+            time.sleep(0.05)
+        yield live
 
 
 def _api(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -41,7 +47,6 @@ def _api(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Res
 
 def _ingest(server: LiveServer, spans: list[Any], project: str = "acme") -> None:
     body, headers = encode(export_request(spans, project_id=project))
-    # the first batches may go in-process while the worker starts: both paths must agree
     response = httpx.post(f"{server.url}/v1/traces", content=body, headers=headers, timeout=60)
     assert response.status_code == 200, response.text
 
