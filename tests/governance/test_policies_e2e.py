@@ -285,3 +285,30 @@ def test_who_may_do_what(_isolated_data_dir: Path) -> None:
     finally:
         for _ in servers:  # stop the server
             pass
+
+
+def test_native_events_path(server: LiveServer) -> None:
+    """The event receiver ingests in the server process: the same snapshot applies, and a
+    producer's own agent.policy.decision lands in the decision arrays."""
+    policy = _create(server, name="no rm", action="block", scope="tool", scope_value="rm",
+                     condition='span.operation == "tool"')
+    now_ns = time.time_ns()
+    run = f"run-{now_ns}"
+    events = [
+        {"type": "agent.policy.decision", "run_id": run, "project_id": "acme",
+         "agent_id": "ops", "policy_id": "vendor.guard", "policy_result": "denied",
+         "timestamp": now_ns - 3_000_000_000, "event_id": "d1"},
+        {"type": "agent.tool.called", "run_id": run, "project_id": "acme", "agent_id": "ops",
+         "tool_name": "rm", "tool_call_id": "c1", "timestamp": now_ns - 2_000_000_000,
+         "attributes": {"gen_ai.tool.call.arguments": '{"path": "/"}'}},
+    ]
+    sent = _api(server, "POST", "/events", json=events)
+    assert sent.status_code == 200, sent.text
+    rows = server.state.store.query_arrow(
+        "SELECT operation, policy_ids, policy_versions, policy_actions, attributes"
+        " FROM spans FINAL WHERE run_id = {r:String} ORDER BY start_time", {"r": run}
+    ).to_pylist()
+    assert [(r["operation"], r["policy_ids"], r["policy_versions"], r["policy_actions"])
+            for r in rows] == [("guardrail", ["vendor.guard"], [0], ["block"]),
+                               ("tool", [policy["id"]], [1], ["block"])]
+    assert "gen_ai.tool.call.arguments" not in orjson.loads(rows[1]["attributes"])
