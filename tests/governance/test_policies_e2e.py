@@ -41,6 +41,12 @@ def server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
         yield live
 
 
+@pytest.fixture
+def control_server(_isolated_data_dir: Path, control_store_url: str) -> Iterator[LiveServer]:
+    """A live server on each control-store backend (SQLite, PostgreSQL)."""
+    yield from run_live_server(make_settings(_isolated_data_dir, control_store=control_store_url))
+
+
 def _api(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
     return httpx.request(method, f"{server.url}/api/v1{path}", timeout=60, **kwargs)
 
@@ -120,7 +126,8 @@ def test_each_action_on_ingested_spans(server: LiveServer) -> None:
         assert filtered.status_code == 200, filtered.text
 
 
-def test_versions_audit_and_cel_errors(server: LiveServer) -> None:
+def test_versions_audit_and_cel_errors(control_server: LiveServer) -> None:
+    server = control_server
     bad = _api(server, "POST", "/policies", json={
         "name": "broken", "action": "log", "condition": 'span.name == "x" &&\n  span.tool_name =='})
     assert bad.status_code == 422
@@ -158,7 +165,8 @@ def test_versions_audit_and_cel_errors(server: LiveServer) -> None:
     assert sorted(actions) == ["policy.created", "policy.deleted", "policy.updated"], entries
 
 
-def test_check_api_and_break_glass(server: LiveServer) -> None:
+def test_check_api_and_break_glass(control_server: LiveServer) -> None:
+    server = control_server
     policy = _create(server, name="no shell", action="block", scope="tool",
                      scope_value="shell", condition='span.operation == "tool"')
     body = {"operation": "tool", "tool_name": "shell", "agent_id": "planner"}
