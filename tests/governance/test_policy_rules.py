@@ -59,6 +59,18 @@ def test_unknown_names_are_refused_with_their_position() -> None:
         compile_condition("   ")
 
 
+def test_type_errors_and_unknown_span_fields_are_refused() -> None:
+    for condition, words in (('span.input_tokens > "x"', "CEL type error"),
+                             ("span.name + 1 == 2", "string + int"),
+                             ('span.agent == "a"', "Unknown span field 'agent' at line 1, "
+                                                   "column 6")):
+        with pytest.raises(ValidationError) as raised:
+            check_spec(PolicySpec(name="n", condition=condition, action="log"))
+        assert raised.value.field == "condition" and words in raised.value.reason
+    # attribute values have no fixed type: only spans can tell
+    check_spec(PolicySpec(name="n", condition='attributes["k"] > 1', action="log"))
+
+
 def test_spec_checks_name_their_field() -> None:
     base = PolicySpec(name="n", condition="true", action="log")
     for change, field in (({"action": "drop"}, "action"), ({"scope": "team"}, "scope"),

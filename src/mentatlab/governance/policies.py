@@ -68,6 +68,7 @@ __all__ = [
     "SEVERITIES",
     "SPAN_FIELDS",
     "apply_decisions",
+    "check_condition",
     "compile_condition",
     "compiled_set",
     "evaluate_spans",
@@ -253,6 +254,52 @@ def compile_condition(condition: str, params: Any = None) -> Any:
         raise ValidationError("condition", (
             f"Unknown name {name!r} at line {line}, column {column}: expected one of "
             f"{sorted(ACTIVATION_NAMES)}\n{_caret(condition, line, column)}"))
+    return program
+
+
+_ZERO_SPAN: dict[str, Any] = {
+    name: (0.0 if name in ("duration_ms", "cpu_core_seconds", "memory_gb_seconds",
+                           "gpu_seconds")
+           else 1 if name == "attempt" else False if name in ("is_retry", "is_fallback")
+           else 0 if name.endswith(("_tokens", "_bytes", "_in", "_out")) else "")
+    for name in SPAN_FIELDS}
+"""A span of typed zero values: what :func:`check_condition` evaluates a condition on."""
+
+
+def check_condition(condition: str, params: Any = None) -> Any:
+    """Compile ``condition`` and check what can be checked without a span.
+
+    As :func:`compile_condition`, and: every ``span.<field>`` is a field of :data:`SPAN_FIELDS`, and an
+    evaluation on a span of typed zero values (no attributes, no findings) raises no type
+    error (``span.input_tokens > "x"``). Parts that a short-circuit skips on that span, and
+    attribute values (their types vary by producer), are checked only when spans arrive.
+
+    Returns:
+        The compiled program.
+
+    Raises:
+        ValidationError: (field ``condition``) as :func:`compile_condition`; an unknown
+            ``span`` field (with its position); a type error.
+    """
+    program = compile_condition(condition, params)
+    for match in _SPAN_NAME.finditer(condition):
+        name = match.group(3)
+        if match.group(1) or name is None or name in _SPAN_FIELD_SET:
+            continue
+        line, column = _line_column(condition, match.start(3))
+        raise ValidationError("condition", (
+            f"Unknown span field {name!r} at line {line}, column {column}: see "
+            f"docs/governance.md for the fields\n{_caret(condition, line, column)}"))
+    context = cel.Context()
+    context.update({"re_search": re_search, "span": _ZERO_SPAN, "attributes": {},
+                    "resource": {}, "events": [], "pii_findings": [], "inherited": []})
+    try:
+        program.execute(context)
+    except TypeError as exc:
+        raise ValidationError("condition", f"CEL type error: {str(exc).split('. ')[0]}"
+                              " (evaluated on a span of zero values)") from None
+    except Exception:  # noqa: BLE001 — a missing key or value: only spans can tell
+        pass
     return program
 
 

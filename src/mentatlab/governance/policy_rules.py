@@ -28,7 +28,7 @@ from mentatlab.governance.policies import (
     Decision,
     PolicyRule,
     PolicySnapshot,
-    compile_condition,
+    check_condition,
     compiled_set,
     evaluate_spans,
 )
@@ -68,14 +68,17 @@ def check_spec(spec: PolicySpec) -> PolicySpec:
 
     Raises:
         ValidationError: naming the field: ``name`` (1..200 characters), ``condition``
-            (CEL syntax with line/column and a caret, or an unknown name), ``action``,
+            (CEL syntax with line/column and a caret, an unknown name or span field, a
+            type error on a span of zero values), ``action``,
             ``scope``, ``scope_value`` (required unless global, empty when global),
             ``severity``, ``compliance_tags``, ``params`` (a JSON object of at most
             :data:`MAX_PARAMS_BYTES`), ``channels`` (``kind:target``).
     """
     if not 1 <= len(spec.name) <= 200:
         raise ValidationError("name", "Expected 1 to 200 characters")
-    compile_condition(spec.condition)
+    if not isinstance(spec.params, dict):
+        raise ValidationError("params", "Expected a JSON object")
+    check_condition(spec.condition, spec.params)
     if spec.action not in ACTIONS:
         raise ValidationError("action", f"Expected one of {list(ACTIONS)}, got {spec.action!r}")
     if spec.scope not in SCOPES:
