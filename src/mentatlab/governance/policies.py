@@ -270,9 +270,10 @@ def check_condition(condition: str, params: Any = None) -> Any:
     """Compile ``condition`` and check what can be checked without a span.
 
     As :func:`compile_condition`, and: every ``span.<field>`` is a field of
-    :data:`SPAN_FIELDS`, and an evaluation on a span of typed zero values (no attributes, no findings) raises no type
-    error (``span.input_tokens > "x"``). Parts that a short-circuit skips on that span, and
-    attribute values (their types vary by producer), are checked only when spans arrive.
+    :data:`SPAN_FIELDS`, and an evaluation on a span of typed zero values (no attributes,
+    no findings) raises no type error (``span.input_tokens > "x"``). Parts that a
+    short-circuit skips on that span, and attribute values (their types vary by
+    producer), are checked only when spans arrive.
 
     Returns:
         The compiled program.
