@@ -89,12 +89,17 @@ def test_simulation_agrees_with_the_ingest_stage(store: SpanStore) -> None:
             # the stored payload of a blocked span is gone: the draft cannot see it again
             assert report.num_matched == 0
             continue
-        assert report.num_scanned == 40
+        assert report.num_scanned == 40 and not report.truncated
         assert set(report.sample_span_ids) == enforced[rule.id], rule.id
         assert report.num_matched == len(enforced[rule.id])
         assert dict(report.by_action) == ({rule.action: report.num_matched}
                                           if report.num_matched else {})
 
+    window = (T0 - timedelta(minutes=1), T0 + timedelta(hours=1))
+    exact = simulate_policy(store, rules[1], *window, max_spans=40)
+    assert exact.num_scanned == 40 and not exact.truncated, "nothing was left unread"
+    cut = simulate_policy(store, rules[1], *window, max_spans=39, batch_rows=7)
+    assert cut.num_scanned == 39 and cut.truncated
     parts = build_where(TimeRange(T0, T0 + timedelta(hours=1)),
                         {"policy_action": "block", "org_id": "acme"})
     found = store.query_arrow(f"SELECT trace_id, span_id FROM spans FINAL WHERE {parts.where}",

@@ -51,7 +51,7 @@ class SimulationReport:
     sample_span_ids: list[tuple[str, str]] = field(default_factory=list)
     """``(trace_id, span_id)`` of the first matches, at most ``num_samples``."""
     truncated: bool = False
-    """True when ``max_spans`` or ``max_seconds`` stopped the scan early."""
+    """True when ``max_spans`` or ``max_seconds`` stopped the scan with spans left unread."""
     elapsed_s: float = 0.0
 
 
@@ -87,9 +87,11 @@ def simulate_policy(store: SpanStore, rule: PolicyRule, start: datetime, end: da
     report = SimulationReport()
     started = time.monotonic()
     filters = {"org_id": org_id} if org_id is not None else None
-    for table in iter_spans(store, start, end, batch_rows=min(batch_rows, max_spans),
-                            filters=filters):
-        spans = arrow_to_spans(table)[: max_spans - report.num_scanned]
+    pages = iter_spans(store, start, end, batch_rows=min(batch_rows, max_spans),
+                       filters=filters)
+    for table in pages:
+        every = arrow_to_spans(table)
+        spans = every[: max_spans - report.num_scanned]
         evaluation = evaluate_spans(policy_set, spans)
         report.num_scanned += len(spans)
         report.num_in_scope += sum(1 for s in spans if policy_set.candidates(s))
@@ -106,7 +108,11 @@ def simulate_policy(store: SpanStore, rule: PolicyRule, start: datetime, end: da
                 report.by_scope[f"tool:{span.tool_name}"] += 1
             if len(report.sample_span_ids) < num_samples:
                 report.sample_span_ids.append((span.trace_id, span.span_id))
-        if report.num_scanned >= max_spans or time.monotonic() - started > max_seconds:
+        if report.num_scanned >= max_spans:
+            # stopped by the count: truncated only when spans were left unread
+            report.truncated = len(every) > len(spans) or next(pages, None) is not None
+            break
+        if time.monotonic() - started > max_seconds:
             report.truncated = True
             break
     report.elapsed_s = time.monotonic() - started
