@@ -114,6 +114,9 @@ def test_each_action_on_ingested_spans(server: LiveServer) -> None:
         body = orjson.loads(received[0].body)
         assert body["rule_kind"] == "policy" and body["metric"] == "policy_matches"
         assert alerter["id"] in body["message"] and body["value"] == "1"
+        metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+        assert 'mentatlab_policy_decisions_total{action="block"} 1.0' in metrics
+        assert 'mentatlab_policy_decisions_total{action="redact"} 1.0' in metrics
         rules = _api(server, "GET", "/alert-rules")
         assert rules.status_code == 200, rules.text
         carrier = [r for r in rules.json()["rules"] if r["kind"] == "policy"]

@@ -170,7 +170,7 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     from mentatlab.server.policies import PolicyService
 
     state.policies = PolicyService(control, settings.policy_refresh_s,
-                                   builtins=settings.policy_builtins)
+                                   builtins=settings.policy_builtins, metrics=metrics)
     await anyio.to_thread.run_sync(state.policies.load)
     state.ingestor.policies = state.policies
     state.resolver = components.open_resolver(settings, store, writer, control, metrics)

@@ -33,6 +33,7 @@ from mentatlab.storage.control import AlertRuleSpec, NewAlert
 from mentatlab.storage.control.models import utc_now
 
 if TYPE_CHECKING:
+    from mentatlab.server.metrics import ServerMetrics
     from mentatlab.storage.control import ControlStore
 
 __all__ = ["POLICY_ALERT_KIND", "PolicyService"]
@@ -53,8 +54,9 @@ class PolicyService:
     """
 
     def __init__(self, control: ControlStore | None, refresh_s: float = 5.0, *,
-                 builtins: bool = True) -> None:
+                 builtins: bool = True, metrics: ServerMetrics | None = None) -> None:
         self.control = control
+        self.metrics = metrics
         self.refresh_s = refresh_s
         self.builtins = builtins
         self.snapshot = PolicySnapshot()
@@ -107,7 +109,9 @@ class PolicyService:
     # --- alerts --------------------------------------------------------------------------
 
     def raise_alerts(self, table: pa.Table, now: datetime | None = None) -> int:
-        """Record an alert per policy version with ``alert`` matches in a committed batch.
+        """Count a committed batch's decisions and raise its ``alert`` matches.
+
+        One alert per policy version with ``alert`` matches in the batch (and minute).
 
         Blocking. Returns the alerts recorded (0 when the batch has no ``alert``
         decision, or each fired already this minute).
@@ -116,10 +120,16 @@ class PolicyService:
             StoreError: the control store failed.
         """
         control = self.control
-        if control is None or table.num_rows == 0 or "policy_actions" not in table.schema.names:
+        if table.num_rows == 0 or "policy_actions" not in table.schema.names:
             return 0
-        actions = table.column("policy_actions")
-        if not pc.any(pc.equal(pc.list_flatten(actions), "alert")).as_py():
+        flat = pc.list_flatten(table.column("policy_actions"))
+        if self.metrics is not None and len(flat):
+            counts = pc.value_counts(flat).to_pylist()
+            for item in counts:
+                self.metrics.policy_decisions.labels(item["values"]).inc(item["counts"])
+        if not pc.any(pc.equal(flat, "alert")).as_py():
+            return 0
+        if control is None:
             return 0
         now = now or utc_now()
         minute = now.replace(second=0, microsecond=0)
