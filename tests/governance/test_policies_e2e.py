@@ -176,6 +176,12 @@ def test_check_api_and_break_glass(control_server: LiveServer) -> None:
     denied = _api(server, "POST", "/policies/check", json=body).json()
     assert denied["allow"] is False and denied["decision"] == "deny"
     assert [d["policy_id"] for d in denied["decisions"]] == [policy["id"]]
+    odd = _api(server, "POST", "/policies/check", content=(
+        b'{"operation": "tool", "tool_name": "shell", "attributes": {"n": -19229158131173216256,'
+        b' "s": "\\ud800"}, "pii_findings": [{"key": "\\udc00", "n": 1e308}]}'),
+        headers={"content-type": "application/json"})
+    assert odd.status_code == 200, odd.text  # values CEL cannot hold never answer 500
+    assert odd.json()["allow"] is False
     other = _api(server, "POST", "/policies/check", json={**body, "tool_name": "search"}).json()
     assert other["allow"] is True and other["decisions"] == []
 

@@ -614,7 +614,10 @@ def _context(span: CanonicalSpan, names: frozenset[str], fields: frozenset[str] 
         values["inherited"] = [n for i, n in enumerate(_INHERITED_NAMES)
                                if span.inherited & (1 << i)]
     context = cel.Context()
-    context.update(values)
+    try:
+        context.update(values)
+    except (ValueError, TypeError, OverflowError):  # a value CEL cannot hold (a lone
+        return None  # surrogate, a huge number): the span's rules count as errors
     return context
 
 
@@ -657,6 +660,10 @@ def evaluate_spans(policy_set: PolicySet, spans: Sequence[CanonicalSpan]
             keys = (None if keys is None or compiled.attribute_keys is None
                     else keys | compiled.attribute_keys)
         context = _context(span, names, fields, keys)
+        if context is None:
+            result.num_evaluated += len(candidates)
+            result.num_errors += len(candidates)
+            continue
         matched: list[Decision] = []
         for compiled in candidates:
             result.num_evaluated += 1

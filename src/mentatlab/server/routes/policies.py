@@ -14,10 +14,12 @@ docs/governance.md ("Guardrail policies") and docs/api.md describe the bodies.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -301,8 +303,6 @@ class CheckBody(BaseModel):
 
 
 def _check_span(body: CheckBody, org_id: str, project_id: str) -> CanonicalSpan:
-    import orjson
-
     now = utc_now()
     return CanonicalSpan(
         "", "", "", body.name, "internal", now, now, 0.0, SpanStatus.OK, org_id=org_id,
@@ -311,8 +311,15 @@ def _check_span(body: CheckBody, org_id: str, project_id: str) -> CanonicalSpan:
         session_id=body.session_id, operation=Operation(body.operation),
         request_model=body.request_model, provider=body.provider,
         input_tokens=body.input_tokens,
-        attributes=orjson.dumps(body.attributes).decode(),
-        pii_findings=orjson.dumps(body.pii_findings).decode() if body.pii_findings else "")
+        attributes=_json_text(body.attributes),
+        pii_findings=_json_text(body.pii_findings) if body.pii_findings else "")
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them
+        return json.dumps(value, default=str)
 
 
 @router.post("/policies/check", summary="May this action go ahead? (the SDK's guard)",
