@@ -94,7 +94,7 @@ def _span(rng: random.Random, i: int) -> CanonicalSpan:
                                                                + "B" * 16 + '"}'])
     findings = [] if rng.random() < 0.6 else [{
         "category": rng.choice(["EMAIL_ADDRESS", "SECRET"]),
-        "key": rng.choice(["gen_ai.output.messages", "input.value",
+        "key": rng.choice(["gen_ai.output.messages", "input.value", "event:0:gen_ai.completion",
                            "gen_ai.tool.call.arguments"]),
         "offset": 0, "length": 3, "confidence": 0.9}]
     return CanonicalSpan(

@@ -160,9 +160,11 @@ BUILTIN_POLICIES: Sequence[tuple[str, PolicySpec]] = (
     ("builtin.pii_in_output", PolicySpec(
         name="PII in model output",
         description=("The PII stage found personal data in a model output attribute "
-                     "(pii_findings whose key starts with one of params.output_keys)."),
+                     "(pii_findings whose key, or event attribute key "
+                     "'event:<i>:<key>', starts with one of params.output_keys)."),
         condition=("pii_findings.exists(f, params.output_keys.exists(k,"
-                   " f.key.startsWith(k)))"),
+                   " f.key.startsWith(k) || (f.key.startsWith(\"event:\")"
+                   " && f.key.contains(\":\" + k))))"),
         action="log", severity="medium", compliance_tags=("GDPR", "HIPAA", "EU AI Act"),
         params={"output_keys": _OUTPUT_KEYS})),
     ("builtin.prompt_injection", PolicySpec(
