@@ -202,7 +202,18 @@ class BudgetExceeded(MentatLabError):
 
 
 class PolicyBlocked(MentatLabError):
-    """Raised when a guardrail policy blocks an operation."""
+    """Raised when a guardrail policy blocks an operation (``mentatlab.guard``).
+
+    ``decisions`` lists the matches the server answered (dicts with ``policy_id``,
+    ``version``, ``action``, ``name``, ``severity``, ``overridden``); empty when the
+    check could not be made and the guard fails closed (``unavailable`` True).
+    """
+
+    def __init__(self, message: str, decisions: tuple[dict[str, object], ...] = (),
+                 *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.decisions = decisions
+        self.unavailable = unavailable
 
 
 class PluginDidNotLoad(MentatLabError):

@@ -257,6 +257,13 @@ class Settings:
     pii_ner_model: str = field(default="", metadata=_env("MENTATLAB_PII_NER_MODEL"))
     """An installed spaCy pipeline (package name or folder) whose named entities add
     ``PERSON`` and ``LOCATION`` findings; empty (default): no NER. Never downloaded."""
+    # guardrail policies (issue 17, docs/governance.md "Guardrail policies")
+    policy_refresh_s: float = field(default=5.0, metadata=_env("MENTATLAB_POLICY_REFRESH_S"))
+    """Seconds between two reads of the enforced policies from the control store: a change
+    made through another node is enforced here within this time (at once on the node that
+    made it); 0 = read only at start and on this node's own changes."""
+    policy_builtins: bool = field(default=True, metadata=_env("MENTATLAB_POLICY_BUILTINS"))
+    """Create the built-in policies (``builtin.*``, action ``log``) at start when missing."""
     log_level: str = field(default="INFO", metadata=_env("MENTATLAB_LOG_LEVEL"))
     """Python logging level of the server."""
     audit_checkpoint_every: int = field(default=1000,

@@ -81,4 +81,7 @@ def test_native_event_operation_is_not_a_rollup(normalized: Norm) -> None:
 def test_policy_and_provider_spelling(normalized: Norm) -> None:
     span = normalized({"mentat.policy_id": "pii", "mentat.policy_result": "blocked",
                        "mentat.provider": "OpenAI"})
-    assert (span.policy_id, span.policy_result, span.provider) == ("pii", "blocked", "openai")
+    # a producer's own decision lands in the decision arrays (docs/decisions/0018)
+    assert (span.policy_ids, span.policy_versions, span.policy_actions) == (
+        ("pii",), (0,), ("block",))
+    assert (span.policy_id, span.policy_result, span.provider) == ("", "", "openai")

@@ -116,6 +116,15 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("POST", "/api/v1/governance/versions"): _P.MANAGE_VERSIONS,
     ("GET", "/api/v1/governance/versions/unregistered"): _P.READ_SPANS,
     ("GET", "/api/v1/governance/signals"): _P.READ_AUDIT,
+    # guardrail policies (issue 17, server/routes/policies.py)
+    ("GET", "/api/v1/policies"): _P.READ_ALERTS,
+    ("GET", "/api/v1/policies/{policy_id}"): _P.READ_ALERTS,
+    ("POST", "/api/v1/policies"): _P.MANAGE_SETTINGS,
+    ("PATCH", "/api/v1/policies/{policy_id}"): _P.MANAGE_SETTINGS,
+    ("DELETE", "/api/v1/policies/{policy_id}"): _P.MANAGE_SETTINGS,
+    ("POST", "/api/v1/policies/{policy_id}/overrides"): _P.MANAGE_SETTINGS,
+    ("POST", "/api/v1/policies/check"): _P.INGEST,  # the SDK's key asks before acting
+    ("POST", "/api/v1/policies/simulate"): _P.READ_SPANS,  # reads stored spans
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

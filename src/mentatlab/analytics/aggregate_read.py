@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mentatlab.analytics.query import FILTER_COLUMNS, SqlParts
+from mentatlab.analytics.query import FILTER_COLUMNS, SqlParts, filter_sql
 from mentatlab.resolver.resolver import read_resolver_state
 from mentatlab.storage.aggregates import AGGREGATES, MINUTE_TIER_DAYS, AggregateSpec
 from mentatlab.storage.base import SpanStore
@@ -54,7 +54,8 @@ class Side:
             conditions = [_hours_condition(parts, self.intervals)]
         else:
             conditions = [interval_condition(parts, self.time_column, self.intervals)]
-        conditions += [f"{self.column(name)} = {parts.bind(str(value), 'String')}"
+        conditions += [filter_sql(name, parts.bind(str(value), 'String')) if self.raw
+                       else f"{name} = {parts.bind(str(value), 'String')}"
                        for name, value in filters.items()]
         return " AND ".join(conditions)
 

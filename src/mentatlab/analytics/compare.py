@@ -65,13 +65,13 @@ from typing import Any, Final, Literal, get_args
 import numpy as np
 
 from mentatlab.analytics.query import (
-    FILTER_COLUMNS,
     FINAL_SETTINGS,
     MODEL_EXPR,
     NOT_ROLLUP,
     QueryParams,
     SqlParts,
     build_where,
+    filter_sql,
 )
 from mentatlab.errors import ValidationError
 from mentatlab.model.schema import MONEY_SCALE
@@ -257,7 +257,7 @@ def _units_sql(field_expr: str, a: str, b: str, params: QueryParams, parts: SqlP
     build_where(params.time_range, tenancy, parts)
     if tail is not None:
         parts.conditions.append(tail)
-    having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
+    having = [f"countIf({filter_sql(k, parts.bind(v, 'String'))}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     a_bind, b_bind = parts.bind(a, "String"), parts.bind(b, "String")
     where = parts.where

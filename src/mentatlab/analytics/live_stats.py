@@ -136,7 +136,8 @@ def list_interval_stats(store: SpanStore, filters: Mapping[str, str], interval_s
     # the newest version of each span ending in the range, among the rows committed since
     # the range's start (less the clock slack): the skip index's cheap path
     parts = build_where(None, filters)  # checks every filter name first
-    columns = sorted(_COLUMNS | {name for name in filters if FILTER_COLUMNS[name] == name})
+    columns = sorted(_COLUMNS | {FILTER_COLUMNS[name] for name in filters
+                                 if FILTER_COLUMNS[name].isidentifier()})
     ts = "fromUnixTimestamp64Nano({}, 'UTC')"
     latest = (f"SELECT {', '.join(columns)} FROM spans WHERE ingested_at_ns >= "
               f"{parts.bind(first_start_ns - CLOCK_SLACK_S * _NS, 'Int64')}"

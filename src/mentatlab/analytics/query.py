@@ -107,11 +107,33 @@ FILTER_COLUMNS: Mapping[str, str] = {
     "response_model": "response_model",
     "error_type": "error_type",
     "price_source": "price_source",
-    "policy_result": "policy_result",
+    "policy_id": "policy_ids",
+    "policy_action": "policy_actions",
     "currency": "currency",
     "name": "name",
 }
-"""Canonical columns a query may filter on (equality), and the SQL expression of each."""
+"""Canonical columns a query may filter on (equality), and the SQL expression of each.
+
+``policy_id`` and ``policy_action`` are array columns (a span may match several policies,
+docs/decisions/0018): they filter on membership, ``has(policy_ids, value)``
+(:data:`ARRAY_FILTERS`, :func:`filter_sql`)."""
+ARRAY_FILTERS: frozenset[str] = frozenset({"policy_id", "policy_action"})
+"""Filter names over array columns: a span passes when the array holds the value."""
+
+
+def filter_sql(name: str, placeholder: str) -> str:
+    """The SQL condition of filter ``name`` against a bound ``placeholder``.
+
+    The SQL condition of filter ``name`` against a bound ``placeholder``
+    (``col = {p0:String}``, or ``has(col, {p0:String})`` for :data:`ARRAY_FILTERS`).
+
+    Raises:
+        KeyError: ``name`` is not in :data:`FILTER_COLUMNS` (callers check names first).
+    """
+    expr = FILTER_COLUMNS[name]
+    if name in ARRAY_FILTERS:
+        return f"has({expr}, {placeholder})"
+    return f"{expr} = {placeholder}"
 
 Bucket = Literal["minute", "hour", "day"]
 BUCKETS: Mapping[str, str] = {
@@ -297,7 +319,7 @@ def build_where(time_range: TimeRange | None, filters: Mapping[str, str] | None 
         if expr is None:
             raise ValidationError(f"filters.{name}",
                                   f"Expected one of {sorted(FILTER_COLUMNS)}, got {name!r}")
-        out.conditions.append(f"{expr} = {out.bind(str(value), 'String')}")
+        out.conditions.append(filter_sql(name, out.bind(str(value), 'String')))
     return out
 
 

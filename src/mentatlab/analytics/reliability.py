@@ -77,11 +77,11 @@ from typing import Any, Final
 
 from mentatlab.analytics.query import (
     BUCKETS,
-    FILTER_COLUMNS,
     FINAL_SETTINGS,
     QueryParams,
     SqlParts,
     build_where,
+    filter_sql,
 )
 from mentatlab.errors import StoreError, ValidationError
 from mentatlab.resolver.settle import read_settle_state
@@ -322,7 +322,7 @@ def _trace_parts(params: QueryParams, parts: SqlParts | None = None) -> tuple[Sq
     """WHERE over the tenancy (and range) and the HAVING that picks the traces."""
     parts = build_where(params.time_range, {k: v for k, v in params.filters.items()
                                             if k in TENANCY_FILTERS}, parts)
-    having = [f"countIf({FILTER_COLUMNS[k]} = {parts.bind(v, 'String')}) > 0"
+    having = [f"countIf({filter_sql(k, parts.bind(v, 'String'))}) > 0"
               for k, v in params.filters.items() if k not in TENANCY_FILTERS]
     return parts, " AND ".join(having) or "1"
 

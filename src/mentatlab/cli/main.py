@@ -25,6 +25,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     cost_views,  # noqa: F401
     governance_signals,
     migrate,
+    policies,
     quotas,
     recommendations,
     reliability,
@@ -49,6 +50,7 @@ app.add_typer(alerts.budgets_app, name="budgets")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
+app.add_typer(policies.policies_app, name="policies")  # issue 17: guardrail policies
 app.add_typer(analytics.app, name="analytics")
 # issue 17, oversight and security signals; the other governance commands join this group
 app.add_typer(governance_signals.governance_app, name="governance")

@@ -23,6 +23,8 @@ __all__ = [
     "MONEY_ARROW",
     "MONEY_COLUMNS",
     "MONEY_SCALE",
+    "POLICY_ARRAY_NAMES",
+    "POLICY_COLUMNS",
     "SPAN_COLUMNS",
     "TOKEN_KIND_COST_COLUMNS",
     "SPAN_SCHEMA",
@@ -68,6 +70,15 @@ first six add up to ``token_cost`` exactly; ``cache_savings`` is what the cache 
 have cost at the uncached input price minus ``cache_read_cost``
 (docs/decisions/0012-token-kind-costs.md). Last in the table: stores created before them
 gain them by ``ADD COLUMN`` at the end."""
+
+POLICY_COLUMNS: tuple[Column, ...] = (
+    _c("policy_ids", pa.list_(_S), "Array(LowCardinality(String))"),
+    _c("policy_versions", pa.list_(pa.uint32()), "Array(UInt32)"),
+    _c("policy_actions", pa.list_(_S), "Array(LowCardinality(String))"),
+)
+"""Policy decisions (span-store migration 9, docs/decisions/0018): parallel arrays, one
+entry per matched policy. Last in the table, after the token-kind costs."""
+POLICY_ARRAY_NAMES: tuple[str, ...] = tuple(c.name for c in POLICY_COLUMNS)
 
 SPAN_COLUMNS: tuple[Column, ...] = (
     _c("trace_id", _S, "String"),
@@ -127,6 +138,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _c("revision", pa.uint32(), "UInt32"),
     _c("ingested_at_ns", pa.int64(), "Int64"),
     *(_c(n, MONEY_ARROW, _MONEY_CH) for n in TOKEN_KIND_COST_COLUMNS),
+    *POLICY_COLUMNS,
 )
 
 SPAN_SCHEMA = pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in SPAN_COLUMNS])
@@ -178,6 +190,8 @@ def arrow_to_spans(table: pa.Table) -> list[CanonicalSpan]:
             row[key] = ts
         for key in (*MONEY_COLUMNS, *TOKEN_KIND_COST_COLUMNS):
             row[key] = Decimal(row[key])
+        for key in POLICY_ARRAY_NAMES:
+            row[key] = tuple(row[key] or ())
         out.append(CanonicalSpan(**row))
     return out
 

@@ -187,7 +187,10 @@ class CanonicalSpan:
     ``governance``, ``unknown`` (no rule matched); ``""`` when the span did not fail."""
     error_message_hash: str = ""
     policy_id: str = ""
+    """Deprecated (span-store migration 9): a producer's decision is recorded in
+    ``policy_ids``/``policy_actions``; always ``""`` on new rows."""
     policy_result: str = ""
+    """Deprecated with ``policy_id``; always ``""`` on new rows."""
     pii_findings: str = ""
     """JSON array of findings (empty string when none)."""
     # everything else (JSON text)
@@ -223,6 +226,15 @@ class CanonicalSpan:
     """Per-request fees, and what genai-prices priced outside the token kinds above."""
     cache_savings: Decimal = ZERO_USD
     """Cache-read tokens at the uncached input price minus ``cache_read_cost``."""
+    # guardrail policy decisions (docs/decisions/0018-guardrail-policies.md): parallel
+    # arrays, one entry per matched policy; "blocked" = "block" in policy_actions
+    policy_ids: tuple[str, ...] = ()
+    """Ids of the policies that matched (``builtin.*`` or a stored policy's id; a
+    producer's own decision keeps its own id)."""
+    policy_versions: tuple[int, ...] = ()
+    """The matched version of each policy (0 for a producer's own decision)."""
+    policy_actions: tuple[str, ...] = ()
+    """What each match did: ``block``, ``alert``, ``redact`` or ``log``."""
 
     @property
     def model(self) -> str:

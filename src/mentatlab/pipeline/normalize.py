@@ -29,6 +29,7 @@ from mentatlab.conventions.operation import OPERATION_CLASS, ROLLUP_OPERATIONS
 from mentatlab.conventions.provider import infer_provider_from_host, infer_provider_from_model
 from mentatlab.conventions.registry import extract_fields, extract_resource_fields
 from mentatlab.errors import FieldError
+from mentatlab.governance.policies import decision_action
 from mentatlab.model.raw import RawSpan, StatusCode
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.pipeline.processor import BatchResult
@@ -47,7 +48,7 @@ _PASSTHROUGH = frozenset({
     "is_fallback", "is_streaming", "request_model", "response_model", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "cpu_core_seconds", "memory_gb_seconds", "gpu_seconds", "network_bytes_in",
-    "network_bytes_out", "storage_bytes", "error_type", "policy_id", "policy_result",
+    "network_bytes_out", "storage_bytes", "error_type",
 })
 """Extracted fields copied to the CanonicalSpan as they are."""
 _TENANCY = frozenset({
@@ -81,6 +82,9 @@ _I_EVENTS = _INDEX["events"]
 _I_RESOURCE = _INDEX["resource"]
 _I_SCOPE_NAME = _INDEX["scope_name"]
 _I_INGESTED_AT_NS = _INDEX["ingested_at_ns"]
+_I_POLICY_IDS = _INDEX["policy_ids"]
+_I_POLICY_VERSIONS = _INDEX["policy_versions"]
+_I_POLICY_ACTIONS = _INDEX["policy_actions"]
 assert _I_STATUS_MESSAGE - _I_TRACE_ID == 9, "identity fields must stay contiguous"
 _TIMEOUT_MARKERS = ("timeout", "timedout", "deadlineexceeded", "deadline_exceeded")
 
@@ -127,6 +131,11 @@ def _base_row(found: Mapping[str, Any], resource_fields: Mapping[str, str],
         index = _PASSTHROUGH_INDEX.get(field)
         if index is not None:
             row[index] = value
+    policy_id = found.get("policy_id")
+    if policy_id:  # a producer's own decision: one entry of the decision arrays
+        row[_I_POLICY_IDS] = (str(policy_id),)
+        row[_I_POLICY_VERSIONS] = (0,)
+        row[_I_POLICY_ACTIONS] = (decision_action(str(found.get("policy_result") or "")),)
     if tenancy:
         for field, value in tenancy.items():
             index = _TENANCY_INDEX.get(field)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from mentatlab.errors import FieldError, MentatLabError
+from mentatlab.governance.policies import PolicySnapshot
 from mentatlab.model.schema import spans_to_arrow
+from mentatlab.pipeline.policies import EvaluatePolicies
 from mentatlab.pipeline.processor import Pipeline
 from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 from mentatlab.settings import Settings
@@ -36,6 +38,7 @@ __all__ = [
     "init_worker",
     "ping",
     "run_otlp_http",
+    "use_policies",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,9 +92,11 @@ def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:
 def build_pipeline(settings: Settings) -> Pipeline:
     """The pipeline every ingest path runs, in the server process or in a worker.
 
-    ``Normalize → Redact → Attribute → Price → Classify → PromptPrefix → HashToolArguments``,
-    with the current prices and the PII settings (``Redact`` right after normalization, so
-    every later stage, the store and the live stream see redacted values only).
+    ``Normalize → Redact → Attribute → EvaluatePolicies → Price → Classify → PromptPrefix →
+    HashToolArguments``, with the current prices and the PII settings (``Redact`` right after
+    normalization, so every later stage, the store and the live stream see redacted values
+    only). ``EvaluatePolicies`` starts with no policy: the server hands it the snapshot in
+    force with each batch.
 
     Raises:
         ConfigError: the pricing file or a PII setting is invalid.
@@ -106,9 +111,16 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from mentatlab.pipeline.tool_args import HashToolArguments
 
     return Pipeline(Normalize(settings.max_attribute_value_bytes),
-                    [Redact.from_settings(settings), Attribute(), Price.from_settings(settings),
-                     Classify(),
+                    [Redact.from_settings(settings), Attribute(), EvaluatePolicies(),
+                     Price.from_settings(settings), Classify(),
                      PromptPrefix(), HashToolArguments()])
+
+
+def use_policies(pipeline: Pipeline, snapshot: PolicySnapshot | None) -> None:
+    """Hand ``snapshot`` to the pipeline's ``policies`` stage (no-op when it has none)."""
+    for processor in pipeline.processors:
+        if isinstance(processor, EvaluatePolicies):
+            processor.use(snapshot)
 
 
 def ping() -> bool:
@@ -130,7 +142,8 @@ def arrow_from_ipc(data: bytes) -> pa.Table:
 
 
 def run_otlp_http(body: bytes, content_type: str | None, content_encoding: str | None,
-                  limits: HttpLimits, tenancy: Mapping[str, str] | None) -> WorkerResult | None:
+                  limits: HttpLimits, tenancy: Mapping[str, str] | None,
+                  policies: PolicySnapshot | None = None) -> WorkerResult | None:
     """Decode, normalize, price and classify one OTLP/HTTP body (runs in a worker).
 
     Args:
@@ -139,6 +152,7 @@ def run_otlp_http(body: bytes, content_type: str | None, content_encoding: str |
         content_encoding: the ``Content-Encoding`` header.
         limits: body size limits, in bytes.
         tenancy: tenancy fixed by the API key; it wins over the spans' own.
+        policies: the guardrail policies in force (compiled once per digest here).
 
     Returns:
         The result, or None when the body does not decode at all: the caller then decodes
@@ -155,6 +169,7 @@ def run_otlp_http(body: bytes, content_type: str | None, content_encoding: str |
     except MentatLabError:
         return None
     raw = decoded.spans
+    use_policies(_pipeline, policies)
     if tenancy:
         for span in raw:
             span.tenancy.update(tenancy)

@@ -8,7 +8,11 @@ each batch of those traces:
    (:func:`~mentatlab.pipeline.attribution.resolve_traces`): inherited attribution and
    roll-up usage, whatever order the spans arrived in;
 2. writes a new version of every span whose resolved values differ (``revision + 1``, a
-   stamp above the old version's, roll-up spans repriced by the ``price`` processor);
+   stamp above the old version's, roll-up spans repriced by the ``price`` processor), with
+   the guardrail policies in force evaluated again on it when :attr:`Resolver.policies` is
+   set: a span whose attribution an ancestor completed late gains the decisions its
+   inherited agent, workflow or customer now call for (decisions already recorded stay;
+   docs/decisions/0018-guardrail-policies.md);
 3. inserts, for those traces, the difference between what ``spans FINAL`` now holds and
    what the ledger says the aggregates count (:func:`~mentatlab.storage.aggregates.
    delta_insert_sql`), which materialized views add to the ledger and every aggregate.
@@ -26,6 +30,7 @@ once more for the traces that cross chunks (their attribution needs the whole tr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,7 +41,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mentatlab.governance.policies import (
+    PolicySnapshot,
+    apply_decisions,
+    compiled_set,
+    evaluate_spans,
+)
 from mentatlab.model.schema import SPAN_SCHEMA, arrow_to_spans, spans_to_arrow
+from mentatlab.model.span import CanonicalSpan
 from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
 from mentatlab.pipeline.price import Price
 from mentatlab.storage.aggregates import (
@@ -149,6 +161,12 @@ class Resolver:
         self._state: ResolverState | None = None
         self.num_passes = 0
         self.num_versions = 0
+        self.policies: Callable[[], PolicySnapshot] | None = None
+        """The guardrail policies in force (the server's snapshot), evaluated again on each
+        span version this resolver writes; None evaluates none."""
+        self.on_versions: Callable[[pa.Table], object] | None = None
+        """Called with each batch of versions written (the server raises their policy
+        alerts)."""
 
     @property
     def state(self) -> ResolverState:
@@ -304,10 +322,43 @@ class Resolver:
         bumped = pc.add(full.column("revision"), pa.scalar(1, pa.uint32()))
         full = full.set_column(revision, full.schema.field(revision), bumped)
         full = self._reprice_rollups(full)
+        full, gained = self._evaluate_policies(full)
         after_ns = int(pc.max(full.column("ingested_at_ns")).as_py() or 0)
         stamp = self._sink(full, after_ns)
         self._own_stamps.append(stamp)
+        if gained is not None and self.on_versions is not None:
+            try:
+                self.on_versions(gained)
+            except Exception:  # noqa: BLE001 — the versions are written; logged
+                _log.exception("Raising the policy alerts of resolved spans failed")
         return int(full.num_rows)
+
+    def _evaluate_policies(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        """``table`` with the policies in force evaluated again on its (resolved) rows.
+
+        ``table`` with the policies in force evaluated again on its (resolved) rows: new
+        matches are appended to the decision arrays and applied (block, redact). Also the
+        rows that gained decisions, holding only those (None when none did).
+        """
+        snapshot = self.policies() if self.policies is not None else None
+        if snapshot is None or not snapshot.rules:
+            return table, None
+        spans = arrow_to_spans(table)
+        evaluation = evaluate_spans(compiled_set(snapshot), spans)
+        gained: list[CanonicalSpan] = []
+        for index, decisions in evaluation.decisions.items():
+            span = spans[index]
+            known = set(zip(span.policy_ids, span.policy_versions, strict=False))
+            new = [d for d in decisions if (d.policy_id, d.version) not in known]
+            if new:
+                gained.append(dataclasses.replace(
+                    span, policy_ids=tuple(d.policy_id for d in new),
+                    policy_versions=tuple(d.version for d in new),
+                    policy_actions=tuple(d.action for d in new)))
+                apply_decisions(span, new)
+        if not gained:
+            return table, None
+        return spans_to_arrow(spans), spans_to_arrow(gained)
 
     def _reprice_rollups(self, table: pa.Table) -> pa.Table:
         """Reprice the roll-up rows of ``table`` (their unattributed usage changed)."""

@@ -25,6 +25,7 @@ from mentatlab.sdk.attribution import AttributionProcessor
 from mentatlab.sdk.checkpoint import checkpoint
 from mentatlab.sdk.configure import SDKState, export_stats, get_state, init, shutdown
 from mentatlab.sdk.exporter import ExportStats
+from mentatlab.sdk.guard import GuardResult, configure_guard, guard
 from mentatlab.sdk.instrumentation import instrument
 from mentatlab.sdk.propagation import (
     baggage,
@@ -41,14 +42,17 @@ from mentatlab.sdk.tracing import span, traced
 __all__ = [
     "AttributionProcessor",
     "ExportStats",
+    "GuardResult",
     "SDKState",
     "baggage",
     "checkpoint",
+    "configure_guard",
     "export_stats",
     "extract_env",
     "extract_headers",
     "extract_message_headers",
     "get_state",
+    "guard",
     "init",
     "inject_env",
     "inject_headers",

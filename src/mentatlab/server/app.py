@@ -45,6 +45,7 @@ from mentatlab.server.routes import (
     health,
     latency,
     otlp,
+    policies,
     prices,
     quotas,
     recommendations,
@@ -168,7 +169,19 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
                         metrics=metrics, live=hub, auth=auth, control=control, pairer=pairer,
                         quotas=Quotas(limits, metrics))
     await anyio.to_thread.run_sync(components.warn_legacy_keys, control)
+    from mentatlab.server.policies import PolicyService
+
+    state.policies = PolicyService(control, settings.policy_refresh_s,
+                                   builtins=settings.policy_builtins, metrics=metrics)
+    await anyio.to_thread.run_sync(state.policies.load)
+    state.ingestor.policies = state.policies
     state.resolver = components.open_resolver(settings, store, writer, control, metrics)
+    from mentatlab.resolver.resolver import Resolver
+
+    resolver = state.resolver.loop.resolver
+    if isinstance(resolver, Resolver):  # late ancestors: their spans' policies again
+        resolver.policies = state.policies.current
+        resolver.on_versions = state.policies.raise_alerts
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
     await state.ingestor.start()
     await state.resolver.start()
@@ -225,6 +238,8 @@ def create_app(settings: Settings) -> FastAPI:
         expire_task = asyncio.create_task(_expire_events(state))
         quota_task = asyncio.create_task(
             refresh_overrides(state.quotas, state.control, settings.quota_refresh_s))
+        assert state.policies is not None
+        policy_task = asyncio.create_task(state.policies.run())
         feed_task = None
         if settings.span_store_is_shared:
             feed_task = asyncio.create_task(
@@ -252,6 +267,7 @@ def create_app(settings: Settings) -> FastAPI:
             alert_task.cancel()
             compact_task.cancel()
             quota_task.cancel()
+            policy_task.cancel()
             if feed_task is not None:
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +280,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await compact_task
             with contextlib.suppress(asyncio.CancelledError):
                 await quota_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await policy_task
             await anyio.to_thread.run_sync(alert_leader.close)
             await anyio.to_thread.run_sync(compact_leader.close)
             if grpc_server is not None:
@@ -287,7 +305,7 @@ def create_app(settings: Settings) -> FastAPI:
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
-                   audit, auth, health, docs, governance_pii, governance_signals):
+                   audit, auth, health, docs, governance_pii, governance_signals, policies):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

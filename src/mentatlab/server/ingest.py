@@ -23,6 +23,7 @@ import anyio.to_thread
 import pyarrow as pa
 
 from mentatlab.errors import Backpressure, FieldError
+from mentatlab.governance.policies import PolicySnapshot
 from mentatlab.model.raw import RawSpan
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.pipeline import workers
@@ -51,6 +52,10 @@ class Ingestor:
     forwarder: Any = None
     """An :class:`~mentatlab.exporters.OtlpForwarder`: committed OTLP/HTTP bodies are
     queued to it (never blocking); None when forwarding is off."""
+    policies: Any = None
+    """The :class:`~mentatlab.server.policies.PolicyService`: its snapshot goes with each
+    batch to the ``policies`` stage, and its ``raise_alerts`` runs on each committed batch;
+    None evaluates no policy."""
     _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
     _ready: bool = field(default=False, init=False, repr=False)
     _warmup: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
@@ -129,7 +134,7 @@ class Ingestor:
             try:
                 result = await loop.run_in_executor(
                     pool, workers.run_otlp_http, body, content_type, content_encoding,
-                    limits, dict(tenancy) if tenancy else None)
+                    limits, dict(tenancy) if tenancy else None, self._snapshot())
             except BrokenProcessPool:
                 _log.error("An ingest worker died; restarting the pool, this batch in-process")
                 self._pool, self._ready = None, False
@@ -224,6 +229,7 @@ class Ingestor:
         self._count_rejected(receiver, decode_rejected)
         if not raw:
             return IngestOutcome(0, [])
+        workers.use_policies(self.pipeline, self._snapshot())
         result: BatchResult = await anyio.to_thread.run_sync(self.pipeline.run, raw)
         rejected = list(result.rejected)
         self._count_rejected(receiver, rejected)
@@ -246,6 +252,14 @@ class Ingestor:
             await anyio.to_thread.run_sync(self.metrics.red.observe_batch, table)
         except Exception:  # noqa: BLE001 — logged; the batch is durable either way
             _log.exception("Counting the RED metrics of a committed batch failed")
+        if self.policies is not None:
+            try:
+                await anyio.to_thread.run_sync(self.policies.raise_alerts, table)
+            except Exception:  # noqa: BLE001 — logged; the batch is durable either way
+                _log.exception("Raising the policy alerts of a committed batch failed")
+
+    def _snapshot(self) -> PolicySnapshot | None:
+        return self.policies.current() if self.policies is not None else None
 
     def _count_rejected(self, receiver: str, rejected: Sequence[FieldError]) -> None:
         if rejected:

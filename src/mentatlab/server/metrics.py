@@ -104,6 +104,11 @@ class ServerMetrics:
             "mentatlab_rate_limited", "Requests refused (429) for being over a quota, by kind "
             "(ingest_requests, ingest_spans, queries) and the scope whose limit was hit (key, "
             "org)", ["kind", "scope"], registry=r)
+        # guardrail policies (issue 17, server/policies.py)
+        self.policy_decisions = Counter(
+            "mentatlab_policy_decisions", "Policy decisions on committed spans (ingest and the "
+            "resolver's late re-evaluation), by action (block, redact, alert, log)",
+            ["action"], registry=r)
         self.red = RedMetrics()
         """RED metrics of ingested spans (server/red_metrics.py): summed over tenants here,
         per tenant on ``/metrics/tenants``."""

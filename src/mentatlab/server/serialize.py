@@ -41,7 +41,8 @@ def span_to_json(row: Mapping[str, Any] | Any) -> dict[str, Any]:
     """A span (CanonicalSpan or a row dict) as a JSON object with canonical names.
 
     The JSON-text columns (``attributes``, ``events``, ``resource``, ``pii_findings``)
-    are parsed so clients get objects, not strings.
+    are parsed so clients get objects, not strings. With the policy arrays present,
+    ``policy_decisions`` zips them: ``[{"policy_id", "version", "action"}]``.
     """
     data: dict[str, Any]
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
@@ -57,6 +58,12 @@ def span_to_json(row: Mapping[str, Any] | Any) -> dict[str, Any]:
                 out[key] = value
         else:
             out[key] = jsonable(value)
+    if "policy_ids" in data:  # the parallel arrays, zipped (docs/decisions/0018)
+        out["policy_decisions"] = [
+            {"policy_id": pid, "version": int(version), "action": action}
+            for pid, version, action in zip(data["policy_ids"] or (),
+                                            data["policy_versions"] or (),
+                                            data["policy_actions"] or (), strict=False)]
     return out
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mentatlab.server.auth import Authenticator
     from mentatlab.server.live import LiveHub
     from mentatlab.server.live_stats import StatsHub
+    from mentatlab.server.policies import PolicyService
     from mentatlab.server.resolving import ResolverService
     from mentatlab.server.settling import SettleService
     from mentatlab.storage.control import ControlStore
@@ -79,6 +80,8 @@ class ServerState:
     """The OTLP/gRPC port actually bound, once the gRPC server runs."""
     quotas: Quotas = field(default_factory=Quotas.unlimited)
     """Rate limits per key and org (:mod:`mentatlab.server.quotas`)."""
+    policies: PolicyService | None = None
+    """The enforced guardrail policies (:mod:`mentatlab.server.policies`)."""
     live_stats: StatsHub | None = None
     """The live stats stream's shared computations; made by its first subscriber."""
 

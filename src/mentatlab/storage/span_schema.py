@@ -24,7 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mentatlab.errors import ConfigError, StoreError
-from mentatlab.model.schema import SPAN_COLUMNS, TOKEN_KIND_COST_COLUMNS, Column
+from mentatlab.governance.policies import POLICY_DECISION_ACTIONS
+from mentatlab.model.schema import (
+    POLICY_COLUMNS,
+    SPAN_COLUMNS,
+    TOKEN_KIND_COST_COLUMNS,
+    Column,
+)
 from mentatlab.storage.aggregates import (
     RESOLVER_STATE_TABLE,
     aggregate_ddl,
@@ -230,6 +236,29 @@ def _m008(options: SchemaOptions) -> list[str]:
             f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1"]
 
 
+def _m009(options: SchemaOptions) -> list[str]:
+    # Guardrail policy decisions (docs/decisions/0018): a span may match several policies,
+    # so the single policy_id/policy_result columns give way to parallel arrays. A stored
+    # producer decision moves into them (version 0, its result word mapped to an action:
+    # governance/policies.py POLICY_DECISION_ACTIONS) and the old columns are emptied;
+    # they stay in the table (never written again) so older nodes keep inserting.
+    c = options.cluster_clause
+    by_action: dict[str, list[str]] = {}
+    for word, action in POLICY_DECISION_ACTIONS.items():
+        by_action.setdefault(action, []).append(f"'{word}'")
+    action = "multiIf(" + "".join(
+        f"lower(toString(policy_result)) IN ({', '.join(words)}), '{name}', "
+        for name, words in by_action.items()) + "'log')"
+    return [
+        *(f"ALTER TABLE {SPANS_TABLE}{c} ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
+          for column in POLICY_COLUMNS),
+        f"ALTER TABLE {SPANS_TABLE}{c} UPDATE"
+        " policy_ids = [toString(policy_id)], policy_versions = [toUInt32(0)],"
+        f" policy_actions = [{action}], policy_id = '', policy_result = ''"
+        " WHERE policy_id != '' SETTINGS mutations_sync = 2",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -241,6 +270,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "more settled facts: trace_facts columns, version_sightings, step_counts,"
                  " trace_agents",
               _m008),
+    Migration(9, "policy decisions: policy_ids, policy_versions, policy_actions arrays",
+              _m009),
 )
 """Every span-store migration, in version order."""
 

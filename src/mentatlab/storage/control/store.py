@@ -36,6 +36,7 @@ from mentatlab.storage.control.models import (
 from mentatlab.storage.control.models import (
     Session as SessionRow,
 )
+from mentatlab.storage.control.policies import PolicyRecords
 from mentatlab.storage.control.quotas import QuotaOverrides
 from mentatlab.storage.control.versions import VersionRegistry
 from mentatlab.storage.control.watermarks import NodeWatermarks
@@ -145,6 +146,8 @@ class ControlStore:
         """Node watermarks for the attribution resolver on a shared span store."""
         self.quotas = QuotaOverrides(self._session)
         """Per-org replacements of the ``quota_*`` settings."""
+        self.policies = PolicyRecords(self._session)
+        """Guardrail policies, their versions and break-glass overrides."""
         self.audit = AuditLog(self._session, self.engine)
         """The tamper-evident audit log of sensitive actions."""
         self.versions = VersionRegistry(self._session)

@@ -500,8 +500,25 @@ function fillDetail(answer, pos) {
     ["Service", span.service_name],
     ["Org / project", [span.org_id, span.project_id].filter(Boolean).join(" / ")],
     ["Span id", span.span_id],
-    ["Error", [span.error_type, span.policy_result].filter(Boolean).join(" · ")],
+    ["Error", span.error_type],
   ]);
+  const decisions = span.policy_decisions || [];
+  if (decisions.length) {
+    // guardrail policy decisions (docs/governance.md): one row per matched policy
+    section(body, `Policy decisions (${formatCount(decisions.length)})`);
+    table(body, decisions.map((d) => [
+      d.policy_id,
+      d.version ? `v${d.version}` : "producer",
+      { text: d.action, className: `policy-${d.action}` },
+    ]), ["Policy", "Version", "Action"]);
+    if (decisions.some((d) => d.action === "block" || d.action === "redact")) {
+      const note = document.createElement("p");
+      note.className = "muted wrap-text";
+      note.textContent = "A block policy dropped this span's payload attributes (messages, "
+        + "inputs and outputs, tool arguments and results); a redact policy masked them.";
+      body.append(note);
+    }
+  }
   const links = document.createElement("p");
   links.className = "detail-links";
   links.append("Parent: ");

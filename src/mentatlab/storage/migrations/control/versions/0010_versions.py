@@ -6,7 +6,7 @@ signal; keys used before this migration get their ``created_at``, so an upgrade 
 report every key in use as new.
 
 Revision ID: 0010_versions
-Revises: 0006_quotas (the integrator re-chains it after the other issue-17 migrations)
+Revises: 0007_policies
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from mentatlab.storage.control.models import UtcDateTime
 
 revision = "0010_versions"
-down_revision = "0006_quotas"
+down_revision = "0007_policies"
 branch_labels = None
 depends_on = None
 
