@@ -47,6 +47,8 @@ class Seeded:
     """Marker → the hex span id of that trace's root."""
     rule_ids: dict[str, str]
     """Org → the id of an alert rule of that org."""
+    policy_ids: dict[str, str]
+    """Org → the id of a guardrail policy of that org (named after its marker)."""
 
 
 def _tenant_trace(marker: str) -> tuple[bytes, bytes, list]:
@@ -88,7 +90,15 @@ def _seed(inst: Installation) -> Seeded:
                                 "channels": [f"email:ops@{org}.test"]}, timeout=30)
         assert made.status_code == 200, made.text
         rule_ids[org] = made.json()["rule"]["id"]
-    return Seeded(inst, trace_ids, root_ids, rule_ids)
+    policy_ids: dict[str, str] = {}
+    for org, marker in (("acme", "acmeweb"), ("globex", "globexmain")):
+        admin = control.create_api_key(org, None, f"policies-{org}", role="admin").key
+        made = httpx.post(f"{inst.url}/api/v1/policies", headers={"x-api-key": admin},
+                          json={"name": f"{marker}-policy", "action": "log",
+                                "condition": f"span.name == '{marker}-never'"}, timeout=30)
+        assert made.status_code == 201, made.text
+        policy_ids[org] = made.json()["policy"]["id"]
+    return Seeded(inst, trace_ids, root_ids, rule_ids, policy_ids)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +170,8 @@ def _requests(seeded: Seeded, path: str, own: str) -> list[tuple[str, dict[str, 
         return [(path.replace("{trace_id}", t), {}) for t in seeded.trace_ids.values()]
     if "{rule_id}" in path:
         return [(path.replace("{rule_id}", r), {}) for r in seeded.rule_ids.values()]
+    if "{policy_id}" in path:
+        return [(path.replace("{policy_id}", p), {}) for p in seeded.policy_ids.values()]
     out: list[tuple[str, dict[str, str]]] = [(path, dict(REQUIRED_PARAMS.get(path, {})))]
     if path == "/api/v1/analytics/latency":
         out += [(path, {"group_by": g}) for g in ("agent", "tool", "provider", "model")]
@@ -211,6 +223,7 @@ def test_another_tenants_trace_and_rule_are_not_found(seeded: Seeded, caller: st
             status = client.get(f"/api/v1/traces/{trace_id}/spans/{root}").status_code
             assert status == (200 if marker in visible else 404), marker
         assert client.get(f"/api/v1/alert-rules/{seeded.rule_ids['globex']}").status_code == 404
+        assert client.get(f"/api/v1/policies/{seeded.policy_ids['globex']}").status_code == 404
 
 
 FOREIGN_FILTERS = {
