@@ -99,7 +99,8 @@ def open_store(settings: Settings) -> SpanStore:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_span_store(settings.span_store_url, query_timeout_s=settings.query_timeout_s,
-                            retention_days=settings.span_retention_days)
+                            retention_days=settings.span_retention_days,
+                            encryption_keys=settings.encryption_keys())
     store.migrate()
     return store
 
@@ -107,18 +108,28 @@ def open_store(settings: Settings) -> SpanStore:
 def open_control_store(settings: Settings) -> ControlStore:
     """Open (and migrate) the control store: orgs, projects, keys, people, alerting, audit.
 
+    Stored secrets are checked to decrypt with the configured keys (fail fast).
+
     Raises:
-        ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``.
+        ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``; a bad
+            encryption key, or stored secrets that the configured keys cannot decrypt.
     """
+    from mentatlab.governance.encryption import SecretCipher
     from mentatlab.storage.control import ControlStore, migrate_control_store
     from mentatlab.storage.control.audit import load_signing_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
-    control = ControlStore(settings.control_store_url)
+    control = ControlStore(settings.control_store_url,
+                           secrets=SecretCipher(settings.encryption_keys()))
     key_file = settings.audit_signing_key_file
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
                             signing_key=None if key_file is None else load_signing_key(key_file))
+    try:
+        control.alerts.check_secrets()
+    except Exception:
+        control.close()
+        raise
     return control
 
 
