@@ -107,6 +107,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/performance"): _P.READ_USAGE,
     ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
     ("GET", "/product"): _P.READ_USAGE,
+    # compliance evidence reports (issue 17, routes/governance_report.py)
+    ("GET", "/api/v1/governance/report"): _P.READ_AUDIT,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

@@ -23,6 +23,8 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     bottlenecks,
     cost,
     cost_views,  # noqa: F401
+    governance_keys,
+    governance_report,
     migrate,
     quotas,
     recommendations,
@@ -57,6 +59,13 @@ app.command("migrate")(migrate.migrate)
 app.command("serve")(serve.serve)
 app.command("recommendations")(recommendations.recommendations)
 app.command("analyze")(analyze.analyze)
+# issue 17 (encryption at rest, compliance reports): the integrator merges this group with
+# the other parts' `governance` commands (each part's module has register(governance_app)).
+governance_app = typer.Typer(help="Data governance: encryption keys at rest, compliance "
+                             "reports.", no_args_is_help=True)
+governance_keys.register(governance_app)
+governance_report.register(governance_app)
+app.add_typer(governance_app, name="governance")
 
 
 @app.command()

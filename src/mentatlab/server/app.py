@@ -39,6 +39,7 @@ from mentatlab.server.routes import (
     cost_views,
     docs,
     events,
+    governance_report,
     graph,
     health,
     latency,
@@ -285,7 +286,8 @@ def create_app(settings: Settings) -> FastAPI:
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
-                   audit, auth, health, docs):
+                   audit, auth, health, docs,
+                   governance_report):  # issue 17: compliance reports
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket
