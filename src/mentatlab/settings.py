@@ -379,7 +379,13 @@ def load_settings(**overrides: Any) -> Settings:
             "clickhouse://… or use one worker)")
     _check_trace_quiet(settings.trace_quiet_s)
     _check_compaction(settings)
+    _check_oidc(settings)
     settings.encryption_keys()  # fail fast on a malformed key
+    return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """The OIDC settings hang together. Raises ConfigError."""
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):
@@ -390,4 +396,3 @@ def load_settings(**overrides: Any) -> Settings:
     if settings.oidc_default_role not in USER_ROLES:
         raise ConfigError(f"Expected oidc_default_role to be one of {list(USER_ROLES)}, got "
                           f"{settings.oidc_default_role!r}")
-    return settings

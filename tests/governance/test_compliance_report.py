@@ -205,7 +205,8 @@ def _spans(findings: list[str]) -> Any:
     start = NOW - timedelta(hours=1)
     return spans_to_arrow([CanonicalSpan(
         trace_id=f"{i:032x}", span_id=f"{i:016x}", parent_span_id="", name="chat", kind="client",
-        start_time=start + timedelta(seconds=i), end_time=start + timedelta(seconds=i, milliseconds=3),
+        start_time=start + timedelta(seconds=i),
+        end_time=start + timedelta(seconds=i, milliseconds=3),
         duration_ms=3.0, status=SpanStatus.OK, org_id="acme", project_id="p1",
         total_cost=Decimal("0"), pii_findings=f) for i, f in enumerate(findings)])
 

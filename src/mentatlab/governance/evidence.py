@@ -133,10 +133,12 @@ def read_encryption(settings: Settings, store: SpanStore, control: ControlStore
     report lists the server's disks whose type or name says ``encrypted``.
     """
     keys = settings.encryption_keys()
-    embedded = hasattr(store, "encrypted")
+    from mentatlab.storage.chdb_store import ChdbSpanStore
+
+    embedded = isinstance(store, ChdbSpanStore)
     span: dict[str, Any] = {"backend": "chdb" if embedded else "clickhouse"}
-    if embedded:
-        span["encrypted"] = bool(getattr(store, "encrypted"))
+    if isinstance(store, ChdbSpanStore):
+        span["encrypted"] = store.encrypted
         span["algorithm"] = "AES_256_CTR" if span["encrypted"] else None
     else:
         disks = store.query_arrow("SELECT name, type, path FROM system.disks").to_pylist()
@@ -182,8 +184,10 @@ def read_access(settings: Settings, control: ControlStore, org_id: str | None
 
 def read_policy_decisions(store: SpanStore, period: Period, org_id: str | None,
                           columns: frozenset[str]) -> dict[str, Any]:
-    """Policy decisions on spans in ``period``, by action and policy (span-store migration 9
-    columns ``policy_ids``/``policy_actions``; absent on an older store).
+    """Policy decisions on spans in ``period``, by action and by policy.
+
+    Reads the span-store migration 9 columns ``policy_ids``/``policy_actions``; on an
+    older store (columns absent) the section says ``"available": false``.
 
     Raises:
         StoreError: the store failed.
@@ -234,8 +238,11 @@ def read_pii_findings(store: SpanStore, period: Period, org_id: str | None,
 
 def read_erasures(control: ControlStore, period: Period, org_id: str | None
                   ) -> dict[str, Any]:
-    """Erasure receipts (``governance.erased`` audit entries) in ``period``: seq, hash,
-    target and the removed counts of each (ids and counts only, never personal values)."""
+    """Erasure receipts (``governance.erased`` audit entries) in ``period``.
+
+    Each: seq, hash, target and the removed counts (ids and counts only, never personal
+    values).
+    """
     entries = control.audit.entries(org_id=org_id, all_orgs=org_id is None,
                                     action="governance.erased", since=period[0],
                                     until=period[1], limit=_AUDIT_PAGE)
@@ -247,8 +254,9 @@ def read_erasures(control: ControlStore, period: Period, org_id: str | None
 
 def read_audit_chain(control: ControlStore, period: Period, org_id: str | None
                      ) -> dict[str, Any]:
-    """The audit chain the report was built from: head (seq, hash), whether it verifies,
-    and the period's entries by action.
+    """The audit chain the report is built from.
+
+    Its head (seq, hash), whether it verifies, and the period's entries by action.
 
     Raises:
         StoreError: the control store failed.

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from mentatlab.settings import Settings
     from mentatlab.storage.control import ControlStore
 
-__all__ = ["FRAMEWORKS", "REPORT_FORMAT", "ReportCheck", "build_report", "frameworks", "parse_period",
-           "render_html", "report_digest", "verify_report"]
+__all__ = ["FRAMEWORKS", "REPORT_FORMAT", "ReportCheck", "build_report", "frameworks",
+           "parse_period", "render_html", "report_digest", "verify_report"]
 
 REPORT_FORMAT = 1
 """Version of the report's JSON layout."""
@@ -80,8 +80,10 @@ def parse_period(text: str) -> tuple[datetime, datetime]:
 
 
 def report_digest(report: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the report's canonical JSON (sorted keys, no spaces; without
-    ``digest`` and the API envelope's ``ok``)."""
+    """SHA-256 (hex) of the report's canonical JSON.
+
+    Sorted keys, no spaces; without ``digest`` and the API envelope's ``ok``.
+    """
     body = {k: v for k, v in report.items() if k not in ("digest", "ok")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

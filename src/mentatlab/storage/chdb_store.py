@@ -39,17 +39,17 @@ from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
 from mentatlab.governance.encryption import EncryptionKeys
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.encrypted_disk import (
+    EncryptedDisk,
+    open_encrypted_disk,
+    refuse_unkeyed_open,
+)
 from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
 from mentatlab.storage.span_schema import (
     FINAL_READ_SETTING,
     SPANS_TABLE,
     SchemaOptions,
     migrate_span_store,
-)
-from mentatlab.storage.encrypted_disk import (
-    EncryptedDisk,
-    open_encrypted_disk,
-    refuse_unkeyed_open,
 )
 from mentatlab.storage.store_errors import store_error
 

@@ -170,8 +170,9 @@ def _alert_info(row: Alert, rule: AlertRule, cipher: SecretCipher,
         metric=row.metric, value=row.value, threshold=row.threshold,
         window_start=row.window_start, window_end=row.window_end, message=row.message,
         created_at=row.created_at,
-        deliveries=tuple(AlertDeliveryInfo(cipher.decrypt(d.channel, _DELIVERY_SECRET), d.status, d.attempts, d.last_error,
-                                           d.sent_at) for d in deliveries))
+        deliveries=tuple(AlertDeliveryInfo(
+            cipher.decrypt(d.channel, _DELIVERY_SECRET), d.status, d.attempts, d.last_error,
+            d.sent_at) for d in deliveries))
 
 
 class AlertRecords:
@@ -217,8 +218,9 @@ class AlertRecords:
         return SecretCounts(len(values), len(encrypted), current)
 
     def reencrypt_secrets(self) -> SecretCounts:
-        """Re-encrypt every stored secret with the newest key (plaintext ones too), in one
-        transaction; returns the counts after it.
+        """Re-encrypt every stored secret with the newest key (plaintext ones too).
+
+        One transaction; returns the counts after it.
 
         Raises:
             ConfigError: no key is configured, or a value no configured key decrypts (nothing
