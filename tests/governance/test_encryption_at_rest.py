@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +29,7 @@ from mentatlab.governance.encryption import (
 )
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
+from mentatlab.settings import load_settings
 from mentatlab.storage.chdb_store import ChdbSpanStore
 from mentatlab.storage.control import ControlStore, migrate_control_store
 from mentatlab.storage.control.alerts import AlertRuleSpec, NewAlert
@@ -257,3 +261,80 @@ def test_malformed_keys_are_refused_without_echoing_them() -> None:
     assert parse_keys(" \n# comment\n") is None
     assert "EncryptionKeys(ids=" in repr(parse_keys(key))
     assert key not in repr(parse_keys(key))
+
+
+# --- the commands an operator runs ----------------------------------------------------------
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mentatlab.cli.main", *args],
+                          env={**os.environ, "COLUMNS": "200", **env}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_copy_store_encrypts_an_existing_store(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _write_store(data_dir / "spans", None)
+    key_file = tmp_path / "key"
+    made = _cli({}, "governance", "keygen", "--file", str(key_file))
+    assert made.returncode == 0, made.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    keys = parse_keys(key_file.read_text())
+    assert keys is not None and keys.current_key_id in made.stdout
+    env = {"MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_ENCRYPTION_KEY_FILE": str(key_file)}
+    refused = _cli(env, "serve", "--help")  # settings load fine with a key file
+    assert refused.returncode == 0
+    target = tmp_path / "spans-encrypted"
+    copied = _cli(env, "governance", "copy-store", "--to", str(target), "--batch-rows", "7")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    assert "Copied 20 spans" in copied.stdout and "counts and costs per day match" in copied.stdout
+    assert find_values(target, [PAYLOAD, "user-secret-4242"]) == {}
+    assert set(find_values(data_dir / "spans", [PAYLOAD])) == {PAYLOAD}  # positive control
+    rows = _read_payloads(target, keys)
+    assert len(rows) == 20 and all(PAYLOAD in r for r in rows)
+    status = _cli({**env, "MENTATLAB_SPAN_STORE": f"chdb://{target}"},
+                  "governance", "encryption-status")
+    assert status.returncode == 0, status.stderr
+    assert "Span store: encrypted (AES_256_CTR)" in status.stdout
+    assert keys.current_key_id in status.stdout
+    plain_status = _cli({**env}, "governance", "encryption-status")
+    assert "Span store: not encrypted" in plain_status.stdout
+    again = _cli({"MENTATLAB_DATA_DIR": str(data_dir)}, "governance", "copy-store", "--to",
+                 str(tmp_path / "x"))
+    assert again.returncode == 2 and "MENTATLAB_ENCRYPTION_KEY" in again.stderr
+
+
+def test_rotate_secrets_command(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'control.db'}"
+    plain = _store(url, None)
+    try:
+        _add_rule_with_delivery(plain)
+    finally:
+        plain.close()
+    first, second = generate_key(), generate_key()
+    env = {"MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_ENCRYPTION_KEY": first}
+    done = _cli(env, "governance", "rotate-secrets")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Re-encrypted 2 of 2 secrets" in done.stdout
+    assert TOKEN not in "".join(_raw_channels(url))
+    status = _cli({**env, "MENTATLAB_ENCRYPTION_KEY": f"{second},{first}"},
+                  "governance", "encryption-status")
+    assert "2 of 2 encrypted, 0 with the newest key" in status.stdout, status.stderr
+    missing = _cli({"MENTATLAB_DATA_DIR": str(data_dir)}, "governance", "encryption-status")
+    assert missing.returncode == 2 and "no encryption key is configured" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    control = ControlStore(url)
+    try:
+        assert control.audit.entries(all_orgs=True, limit=1)[0].action == \
+            "governance.secrets_reencrypted"
+    finally:
+        control.close()
+
+
+def test_the_key_is_refused_in_mentatlab_toml(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "mentatlab.toml").write_text(f'[server]\nencryption_key = "{generate_key()}"\n')
+    with pytest.raises(ConfigError, match="not in .*mentatlab.toml"):
+        load_settings(data_dir=data_dir)

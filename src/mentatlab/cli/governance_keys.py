@@ -112,8 +112,85 @@ def rotate_secrets(data_dir: DataDirOpt = None) -> None:
                   f"with key {key_id}", highlight=False)
 
 
+def copy_store(
+    to: Annotated[Path, typer.Option(
+        "--to", help="New, empty folder for the copy (encrypted with the configured key).")],
+    data_dir: DataDirOpt = None,
+    batch_rows: Annotated[int, typer.Option(
+        min=1, help="Spans per page (one read and one insert each).")] = 50_000,
+) -> None:
+    """Copy the embedded span store into a new one encrypted with the newest key.
+
+    Turns encryption on for an existing store (or re-encrypts one under a new disk key):
+    stop `mentatctl serve` first; the source is read in a child process, page by page
+    (resumable), the aggregates are rebuilt on the copy and span counts and costs per day
+    are compared. Then swap the folders (docs/governance.md, "Encryption at rest").
+    """
+    from mentatlab.errors import MentatLabError
+    from mentatlab.pipeline.price import Price
+    from mentatlab.resolver.resolver import rebuild_aggregates
+    from mentatlab.settings import load_settings
+    from mentatlab.storage import transfer
+    from mentatlab.storage.chdb_store import ChdbSpanStore
+    from mentatlab.storage.span_reader_process import ChildSpanReader
+
+    try:
+        settings = load_settings(data_dir=data_dir)
+        keys = settings.encryption_keys()
+        price = Price.from_settings(settings)
+    except MentatLabError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    source_folder = _span_store_folder(settings.span_store_url)
+    if source_folder is None or not (source_folder / "metadata").is_dir():
+        err_console.print(f"[red]No embedded span store at {settings.span_store_url}[/red]")
+        raise typer.Exit(2)
+    if keys is None:
+        err_console.print("[red]Set MENTATLAB_ENCRYPTION_KEY (or _FILE): the copy is encrypted "
+                          "with its first key[/red]")
+        raise typer.Exit(2)
+    to = to.expanduser().resolve()
+    if to == source_folder.resolve() or (to.exists() and any(to.iterdir()) and not
+                                          (to / "encryption.json").exists()):
+        err_console.print(f"[red]Expected --to to be a new or empty folder, got {to}[/red]")
+        raise typer.Exit(2)
+    checkpoint = transfer.Checkpoint.load(
+        transfer.checkpoint_path(settings.data_dir, f"chdb://{to}", None), f"chdb://{to}")
+    try:
+        with ChildSpanReader(source_folder) as source, \
+                ChdbSpanStore(to, query_timeout_s=0, encryption_keys=keys,
+                              retention_days=settings.span_retention_days) as target:
+            target.migrate()
+            source_days = transfer.span_totals_by_day(source)
+            copied = transfer.copy_spans(source, target, checkpoint, sorted(source_days),
+                                         batch_rows=batch_rows)
+            rebuild_aggregates(target, price)
+            target_days = transfer.span_totals_by_day(target)
+    except MentatLabError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    mismatches = transfer.verify(source_days, target_days, None, None)
+    if mismatches:
+        for m in mismatches:
+            console.print(f"[red]{m.what}: source {m.source}, copy {m.target}[/red]",
+                          highlight=False)
+        raise typer.Exit(1)
+    control = open_local_control_store(data_dir)
+    try:
+        control.audit.record("cli", "governance.store_copied", target=keys.current_key_id,
+                             details={"num_spans": sum(d.spans for d in target_days.values()),
+                                      "encrypted": True})
+    finally:
+        control.close()
+    console.print(f"Copied {copied:,} spans into {to} (encrypted, key {keys.current_key_id}); "
+                  "counts and costs per day match. Next: move the old folder away, move the "
+                  f"copy to {source_folder}, start the server, then delete the old folder.",
+                  highlight=False)
+
+
 def register(governance_app: typer.Typer) -> None:
     """Add the key commands to the ``mentatctl governance`` group."""
     governance_app.command("keygen")(keygen)
     governance_app.command("encryption-status")(encryption_status)
     governance_app.command("rotate-secrets")(rotate_secrets)
+    governance_app.command("copy-store")(copy_store)
