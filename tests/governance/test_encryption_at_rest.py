@@ -338,3 +338,42 @@ def test_the_key_is_refused_in_mentatlab_toml(tmp_path: Path) -> None:
     (data_dir / "mentatlab.toml").write_text(f'[server]\nencryption_key = "{generate_key()}"\n')
     with pytest.raises(ConfigError, match="not in .*mentatlab.toml"):
         load_settings(data_dir=data_dir)
+
+
+def _otlp_body(value: str) -> dict[str, object]:
+    now_ns = int(datetime.now(UTC).timestamp() * 1e9)
+    return {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "agent"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "chat gpt-4o", "kind": 3, "startTimeUnixNano": str(now_ns - 1_000_000),
+            "endTimeUnixNano": str(now_ns),
+            "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+                           {"key": "gen_ai.prompt", "value": {"stringValue": value}}]}]}]}]}
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_server_with_a_key_stores_ingested_spans_encrypted(tmp_path: Path, with_key: bool
+                                                           ) -> None:
+    import httpx
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from serverkit import make_settings, run_live_server
+
+    key = generate_key()
+    data_dir = tmp_path / "data"
+    settings = make_settings(data_dir, encryption_key=key if with_key else "")
+    for server in run_live_server(settings):
+        answer = httpx.post(server.url + "/v1/traces", json=_otlp_body(PAYLOAD), timeout=30)
+        assert answer.status_code == 200, answer.text
+        rows = server.state.store.query_arrow(
+            "SELECT attributes FROM spans FINAL").column("attributes").to_pylist()
+        assert len(rows) == 1 and PAYLOAD in rows[0]
+    found = find_values(data_dir / "spans", [PAYLOAD])
+    if with_key:
+        assert found == {}
+        keys = parse_keys(key)
+        assert keys is not None
+        assert find_values(tmp_path, _key_encodings(key, keys)) == {}
+        assert (data_dir / "spans" / MARKER_FILE).exists()
+    else:  # the positive control: the same ingest without a key is found on disk
+        assert set(found) == {PAYLOAD}

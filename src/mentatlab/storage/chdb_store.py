@@ -329,6 +329,10 @@ def open_span_store(url: str, *, query_timeout_s: float = 30.0,
     if scheme in ("clickhouse", "clickhouses", "http", "https"):
         from mentatlab.storage.clickhouse_store import open_clickhouse_store
 
+        if encryption_keys is not None:
+            _log.info("encryption_key encrypts the control store's secrets only: a ClickHouse "
+                      "span store is encrypted by the server's own disks (docs/scale-out.md)")
+
         return open_clickhouse_store(url, query_timeout_s=query_timeout_s,
                                      retention_days=retention_days)
     raise ConfigError(
