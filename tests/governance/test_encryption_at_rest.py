@@ -377,3 +377,33 @@ def test_server_with_a_key_stores_ingested_spans_encrypted(tmp_path: Path, with_
         assert (data_dir / "spans" / MARKER_FILE).exists()
     else:  # the positive control: the same ingest without a key is found on disk
         assert set(found) == {PAYLOAD}
+
+
+def test_migrate_reads_an_encrypted_embedded_store(tmp_path: Path,
+                                                   clickhouse_server: dict[str, object]) -> None:
+    import uuid
+
+    from backends import server_args
+
+    from mentatlab.storage.clickhouse_store import ClickHouseSpanStore
+
+    key = generate_key()
+    data_dir = tmp_path / "data"
+    _write_store(data_dir / "spans", parse_keys(key))
+    database = f"mentat_enc_{uuid.uuid4().hex[:10]}"
+    args = server_args(clickhouse_server)
+    auth = f"{args['username']}:{args['password']}@" if args.get("username") else ""
+    url = f"clickhouse://{auth}{args['host']}:{args['port']}/{database}?compress=false"
+    env = {"MENTATLAB_DATA_DIR": str(data_dir)}
+    unkeyed = _cli(env, "migrate", "--to", url)
+    assert unkeyed.returncode == 2 and "is encrypted" in unkeyed.stderr
+    done = _cli({**env, "MENTATLAB_ENCRYPTION_KEY": key}, "migrate", "--to", url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    target = ClickHouseSpanStore(database=database, query_timeout_s=0, **args)
+    try:
+        rows = target.query_arrow("SELECT attributes FROM spans FINAL").column(
+            "attributes").to_pylist()
+        assert len(rows) == 20 and all(PAYLOAD in r for r in rows)
+    finally:
+        target.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        target.close()
