@@ -384,7 +384,6 @@ def test_migrate_reads_an_encrypted_embedded_store(tmp_path: Path,
     import uuid
 
     from backends import server_args
-
     from mentatlab.storage.clickhouse_store import ClickHouseSpanStore
 
     key = generate_key()
