@@ -112,7 +112,7 @@ def read_policies(control: ControlStore, org_id: str | None) -> dict[str, Any]:
     lister = getattr(records, "list_policies", None)
     if lister is None:
         return {"available": False, "policies": [], "changes": by_action, "in_force": False,
-                "note": "guardrail policies are not part of this build"}
+                "note": "Guardrail policies are not part of this build"}
     policies = [_policy_json(p) for p in lister(org_id)]
     return {"available": True, "policies": policies, "changes": by_action,
             "in_force": any(p.get("enabled", True) for p in policies)}
@@ -194,7 +194,7 @@ def read_policy_decisions(store: SpanStore, period: Period, org_id: str | None,
     """
     if not {"policy_ids", "policy_actions"} <= columns:
         return {"available": False, "by_action": {}, "by_policy": {}, "num_spans_blocked": 0,
-                "note": "this span store has no policy decision columns (migration 9)"}
+                "note": "This span store has no policy decision columns (span migration 9)"}
     where, params = _span_where(period, org_id)
     rows = store.query_arrow(
         "SELECT pid, action, count() AS n FROM spans FINAL"
