@@ -406,3 +406,20 @@ def test_migrate_reads_an_encrypted_embedded_store(tmp_path: Path,
     finally:
         target.execute(f"DROP DATABASE IF EXISTS `{database}`")
         target.close()
+
+
+def test_audit_verify_needs_no_encryption_key_but_the_server_does(tmp_path: Path) -> None:
+    from mentatlab.server.components import open_control_store
+
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'control.db'}"
+    control = _store(url, parse_keys(generate_key()))
+    try:
+        _add_rule_with_delivery(control)
+        control.audit.record("cli", "key.created", target="k1")
+    finally:
+        control.close()
+    checked = _cli({"MENTATLAB_DATA_DIR": str(data_dir)}, "audit", "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with pytest.raises(ConfigError, match="no encryption key is configured"):
+        open_control_store(load_settings(data_dir=data_dir))

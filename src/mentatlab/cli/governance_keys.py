@@ -79,6 +79,7 @@ def encryption_status(data_dir: DataDirOpt = None) -> None:
     control = open_local_control_store(data_dir)
     try:
         counts = control.alerts.count_secrets()
+        control.alerts.check_secrets()  # a missing or wrong key: say so (exit 2)
     except MentatLabError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
