@@ -243,7 +243,8 @@ class Settings:
     """Unencrypted PEM Ed25519 private key that signs audit-log checkpoints
     (``mentatctl audit keygen`` writes one); unset: checkpoints are unsigned."""
     # --- encryption at rest (issue 17, docs/governance.md "Encryption at rest") -----------
-    encryption_key: str = field(default="", metadata=_env("MENTATLAB_ENCRYPTION_KEY"))
+    encryption_key: str = field(default="", repr=False,  # never printed
+                                metadata=_env("MENTATLAB_ENCRYPTION_KEY"))
     """Encryption keys at rest, comma-separated, newest first (each 32 bytes in URL-safe
     base64, ``mentatctl governance keygen``): the embedded span store's encrypted disk and
     the control store's secrets. Environment or argument only, never ``mentatlab.toml``.

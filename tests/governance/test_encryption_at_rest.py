@@ -423,3 +423,10 @@ def test_audit_verify_needs_no_encryption_key_but_the_server_does(tmp_path: Path
     assert checked.returncode == 0, checked.stdout + checked.stderr
     with pytest.raises(ConfigError, match="no encryption key is configured"):
         open_control_store(load_settings(data_dir=data_dir))
+
+
+def test_settings_never_print_the_key(tmp_path: Path) -> None:
+    key = generate_key()
+    settings = load_settings(data_dir=tmp_path, encryption_key=key)
+    assert key not in repr(settings) and key not in str(settings)
+    assert settings.encryption_keys() is not None
