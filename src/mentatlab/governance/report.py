@@ -227,12 +227,17 @@ def verify_report(report: dict[str, Any], control: ControlStore) -> ReportCheck:
     else:
         found = control.audit.entries(all_orgs=True, before_seq=head_seq + 1, limit=1)
         if not found or found[0].seq != head_seq:
-            checkpoints = [c for c in control.audit.checkpoints() if c.seq >= head_seq]
-            notes.append(f"audit entry {head_seq} is no longer in the log (trimmed at a "
-                         f"checkpoint: {[c.seq for c in checkpoints][:1]})")
-            if not any(c.seq == head_seq and c.hash == head_hash for c in checkpoints):
-                problems.append(f"audit_chain: entry {head_seq} is gone and no checkpoint "
-                                "holds its hash")
+            # trimmed by retention at a (signed) checkpoint, which `verify` below accepts
+            # as the chain's new start; only a checkpoint at that very seq still holds
+            # the hash to compare with
+            same = [c for c in control.audit.checkpoints() if c.seq == head_seq]
+            if same and same[0].hash != head_hash:
+                problems.append(f"audit_chain: the checkpoint at {head_seq} has hash "
+                                f"{same[0].hash}, the report says {head_hash}")
+            elif not same:
+                notes.append(f"audit entry {head_seq} is no longer in the log (trimmed by "
+                             "retention): the report's head cannot be matched any more; "
+                             "compare it with a checkpoint kept outside")
         elif found[0].hash != head_hash:
             problems.append(f"audit_chain: entry {head_seq} has hash {found[0].hash}, the "
                             f"report says {head_hash}")
