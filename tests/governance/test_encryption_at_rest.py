@@ -19,7 +19,7 @@ import pytest
 from disk_scan import find_values
 from sqlalchemy import create_engine, text
 
-from mentatlab.errors import ConfigError
+from mentatlab.errors import ConfigError, StoreError
 from mentatlab.governance.encryption import (
     SECRET_PREFIX,
     EncryptionKeys,
@@ -430,3 +430,24 @@ def test_settings_never_print_the_key(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, encryption_key=key)
     assert key not in repr(settings) and key not in str(settings)
     assert settings.encryption_keys() is not None
+
+
+def test_child_reader_opens_an_encrypted_source_with_the_keys_it_is_given(
+        tmp_path: Path) -> None:
+    from mentatlab.storage.span_reader_process import ChildSpanReader
+
+    key = generate_key()
+    keys = parse_keys(key)
+    assert keys is not None and keys.export_text() == key
+    folder = tmp_path / "s"
+    _write_store(folder, keys)
+    with ChildSpanReader(folder, keys) as reader:
+        table = reader.query_arrow("SELECT count() AS n FROM spans WHERE start_time >= {t:"
+                                   "DateTime64(9, 'UTC')}", {"t": T0})
+        assert table.column("n")[0].as_py() == 20
+        with pytest.raises(StoreError, match="UNKNOWN_TABLE|Unknown table|doesn't exist"):
+            reader.query_arrow("SELECT * FROM no_such_table")
+        with pytest.raises(StoreError, match="read-only"):
+            reader.execute("DROP TABLE spans")
+    with pytest.raises(StoreError, match="is encrypted"):
+        ChildSpanReader(folder)

@@ -158,7 +158,7 @@ def copy_store(
     checkpoint = transfer.Checkpoint.load(
         transfer.checkpoint_path(settings.data_dir, f"chdb://{to}", None), f"chdb://{to}")
     try:
-        with ChildSpanReader(source_folder) as source, \
+        with ChildSpanReader(source_folder, keys) as source, \
                 ChdbSpanStore(to, query_timeout_s=0, encryption_keys=keys,
                               retention_days=settings.span_retention_days) as target:
             target.migrate()

@@ -94,6 +94,13 @@ class EncryptionKeys:
     def __repr__(self) -> str:  # never print a key
         return f"EncryptionKeys(ids={list(self.key_ids())})"
 
+    def export_text(self) -> str:
+        """The keys as ``encryption_key`` text (comma-separated, newest first).
+
+        Only to hand them to a child process of this one; never log or store it.
+        """
+        return ",".join(base64.urlsafe_b64encode(k).decode("ascii") for k in self.keys)
+
     def key_ids(self) -> tuple[str, ...]:
         """The keys' ids (16 hex digits each, HKDF of the key), in the same order."""
         return tuple(_derive(k, _KEY_ID_INFO, 8).hex() for k in self.keys)

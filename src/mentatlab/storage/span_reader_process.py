@@ -5,8 +5,8 @@ store (unencrypted → encrypted, or re-encrypting under a new key) reads the so
 child process: :class:`ChildSpanReader` is a :class:`~mentatlab.storage.base.SpanStore`
 whose ``query_arrow`` runs in the child (``python -m mentatlab.storage.span_reader_process
 <folder>``) and comes back as an Arrow IPC stream over a pipe; the data never touches the
-disk on its way. The child opens the source with the configured encryption keys when the
-source is encrypted (its marker file), without them otherwise.
+disk on its way. The child opens the source with the keys it is handed (in its environment)
+when the source is encrypted (its marker file), without them otherwise.
 
 Wire format: one JSON line per request (``{"sql", "params"}``, datetimes and dates tagged),
 answered by one status byte (``0`` ok, ``1`` error), an 8-byte little-endian length and the
@@ -16,6 +16,7 @@ payload (an Arrow IPC stream, or the error message in UTF-8).
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -27,10 +28,13 @@ from typing import IO, Any
 import pyarrow as pa
 
 from mentatlab.errors import MentatLabError, StoreError
+from mentatlab.governance.encryption import EncryptionKeys, parse_keys
 
 __all__ = ["ChildSpanReader"]
 
 _HEADER = struct.Struct("<BQ")
+_KEY_ENV = "MENTATLAB_ENCRYPTION_KEY"
+_KEY_FILE_ENV = "MENTATLAB_ENCRYPTION_KEY_FILE"
 
 
 def _encode(value: Any) -> Any:
@@ -61,16 +65,21 @@ class ChildSpanReader:
 
     Args:
         folder: the source store folder.
+        encryption_keys: the keys to open it with when it is encrypted; handed to the child
+            in its environment only.
 
     Raises:
         StoreError: the child could not open the store (its message says why).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, encryption_keys: EncryptionKeys | None = None) -> None:
         self.folder = folder
+        env = {k: v for k, v in os.environ.items() if k not in (_KEY_ENV, _KEY_FILE_ENV)}
+        if encryption_keys is not None:
+            env[_KEY_ENV] = encryption_keys.export_text()
         self._child = subprocess.Popen(
             [sys.executable, "-m", "mentatlab.storage.span_reader_process", str(folder)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.query_arrow("SELECT 1 AS ok")  # raises when the open failed
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
@@ -147,13 +156,12 @@ def _reply(out: IO[bytes], status: int, payload: bytes) -> None:
 
 
 def _serve(folder: Path) -> int:
-    from mentatlab.settings import load_settings
     from mentatlab.storage.chdb_store import ChdbSpanStore
     from mentatlab.storage.encrypted_disk import is_encrypted_store
 
     out = sys.stdout.buffer
     try:
-        keys = load_settings().encryption_keys() if is_encrypted_store(folder) else None
+        keys = parse_keys(os.environ.get(_KEY_ENV, "")) if is_encrypted_store(folder) else None
         store = ChdbSpanStore(folder, query_timeout_s=0, encryption_keys=keys)
     except MentatLabError as exc:
         sys.stdin.buffer.readline()
