@@ -451,3 +451,22 @@ def test_child_reader_opens_an_encrypted_source_with_the_keys_it_is_given(
             reader.execute("DROP TABLE spans")
     with pytest.raises(StoreError, match="is encrypted"):
         ChildSpanReader(folder)
+
+
+def test_copy_store_rotates_the_disk_key(tmp_path: Path) -> None:
+    old, new = generate_key(), generate_key()
+    old_keys, new_keys = parse_keys(old), parse_keys(new)
+    assert old_keys is not None and new_keys is not None
+    data_dir = tmp_path / "data"
+    _write_store(data_dir / "spans", old_keys)
+    target = tmp_path / "rotated"
+    env = {"MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_ENCRYPTION_KEY": f"{new},{old}"}
+    copied = _cli(env, "governance", "copy-store", "--to", str(target))
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    source_marker = json.loads((data_dir / "spans" / MARKER_FILE).read_text())
+    assert source_marker["key_ids"] == [old_keys.current_key_id]  # the source was only read
+    assert json.loads((target / MARKER_FILE).read_text())["key_ids"] == \
+        [new_keys.current_key_id]
+    assert len(_read_payloads(target, new_keys)) == 20  # the old key is no longer needed
+    with pytest.raises(ConfigError, match="wrong key"):
+        ChdbSpanStore(target, encryption_keys=old_keys)

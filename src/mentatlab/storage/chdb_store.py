@@ -80,6 +80,8 @@ class ChdbSpanStore:
         encryption_keys: when set, the store's parts live on a ClickHouse ``encrypted``
             disk with these keys (newest first; :mod:`mentatlab.storage.encrypted_disk`)
             and insert batches are staged in memory, not in ``<path>/_ingest``.
+        read_only: opened only to be read (a copy's source): the newest key is not
+            recorded in the store's encryption marker. Writes are not refused.
 
     Raises:
         ConfigError: a key is set for a store created without one, none of the keys has
@@ -90,7 +92,8 @@ class ChdbSpanStore:
 
     def __init__(self, path: Path, *, query_timeout_s: float = 30.0,
                  retention_days: int = 0,
-                 encryption_keys: EncryptionKeys | None = None) -> None:
+                 encryption_keys: EncryptionKeys | None = None,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
         self._cond = threading.Condition()
@@ -108,7 +111,8 @@ class ChdbSpanStore:
         if encryption_keys is None:
             refuse_unkeyed_open(self.path)
         else:
-            self._disk = open_encrypted_disk(self.path, encryption_keys)
+            self._disk = open_encrypted_disk(self.path, encryption_keys,
+                                             record_key=not read_only)
             connection += self._disk.connection_args
         try:
             self._session: Any = _Session(connection)

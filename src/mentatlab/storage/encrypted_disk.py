@@ -125,12 +125,15 @@ def _check_marker(folder: Path, keys: EncryptionKeys) -> list[str]:
     return known
 
 
-def open_encrypted_disk(folder: Path, keys: EncryptionKeys) -> EncryptedDisk:
+def open_encrypted_disk(folder: Path, keys: EncryptionKeys, *,
+                        record_key: bool = True) -> EncryptedDisk:
     """Check the store's marker, record the newest key id in it, and build the config.
 
     Args:
         folder: the store folder (created by the caller).
         keys: the configured keys, newest first.
+        record_key: add the newest key's id to the marker (False for a store opened only
+            to be read, e.g. the source of a copy: nothing will be written with it).
 
     Raises:
         ConfigError: not Linux; an unencrypted store with tables; no configured key has
@@ -140,7 +143,7 @@ def open_encrypted_disk(folder: Path, keys: EncryptionKeys) -> EncryptedDisk:
         raise ConfigError("Encryption at rest of the embedded span store needs Linux "
                           "(memfd_create); use a ClickHouse server with encrypted disks")
     known = _check_marker(folder, keys)
-    if keys.current_key_id not in known:
+    if record_key and keys.current_key_id not in known:
         body = {"format": 1, "algorithm": _ALGORITHM, "key_ids": [*known, keys.current_key_id]}
         tmp = folder / (MARKER_FILE + ".tmp")
         tmp.write_text(json.dumps(body, indent=1) + "\n")

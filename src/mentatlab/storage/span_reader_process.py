@@ -162,7 +162,7 @@ def _serve(folder: Path) -> int:
     out = sys.stdout.buffer
     try:
         keys = parse_keys(os.environ.get(_KEY_ENV, "")) if is_encrypted_store(folder) else None
-        store = ChdbSpanStore(folder, query_timeout_s=0, encryption_keys=keys)
+        store = ChdbSpanStore(folder, query_timeout_s=0, encryption_keys=keys, read_only=True)
     except MentatLabError as exc:
         sys.stdin.buffer.readline()
         _reply(out, 1, str(exc).encode())
