@@ -14,9 +14,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mentatlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mentatlab.governance.encryption import EncryptionKeys
 
 __all__ = ["TRACE_QUIET_MAX_S", "TRACE_QUIET_MIN_S", "Settings", "default_data_dir",
            "load_settings"]
@@ -273,6 +276,28 @@ class Settings:
         default=None, metadata=_env("MENTATLAB_AUDIT_SIGNING_KEY_FILE"))
     """Unencrypted PEM Ed25519 private key that signs audit-log checkpoints
     (``mentatctl audit keygen`` writes one); unset: checkpoints are unsigned."""
+    # --- encryption at rest (issue 17, docs/governance.md "Encryption at rest") -----------
+    encryption_key: str = field(default="", repr=False,  # never printed
+                                metadata=_env("MENTATLAB_ENCRYPTION_KEY"))
+    """Encryption keys at rest, comma-separated, newest first (each 32 bytes in URL-safe
+    base64, ``mentatctl governance keygen``): the embedded span store's encrypted disk and
+    the control store's secrets. Environment or argument only, never ``mentatlab.toml``.
+    Unset (default): nothing is encrypted."""
+    encryption_key_file: Path | None = field(
+        default=None, metadata=_env("MENTATLAB_ENCRYPTION_KEY_FILE"))
+    """File holding the ``encryption_key`` list instead (one key per line, newest first;
+    mode 0600), e.g. a mounted secret."""
+
+    def encryption_keys(self) -> EncryptionKeys | None:
+        """The configured encryption keys, or None when none is set.
+
+        Raises:
+            ConfigError: a malformed key, an unreadable or group/world-readable key file,
+                or both settings set.
+        """
+        from mentatlab.governance.encryption import load_encryption_keys
+
+        return load_encryption_keys(self.encryption_key, self.encryption_key_file)
 
     @property
     def tls_enabled(self) -> bool:
@@ -321,6 +346,10 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
     except ValueError:
         raise ConfigError(f"Expected {name} to be {kind}, got {raw!r}") from None
     return text
+
+
+_NOT_FROM_FILE = frozenset({"encryption_key"})
+"""Settings ``mentatlab.toml`` may not hold (it lives in the data dir, beside the data)."""
 
 
 def _check_trace_quiet(value: float) -> None:
@@ -380,6 +409,9 @@ def load_settings(**overrides: Any) -> Settings:
         elif f.metadata["env"] in os.environ:
             raw = os.environ[f.metadata["env"]]
         elif name in file_values:
+            if name in _NOT_FROM_FILE:
+                raise ConfigError(f"Expected {name} in the environment, not in {config_file}: "
+                                  "a key must not be stored beside the data it protects")
             raw = file_values[name]
         else:
             continue
@@ -400,6 +432,13 @@ def load_settings(**overrides: Any) -> Settings:
     from mentatlab.governance.pii_config import PiiConfig
 
     PiiConfig.from_settings(settings)  # fail fast on a bad PII mode, override or regex
+    _check_oidc(settings)
+    settings.encryption_keys()  # fail fast on a malformed key
+    return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """The OIDC settings hang together. Raises ConfigError."""
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):
@@ -410,4 +449,3 @@ def load_settings(**overrides: Any) -> Settings:
     if settings.oidc_default_role not in USER_ROLES:
         raise ConfigError(f"Expected oidc_default_role to be one of {list(USER_ROLES)}, got "
                           f"{settings.oidc_default_role!r}")
-    return settings

@@ -125,6 +125,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("POST", "/api/v1/policies/{policy_id}/overrides"): _P.MANAGE_SETTINGS,
     ("POST", "/api/v1/policies/check"): _P.INGEST,  # the SDK's key asks before acting
     ("POST", "/api/v1/policies/simulate"): _P.READ_SPANS,  # reads stored spans
+    # compliance evidence reports (issue 17, routes/governance_report.py)
+    ("GET", "/api/v1/governance/report"): _P.READ_AUDIT,
 }
 """``(method, path template)`` → what the caller needs. ``WS`` is a WebSocket route."""
 

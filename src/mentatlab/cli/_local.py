@@ -35,7 +35,9 @@ def open_local_control_store(data_dir: Path | None) -> ControlStore:
     from mentatlab.settings import load_settings
 
     try:
-        return open_control_store(load_settings(data_dir=data_dir))
+        # no secret check: these commands never read a secret (rotate-secrets decrypts and
+        # says so itself), and an auditor running `audit verify` holds no encryption key
+        return open_control_store(load_settings(data_dir=data_dir), check_secrets=False)
     except MentatLabError as exc:
         err_console.print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from None

@@ -28,7 +28,7 @@ from mentatlab.cli.cost import KeyOpt, UrlOpt, _window
 
 __all__ = ["governance_app", "versions_app"]
 
-governance_app = typer.Typer(help="Data governance: versions, approvals, security signals.",
+governance_app = typer.Typer(help="Data governance: versions, approvals, signals, keys, reports.",
                              no_args_is_help=True)
 versions_app = typer.Typer(help="Registered prompt and workflow versions.",
                            no_args_is_help=True)

@@ -23,6 +23,8 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     bottlenecks,
     cost,
     cost_views,  # noqa: F401
+    governance_keys,
+    governance_report,
     governance_signals,
     migrate,
     policies,
@@ -52,7 +54,10 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(policies.policies_app, name="policies")  # issue 17: guardrail policies
 app.add_typer(analytics.app, name="analytics")
-# issue 17, oversight and security signals; the other governance commands join this group
+# issue 17: `mentatctl governance` (oversight and security signals, encryption keys at rest,
+# compliance reports)
+governance_keys.register(governance_signals.governance_app)
+governance_report.register(governance_signals.governance_app)
 app.add_typer(governance_signals.governance_app, name="governance")
 analytics.app.command("reliability")(reliability.reliability)
 analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)

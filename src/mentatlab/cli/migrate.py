@@ -105,7 +105,8 @@ def migrate(
     try:
         checkpoint = transfer.Checkpoint.load(cp_path, described)
         # Opened even for --control-to alone: it proves no server is writing meanwhile.
-        source = transfer.open_embedded_source(settings.span_store_url)
+        source = transfer.open_embedded_source(settings.span_store_url,
+                                               settings.encryption_keys())
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     except StoreUnavailable as exc:

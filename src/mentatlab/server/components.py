@@ -99,26 +99,40 @@ def open_store(settings: Settings) -> SpanStore:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_span_store(settings.span_store_url, query_timeout_s=settings.query_timeout_s,
-                            retention_days=settings.span_retention_days)
+                            retention_days=settings.span_retention_days,
+                            encryption_keys=settings.encryption_keys())
     store.migrate()
     return store
 
 
-def open_control_store(settings: Settings) -> ControlStore:
+def open_control_store(settings: Settings, *, check_secrets: bool = True) -> ControlStore:
     """Open (and migrate) the control store: orgs, projects, keys, people, alerting, audit.
 
+    With ``check_secrets``, stored secrets are checked to decrypt with the configured keys
+    (the server fails fast; commands that never read a secret, like ``audit verify``, skip
+    it so an auditor needs no encryption key).
+
     Raises:
-        ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``.
+        ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``; a bad
+            encryption key, or stored secrets that the configured keys cannot decrypt.
     """
+    from mentatlab.governance.encryption import SecretCipher
     from mentatlab.storage.control import ControlStore, migrate_control_store
     from mentatlab.storage.control.audit import load_signing_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
-    control = ControlStore(settings.control_store_url)
+    control = ControlStore(settings.control_store_url,
+                           secrets=SecretCipher(settings.encryption_keys()))
     key_file = settings.audit_signing_key_file
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
                             signing_key=None if key_file is None else load_signing_key(key_file))
+    if check_secrets:
+        try:
+            control.alerts.check_secrets()
+        except Exception:
+            control.close()
+            raise
     return control
 
 

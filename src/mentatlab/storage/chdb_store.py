@@ -36,8 +36,14 @@ import pyarrow as pa
 from chdb import session as chdb_session
 
 from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
+from mentatlab.governance.encryption import EncryptionKeys
 from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.encrypted_disk import (
+    EncryptedDisk,
+    open_encrypted_disk,
+    refuse_unkeyed_open,
+)
 from mentatlab.storage.query_param import CLICKHOUSE_CODE, format_params
 from mentatlab.storage.span_schema import (
     FINAL_READ_SETTING,
@@ -71,13 +77,23 @@ class ChdbSpanStore:
         query_timeout_s: longest a read query may run (``max_execution_time``), in s;
             0 means no limit.
         retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever.
+        encryption_keys: when set, the store's parts live on a ClickHouse ``encrypted``
+            disk with these keys (newest first; :mod:`mentatlab.storage.encrypted_disk`)
+            and insert batches are staged in memory, not in ``<path>/_ingest``.
+        read_only: opened only to be read (a copy's source): the newest key is not
+            recorded in the store's encryption marker. Writes are not refused.
 
     Raises:
-        StoreUnavailable: the folder is locked by another process or cannot be opened.
+        ConfigError: a key is set for a store created without one, none of the keys has
+            encrypted this store, or no key is set for an encrypted store.
+        StoreUnavailable: the folder is locked by another process or cannot be opened
+            (or ClickHouse could not decrypt it).
     """
 
     def __init__(self, path: Path, *, query_timeout_s: float = 30.0,
-                 retention_days: int = 0) -> None:
+                 retention_days: int = 0,
+                 encryption_keys: EncryptionKeys | None = None,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
         self._cond = threading.Condition()
@@ -90,12 +106,22 @@ class ChdbSpanStore:
         self._ingest_dir.mkdir(exist_ok=True)
         for stale in self._ingest_dir.glob("*.arrows"):  # left by a killed process
             stale.unlink(missing_ok=True)
+        self._disk: EncryptedDisk | None = None
+        connection = str(self.path)
+        if encryption_keys is None:
+            refuse_unkeyed_open(self.path)
+        else:
+            self._disk = open_encrypted_disk(self.path, encryption_keys,
+                                             record_key=not read_only)
+            connection += self._disk.connection_args
         try:
-            self._session: Any = _Session(str(self.path))
+            self._session: Any = _Session(connection)
         except Exception as exc:  # chDB raises RuntimeError subclasses with a text message
+            if self._disk is not None:
+                self._disk.close()
             raise StoreUnavailable(
-                f"Cannot open the chDB span store at {self.path} (is another process using it?):"
-                f" {exc}") from exc
+                f"Cannot open the chDB span store at {self.path} (is another process using it?"
+                f"{' or can the key not decrypt it?' if self._disk else ''}): {exc}") from exc
         if query_timeout_s > 0:
             self.execute(f"SET max_execution_time = {float(query_timeout_s)}")
         self.execute(f"SET {FINAL_READ_SETTING} = 1")  # see storage/compaction.py
@@ -153,6 +179,9 @@ class ChdbSpanStore:
 
     def _insert_file(self, table: pa.Table, name: str = SPANS_TABLE,
                      columns: str = _COLUMN_LIST) -> None:
+        if self._disk is not None:
+            self._insert_memfd(table, name, columns)
+            return
         batch_file = self._ingest_dir / f"{os.getpid()}-{next(self._num_inserts)}.arrows"
         try:
             with pa.OSFile(str(batch_file), "wb") as sink, \
@@ -164,6 +193,25 @@ class ChdbSpanStore:
                 f" FROM file('{path_literal}', 'ArrowStream')")
         finally:
             batch_file.unlink(missing_ok=True)
+
+    def _insert_memfd(self, table: pa.Table, name: str, columns: str) -> None:
+        # An encrypted store must not stage plaintext batches in files: an anonymous
+        # in-memory file read by path (/proc/self/fd/<n>) is the same insert statement.
+        fd = os.memfd_create(f"mentatlab-batch-{next(self._num_inserts)}", os.MFD_CLOEXEC)
+        try:
+            with open(fd, "wb", closefd=False) as sink, \
+                    pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            self._session.query(  # no parameters: see _params_guard
+                f"INSERT INTO {name} ({columns}) SELECT {columns}"
+                f" FROM file('/proc/self/fd/{fd}', 'ArrowStream')")
+        finally:
+            os.close(fd)
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the store's parts are on an encrypted disk."""
+        return self._disk is not None
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a read query with ``{name:Type}`` parameters; return an Arrow table.
@@ -218,6 +266,8 @@ class ChdbSpanStore:
                 _log.warning("closing the span store at %s with %s calls still running",
                              self.path, self._num_inflight)
         self._session.close()
+        if self._disk is not None:
+            self._disk.close()
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -256,15 +306,20 @@ class ChdbSpanStore:
 
 
 def open_span_store(url: str, *, query_timeout_s: float = 30.0,
-                    retention_days: int = 0) -> SpanStore:
+                    retention_days: int = 0,
+                    encryption_keys: EncryptionKeys | None = None) -> SpanStore:
     """Open the span store named by ``url`` (not migrated: call ``migrate()``).
 
     Supported: ``chdb:///absolute/path`` and ``chdb://relative/path`` (embedded chDB).
     ``clickhouse://``, ``clickhouses://``, ``http(s)://`` go to the ClickHouse-server backend
     (:func:`mentatlab.storage.clickhouse_store.open_clickhouse_store`).
 
+    ``encryption_keys`` put an embedded store on an encrypted disk; a ClickHouse server
+    encrypts with its own disks (docs/scale-out.md), so they are not used there.
+
     Raises:
-        ConfigError: an unknown scheme or a URL without a path.
+        ConfigError: an unknown scheme or a URL without a path; a key mismatch (see
+            :class:`ChdbSpanStore`).
         StoreUnavailable: the store cannot be opened.
     """
     parsed = urlparse(url)
@@ -274,9 +329,13 @@ def open_span_store(url: str, *, query_timeout_s: float = 30.0,
         if not raw:
             raise ConfigError(f"Expected a span store URL like chdb:///path/to/spans, got {url!r}")
         return ChdbSpanStore(Path(raw).expanduser(), query_timeout_s=query_timeout_s,
-                             retention_days=retention_days)
+                             retention_days=retention_days, encryption_keys=encryption_keys)
     if scheme in ("clickhouse", "clickhouses", "http", "https"):
         from mentatlab.storage.clickhouse_store import open_clickhouse_store
+
+        if encryption_keys is not None:
+            _log.info("encryption_key encrypts the control store's secrets only: a ClickHouse "
+                      "span store is encrypted by the server's own disks (docs/scale-out.md)")
 
         return open_clickhouse_store(url, query_timeout_s=query_timeout_s,
                                      retention_days=retention_days)

@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from mentatlab.errors import ConfigError, StoreError, StoreUnavailable
+from mentatlab.governance.encryption import EncryptionKeys
 from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.control.models import Base
@@ -135,17 +136,22 @@ def checkpoint_path(data_dir: Path, span_url: str | None, control_url: str | Non
 # --- the source -------------------------------------------------------------------------
 
 
-def open_embedded_source(span_url: str) -> SpanStore:
+def open_embedded_source(span_url: str,
+                         encryption_keys: EncryptionKeys | None = None) -> SpanStore:
     """Open the embedded (chDB) span store of a data dir for reading.
 
     Args:
         span_url: ``chdb:///path`` of the installation (``Settings.span_store_url``).
+        encryption_keys: the installation's keys (``Settings.encryption_keys()``), needed
+            when the store is encrypted.
 
     Raises:
-        ConfigError: not a ``chdb://`` URL, or no span store in that folder.
+        ConfigError: not a ``chdb://`` URL, or no span store in that folder; an encrypted
+            store and no (right) key.
         StoreUnavailable: another process (a running ``mentatctl serve``) holds the folder.
     """
     from mentatlab.storage.chdb_store import ChdbSpanStore
+    from mentatlab.storage.encrypted_disk import is_encrypted_store
 
     parsed = urlparse(span_url)
     if parsed.scheme.lower() != "chdb":
@@ -155,7 +161,9 @@ def open_embedded_source(span_url: str) -> SpanStore:
     if not (folder / "metadata").is_dir():
         raise ConfigError(f"No embedded span store at {folder} (wrong --data-dir?)")
     try:
-        return ChdbSpanStore(folder, query_timeout_s=0)
+        return ChdbSpanStore(folder, query_timeout_s=0,
+                             encryption_keys=encryption_keys if is_encrypted_store(folder)
+                             else None)
     except StoreUnavailable as exc:
         raise StoreUnavailable(
             f"The embedded span store at {folder} is in use by another process: stop"

@@ -19,6 +19,8 @@ import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from mentatlab.errors import ConfigError
+from mentatlab.governance.encryption import SecretCipher, is_encrypted_secret
 from mentatlab.storage.control.models import Alert, AlertDelivery, AlertRule, new_id, utc_now
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "AlertRuleSpec",
     "DueDelivery",
     "NewAlert",
+    "SecretCounts",
 ]
 
 
@@ -130,22 +133,36 @@ class DueDelivery:
     alert: AlertInfo
 
 
-def _spec(row: AlertRule) -> AlertRuleSpec:
+_RULE_SECRET = "an alert rule's channel list"
+_DELIVERY_SECRET = "an alert delivery's channel"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretCounts:
+    """Secrets in the control store: all, encrypted, and encrypted with the newest key."""
+
+    num_secrets: int
+    num_encrypted: int
+    num_current_key: int
+
+
+def _spec(row: AlertRule, cipher: SecretCipher) -> AlertRuleSpec:
     return AlertRuleSpec(
         name=row.name, kind=row.kind, metric=row.metric, org_id=row.org_id, op=row.op,
         threshold=row.threshold, window_s=row.window_s, period=row.period,
         limit_amount=row.limit_amount,
         thresholds=tuple(Decimal(t) for t in row.thresholds.split(",") if t),
-        filters=dict(orjson.loads(row.filters)), channels=tuple(orjson.loads(row.channels)),
+        filters=dict(orjson.loads(row.filters)),
+        channels=tuple(orjson.loads(cipher.decrypt(row.channels, _RULE_SECRET))),
         enabled=row.enabled)
 
 
-def _rule_info(row: AlertRule) -> AlertRuleInfo:
-    return AlertRuleInfo(row.id, _spec(row), row.state, row.state_since, row.last_value,
+def _rule_info(row: AlertRule, cipher: SecretCipher) -> AlertRuleInfo:
+    return AlertRuleInfo(row.id, _spec(row, cipher), row.state, row.state_since, row.last_value,
                          row.last_evaluated_at, row.created_at)
 
 
-def _alert_info(row: Alert, rule: AlertRule,
+def _alert_info(row: Alert, rule: AlertRule, cipher: SecretCipher,
                 deliveries: Sequence[AlertDelivery] = ()) -> AlertInfo:
     return AlertInfo(
         id=row.id, rule_id=row.rule_id, rule_name=rule.name, rule_kind=rule.kind,
@@ -153,8 +170,9 @@ def _alert_info(row: Alert, rule: AlertRule,
         metric=row.metric, value=row.value, threshold=row.threshold,
         window_start=row.window_start, window_end=row.window_end, message=row.message,
         created_at=row.created_at,
-        deliveries=tuple(AlertDeliveryInfo(d.channel, d.status, d.attempts, d.last_error,
-                                           d.sent_at) for d in deliveries))
+        deliveries=tuple(AlertDeliveryInfo(
+            cipher.decrypt(d.channel, _DELIVERY_SECRET), d.status, d.attempts, d.last_error,
+            d.sent_at) for d in deliveries))
 
 
 class AlertRecords:
@@ -168,8 +186,55 @@ class AlertRecords:
         StoreError: the control store failed.
     """
 
-    def __init__(self, session: Callable[[], AbstractContextManager[Session]]) -> None:
+    def __init__(self, session: Callable[[], AbstractContextManager[Session]],
+                 secrets: SecretCipher | None = None) -> None:
         self._session = session
+        self._secrets = secrets or SecretCipher(None)
+
+    # --- secrets at rest (docs/governance.md "Encryption at rest") -----------------------
+
+    def check_secrets(self) -> None:
+        """Check that every rule's channels decrypt with the configured keys.
+
+        Raises:
+            ConfigError: a rule's channels are encrypted and no key, or no right key, is set.
+            StoreError: the control store failed.
+        """
+        with self._session() as session:
+            for stored in session.scalars(select(AlertRule.channels)):
+                self._secrets.decrypt(stored, _RULE_SECRET)
+
+    def count_secrets(self) -> SecretCounts:
+        """How many stored secrets (rules' channel lists, deliveries' channels) are encrypted.
+
+        Raises:
+            StoreError: the control store failed.
+        """
+        with self._session() as session:
+            values = [*session.scalars(select(AlertRule.channels)),
+                      *session.scalars(select(AlertDelivery.channel))]
+        encrypted = [v for v in values if is_encrypted_secret(v)]
+        current = sum(1 for v in encrypted if self._secrets.is_current(v))
+        return SecretCounts(len(values), len(encrypted), current)
+
+    def reencrypt_secrets(self) -> SecretCounts:
+        """Re-encrypt every stored secret with the newest key (plaintext ones too).
+
+        One transaction; returns the counts after it.
+
+        Raises:
+            ConfigError: no key is configured, or a value no configured key decrypts (nothing
+                is changed then).
+            StoreError: the control store failed.
+        """
+        if not self._secrets.enabled:
+            raise ConfigError("Expected MENTATLAB_ENCRYPTION_KEY to re-encrypt with, got none")
+        with self._session() as session:
+            for rule in session.scalars(select(AlertRule)):
+                rule.channels = self._secrets.reencrypt(rule.channels)
+            for delivery in session.scalars(select(AlertDelivery)):
+                delivery.channel = self._secrets.reencrypt(delivery.channel)
+        return self.count_secrets()
 
     def create_rule(self, spec: AlertRuleSpec) -> AlertRuleInfo:
         """Store a new rule (check it with ``alerting.rules.check_rule`` first).
@@ -185,11 +250,12 @@ class AlertRecords:
                 window_s=spec.window_s, period=spec.period, limit_amount=spec.limit_amount,
                 thresholds=",".join(format(t, "f") for t in spec.thresholds),
                 filters=orjson.dumps(spec.filters, option=orjson.OPT_SORT_KEYS).decode(),
-                channels=orjson.dumps(list(spec.channels)).decode(), enabled=spec.enabled,
+                channels=self._secrets.encrypt(orjson.dumps(list(spec.channels)).decode()),
+                enabled=spec.enabled,
                 state="ok", state_since=now, created_at=now)
             session.add(row)
             session.flush()
-            return _rule_info(row)
+            return _rule_info(row, self._secrets)
 
     def list_rules(self, org_id: str | None = None, *,
                          enabled_only: bool = False) -> list[AlertRuleInfo]:
@@ -200,13 +266,13 @@ class AlertRecords:
                 query = query.where(AlertRule.org_id == org_id)
             if enabled_only:
                 query = query.where(AlertRule.enabled.is_(True))
-            return [_rule_info(r) for r in session.scalars(query).all()]
+            return [_rule_info(r, self._secrets) for r in session.scalars(query).all()]
 
     def get_rule(self, rule_id: str) -> AlertRuleInfo | None:
         """One rule, or None."""
         with self._session() as session:
             row = session.get(AlertRule, rule_id)
-            return None if row is None else _rule_info(row)
+            return None if row is None else _rule_info(row, self._secrets)
 
     def set_enabled(self, rule_id: str, enabled: bool
                                ) -> AlertRuleInfo | None:
@@ -222,7 +288,7 @@ class AlertRecords:
             if row.enabled != enabled:
                 row.enabled = enabled
                 row.state, row.state_since = "ok", utc_now()
-            return _rule_info(row)
+            return _rule_info(row, self._secrets)
 
     def update_rule(self, rule_id: str, spec: AlertRuleSpec) -> AlertRuleInfo | None:
         """Replace a rule's definition (its id, org and kind stay); None when there is none.
@@ -243,11 +309,11 @@ class AlertRecords:
             row.limit_amount = spec.limit_amount
             row.thresholds = ",".join(format(t, "f") for t in spec.thresholds)
             row.filters = orjson.dumps(spec.filters, option=orjson.OPT_SORT_KEYS).decode()
-            row.channels = orjson.dumps(list(spec.channels)).decode()
+            row.channels = self._secrets.encrypt(orjson.dumps(list(spec.channels)).decode())
             row.enabled = spec.enabled
             row.state, row.state_since = "ok", utc_now()
             session.flush()
-            return _rule_info(row)
+            return _rule_info(row, self._secrets)
 
     def delete_rule(self, rule_id: str) -> bool:
         """Delete a rule with its alerts and deliveries; False when there is no such rule."""
@@ -294,7 +360,7 @@ class AlertRecords:
                 rule.state, rule.state_since = state, evaluated_at
             fired = set(session.scalars(select(Alert.fingerprint).where(
                 Alert.fingerprint.in_([a.fingerprint for a in alerts]))))
-            channels = orjson.loads(rule.channels)
+            channels = orjson.loads(self._secrets.decrypt(rule.channels, _RULE_SECRET))
             recorded: list[AlertInfo] = []
             for alert in alerts:
                 if alert.fingerprint in fired:
@@ -304,13 +370,14 @@ class AlertRecords:
                             metric=alert.metric, value=alert.value, threshold=alert.threshold,
                             window_start=alert.window_start, window_end=alert.window_end,
                             message=alert.message, created_at=evaluated_at)
-                deliveries = [AlertDelivery(alert_id=row.id, channel=channel, status="pending",
+                deliveries = [AlertDelivery(alert_id=row.id, channel=self._secrets.encrypt(channel),
+                                            status="pending",
                                             attempts=0, next_attempt_at=evaluated_at,
                                             last_error="")
                               for channel in (channels if alert.notify else ())]
                 session.add(row)
                 session.add_all(deliveries)
-                recorded.append(_alert_info(row, rule, deliveries))
+                recorded.append(_alert_info(row, rule, self._secrets, deliveries))
             session.flush()
             return recorded
 
@@ -341,8 +408,9 @@ class AlertRecords:
                     .values(next_attempt_at=lease_end)
                     .execution_options(synchronize_session=False))
                 if getattr(moved, "rowcount", 0) == 1:
-                    claimed.append(DueDelivery(delivery.id, delivery.channel, delivery.attempts,
-                                               _alert_info(alert, rule)))
+                    claimed.append(DueDelivery(
+                        delivery.id, self._secrets.decrypt(delivery.channel, _DELIVERY_SECRET),
+                        delivery.attempts, _alert_info(alert, rule, self._secrets)))
             return claimed
 
     def finish_delivery(self, delivery_id: int, *, sent_at: datetime | None,
@@ -385,4 +453,4 @@ class AlertRecords:
             for delivery in session.scalars(select(AlertDelivery).where(
                     AlertDelivery.alert_id.in_(list(by_alert))).order_by(AlertDelivery.id)):
                 by_alert[delivery.alert_id].append(delivery)
-            return [_alert_info(a, r, by_alert[a.id]) for a, r in pairs]
+            return [_alert_info(a, r, self._secrets, by_alert[a.id]) for a, r in pairs]

@@ -370,11 +370,11 @@ class PolicyRecords:
             return [_override_info(r) for r in rows]
 
 
-def list_policies(control: object, org_id: str) -> Sequence[PolicyInfo]:
+def list_policies(control: object, org_id: str | None) -> Sequence[PolicyInfo]:
     """The policies of ``org_id``: the read the compliance report uses.
 
-    The policies in force or kept for ``org_id`` (its own and installation-wide ones,
-    current versions, deleted ones left out): the read the compliance report uses.
+    The policies in force or kept for ``org_id`` (its own and installation-wide ones;
+    every org's when None; current versions, deleted ones left out).
 
     ``control`` is a :class:`~mentatlab.storage.control.ControlStore`.
     """

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mentatlab.access.roles import KEY_ROLES
 from mentatlab.errors import StoreError, ValidationError
+from mentatlab.governance.encryption import SecretCipher
 from mentatlab.storage.control.alerts import AlertRecords
 from mentatlab.storage.control.audit import AuditLog
 from mentatlab.storage.control.identity import Identities
@@ -130,15 +131,19 @@ class ControlStore:
     Args:
         url: SQLAlchemy URL, e.g. ``sqlite:////var/lib/mentatlab/control.db`` or
             ``postgresql+psycopg://user@host/db``. Run :func:`migrate_control_store` first.
+        secrets: encrypts secrets at rest (alert channel targets); default none: written
+            in plaintext, and encrypted ones refused (docs/governance.md).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, secrets: SecretCipher | None = None) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.alerts = AlertRecords(self._session)
+        self.secrets = secrets or SecretCipher(None)
+        """The cipher of secrets at rest."""
+        self.alerts = AlertRecords(self._session, self.secrets)
         """Alert rules, alerts and their deliveries."""
         self.identities = Identities(self._session)
         """People, their roles in orgs, and dashboard sessions."""
