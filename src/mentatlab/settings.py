@@ -120,7 +120,23 @@ class Settings:
     dedup_cache_spans: int = field(default=1_000_000, metadata=_env("MENTATLAB_DEDUP_CACHE_SPANS"))
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
     span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))
-    """Days spans are kept (by ``start_time``, a table TTL); 0 keeps them forever."""
+    """Days spans (and the tables derived per span or trace) are kept, by ``start_time``, for
+    every org without its own value (``mentatctl governance retention set``); 0 keeps them
+    forever. Enforced by the retention job (``retention_interval_s``)."""
+    aggregate_retention_days: int = field(
+        default=0, metadata=_env("MENTATLAB_AGGREGATE_RETENTION_DAYS"))
+    """Days the cost aggregates (``agg_*``) are kept, for every org without its own value;
+    0 keeps them forever, else at least ``span_retention_days``."""
+    audit_retention_years: int = field(default=0, metadata=_env("MENTATLAB_AUDIT_RETENTION_YEARS"))
+    """Years audit-log entries are kept (the chain is trimmed at a signed checkpoint where the
+    longest of every org's audit retention ends); 0 keeps them forever."""
+    retention_interval_s: float = field(
+        default=3600.0, metadata=_env("MENTATLAB_RETENTION_INTERVAL_S"))
+    """Seconds between runs of the retention job (on the elected node); 0 turns it off, and
+    ``span_retention_days`` is then only a table TTL."""
+    erasure_salt: str = field(default="", metadata=_env("MENTATLAB_ERASURE_SALT"))
+    """Secret salt of the subject hash in erasure receipts (HMAC-SHA256 key); empty: a random
+    salt generated once in ``<data_dir>/erasure-salt`` (set it on every node of a cluster)."""
     resolve_interval_s: float = field(default=0.5, metadata=_env("MENTATLAB_RESOLVE_INTERVAL_S"))
     """Seconds between passes of the attribution resolver on a shared (ClickHouse) span
     store (the embedded store resolves right after each commit); 0 turns it off: answers

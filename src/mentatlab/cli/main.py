@@ -23,6 +23,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     bottlenecks,
     cost,
     cost_views,  # noqa: F401
+    governance_retention,
     migrate,
     quotas,
     recommendations,
@@ -49,6 +50,10 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(analytics.app, name="analytics")
+governance_app = typer.Typer(help="Data governance: retention and erasure.",
+                             no_args_is_help=True)
+governance_retention.register(governance_app)  # issue 17: retention and erasure
+app.add_typer(governance_app, name="governance")
 analytics.app.command("reliability")(reliability.reliability)
 analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)
 app.command("tail")(spans.tail)

@@ -98,8 +98,11 @@ def open_store(settings: Settings) -> SpanStore:
     from mentatlab.storage.chdb_store import open_span_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The retention job owns the TTL (the longest retention of any org, governance/
+    # retention.py); without the job, span_retention_days is a plain table TTL.
+    retention_days = None if settings.retention_interval_s > 0 else settings.span_retention_days
     store = open_span_store(settings.span_store_url, query_timeout_s=settings.query_timeout_s,
-                            retention_days=settings.span_retention_days)
+                            retention_days=retention_days)
     store.migrate()
     return store
 
@@ -117,6 +120,9 @@ def open_control_store(settings: Settings) -> ControlStore:
     migrate_control_store(settings.control_store_url)
     control = ControlStore(settings.control_store_url)
     key_file = settings.audit_signing_key_file
+    default_key = settings.data_dir / "audit-signing-key.pem"  # server/retaining.py
+    if key_file is None and settings.control_store == "" and default_key.exists():
+        key_file = default_key  # generated for the embedded default by the first audit trim
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
                             signing_key=None if key_file is None else load_signing_key(key_file))
     return control

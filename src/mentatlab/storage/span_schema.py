@@ -272,7 +272,7 @@ def _existing_columns(store: SpanStore) -> set[str]:
 
 
 def migrate_span_store(
-    store: SpanStore, options: SchemaOptions | None = None, *, retention_days: int = 0
+    store: SpanStore, options: SchemaOptions | None = None, *, retention_days: int | None = 0
 ) -> list[int]:
     """Bring the span store to the latest schema; safe to run any number of times.
 
@@ -280,7 +280,8 @@ def migrate_span_store(
         store: the store to migrate (its ``execute`` and ``query_arrow`` are used).
         options: engines and cluster clause; the single-node defaults when None.
         retention_days: drop spans older than this many days (by ``start_time``);
-            0 keeps them forever.
+            0 keeps them forever; None leaves the TTL as it is (the server's retention job
+            sets it, :mod:`mentatlab.governance.retention`).
 
     Returns:
         The versions applied by this call (empty when already current).
@@ -315,7 +316,8 @@ def migrate_span_store(
                 f" ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
             )
             _log.info("span store column %s added", column.name)
-    apply_retention(store, retention_days, opts)
+    if retention_days is not None:
+        apply_retention(store, retention_days, opts)
     return applied
 
 

@@ -37,6 +37,7 @@ from mentatlab.storage.control.models import (
     Session as SessionRow,
 )
 from mentatlab.storage.control.quotas import QuotaOverrides
+from mentatlab.storage.control.retention import RetentionOverrides
 from mentatlab.storage.control.watermarks import NodeWatermarks
 
 __all__ = ["ApiKeyInfo", "ApiKeyScope", "ControlStore", "IssuedApiKey", "OrgInfo", "ProjectInfo",
@@ -142,6 +143,8 @@ class ControlStore:
         """Node watermarks for the attribution resolver on a shared span store."""
         self.quotas = QuotaOverrides(self._session)
         """Per-org replacements of the ``quota_*`` settings."""
+        self.retention = RetentionOverrides(self._session)
+        """Per-org replacements of the retention settings (issue 17)."""
         self.audit = AuditLog(self._session, self.engine)
         """The tamper-evident audit log of sensitive actions."""
 
