@@ -321,6 +321,20 @@ def _check_compaction(settings: Settings) -> None:
                           f"{settings.compact_max_partitions}")
 
 
+def _check_retention(settings: Settings) -> None:
+    """Bounds of the retention settings (decision 0019). Raises ConfigError."""
+    for name in ("span_retention_days", "aggregate_retention_days", "audit_retention_years"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"Expected {name} >= 0 (0 = forever), got {getattr(settings, name)}")
+    spans, aggregates = settings.span_retention_days, settings.aggregate_retention_days
+    if aggregates and (spans == 0 or aggregates < spans):
+        raise ConfigError(f"Expected aggregate_retention_days to be 0 (forever) or at least "
+                          f"span_retention_days ({spans or 'forever'}), got {aggregates}")
+    if settings.retention_interval_s != 0 and not 60 <= settings.retention_interval_s <= 86400:
+        raise ConfigError("Expected retention_interval_s to be 0 (off) or 60 to 86400 s, got "
+                          f"{settings.retention_interval_s}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -364,6 +378,7 @@ def load_settings(**overrides: Any) -> Settings:
             "clickhouse://… or use one worker)")
     _check_trace_quiet(settings.trace_quiet_s)
     _check_compaction(settings)
+    _check_retention(settings)
     if settings.oidc_issuer and not (settings.oidc_client_id and settings.oidc_client_secret):
         raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):

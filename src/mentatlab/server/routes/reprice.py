@@ -65,7 +65,7 @@ async def reprice(
     if start >= end:
         raise ApiError(400, "Empty time range", [FieldError("since", "Expected since < until")])
     floors = await anyio.to_thread.run_sync(read_floors, state.store)
-    floor_ns = floor_of(floors, caller.org_id)
+    floor_ns = floor_of(floors, caller.org_id or None)
     if floor_ns and start < datetime.fromtimestamp(floor_ns / 1e9, UTC):
         since_text = datetime.fromtimestamp(floor_ns / 1e9, UTC).isoformat()
         raise ApiError(409, "Period expired under retention", [FieldError("since", (
