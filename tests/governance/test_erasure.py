@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from disk_scan import find_values
+from test_retention import _spans
 
 from mentatlab.governance.erasure import erase_subject, subject_hash
 from mentatlab.resolver.resolver import Resolver
@@ -18,8 +19,6 @@ from mentatlab.server.components import build_price
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.chdb_store import ChdbSpanStore
-
-from test_retention import _spans  # noqa: I001 — same folder
 
 ALICE = "alice.erase-me@example.com"
 BOB = "bob.keep-me@example.com"

@@ -45,7 +45,8 @@ def _spans(org: str, days_ago: int, n: int = 4, *, trace: int | None = None,
         end_time=day + timedelta(seconds=i, milliseconds=5), duration_ms=5.0,
         status=SpanStatus.OK, org_id=org, project_id="p", user_id=user or f"user-{org}",
         customer_id=customer or f"cust-{org}",
-        attributes=f'{{"enduser.id": "{user}"}}' if user else "{}", request_model="gpt-4o", input_tokens=10, output_tokens=5,
+        attributes=f'{{"enduser.id": "{user}"}}' if user else "{}", request_model="gpt-4o",
+        input_tokens=10, output_tokens=5,
         token_cost=Decimal(cost), total_cost=Decimal(cost), ingested_at_ns=time.time_ns())
         for i in range(n)])
 

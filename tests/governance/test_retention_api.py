@@ -22,12 +22,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
+from test_retention import _spans  # noqa: E402
 
 from mentatlab.governance.erasure import erasure_receipts, subject_hash  # noqa: E402
-from mentatlab.governance.retention import enforce_retention, retention_for  # noqa: E402
-from mentatlab.governance.retention import retention_defaults  # noqa: E402
-
-from test_retention import _spans  # noqa: E402
+from mentatlab.governance.retention import (  # noqa: E402
+    enforce_retention,
+    retention_defaults,
+    retention_for,
+)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from serverkit import make_settings, open_in_process  # noqa: E402
+from test_retention import _span_days, _spans  # noqa: E402
 
 from mentatlab.errors import ConfigError  # noqa: E402
 from mentatlab.governance.retention import enforce_retention, retention_defaults  # noqa: E402
@@ -23,8 +24,6 @@ from mentatlab.server.retaining import (  # noqa: E402
     retention_job,
 )
 from mentatlab.settings import load_settings  # noqa: E402
-
-from test_retention import _span_days, _spans  # noqa: E402
 
 
 async def test_the_job_trims_on_the_elected_node(_isolated_data_dir: Path) -> None:
