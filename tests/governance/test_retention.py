@@ -113,6 +113,9 @@ def test_retention_trims_each_org_to_its_own_cutoff(store: SpanStore, tmp_path: 
     assert read_floors(store) == {"short": int(cut_short.timestamp()) * 10**9,
                                   "long": int(cut_long.timestamp()) * 10**9}
     assert run.ttl_days == 31, "a day of slack over the longest retention"
+    ddl = store.query_arrow("SELECT create_table_query AS q FROM system.tables WHERE database ="
+                            " currentDatabase() AND name = 'spans'").column("q")[0].as_py()
+    assert "TTL start_time + toIntervalDay(31)" in ddl
 
     again = enforce_retention(store, Retention(30, 0, 0),
                               {"short": {"span_days": 3, "aggregate_days": 10}})

@@ -345,7 +345,7 @@ def enforce_retention(store: SpanStore, defaults: Retention,
                 run.rows_deleted[table.name] = run.rows_deleted.get(table.name, 0) + num
     longest = 0 if span_cut is None else (now.date() - span_cut.date()).days
     run.ttl_days = longest + 1 if longest else 0
-    apply_retention(store, run.ttl_days)
+    apply_retention(store, run.ttl_days, materialize=False)
     if audit is not None:
         run.audit_trimmed = _trim_audit(audit, defaults, overrides, now)
     run.seconds = time.perf_counter() - started

@@ -322,11 +322,13 @@ def migrate_span_store(
 
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
-                    ) -> None:
+                    *, materialize: bool = True) -> None:
     """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
 
     The derived tables are the settled traces' (``span_timing``, ``trace_facts``,
     ``step_counts``), aged by their ``start_time`` like the spans they came from.
+    ``materialize`` False leaves existing parts to later merges instead of rewriting them
+    all now (the retention job, which drops and deletes the expired rows itself).
 
     Raises:
         ConfigError: ``retention_days`` is negative.
@@ -345,7 +347,8 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
         ttl = f"start_time + toIntervalDay({int(retention_days)})"
         if current.replace(" ", "") == ttl.replace(" ", ""):
             continue
-        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}")
+        lazy = "" if materialize else " SETTINGS materialize_ttl_after_modify = 0"
+        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}{lazy}")
 
 
 def _current_ttl(store: SpanStore, name: str = SPANS_TABLE) -> str:
