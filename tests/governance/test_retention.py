@@ -132,7 +132,7 @@ def test_expired_periods_keep_their_aggregates(store: SpanStore, tmp_path: Path)
     # expired period alone (no negative difference for the spans that are gone).
     store.append_batch(_spans("short", 5, n=1, trace=hash(("short", 5)) & 0xFFFFFFFF,
                               cost="0.5"))
-    resolver.forget_state()
+    resolver.forget_state()  # as a server's resolver does within FLOORS_REFRESH_S
     resolver.run_pass(time.time_ns())
     assert _agg_days(store, "short") == before_short
 

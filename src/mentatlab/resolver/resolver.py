@@ -177,10 +177,14 @@ class Resolver:
             return self._state
 
     def forget_state(self) -> None:
-        """Read the state from the store again on next use (another node may have moved it)."""
+        """Read the state (and the retention floors) from the store again on next use.
+
+        Another node may have moved them.
+        """
         with self._lock:
             self._state = None
             self._own_stamps = []
+            self._floors_read_s = -FLOORS_REFRESH_S
 
     def run_pass(self, through_ns: int) -> PassReport:
         """Resolve and aggregate every commit stamped up to ``through_ns``.
