@@ -6,6 +6,7 @@ and ``mentatctl governance`` drives it all."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -181,3 +182,14 @@ def test_the_cli_shows_sets_and_erases(installation: Installation) -> None:
     assert cli("erase").returncode == 2
     time.sleep(0)  # the server keeps serving after the CLI calls
     assert installation.call("GET", "installation", "governance/retention").status_code == 200
+
+
+def test_audit_details_hold_no_personal_values(installation: Installation) -> None:
+    """A CSV export filtered by a person is audited with the filter's hash, not the value."""
+    exported = installation.call("GET", "admin", "cost", params={
+        "group_by": "user_id", "format": "csv", "filter": "user_id=erin@example.com"})
+    assert exported.status_code == 200, exported.text
+    entries = installation.server.state.control.audit.entries(org_id="acme", action="export")
+    assert entries and entries[0].details["filter_sha256"] == hashlib.sha256(
+        b"user_id=erin@example.com").hexdigest()
+    assert "erin@example.com" not in str(entries[0].details)
