@@ -255,6 +255,10 @@ class Settings:
         default=None, metadata=_env("MENTATLAB_AUDIT_SIGNING_KEY_FILE"))
     """Unencrypted PEM Ed25519 private key that signs audit-log checkpoints
     (``mentatctl audit keygen`` writes one); unset: checkpoints are unsigned."""
+    audit_retired_key_files: str = field(
+        default="", metadata=_env("MENTATLAB_AUDIT_RETIRED_KEY_FILES"))
+    """Comma-separated PEM files of retired audit signing keys (public keys, or the old
+    private key files): checkpoints they signed still verify after a key rotation."""
 
     @property
     def tls_enabled(self) -> bool:

@@ -16,7 +16,12 @@ from sqlalchemy import text
 
 from mentatlab.errors import ConfigError
 from mentatlab.storage.control import ControlStore, migrate_control_store
-from mentatlab.storage.control.audit import _signed_text, generate_signing_key, load_signing_key
+from mentatlab.storage.control.audit import (
+    _signed_text,
+    generate_signing_key,
+    load_public_key,
+    load_signing_key,
+)
 from mentatlab.storage.control.models import utc_now
 
 
@@ -138,3 +143,26 @@ def test_verify_cli_accepts_a_trimmed_chain_and_rejects_without_the_key(
     assert bad.returncode == 1 and "entries 1–3 missing" in bad.stdout, bad.stdout
     unkeyed = verify()
     assert unkeyed.returncode == 1, "without the key the trimmed start cannot be trusted"
+
+
+def test_after_a_key_rotation_the_retired_key_still_verifies(control: ControlStore,
+                                                            tmp_path: Path) -> None:
+    old_file, new_file = tmp_path / "old.pem", tmp_path / "new.pem"
+    generate_signing_key(old_file)
+    generate_signing_key(new_file)
+    control.audit.configure(checkpoint_every=1000, signing_key=load_signing_key(old_file))
+    _fill(control, 6)
+    control.audit.trim(through_seq=3)
+    control.audit.checkpoint()
+
+    control.audit.configure(checkpoint_every=1000, signing_key=load_signing_key(new_file))
+    _fill(control, 2)
+    control.audit.checkpoint()
+    unaware = control.audit.verify()
+    assert not unaware.ok and {p.kind for p in unaware.problems} >= {"removed", "signature"}
+
+    control.audit.configure(checkpoint_every=1000, signing_key=load_signing_key(new_file),
+                            retired_keys=(load_public_key(old_file),))
+    report = control.audit.verify()
+    assert report.ok, report.problems
+    assert report.signed_checkpoints == 3

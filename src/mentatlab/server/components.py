@@ -114,7 +114,7 @@ def open_control_store(settings: Settings) -> ControlStore:
         ConfigError: a bad ``audit_checkpoint_every`` or ``audit_signing_key_file``.
     """
     from mentatlab.storage.control import ControlStore, migrate_control_store
-    from mentatlab.storage.control.audit import load_signing_key
+    from mentatlab.storage.control.audit import load_public_key, load_signing_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
@@ -123,8 +123,11 @@ def open_control_store(settings: Settings) -> ControlStore:
     default_key = settings.data_dir / "audit-signing-key.pem"  # server/retaining.py
     if key_file is None and settings.control_store == "" and default_key.exists():
         key_file = default_key  # generated for the embedded default by the first audit trim
+    retired = tuple(load_public_key(Path(p.strip()).expanduser())
+                    for p in settings.audit_retired_key_files.split(",") if p.strip())
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
-                            signing_key=None if key_file is None else load_signing_key(key_file))
+                            signing_key=None if key_file is None else load_signing_key(key_file),
+                            retired_keys=retired)
     return control
 
 

@@ -57,7 +57,8 @@ def ensure_signing_key(settings: Settings, control: Any) -> bool:
         _log.warning("generated the audit signing key %s (key id %s): keep a copy offline; "
                      "`mentatctl audit verify` needs it", path, key_id)
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
-                            signing_key=load_signing_key(path))
+                            signing_key=load_signing_key(path),
+                            retired_keys=control.audit.retired_keys)
     return True
 
 

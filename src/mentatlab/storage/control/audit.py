@@ -68,6 +68,7 @@ __all__ = [
     "entry_hash",
     "generate_signing_key",
     "key_fingerprint",
+    "load_public_key",
     "load_signing_key",
 ]
 
@@ -226,6 +227,28 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key in PEM file ``path`` (a public key, or a private key's half).
+
+    Raises:
+        ConfigError: the file cannot be read or holds no Ed25519 key.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: {exc}") from exc
+    if b"PRIVATE KEY" in data:
+        return load_signing_key(path).public_key()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: expected an Ed25519 "
+                          f"public key, got {type(key).__name__}")
+    return key
+
+
 def generate_signing_key(path: Path) -> str:
     """Write a new Ed25519 private key to ``path`` (PEM, mode 0600); returns its fingerprint.
 
@@ -272,6 +295,8 @@ class _Signer:
     checkpoint_every: int = 1000
     key: Ed25519PrivateKey | None = None
     key_id: str = ""
+    retired: tuple[Ed25519PublicKey, ...] = ()
+    """Public keys of retired signing keys whose checkpoints still verify."""
 
 
 class AuditLog:
@@ -288,8 +313,12 @@ class AuditLog:
         self._signer = _Signer()
 
     def configure(self, *, checkpoint_every: int = 1000,
-                  signing_key: Ed25519PrivateKey | None = None) -> None:
+                  signing_key: Ed25519PrivateKey | None = None,
+                  retired_keys: tuple[Ed25519PublicKey, ...] = ()) -> None:
         """Set how often a checkpoint is taken (entries) and the key that signs it.
+
+        ``retired_keys``: public keys of retired signing keys whose checkpoints
+        :meth:`verify` still accepts (key rotation).
 
         Raises:
             ConfigError: ``checkpoint_every`` is below 1.
@@ -297,7 +326,12 @@ class AuditLog:
         if checkpoint_every < 1:
             raise ConfigError(f"Expected audit_checkpoint_every >= 1, got {checkpoint_every}")
         key_id = "" if signing_key is None else key_fingerprint(signing_key.public_key())
-        self._signer = _Signer(checkpoint_every, signing_key, key_id)
+        self._signer = _Signer(checkpoint_every, signing_key, key_id, tuple(retired_keys))
+
+    @property
+    def retired_keys(self) -> tuple[Ed25519PublicKey, ...]:
+        """Public keys of retired signing keys whose checkpoints still verify."""
+        return self._signer.retired
 
     @property
     def signing_key_id(self) -> str:
@@ -526,21 +560,25 @@ class AuditLog:
             StoreError: the control store could not be read.
         """
         started = time.perf_counter()
+        keys: dict[str, Ed25519PublicKey] = {}
         if public_key is None and self._signer.key is not None:
             public_key = self._signer.key.public_key()
+            keys = {key_fingerprint(k): k for k in self._signer.retired}
+        if public_key is not None:
+            keys[key_fingerprint(public_key)] = public_key
         try:
             with self._engine.connect() as conn:
                 checkpoints = [_checkpoint(r) for r in conn.execute(
                     select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()]
                 first = conn.execute(select(AuditEntry.seq, AuditEntry.prev_hash)
                                      .order_by(AuditEntry.seq).limit(1)).first()
-                anchor = _trim_anchor(checkpoints, first, public_key)
+                anchor = _trim_anchor(checkpoints, first, keys)
                 walk = _ChainWalk(anchor)
                 walk.run(self._rows(conn))
         except SQLAlchemyError as exc:
             raise StoreError(f"Audit log read failed: {exc}") from exc
         problems = walk.problems
-        signed, notes = _check_checkpoints(checkpoints, walk, public_key, problems)
+        signed, notes = _check_checkpoints(checkpoints, walk, public_key, keys, problems)
         if anchor is not None:
             notes.append(f"the chain starts after the signed checkpoint at seq {anchor.seq} "
                          f"(entries up to it were trimmed)")
@@ -575,19 +613,20 @@ def _content_hash(row: Any, seq: int) -> str | None:
 
 
 def _trim_anchor(checkpoints: list[CheckpointInfo], first: Any,
-                 public_key: Ed25519PublicKey | None) -> CheckpointInfo | None:
+                 keys: dict[str, Ed25519PublicKey]) -> CheckpointInfo | None:
     """The checkpoint the stored chain starts after, when the start was trimmed legitimately.
 
     That is the checkpoint at the seq just before the first stored entry, whose hash that
-    entry links to, signed by ``public_key`` with a signature that verifies. None otherwise
+    entry links to, signed by one of ``keys`` with a signature that verifies. None otherwise
     (nothing trimmed, or a start that cannot be trusted: the gap is then reported).
     """
-    if first is None or first.seq <= 1 or public_key is None:
+    if first is None or first.seq <= 1 or not keys:
         return None
     for cp in checkpoints:
         if cp.seq != first.seq - 1 or cp.hash != first.prev_hash or not cp.signature:
             continue
-        if cp.key_id != key_fingerprint(public_key):
+        public_key = keys.get(cp.key_id)
+        if public_key is None:
             return None
         try:
             public_key.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
@@ -718,8 +757,8 @@ class _ChainWalk:
 
 
 def _check_checkpoints(checkpoints: list[CheckpointInfo], walk: _ChainWalk,
-                       public_key: Ed25519PublicKey | None, problems: list[AuditProblem]
-                       ) -> tuple[int, list[str]]:
+                       public_key: Ed25519PublicKey | None, keys: dict[str, Ed25519PublicKey],
+                       problems: list[AuditProblem]) -> tuple[int, list[str]]:
     """Check each checkpoint against the chain and its signature; returns (signed, notes)."""
     notes: list[str] = []
     key_id = "" if public_key is None else key_fingerprint(public_key)
@@ -745,13 +784,14 @@ def _check_checkpoints(checkpoints: list[CheckpointInfo], walk: _ChainWalk,
             continue
         if public_key is None:
             continue
-        if cp.key_id != key_id:
+        signer = keys.get(cp.key_id)
+        if signer is None:
             problems.append(AuditProblem("signature", cp.seq, (
                 f"checkpoint at seq {cp.seq} is signed by key {cp.key_id[:16]}…, not the "
                 f"configured key {key_id[:16]}…")))
             continue
         try:
-            public_key.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
+            signer.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
             signed += 1
         except (InvalidSignature, ValueError):
             problems.append(AuditProblem("signature", cp.seq, (
