@@ -129,7 +129,23 @@ class Settings:
     dedup_cache_spans: int = field(default=1_000_000, metadata=_env("MENTATLAB_DEDUP_CACHE_SPANS"))
     """Recent ``(trace_id, span_id)`` keys remembered to drop re-sent spans at ingest."""
     span_retention_days: int = field(default=0, metadata=_env("MENTATLAB_SPAN_RETENTION_DAYS"))
-    """Days spans are kept (by ``start_time``, a table TTL); 0 keeps them forever."""
+    """Days spans (and the tables derived per span or trace) are kept, by ``start_time``, for
+    every org without its own value (``mentatctl governance retention set``); 0 keeps them
+    forever. Enforced by the retention job (``retention_interval_s``)."""
+    aggregate_retention_days: int = field(
+        default=0, metadata=_env("MENTATLAB_AGGREGATE_RETENTION_DAYS"))
+    """Days the cost aggregates (``agg_*``) are kept, for every org without its own value;
+    0 keeps them forever, else at least ``span_retention_days``."""
+    audit_retention_years: int = field(default=0, metadata=_env("MENTATLAB_AUDIT_RETENTION_YEARS"))
+    """Years audit-log entries are kept (the chain is trimmed at a signed checkpoint where the
+    longest of every org's audit retention ends); 0 keeps them forever."""
+    retention_interval_s: float = field(
+        default=3600.0, metadata=_env("MENTATLAB_RETENTION_INTERVAL_S"))
+    """Seconds between runs of the retention job (on the elected node); 0 turns it off, and
+    ``span_retention_days`` is then only a table TTL."""
+    erasure_salt: str = field(default="", metadata=_env("MENTATLAB_ERASURE_SALT"))
+    """Secret salt of the subject hash in erasure receipts (HMAC-SHA256 key); empty: a random
+    salt generated once in ``<data_dir>/erasure-salt`` (set it on every node of a cluster)."""
     resolve_interval_s: float = field(default=0.5, metadata=_env("MENTATLAB_RESOLVE_INTERVAL_S"))
     """Seconds between passes of the attribution resolver on a shared (ClickHouse) span
     store (the embedded store resolves right after each commit); 0 turns it off: answers
@@ -298,6 +314,10 @@ class Settings:
         from mentatlab.governance.encryption import load_encryption_keys
 
         return load_encryption_keys(self.encryption_key, self.encryption_key_file)
+    audit_retired_key_files: str = field(
+        default="", metadata=_env("MENTATLAB_AUDIT_RETIRED_KEY_FILES"))
+    """Comma-separated PEM files of retired audit signing keys (public keys, or the old
+    private key files): checkpoints they signed still verify after a key rotation."""
 
     @property
     def tls_enabled(self) -> bool:
@@ -382,6 +402,20 @@ def _from_table(name: str, raw: Any) -> Any:
     return raw
 
 
+def _check_retention(settings: Settings) -> None:
+    """Bounds of the retention settings (decision 0019). Raises ConfigError."""
+    for name in ("span_retention_days", "aggregate_retention_days", "audit_retention_years"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"Expected {name} >= 0 (0 = forever), got {getattr(settings, name)}")
+    spans, aggregates = settings.span_retention_days, settings.aggregate_retention_days
+    if aggregates and (spans == 0 or aggregates < spans):
+        raise ConfigError(f"Expected aggregate_retention_days to be 0 (forever) or at least "
+                          f"span_retention_days ({spans or 'forever'}), got {aggregates}")
+    if settings.retention_interval_s != 0 and not 60 <= settings.retention_interval_s <= 86400:
+        raise ConfigError("Expected retention_interval_s to be 0 (off) or 60 to 86400 s, got "
+                          f"{settings.retention_interval_s}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > env vars > ``mentatlab.toml`` > defaults.
 
@@ -432,6 +466,7 @@ def load_settings(**overrides: Any) -> Settings:
     from mentatlab.governance.pii_config import PiiConfig
 
     PiiConfig.from_settings(settings)  # fail fast on a bad PII mode, override or regex
+    _check_retention(settings)
     _check_oidc(settings)
     settings.encryption_keys()  # fail fast on a malformed key
     return settings

@@ -101,7 +101,7 @@ def test_sensitive_actions_through_the_api_are_recorded(site: Site) -> None:
     assert created[0]["actor"] == f"key:{admin['id']}" and created[0]["target"] == read["id"]
     assert by_action["key.rotated"]["details"]["new_key_id"] == rotated["id"]
     assert by_action["member.role_changed"]["details"] == {
-        "email": "ana@acme.test", "role": "billing", "previous_role": "viewer"}
+        "role": "billing", "previous_role": "viewer"}  # ids only: no email (issue 17)
     assert all(e["org_id"] == "acme" for e in entries)
     assert not any(admin["secret"] in str(e) or read["secret"] in str(e) for e in entries)
     assert site.control.audit.verify().ok

@@ -96,8 +96,9 @@ def test_report_follows_state_and_names_the_chain_head(site: Site) -> None:
     assert "Art. 17" in refs["erasure"] and "Art. 32(1)(a)" in refs["security-of-processing"]
 
     # state changes show: an erasure receipt, a member, a new key; the head moves
-    site.control.audit.record("cli", "governance.erased", target="subject:5f2a",
-                              details={"spans": 12, "aggregates": 3})
+    site.control.audit.record("cli", "governance.erased", target="5f2a", details={
+        "field": "user_id", "subject_hash": "5f2a", "counts": {"spans": 12, "agg_principal_day": 3},
+        "total": 15})
     user = site.control.identities.ensure_user("ana@acme.test")
     site.control.identities.set_role(user.id, "acme", "viewer")
     site.control.create_api_key("acme", None, "ingest", role="ingest", created_by="test")
@@ -107,7 +108,8 @@ def test_report_follows_state_and_names_the_chain_head(site: Site) -> None:
         _head(site.control)
     erasure = second["sections"]["erasure"]
     assert erasure["num_receipts"] == 1
-    assert erasure["receipts"][0]["counts"] == {"spans": 12, "aggregates": 3}
+    assert erasure["receipts"][0]["counts"] == {"spans": 12, "agg_principal_day": 3}
+    assert erasure["receipts"][0]["total"] == 15
     assert second["sections"]["access"]["members_by_role"] == {"viewer": 1}
     assert second["sections"]["access"]["active_keys_by_role"] == {"admin": 1, "ingest": 1}
     assert second["digest"] != body["digest"]

@@ -74,6 +74,10 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
     ("PUT", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
     ("DELETE", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
+    # retention and erasure (issue 17): an org's admin, the installation's for longer retention
+    ("GET", "/api/v1/governance/retention"): _P.MANAGE_SETTINGS,
+    ("PUT", "/api/v1/governance/retention"): _P.MANAGE_SETTINGS,
+    ("POST", "/api/v1/governance/erasures"): _P.MANAGE_SETTINGS,
     ("GET", "/api/v1/me"): SIGNED_IN,
     # sign-in (routes/auth.py)
     ("GET", "/auth/login"): PUBLIC,

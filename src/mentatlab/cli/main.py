@@ -25,6 +25,7 @@ from mentatlab.cli import (  # cost_views adds `cost tree` and `cost tokens`
     cost_views,  # noqa: F401
     governance_keys,
     governance_report,
+    governance_retention,
     governance_signals,
     migrate,
     policies,
@@ -55,9 +56,10 @@ app.add_typer(quotas.quotas_app, name="quotas")
 app.add_typer(policies.policies_app, name="policies")  # issue 17: guardrail policies
 app.add_typer(analytics.app, name="analytics")
 # issue 17: `mentatctl governance` (oversight and security signals, encryption keys at rest,
-# compliance reports)
+# compliance reports, retention and erasure)
 governance_keys.register(governance_signals.governance_app)
 governance_report.register(governance_signals.governance_app)
+governance_retention.register(governance_signals.governance_app)
 app.add_typer(governance_signals.governance_app, name="governance")
 analytics.app.command("reliability")(reliability.reliability)
 analytics.app.command("bottlenecks")(bottlenecks.bottlenecks)

@@ -1,5 +1,5 @@
-"""Data governance: PII detection, guardrail policies, retention and erasure, encryption.
+"""Data governance: PII, guardrail policies, retention and erasure, encryption, compliance.
 
 The domain library the pipeline's ``redact`` and ``policies`` stages, the governance jobs,
-routes, CLI and compliance reports call into (decision records 0017–0021).
+routes and CLI call into (decision records 0017–0021).
 """

@@ -63,24 +63,29 @@ def _span_where(period: Period, org_id: str | None) -> tuple[str, dict[str, Any]
 
 def read_retention(settings: Settings, control: ControlStore, org_id: str | None
                    ) -> dict[str, Any]:
-    """Retention in force: spans (days), aggregates, audit log, and retention changes.
+    """Retention in force: spans and aggregates (days), audit log (years), its history.
 
-    Today: ``span_retention_days`` (installation-wide) and the audit checkpoint interval;
-    ``governance.retention_set`` audit entries as the per-org settings' history. To wire:
-    the retention part's per-org read (spans/aggregates days, audit years, last job run).
+    ``org_id``'s values (its override over the settings; the settings' defaults when None),
+    whether the retention job runs (``retention_interval_s``), audit checkpoints, and the
+    ``governance.retention_set`` audit entries as the history of the per-org values.
     """
+    from mentatlab.governance.retention import retention_defaults, retention_for
+
+    values = (retention_defaults(settings) if org_id is None
+              else retention_for(control, settings, org_id))
     changes = control.audit.entries(org_id=org_id, all_orgs=org_id is None,
                                     action="governance.retention_set", limit=_AUDIT_PAGE)
     return {
         "available": True,
-        "span_retention_days": settings.span_retention_days,
-        "aggregate_retention_days": None,
-        "audit_retention_years": None,
+        "span_retention_days": values.span_days,
+        "aggregate_retention_days": values.aggregate_days,
+        "audit_retention_years": values.audit_years,
+        "job_interval_s": settings.retention_interval_s,
         "audit_checkpoint_every": settings.audit_checkpoint_every,
         "audit_checkpoints_signed": settings.audit_signing_key_file is not None,
         "changes": [{"seq": e.seq, "at": e.at.isoformat(), "details": dict(e.details)}
                     for e in changes],
-        "in_force": settings.span_retention_days > 0,
+        "in_force": values.span_days > 0 and settings.retention_interval_s > 0,
     }
 
 
@@ -250,7 +255,8 @@ def read_erasures(control: ControlStore, period: Period, org_id: str | None
                                     action="governance.erased", since=period[0],
                                     until=period[1], limit=_AUDIT_PAGE)
     receipts = [{"seq": e.seq, "at": e.at.isoformat(), "hash": e.hash, "target": e.target,
-                 "counts": {k: v for k, v in e.details.items() if isinstance(v, int)}}
+                 "field": e.details.get("field"), "counts": dict(e.details.get("counts", {})),
+                 "total": e.details.get("total", 0)}
                 for e in reversed(entries)]
     return {"available": True, "num_receipts": len(receipts), "receipts": receipts}
 

@@ -57,9 +57,10 @@ from mentatlab.storage.aggregates import (
     delta_insert_sql,
 )
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.retention_floor import floor_condition, floor_filters, read_floors
 
-__all__ = ["BACKFILL_SPANS", "CHUNK_TRACES", "PassReport", "Resolver", "ResolverState",
-           "VersionSink", "read_resolver_state", "rebuild_aggregates"]
+__all__ = ["BACKFILL_SPANS", "CHUNK_TRACES", "FLOORS_REFRESH_S", "PassReport", "Resolver",
+           "ResolverState", "VersionSink", "read_resolver_state", "rebuild_aggregates"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ CHUNK_TRACES = 5_000
 BACKFILL_SPANS = 500_000
 """Most spans of one backfill chunk (a chunk of (org, project, day) is split by trace hash)."""
 _STATE_NAME = "aggregates"
+FLOORS_REFRESH_S = 5.0
+"""Seconds the retention floors are cached between two reads (they move once a day)."""
 _FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 _INPUT_SQL = ", ".join(f"`{c}`" for c in (*INPUT_COLUMNS, "ingested_at_ns", "revision"))
 _ALL_SQL = ", ".join(f"`{c}`" for c in SPAN_SCHEMA.names)
@@ -131,8 +134,17 @@ def rebuild_aggregates(store: SpanStore, price: Price, on_cluster: str = "") -> 
     store.execute(
         f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
         " VALUES ({n:String}, 0, 0, {v:UInt64})", {"n": _STATE_NAME, "v": time.time_ns()})
+    floors = read_floors(store)
+    _, _, params = floor_filters(floors)
     for table in aggregate_tables():
-        store.execute(f"TRUNCATE TABLE IF EXISTS {table}{on_cluster}")
+        if not floors:
+            store.execute(f"TRUNCATE TABLE IF EXISTS {table}{on_cluster}")
+            continue
+        # Spans below an org's retention floor are gone: its aggregates there are final
+        # and kept; only the part the spans can rebuild is emptied.
+        column = "hour" if table.endswith("_hour") else "minute"
+        store.execute(f"ALTER TABLE {table}{on_cluster} DELETE WHERE {floor_condition(column)}"
+                      " SETTINGS mutations_sync = 2", params)
     return Resolver(store, price).run_pass(time.time_ns())
 
 
@@ -167,6 +179,8 @@ class Resolver:
         self.on_versions: Callable[[pa.Table], object] | None = None
         """Called with each batch of versions written (the server raises their policy
         alerts)."""
+        self._floors: dict[str, int] = {}
+        self._floors_read_s = -FLOORS_REFRESH_S
 
     @property
     def state(self) -> ResolverState:
@@ -181,10 +195,14 @@ class Resolver:
             return self._state
 
     def forget_state(self) -> None:
-        """Read the state from the store again on next use (another node may have moved it)."""
+        """Read the state (and the retention floors) from the store again on next use.
+
+        Another node may have moved them.
+        """
         with self._lock:
             self._state = None
             self._own_stamps = []
+            self._floors_read_s = -FLOORS_REFRESH_S
 
     def run_pass(self, through_ns: int) -> PassReport:
         """Resolve and aggregate every commit stamped up to ``through_ns``.
@@ -282,7 +300,15 @@ class Resolver:
         """Resolve and aggregate the spans ``spans_filter`` selects; the versions written.
 
         The filter selects whole traces, except in the backfill (see :meth:`_backfill`).
+        Spans and ledger rows below their org's retention floor are left out
+        (:mod:`mentatlab.storage.retention_floor`): what expired stays counted as it was.
         """
+        floors = self._retention_floors()
+        if floors:
+            spans_floor, ledger_floor, floor_params = floor_filters(floors)
+            ledger_filter = f"({ledger_filter or spans_filter}) AND {ledger_floor}"
+            spans_filter = f"({spans_filter}) AND {spans_floor}"
+            params = {**params, **floor_params}
         table = self.store.query_arrow(
             f"SELECT {_INPUT_SQL} FROM spans FINAL WHERE {spans_filter} {_FINAL}", params)
         num_versions = 0
@@ -293,6 +319,13 @@ class Resolver:
                                                     resolution.changed)
         self.store.execute(delta_insert_sql(spans_filter, ledger_filter), params)
         return num_versions
+
+    def _retention_floors(self) -> dict[str, int]:
+        now_s = time.monotonic()
+        if now_s - self._floors_read_s >= FLOORS_REFRESH_S:
+            self._floors = read_floors(self.store)
+            self._floors_read_s = now_s
+        return self._floors
 
     def _write_versions(self, table: pa.Table, columns: dict[str, pa.Array],
                         changed: np.ndarray) -> int:

@@ -28,6 +28,7 @@ from mentatlab.server.live import router as live_router
 from mentatlab.server.live_stats import router as live_stats_router
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.quotas import QuotaLimits, Quotas, refresh_overrides
+from mentatlab.server.retaining import retention_job
 from mentatlab.server.routes import (
     admin,
     adoption,
@@ -41,6 +42,7 @@ from mentatlab.server.routes import (
     events,
     governance_pii,
     governance_report,
+    governance_retention,
     governance_signals,
     graph,
     health,
@@ -256,6 +258,12 @@ def create_app(settings: Settings) -> FastAPI:
             compaction_job(settings, state.store, state.metrics), settings.compact_interval_s,
             name="compaction", leader=compact_leader,
             on_leadership=state.metrics.job_leader.labels("compaction").set))
+        retention_leader = components.open_leader(settings, "retention")
+        state.metrics.job_leader.labels("retention").set(0)
+        retention_task = asyncio.create_task(run_periodic(
+            retention_job(settings, state.store, state.control, state.metrics),
+            settings.retention_interval_s, name="retention", leader=retention_leader,
+            on_leadership=state.metrics.job_leader.labels("retention").set))
         try:
             if settings.grpc_port:
                 grpc_server, state.grpc_port = await components.start_grpc(
@@ -267,6 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
             expire_task.cancel()
             alert_task.cancel()
             compact_task.cancel()
+            retention_task.cancel()
             quota_task.cancel()
             policy_task.cancel()
             if feed_task is not None:
@@ -280,11 +289,14 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await compact_task
             with contextlib.suppress(asyncio.CancelledError):
+                await retention_task
+            with contextlib.suppress(asyncio.CancelledError):
                 await quota_task
             with contextlib.suppress(asyncio.CancelledError):
                 await policy_task
             await anyio.to_thread.run_sync(alert_leader.close)
             await anyio.to_thread.run_sync(compact_leader.close)
+            await anyio.to_thread.run_sync(retention_leader.close)
             if grpc_server is not None:
                 await components.stop_grpc(grpc_server)
             await _close_state(state)
@@ -307,7 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
                    audit, auth, health, docs, governance_pii, governance_report,
-                   governance_signals, policies):
+                   governance_retention, governance_signals, policies):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

@@ -98,8 +98,11 @@ def open_store(settings: Settings) -> SpanStore:
     from mentatlab.storage.chdb_store import open_span_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The retention job owns the TTL (the longest retention of any org, governance/
+    # retention.py); without the job, span_retention_days is a plain table TTL.
+    retention_days = None if settings.retention_interval_s > 0 else settings.span_retention_days
     store = open_span_store(settings.span_store_url, query_timeout_s=settings.query_timeout_s,
-                            retention_days=settings.span_retention_days,
+                            retention_days=retention_days,
                             encryption_keys=settings.encryption_keys())
     store.migrate()
     return store
@@ -118,15 +121,21 @@ def open_control_store(settings: Settings, *, check_secrets: bool = True) -> Con
     """
     from mentatlab.governance.encryption import SecretCipher
     from mentatlab.storage.control import ControlStore, migrate_control_store
-    from mentatlab.storage.control.audit import load_signing_key
+    from mentatlab.storage.control.audit import load_public_key, load_signing_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate_control_store(settings.control_store_url)
     control = ControlStore(settings.control_store_url,
                            secrets=SecretCipher(settings.encryption_keys()))
     key_file = settings.audit_signing_key_file
+    default_key = settings.data_dir / "audit-signing-key.pem"  # server/retaining.py
+    if key_file is None and settings.control_store == "" and default_key.exists():
+        key_file = default_key  # generated for the embedded default by the first audit trim
+    retired = tuple(load_public_key(Path(p.strip()).expanduser())
+                    for p in settings.audit_retired_key_files.split(",") if p.strip())
     control.audit.configure(checkpoint_every=settings.audit_checkpoint_every,
-                            signing_key=None if key_file is None else load_signing_key(key_file))
+                            signing_key=None if key_file is None else load_signing_key(key_file),
+                            retired_keys=retired)
     if check_secrets:
         try:
             control.alerts.check_secrets()

@@ -92,6 +92,12 @@ class ServerMetrics:
         self.compaction_pass_seconds = Histogram(
             "mentatlab_compaction_pass_seconds", "Duration of one compaction pass, in seconds",
             buckets=(0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0), registry=r)
+        self.retention_rows_deleted = Counter(
+            "mentatlab_retention_rows_deleted", "Rows deleted by the retention job from "
+            "partitions it kept, by table (governance/retention.py)", ["table"], registry=r)
+        self.retention_partitions_dropped = Counter(
+            "mentatlab_retention_partitions_dropped", "Whole partitions dropped by the "
+            "retention job, by table", ["table"], registry=r)
         self.alert_rule_errors = Counter(
             "mentatlab_alert_rule_errors", "Rule evaluations that failed (logged, retried "
             "next run)", registry=r)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ class ChdbSpanStore:
         path: store folder (created if missing).
         query_timeout_s: longest a read query may run (``max_execution_time``), in s;
             0 means no limit.
-        retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever.
+        retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever; None leaves
+            the TTL to the retention job.
         encryption_keys: when set, the store's parts live on a ClickHouse ``encrypted``
             disk with these keys (newest first; :mod:`mentatlab.storage.encrypted_disk`)
             and insert batches are staged in memory, not in ``<path>/_ingest``.
@@ -91,7 +93,7 @@ class ChdbSpanStore:
     """
 
     def __init__(self, path: Path, *, query_timeout_s: float = 30.0,
-                 retention_days: int = 0,
+                 retention_days: int | None = 0,
                  encryption_keys: EncryptionKeys | None = None,
                  read_only: bool = False) -> None:
         self.path = Path(path)
@@ -101,6 +103,8 @@ class ChdbSpanStore:
         self._params_lock = threading.Lock()
         self._closed = False
         self._num_inflight = 0
+        self._exclusive = False
+        """True while :meth:`purge_outdated_parts` holds every other call back."""
         self.path.mkdir(parents=True, exist_ok=True)
         self._ingest_dir = self.path / "_ingest"
         self._ingest_dir.mkdir(exist_ok=True)
@@ -280,10 +284,64 @@ class ChdbSpanStore:
         if self._closed:
             raise StoreError(f"The span store at {self.path} is closed")
 
+    def purge_outdated_parts(self, tables: Iterable[str], wait_s: float = 30.0) -> int:
+        """Remove the outdated parts of ``tables`` from disk now; how many were removed.
+
+        A mutation (``ALTER … DELETE``) or a merge leaves the parts it replaced on disk
+        until ClickHouse's cleanup removes them, which chDB does late or never
+        (https://github.com/chdb-io/chdb/issues/107). An erasure must not leave the erased
+        values there: with every other call of this store held back (they wait, they do
+        not fail), each table holding outdated parts is detached, those part folders are
+        deleted (each is covered by an active part, so nothing current is lost) and the
+        table is attached again.
+
+        Args:
+            tables: table names in the store's database.
+            wait_s: longest wait for running calls to finish first.
+
+        Raises:
+            StoreError: running calls did not finish in ``wait_s``, or a statement failed
+                (a table left detached is attached again before raising).
+        """
+        names = list(tables)
+        with self._cond:
+            self._check_open()
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            try:
+                if not self._cond.wait_for(lambda: self._num_inflight == 0, wait_s):
+                    raise StoreError(f"Calls still running on {self.path} after {wait_s} s")
+                return self._purge(names)
+            finally:
+                self._exclusive = False
+                self._cond.notify_all()
+
+    def _purge(self, names: list[str]) -> int:
+        removed = 0
+        for name in names:
+            result = self._session.query(
+                "SELECT path FROM system.parts WHERE database = currentDatabase()"
+                f" AND table = '{name}' AND NOT active", "ArrowTable")
+            paths = [Path(p) for p in result.column("path").to_pylist()]
+            if not paths:
+                continue
+            self._session.query(f"DETACH TABLE {name}", "CSV")
+            try:
+                for path in paths:
+                    if path.is_dir() and self.path.resolve() in path.resolve().parents:
+                        shutil.rmtree(path)
+                        removed += 1
+            finally:
+                self._session.query(f"ATTACH TABLE {name}", "CSV")
+        return removed
+
     @contextmanager
     def _in_use(self) -> Iterator[None]:
         with self._cond:
             self._check_open()
+            while self._exclusive:
+                self._cond.wait()
             self._num_inflight += 1
         try:
             yield
@@ -306,7 +364,7 @@ class ChdbSpanStore:
 
 
 def open_span_store(url: str, *, query_timeout_s: float = 30.0,
-                    retention_days: int = 0,
+                    retention_days: int | None = 0,
                     encryption_keys: EncryptionKeys | None = None) -> SpanStore:
     """Open the span store named by ``url`` (not migrated: call ``migrate()``).
 

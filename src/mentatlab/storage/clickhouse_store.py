@@ -155,14 +155,15 @@ class ClickHouseSpanStore:
         cluster: cluster name from the server's ``remote_servers``; None on a single node.
         query_timeout_s: longest a query may run (``max_execution_time``), in s; 0: none.
         connect_timeout_s: TCP connect timeout, in s.
-        retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever.
+        retention_days: TTL applied by :meth:`migrate`; 0 keeps spans forever; None leaves
+            the TTL to the retention job.
     """
 
     def __init__(self, host: str = "localhost", port: int = 8123, *, username: str = "default",
                  password: str = "", database: str = "default", secure: bool = False,
                  verify: bool = True, compress: bool | str = False, cluster: str | None = None,
                  query_timeout_s: float = 30.0, connect_timeout_s: float = 10.0,
-                 retention_days: int = 0) -> None:
+                 retention_days: int | None = 0) -> None:
         self.host = host
         self.port = port
         self.database = database
@@ -352,7 +353,7 @@ class ClickHouseSpanStore:
 
 
 def open_clickhouse_store(url: str, *, query_timeout_s: float = 30.0,
-                          retention_days: int = 0) -> SpanStore:
+                          retention_days: int | None = 0) -> SpanStore:
     """Open (not migrate) the ClickHouse span store named by ``url``.
 
     Raises:

@@ -303,7 +303,7 @@ def _existing_columns(store: SpanStore) -> set[str]:
 
 
 def migrate_span_store(
-    store: SpanStore, options: SchemaOptions | None = None, *, retention_days: int = 0
+    store: SpanStore, options: SchemaOptions | None = None, *, retention_days: int | None = 0
 ) -> list[int]:
     """Bring the span store to the latest schema; safe to run any number of times.
 
@@ -311,7 +311,8 @@ def migrate_span_store(
         store: the store to migrate (its ``execute`` and ``query_arrow`` are used).
         options: engines and cluster clause; the single-node defaults when None.
         retention_days: drop spans older than this many days (by ``start_time``);
-            0 keeps them forever.
+            0 keeps them forever; None leaves the TTL as it is (the server's retention job
+            sets it, :mod:`mentatlab.governance.retention`).
 
     Returns:
         The versions applied by this call (empty when already current).
@@ -346,16 +347,19 @@ def migrate_span_store(
                 f" ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
             )
             _log.info("span store column %s added", column.name)
-    apply_retention(store, retention_days, opts)
+    if retention_days is not None:
+        apply_retention(store, retention_days, opts)
     return applied
 
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
-                    ) -> None:
+                    *, materialize: bool = True) -> None:
     """Set (``retention_days`` > 0) or remove (0) the TTL of ``spans`` and derived tables.
 
     The derived tables are the settled traces' (``span_timing``, ``trace_facts``,
     ``step_counts``), aged by their ``start_time`` like the spans they came from.
+    ``materialize`` False leaves existing parts to later merges instead of rewriting them
+    all now (the retention job, which drops and deletes the expired rows itself).
 
     Raises:
         ConfigError: ``retention_days`` is negative.
@@ -374,7 +378,8 @@ def apply_retention(store: SpanStore, retention_days: int, options: SchemaOption
         ttl = f"start_time + toIntervalDay({int(retention_days)})"
         if current.replace(" ", "") == ttl.replace(" ", ""):
             continue
-        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}")
+        lazy = "" if materialize else " SETTINGS materialize_ttl_after_modify = 0"
+        store.execute(f"ALTER TABLE {table}{opts.cluster_clause} MODIFY TTL {ttl}{lazy}")
 
 
 def _current_ttl(store: SpanStore, name: str = SPANS_TABLE) -> str:

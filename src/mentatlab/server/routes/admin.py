@@ -289,8 +289,7 @@ async def set_member(request: Request, body: MemberRequest, caller: Caller) -> d
 
     previous, member = await anyio.to_thread.run_sync(apply)
     await audit(request, caller, "member.role_changed", org_id=org, project_id=None,
-                target=member.user_id, details={"email": member.email, "role": body.role,
-                                                "previous_role": previous})
+                target=member.user_id, details={"role": body.role, "previous_role": previous})
     server_state(request).auth.forget()
     return {"ok": True, "member": jsonable(member)}
 

@@ -7,6 +7,7 @@ the canonical field names. A key scoped to an org/project only ever sees its own
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import time
 from datetime import UTC, datetime
@@ -155,7 +156,10 @@ async def cost(request: Request, caller: Caller, start: StartQ = None, end: EndQ
         rows = [_cost_row(r) for r in result]
     if format == "csv":
         await audit(request, caller, "export", target="/api/v1/cost", details={
-            "rows": len(rows), "group_by": list(params.group_by), "filter": filter or ""})
+            "rows": len(rows), "group_by": list(params.group_by),
+            # A filter can name a person (user_id=…): the audit log keeps its hash only.
+            "filter_sha256": hashlib.sha256((filter or "").encode()).hexdigest()
+            if filter else ""})
         out = io.StringIO()
         if rows:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))

@@ -270,7 +270,7 @@ def _open_session(control: ControlStore, config: OidcConfig, claims: dict[str, A
                         f"{config.role_claim or 'role'} claim does")
     token, _ = identities.create_session(user_id=user.id, org_id=org, ttl_s=ttl_s)
     control.audit.record(f"user:{user.id}", "login", org_id=org, target=user.id,
-                         details={"email": email, "method": "oidc", "role": roles[org]})
+                         details={"method": "oidc", "role": roles[org]})  # ids only: no email
     _log.info("%s signed in through OIDC to org %s as %s", email, org, roles[org])
     return token
 

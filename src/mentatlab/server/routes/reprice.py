@@ -21,6 +21,7 @@ from mentatlab.server.deps import Caller
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.params import StoreTime
 from mentatlab.server.state import server_state
+from mentatlab.storage.retention_floor import floor_of, read_floors
 
 __all__ = ["RepriceAnswer", "router"]
 
@@ -43,7 +44,7 @@ class RepriceAnswer(BaseModel):
 
 
 @router.post("/reprice", response_model=RepriceAnswer, summary="Reprice stored spans",
-             responses=error_responses(400, 401, 422, 503, 504))
+             responses=error_responses(400, 401, 409, 422, 503, 504))
 async def reprice(
     request: Request,
     caller: Caller,
@@ -54,12 +55,23 @@ async def reprice(
     """Reprice the spans that started in ``[since, until)`` with the current prices.
 
     ``pricing.toml`` and price data are reloaded first; changed spans are written as new
-    versions. A key scoped to an org/project reprices only its own spans.
+    versions. A key scoped to an org/project reprices only its own spans. A range that
+    starts before the org's retention floor (its spans there have expired; for an
+    installation-wide caller, the highest floor of any org) is refused with 409 naming
+    ``since``: the aggregates of an expired period are final.
     """
     state = server_state(request)
     start, end = since, until or datetime.now(UTC)
     if start >= end:
         raise ApiError(400, "Empty time range", [FieldError("since", "Expected since < until")])
+    floors = await anyio.to_thread.run_sync(read_floors, state.store)
+    floor_ns = floor_of(floors, caller.org_id or None)
+    if floor_ns and start < datetime.fromtimestamp(floor_ns / 1e9, UTC):
+        since_text = datetime.fromtimestamp(floor_ns / 1e9, UTC).isoformat()
+        raise ApiError(409, "Period expired under retention", [FieldError("since", (
+            f"Expected since >= {since_text}: spans before it have expired under the "
+            f"retention policy{'' if caller.org_id else ' of at least one org'}, and the "
+            "aggregates of an expired period are final (docs/governance.md)"))])
     started_s = time.perf_counter()
     price = await anyio.to_thread.run_sync(build_price, state.settings)
     num_read = num_changed = num_written = 0

@@ -21,6 +21,12 @@ Every ``checkpoint_every`` entries (and on demand) a checkpoint records the head
 behind a signed checkpoint, or cutting the tail off before it, needs the private key.
 :meth:`AuditLog.verify` walks the whole chain and the checkpoints and names every edited,
 removed, inserted, reordered or truncated entry and every bad signature.
+
+:meth:`AuditLog.trim` (audit retention) deletes the oldest entries, but only up to a
+checkpoint signed with the configured key: that checkpoint stays, and :meth:`AuditLog.verify`
+accepts it as the chain's new start when its signature verifies and the first stored entry
+links to its hash. An unsigned, forged or altered checkpoint is not accepted, and the
+missing entries are then reported as removed.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -62,6 +68,7 @@ __all__ = [
     "entry_hash",
     "generate_signing_key",
     "key_fingerprint",
+    "load_public_key",
     "load_signing_key",
 ]
 
@@ -220,6 +227,28 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key in PEM file ``path`` (a public key, or a private key's half).
+
+    Raises:
+        ConfigError: the file cannot be read or holds no Ed25519 key.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: {exc}") from exc
+    if b"PRIVATE KEY" in data:
+        return load_signing_key(path).public_key()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"audit_retired_key_files {str(path)!r}: expected an Ed25519 "
+                          f"public key, got {type(key).__name__}")
+    return key
+
+
 def generate_signing_key(path: Path) -> str:
     """Write a new Ed25519 private key to ``path`` (PEM, mode 0600); returns its fingerprint.
 
@@ -266,6 +295,8 @@ class _Signer:
     checkpoint_every: int = 1000
     key: Ed25519PrivateKey | None = None
     key_id: str = ""
+    retired: tuple[Ed25519PublicKey, ...] = ()
+    """Public keys of retired signing keys whose checkpoints still verify."""
 
 
 class AuditLog:
@@ -282,8 +313,12 @@ class AuditLog:
         self._signer = _Signer()
 
     def configure(self, *, checkpoint_every: int = 1000,
-                  signing_key: Ed25519PrivateKey | None = None) -> None:
+                  signing_key: Ed25519PrivateKey | None = None,
+                  retired_keys: tuple[Ed25519PublicKey, ...] = ()) -> None:
         """Set how often a checkpoint is taken (entries) and the key that signs it.
+
+        ``retired_keys``: public keys of retired signing keys whose checkpoints
+        :meth:`verify` still accepts (key rotation).
 
         Raises:
             ConfigError: ``checkpoint_every`` is below 1.
@@ -291,7 +326,12 @@ class AuditLog:
         if checkpoint_every < 1:
             raise ConfigError(f"Expected audit_checkpoint_every >= 1, got {checkpoint_every}")
         key_id = "" if signing_key is None else key_fingerprint(signing_key.public_key())
-        self._signer = _Signer(checkpoint_every, signing_key, key_id)
+        self._signer = _Signer(checkpoint_every, signing_key, key_id, tuple(retired_keys))
+
+    @property
+    def retired_keys(self) -> tuple[Ed25519PublicKey, ...]:
+        """Public keys of retired signing keys whose checkpoints still verify."""
+        return self._signer.retired
 
     @property
     def signing_key_id(self) -> str:
@@ -380,6 +420,65 @@ class AuditLog:
                                                     key_id=key_id, at=at))
         return CheckpointInfo(seq, hash_, signature, key_id, at)
 
+    def trim(self, *, before: datetime | None = None, through_seq: int | None = None) -> int:
+        """Delete the oldest entries up to a signed checkpoint (audit retention).
+
+        The entries to go are those written before ``before`` (or up to ``through_seq``),
+        never the head. A checkpoint signed with the configured key is taken at the last of
+        them (kept: :meth:`verify` starts the chain there), the checkpoints before it are
+        deleted, and an ``audit.checkpoint`` entry records the trim (seq, hash, key id,
+        entries removed).
+
+        Args:
+            before: trim the entries written before this instant (UTC).
+            through_seq: trim the entries up to this seq.
+
+        Returns:
+            Entries deleted (0 when there was nothing to trim).
+
+        Raises:
+            ConfigError: no signing key is configured (an unsigned start could be forged).
+            StoreError: the control store failed.
+        """
+        if self._signer.key is None:
+            raise ConfigError("Trimming the audit log needs a signing key "
+                              "(audit_signing_key_file, mentatctl audit keygen)")
+        try:
+            with self._locked() as conn:
+                head = conn.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())
+                                    .limit(1)).scalar()
+                if head is None:
+                    return 0
+                query = select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.seq < head)
+                if before is not None:
+                    query = query.where(AuditEntry.at < before)
+                if through_seq is not None:
+                    query = query.where(AuditEntry.seq <= through_seq)
+                last = conn.execute(query.order_by(AuditEntry.seq.desc()).limit(1)).first()
+                if last is None:
+                    return 0
+                point = self._signed_checkpoint(conn, last.seq, last.hash)
+                removed = conn.execute(delete(AuditEntry).where(AuditEntry.seq <= last.seq))
+                conn.execute(delete(AuditCheckpoint).where(AuditCheckpoint.seq < last.seq))
+                num = int(getattr(removed, "rowcount", 0) or 0)
+                if num:
+                    self._append(conn, "system", "audit.checkpoint", None, None, str(point.seq),
+                                 {"seq": point.seq, "hash": point.hash, "key_id": point.key_id,
+                                  "trimmed_entries": num})
+                return num
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Audit trim failed: {exc}") from exc
+
+    def _signed_checkpoint(self, conn: Connection, seq: int, hash_: str) -> CheckpointInfo:
+        """The checkpoint at ``seq`` signed with the configured key (re-signed if it was not)."""
+        row = conn.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == seq)).first()
+        if row is not None and row.signature and row.key_id == self._signer.key_id \
+                and row.hash == hash_:
+            return _checkpoint(row)
+        if row is not None:
+            conn.execute(delete(AuditCheckpoint).where(AuditCheckpoint.seq == seq))
+        return self._insert_checkpoint(conn, seq, hash_)
+
     def checkpoint(self) -> CheckpointInfo | None:
         """Checkpoint the current head now (signed when a key is set); None when empty.
 
@@ -461,18 +560,28 @@ class AuditLog:
             StoreError: the control store could not be read.
         """
         started = time.perf_counter()
+        keys: dict[str, Ed25519PublicKey] = {}
         if public_key is None and self._signer.key is not None:
             public_key = self._signer.key.public_key()
+            keys = {key_fingerprint(k): k for k in self._signer.retired}
+        if public_key is not None:
+            keys[key_fingerprint(public_key)] = public_key
         try:
-            walk = _ChainWalk()
             with self._engine.connect() as conn:
-                walk.run(self._rows(conn))
                 checkpoints = [_checkpoint(r) for r in conn.execute(
                     select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()]
+                first = conn.execute(select(AuditEntry.seq, AuditEntry.prev_hash)
+                                     .order_by(AuditEntry.seq).limit(1)).first()
+                anchor = _trim_anchor(checkpoints, first, keys)
+                walk = _ChainWalk(anchor)
+                walk.run(self._rows(conn))
         except SQLAlchemyError as exc:
             raise StoreError(f"Audit log read failed: {exc}") from exc
         problems = walk.problems
-        signed, notes = _check_checkpoints(checkpoints, walk, public_key, problems)
+        signed, notes = _check_checkpoints(checkpoints, walk, public_key, keys, problems)
+        if anchor is not None:
+            notes.append(f"the chain starts after the signed checkpoint at seq {anchor.seq} "
+                         f"(entries up to it were trimmed)")
         return AuditReport(walk.count, walk.head_seq, len(checkpoints), signed,
                            tuple(problems), tuple(notes), time.perf_counter() - started)
 
@@ -503,6 +612,30 @@ def _content_hash(row: Any, seq: int) -> str | None:
         return None
 
 
+def _trim_anchor(checkpoints: list[CheckpointInfo], first: Any,
+                 keys: dict[str, Ed25519PublicKey]) -> CheckpointInfo | None:
+    """The checkpoint the stored chain starts after, when the start was trimmed legitimately.
+
+    That is the checkpoint at the seq just before the first stored entry, whose hash that
+    entry links to, signed by one of ``keys`` with a signature that verifies. None otherwise
+    (nothing trimmed, or a start that cannot be trusted: the gap is then reported).
+    """
+    if first is None or first.seq <= 1 or not keys:
+        return None
+    for cp in checkpoints:
+        if cp.seq != first.seq - 1 or cp.hash != first.prev_hash or not cp.signature:
+            continue
+        public_key = keys.get(cp.key_id)
+        if public_key is None:
+            return None
+        try:
+            public_key.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
+        except (InvalidSignature, ValueError):
+            return None
+        return cp
+    return None
+
+
 class _ChainWalk:
     """One pass over the entries in seq order, naming what breaks the chain.
 
@@ -515,13 +648,17 @@ class _ChainWalk:
       where it was written): moved, or renumbered; a run renumbered alike is one problem.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, anchor: CheckpointInfo | None = None) -> None:
         self.problems: list[AuditProblem] = []
         self.count = 0
-        self.head_seq = 0
-        self.hashes: dict[int, str] = {}
+        self.anchor = anchor
+        """The signed checkpoint the chain starts after (trimmed), or None (genesis)."""
+        self.head_seq = 0 if anchor is None else anchor.seq
+        self.hashes: dict[int, str] = {} if anchor is None else {anchor.seq: anchor.hash}
         """seq → stored hash (for the checkpoints)."""
         self._written_seq: dict[str, int] = {GENESIS_HASH: 0}
+        if anchor is not None:
+            self._written_seq[anchor.hash] = anchor.seq
         """stored hash → the seq its entry was written as (once known)."""
         self._run: tuple[int, int, int] | None = None
         """The last run of moved entries: (first stored seq, last stored seq, offset)."""
@@ -552,7 +689,8 @@ class _ChainWalk:
         self.count += 1
         self.hashes[row.seq] = row.hash
         self.head_seq = max(self.head_seq, row.seq)
-        prev_seq, prev_hash = (0, GENESIS_HASH) if prev is None else (prev.seq, prev.hash)
+        start = (0, GENESIS_HASH) if self.anchor is None else (self.anchor.seq, self.anchor.hash)
+        prev_seq, prev_hash = start if prev is None else (prev.seq, prev.hash)
         if _content_hash(row, row.seq) == row.hash:
             self._written_seq[row.hash] = row.seq
         elif not self._judge_content(row):
@@ -619,8 +757,8 @@ class _ChainWalk:
 
 
 def _check_checkpoints(checkpoints: list[CheckpointInfo], walk: _ChainWalk,
-                       public_key: Ed25519PublicKey | None, problems: list[AuditProblem]
-                       ) -> tuple[int, list[str]]:
+                       public_key: Ed25519PublicKey | None, keys: dict[str, Ed25519PublicKey],
+                       problems: list[AuditProblem]) -> tuple[int, list[str]]:
     """Check each checkpoint against the chain and its signature; returns (signed, notes)."""
     notes: list[str] = []
     key_id = "" if public_key is None else key_fingerprint(public_key)
@@ -646,13 +784,14 @@ def _check_checkpoints(checkpoints: list[CheckpointInfo], walk: _ChainWalk,
             continue
         if public_key is None:
             continue
-        if cp.key_id != key_id:
+        signer = keys.get(cp.key_id)
+        if signer is None:
             problems.append(AuditProblem("signature", cp.seq, (
                 f"checkpoint at seq {cp.seq} is signed by key {cp.key_id[:16]}…, not the "
                 f"configured key {key_id[:16]}…")))
             continue
         try:
-            public_key.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
+            signer.verify(bytes.fromhex(cp.signature), _signed_text(cp.seq, cp.hash, cp.at))
             signed += 1
         except (InvalidSignature, ValueError):
             problems.append(AuditProblem("signature", cp.seq, (

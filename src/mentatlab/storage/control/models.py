@@ -145,7 +145,7 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     """Updated at most once a minute."""
     first_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    """The first authenticated use (migration 0010_versions; keys used before it: their
+    """The first authenticated use (migration 0009_versions; keys used before it: their
     ``created_at``). The security signal ``new_key`` reads it."""
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     """When a rotated key stops working (its grace period), or None."""

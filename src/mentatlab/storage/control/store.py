@@ -39,6 +39,7 @@ from mentatlab.storage.control.models import (
 )
 from mentatlab.storage.control.policies import PolicyRecords
 from mentatlab.storage.control.quotas import QuotaOverrides
+from mentatlab.storage.control.retention import RetentionOverrides
 from mentatlab.storage.control.versions import VersionRegistry
 from mentatlab.storage.control.watermarks import NodeWatermarks
 
@@ -153,6 +154,8 @@ class ControlStore:
         """Per-org replacements of the ``quota_*`` settings."""
         self.policies = PolicyRecords(self._session)
         """Guardrail policies, their versions and break-glass overrides."""
+        self.retention = RetentionOverrides(self._session)
+        """Per-org replacements of the retention settings (issue 17)."""
         self.audit = AuditLog(self._session, self.engine)
         """The tamper-evident audit log of sensitive actions."""
         self.versions = VersionRegistry(self._session)

@@ -7,7 +7,7 @@ nobody registered, or a registered version with another hash (changed in place).
 version's content never changes once registered: registering it again with the same hash
 is a no-op, with another hash a :class:`VersionConflict` (register a new version instead).
 
-Table ``registered_versions`` (migration ``0010_versions``), one row per
+Table ``registered_versions`` (migration ``0009_versions``), one row per
 ``(org_id, kind, name, version)``. ``name`` is the prompt's name (``""`` when its spans
 carry none) or the workflow id; hashes are kept as given, lowercased.
 """

@@ -5,8 +5,8 @@
 signal; keys used before this migration get their ``created_at``, so an upgrade does not
 report every key in use as new.
 
-Revision ID: 0010_versions
-Revises: 0007_policies
+Revision ID: 0009_versions
+Revises: 0008_retention
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from alembic import op
 
 from mentatlab.storage.control.models import UtcDateTime
 
-revision = "0010_versions"
-down_revision = "0007_policies"
+revision = "0009_versions"
+down_revision = "0008_retention"
 branch_labels = None
 depends_on = None
 
