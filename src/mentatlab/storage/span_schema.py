@@ -32,6 +32,7 @@ from mentatlab.storage.aggregates import (
 )
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SETTLE_STATE_NAME,
     SETTLED_TABLES,
     SPAN_TIMING_TABLE,
@@ -230,6 +231,22 @@ def _m008(options: SchemaOptions) -> list[str]:
             f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1"]
 
 
+def _m011(options: SchemaOptions) -> list[str]:
+    # Issue 16's speed: the settled per-call table ``llm_calls`` (storage/settled.py) that
+    # provider x model and the recommendations census read instead of the wide ``spans``.
+    # Traces settled before have no rows in it, so the settle watermark goes back to 0 (as
+    # in migration 8): readers take every trace from raw spans until the job's next pass
+    # has settled them all again.
+    return [*settled_ddl(options.cluster_clause, options.shared_engine, (LLM_CALLS_TABLE,)),
+            _RESET_SETTLE]
+
+
+_RESET_SETTLE = (f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+                 f" SELECT name, 0, 1, toUInt64(toUnixTimestamp64Nano(now64(9)))"
+                 f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1")
+"""Sets the settle watermark to 0 when the job ever ran (a new version of its state row)."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -241,6 +258,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "more settled facts: trace_facts columns, version_sightings, step_counts,"
                  " trace_agents",
               _m008),
+    # 9 and 10 are being added in parallel (issue 16's other parts): the integrator
+    # renumbers this one if needed.
+    Migration(11, "settled per-call table llm_calls", _m011),
 )
 """Every span-store migration, in version order."""
 
