@@ -281,26 +281,26 @@ is a 2⁻⁶⁴ event, as for prompt prefixes in decision 0013); ``any(tuple(...
 Over ``llm_calls`` the same key with its ``llm`` column (``cityHash64`` of a ``Bool`` and a
 ``UInt8``, of a ``String`` and a ``LowCardinality(String)`` of one value are equal)."""
 _CENSUS_COLUMNS: Final = ("census_key", "llm", "priced_chat", "status", "total_cost",
-                          "trace_id", "trace_low", "input_tokens", "output_tokens",
-                          "start_time")
+                          "trace_id", "trace_low", "tokens", "start_time")
 """The ``llm_calls`` columns the census reads
 (:func:`~mentatlab.analytics.settled_calls.calls_from`)."""
 
 
 def _census_sums(parts: SqlParts, cut: str, llm: str, priced: str = _PRICED_CHAT,
-                 column: str = "trace_id") -> str:
+                 column: str = "trace_id", small: str = _SMALL) -> str:
     """The census's aggregates.
 
     ``llm``: whether a row is an LLM call; ``priced``: whether it is a ``cheaper_model``
-    call; ``column``: see :func:`~mentatlab.analytics.sample_ids.low_ids_sql`.
+    call; ``column``: see :func:`~mentatlab.analytics.sample_ids.low_ids_sql`; ``small``:
+    whether it is a small call.
     """
     return f"""toInt64(countIf({priced})) AS num_calls,
     toInt64(countIf({priced} AND status = 'ok')) AS num_ok,
     sumIf(total_cost, {priced}) AS cost, {low_ids_sql(parts, cut, priced, column)},
-    toInt64(countIf({_SMALL})) AS num_small, toInt64(count()) AS num_spans,
+    toInt64(countIf({small})) AS num_small, toInt64(count()) AS num_spans,
     toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
         AS failed_cost,
-    groupArrayIf(toUnixTimestamp64Milli(start_time), {_SMALL} AND {llm}) AS small_ms"""
+    groupArrayIf(toUnixTimestamp64Milli(start_time), {small} AND {llm}) AS small_ms"""
 
 
 def _census_names(key: str) -> tuple[str | int, ...]:
@@ -386,7 +386,8 @@ FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL_FAST} OR is_retry)
 GROUP BY hk) {FINAL_SETTINGS}"""
             else:  # settled calls and the unsettled tail: the same rows, one narrow key
                 column = "trace_low" if cut <= TRACE_LOW_CUT else "trace_id"
-                sums = _census_sums(parts, cut, "llm", "priced_chat", column)
+                sums = _census_sums(parts, cut, "llm", "priced_chat", column,
+                                    f"tokens <= {SMALL_CALL_TOKENS}")
                 sql = f"""SELECT census_key, {sums}
 FROM {source}
 GROUP BY census_key {FINAL_SETTINGS}"""

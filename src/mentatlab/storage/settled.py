@@ -153,6 +153,7 @@ LLM_CALLS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("input_tokens", "UInt64", "ifNull(input_tokens, 0)"),
     ("output_tokens", "UInt64", "ifNull(output_tokens, 0)"),
     ("cache_read_tokens", "UInt64", "ifNull(cache_read_tokens, 0)"),
+    ("tokens", "UInt64", "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)"),
     ("total_cost", "Decimal(38, 12)", "total_cost"),
     ("token_cost", "Decimal(38, 12)", "token_cost"),
     ("priced_chat", "UInt8", f"toUInt8({PRICED_CHAT})"),
@@ -160,7 +161,8 @@ LLM_CALLS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("census_key", "LowCardinality(String)", CENSUS_KEY),
 )
 """``llm_calls``' columns before ``settled_ns``: (name, type, SQL over ``spans``). Token counts
-are the spans' with ``NULL`` as 0 (every reader sums ``ifNull(…, 0)``); ``priced_chat`` is
+are the spans' with ``NULL`` as 0 (every reader sums ``ifNull(…, 0)``), ``tokens`` input plus
+output (the census's small-call test reads one column); ``priced_chat`` is
 :data:`PRICED_CHAT` (a flag: ~30% of the census's CPU went to testing it); ``trace_low`` is the
 trace id when below :data:`TRACE_LOW_CUT`, else empty (a sample-id read for a cut at or
 below it reads this nearly empty column, not every 32-character id); ``census_key`` is
