@@ -21,6 +21,7 @@ from mentatlab.resolver.settle import Settler
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.compaction import closed_partitions, compact_closed_partitions
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     TRACE_AGENTS_TABLE,
@@ -109,12 +110,14 @@ def test_every_table_read_with_final_is_partitioned_by_a_function_of_its_sorting
     for path in SRC.rglob("*.py"):
         tables |= set(re.findall(r"FROM\s+(\{?\w+\}?)\s+FINAL\b", path.read_text()))
     assert tables == {"spans", "{SPANS_TABLE}", "{TRACE_FACTS_TABLE}", "{SPAN_TIMING_TABLE}",
-                      "{STEP_COUNTS_TABLE}", "{TRACE_AGENTS_TABLE}"}
-    timing = store.query_arrow(
-        "SELECT partition_key, sorting_key FROM system.tables"
-        " WHERE database = currentDatabase() AND name = {t:String}",
-        {"t": SPAN_TIMING_TABLE}).to_pylist()
-    assert timing == [{"partition_key": SPANS_PARTITION_KEY, "sorting_key": SPANS_SORTING_KEY}]
+                      "{STEP_COUNTS_TABLE}", "{TRACE_AGENTS_TABLE}", "{LLM_CALLS_TABLE}"}
+    for table in (SPAN_TIMING_TABLE, LLM_CALLS_TABLE):  # keyed like spans
+        timing = store.query_arrow(
+            "SELECT partition_key, sorting_key FROM system.tables"
+            " WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": table}).to_pylist()
+        assert timing == [{"partition_key": SPANS_PARTITION_KEY,
+                           "sorting_key": SPANS_SORTING_KEY}], table
     facts = store.query_arrow(
         "SELECT partition_key FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",

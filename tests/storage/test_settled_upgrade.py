@@ -44,7 +44,7 @@ def test_migration_8_adds_the_facts_and_has_every_trace_settled_again(
                   " VALUES ('settle', {w:Int64}, 1, 1)", {"w": 200 * S})
     assert read_settle_state(store) == 200 * S
 
-    # and the later migrations
+    # and the later migrations (10: llm_calls, tests/storage/test_llm_calls_upgrade.py)
     assert span_schema.migrate_span_store(store) == [
         m.version for m in span_schema.MIGRATIONS[7:]]
     assert [n for n, _ in settled.TRACE_FACTS_LATER_COLUMNS] == \

@@ -53,6 +53,7 @@ from mentatlab.analytics.query import (
     SqlParts,
     build_where,
 )
+from mentatlab.analytics.settled_calls import calls_from
 from mentatlab.errors import ValidationError
 from mentatlab.pricing.money import quantize_money
 from mentatlab.storage.aggregates import TRACE_SUMMARY_TABLE
@@ -87,6 +88,9 @@ ATTRIBUTION_MEASURES: Final = ("total_cost", "token_cost", "unattributed_cost", 
                                "requests", "num_spans")
 """The sums every attribution node carries (money in USD, counts)."""
 _ZERO = Decimal(0)
+_PROVIDER_MODEL_COLUMNS: Final = ("provider", "response_model", "request_model", "status",
+                                  "duration_ms", "input_tokens", "output_tokens",
+                                  "total_cost", "token_cost")
 
 
 def _ratio(amount: Decimal, count: int) -> Decimal | None:
@@ -372,13 +376,20 @@ def provider_models(store: SpanStore, params: QueryParams, *,
                     limit: int = MAX_PROVIDER_MODELS) -> list[ProviderModelRow]:
     """Cost, requests, error rate and latency per (provider, model), costliest first.
 
-    Raw ``spans FINAL`` (the aggregates hold no per-model latency), LLM calls only.
+    LLM calls only, from the settled per-call rows (``llm_calls``) and the unsettled tail
+    from raw ``spans FINAL`` (:func:`~mentatlab.analytics.settled_calls.calls_from`; raw
+    spans only on a store never settled or with a filter ``llm_calls`` cannot answer):
+    the same answer either way (the aggregates hold no per-model latency).
 
     Raises:
         QueryTimeout: the query ran past the store's time limit.
         StoreError: the query failed.
     """
-    parts: SqlParts = build_where(params.time_range, params.filters)
+    parts = SqlParts()
+    source = calls_from(store, params, parts, _PROVIDER_MODEL_COLUMNS)
+    if source is None:  # raw spans: the same rows, the same sums
+        raw = build_where(params.time_range, params.filters, parts)
+        source = f"spans FINAL WHERE {raw.where} AND {LLM_CALL_FAST}"
     # Grouped by hashes of the LowCardinality keys (computed on their dictionaries), not
     # by the strings: the same groups, ~15% less CPU at 10M spans (bench/RESULTS.md).
     sql = (
@@ -389,7 +400,7 @@ def provider_models(store: SpanStore, params: QueryParams, *,
         " quantilesExactInclusive(0.5, 0.95)(duration_ms) AS q,"
         " toInt64(sum(ifNull(input_tokens, 0))) AS input_tokens,"
         " toInt64(sum(ifNull(output_tokens, 0))) AS output_tokens"
-        f" FROM spans FINAL WHERE {parts.where} AND {LLM_CALL_FAST}"
+        f" FROM {source}"
         f" GROUP BY cityHash64(provider), {MODEL_HASH}"
         f" ORDER BY total_cost DESC, provider_name, model_name"
         f" LIMIT {parts.bind(limit, 'UInt32')} {FINAL_SETTINGS}")

@@ -97,11 +97,13 @@ from mentatlab.analytics.sample_ids import (
     samples_of,
 )
 from mentatlab.analytics.session_runs import session_calls_sql
+from mentatlab.analytics.settled_calls import calls_from
 from mentatlab.model.schema import MONEY_SCALE
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import Price
 from mentatlab.pricing.rate_card import TokenUsage
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.settled import CENSUS_KEY_NAMES, PRICED_CHAT, TRACE_LOW_CUT
 
 __all__ = [
     "ALPHA",
@@ -251,23 +253,76 @@ class _Pricer:
                          ) / _MTOK
 
 
-_PRICED_CHAT: Final = ("operation IN ('chat', 'completion')"
-                       " AND NOT startsWith(price_source, 'unpriced')")
-"""``cheaper_model``'s calls: chat and completion calls with a price."""
+_PRICED_CHAT: Final = PRICED_CHAT
+"""``cheaper_model``'s calls: chat and completion calls with a price (``llm_calls`` holds it
+as the flag ``priced_chat``)."""
 _SMALL: Final = f"ifNull(input_tokens, 0) + ifNull(output_tokens, 0) <= {SMALL_CALL_TOKENS}"
 """``batching``'s calls: small ones."""
 _CENSUS_KEYS: Final = ("org_id", "project_id", "agent_id", "step", "operation", "provider",
                        "response_model", "request_model")
 _CENSUS_NAMES: Final = (*_CENSUS_KEYS, "tool_name", "is_retry", "llm")
-"""The census's group columns (``llm``: :data:`LLM_CALL`)."""
+"""The census's group columns (``llm``: :data:`LLM_CALL`); the settled ``census_key`` holds
+the same (:data:`~mentatlab.storage.settled.CENSUS_KEY_NAMES`, then the two flags)."""
+assert _CENSUS_NAMES == (*CENSUS_KEY_NAMES, "is_retry", "llm")
+
+
+def _census_hash(llm: str) -> str:
+    return " + ".join(
+        f"{m} * cityHash64({e})" for m, e in zip((1, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31),
+                                                 (*_CENSUS_NAMES[:-1], llm), strict=True))
+
+
 _CENSUS_TUPLE: Final = ", ".join((*_CENSUS_NAMES[:-1], LLM_CALL))
-_CENSUS_HASH: Final = " + ".join(
-    f"{m} * cityHash64({e})" for m, e in zip((1, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31),
-                                             _CENSUS_TUPLE.split(", ", 10), strict=True))
+_CENSUS_HASH: Final = _census_hash(LLM_CALL)
 """The census's GROUP BY key: a 64-bit hash of its group columns, each ``cityHash64``
 computed on the column's dictionary (``LowCardinality``), so the aggregation hashes one
 integer instead of 11 columns (~2x cheaper at 10M spans; two groups colliding in 64 bits
-is a 2⁻⁶⁴ event, as for prompt prefixes in decision 0013); ``any(tuple(...))`` names it."""
+is a 2⁻⁶⁴ event, as for prompt prefixes in decision 0013); ``any(tuple(...))`` names it.
+Over ``llm_calls`` the same key with its ``llm`` column (``cityHash64`` of a ``Bool`` and a
+``UInt8``, of a ``String`` and a ``LowCardinality(String)`` of one value are equal)."""
+_CENSUS_COLUMNS: Final = ("census_key", "llm", "priced_chat", "status", "total_cost",
+                          "trace_id", "trace_low", "tokens", "start_time")
+"""The ``llm_calls`` columns the census reads
+(:func:`~mentatlab.analytics.settled_calls.calls_from`)."""
+
+
+def _census_sums(parts: SqlParts, cut: str, llm: str, priced: str = _PRICED_CHAT,
+                 column: str = "trace_id", small: str = _SMALL) -> str:
+    """The census's aggregates.
+
+    ``llm``: whether a row is an LLM call; ``priced``: whether it is a ``cheaper_model``
+    call; ``column``: see :func:`~mentatlab.analytics.sample_ids.low_ids_sql`; ``small``:
+    whether it is a small call.
+    """
+    return f"""toInt64(countIf({priced})) AS num_calls,
+    toInt64(countIf({priced} AND status = 'ok')) AS num_ok,
+    sumIf(total_cost, {priced}) AS cost, {low_ids_sql(parts, cut, priced, column)},
+    toInt64(countIf({small})) AS num_small, toInt64(count()) AS num_spans,
+    toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
+        AS failed_cost,
+    groupArrayIf(toUnixTimestamp64Milli(start_time), {small} AND {llm}) AS small_ms"""
+
+
+def _census_names(key: str) -> tuple[str | int, ...]:
+    """The :data:`_CENSUS_NAMES` values of a ``census_key``.
+
+    storage/settled.py ``CENSUS_KEY``: ``<n>:<value>`` per string column (``n`` in bytes),
+    then two digits.
+    """
+    raw = key.encode()
+    out: list[str | int] = []
+    at = 0
+    for _ in CENSUS_KEY_NAMES:
+        colon = raw.index(b":", at)
+        end = colon + 1 + int(raw[at:colon])
+        out.append(raw[colon + 1:end].decode())
+        at = end
+    return (*out, int(raw[at:at + 1]), int(raw[at + 1:at + 2]))
+
+
+def _group_of(values: list[Any]) -> tuple[Any, ...]:
+    """A census group's names as a dict key (its two flags as ``int``, Bool or UInt8)."""
+    return (*values[:-2], int(values[-2]), int(values[-1]))
 
 
 class _Reader:
@@ -320,19 +375,28 @@ class _Reader:
         if self._census is None:
             parts = self.census_parts
             cut = sample_cut(self.num_spans())
-            columns = ", ".join(f"k.{n} AS {name}" for n, name in enumerate(_CENSUS_NAMES, 1))
-            sql = f"""SELECT {columns}, * EXCEPT (k)
+            source = calls_from(self.store, self.params, parts, _CENSUS_COLUMNS, retries=True)
+            if source is None:  # raw spans: the same rows
+                columns = ", ".join(f"k.{n} AS {name}"
+                                    for n, name in enumerate(_CENSUS_NAMES, 1))
+                sql = f"""SELECT {columns}, * EXCEPT (k)
 FROM (SELECT {_CENSUS_HASH} AS hk, any(tuple({_CENSUS_TUPLE})) AS k,
-    toInt64(countIf({_PRICED_CHAT})) AS num_calls,
-    toInt64(countIf({_PRICED_CHAT} AND status = 'ok')) AS num_ok,
-    sumIf(total_cost, {_PRICED_CHAT}) AS cost, {low_ids_sql(parts, cut, _PRICED_CHAT)},
-    toInt64(countIf({_SMALL})) AS num_small, toInt64(count()) AS num_spans,
-    toInt64(countIf(status != 'ok')) AS num_failed, sumIf(total_cost, status != 'ok')
-        AS failed_cost,
-    groupArrayIf(toUnixTimestamp64Milli(start_time), {_SMALL} AND {LLM_CALL}) AS small_ms
+    {_census_sums(parts, cut, LLM_CALL)}
 FROM spans FINAL WHERE {parts.where} AND ({LLM_CALL_FAST} OR is_retry)
 GROUP BY hk) {FINAL_SETTINGS}"""
+            else:  # settled calls and the unsettled tail: the same rows, one narrow key
+                column = "trace_low" if cut <= TRACE_LOW_CUT else "trace_id"
+                sums = _census_sums(parts, cut, "llm", "priced_chat", column,
+                                    f"tokens <= {SMALL_CALL_TOKENS}")
+                sql = f"""SELECT census_key, {sums}
+FROM {source}
+GROUP BY census_key {FINAL_SETTINGS}"""
             table = self.store.query_arrow(sql, parts.binds)
+            if "census_key" in table.column_names:
+                keys = [_census_names(k) for k in table.column("census_key").to_pylist()]
+                table = table.drop_columns(["census_key"])
+                for n, name in enumerate(_CENSUS_NAMES):
+                    table = table.append_column(name, pa.array([k[n] for k in keys]))
             self.small_ms = table.column("small_ms")
             self._census = table.drop_columns(["small_ms"]).to_pylist()
         return self._census
@@ -349,14 +413,17 @@ GROUP BY hk) {FINAL_SETTINGS}"""
             census = self.census()
             parts = _where(self.params)
             table = self.store.query_arrow(f"""SELECT {_CENSUS_HASH} AS hk,
+    any(tuple({_CENSUS_TUPLE})) AS k,
     groupArray((toUnixTimestamp64Milli(start_time), ifNull(input_tokens, 0),
                 ifNull(output_tokens, 0), ifNull(cache_read_tokens, 0), token_cost,
                 NOT startsWith(price_source, 'genai-prices'))) AS smalls
 FROM spans FINAL WHERE {parts.where} AND {LLM_CALL_FAST} AND {_SMALL}
 GROUP BY hk {FINAL_SETTINGS}""", parts.binds)
-            index = {hk: n for n, hk in enumerate(table.column("hk").to_pylist())}
-            self._smalls = table.column("smalls").take(
-                pa.array([index.get(row["hk"]) for row in census], pa.int64()))
+            index = {_group_of(list(k.values())): n
+                     for n, k in enumerate(table.column("k").to_pylist())}
+            self._smalls = table.column("smalls").take(pa.array(
+                [index.get(_group_of([row[c] for c in _CENSUS_NAMES])) for row in census],
+                pa.int64()))
         return self._smalls
 
     def calls(self) -> list[dict[str, Any]]:

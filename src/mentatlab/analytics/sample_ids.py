@@ -93,7 +93,8 @@ GROUP BY {', '.join(f'k{i}' for i in range(len(key_exprs)))} {FINAL_SETTINGS}"""
     return out
 
 
-def low_ids_sql(parts: SqlParts, cut: str, condition: str = "1") -> str:
+def low_ids_sql(parts: SqlParts, cut: str, condition: str = "1", column: str = "trace_id"
+                ) -> str:
     """Aggregates ``low_ids`` and ``num_low``: the rows' lowest ids below the cut, and how many.
 
     ``low_ids`` holds up to 10 trace ids below ``cut`` (:func:`sample_cut`) of the rows meeting
@@ -103,6 +104,11 @@ def low_ids_sql(parts: SqlParts, cut: str, condition: str = "1") -> str:
     those are sorted. When ``num_low >= min(10, rows)`` the 10 lowest ids below the cut are the
     10 lowest of the group (finer groups merge by sorting their lists together); otherwise
     :func:`lowest_trace_ids` reads the group again.
+
+    ``column`` (default ``trace_id``) may be another column holding each row's id where it
+    is below the cut, else ``''`` (``llm_calls.trace_low``); ``''`` never counts.
     """
-    low = f"trace_id < {parts.bind(cut, 'String')} AND {condition}"
-    return f"groupArraySortedIf(10)(trace_id, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"
+    low = f"{column} < {parts.bind(cut, 'String')} AND {condition}"
+    if column != "trace_id":
+        low = f"{column} != '' AND {low}"
+    return f"groupArraySortedIf(10)({column}, {low}) AS low_ids, toInt64(countIf({low})) AS num_low"

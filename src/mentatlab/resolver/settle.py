@@ -15,7 +15,7 @@ a stamp up to which every commit is visible (the resolver's watermark function):
    (:func:`~mentatlab.analytics.critical_path.compute_critical_path`), and one Arrow
    batch per chunk goes to ``span_timing``; ``trace_facts``, ``version_sightings``,
    ``step_counts`` and ``trace_agents`` are one ``INSERT … SELECT … GROUP BY`` each over
-   the same traces;
+   the same traces, ``llm_calls`` one ``INSERT … SELECT`` of their calls;
 3. ``S`` becomes ``C``. A trace touched in ``(S, C]`` but with a span stamped after
    ``C`` is still active: that span lies after the new watermark, so a later pass takes
    the trace whole.
@@ -56,6 +56,9 @@ from mentatlab.storage.settled import (
     AGENT_CALL,
     CALL,
     CYCLE_CANDIDATE,
+    LLM_CALLS_COLUMNS,
+    LLM_CALLS_ROWS,
+    LLM_CALLS_TABLE,
     RUN_OP_TYPE,
     SETTLE_STATE_NAME,
     SPAN_TIMING_TABLE,
@@ -232,6 +235,17 @@ LEFT JOIN (
     WHERE trace_id IN {{ids:Array(String)}} GROUP BY org_id, project_id, trace_id
 ) AS o ON r.org_id = o.org_id AND r.project_id = o.project_id AND r.trace_id = o.trace_id
 {_FINAL}"""
+
+
+_CALLS_SQL = f"""INSERT INTO {LLM_CALLS_TABLE}
+    ({', '.join(name for name, _, _ in LLM_CALLS_COLUMNS)}, settled_ns)
+SELECT {', '.join(f'{expr} AS c_{name}' for name, _, expr in LLM_CALLS_COLUMNS)}, {{v:Int64}}
+FROM spans FINAL WHERE {_IN_BATCH} AND ({LLM_CALLS_ROWS}
+    OR (trace_id, span_id) IN (SELECT trace_id, span_id FROM {LLM_CALLS_TABLE}
+                               WHERE {_IN_BATCH}))
+{_FINAL}"""
+"""``llm_calls`` rows of the batch: its calls and retries, and its spans that had a row (a
+span no longer a call is written with ``llm = 0``, replacing its old row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +425,7 @@ class Settler:
         self.store.execute(_SIGHTINGS_SQL, params)
         self.store.execute(_STEPS_SQL, params)
         self.store.execute(_AGENTS_SQL, params)
+        self.store.execute(_CALLS_SQL, params)
         return int(table.num_rows)
 
 

@@ -41,6 +41,7 @@ from datetime import UTC, date, datetime
 
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     TRACE_AGENTS_TABLE,
@@ -62,7 +63,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 COMPACTED_TABLES: tuple[str, ...] = (SPANS_TABLE, SPAN_TIMING_TABLE, STEP_COUNTS_TABLE,
-                                     TRACE_AGENTS_TABLE)
+                                     TRACE_AGENTS_TABLE, LLM_CALLS_TABLE)
 """The day-partitioned tables read with ``FINAL``: ``spans`` and the settled tables the
 settle job writes a part to per batch of traces (``version_sightings`` is read with
 ``GROUP BY``, not ``FINAL``; ``trace_facts``, one partition: :data:`TRACE_FACTS_MAX_PARTS`)."""

@@ -26,7 +26,14 @@ A trace is *settled* once no span of it has arrived for the quiet period
   the versions first seen in a window without scanning every span;
 * ``trace_agents``: one row per (org, project, trace) with its agents' runs and its agent
   and tool calls (arrays), read by :mod:`mentatlab.analytics.peers` and
-  :mod:`mentatlab.analytics.graph`.
+  :mod:`mentatlab.analytics.graph`;
+* ``llm_calls``: one row per LLM call or retry span (:data:`LLM_CALLS_ROWS`) with only the
+  columns :func:`mentatlab.analytics.cost_views.provider_models` and the recommendations
+  census read, in narrow types (token counts without ``NULL``, ``step`` as
+  ``LowCardinality``), sorted like ``spans``; ``llm`` is :data:`LLM_CALL` of the span.
+  A span written before that no longer is a call or a retry when its trace settles again
+  is written again with ``llm = 0`` and ``is_retry = 0`` (so its old row is replaced, and
+  readers, who keep ``llm OR is_retry``, skip it).
 
 
 All but ``version_sightings`` are ``ReplacingMergeTree(settled_ns)``: a late span
@@ -44,9 +51,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from mentatlab.storage.aggregates import MODEL_EXPR, EngineClause
+from mentatlab.storage.aggregates import LLM_CALL, MODEL_EXPR, EngineClause
 
-__all__ = ["AGENT_CALL", "AGENT_EXPR", "CALL", "CYCLE_CANDIDATE", "RELIABILITY_COLUMNS",
+__all__ = ["AGENT_CALL", "AGENT_EXPR", "CALL", "CENSUS_KEY", "CENSUS_KEY_NAMES",
+           "CYCLE_CANDIDATE", "LLM_CALLS_FILTERS", "PRICED_CHAT", "TRACE_LOW_CUT",
+           "LLM_CALLS_COLUMNS", "LLM_CALLS_ROWS", "LLM_CALLS_TABLE", "RELIABILITY_COLUMNS",
            "RUN_OP_TYPE", "SETTLED_FILTER_COLUMNS", "SETTLED_TABLES", "SETTLE_STATE_NAME",
            "SPAN_TIMING_TABLE", "STEP_COUNTS_TABLE", "STEP_EXPR", "TRACE_AGENTS_TABLE",
            "TRACE_FACTS_LATER_COLUMNS", "TRACE_FACTS_TABLE", "VERSION_FIELDS",
@@ -68,9 +77,12 @@ category): span, failure, retry and fallback counts."""
 TRACE_AGENTS_TABLE = "trace_agents"
 """Per settled (org, project, trace): its agent runs and its agent and tool calls."""
 
+LLM_CALLS_TABLE = "llm_calls"
+"""Per settled LLM call or retry span: keys, status, duration, tokens and costs."""
+
 SETTLED_TABLES: tuple[str, ...] = (SPAN_TIMING_TABLE, TRACE_FACTS_TABLE,
                                    VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE,
-                                   TRACE_AGENTS_TABLE)
+                                   TRACE_AGENTS_TABLE, LLM_CALLS_TABLE)
 """Every settled table; span retention applies to them too (by ``start_time``: the day's
 start for ``version_sightings``)."""
 
@@ -99,6 +111,62 @@ SETTLED_FILTER_COLUMNS: tuple[str, ...] = (
 """Dimension columns of ``span_timing`` (``model`` is the response model, else the request
 model): the filter names a bottleneck query accepts."""
 
+
+LLM_CALLS_ROWS = "response_model != '' OR request_model != '' OR is_retry"
+"""The spans of a settled trace ``llm_calls`` holds (a superset of :data:`LLM_CALL` that does
+not depend on ``usage_is_rollup``, which the resolver may set later)."""
+LLM_CALLS_FILTERS: tuple[str, ...] = (
+    "org_id", "workspace_id", "project_id", "agent_id", "workflow_id", "service_name",
+    "provider", "model", "request_model", "response_model", "operation", "status",
+    "tool_name", "user_id", "customer_id", "price_source")
+"""Filter names (``analytics.query.FILTER_COLUMNS``) whose SQL reads only ``llm_calls``
+columns: a filtered read of the table gives the raw answer."""
+CENSUS_KEY_NAMES: tuple[str, ...] = (
+    "org_id", "project_id", "agent_id", "step", "operation", "provider", "response_model",
+    "request_model", "tool_name")
+"""The string columns of the recommendations census's group, in :data:`CENSUS_KEY` order."""
+CENSUS_KEY = ("concat(" + ", ".join(f"toString(length({c})), ':', {c}" for c in CENSUS_KEY_NAMES)
+              + f", toString(toUInt8(is_retry)), toString(toUInt8({LLM_CALL})))")
+"""SQL over ``spans`` of a call's census group as one string, written injectively:
+``<n>:<value>`` per :data:`CENSUS_KEY_NAMES` column (``n`` its byte length), then
+``is_retry`` and :data:`LLM_CALL` as ``0``/``1``. One ``LowCardinality`` key groups several
+times faster than the columns or a hash of them (bench/RESULTS.md)."""
+PRICED_CHAT = ("operation IN ('chat', 'completion')"
+               " AND NOT startsWith(price_source, 'unpriced')")
+"""The recommendations' ``cheaper_model`` calls: chat and completion calls with a price."""
+TRACE_LOW_CUT = "10"
+"""``llm_calls.trace_low`` holds the trace ids below it (1/16 of random hex ids)."""
+_LLM_CALLS_DIMS: tuple[str, ...] = (
+    "agent_id", "workflow_id", "service_name", "provider", "response_model", "request_model",
+    "operation", "status", "tool_name", "step", "price_source", "user_id", "customer_id")
+LLM_CALLS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("org_id", "LowCardinality(String)", "org_id"),
+    ("workspace_id", "LowCardinality(String)", "workspace_id"),
+    ("project_id", "LowCardinality(String)", "project_id"),
+    ("start_time", "DateTime64(9, 'UTC')", "start_time"),
+    ("trace_id", "String", "trace_id"),
+    ("span_id", "String", "span_id"),
+    *((d, "LowCardinality(String)", d) for d in _LLM_CALLS_DIMS),
+    ("llm", "UInt8", f"toUInt8({LLM_CALL})"),
+    ("is_retry", "UInt8", "toUInt8(is_retry)"),
+    ("duration_ms", "Float64", "duration_ms"),
+    ("input_tokens", "UInt64", "ifNull(input_tokens, 0)"),
+    ("output_tokens", "UInt64", "ifNull(output_tokens, 0)"),
+    ("cache_read_tokens", "UInt64", "ifNull(cache_read_tokens, 0)"),
+    ("tokens", "UInt64", "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)"),
+    ("total_cost", "Decimal(38, 12)", "total_cost"),
+    ("token_cost", "Decimal(38, 12)", "token_cost"),
+    ("priced_chat", "UInt8", f"toUInt8({PRICED_CHAT})"),
+    ("trace_low", "String", f"if(trace_id < '{TRACE_LOW_CUT}', trace_id, '')"),
+    ("census_key", "LowCardinality(String)", CENSUS_KEY),
+)
+"""``llm_calls``' columns before ``settled_ns``: (name, type, SQL over ``spans``). Token counts
+are the spans' with ``NULL`` as 0 (every reader sums ``ifNull(…, 0)``), ``tokens`` input plus
+output (the census's small-call test reads one column); ``priced_chat`` is
+:data:`PRICED_CHAT` (a flag: ~30% of the census's CPU went to testing it); ``trace_low`` is the
+trace id when below :data:`TRACE_LOW_CUT`, else empty (a sample-id read for a cut at or
+below it reads this nearly empty column, not every 32-character id); ``census_key`` is
+:data:`CENSUS_KEY`."""
 
 STEP_EXPR = "if(step != '', step, name)"
 """SQL of a span's step: its ``step`` attribute when set, else its name."""
@@ -236,6 +304,13 @@ def settled_ddl(cluster_clause: str, shared_engine: EngineClause,
         "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1\n)"
         f" ENGINE = {shared_engine(TRACE_AGENTS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
         "PARTITION BY bucket\nORDER BY (org_id, project_id, bucket, trace_id)",
+        f"CREATE TABLE IF NOT EXISTS {LLM_CALLS_TABLE}{c} (\n"
+        + "".join(f"  {name} {kind},\n" for name, kind, _ in LLM_CALLS_COLUMNS)
+        + "  settled_ns Int64,\n"
+        "  INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1\n)"
+        f" ENGINE = {shared_engine(LLM_CALLS_TABLE, 'ReplacingMergeTree', 'settled_ns')}\n"
+        "PARTITION BY toDate(start_time)\n"
+        "ORDER BY (org_id, project_id, toStartOfMinute(start_time), trace_id, span_id)",
     ]
     return [ddl for name, ddl in zip(SETTLED_TABLES, statements, strict=True)
             if name in tables]

@@ -38,6 +38,7 @@ from mentatlab.storage.aggregates import (
 )
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SETTLE_STATE_NAME,
     SETTLED_TABLES,
     SPAN_TIMING_TABLE,
@@ -259,6 +260,22 @@ def _m009(options: SchemaOptions) -> list[str]:
     ]
 
 
+def _m010(options: SchemaOptions) -> list[str]:
+    # Issue 16's speed: the settled per-call table ``llm_calls`` (storage/settled.py) that
+    # provider x model and the recommendations census read instead of the wide ``spans``.
+    # Traces settled before have no rows in it, so the settle watermark goes back to 0 (as
+    # in migration 8): readers take every trace from raw spans until the job's next pass
+    # has settled them all again.
+    return [*settled_ddl(options.cluster_clause, options.shared_engine, (LLM_CALLS_TABLE,)),
+            _RESET_SETTLE]
+
+
+_RESET_SETTLE = (f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
+                 f" SELECT name, 0, 1, toUInt64(toUnixTimestamp64Nano(now64(9)))"
+                 f" FROM {RESOLVER_STATE_TABLE} WHERE name = '{SETTLE_STATE_NAME}' LIMIT 1")
+"""Sets the settle watermark to 0 when the job ever ran (a new version of its state row)."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -272,6 +289,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m008),
     Migration(9, "policy decisions: policy_ids, policy_versions, policy_actions arrays",
               _m009),
+    Migration(10, "settled per-call table llm_calls", _m010),
 )
 """Every span-store migration, in version order."""
 
