@@ -12,8 +12,13 @@ Two measurements (issue 17; bench/RESULTS.md "PII redaction"):
   the two modes alternated ``--rounds`` times back to back (the machine is shared: compare
   neighbours); plus the server's idle RSS (server + ingest workers) in each mode.
 
+``--policies 10`` compares the issue's full governance load instead: ``pii_mode=redact``
+with 10 enforced guardrail policies (the 4 built-ins enabled by default plus 6 custom ones
+over tool, model, tokens and names, created through the API before the load) against
+``pii_mode=off`` without any policy (``MENTATLAB_POLICY_BUILTINS=false``).
+
 Usage: .venv/bin/python bench/pii.py [--stages] [--seconds 10] [--clients 4] [--workers 2]
-Bounded in time; targets 127.0.0.1 only.
+[--policies 10]. Bounded in time; targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 from _load import run_load
 from _otlp_payload import make_request
@@ -73,15 +79,42 @@ def _tree_cpu_s(pid: int) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
 
 
+CUSTOM_POLICIES = (
+    ("no shell", "block", 'span.tool_name == "shell"'),
+    ("huge prompt", "alert", "span.input_tokens > 200000"),
+    ("retired model", "log", 'span.request_model == "gpt-3.5-turbo-0301"'),
+    ("payments tool", "log", 'span.tool_name in ["refund", "charge", "payout"]'),
+    ("debug spans", "log", 'span.name.startsWith("debug ")'),
+    ("long output", "log", "span.output_tokens > 8000"),
+)
+"""The 6 custom policies of ``--policies`` (name, action, CEL condition)."""
+
+
+def _create_policies(url: str, count: int) -> None:
+    enforced = [p for p in httpx.get(f"{url}/api/v1/policies", timeout=30).json()["policies"]
+                if p["enforced"]]
+    for name, action, condition in CUSTOM_POLICIES[:max(0, count - len(enforced))]:
+        made = httpx.post(f"{url}/api/v1/policies", timeout=30,
+                          json={"name": name, "action": action, "condition": condition})
+        assert made.status_code == 201, made.text
+    now = [p for p in httpx.get(f"{url}/api/v1/policies", timeout=30).json()["policies"]
+           if p["enforced"]]
+    assert len(now) == count, f"Expected {count} enforced policies, got {len(now)}"
+
+
 def serve_run(mode: str, args: argparse.Namespace) -> dict[str, float]:
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers), "MENTATLAB_PII_MODE": mode,
            "MENTATLAB_LOG_LEVEL": "INFO"}
+    if args.policies:
+        env["MENTATLAB_POLICY_BUILTINS"] = "false" if mode == "off" else "true"
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         log = Path(tmp) / "server.log"
         deadline = time.monotonic() + 60
         while args.workers and f"Started {args.workers} ingest worker" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
+        if args.policies and mode != "off":
+            _create_policies(srv.url, args.policies)
         time.sleep(3)
         rss_idle = _tree_rss(srv.pid)
         cpu0 = _tree_cpu_s(srv.pid)
@@ -99,11 +132,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--policies", type=int, default=0)
     args = ap.parse_args()
     if args.stages:
         stages()
         return
-    print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
+    print(f"load average before: {os.getloadavg()}, workers={args.workers}, "
+          f"policies={args.policies}", flush=True)
     print("| round | pii_mode | spans/s | p50 ms | p99 ms | errors | server CPU (cores) "
           "| spans per server CPU-s | idle RSS (MiB, server + workers) | load avg (1 min) |\n"
           "|---|---|---|---|---|---|---|---|---|---|")

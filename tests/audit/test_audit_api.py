@@ -48,8 +48,9 @@ class Site:
 
 @pytest.fixture
 def site(_isolated_data_dir: Path, control_store_url: str) -> Iterator[Site]:
+    # no built-in policies: their creation at start would add installation-wide entries
     settings = make_settings(_isolated_data_dir, auth_required=True,
-                             control_store=control_store_url)
+                             control_store=control_store_url, policy_builtins=False)
     for server in run_live_server(settings):
         control: ControlStore = server.state.control
         issued = control.create_api_key(None, None, "root", role="admin", created_by="test")

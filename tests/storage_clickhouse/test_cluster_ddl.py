@@ -18,7 +18,7 @@ import pytest
 from chkit import make_span
 
 from mentatlab.errors import ConfigError, StoreError
-from mentatlab.model.schema import SPAN_COLUMNS, spans_to_arrow
+from mentatlab.model.schema import POLICY_COLUMNS, SPAN_COLUMNS, spans_to_arrow
 from mentatlab.storage.aggregates import aggregate_tables
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
@@ -89,7 +89,7 @@ def test_spans_is_distributed_by_trace_after_the_local_table(cluster_ddl: Any) -
     names = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1) for s in creates]  # type: ignore[union-attr]
     assert names == ["schema_migrations", "spans_local", "spans", "span_deltas",
                      *aggregate_tables(), "resolver_state", "span_timing", "trace_facts",
-                     "version_sightings", "step_counts", "trace_agents"]
+                     "version_sightings", "step_counts", "trace_agents", "llm_calls"]
     assert creates[2] == (
         "CREATE TABLE IF NOT EXISTS spans ON CLUSTER mentat_cluster AS spans_local"
         " ENGINE = Distributed(mentat_cluster, observability, spans_local, cityHash64(trace_id))")
@@ -132,17 +132,17 @@ def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any
     statements, lookups = cluster_ddl
     last = SPAN_COLUMNS[-1]
     adds = [s for s in statements if "ADD COLUMN" in s and s.startswith("ALTER TABLE spans")]
+    # migration 9's policy columns, then the column the store lacks (the last one)
     assert adds == [
-        f"ALTER TABLE spans_local ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
-        f" {column_ddl(last)}",
-        f"ALTER TABLE spans ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
-        f" {column_ddl(last)}",
-    ]
+        f"ALTER TABLE {table} ON CLUSTER mentat_cluster ADD COLUMN IF NOT EXISTS"
+        f" {column_ddl(column)}"
+        for column in (*POLICY_COLUMNS, last) for table in ("spans_local", "spans")]
     ttl = [s for s in statements if "TTL" in s and s.startswith("ALTER")]
     assert ttl == [f"ALTER TABLE {t} ON CLUSTER mentat_cluster"
                    " MODIFY TTL start_time + toIntervalDay(90)"
                    for t in ("spans_local", "span_timing", "trace_facts",
-                             "version_sightings", "step_counts", "trace_agents")]  # shared
+                             "version_sightings", "step_counts", "trace_agents",
+                             "llm_calls")]  # shared
     assert {"t": "spans_local"} in lookups  # TTL and columns are read from the local table
 
 

@@ -46,6 +46,7 @@ from mentatlab.errors import ConfigError, ValidationError
 from mentatlab.storage.aggregates import AGGREGATES, SPAN_LEDGER_TABLE, TIERS, TRACE_SUMMARY_TABLE
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     TRACE_AGENTS_TABLE,
@@ -63,7 +64,7 @@ SALT_FILE = "erasure-salt"
 """File in the data folder holding the generated salt (hex) when ``erasure_salt`` is unset."""
 
 _BY_SUBJECT: tuple[str, ...] = (
-    SPANS_TABLE, SPAN_TIMING_TABLE, TRACE_FACTS_TABLE, SPAN_LEDGER_TABLE,
+    SPANS_TABLE, SPAN_TIMING_TABLE, TRACE_FACTS_TABLE, LLM_CALLS_TABLE, SPAN_LEDGER_TABLE,
     *(spec.table(tier) for spec in AGGREGATES for tier in TIERS
       if {"user_id", "customer_id"} <= set(spec.dimensions)))
 """Tables with ``user_id`` and ``customer_id`` columns: the subject's rows go."""

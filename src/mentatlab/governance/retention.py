@@ -48,6 +48,7 @@ from mentatlab.storage.aggregates import (
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.retention_floor import raise_floors
 from mentatlab.storage.settled import (
+    LLM_CALLS_TABLE,
     SPAN_TIMING_TABLE,
     STEP_COUNTS_TABLE,
     TRACE_AGENTS_TABLE,
@@ -155,6 +156,7 @@ class RetainedTable:
 RETAINED_TABLES: tuple[RetainedTable, ...] = (
     RetainedTable(SPANS_TABLE, "start_time", "day", "span"),
     RetainedTable(SPAN_TIMING_TABLE, "start_time", "day", "span"),
+    RetainedTable(LLM_CALLS_TABLE, "start_time", "day", "span"),
     RetainedTable(STEP_COUNTS_TABLE, "start_time", "day", "span"),
     RetainedTable(TRACE_AGENTS_TABLE, "bucket", "day", "span"),
     RetainedTable(TRACE_FACTS_TABLE, "start_time", "none", "span"),
