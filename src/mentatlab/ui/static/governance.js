@@ -1,9 +1,10 @@
 // The governance view: policy decisions over time (/governance/decisions), PII findings
-// (/governance/pii), security signals (/governance/signals), retention and erasure receipts
+// (/governance/pii), security signals (/governance/signals), the approval queue
+// (/governance/approvals), retention and erasure receipts
 // (/governance/retention, /audit?action=governance.erased), the audit timeline (/audit) and
 // the simulation of a draft policy (POST /policies/simulate). Each panel loads on its own
 // and shows its own error; every number is the API's.
-import { drawCountSeries, fetchApi, formatCount } from "./chart.js";
+import { drawCountSeries, fetchApi, formatCount, formatMs, formatRatio } from "./chart.js";
 import { sendJson, showErrors, clearErrors } from "./apiform.js";
 import { cell, message, when } from "./table.js";
 
@@ -11,7 +12,6 @@ const view = document.getElementById("governance");
 const { api, start, end, filter, bucket, traces, query } = view.dataset;
 const ACTIONS = ["block", "alert", "redact", "log"];
 const ACTION_COLORS = { block: "--error", alert: "--focus", redact: "--accent", log: "--muted" };
-const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3, info: 4 };
 
 function setMetric(name, text) {
   const node = view.querySelector(`[data-metric="${name}"]`);
@@ -75,39 +75,50 @@ async function loadDecisions() {
   });
 }
 
-function countRows(table, items, key, label = (v) => v || "—") {
-  rows(table, items, 2, "None in this range.", (row, item) => {
-    cell(row, label(item[key]), "name");
-    cell(row, formatCount(item.count), "num");
+function countRows(table, items, key) {
+  rows(table, items, 3, "None in this range.", (row, item) => {
+    cell(row, item[key] || "—", "name");
+    cell(row, formatCount(item.num_findings), "num");
+    cell(row, formatCount(item.num_spans), "num wide-only");
   });
 }
 
 async function loadPii() {
   const body = await fetchApi(api, "/governance/pii", { start, end, filter });
-  setMetric("num_pii", formatCount(body.total));
-  setMetric("pii_detail", body.by_category.length
-    ? `${body.by_category.length} categor${body.by_category.length === 1 ? "y" : "ies"}`
-    : "none found");
+  setMetric("num_pii", formatCount(body.num_findings));
+  setMetric("pii_detail", `in ${formatCount(body.num_spans)} span${body.num_spans === 1 ? "" : "s"}; `
+    + `mode ${body.pii_mode}`);
   countRows("pii-categories", body.by_category, "category");
   countRows("pii-projects", body.by_project, "project_id");
-  countRows("pii-attributes", body.by_attribute, "key");
+  countRows("pii-attributes", body.by_key, "key");
 }
 
 async function loadSignals() {
   const body = await fetchApi(api, "/governance/signals", { start, end, filter });
-  const findings = [...body.findings].sort((a, b) =>
-    (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || b.count - a.count);
+  const findings = body.findings; // highest severity first
   setMetric("num_signals", formatCount(findings.length));
-  const severe = findings.filter((f) => (SEVERITY_RANK[f.severity] ?? 9) <= 1).length;
-  setMetric("signal_detail", findings.length ? `${formatCount(severe)} high or critical` : "none");
+  const high = findings.filter((f) => f.severity === "high").length;
+  const unavailable = Object.keys(body.unavailable || {});
+  const detail = findings.length ? `${formatCount(high)} high` : "none";
+  setMetric("signal_detail", detail
+    + (unavailable.length ? ` (${unavailable.length} kinds not available on this store)` : ""));
   rows("signals", findings, 6, "No security signal in this range.", (row, f) => {
     cell(row, f.severity, `severity ${f.severity}`);
     cell(row, f.kind.replace(/_/g, " "), "name");
-    cell(row, f.subject, "name");
+    cell(row, f.summary, "name");
     cell(row, formatCount(f.count), "num");
     cell(row, when(f.first_seen), "wide-only");
     cell(row, when(f.last_seen));
   });
+}
+
+async function loadApprovals() {
+  const body = await fetchApi(api, "/governance/approvals", { start, end, filter });
+  const total = body.total;
+  setMetric("queue_length", formatCount(total.queue_length));
+  setMetric("approval_detail", total.num_decided
+    ? `${formatRatio(total.approval_rate)} approved; wait p95 ${formatMs(total.wait_ms_p95)}`
+    : "none decided in this range");
 }
 
 function fact(list, name, text) {
@@ -236,6 +247,7 @@ Promise.all([
   guarded("decisions", loadDecisions),
   guarded("pii", loadPii),
   guarded("signals", loadSignals),
+  guarded("approvals", loadApprovals),
   guarded("retention", loadRetention),
   loadAudit(),
 ]).finally(() => view.setAttribute("aria-busy", "false"));
