@@ -89,9 +89,13 @@ def get_policy_decisions(store: SpanStore, params: QueryParams, *,
     parts = SqlParts()
     where = _where(params, parts)
     totals = store.query_arrow(f"""SELECT toInt64(count()) AS num_spans,
-    toInt64(countIf(has(policy_actions, 'block'))) AS num_blocked,
-    sumMap(policy_actions, arrayMap(a -> toUInt64(1), policy_actions)) AS by_action
+    toInt64(countIf(has(policy_actions, 'block'))) AS num_blocked
 FROM spans FINAL WHERE {where} {FINAL_SETTINGS}""", parts.binds).to_pylist()[0]
+    parts = SqlParts()
+    where = _where(params, parts)
+    by_action = store.query_arrow(f"""SELECT action, toInt64(count()) AS num_decisions
+FROM spans FINAL ARRAY JOIN policy_actions AS action
+WHERE {where} GROUP BY action ORDER BY action {FINAL_SETTINGS}""", parts.binds).to_pylist()
     parts = SqlParts()
     where = _where(params, parts)
     rows = store.query_arrow(f"""SELECT policy_id, action, toInt64(count()) AS num_decisions,
@@ -117,13 +121,8 @@ GROUP BY bucket, action ORDER BY bucket, action {FINAL_SETTINGS}""", parts.binds
                    for r in series]
     return PolicyDecisions(
         num_spans=int(totals["num_spans"]), num_blocked=int(totals["num_blocked"]),
-        by_action=_action_counts(totals["by_action"]),
+        by_action={str(r["action"]): int(r["num_decisions"]) for r in by_action},
         policies=tuple(_policy_row(r) for r in rows), buckets=tuple(buckets))
-
-
-def _action_counts(value: Any) -> dict[str, int]:
-    pairs = value.items() if isinstance(value, Mapping) else value
-    return {str(k): int(v) for k, v in sorted(pairs or ())}
 
 
 def _policy_row(r: Mapping[str, Any]) -> PolicyRow:

@@ -714,8 +714,8 @@ async def governance_page(request: Request) -> HTMLResponse:
 
     Numbers from ``/api/v1/governance/decisions``, ``/governance/pii``,
     ``/governance/signals``, ``/governance/retention`` and ``/audit`` (the timeline, filtered
-    by actor and action, and the erasure receipts); roles that manage settings also get the
-    form simulating a draft policy (``POST /api/v1/policies/simulate``).
+    by actor and action, and the erasure receipts); roles that read spans also get the form
+    simulating a draft policy (``POST /api/v1/policies/simulate``).
     """
     caller = await _checked(request)
     if isinstance(caller, HTMLResponse):
@@ -723,4 +723,4 @@ async def governance_page(request: Request) -> HTMLResponse:
     state = page_state(request)
     return _render(request, "governance.html", title="Governance",
                    bucket=chart_bucket(state),
-                   can_simulate=caller.can(Permission.MANAGE_SETTINGS))
+                   can_simulate=caller.can(Permission.READ_SPANS))

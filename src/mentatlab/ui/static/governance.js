@@ -49,8 +49,19 @@ function traceLink(row, traceId) {
   return td;
 }
 
+// policy id → name, from the policy list (ids only when it cannot be read)
+async function policyNames() {
+  try {
+    const body = await fetchApi(api, "/policies", {});
+    return new Map(body.policies.map((p) => [p.id, p.name]));
+  } catch (error) {
+    return new Map();
+  }
+}
+
 async function loadDecisions() {
-  const body = await fetchApi(api, "/governance/decisions", { start, end, filter, bucket });
+  const [body, names] = await Promise.all([
+    fetchApi(api, "/governance/decisions", { start, end, filter, bucket }), policyNames()]);
   const total = Object.values(body.by_action).reduce((a, b) => a + b, 0);
   setMetric("num_decisions", formatCount(total));
   setMetric("decision_detail", ACTIONS.filter((a) => body.by_action[a])
@@ -66,7 +77,7 @@ async function loadDecisions() {
       { kindKey: "action", countKey: "num_decisions", colors: ACTION_COLORS, bucket });
   }
   rows("policies", body.policies, 6, "No policy matched a span in this range.", (row, p) => {
-    cell(row, p.policy_id, "name");
+    cell(row, names.get(p.policy_id) || p.policy_id, "name", p.policy_id);
     cell(row, p.action, `action ${p.action}`);
     cell(row, formatCount(p.num_decisions), "num");
     cell(row, formatCount(p.num_spans), "num wide-only");
@@ -104,8 +115,8 @@ async function loadSignals() {
     + (unavailable.length ? ` (${unavailable.length} kinds not available on this store)` : ""));
   rows("signals", findings, 6, "No security signal in this range.", (row, f) => {
     cell(row, f.severity, `severity ${f.severity}`);
-    cell(row, f.kind.replace(/_/g, " "), "name");
-    cell(row, f.summary, "name");
+    cell(row, f.kind.replace(/_/g, " "), "name wide-only");
+    cell(row, f.summary, "summary");
     cell(row, formatCount(f.count), "num");
     cell(row, when(f.first_seen), "wide-only");
     cell(row, when(f.last_seen));
@@ -135,20 +146,22 @@ async function loadRetention() {
     fetchApi(api, "/governance/retention", {}),
     fetchApi(api, "/audit", { action: "governance.erased", since: start, until: end, limit: 100 }),
   ]);
+  // the caller's org when it has one (its override over the settings), else the settings
+  const values = retention.orgs.length === 1 ? retention.orgs[0].retention : retention.defaults;
+  const kept = (n, unit) => (n ? `${formatCount(n)} ${unit}${n === 1 ? "" : "s"}` : "forever");
   list.replaceChildren();
-  fact(list, "Spans", `${formatCount(retention.spans_days)} days`);
-  fact(list, "Aggregates (cost history)", `${formatCount(retention.aggregates_days)} days`);
-  fact(list, "Audit log", `${formatCount(retention.audit_years)} years`);
+  fact(list, "Spans", kept(values.span_days, "day"));
+  fact(list, "Aggregates (cost history)", kept(values.aggregate_days, "day"));
+  fact(list, "Audit log", kept(values.audit_years, "year"));
   const entries = erasures.entries;
   setMetric("num_erasures", formatCount(entries.length));
   setMetric("erasure_detail", entries.length ? "with receipts in the audit log" : "none in this range");
   rows("erasures", entries, 5, "No erasure in this range.", (row, e) => {
-    const removed = Object.values((e.details && e.details.removed) || {})
-      .reduce((a, b) => a + Number(b), 0);
+    const receipt = e.details || {};
     cell(row, when(e.at));
-    cell(row, e.actor, "name");
-    cell(row, e.target || "—", "name");
-    cell(row, formatCount(removed), "num");
+    cell(row, e.actor, "name wide-only");
+    cell(row, `${receipt.field || "subject"} ${(e.target || "").slice(0, 12)}`, "name", e.target);
+    cell(row, formatCount(receipt.total || 0), "num");
     cell(row, e.hash.slice(0, 12), "hash wide-only", e.hash);
   });
 }
@@ -194,20 +207,25 @@ function showSimulation(body) {
   box.replaceChildren();
   const list = document.createElement("dl");
   list.className = "facts";
-  fact(list, "Spans evaluated", formatCount(body.num_evaluated));
+  fact(list, "Spans read", formatCount(body.num_scanned) + (body.truncated ? " (stopped at the bound)" : ""));
+  fact(list, "In the policy's scope", formatCount(body.num_in_scope));
   fact(list, "Would have matched", formatCount(body.num_matched));
+  if (body.num_errors) {
+    fact(list, "Evaluation errors", formatCount(body.num_errors));
+  }
   box.append(list);
-  if (body.sample && body.sample.length) {
-    const heading = document.createElement("p");
-    heading.textContent = "Sample matches:";
+  if (body.sample_span_ids.length) {
     const samples = document.createElement("table");
+    samples.id = "simulation-samples";
+    const caption = samples.createCaption();
+    caption.textContent = "Spans it would have matched";
     const tbody = samples.createTBody();
-    for (const s of body.sample) {
+    for (const [traceId, spanId] of body.sample_span_ids) {
       const row = tbody.insertRow();
-      traceLink(row, s.trace_id);
-      cell(row, s.name || s.span_id, "name");
+      traceLink(row, traceId);
+      cell(row, spanId, "hash");
     }
-    box.append(heading, samples);
+    box.append(samples);
   }
 }
 
@@ -217,8 +235,11 @@ async function simulate(event) {
   const data = new FormData(form);
   clearErrors(form);
   const answer = await sendJson(api, "/policies/simulate", "POST", {
-    condition: String(data.get("condition") || ""),
-    action: String(data.get("action")),
+    policy: {
+      name: "draft",
+      condition: String(data.get("condition") || ""),
+      action: String(data.get("action")),
+    },
     start,
     end,
   });
