@@ -30,6 +30,9 @@ def test_run_demo_completes_with_a_cost_report(tmp_path: Path) -> None:
     assert result.traffic["openai-v2"]["llm_calls"] > 0
     assert result.traffic["openinference"]["llm_calls"] > 0
     assert "Cost by org, project and model" in text
+    # the question with an email (run 0 of every agent): found and replaced before storage
+    assert result.pii_findings.get("EMAIL_ADDRESS", 0) > 0, text
+    assert "PII found in prompts and replaced before storage (pii_mode=redact)" in text
     assert f"{result.url}/docs" not in text  # no link to a server it stopped
     assert "Server stopped" in text
     with pytest.raises(httpx.HTTPError):  # the server it started is gone
@@ -76,12 +79,14 @@ def test_demo_keeps_serving_until_ctrl_c_then_stops_its_server(tmp_path: Path) -
     try:
         text = _read_until(proc, "Ctrl-C", timeout_s=180)
         pages = dict(re.findall(
-            r"^\s+(Dashboard|API docs|Most expensive trace):\s+(http://\S+)$", text, re.MULTILINE))
-        assert set(pages) == {"Dashboard", "API docs", "Most expensive trace"}, text
+            r"^\s+(Dashboard|API docs|Most expensive trace|Governance):\s+(http://\S+)$", text,
+            re.MULTILINE))
+        assert set(pages) == {"Dashboard", "API docs", "Most expensive trace", "Governance"}, text
         for page in pages.values():
             assert httpx.get(page, timeout=10).status_code == 200, page
         base = pages["Dashboard"].removesuffix("/")
         assert pages["API docs"] == f"{base}/docs"
+        assert pages["Governance"] == f"{base}/governance"
         dashboard = httpx.get(pages["Dashboard"], timeout=10)
         assert dashboard.headers["content-type"].startswith("text/html")
         # the trace view of the costliest trace, as the API ranks them

@@ -71,6 +71,9 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("POST", "/api/v1/orgs"): _P.MANAGE_ORGS,
     ("GET", "/api/v1/audit"): _P.READ_AUDIT,
+    # governance (issue 17): compliance officers' reads
+    ("GET", "/api/v1/governance/decisions"): _P.READ_AUDIT,
+    ("GET", "/governance"): _P.READ_AUDIT,
     ("GET", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
     ("PUT", "/api/v1/quotas"): _P.MANAGE_SETTINGS,
     ("DELETE", "/api/v1/quotas"): _P.MANAGE_SETTINGS,

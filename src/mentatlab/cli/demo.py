@@ -73,6 +73,8 @@ class DemoResult:
     """The total of that report, as the server wrote it (a decimal string, USD)."""
     top_traces: list[dict[str, Any]] = field(default_factory=list)
     unpriced: list[dict[str, Any]] = field(default_factory=list)
+    pii_findings: dict[str, int] = field(default_factory=dict)
+    """PII category → findings redacted at ingest (``GET /api/v1/governance/pii``)."""
 
 
 def ci_is_set() -> bool:
@@ -262,6 +264,7 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
         cost = _get(client, "/api/v1/cost", group_by="org_id,project_id,model", **window)
         traces = _get(client, "/api/v1/traces", sort="cost", limit=5, **window)
         unpriced = _get(client, "/api/v1/unpriced", **window)
+        pii = _get(client, "/api/v1/governance/pii", **window)
     if cost is not None:
         result.cost_rows = list(cost.get("rows", []))
         result.total_cost = str(cost.get("total_cost", ""))
@@ -282,6 +285,12 @@ def _report(result: DemoResult, started: datetime, console: Console) -> None:
         if result.unpriced:
             console.print(_rows_table(result.unpriced, "Models without a price "
                                       "(add them to pricing.toml, then `mentatctl reprice`)"))
+    if pii is not None:
+        result.pii_findings = {r["category"]: int(r["num_findings"])
+                               for r in pii.get("by_category", [])}
+        found = ", ".join(f"{n} {c}" for c, n in result.pii_findings.items()) or "none"
+        console.print(f"PII found in prompts and replaced before storage "
+                      f"(pii_mode={pii.get('pii_mode')}): {found}")
 
 
 def _most_expensive_trace(url: str) -> str | None:
@@ -301,6 +310,7 @@ def _where_to_look(url: str, console: Console) -> None:
     pages = [("Dashboard", f"{url}/")]
     if trace_id:
         pages.append(("Most expensive trace", f"{url}/traces/{trace_id}"))
+    pages.append(("Governance", f"{url}/governance"))
     pages.append(("API docs", f"{url}/docs"))
     console.print("Look at:")
     with httpx.Client(timeout=10.0, follow_redirects=True) as client:

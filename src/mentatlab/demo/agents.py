@@ -46,10 +46,11 @@ _TOOLS: dict[str, dict[str, Any]] = {
 }
 
 _QUESTIONS = [
-    "Where is my order 8812? It was due yesterday.",
+    # two carry personal data, as support questions do: ingest redacts it before storage
+    "Where is my order 8812? It was due yesterday. Reply to jane.doe@gmail.com please.",
     "Summarise recent work on retrieval-augmented generation for legal documents.",
     "Why does the checkout service time out under load?",
-    "Can I get a refund for a damaged item, order 1207?",
+    "Can I get a refund for a damaged item, order 1207? I paid with 4111 1111 1111 1111.",
     "Review this diff for race conditions in the job scheduler.",
     "Compare vector databases for a 10M document corpus.",
 ]

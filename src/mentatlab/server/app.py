@@ -40,6 +40,7 @@ from mentatlab.server.routes import (
     cost_views,
     docs,
     events,
+    governance_decisions,
     governance_pii,
     governance_report,
     governance_retention,
@@ -318,8 +319,8 @@ def create_app(settings: Settings) -> FastAPI:
     checked = [Depends(authorize)]  # every route: the permission matrix decides
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
-                   audit, auth, health, docs, governance_pii, governance_report,
-                   governance_retention, governance_signals, policies):
+                   audit, auth, health, docs, governance_decisions, governance_pii,
+                   governance_report, governance_retention, governance_signals, policies):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

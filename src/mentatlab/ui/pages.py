@@ -74,6 +74,8 @@ VIEWS: Final = (
          "version comparison and regressions."),
     View("/savings", "Savings", True, "Where money can be saved, with the evidence."),
     View("/alerts", "Alerts", True, "Alert rules and budgets, their state and history."),
+    View("/governance", "Governance", True, "Policy decisions, PII findings, security "
+         "signals, retention, erasures and the audit timeline."),
     View("/models", "Models", True, "Models seen, their price sources and unpriced ones."),
     View("/settings", "Settings", True, "API keys, members, roles, quotas and the audit log."),
 )
@@ -693,3 +695,32 @@ async def bottlenecks_page(request: Request) -> HTMLResponse:
     return _render(request, "bottlenecks.html", title="Bottlenecks", group_by=group_by,
                    groups=BOTTLENECK_GROUPS, trace_param=BOTTLENECK_TRACE_FILTERS[group_by],
                    quiet_s=server_state(request).settings.trace_quiet_s)
+
+
+def chart_bucket(state: ViewState) -> str:
+    """The bucket of a count chart over the view's window.
+
+    Minutes up to 2 h, hours up to 2 days, days beyond: at most ~60 bars on a preset range.
+    """
+    span = state.end - state.start
+    if span <= timedelta(hours=2):
+        return "minute"
+    return "hour" if span <= timedelta(days=2) else "day"
+
+
+@router.get("/governance", response_class=HTMLResponse)
+async def governance_page(request: Request) -> HTMLResponse:
+    """Governance: policy decisions over time, PII findings, security signals, retention.
+
+    Numbers from ``/api/v1/governance/decisions``, ``/governance/pii``,
+    ``/governance/signals``, ``/governance/retention`` and ``/audit`` (the timeline, filtered
+    by actor and action, and the erasure receipts); roles that read spans also get the form
+    simulating a draft policy (``POST /api/v1/policies/simulate``).
+    """
+    caller = await _checked(request)
+    if isinstance(caller, HTMLResponse):
+        return caller
+    state = page_state(request)
+    return _render(request, "governance.html", title="Governance",
+                   bucket=chart_bucket(state),
+                   can_simulate=caller.can(Permission.READ_SPANS))

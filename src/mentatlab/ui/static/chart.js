@@ -344,3 +344,56 @@ export function drawFailureHeatmap(element, heatmap) {
   document.addEventListener("mentat:theme", () => chart.setOption(option()));
   return chart;
 }
+
+/**
+ * Draw counts over time by kind: `rows` of `{bucket, [kindKey], [countKey]}` as stacked bars
+ * (one series per kind, in `kinds` order) on a time axis in the display time zone. Series
+ * colours come from `colors` (kind → CSS variable name), else the accent. Returns the chart.
+ */
+export function drawCountSeries(element, rows, kinds, { kindKey, countKey, colors = {}, bucket }) {
+  const echarts = window.echarts;
+  const chart = echarts.getInstanceByDom(element) || echarts.init(element, null, { renderer: "canvas" });
+  const zone = displayZone();
+  const option = () => {
+    const text = cssColor("--muted");
+    return {
+      ...zonedTimeOption(),
+      animation: false,
+      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      legend: { top: 0, textStyle: { color: text } },
+      tooltip: {
+        trigger: "axis",
+        formatter: (params) => {
+          const when = formatInstant(params[0].data[2], false, zone);
+          const lines = params.filter((p) => p.data[1] > 0)
+            .map((p) => `${escapeHtml(p.seriesName)}: ${formatCount(p.data[1])}`);
+          return `${escapeHtml(when)} ${escapeHtml(zone)} (${escapeHtml(bucket)})<br>${lines.join("<br>")}`;
+        },
+      },
+      xAxis: {
+        type: "time",
+        axisLabel: { color: text, hideOverlap: true },
+        axisLine: { lineStyle: { color: cssColor("--border") } },
+      },
+      yAxis: {
+        type: "value",
+        minInterval: 1,
+        axisLabel: { color: text, formatter: (v) => formatCount(v) },
+        splitLine: { lineStyle: { color: cssColor("--border") } },
+      },
+      series: kinds.map((kind) => ({
+        type: "bar",
+        name: kind,
+        stack: "total",
+        barMaxWidth: 32,
+        data: rows.filter((r) => r[kindKey] === kind)
+          .map((r) => [zonedTime(r.bucket), r[countKey], r.bucket]),
+        itemStyle: { color: cssColor(colors[kind] || "--accent") },
+      })),
+    };
+  };
+  chart.setOption(option(), true);
+  window.addEventListener("resize", () => chart.resize());
+  document.addEventListener("mentat:theme", () => chart.setOption(option(), true));
+  return chart;
+}
