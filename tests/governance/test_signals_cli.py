@@ -20,6 +20,15 @@ from serverkit import make_settings, run_live_server  # noqa: E402
 from mentatlab.cli.main import app  # noqa: E402
 
 runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as wide as the text: the CLI's console is made once per process, and an
+    earlier test may have made it at 80 columns (COLUMNS is read when it is made)."""
+    from mentatlab.cli import _client
+
+    monkeypatch.setattr(_client.console, "width", 200)
 NS = 1_000_000_000
 
 
