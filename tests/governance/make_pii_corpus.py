@@ -190,7 +190,7 @@ POSITIVE_SENTENCES = {
                     "Refund to card {x} please", "Use {x} for the renewal."],
     "US_SSN": ["My SSN is {x}.", "social security number {x}", "Applicant SSN: {x}, DOB withheld",
                "verify identity with SSN {x}", "the form lists {x} as the SSN"],
-    "IBAN_CODE": ["Wire the refund to IBAN {x}.", "Bank account: {x} (BIC COBADEFFXXX)",
+    "IBAN_CODE": ["Wire the refund to IBAN {x}.", "Bank account: {x} (BIC DEUTDEFF500)",
                   "pay supplier {x} within 30 days", "IBAN {x} belongs to the landlord", "Send it to {x}."],
     "IP_ADDRESS": ["Login from {x} was blocked.", "client_ip={x} hit the rate limit",
                    "SSH to {x} failed", "request came from {x} via the proxy", "allowlist {x} in the firewall"],
