@@ -219,6 +219,13 @@ function showSimulation(body) {
     samples.id = "simulation-samples";
     const caption = samples.createCaption();
     caption.textContent = "Spans it would have matched";
+    const head = samples.createTHead().insertRow();
+    for (const name of ["Trace", "Span"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = name;
+      head.append(th);
+    }
     const tbody = samples.createTBody();
     for (const [traceId, spanId] of body.sample_span_ids) {
       const row = tbody.insertRow();
