@@ -15,13 +15,14 @@ follows without reading spans:
   session from raw spans (as :mod:`mentatlab.analytics.compare` reads the tail).
 
 The sessions whose bound reaches the minimum are the *candidates*: a superset of those
-the query keeps. The query then reads only their calls, and only within the time spans
-of the settled traces that carry them (partition and primary-key pruning on
-``start_time``) and in those traces (the ``trace_id`` bloom filter, up to
-:data:`MAX_TRACE_IDS` of them), plus the tail's; every (org, project, session) it
-groups is read whole, so the answer is the one the whole range gives. Stale
-``trace_facts`` rows (a trace settled again, not yet merged) only widen the bound, the
-time spans and the traces, so no ``FINAL``.
+the query keeps, known by a 64-bit hash of (org, project, session) alone (a collision
+only adds a session; no query turns the hashes back into names). The query then reads
+only their calls, and only within the time spans of the settled traces that carry them
+(partition and primary-key pruning on ``start_time``) and in those traces (the
+``trace_id`` bloom filter, up to :data:`MAX_TRACE_IDS` of them), plus the tail's; every
+(org, project, session) it groups is read whole, so the answer is the one the whole
+range gives. Stale ``trace_facts`` rows (a trace settled again, not yet merged) only
+widen the bound, the time spans and the traces, so no ``FINAL``.
 The time spans are per (org, project), the primary key's first columns, so the read
 skips other tenants' granules.
 
@@ -119,9 +120,9 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     facts.conditions += [f"{k} = {facts.bind(str(v), 'String')}"
                          for k, v in params.filters.items() if k in TENANCY_COLUMNS]
     # the bound per (org, project, session), grouped by a 64-bit hash of the three (an
-    # integer key: ~2.5x cheaper than the strings over a month of traces), then the names
-    # of the few candidates read by hash (a collision only adds a session), then their
-    # settled traces
+    # integer key: ~2.5x cheaper than the strings over a month of traces); the candidates
+    # are then known by hash alone (a collision only adds a session): their settled traces
+    # and their calls are read by hash, so no query turns the hashes back into names
     bounds = [f"""SELECT {_SESSION_HASH} AS h, num_runs AS n
     FROM {TRACE_FACTS_TABLE} ARRAY JOIN session_ids AS session_id WHERE {facts.where}"""]
     if tail_n:
@@ -138,26 +139,13 @@ def session_calls_sql(store: SpanStore, params: QueryParams, parts: SqlParts,
     if len(hashes) > MAX_CANDIDATE_SESSIONS:
         return _calls(parts)
     wanted = parts.bind(sorted(hashes), "Array(UInt64)")
-    names = {(r["org_id"], r["project_id"], r["session_id"]) for r in store.query_arrow(
-        f"SELECT DISTINCT org_id, project_id, session_id FROM {TRACE_FACTS_TABLE}"
-        f" ARRAY JOIN session_ids AS session_id WHERE {facts.where}"
-        f" AND {_SESSION_HASH} IN {wanted}", parts.binds).to_pylist()}
-    if tail_n:
-        names.update((r["org_id"], r["project_id"], r["session_id"]) for r in store.query_arrow(
-            f"SELECT DISTINCT org_id, project_id, session_id FROM spans WHERE {parts.where}"
-            f" AND {LLM_CALL} AND session_id != '' AND trace_id IN ({tail})"
-            f" AND {_SESSION_HASH} IN {wanted}", parts.binds).to_pylist())
-    # each column tested on its own: other combinations of the values pass too, but a
-    # session read in part is not a candidate, so it has fewer runs than the minimum and
-    # the query drops it; org and project let the primary key skip other tenants' rows
-    sids, orgs, projects = (
-        parts.bind(sorted({str(name[i]) for name in names}), "Array(String)")
-        for i in (2, 0, 1))
-    sessions = f" AND org_id IN {orgs} AND project_id IN {projects} AND session_id IN {sids}"
-    # no FINAL here, so PREWHERE is exact; the ids are read for the few matching rows only
+    session_of = _SESSION_HASH.replace("session_id", "s")
+    # no FINAL here: stale rows only add traces; the ids are read for the matching rows only
     rows = store.query_arrow(
         f"SELECT org_id, project_id, trace_id, start_ns, end_ns FROM {TRACE_FACTS_TABLE}"
-        f" PREWHERE hasAny(session_ids, {sids}) WHERE {facts.where}", parts.binds).to_pylist()
+        f" WHERE {facts.where} AND arrayExists(s -> {session_of} IN {wanted}, session_ids)",
+        parts.binds).to_pylist()
+    sessions = f" AND {_SESSION_HASH} IN {wanted}"
     by_tenant: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for row in rows:
         by_tenant.setdefault((row["org_id"], row["project_id"]), []).append(
