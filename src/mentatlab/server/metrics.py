@@ -124,6 +124,14 @@ class ServerMetrics:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)
 
+    def bind_live(self, read_dropped: Callable[[], float]) -> None:
+        """Export ``mentatlab_live_dropped_spans_total``: committed spans the live tail's
+        converter dropped (oldest first) because it fell behind, read at scrape time."""
+        self.registry.register(_ValueCollector(
+            "mentatlab_live_dropped_spans", "Committed spans dropped before reaching the live "
+            "tail because its converter fell behind (oldest first; ingest is never held up)",
+            read_dropped))
+
     def bind_resolver(self, read_lag_s: Callable[[], float]) -> None:
         """Make the resolver-lag gauge read the lag (s) at scrape time."""
         self.resolver_lag.set_function(read_lag_s)
@@ -170,3 +178,15 @@ class _ForwardCollector(Collector):
                                   "the OTLP target, retries included", value=stats.send_errors)
         yield GaugeMetricFamily("mentatlab_forward_queue_bytes", "Bytes waiting to be "
                                 "forwarded", value=stats.queue_bytes)
+
+
+class _ValueCollector(Collector):
+    """A counter read from a callback at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())

@@ -250,8 +250,10 @@ class SpanWriter:
         """Call ``callback(table)`` on the writer thread after each commit.
 
         The table holds the rows just committed (after dedup, with ``ingested_at_ns``).
-        A callback must be quick and must not block (hand off with
-        ``loop.call_soon_threadsafe``); its exceptions are logged and counted.
+        A callback must be quick and must not block: it runs before the commit's waiters
+        are answered, so hand the table (a reference) to a queue or
+        ``loop.call_soon_threadsafe`` and do the work elsewhere, as the live hub does. Its
+        exceptions are logged and counted.
 
         Returns:
             A function that removes the subscription.
@@ -407,7 +409,9 @@ class SpanWriter:
             subscribers = self._subscribers
         if batch is not None:
             # Subscribers run before the waiters are answered: a client that saw its 2xx
-            # can count on the live stream having been handed its spans.
+            # can count on the live stream having been handed its spans. They only hand
+            # the table on (the live hub queues a reference and converts on its own
+            # thread, server/live.py), so no request waits for the live stream.
             for callback in subscribers:
                 try:
                     callback(batch)
