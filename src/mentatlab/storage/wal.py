@@ -330,6 +330,8 @@ def replay_into(store: object, wal: WriteAheadLog, schema: pa.Schema,
                 f"The write-ahead log in {wal.directory} holds batches of another span "
                 "schema (written by another version); start that version once to replay "
                 "it, or move the folder away to discard them")
+    _log.warning("replaying the write-ahead log left by an unclean stop: %s spans in %s "
+                 "segment files", sum(r.table.num_rows for r in records), len(segments))
     stored = _stored_keys(store, min(r.stamp_ns for r in records),
                           max(r.stamp_ns for r in records))
     append = getattr(store, "append_batch")

@@ -1,0 +1,87 @@
+"""The server with the write-ahead log on (decision 0022): ingest answered before the
+insert, visible shortly after, and 503 with ``Retry-After`` once the log's limit is hit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from server_payloads import encode, export_request, llm_span, new_trace_id
+from serverkit import make_settings, open_in_process
+
+from mentatlab.storage.base import SpanStore
+
+
+class GatedStore:
+    """The server's real store, with inserts held at a gate (a store that fell behind)."""
+
+    def __init__(self, inner: SpanStore) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def append_batch(self, table: pa.Table) -> None:
+        self.entered.set()
+        assert self.gate.wait(60)
+        self.inner.append_batch(table)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def trace_body(spans: int = 50) -> tuple[str, bytes, dict[str, str]]:
+    trace = new_trace_id()
+    body, headers = encode(export_request([llm_span(trace) for _ in range(spans)]))
+    return trace.hex(), body, headers
+
+
+async def test_acknowledged_before_the_insert_then_queryable(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
+    async for app in open_in_process(settings):
+        writer = app.state.writer
+        gated = GatedStore(writer.store)
+        writer.store = gated
+        trace, body, headers = trace_body()
+        answer = await app.client.post("/v1/traces", content=body, headers=headers)
+        assert answer.status_code == 200
+        assert (await app.client.get(f"/api/v1/traces/{trace}")).status_code == 404
+        gated.gate.set()
+        deadline = time.monotonic() + 10
+        while (await app.client.get(f"/api/v1/traces/{trace}")).status_code != 200:
+            assert time.monotonic() < deadline, "not visible 10 s after its 200"
+            await asyncio.sleep(0.05)
+        spans = (await app.client.get(f"/api/v1/traces/{trace}")).json()["num_spans"]
+        assert spans == 50
+
+
+async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0,
+                             wal_max_memory_bytes=1024 * 1024, retry_after_s=3)
+    async for app in open_in_process(settings):
+        writer = app.state.writer
+        gated = GatedStore(writer.store)
+        writer.store = gated
+        statuses: list[int] = []
+        refused = None
+        for _ in range(300):  # 50 spans each: the 1 MiB limit comes within a few dozen
+            _, body, headers = trace_body()
+            answer = await app.client.post("/v1/traces", content=body, headers=headers)
+            statuses.append(answer.status_code)
+            if answer.status_code != 200:
+                refused = answer
+                break
+        assert refused is not None, "the log never filled"
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "3"
+        assert statuses[:-1] and set(statuses[:-1]) == {200}
+        metrics = (await app.client.get("/metrics")).text
+        assert 'mentatlab_spans_rejected_total{reason="backpressure",receiver="otlp_http"} 50.0' \
+            in metrics
+        gated.gate.set()
+        assert await asyncio.to_thread(writer.flush, 30)
+        _, body, headers = trace_body()
+        assert (await app.client.post("/v1/traces", content=body,
+                                      headers=headers)).status_code == 200
