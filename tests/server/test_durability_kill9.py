@@ -18,9 +18,8 @@ import psutil
 import pytest
 from server_payloads import encode, export_request, llm_span, new_trace_id
 
-from serve_process import start_serve, wait_ready
-
 from mentatlab.storage.chdb_store import ChdbSpanStore
+from serve_process import start_serve, wait_ready
 
 SPANS_PER_BATCH = 50
 

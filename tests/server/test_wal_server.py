@@ -80,6 +80,9 @@ async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path)
         metrics = (await app.client.get("/metrics")).text
         assert 'mentatlab_spans_rejected_total{reason="backpressure",receiver="otlp_http"} 50.0' \
             in metrics
+        pending = next(line for line in metrics.splitlines()
+                       if line.startswith("mentatlab_wal_pending_bytes "))
+        assert float(pending.split()[1]) > 0
         gated.gate.set()
         assert await asyncio.to_thread(writer.flush, 30)
         _, body, headers = trace_body()

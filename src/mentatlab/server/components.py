@@ -114,8 +114,10 @@ def open_store(settings: Settings) -> SpanStore:
 
 
 def wal_dir(settings: Settings, store: SpanStore) -> Path | None:
-    """The write-ahead log folder of an embedded store (``<store>/_wal``); None for a
-    ClickHouse store (nodes are stateless, docs/scale-out.md)."""
+    """The write-ahead log folder of an embedded store (``<store>/_wal``).
+
+    None for a ClickHouse store: nodes are stateless (docs/scale-out.md).
+    """
     from mentatlab.storage.chdb_store import ChdbSpanStore
 
     if settings.span_store_is_shared or not isinstance(store, ChdbSpanStore):

@@ -136,8 +136,10 @@ class LiveHub:
             self._cond.notify()
 
     async def settled(self, wait_s: float = 30.0) -> bool:
-        """Wait (on the hub's event loop) until every table published so far has reached
-        the clients' queues or was dropped; True if it did within ``wait_s`` s."""
+        """Wait until every table published so far reached the clients or was dropped.
+
+        Runs on the hub's event loop; True if it happened within ``wait_s`` s.
+        """
         deadline = time.monotonic() + wait_s
         while True:
             with self._cond:

@@ -38,6 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mentatlab.errors import StoreError
+from mentatlab.storage.base import SpanStore
 
 __all__ = ["ReplayReport", "WalRecord", "WriteAheadLog", "read_segment", "replay_into"]
 
@@ -264,9 +265,9 @@ class WriteAheadLog:
             self._close_active()
 
 
-def _stored_keys(store: object, low_ns: int, high_ns: int) -> set[tuple[int, str, str]]:
+def _stored_keys(store: SpanStore, low_ns: int, high_ns: int) -> set[tuple[int, str, str]]:
     """(stamp, trace_id, span_id) of the rows stamped in [low, high] (raw rows, no FINAL)."""
-    query = getattr(store, "query_arrow")
+    query = store.query_arrow
     table = query("SELECT ingested_at_ns, trace_id, span_id FROM spans"
                   " WHERE ingested_at_ns >= {lo:Int64} AND ingested_at_ns <= {hi:Int64}",
                   {"lo": low_ns, "hi": high_ns})
@@ -295,7 +296,7 @@ def iter_records(wal: WriteAheadLog) -> Iterator[tuple[Path, list[WalRecord]]]:
         yield path, records
 
 
-def replay_into(store: object, wal: WriteAheadLog, schema: pa.Schema,
+def replay_into(store: SpanStore, wal: WriteAheadLog, schema: pa.Schema,
                 insert_bytes: int = 64 * 1024 * 1024) -> ReplayReport:
     """Insert into ``store`` the logged rows it lacks, then delete the replayed segments.
 
@@ -334,7 +335,7 @@ def replay_into(store: object, wal: WriteAheadLog, schema: pa.Schema,
                  "segment files", sum(r.table.num_rows for r in records), len(segments))
     stored = _stored_keys(store, min(r.stamp_ns for r in records),
                           max(r.stamp_ns for r in records))
-    append = getattr(store, "append_batch")
+    append = store.append_batch
     inserted = 0
     total = sum(r.table.num_rows for r in records)
     pending: list[pa.Table] = []

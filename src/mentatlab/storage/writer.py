@@ -615,6 +615,11 @@ class SpanWriter:
                             item.resolve(None, error)
                         entry.waiters = []
                         self._logged.appendleft(entry)
+                    if self._inserter_stop:  # closing: the log keeps them for the next start
+                        _log.error("stopping with %s logged spans not inserted; they are "
+                                   "replayed at the next start", sum(
+                                       e.table.num_rows for e in self._logged))
+                        return
                     self._cond.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
                 continue
