@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +47,15 @@ async def test_acknowledged_before_the_insert_then_queryable(_isolated_data_dir:
         trace, body, headers = trace_body()
         answer = await app.client.post("/v1/traces", content=body, headers=headers)
         assert answer.status_code == 200
-        assert (await app.client.get(f"/api/v1/traces/{trace}")).status_code == 404
+        stored = gated.inner.query_arrow("SELECT count() AS n FROM spans")
+        assert stored.column("n")[0].as_py() == 0  # answered before the insert
+        assert await asyncio.to_thread(gated.entered.wait, 30)  # the inserter is held
+        reading = asyncio.ensure_future(app.client.get(f"/api/v1/traces/{trace}"))
+        await asyncio.sleep(0.2)
+        assert not reading.done()  # the read barrier waits for the acknowledged spans
         gated.gate.set()
-        deadline = time.monotonic() + 10
-        while (await app.client.get(f"/api/v1/traces/{trace}")).status_code != 200:
-            assert time.monotonic() < deadline, "not visible 10 s after its 200"
-            await asyncio.sleep(0.05)
-        spans = (await app.client.get(f"/api/v1/traces/{trace}")).json()["num_spans"]
-        assert spans == 50
+        answer = await reading
+        assert answer.status_code == 200 and answer.json()["num_spans"] == 50
 
 
 async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path) -> None:

@@ -126,6 +126,9 @@ class ResolverService:
         target_ns = int(self.writer.last_committed_ns)
         if target_ns == 0 or await self._through_ns() >= target_ns:
             return True
+        hurry = getattr(self.writer, "hurry", None)
+        if hurry is not None:  # with a write-ahead log: insert what is logged now
+            hurry()
         self.loop.notify(urgent=True)
         deadline = time.monotonic() + self.settings.resolve_wait_s
         pause_s = 0.002

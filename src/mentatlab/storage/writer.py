@@ -182,6 +182,7 @@ class SpanWriter:
         self._closing = False
         self._last_ingested_ns = start_after_ns
         self._committed_ns = 0
+        self._acked_ns = 0
         self._inflight_ns = 0
         self._busy = False
         self._subscribers: list[Subscriber] = []
@@ -213,8 +214,24 @@ class SpanWriter:
 
     @property
     def last_committed_ns(self) -> int:
-        """Stamp (``ingested_at_ns``) of the newest committed batch; 0 before the first."""
-        return self._committed_ns
+        """Stamp (``ingested_at_ns``) of the newest acknowledged batch; 0 before the first.
+
+        With a write-ahead log, the newest logged batch, which may not be inserted yet: the
+        read barrier (server/resolving.py) waits until it is, so a read after a 2xx still
+        sees its spans.
+        """
+        return self._acked_ns if self.wal is not None else self._committed_ns
+
+    def hurry(self) -> None:
+        """Ask the inserter to insert what is logged now (a read is waiting for it).
+
+        A no-op without a log.
+        """
+        if self.wal is None:
+            return
+        with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
 
     def committed_through_ns(self) -> int:
         """A stamp up to which every commit of this writer is visible in the store (ns).
@@ -546,6 +563,7 @@ class SpanWriter:
             batch = self._stamp(pa.concat_tables(nonempty).combine_chunks())
             self.wal.append(stamp_ns, batch)  # type: ignore[union-attr]
             self._cache.add_all(new_keys)
+            self._acked_ns = stamp_ns
         total = sum(kept)
         waiters: list[tuple[_Item, int]] = []
         with self._cond:
