@@ -302,9 +302,9 @@ def replay_into(store: SpanStore, wal: WriteAheadLog, schema: pa.Schema,
 
     Idempotent: a row is skipped when the store already holds a row with the same stamp
     (``ingested_at_ns``) and ``(trace_id, span_id)`` — a batch inserted before the crash
-    but not yet trimmed, wholly or in part. A kill during replay leaves the segments, and
-    the next start skips what this one inserted. Segments are deleted only after every
-    insert returned.
+    but not yet trimmed, wholly or in part. Segments are replayed one at a time (one in
+    memory) and each is deleted once every insert of its rows returned; a kill during
+    replay leaves the rest, and the next start skips what this one inserted.
 
     Args:
         store: the span store (``append_batch``, ``query_arrow``).
@@ -320,24 +320,36 @@ def replay_into(store: SpanStore, wal: WriteAheadLog, schema: pa.Schema,
             stop the old version with SIGTERM, which empties the log, first), or an
             insert failed (the segments stay for the next start).
     """
-    segments = list(iter_records(wal))
-    records = [r for _, rs in segments for r in rs]
-    if not records:
-        wal.forget_replayed([p for p, _ in segments])
-        return ReplayReport(0, 0, 0)
-    for record in records:
-        if not record.table.schema.equals(schema):
-            raise StoreError(
-                f"The write-ahead log in {wal.directory} holds batches of another span "
-                "schema (written by another version); start that version once to replay "
-                "it, or move the folder away to discard them")
-    _log.warning("replaying the write-ahead log left by an unclean stop: %s spans in %s "
-                 "segment files", sum(r.table.num_rows for r in records), len(segments))
+    paths = wal.segment_paths()
+    if paths:
+        _log.warning("replaying the write-ahead log left by an unclean stop: %s segment "
+                     "files, %s bytes", len(paths), sum(p.stat().st_size for p in paths))
+    inserted = already = last_ns = 0
+    for path, records in iter_records(wal):  # one segment in memory at a time
+        for record in records:
+            if not record.table.schema.equals(schema):
+                raise StoreError(
+                    f"The write-ahead log in {wal.directory} holds batches of another span "
+                    "schema (written by another version); start that version once to "
+                    "replay it, or move the folder away to discard them")
+        if records:
+            done = _replay_segment(store, records, insert_bytes)
+            inserted += done
+            already += sum(r.table.num_rows for r in records) - done
+            last_ns = max(last_ns, *(r.stamp_ns for r in records))
+        # Every insert of this segment returned: its rows are stored, the file can go.
+        wal.forget_replayed([path])
+    if paths:
+        _log.warning("write-ahead log replayed: %s spans inserted, %s were already stored",
+                     inserted, already)
+    return ReplayReport(inserted, already, last_ns)
+
+
+def _replay_segment(store: SpanStore, records: list[WalRecord], insert_bytes: int) -> int:
+    """Insert the rows of ``records`` the store lacks; how many were inserted."""
     stored = _stored_keys(store, min(r.stamp_ns for r in records),
                           max(r.stamp_ns for r in records))
-    append = store.append_batch
     inserted = 0
-    total = sum(r.table.num_rows for r in records)
     pending: list[pa.Table] = []
     pending_bytes = 0
     for record in records:
@@ -347,14 +359,11 @@ def replay_into(store: SpanStore, wal: WriteAheadLog, schema: pa.Schema,
             pending_bytes += missing.nbytes
         if pending and pending_bytes >= insert_bytes:
             batch = pa.concat_tables(pending).combine_chunks()
-            append(batch)
+            store.append_batch(batch)
             inserted += batch.num_rows
             pending, pending_bytes = [], 0
     if pending:
         batch = pa.concat_tables(pending).combine_chunks()
-        append(batch)
+        store.append_batch(batch)
         inserted += batch.num_rows
-    wal.forget_replayed([p for p, _ in segments])
-    _log.info("write-ahead log replayed: %s spans inserted, %s already stored", inserted,
-              total - inserted)
-    return ReplayReport(inserted, total - inserted, max(r.stamp_ns for r in records))
+    return inserted
