@@ -4,6 +4,7 @@ insert, visible shortly after, and 503 with ``Retry-After`` once the log's limit
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,11 @@ import pyarrow as pa
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import make_settings, open_in_process
 
-from mentatlab.storage.base import SpanStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
+
+from spanfactory import make_table  # noqa: E402
+
+from mentatlab.storage.base import SpanStore  # noqa: E402
 
 
 class GatedStore:
@@ -88,3 +93,24 @@ async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path)
         _, body, headers = trace_body()
         assert (await app.client.post("/v1/traces", content=body,
                                       headers=headers)).status_code == 200
+
+
+async def test_an_erasure_reaches_spans_still_in_the_log(_isolated_data_dir: Path) -> None:
+    settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
+    async for app in open_in_process(settings):
+        writer = app.state.writer
+        gated = GatedStore(writer.store)
+        writer.store = gated
+        assert await writer.submit(make_table(range(5), user_id="dana@example.com")) == 5
+        erasing = asyncio.ensure_future(app.client.post(
+            "/api/v1/governance/erasures", json={"user_id": "dana@example.com"}))
+        assert await asyncio.to_thread(gated.entered.wait, 30)
+        assert list(writer.wal.directory.glob("wal-*.log"))  # only the log holds them
+        gated.gate.set()
+        answer = await erasing
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["receipt"]["counts"]["spans"] == 5
+        left = gated.inner.query_arrow(
+            "SELECT count() AS n FROM spans WHERE user_id = 'dana@example.com'")
+        assert left.column("n")[0].as_py() == 0
+        assert not list(writer.wal.directory.glob("wal-*.log"))  # nor does the log now

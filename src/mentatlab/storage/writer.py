@@ -360,7 +360,11 @@ class SpanWriter:
                                     self._hist_sum_s, sum(self._hist_counts))
 
     def flush(self, wait_s: float | None = None) -> bool:
-        """Block until everything queued so far is inserted; True if it was in time."""
+        """Block until everything queued so far is inserted; True if it was in time.
+
+        With a write-ahead log, the log files holding only inserted batches are deleted
+        before it returns (an erasure flushes first, so no log file keeps erased spans).
+        """
         deadline = None if wait_s is None else time.monotonic() + wait_s
         with self._cond:
             self._hurry = True
@@ -370,6 +374,8 @@ class SpanWriter:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._cond.wait(remaining)
+        if self.wal is not None:
+            self.wal.trim(self.committed_through_ns())
         return True
 
     def close(self, wait_s: float | None = 30.0) -> None:
