@@ -181,3 +181,33 @@ async def test_the_log_disk_limit_answers_backpressure(chdb_store: ChdbSpanStore
         writer.close()
     stored = chdb_store.query_arrow("SELECT span_id FROM spans ORDER BY span_id")
     assert pc.count(stored.column("span_id")).as_py() == 20
+
+
+async def test_a_clickhouse_store_gets_no_log(clickhouse_store: SpanStore,
+                                              tmp_path: Path) -> None:
+    from mentatlab.server import components
+    from mentatlab.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path, wal=True,
+                             span_store="clickhouse://default@127.0.0.1:8123/default")
+    writer = components.open_writer(settings, clickhouse_store)
+    try:
+        assert writer.wal is None  # nodes stay stateless: acknowledged after the insert
+        assert await writer.submit(make_table(range(10))) == 10
+        assert count(clickhouse_store) == 10  # in the store when submit returned
+    finally:
+        writer.close()
+    assert not list(tmp_path.rglob("wal-*.log"))
+
+
+def test_the_server_logs_only_when_asked(chdb_store: ChdbSpanStore, tmp_path: Path) -> None:
+    from mentatlab.server import components
+    from mentatlab.settings import load_settings
+
+    for wal, expected in ((False, None), (True, chdb_store.path / "_wal")):
+        settings = load_settings(data_dir=tmp_path, wal=wal)
+        writer = components.open_writer(settings, chdb_store)
+        try:
+            assert (writer.wal.directory if writer.wal else None) == expected
+        finally:
+            writer.close()
