@@ -110,12 +110,17 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true")
     ap.add_argument("--unique-ids", action="store_true",
                     help="fresh span/trace ids per request (no dedup short-cut)")
+    ap.add_argument("--wal", action="store_true",
+                    help="MENTATLAB_WAL=1: acknowledge once logged (decision 0022)")
     args = ap.parse_args()
     if args.stages:
         stages()
         return
-    print(f"load average before: {os.getloadavg()}, workers={args.workers}", flush=True)
+    print(f"load average before: {os.getloadavg()}, workers={args.workers}, wal={args.wal}",
+          flush=True)
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
+    if args.wal:
+        env["MENTATLAB_WAL"] = "1"
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         proc = psutil.Process(srv.pid)
         time.sleep(2)
@@ -137,11 +142,12 @@ def main() -> None:
         print("half-load", half, flush=True)
         lags = visibility_lag(srv.url)
         print(
-            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors | server CPU (cores) |\n|---|---|---|---|---|---|---|"
+            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors | server CPU (cores) | server CPU µs/span |\n|---|---|---|---|---|---|---|---|"
         )
         for r in rows:
+            per_span_us = 1e6 * r["server_cpu_cores"] / max(r["spans_per_s"], 1e-9)
             print(
-                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_cores']:.2f} |"
+                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_cores']:.2f} | {per_span_us:.0f} |"
             )
         print(
             f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |"

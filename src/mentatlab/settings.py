@@ -87,6 +87,35 @@ class Settings:
     """Spans that may wait for the writer; beyond it ingest answers 503 with Retry-After."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
+    wal: bool = field(default=False, metadata=_env("MENTATLAB_WAL"))
+    """Embedded (chDB) store only: acknowledge ingest once the processed (redacted) spans
+    are appended to a write-ahead log in ``<store>/_wal`` and flushed to the OS, and
+    insert into the store behind it in large batches (decision 0022). Off: every request
+    waits for its insert. A log left by a crash is replayed at start either way. Ignored
+    with a ClickHouse span store (nodes stay stateless) and with ``encryption_key``."""
+    wal_fsync: bool = field(default=False, metadata=_env("MENTATLAB_WAL_FSYNC"))
+    """``fsync`` the log once per group commit before acknowledging: survives a power cut
+    or an OS crash, not only ``kill -9`` of the server, at the cost of a disk flush per
+    commit."""
+    wal_max_disk_bytes: int = field(
+        default=1024 * 1024 * 1024, metadata=_env("MENTATLAB_WAL_MAX_DISK_BYTES"))
+    """Most bytes of log files on disk; beyond it ingest answers 503 with Retry-After until
+    the inserter catches up."""
+    wal_max_memory_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_env("MENTATLAB_WAL_MAX_MEMORY_BYTES"))
+    """Most bytes (Arrow) of logged spans held in memory for the inserter; beyond it ingest
+    answers 503 with Retry-After."""
+    wal_insert_interval_s: float = field(
+        default=0.5, metadata=_env("MENTATLAB_WAL_INSERT_INTERVAL_S"))
+    """Longest a logged batch waits before the inserter writes it to the store, in s: the
+    visibility lag (acknowledged to queryable) is about this plus one insert."""
+    wal_insert_bytes: int = field(
+        default=32 * 1024 * 1024, metadata=_env("MENTATLAB_WAL_INSERT_BYTES"))
+    """The inserter writes as soon as this many bytes (Arrow) of logged spans wait."""
+    wal_segment_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_env("MENTATLAB_WAL_SEGMENT_BYTES"))
+    """Size at which a log file is closed and a new one started; a file is deleted once
+    every batch in it is stored."""
     ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))
     """Worker processes that decode, normalize and price OTLP/HTTP bodies (0 = in the
     server process; bench/RESULTS.md "Ingest" has the measured trade-off)."""
@@ -402,6 +431,18 @@ def _from_table(name: str, raw: Any) -> Any:
     return raw
 
 
+def _check_wal(settings: Settings) -> None:
+    """Bounds of the write-ahead log settings (decision 0022). Raises ConfigError."""
+    for name in ("wal_max_disk_bytes", "wal_max_memory_bytes", "wal_insert_bytes",
+                 "wal_segment_bytes"):
+        if getattr(settings, name) < 1024 * 1024:
+            raise ConfigError(f"Expected {name} >= 1048576 (1 MiB), got "
+                              f"{getattr(settings, name)}")
+    if not 0.01 <= settings.wal_insert_interval_s <= 1.5:
+        raise ConfigError("Expected wal_insert_interval_s in 0.01..1.5 s (the visibility lag "
+                          f"must stay under 2 s), got {settings.wal_insert_interval_s}")
+
+
 def _check_retention(settings: Settings) -> None:
     """Bounds of the retention settings (decision 0019). Raises ConfigError."""
     for name in ("span_retention_days", "aggregate_retention_days", "audit_retention_years"):
@@ -463,6 +504,7 @@ def load_settings(**overrides: Any) -> Settings:
             "clickhouse://… or use one worker)")
     _check_trace_quiet(settings.trace_quiet_s)
     _check_compaction(settings)
+    _check_wal(settings)
     from mentatlab.governance.pii_config import PiiConfig
 
     PiiConfig.from_settings(settings)  # fail fast on a bad PII mode, override or regex

@@ -30,7 +30,8 @@ def _commit(store: ClickHouseSpanStore, first: int, count: int, stamp_ns: int,
     store.append_batch(spans_to_arrow(spans))
 
 
-def _ids(hub_client: object) -> list[str]:
+async def _ids(hub: LiveHub, hub_client: object) -> list[str]:
+    assert await hub.settled()  # the hub converts on its own thread (issue 18)
     queue: asyncio.Queue[dict[str, object]] = hub_client.queue  # type: ignore[attr-defined]
     out = []
     while not queue.empty():
@@ -55,7 +56,7 @@ async def test_feed_delivers_commits_of_every_node_once_in_any_visibility_order(
     _commit(clickhouse_store, 20, 3, now - 2_000_000_000)
     assert feed.poll_once() == 3
     assert feed.poll_once() == 0  # nothing twice
-    assert sorted(_ids(client)) == sorted(f"{i:016x}" for i in (10, 11, 20, 21, 22))
+    assert sorted(await _ids(hub, client)) == sorted(f"{i:016x}" for i in (10, 11, 20, 21, 22))
     # A commit first visible more than the lookback after its stamp is not shown live
     # (documented); it is stored all the same.
     _commit(clickhouse_store, 30, 1, now - 60_000_000_000)
@@ -81,7 +82,7 @@ async def test_feed_respects_the_limit_without_splitting_a_commit(
     assert feed.poll_once() == 4
     assert feed.poll_once() == 4
     assert feed.poll_once() == 0
-    assert len(_ids(client)) == 8  # the client's filter drops project p1
+    assert len(await _ids(hub, client)) == 8  # the client's filter drops project p1
 
 
 async def test_no_rows_are_read_while_nobody_watches(
@@ -96,5 +97,5 @@ async def test_no_rows_are_read_while_nobody_watches(
     assert feed.poll_once() == 0  # and those commits are not replayed to a new client
     _commit(clickhouse_store, 5, 1, time.time_ns())
     assert feed.poll_once() == 1
-    assert _ids(client) == [f"{5:016x}"]
+    assert await _ids(hub, client) == [f"{5:016x}"]
     assert feed.spans_delivered == 1

@@ -164,6 +164,11 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
         raise
     metrics = ServerMetrics()
     metrics.bind_buffer_depth(lambda: float(writer.buffer_depth))
+    metrics.bind_live(lambda: float(hub.spans_dropped))
+    wal = getattr(writer, "wal", None)
+    if wal is not None:
+        metrics.bind_wal(lambda: float(wal.disk_bytes), lambda: float(writer.wal_pending_bytes),
+                         lambda: float(writer.insert_failures))
     if not settings.span_store_is_shared:
         writer.subscribe(hub.publish)  # else a StoreFeed polls the store
     pairer = components.open_pairer(settings)
@@ -200,6 +205,7 @@ async def _close_state(state: ServerState) -> None:
     try:
         await state.ingestor.close()
         await anyio.to_thread.run_sync(state.writer.close)
+        await anyio.to_thread.run_sync(state.live.close)
         if state.resolver is not None:
             await state.resolver.stop()
         if state.settle is not None:

@@ -105,7 +105,49 @@ def open_store(settings: Settings) -> SpanStore:
                             retention_days=retention_days,
                             encryption_keys=settings.encryption_keys())
     store.migrate()
+    try:
+        replay_wal(settings, store)
+    except BaseException:
+        store.close()
+        raise
     return store
+
+
+def wal_dir(settings: Settings, store: SpanStore) -> Path | None:
+    """The write-ahead log folder of an embedded store (``<store>/_wal``).
+
+    None for a ClickHouse store: nodes are stateless (docs/scale-out.md).
+    """
+    from mentatlab.storage.chdb_store import ChdbSpanStore
+
+    if settings.span_store_is_shared or not isinstance(store, ChdbSpanStore):
+        return None
+    return store.path / "_wal"
+
+
+def replay_wal(settings: Settings, store: SpanStore) -> int:
+    """Insert what a write-ahead log left by an earlier run holds and the store lacks.
+
+    Runs whether or not ``settings.wal`` is on now (a log written before the setting was
+    turned off is still replayed), before the server reports ready. Records the newest
+    replayed stamp on the store (``replayed_through_ns``) for :func:`open_writer`.
+
+    Returns:
+        Spans inserted.
+
+    Raises:
+        StoreError: a logged batch has another schema, or an insert failed (the log stays).
+    """
+    directory = wal_dir(settings, store)
+    if directory is None or not any(directory.glob("wal-*.log")):
+        return 0
+    from mentatlab.model.schema import SPAN_SCHEMA
+    from mentatlab.storage.wal import WriteAheadLog, replay_into
+
+    report = replay_into(store, WriteAheadLog(directory), SPAN_SCHEMA,
+                         insert_bytes=settings.wal_insert_bytes)
+    setattr(store, "replayed_through_ns", report.last_stamp_ns)  # noqa: B010
+    return report.spans_inserted
 
 
 def open_control_store(settings: Settings, *, check_secrets: bool = True) -> ControlStore:
@@ -181,10 +223,26 @@ def open_writer(settings: Settings, store: SpanStore) -> Any:
     """Start the span writer over ``store`` (bounded buffer, group commit)."""
     from mentatlab.storage.writer import SpanWriter
 
+    wal = None
+    directory = wal_dir(settings, store) if settings.wal else None
+    if directory is not None and getattr(store, "encrypted", False):
+        _log.warning("wal is ignored with encryption_key: the log would hold spans in clear; "
+                     "ingest is acknowledged after each insert")
+        directory = None
+    if directory is not None:
+        from mentatlab.storage.wal import WriteAheadLog
+
+        wal = WriteAheadLog(directory, segment_bytes=settings.wal_segment_bytes,
+                            fsync=settings.wal_fsync)
     return SpanWriter(store, max_buffer_spans=settings.write_buffer_spans,
                       max_batch_spans=settings.write_batch_spans,
                       dedup_cache_spans=settings.dedup_cache_spans,
-                      retry_after_s=settings.retry_after_s)
+                      retry_after_s=settings.retry_after_s, wal=wal,
+                      insert_interval_s=settings.wal_insert_interval_s,
+                      insert_bytes=settings.wal_insert_bytes,
+                      max_wal_memory_bytes=settings.wal_max_memory_bytes,
+                      max_wal_disk_bytes=settings.wal_max_disk_bytes,
+                      start_after_ns=getattr(store, "replayed_through_ns", 0))
 
 
 def open_resolver(settings: Settings, store: SpanStore, writer: Any, control: Any,

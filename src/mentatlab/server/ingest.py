@@ -1,7 +1,8 @@
 """The ingest path shared by every receiver: pipeline off the loop, Arrow, commit, count.
 
 A batch is acknowledged only after :meth:`SpanWriter.submit` returns, i.e. after the
-store has committed it (DESIGN.md durability rule: a 2xx survives ``kill -9``).
+store has committed it, or, with the write-ahead log on (``wal``, decision 0022), after
+it was appended to the log (DESIGN.md durability rule: a 2xx survives ``kill -9``).
 """
 
 from __future__ import annotations

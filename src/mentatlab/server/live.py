@@ -15,7 +15,9 @@ bulk loads and ``mentatctl migrate``; it costs one indexed query per interval pe
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,8 @@ __all__ = ["LiveHub", "StoreFeed", "pump", "router", "send_refusal"]
 _log = logging.getLogger(__name__)
 _QUEUE_SPANS = 10_000
 """Spans a slow client may fall behind by before the oldest are dropped."""
+_PENDING_SPANS = 50_000
+"""Committed spans that may wait for conversion to rows before the oldest are dropped."""
 
 
 class _Client:
@@ -57,11 +61,40 @@ class _Client:
 
 
 class LiveHub:
-    """Fans out committed batches to live clients; publish from any thread."""
+    """Fans out committed batches to live clients; publish from any thread.
 
-    def __init__(self) -> None:
+    :meth:`publish` only appends the committed Arrow table (a reference, no copy) to a
+    bounded queue and returns: the writer thread that calls it after each commit is never
+    held up by the live stream (issue 18). A converter thread owned by the hub, started by
+    the first publish while a client is connected, turns each table into rows and hands
+    them to the clients on the event loop, in commit order. When more than
+    ``max_pending_spans`` spans wait for it (a slow converter or a burst), the oldest
+    tables are dropped and counted in :attr:`spans_dropped`
+    (``mentatlab_live_dropped_spans_total``); the newest table is always kept.
+
+    Args:
+        max_pending_spans: most spans waiting to be converted before the oldest are dropped.
+        convert: turns a committed table into one dict per row (default
+            ``pa.Table.to_pylist``); tests pass a slow one.
+    """
+
+    def __init__(self, max_pending_spans: int = _PENDING_SPANS,
+                 convert: Callable[[pa.Table], list[dict[str, Any]]] | None = None) -> None:
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.max_pending_spans = max_pending_spans
+        self._convert = convert or pa.Table.to_pylist
+        self._pending: collections.deque[pa.Table] = collections.deque()
+        self._pending_rows = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.spans_dropped = 0
+        """Spans dropped before conversion because the converter fell behind."""
+        self.spans_published = 0
+        """Spans handed to the clients (after conversion)."""
+        self._tables_queued = 0
+        self._tables_done = 0
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the event loop the clients' queues live on."""
@@ -72,21 +105,96 @@ class LiveHub:
         """Connected clients."""
         return len(self._clients)
 
+    @property
+    def pending_spans(self) -> int:
+        """Spans published and not yet converted."""
+        return self._pending_rows
+
     def publish(self, table: pa.Table) -> None:
-        """Hand a committed Arrow batch to every client (thread-safe, never blocks)."""
+        """Queue a committed Arrow batch for every client (thread-safe, never blocks).
+
+        A no-op while no client is connected. Takes a lock for a few appends only; the
+        conversion to rows runs on the hub's own thread.
+        """
         if not self._clients or self._loop is None or table.num_rows == 0:
             return
-        rows = table.to_pylist()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._deliver(rows)
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._deliver, rows)
+        with self._cond:
+            if self._closing:
+                return
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self._tables_queued += 1
+            while self._pending_rows > self.max_pending_spans and len(self._pending) > 1:
+                dropped = self._pending.popleft()
+                self._pending_rows -= dropped.num_rows
+                self.spans_dropped += dropped.num_rows
+                self._tables_done += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mentatlab-live-hub",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    async def settled(self, wait_s: float = 30.0) -> bool:
+        """Wait until every table published so far reached the clients or was dropped.
+
+        Runs on the hub's event loop; True if it happened within ``wait_s`` s.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._cond:
+                done = self._tables_done >= self._tables_queued
+            if done:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop the converter thread; what waits for it is dropped.
+
+        The hub can be used again (an app whose lifespan runs twice): the next publish
+        while a client is connected starts a new thread.
+        """
+        with self._cond:
+            self._closing = True
+            self._pending.clear()
+            self._pending_rows = 0
+            self._tables_done = self._tables_queued
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(wait_s)
+        with self._cond:
+            self._closing = False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                table = self._pending.popleft()
+                self._pending_rows -= table.num_rows
+            try:
+                rows = self._convert(table)
+            except Exception:  # noqa: BLE001 - the live stream must outlive a bad batch
+                _log.exception("converting a committed batch for the live stream failed")
+                rows = []
+            loop = self._loop
+            try:
+                if loop is None or loop.is_closed():
+                    raise RuntimeError("no loop")
+                loop.call_soon_threadsafe(self._deliver, rows)
+            except RuntimeError:  # no loop, or it closed meanwhile (shutdown)
+                with self._cond:
+                    self._tables_done += 1
 
     def _deliver(self, rows: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self._tables_done += 1
+        self.spans_published += len(rows)
         for client in list(self._clients):
             for row in rows:
                 client.offer(row)

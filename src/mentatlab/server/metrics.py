@@ -124,6 +124,33 @@ class ServerMetrics:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)
 
+    def bind_live(self, read_dropped: Callable[[], float]) -> None:
+        """Export ``mentatlab_live_dropped_spans_total``, read at scrape time.
+
+        Committed spans the live tail's converter dropped (oldest first) when it fell behind.
+        """
+        self.registry.register(_ValueCollector(
+            "mentatlab_live_dropped_spans", "Committed spans dropped before reaching the live "
+            "tail because its converter fell behind (oldest first; ingest is never held up)",
+            read_dropped))
+
+    def bind_wal(self, read_disk: Callable[[], float], read_pending: Callable[[], float],
+                 read_failures: Callable[[], float]) -> None:
+        """Export the write-ahead log's gauges and counter, read at scrape time.
+
+        ``mentatlab_wal_disk_bytes`` (segment files on disk), ``mentatlab_wal_pending_bytes``
+        (Arrow bytes logged, not yet inserted) and ``mentatlab_wal_insert_failures_total``.
+        """
+        self.registry.register(_ValueCollector(
+            "mentatlab_wal_disk_bytes", "Bytes of write-ahead log files on disk", read_disk,
+            gauge=True))
+        self.registry.register(_ValueCollector(
+            "mentatlab_wal_pending_bytes", "Bytes (Arrow) of acknowledged spans logged and "
+            "not yet inserted into the store", read_pending, gauge=True))
+        self.registry.register(_ValueCollector(
+            "mentatlab_wal_insert_failures", "Failed inserts of logged spans (each retried "
+            "until it succeeds)", read_failures))
+
     def bind_resolver(self, read_lag_s: Callable[[], float]) -> None:
         """Make the resolver-lag gauge read the lag (s) at scrape time."""
         self.resolver_lag.set_function(read_lag_s)
@@ -170,3 +197,18 @@ class _ForwardCollector(Collector):
                                   "the OTLP target, retries included", value=stats.send_errors)
         yield GaugeMetricFamily("mentatlab_forward_queue_bytes", "Bytes waiting to be "
                                 "forwarded", value=stats.queue_bytes)
+
+
+class _ValueCollector(Collector):
+    """A counter (or gauge) read from a callback at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float], *,
+                 gauge: bool = False) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+        self._gauge = gauge
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily if self._gauge else CounterMetricFamily
+        yield family(self._name, self._documentation, value=self._read())

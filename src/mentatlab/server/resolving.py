@@ -126,14 +126,23 @@ class ResolverService:
         target_ns = int(self.writer.last_committed_ns)
         if target_ns == 0 or await self._through_ns() >= target_ns:
             return True
+        hurry = getattr(self.writer, "hurry", None)
+        if hurry is not None:  # with a write-ahead log: insert what is logged now
+            hurry()
         self.loop.notify(urgent=True)
         deadline = time.monotonic() + self.settings.resolve_wait_s
         pause_s = 0.002
+        inserted = False
         while time.monotonic() < deadline:
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.05)
             if await self._through_ns() >= target_ns:
                 return True
+            if not inserted and int(self.writer.committed_through_ns()) >= target_ns:
+                # With a write-ahead log the urgent pass above may have run before the
+                # insert landed: ask again, once, now that the spans are in the store.
+                inserted = True
+                self.loop.notify(urgent=True)
         self.metrics.resolver_stale_reads.inc()
         return False
 

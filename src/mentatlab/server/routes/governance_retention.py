@@ -204,6 +204,9 @@ async def erase(request: Request, body: ErasureRequest, caller: Caller) -> dict[
     org = _org_of(caller, body.org_id, required=False)
     state = server_state(request)
     salt = load_erasure_salt(state.settings.erasure_salt, state.settings.data_dir)
+    flush = getattr(state.writer, "flush", None)
+    if flush is not None:  # spans acknowledged but still in the write-ahead log go first
+        await anyio.to_thread.run_sync(flush, 60.0)
     receipt = await anyio.to_thread.run_sync(lambda: erase_subject(
         state.store, field_name, value, salt=salt, org_id=org))
     details = receipt.details()

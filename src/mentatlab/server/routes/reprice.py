@@ -75,6 +75,9 @@ async def reprice(
     started_s = time.perf_counter()
     price = await anyio.to_thread.run_sync(build_price, state.settings)
     num_read = num_changed = num_written = 0
+    flush = getattr(state.writer, "flush", None)
+    if flush is not None:  # spans acknowledged but still in the write-ahead log first
+        await anyio.to_thread.run_sync(flush, 60.0)
     chunks = iter_spans(state.store, start, end, batch_rows=_CHUNK_SPANS, filters=caller.tenancy)
     while True:
         table: Any = await anyio.to_thread.run_sync(next, chunks, None)
