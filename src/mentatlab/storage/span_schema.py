@@ -61,6 +61,7 @@ __all__ = [
     "SchemaOptions",
     "apply_retention",
     "applied_versions",
+    "column_codec",
     "column_ddl",
     "migrate_span_store",
     "spans_table_ddl",
@@ -72,20 +73,39 @@ SPANS_TABLE = "spans"
 """Name of the span table."""
 
 _CODECS: dict[str, str] = {
-    "start_time": "CODEC(Delta, ZSTD(1))",
-    "end_time": "CODEC(Delta, ZSTD(1))",
-    "ingested_at_ns": "CODEC(Delta, ZSTD(1))",
-    "duration_ms": "CODEC(Gorilla, ZSTD(1))",
-    "trace_id": "CODEC(ZSTD(1))",
-    "span_id": "CODEC(ZSTD(1))",
-    "parent_span_id": "CODEC(ZSTD(1))",
-    "attributes": "CODEC(ZSTD(3))",
+    "ingested_at_ns": "CODEC(ZSTD(1))",
+    "name": "CODEC(ZSTD(3))",
     "events": "CODEC(ZSTD(3))",
     "resource": "CODEC(ZSTD(3))",
-    "pii_findings": "CODEC(ZSTD(3))",
     "status_message": "CODEC(ZSTD(3))",
 }
-"""Column codecs: Delta on monotone-ish times, ZSTD on everything bulky."""
+"""Columns whose codec is not the one of their type (:func:`column_codec`), by measurement
+(docs/decisions/0023-storage-codecs.md): one batch's ``ingested_at_ns`` is one value, which
+ZSTD alone packs best; the span name and the repetitive JSON of events, resource and
+status messages gain from ZSTD(3)."""
+
+
+def column_codec(column: Column) -> str:
+    """The ``CODEC(...)`` clause of a span column, chosen by measurement (decision 0023).
+
+    By ClickHouse type: integers, booleans, their arrays and ``DateTime64`` ``T64, ZSTD(1)``
+    (T64 drops the unused high bits; times are ordered by trace inside a minute, so Delta
+    and DoubleDelta gain less); floats ``Gorilla, ZSTD(1)``; everything else (strings,
+    ``LowCardinality`` dimensions, ``Decimal`` money) ``ZSTD(1)``; :data:`_CODECS` names
+    the exceptions. Measured on 100,000 demo-like spans with message payloads:
+    bench/span_codecs.py, bench/RESULTS.md "Storage size with payloads (issue 18)".
+    """
+    if column.name in _CODECS:
+        return _CODECS[column.name]
+    kind = column.clickhouse
+    for wrapper in ("Array(", "Nullable("):
+        if kind.startswith(wrapper):
+            kind = kind[len(wrapper):-1]
+    if kind.startswith(("UInt", "Int", "Bool", "DateTime64")):
+        return "CODEC(T64, ZSTD(1))"
+    if kind.startswith("Float"):
+        return "CODEC(Gorilla, ZSTD(1))"
+    return "CODEC(ZSTD(1))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +154,8 @@ class Migration:
 
 
 def column_ddl(column: Column) -> str:
-    """The ``name Type [CODEC(...)]`` clause of one span column."""
-    codec = _CODECS.get(column.name)
-    return f"`{column.name}` {column.clickhouse}" + (f" {codec}" if codec else "")
+    """The ``name Type CODEC(...)`` clause of one span column."""
+    return f"`{column.name}` {column.clickhouse} {column_codec(column)}"
 
 
 SPANS_SORTING_KEY = "org_id, project_id, toStartOfMinute(start_time), trace_id, span_id"
@@ -276,6 +295,19 @@ _RESET_SETTLE = (f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complet
 """Sets the settle watermark to 0 when the job ever ran (a new version of its state row)."""
 
 
+def _m011(options: SchemaOptions) -> list[str]:
+    # Column codecs chosen by measurement (docs/decisions/0023-storage-codecs.md): one
+    # ALTER of codecs only, which changes metadata and no data: new parts (every insert,
+    # every merge) are written with the new codecs, and the parts already on disk keep
+    # theirs until their next merge rewrites them. On a cluster it runs on the local
+    # tables (storage/cluster.py: the Distributed table holds no data). A later change of
+    # the codecs needs a migration of its own, like this one (it converges: a store that
+    # runs both gets the newest).
+    clauses = ", ".join(f"MODIFY COLUMN IF EXISTS `{c.name}` {column_codec(c)}"
+                        for c in SPAN_COLUMNS)  # a missing column is added after, new codec
+    return [f"ALTER TABLE {SPANS_TABLE}{options.cluster_clause} {clauses}"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -290,6 +322,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "policy decisions: policy_ids, policy_versions, policy_actions arrays",
               _m009),
     Migration(10, "settled per-call table llm_calls", _m010),
+    Migration(11, "span column codecs chosen by measurement", _m011),
 )
 """Every span-store migration, in version order."""
 
