@@ -15,7 +15,8 @@ scratch chDB folder:
   chosen ones, the chosen ones with other ZSTD levels on ``attributes``), the CPU time
   (``time.process_time``: chDB compresses in threads of this process) and wall time of
   inserting the whole Arrow table through ``ChdbSpanStore.insert_table`` (the store's own
-  Arrow-file insert), median of ``--repeat`` inserts into an emptied table.
+  Arrow-file insert), median of ``--repeat`` inserts into an emptied table, the
+  configurations taking turns.
 
 Usage::
 
@@ -177,21 +178,31 @@ def measure_sizes(store: ChdbSpanStore, spans: pa.Table, rounds: int,
     return out
 
 
-def insert_cost(store: ChdbSpanStore, spans: pa.Table, codecs: Mapping[str, str],
-                repeat: int, name: str) -> tuple[float, float, int]:
-    """(median CPU s, median wall s, bytes of the merged part) of inserting ``spans``."""
-    store.execute(table_ddl(name, codecs))
-    cpu, wall = [], []
+def insert_costs(store: ChdbSpanStore, spans: pa.Table,
+                 configs: Sequence[tuple[str, Mapping[str, str]]], repeat: int,
+                 ) -> list[tuple[float, float, int]]:
+    """Per configuration: (median CPU s, median wall s, bytes of the merged part) of
+    inserting ``spans``; the configurations take turns, ``repeat`` rounds, so load that
+    changes during the run weighs on all of them alike."""
+    names = [f"insert_{i}" for i in range(len(configs))]
+    for name, (_, codecs) in zip(names, configs, strict=True):
+        store.execute(table_ddl(name, codecs))
+    cpu: list[list[float]] = [[] for _ in configs]
+    wall: list[list[float]] = [[] for _ in configs]
     for _ in range(repeat):
-        store.execute(f"TRUNCATE TABLE {name}")
-        c0, w0 = time.process_time(), time.perf_counter()
-        store.insert_table(name, spans)
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    store.execute(f"OPTIMIZE TABLE {name} FINAL")
-    size = part_bytes(store, name)
-    store.execute(f"DROP TABLE {name} SYNC")
-    return statistics.median(cpu), statistics.median(wall), size
+        for i, name in enumerate(names):
+            store.execute(f"TRUNCATE TABLE {name}")
+            c0, w0 = time.process_time(), time.perf_counter()
+            store.insert_table(name, spans)
+            cpu[i].append(time.process_time() - c0)
+            wall[i].append(time.perf_counter() - w0)
+    out = []
+    for i, name in enumerate(names):
+        store.execute(f"OPTIMIZE TABLE {name} FINAL")
+        out.append((statistics.median(cpu[i]), statistics.median(wall[i]),
+                    part_bytes(store, name)))
+        store.execute(f"DROP TABLE {name} SYNC")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,10 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             alt = {**chosen, "attributes": f"ZSTD({level})"}
             configs.append((f"chosen, attributes ZSTD({level})", alt))
         print(f"\nInsert of {n} spans (one Arrow table, ChdbSpanStore.insert_table), median of"
-              f" {args.repeat}:")
+              f" {args.repeat}, configurations in turn:")
         print("| codecs | CPU s | wall s | CPU µs/span | merged part B/span |\n|---|---:|---:|---:|---:|")
-        for i, (label, codecs) in enumerate(configs):
-            cpu, wall, size = insert_cost(store, spans, codecs, args.repeat, f"insert_{i}")
+        costs = insert_costs(store, spans, configs, args.repeat)
+        for (label, _), (cpu, wall, size) in zip(configs, costs, strict=True):
             print(f"| {label} | {cpu:.3f} | {wall:.3f} | {cpu / n * 1e6:.2f} | {size / n:.1f} |",
                   flush=True)
     print(f"load average after: {os.getloadavg()}")

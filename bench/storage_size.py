@@ -7,12 +7,15 @@ are built once per run, one body of ``--batch`` spans per seed, and sent over OT
 protobuf to:
 
 * a real ``mentatctl serve`` on the embedded chDB store (default settings: PII redaction on),
-  in a temporary data dir. Every 2xx is durable; the server is stopped (SIGTERM drains),
-  the store is opened and ``spans`` is measured twice: as committed, and after
-  ``OPTIMIZE TABLE spans FINAL`` (what the compaction job, decision 0016, does to each day
-  once it closes: a store's steady state). Sizes are ``system.parts`` ``bytes_on_disk`` of
-  the active parts of ``spans``, the folder of the table (``du``), the whole store folder,
-  and per column ``system.columns`` ``data_compressed_bytes``;
+  in a temporary data dir. Every 2xx is durable; the server stays up ``--settle-s`` (20 s,
+  trace quiet period 2 s) so its settle job stores the derived tables, then it is stopped
+  (SIGTERM drains), the store is opened and measured twice: as committed, and after
+  ``OPTIMIZE TABLE … FINAL`` of every table (for ``spans``, what the compaction job,
+  decision 0016, does to each day once it closes: a store's steady state). Sizes are ``system.parts`` ``bytes_on_disk`` of
+  the active parts of ``spans``, the folder of the table (``du``), the active parts of every
+  table (spans and the derived tables), the whole store folder (``du``, after the parts
+  merges replaced are removed), and per column ``system.columns``
+  ``data_compressed_bytes`` (0 for a column of a "compact" part, under 10 MiB);
 * Arize Phoenix (``--phoenix``; needs ``/work/phoenix-venv`` or ``--phoenix-bin``, an
   ``arize-phoenix`` install kept apart from MentatLab's venv) on 127.0.0.1 with its default
   SQLite storage in a fresh ``PHOENIX_WORKING_DIR``, sent the same bodies to its
@@ -114,6 +117,9 @@ class StoreSize:
     state: str
     bytes_total: int
     bytes_table_folder: int = 0
+    bytes_all_tables: int = 0
+    """active parts of every table: spans and what the server derives from them (the
+    resolver's ledger and aggregates, the settled tables)"""
     bytes_store_folder: int = 0
     parts: int = 0
     columns: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -139,6 +145,9 @@ def measure_chdb(store: ChdbSpanStore, *, payloads: bool, state: str) -> StoreSi
         " toUInt64(sum(rows)) AS r FROM system.parts"
         " WHERE database = currentDatabase() AND table = 'spans' AND active").to_pylist()[0]
     spans = store.query_arrow("SELECT toUInt64(count()) AS n FROM spans FINAL").to_pylist()[0]
+    every = store.query_arrow(
+        "SELECT toUInt64(sum(bytes_on_disk)) AS b FROM system.parts"
+        " WHERE database = currentDatabase() AND active").to_pylist()[0]
     paths = store.query_arrow(
         "SELECT data_paths FROM system.tables WHERE database = currentDatabase()"
         " AND name = 'spans'").to_pylist()[0]["data_paths"]
@@ -149,17 +158,30 @@ def measure_chdb(store: ChdbSpanStore, *, payloads: bool, state: str) -> StoreSi
     return StoreSize(
         "MentatLab (chDB)", payloads, int(spans["n"]), state, int(parts["b"]),
         bytes_table_folder=sum(du(Path(p)) for p in paths),
-        bytes_store_folder=du(store.path), parts=int(parts["n"]),
+        bytes_all_tables=int(every["b"]), bytes_store_folder=du(store.path),
+        parts=int(parts["n"]),
         columns={c["name"]: (int(c["c"]), int(c["u"])) for c in cols},
         note=f"{int(parts['r'])} rows in parts")
 
 
+def merge_everything(store: ChdbSpanStore) -> None:
+    """``OPTIMIZE … FINAL`` every table with parts, then drop the parts merges replaced."""
+    tables = [str(r["table"]) for r in store.query_arrow(
+        "SELECT DISTINCT table FROM system.parts WHERE database = currentDatabase()"
+        " AND active").to_pylist()]
+    for table in tables:
+        store.execute(f"OPTIMIZE TABLE `{table}` FINAL")
+    store.purge_outdated_parts(tables)  # the folder sizes then count active parts only
+
+
 def run_mentatlab(payload_bodies: Sequence[bytes], num_spans: int, work: Path, *,
-                  payloads: bool, keep: Path | None,
-                  also_at: int | None = None, batch: int = 500) -> list[StoreSize]:
+                  payloads: bool, keep: Path | None, also_at: int | None = None,
+                  batch: int = 500, settle_s: float = 20.0) -> list[StoreSize]:
     """Send the bodies to a fresh ``mentatctl serve``; measure ``spans`` as committed and merged.
 
-    ``also_at``: first send that many spans' bodies, measure (merged) there, then the rest.
+    The server runs with a 2 s trace quiet period and stays up ``settle_s`` after the last
+    2xx, so that the settle job stores its derived tables as it would on a running server.
+    ``also_at``: first send that many spans' bodies, measure there, then the rest.
     """
     data_dir = (keep or work) / ("with" if payloads else "without")
     if keep:
@@ -170,17 +192,18 @@ def run_mentatlab(payload_bodies: Sequence[bytes], num_spans: int, work: Path, *
     sent = 0
     for step in steps:
         upto = -(-step // batch)
-        env = {"MENTATLAB_LOG_LEVEL": "WARNING", "MENTATLAB_COMPACT_INTERVAL_S": "0"}
+        env = {"MENTATLAB_LOG_LEVEL": "WARNING", "MENTATLAB_COMPACT_INTERVAL_S": "0",
+               "MENTATLAB_TRACE_QUIET_S": "2"}
         with Server(data_dir, env, grpc_port=0) as server:
             t0 = time.monotonic()
             _post_all(f"{server.url}/v1/traces", payload_bodies[sent:upto], threads=2)
             print(f"  mentatlab: {step - sent * batch} spans acknowledged in"
                   f" {time.monotonic() - t0:.1f} s", flush=True)
+            time.sleep(settle_s)
         sent = upto
         with ChdbSpanStore(data_dir / "spans") as store:
             committed = measure_chdb(store, payloads=payloads, state="as committed")
-            store.execute("OPTIMIZE TABLE spans FINAL")
-            store.purge_outdated_parts(["spans"])  # the folder sizes count active parts only
+            merge_everything(store)
             merged = measure_chdb(store, payloads=payloads, state="merged (OPTIMIZE FINAL)")
         if committed.spans != step:
             raise RuntimeError(f"expected {step} spans in the store, found {committed.spans}")
@@ -275,13 +298,15 @@ def run_phoenix(payload_bodies: Sequence[bytes], num_spans: int, work: Path, pho
 
 def _rows(results: Sequence[StoreSize]) -> Iterator[str]:
     yield ("| system | payloads | spans | state | bytes (spans table / Phoenix db file) |"
-           " bytes/span | MiB per 10k spans | parts | table folder | whole store folder |")
-    yield "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"
+           " bytes/span | MiB per 10k spans | parts | table folder | all tables (B/span) |"
+           " whole store folder (B/span) |")
+    yield "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     for r in results:
         yield (f"| {r.system} | {'with' if r.payloads else 'without'} | {r.spans:,} | {r.state}"
                f" | {r.bytes_total:,} | {r.per_span:,.1f} | {r.mib_per_10k:.2f} | {r.parts or ''}"
                f" | {f'{r.bytes_table_folder:,}' if r.bytes_table_folder else ''}"
-               f" | {r.bytes_store_folder:,} |")
+               f" | {f'{r.bytes_all_tables / r.spans:,.1f}' if r.bytes_all_tables else ''}"
+               f" | {r.bytes_store_folder:,} ({r.bytes_store_folder / r.spans:,.1f}) |")
 
 
 def _column_rows(result: StoreSize, top: int = 25) -> Iterator[str]:
@@ -306,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="spans sent to Phoenix (default: --spans)")
     parser.add_argument("--phoenix-timeout-s", type=float, default=1800.0)
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--settle-s", type=float, default=20.0,
+                        help="seconds the server stays up after the last 2xx")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     if args.phoenix and not args.phoenix_bin.exists():
@@ -323,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f" {raw / args.spans:.0f} B/span as OTLP protobuf", flush=True)
             also = phoenix_n if args.phoenix and phoenix_n < args.spans else None
             results += run_mentatlab(payload_bodies, args.spans, work, payloads=content,
-                                     keep=args.keep, also_at=also, batch=args.batch)
+                                     keep=args.keep, also_at=also, batch=args.batch,
+                                     settle_s=args.settle_s)
             if args.phoenix:
                 n_bodies = -(-phoenix_n // args.batch)
                 results.append(run_phoenix(payload_bodies[:n_bodies], phoenix_n, work,
