@@ -17,9 +17,11 @@ import pytest
 from spanfactory import make_table
 
 from mentatlab.model.schema import SPAN_COLUMNS, Column
+from mentatlab.resolver.settle import Settler
 from mentatlab.storage import span_schema
 from mentatlab.storage.base import SpanStore
 
+S = 1_000_000_000  # 1 s in ns
 _OLD_CODECS = {
     "start_time": "CODEC(Delta, ZSTD(1))", "end_time": "CODEC(Delta, ZSTD(1))",
     "ingested_at_ns": "CODEC(Delta, ZSTD(1))", "duration_ms": "CODEC(Gorilla, ZSTD(1))",
@@ -45,6 +47,37 @@ def _codecs(store: SpanStore) -> dict[str, str]:
 
 def _expected() -> dict[str, str]:
     return {c.name: span_schema.column_codec(c).replace(" ", "") for c in SPAN_COLUMNS}
+
+
+def _derived_codecs(store: SpanStore) -> dict[tuple[str, str], str]:
+    rows = store.query_arrow(
+        "SELECT table, name, compression_codec FROM system.columns WHERE database ="
+        " currentDatabase() AND table IN {t:Array(String)} AND type NOT LIKE '%AggregateFunction%'",
+        {"t": list(span_schema.DERIVED_CODEC_TABLES)}).to_pylist()
+    return {(r["table"], r["name"]): str(r["compression_codec"]).replace(" ", "").replace(
+        "Gorilla(8)", "Gorilla") for r in rows}
+
+
+def _derived_expected(store: SpanStore) -> dict[tuple[str, str], str]:
+    rows = store.query_arrow(
+        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase()"
+        " AND table IN {t:Array(String)} AND type NOT LIKE '%AggregateFunction%'",
+        {"t": list(span_schema.DERIVED_CODEC_TABLES)}).to_pylist()
+    assert {r["table"] for r in rows} == set(span_schema.DERIVED_CODEC_TABLES)
+    return {(r["table"], r["name"]): span_schema.column_codec(
+        Column(r["name"], pa.string(), r["type"])).replace(" ", "") for r in rows}
+
+
+def _derived_rows(store: SpanStore) -> dict[str, int]:
+    """Rows and a hash of every row per derived table (current versions)."""
+    out = {}
+    for table in span_schema.DERIVED_CODEC_TABLES:
+        final = "" if table == "span_ledger" else " FINAL"
+        row = store.query_arrow(
+            f"SELECT toUInt64(count()) AS n, groupBitXor(cityHash64(*)) AS h FROM {table}{final}"
+        ).to_pylist()[0]
+        out[table] = (int(row["n"]), int(row["h"]))
+    return out
 
 
 def _parts(store: SpanStore) -> list[str]:
@@ -73,6 +106,7 @@ def test_migration_11_sets_the_measured_codecs_and_keeps_every_span(
     with monkeypatch.context() as old:
         old.setattr(span_schema, "MIGRATIONS", before)
         old.setattr(span_schema, "column_codec", _old_codec)
+        old.setattr(span_schema, "DERIVED_CODEC_TABLES", ())
         assert span_schema.migrate_span_store(store) == [m.version for m in before]
     codecs = _codecs(store)
     assert codecs["attributes"] == "CODEC(ZSTD(3))"
@@ -82,11 +116,18 @@ def test_migration_11_sets_the_measured_codecs_and_keeps_every_span(
         store.append_batch(_table(first))
     stored, parts = _spans(store), _parts(store)
     assert len(stored) == 600 and len(parts) == 2
+    # committed at 100 s and 101 s: settled (quiet for 10 s) at 300 s
+    report = Settler(store, 10.0).run_pass(10**18, now_ns=300 * S)  # the derived tables
+    assert report.num_spans == 600
+    derived = _derived_rows(store)
+    assert all(derived.values()) and _derived_codecs(store) != _derived_expected(store)
 
     assert span_schema.migrate_span_store(store) == [11]
     assert _codecs(store) == _expected()
+    assert _derived_codecs(store) == _derived_expected(store)
     assert _parts(store) == parts  # metadata only: the parts on disk are not rewritten
     assert _spans(store) == stored
+    assert _derived_rows(store) == derived
 
     store.execute("OPTIMIZE TABLE spans FINAL")  # what compaction does to a closed day
     merged = _parts(store)
@@ -95,11 +136,12 @@ def test_migration_11_sets_the_measured_codecs_and_keeps_every_span(
     store.append_batch(_table(600))  # a new part, written with the new codecs
     assert len(_spans(store)) == 900
     assert span_schema.migrate_span_store(store) == []
+    assert _derived_rows(store) == derived
 
 
 def _table(first: int) -> pa.Table:
     """Spans ``first`` to ``first + 299`` (one day), each with message payloads."""
-    table = make_table(range(first, first + 300))
+    table = make_table(range(first, first + 300), ingested_at_ns=(100 + first // 300) * S)
     column = table.schema.get_field_index("attributes")
     return table.set_column(column, table.schema.field(column),
                             pa.array([_payload(i) for i in range(first, first + 300)],

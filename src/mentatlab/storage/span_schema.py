@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.governance.policies import POLICY_DECISION_ACTIONS
 from mentatlab.model.schema import (
@@ -33,6 +35,7 @@ from mentatlab.model.schema import (
 )
 from mentatlab.storage.aggregates import (
     RESOLVER_STATE_TABLE,
+    SPAN_LEDGER_TABLE,
     aggregate_ddl,
     measure_upgrade_ddl,
 )
@@ -51,6 +54,7 @@ from mentatlab.storage.settled import (
 )
 
 __all__ = [
+    "DERIVED_CODEC_TABLES",
     "MIGRATIONS",
     "FINAL_READ_SETTING",
     "HOUR_SORTING_KEY",
@@ -68,6 +72,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_STRING = pa.string()
+"""Arrow type of the :class:`Column` built for a derived column (only its ClickHouse type
+matters to :func:`column_codec`)."""
 
 SPANS_TABLE = "spans"
 """Name of the span table."""
@@ -83,6 +90,15 @@ _CODECS: dict[str, str] = {
 (docs/decisions/0023-storage-codecs.md): one batch's ``ingested_at_ns`` is one value, which
 ZSTD alone packs best; the span name and the repetitive JSON of events, resource and
 status messages gain from ZSTD(3)."""
+
+
+DERIVED_CODEC_TABLES: tuple[str, ...] = (
+    LLM_CALLS_TABLE, SPAN_TIMING_TABLE, SPAN_LEDGER_TABLE, TRACE_FACTS_TABLE,
+    TRACE_AGENTS_TABLE, STEP_COUNTS_TABLE)
+"""Tables derived from ``spans`` whose columns take the codecs of their type
+(:func:`column_codec`) too: the settled tables and the resolver's ledger, which together
+held more bytes than ``spans`` (decision 0023). Their ``AggregateFunction`` columns keep
+the server's default."""
 
 
 def column_codec(column: Column) -> str:
@@ -398,9 +414,46 @@ def migrate_span_store(
                 f" ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
             )
             _log.info("span store column %s added", column.name)
+    _apply_derived_codecs(store, opts)
     if retention_days is not None:
         apply_retention(store, retention_days, opts)
     return applied
+
+
+def _codec_text(codec: str) -> str:
+    """A codec clause as ``system.columns`` spells it, for comparing.
+
+    No spaces; ClickHouse writes Gorilla's default width out.
+    """
+    return codec.replace(" ", "").replace("Gorilla(8)", "Gorilla")
+
+
+def _apply_derived_codecs(store: SpanStore, options: SchemaOptions) -> None:
+    """Give every column of :data:`DERIVED_CODEC_TABLES` the codec of its type.
+
+    Like the add-missing-columns step, it runs on every migration and changes only what
+    differs (codec-only ``ALTER``: metadata, no mutation; parts on disk keep their codecs
+    until their next merge). Tables a store lacks are skipped.
+    """
+    names = ", ".join(f"'{t}'" for t in DERIVED_CODEC_TABLES)
+    rows = store.query_arrow(
+        "SELECT table, name, type, compression_codec FROM system.columns"
+        f" WHERE database = currentDatabase() AND table IN ({names})"
+        " ORDER BY table, position").to_pylist()
+    clauses: dict[str, list[str]] = {}
+    for row in rows:
+        kind = str(row["type"])
+        if "AggregateFunction" in kind:
+            continue
+        codec = column_codec(Column(str(row["name"]), _STRING, kind))
+        if _codec_text(codec) != _codec_text(str(row["compression_codec"])):
+            clauses.setdefault(str(row["table"]), []).append(
+                f"MODIFY COLUMN `{row['name']}` {codec}")
+    for table in DERIVED_CODEC_TABLES:
+        if table in clauses:
+            store.execute(f"ALTER TABLE {table}{options.cluster_clause} "
+                          + ", ".join(clauses[table]))
+            _log.info("span store: codecs of %d columns of %s set", len(clauses[table]), table)
 
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
