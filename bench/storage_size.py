@@ -28,6 +28,13 @@ Usage::
     PYTHONPATH=src .venv/bin/python bench/storage_size.py [--spans 100000] [--batch 500]
         [--payloads both|with|without] [--phoenix] [--phoenix-spans N] [--keep DIR]
 
+Phoenix install used for bench/RESULTS.md (its own venv, never MentatLab's)::
+
+    python3.11 -m venv /work/phoenix-venv
+    /work/phoenix-venv/bin/pip install 'arize-phoenix==12.35.0' \
+        'arize-phoenix-evals>=2.8,<3' 'graphql-core>=3.2,<3.3'
+
+(newer ``arize-phoenix-evals`` and ``graphql-core`` releases break Phoenix 12's imports.)
 ``--phoenix-spans`` sends Phoenix only the first N spans (it persists ~150 spans/s here);
 the MentatLab store is then also measured at that N, so the pair compares the same spans.
 ``--keep DIR`` runs the servers on DIR/with and DIR/without and leaves them (the store is
