@@ -18,15 +18,20 @@ scratch chDB folder:
   Arrow-file insert), median of ``--repeat`` inserts into an emptied table, the
   configurations taking turns.
 
+``--derived`` instead measures the tables derived from ``spans`` (``DERIVED_CODEC_TABLES``)
+in a copy of the store: bytes and insert CPU with LZ4 and with the codecs of their types.
+
 Usage::
 
     PYTHONPATH=src .venv/bin/python bench/span_codecs.py --source DIR/with/spans [--repeat 5]
+        [--derived]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +41,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA
+from mentatlab.model.schema import SPAN_COLUMNS, SPAN_SCHEMA, Column
 from mentatlab.storage import span_schema
 from mentatlab.storage.chdb_store import ChdbSpanStore
 
@@ -205,14 +210,68 @@ def insert_costs(store: ChdbSpanStore, spans: pa.Table,
     return out
 
 
+def derived_tables(source: Path, repeat: int) -> None:
+    """Bytes and insert CPU of the derived tables (``DERIVED_CODEC_TABLES``) of ``source``
+    with the server's default codec (LZ4) and with the codecs of their types (0023).
+
+    The rows are read from a copy of the store folder; each table is inserted into two
+    empty copies (``AS <table>``, one given the new codecs) in turn, ``repeat`` rounds.
+    """
+    with tempfile.TemporaryDirectory(prefix="mentat-derived-") as tmp:
+        copy = Path(tmp) / "store"
+        shutil.copytree(source, copy, symlinks=True)
+        with ChdbSpanStore(copy, query_timeout_s=0) as store:
+            tables = span_schema.DERIVED_CODEC_TABLES
+            data = {t: store.query_arrow(f"SELECT * FROM {t}") for t in tables}
+            for t in tables:
+                cols = store.query_arrow(
+                    "SELECT name, type FROM system.columns WHERE database = currentDatabase()"
+                    " AND table = {t:String}", {"t": t}).to_pylist()
+                store.execute(f"CREATE TABLE lz4_{t} AS {t}")
+                store.execute(f"CREATE TABLE new_{t} AS {t}")
+                store.execute(f"ALTER TABLE lz4_{t} " + ", ".join(
+                    f"MODIFY COLUMN `{c['name']}` CODEC(LZ4)" for c in cols
+                    if "AggregateFunction" not in c["type"]))
+                store.execute(f"ALTER TABLE new_{t} " + ", ".join(
+                    f"MODIFY COLUMN `{c['name']}` "
+                    + span_schema.column_codec(Column(c["name"], pa.string(), c["type"]))
+                    for c in cols if "AggregateFunction" not in c["type"]))
+            cpu: dict[str, list[float]] = {"lz4": [], "new": []}
+            for _ in range(repeat):
+                for kind, runs in cpu.items():
+                    spent = 0.0
+                    for t in tables:
+                        store.execute(f"TRUNCATE TABLE {kind}_{t}")
+                        c0 = time.process_time()
+                        store.insert_table(f"{kind}_{t}", data[t])
+                        spent += time.process_time() - c0
+                    runs.append(spent)
+            print("\n| table | rows | LZ4 B | 0023 B |\n|---|---:|---:|---:|")
+            for t in tables:
+                sizes = []
+                for kind in cpu:
+                    store.execute(f"OPTIMIZE TABLE {kind}_{t} FINAL")
+                    sizes.append(part_bytes(store, f"{kind}_{t}"))
+                print(f"| {t} | {data[t].num_rows:,} | {sizes[0]:,} | {sizes[1]:,} |")
+            for kind, runs in cpu.items():
+                print(f"insert CPU of every derived table, {kind}: median"
+                      f" {statistics.median(runs):.3f} s of {repeat} (in turn)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--skip-sizes", action="store_true")
+    parser.add_argument("--derived", action="store_true",
+                        help="measure the derived tables of --source instead")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()}", flush=True)
+    if args.derived:
+        derived_tables(args.source, args.repeat)
+        print(f"load average after: {os.getloadavg()}")
+        return 0
     spans = read_source(args.source)
     n = spans.num_rows
     print(f"{n} spans from {args.source}, {spans.nbytes / n:.0f} B/span in Arrow", flush=True)
