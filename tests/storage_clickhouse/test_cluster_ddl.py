@@ -22,7 +22,12 @@ from mentatlab.model.schema import POLICY_COLUMNS, SPAN_COLUMNS, spans_to_arrow
 from mentatlab.storage.aggregates import aggregate_tables
 from mentatlab.storage.clickhouse_store import ClickHouseSpanStore, parse_clickhouse_url
 from mentatlab.storage.cluster import ClusterLayout, ClusterSchemaTarget
-from mentatlab.storage.span_schema import SPANS_SORTING_KEY, column_ddl, migrate_span_store
+from mentatlab.storage.span_schema import (
+    SPANS_SORTING_KEY,
+    column_codec,
+    column_ddl,
+    migrate_span_store,
+)
 
 LAYOUT = ClusterLayout("mentat_cluster", "observability")
 
@@ -44,6 +49,10 @@ class RecordingStore:
         self.lookups.append(params)
         if "schema_migrations" in sql:
             return pa.table({"version": pa.array([], pa.uint32())})
+        if "system.columns" in sql and "compression_codec" in sql:  # the derived tables
+            return pa.table({"table": ["llm_calls", "llm_calls"], "name": ["span_id", "n"],
+                             "type": ["String", "AggregateFunction(sum, UInt64)"],
+                             "compression_codec": ["", ""]})
         if "system.columns" in sql:
             return pa.table({"name": [c.name for c in SPAN_COLUMNS[:-1]]})  # one column missing
         if "system.tables" in sql:
@@ -144,6 +153,24 @@ def test_new_columns_go_to_both_tables_and_ttl_to_the_local_one(cluster_ddl: Any
                              "version_sightings", "step_counts", "trace_agents",
                              "llm_calls")]  # shared
     assert {"t": "spans_local"} in lookups  # TTL and columns are read from the local table
+
+
+def test_codecs_change_on_the_local_table_only(cluster_ddl: Any) -> None:
+    statements, _ = cluster_ddl
+    codecs = [s for s in statements if "CODEC(" in s and s.startswith("ALTER TABLE spans")
+              and "ADD COLUMN" not in s]
+    # migration 11: one codec-only ALTER of every column, where the parts are
+    assert len(codecs) == 1
+    assert codecs[0].startswith("ALTER TABLE spans_local ON CLUSTER mentat_cluster MODIFY")
+    assert codecs[0].count("MODIFY COLUMN IF EXISTS") == len(SPAN_COLUMNS)
+    for column in SPAN_COLUMNS:
+        assert f"`{column.name}` {column_codec(column)}" in codecs[0]
+    # a statement that changes more than codecs keeps both tables in step
+    mixed = "ALTER TABLE spans ON CLUSTER c MODIFY COLUMN x CODEC(ZSTD(1)), ADD COLUMN y UInt8"
+    assert LAYOUT.rewrite(mixed) == [mixed.replace("spans", "spans_local", 1), mixed]
+    # a derived table's columns get their type's codec (not AggregateFunction states)
+    assert ("ALTER TABLE llm_calls ON CLUSTER mentat_cluster"
+            " MODIFY COLUMN `span_id` CODEC(ZSTD(1))") in statements
 
 
 def test_statements_without_a_rule_are_refused() -> None:

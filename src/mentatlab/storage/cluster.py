@@ -12,6 +12,8 @@ the same statements are rewritten, as data, by :class:`ClusterLayout`:
   and every query in :mod:`mentatlab.analytics` keep using ``spans`` unchanged;
 * ``schema_migrations`` is one ``ReplicatedMergeTree`` shared by every node of the
   cluster (Keeper path without ``{shard}``), so a migration is recorded once.
+* an ``ALTER`` of ``spans`` that changes codecs only (``MODIFY COLUMN x CODEC(...)``) runs
+  on the local table alone: the ``Distributed`` table holds no data to compress;
 * the hourly rollups (``span_rollup_*``, see :mod:`mentatlab.storage.rollup`) are small
   and every node holds them whole: ``Replicated*MergeTree`` tables with one Keeper path
   for the cluster, no ``Distributed`` table. A rollup build reads ``spans FINAL`` (per
@@ -47,6 +49,11 @@ _LOCAL_ONLY_ALTER = re.compile(
     r"\b(MODIFY\s+TTL|REMOVE\s+TTL|MATERIALIZE\s+TTL|DELETE\s+WHERE|UPDATE\s|"
     r"ADD\s+INDEX|DROP\s+INDEX|MATERIALIZE\s+INDEX|ADD\s+PROJECTION|DROP\s+PROJECTION|"
     r"MATERIALIZE\s+PROJECTION|DROP\s+PARTITION)", re.I)
+_CODEC_CLAUSES = re.compile(
+    r"(?:MODIFY\s+COLUMN\s+(?:IF\s+EXISTS\s+)?`?\w+`?\s+CODEC\((?:[^()]|\([^()]*\))*\)\s*,?\s*)+",
+    re.I)
+"""Clauses that only change column codecs (span-store migration 11)."""
+_ALTER_PREFIX = re.compile(r"^\s*ALTER\s+TABLE\s+\S+(?:\s+ON\s+CLUSTER\s+\S+)?\s+", re.I)
 _SCHEMA_ALTER = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.I)
 _MENTIONS_SPANS = re.compile(rf"(?<![\w.`]){_SPANS}(?![\w`])", re.I)
 _SYSTEM_LOOKUP = re.compile(r"\bsystem\.(tables|columns|parts|data_skipping_indices)\b", re.I)
@@ -116,8 +123,9 @@ class ClusterLayout:
             return [local, self.distributed_ddl()]
         if _ALTER_SPANS.match(statement):
             local = _ALTER_SPANS.sub(rf"\g<1>{self.local_table}", statement, count=1)
-            if _LOCAL_ONLY_ALTER.search(statement):
-                return [local]
+            if _LOCAL_ONLY_ALTER.search(statement) or _CODEC_CLAUSES.fullmatch(
+                    _ALTER_PREFIX.sub("", statement, count=1).strip()):
+                return [local]  # a codec only matters where the parts are
             if _SCHEMA_ALTER.search(statement):
                 return [local, statement]  # keep the Distributed table's columns in step
             raise StoreError(f"No cluster rule for the span-store statement: {statement!r}")

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from mentatlab.errors import ConfigError, StoreError
 from mentatlab.governance.policies import POLICY_DECISION_ACTIONS
 from mentatlab.model.schema import (
@@ -33,6 +35,7 @@ from mentatlab.model.schema import (
 )
 from mentatlab.storage.aggregates import (
     RESOLVER_STATE_TABLE,
+    SPAN_LEDGER_TABLE,
     aggregate_ddl,
     measure_upgrade_ddl,
 )
@@ -51,6 +54,7 @@ from mentatlab.storage.settled import (
 )
 
 __all__ = [
+    "DERIVED_CODEC_TABLES",
     "MIGRATIONS",
     "FINAL_READ_SETTING",
     "HOUR_SORTING_KEY",
@@ -61,31 +65,63 @@ __all__ = [
     "SchemaOptions",
     "apply_retention",
     "applied_versions",
+    "column_codec",
     "column_ddl",
     "migrate_span_store",
     "spans_table_ddl",
 ]
 
 _log = logging.getLogger(__name__)
+_STRING = pa.string()
+"""Arrow type of the :class:`Column` built for a derived column (only its ClickHouse type
+matters to :func:`column_codec`)."""
 
 SPANS_TABLE = "spans"
 """Name of the span table."""
 
 _CODECS: dict[str, str] = {
-    "start_time": "CODEC(Delta, ZSTD(1))",
-    "end_time": "CODEC(Delta, ZSTD(1))",
-    "ingested_at_ns": "CODEC(Delta, ZSTD(1))",
-    "duration_ms": "CODEC(Gorilla, ZSTD(1))",
-    "trace_id": "CODEC(ZSTD(1))",
-    "span_id": "CODEC(ZSTD(1))",
-    "parent_span_id": "CODEC(ZSTD(1))",
-    "attributes": "CODEC(ZSTD(3))",
+    "ingested_at_ns": "CODEC(ZSTD(1))",
+    "name": "CODEC(ZSTD(3))",
     "events": "CODEC(ZSTD(3))",
     "resource": "CODEC(ZSTD(3))",
-    "pii_findings": "CODEC(ZSTD(3))",
     "status_message": "CODEC(ZSTD(3))",
 }
-"""Column codecs: Delta on monotone-ish times, ZSTD on everything bulky."""
+"""Columns whose codec is not the one of their type (:func:`column_codec`), by measurement
+(docs/decisions/0023-storage-codecs.md): one batch's ``ingested_at_ns`` is one value, which
+ZSTD alone packs best; the span name and the repetitive JSON of events, resource and
+status messages gain from ZSTD(3)."""
+
+
+DERIVED_CODEC_TABLES: tuple[str, ...] = (
+    LLM_CALLS_TABLE, SPAN_TIMING_TABLE, SPAN_LEDGER_TABLE, TRACE_FACTS_TABLE,
+    TRACE_AGENTS_TABLE, STEP_COUNTS_TABLE)
+"""Tables derived from ``spans`` whose columns take the codecs of their type
+(:func:`column_codec`) too: the settled tables and the resolver's ledger, which together
+held more bytes than ``spans`` (decision 0023). Their ``AggregateFunction`` columns keep
+the server's default."""
+
+
+def column_codec(column: Column) -> str:
+    """The ``CODEC(...)`` clause of a span column, chosen by measurement (decision 0023).
+
+    By ClickHouse type: integers, booleans, their arrays and ``DateTime64`` ``T64, ZSTD(1)``
+    (T64 drops the unused high bits; times are ordered by trace inside a minute, so Delta
+    and DoubleDelta gain less); floats ``Gorilla, ZSTD(1)``; everything else (strings,
+    ``LowCardinality`` dimensions, ``Decimal`` money) ``ZSTD(1)``; :data:`_CODECS` names
+    the exceptions. Measured on 100,000 demo-like spans with message payloads:
+    bench/span_codecs.py, bench/RESULTS.md "Storage size with payloads (issue 18)".
+    """
+    if column.name in _CODECS:
+        return _CODECS[column.name]
+    kind = column.clickhouse
+    for wrapper in ("Array(", "Nullable("):
+        if kind.startswith(wrapper):
+            kind = kind[len(wrapper):-1]
+    if kind.startswith(("UInt", "Int", "Bool", "DateTime64")):
+        return "CODEC(T64, ZSTD(1))"
+    if kind.startswith("Float"):
+        return "CODEC(Gorilla, ZSTD(1))"
+    return "CODEC(ZSTD(1))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +170,8 @@ class Migration:
 
 
 def column_ddl(column: Column) -> str:
-    """The ``name Type [CODEC(...)]`` clause of one span column."""
-    codec = _CODECS.get(column.name)
-    return f"`{column.name}` {column.clickhouse}" + (f" {codec}" if codec else "")
+    """The ``name Type CODEC(...)`` clause of one span column."""
+    return f"`{column.name}` {column.clickhouse} {column_codec(column)}"
 
 
 SPANS_SORTING_KEY = "org_id, project_id, toStartOfMinute(start_time), trace_id, span_id"
@@ -276,6 +311,19 @@ _RESET_SETTLE = (f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complet
 """Sets the settle watermark to 0 when the job ever ran (a new version of its state row)."""
 
 
+def _m011(options: SchemaOptions) -> list[str]:
+    # Column codecs chosen by measurement (docs/decisions/0023-storage-codecs.md): one
+    # ALTER of codecs only, which changes metadata and no data: new parts (every insert,
+    # every merge) are written with the new codecs, and the parts already on disk keep
+    # theirs until their next merge rewrites them. On a cluster it runs on the local
+    # tables (storage/cluster.py: the Distributed table holds no data). A later change of
+    # the codecs needs a migration of its own, like this one (it converges: a store that
+    # runs both gets the newest).
+    clauses = ", ".join(f"MODIFY COLUMN IF EXISTS `{c.name}` {column_codec(c)}"
+                        for c in SPAN_COLUMNS)  # a missing column is added after, new codec
+    return [f"ALTER TABLE {SPANS_TABLE}{options.cluster_clause} {clauses}"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schema_migrations", _m001),
     Migration(2, "spans", _m002),
@@ -290,6 +338,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "policy decisions: policy_ids, policy_versions, policy_actions arrays",
               _m009),
     Migration(10, "settled per-call table llm_calls", _m010),
+    Migration(11, "span column codecs chosen by measurement", _m011),
 )
 """Every span-store migration, in version order."""
 
@@ -365,9 +414,46 @@ def migrate_span_store(
                 f" ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
             )
             _log.info("span store column %s added", column.name)
+    _apply_derived_codecs(store, opts)
     if retention_days is not None:
         apply_retention(store, retention_days, opts)
     return applied
+
+
+def _codec_text(codec: str) -> str:
+    """A codec clause as ``system.columns`` spells it, for comparing.
+
+    No spaces; ClickHouse writes Gorilla's default width out.
+    """
+    return codec.replace(" ", "").replace("Gorilla(8)", "Gorilla")
+
+
+def _apply_derived_codecs(store: SpanStore, options: SchemaOptions) -> None:
+    """Give every column of :data:`DERIVED_CODEC_TABLES` the codec of its type.
+
+    Like the add-missing-columns step, it runs on every migration and changes only what
+    differs (codec-only ``ALTER``: metadata, no mutation; parts on disk keep their codecs
+    until their next merge). Tables a store lacks are skipped.
+    """
+    names = ", ".join(f"'{t}'" for t in DERIVED_CODEC_TABLES)
+    rows = store.query_arrow(
+        "SELECT table, name, type, compression_codec FROM system.columns"
+        f" WHERE database = currentDatabase() AND table IN ({names})"
+        " ORDER BY table, position").to_pylist()
+    clauses: dict[str, list[str]] = {}
+    for row in rows:
+        kind = str(row["type"])
+        if "AggregateFunction" in kind:
+            continue
+        codec = column_codec(Column(str(row["name"]), _STRING, kind))
+        if _codec_text(codec) != _codec_text(str(row["compression_codec"])):
+            clauses.setdefault(str(row["table"]), []).append(
+                f"MODIFY COLUMN `{row['name']}` {codec}")
+    for table in DERIVED_CODEC_TABLES:
+        if table in clauses:
+            store.execute(f"ALTER TABLE {table}{options.cluster_clause} "
+                          + ", ".join(clauses[table]))
+            _log.info("span store: codecs of %d columns of %s set", len(clauses[table]), table)
 
 
 def apply_retention(store: SpanStore, retention_days: int, options: SchemaOptions | None = None,
