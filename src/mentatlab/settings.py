@@ -90,6 +90,11 @@ class Settings:
     ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))
     """Worker processes that decode, normalize and price OTLP/HTTP bodies (0 = in the
     server process; bench/RESULTS.md "Ingest" has the measured trade-off)."""
+    release_startup_pages: bool = field(
+        default=True, metadata=_env("MENTATLAB_RELEASE_STARTUP_PAGES"))
+    """Once ready, the server unmaps the clean pages of its shared libraries (chDB's ~170
+    MiB, mostly touched only by its start-up); used pages fault back in from the page cache
+    (Linux; :mod:`mentatlab.server.memory`). False keeps them resident."""
     retry_after_s: int = field(default=1, metadata=_env("MENTATLAB_RETRY_AFTER_S"))
     """Seconds a client is told to wait (``Retry-After``) when the buffer is full."""
     event_pair_timeout_s: float = field(

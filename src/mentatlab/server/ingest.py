@@ -33,9 +33,12 @@ from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.settings import Settings
 
-__all__ = ["Ingestor"]
+__all__ = ["WORKER_START_WAIT_S", "Ingestor"]
 
 _log = logging.getLogger(__name__)
+WORKER_START_WAIT_S = 30.0
+"""Longest wait of a body for the starting ingest workers, in seconds; past it the body is
+processed in the server process (the workers keep starting)."""
 
 
 @dataclass
@@ -69,9 +72,10 @@ class Ingestor:
     async def start(self) -> None:
         """Start ``settings.ingest_workers`` worker processes in the background.
 
-        Returns at once: bodies are processed in this process until every worker has
-        built its pipeline (~1–2 s), then in the workers. A no-op without settings or with
-        0 workers.
+        Returns at once; the server calls it on the first OTLP/HTTP body (workers start on
+        first load, not at start-up: an idle server holds no worker). Bodies wait for the
+        workers to build their pipelines (~1 s, :data:`WORKER_START_WAIT_S` at most), then
+        go to them. A no-op without settings, with 0 workers or once started.
         """
         settings = self.settings
         count = settings.ingest_workers if settings is not None else 0
@@ -95,6 +99,9 @@ class Ingestor:
         if self._pool is pool:
             self._ready = True
             _log.info("Started %s ingest worker processes", len(pings))
+
+    def _wants_workers(self) -> bool:
+        return self.settings is not None and self.settings.ingest_workers > 0
 
     async def close(self) -> None:
         """Stop the worker processes (waits for running batches)."""
@@ -127,6 +134,12 @@ class Ingestor:
             Backpressure: the writer buffer is full; nothing of this batch was stored.
             StoreError: the store failed the commit.
         """
+        if self._pool is None and self._wants_workers():
+            await self.start()  # the first body: start the workers now (issue 18)
+        if not self._ready and self._warmup is not None:
+            # wait for the starting workers rather than run the pipeline here, so this
+            # process never loads what only the workers need (Presidio...)
+            await asyncio.wait([self._warmup], timeout=WORKER_START_WAIT_S)
         pool = self._pool
         result: workers.WorkerResult | None = None
         if pool is not None and self._ready:
