@@ -3,7 +3,9 @@
 Measures, per run:
 
 * **startup to ready**: process start (``Popen``) to the first 200 from ``/readyz`` (store
-  open, writer alive), polled every 20 ms;
+  open, writer alive), polled every 20 ms, wall seconds and the server's CPU seconds; on a
+  new data folder (the store's tables are created) and again, after the run, on the filled
+  one (a restart);
 * **idle**: the process tree (server, forkserver, ingest workers, resource tracker) 8 s
   after ready;
 * **under load**: the peak of the tree, sampled every 0.25 s, during a bounded full-speed
@@ -94,32 +96,51 @@ def _fmt(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def one_run(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, **extra_env}
-        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 — closed below
+def _start(tmp: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float,
+                                                        float]:
+    """Start `mentatctl serve` on ``tmp``/data; wait for /readyz.
+
+    Returns:
+        The process, its URL, wall seconds from ``Popen`` to ready, and the server's CPU
+        seconds (user + system) at that moment.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **extra_env}
+    with open(Path(tmp) / "server.log", "ab") as log:
         started = time.monotonic()
         popen = subprocess.Popen(
             [sys.executable, "-m", "mentatlab.cli.main", "serve", "--host", "127.0.0.1",
              "--port", str(port), "--grpc-port", "0", "--data-dir", str(Path(tmp) / "data")],
             env=env, stdout=subprocess.DEVNULL, stderr=log)
+    with httpx.Client(timeout=1) as client:
+        while time.monotonic() - started < 60:
+            try:
+                if client.get(f"{url}/readyz").status_code == 200:
+                    ready_s = time.monotonic() - started
+                    times = psutil.Process(popen.pid).cpu_times()
+                    return popen, url, ready_s, times.user + times.system
+            except httpx.HTTPError:
+                pass
+            if popen.poll() is not None:
+                raise RuntimeError(f"server exited; see {tmp}/server.log")
+            time.sleep(0.02)
+    popen.kill()
+    raise RuntimeError("server not ready in 60 s")
+
+
+def _stop(popen: subprocess.Popen[bytes]) -> None:
+    popen.send_signal(signal.SIGTERM)
+    try:
+        popen.wait(30)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+
+
+def one_run(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        popen, url, ready_s, ready_cpu_s = _start(tmp, extra_env)  # a new, empty store
         try:
-            ready_s = None
-            with httpx.Client(timeout=1) as client:
-                while time.monotonic() - started < 60:
-                    try:
-                        if client.get(f"{url}/readyz").status_code == 200:
-                            ready_s = time.monotonic() - started
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if popen.poll() is not None:
-                        raise RuntimeError(f"server exited; see {tmp}/server.log")
-                    time.sleep(0.02)
-            if ready_s is None:
-                raise RuntimeError("server not ready in 60 s")
             proc = psutil.Process(popen.pid)
             time.sleep(8)
             idle = breakdown(proc)
@@ -141,15 +162,13 @@ def one_run(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, An
             peak[0] = max(peak[0], sum(r["rss"] for r in load_rows))
             time.sleep(5)
             after = breakdown(proc)
-            return {"ready_s": ready_s, "idle": idle, "end_of_load": load_rows,
-                    "peak_rss": peak[0], "after": after, "load": load}
         finally:
-            popen.send_signal(signal.SIGTERM)
-            try:
-                popen.wait(30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-            log.close()
+            _stop(popen)
+        popen, url, restart_s, restart_cpu_s = _start(tmp, extra_env)  # the store exists
+        _stop(popen)
+        return {"ready_s": ready_s, "ready_cpu_s": ready_cpu_s, "restart_s": restart_s,
+                "restart_cpu_s": restart_cpu_s, "idle": idle, "end_of_load": load_rows,
+                "peak_rss": peak[0], "after": after, "load": load}
 
 
 def main() -> None:
@@ -169,14 +188,19 @@ def main() -> None:
         r = one_run(args, extra_env)
         runs.append(r)
         load = r["load"]
-        print(f"run {n + 1}: ready in {r['ready_s']:.2f} s; idle tree RSS "
+        print(f"run {n + 1}: ready in {r['ready_s']:.2f} s ({r['ready_cpu_s']:.2f} CPU-s; "
+              f"restart on the filled store {r['restart_s']:.2f} s, "
+              f"{r['restart_cpu_s']:.2f} CPU-s); idle tree RSS "
               f"{sum(x['rss'] for x in r['idle']):.0f} MiB; load {load['spans_per_s']:.0f} "
               f"spans/s acked ({load['acked_spans']} spans, {load['errors']} errors), peak tree "
               f"RSS {r['peak_rss']:.0f} MiB; 5 s after {sum(x['rss'] for x in r['after']):.0f} "
               f"MiB", flush=True)
         print("  idle (8 s after ready):\n" + _fmt(r["idle"]))
         print("  end of burst:\n" + _fmt(r["end_of_load"]))
-    print(f"median: ready {statistics.median(r['ready_s'] for r in runs):.2f} s, idle RSS "
+    print(f"median: ready {statistics.median(r['ready_s'] for r in runs):.2f} s "
+          f"({statistics.median(r['ready_cpu_s'] for r in runs):.2f} CPU-s), restart "
+          f"{statistics.median(r['restart_s'] for r in runs):.2f} s "
+          f"({statistics.median(r['restart_cpu_s'] for r in runs):.2f} CPU-s), idle RSS "
           f"{statistics.median(sum(x['rss'] for x in r['idle']) for r in runs):.0f} MiB, "
           f"peak under load {statistics.median(r['peak_rss'] for r in runs):.0f} MiB")
     print(f"load average after: {os.getloadavg()}")
