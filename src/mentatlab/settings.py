@@ -85,6 +85,11 @@ class Settings:
     in the span attribute ``mentat.truncated_attributes``."""
     write_buffer_spans: int = field(default=200_000, metadata=_env("MENTATLAB_WRITE_BUFFER_SPANS"))
     """Spans that may wait for the writer; beyond it ingest answers 503 with Retry-After."""
+    write_buffer_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_env("MENTATLAB_WRITE_BUFFER_BYTES"))
+    """Arrow bytes of spans that may wait for the writer (the memory bound, whatever the
+    spans' size; ``write_buffer_spans`` bounds their count); beyond it ingest answers 503
+    with Retry-After. 0: no byte bound."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
     ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))

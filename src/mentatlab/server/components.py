@@ -184,7 +184,8 @@ def open_writer(settings: Settings, store: SpanStore) -> Any:
     return SpanWriter(store, max_buffer_spans=settings.write_buffer_spans,
                       max_batch_spans=settings.write_batch_spans,
                       dedup_cache_spans=settings.dedup_cache_spans,
-                      retry_after_s=settings.retry_after_s)
+                      retry_after_s=settings.retry_after_s,
+                      max_buffer_bytes=settings.write_buffer_bytes)
 
 
 def open_resolver(settings: Settings, store: SpanStore, writer: Any, control: Any,

@@ -105,6 +105,9 @@ class SpanWriter:
         max_batch_spans: most spans committed in one insert (a bigger lone table goes alone).
         dedup_cache_spans: recent keys remembered to drop re-sent spans; 0 disables.
         retry_after_s: the delay (s) carried by Backpressure.
+        max_buffer_bytes: most Arrow bytes (``Table.nbytes``) waiting for the writer, the
+            bound that holds memory whatever the span size; beyond it submit raises
+            Backpressure like ``max_buffer_spans``. 0: no byte bound.
 
     Attributes (read from any thread, for metrics): ``spans_written``, ``spans_deduplicated``,
     ``batches``, ``failed_batches``, ``buffer_depth``, ``last_write_latency_s``.
@@ -112,9 +115,11 @@ class SpanWriter:
 
     def __init__(self, store: SpanStore, max_buffer_spans: int = 200_000,
                  max_batch_spans: int = 50_000, dedup_cache_spans: int = 1_000_000,
-                 retry_after_s: int = 1) -> None:
+                 retry_after_s: int = 1, max_buffer_bytes: int = 0) -> None:
         self.store = store
         self.max_buffer_spans = max_buffer_spans
+        self.max_buffer_bytes = max_buffer_bytes
+        self._buffered_bytes = 0
         self.max_batch_spans = max_batch_spans
         self.retry_after_s = retry_after_s
         self.spans_written = 0
@@ -294,13 +299,19 @@ class SpanWriter:
 
     # --- internals -------------------------------------------------------------------
 
+    def _full(self, rows: int, nbytes: int) -> bool:
+        return self._depth > 0 and (
+            self._depth + rows > self.max_buffer_spans
+            or 0 < self.max_buffer_bytes < self._buffered_bytes + nbytes)
+
     def _enqueue(self, item: _Item, wait_s: float | None) -> None:
         rows = item.table.num_rows
+        nbytes = item.table.nbytes
         with self._cond:
             if self._closing:
                 raise StoreUnavailable("The span writer is closed")
             deadline = None if wait_s is None or wait_s < 0 else time.monotonic() + wait_s
-            while self._depth > 0 and self._depth + rows > self.max_buffer_spans:
+            while self._full(rows, nbytes):
                 if wait_s is None:
                     raise Backpressure(self.retry_after_s)
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -311,6 +322,7 @@ class SpanWriter:
                     raise StoreUnavailable("The span writer is closed")
             self._pending.append(item)
             self._depth += rows
+            self._buffered_bytes += nbytes
             self._cond.notify_all()
 
     def _take_batch(self) -> list[_Item] | None:
@@ -328,6 +340,7 @@ class SpanWriter:
                 rows += item.table.num_rows
                 items.append(item)
             self._depth -= rows
+            self._buffered_bytes -= sum(i.table.nbytes for i in items)
             self._busy = True
             # The stamp is chosen here, under the lock, so committed_through_ns never
             # reports a stamp that an insert in flight is about to use.
