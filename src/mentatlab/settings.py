@@ -95,6 +95,10 @@ class Settings:
     ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))
     """Worker processes that decode, normalize and price OTLP/HTTP bodies (0 = in the
     server process; bench/RESULTS.md "Ingest" has the measured trade-off)."""
+    ingest_workers_idle_s: float = field(
+        default=300.0, metadata=_env("MENTATLAB_INGEST_WORKERS_IDLE_S"))
+    """Seconds without an OTLP/HTTP body after which the ingest workers stop (the next
+    body starts them again, ~1 s); 0 keeps them once started."""
     release_startup_pages: bool = field(
         default=True, metadata=_env("MENTATLAB_RELEASE_STARTUP_PAGES"))
     """Once ready, the server unmaps the clean pages of its shared libraries (chDB's ~170

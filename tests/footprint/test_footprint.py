@@ -71,13 +71,14 @@ print(steps, gate, [(f.category, f.start, f.end) for f in found])
 
 
 @pytest.mark.e2e
-def test_workers_start_on_the_first_body_not_at_startup(tmp_path: Path) -> None:
+def test_workers_start_on_the_first_body_and_stop_when_idle(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     # default settings: two ingest workers, PII redaction on
     proc = start_serve(tmp_path / "data", port, log=log,
-                       env={"MENTATLAB_INGEST_WORKERS": "2", "MENTATLAB_PII_MODE": "redact"})
+                       env={"MENTATLAB_INGEST_WORKERS": "2", "MENTATLAB_PII_MODE": "redact",
+                            "MENTATLAB_INGEST_WORKERS_IDLE_S": "3"})
     try:
         wait_ready(proc, url, log)
         server = psutil.Process(proc.pid)
@@ -96,6 +97,17 @@ def test_workers_start_on_the_first_body_not_at_startup(tmp_path: Path) -> None:
                           params={"view": "timeline"}, timeout=30)
         assert trace.status_code == 200, trace.text
         assert trace.json()["num_spans"] == 20
+        # idle for 3 s: the workers stop; the next body starts them again
+        deadline = time.monotonic() + 30
+        while any(p.is_running() for p in workers):
+            assert time.monotonic() < deadline, "idle workers never stopped"
+            time.sleep(0.2)
+        assert "Stopping the ingest workers" in log.read_text()
+        response = httpx.post(f"{url}/v1/traces", content=make_request(10, seed=6),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+        assert response.status_code == 200, response.text
+        again = [p for p in server.children(recursive=True) if p.ppid() != proc.pid]
+        assert len(again) == 2 and not {p.pid for p in again} & {p.pid for p in workers}
     finally:
         stop(proc)
 
