@@ -167,3 +167,37 @@ print(released > 0, before == after == 499500)
     assert release_startup_pages() >= 0
     assert clean_library_mappings() == [] or all(m.dirty_kib == 0
                                                  for m in clean_library_mappings())
+
+
+def test_a_control_store_at_head_opens_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'control.db'}"
+    code = """
+import sys
+from sqlalchemy import create_engine, text
+from mentatlab.storage.control.migrate import migrate_control_store, script_heads
+migrate_control_store(sys.argv[1])
+with create_engine(sys.argv[1]).connect() as c:
+    at = {r[0] for r in c.execute(text("SELECT version_num FROM alembic_version"))}
+print("alembic" in sys.modules, at == script_heads())
+"""
+    assert _python(code, url) == "True True"  # a new store: Alembic creates it
+    assert _python(code, url) == "False True"  # at head: Alembic is not even imported
+
+
+def test_a_control_store_behind_head_is_still_upgraded(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from mentatlab.storage.control.migrate import migrate_control_store, script_heads
+
+    url = f"sqlite:///{tmp_path / 'control.db'}"
+    heads = script_heads()
+    assert heads is not None and len(heads) == 1
+    migrate_control_store(url, "0008_retention")
+    migrate_control_store(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            at = {r[0] for r in connection.execute(text("SELECT version_num FROM alembic_version"))}
+    finally:
+        engine.dispose()
+    assert at == heads != {"0008_retention"}
