@@ -7,7 +7,7 @@ Measures, per run:
   new data folder (the store's tables are created) and again, after the run, on the filled
   one (a restart);
 * **idle**: the process tree (server, forkserver, ingest workers, resource tracker) 8 s
-  after ready;
+  after ready, on the new store and after the restart;
 * **under load**: the peak of the tree, sampled every 0.25 s, during a bounded full-speed
   OTLP/HTTP burst (``--clients`` client processes, batch 500, fresh ids, for ``--seconds``
   s or ``--max-requests`` requests per client, whichever first), then the tree again
@@ -165,9 +165,13 @@ def one_run(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, An
         finally:
             _stop(popen)
         popen, url, restart_s, restart_cpu_s = _start(tmp, extra_env)  # the store exists
-        _stop(popen)
+        try:
+            time.sleep(8)
+            restart_idle = breakdown(psutil.Process(popen.pid))
+        finally:
+            _stop(popen)
         return {"ready_s": ready_s, "ready_cpu_s": ready_cpu_s, "restart_s": restart_s,
-                "restart_cpu_s": restart_cpu_s, "idle": idle, "end_of_load": load_rows,
+                "restart_cpu_s": restart_cpu_s, "restart_idle": restart_idle, "idle": idle, "end_of_load": load_rows,
                 "peak_rss": peak[0], "after": after, "load": load}
 
 
@@ -194,7 +198,8 @@ def main() -> None:
               f"{sum(x['rss'] for x in r['idle']):.0f} MiB; load {load['spans_per_s']:.0f} "
               f"spans/s acked ({load['acked_spans']} spans, {load['errors']} errors), peak tree "
               f"RSS {r['peak_rss']:.0f} MiB; 5 s after {sum(x['rss'] for x in r['after']):.0f} "
-              f"MiB", flush=True)
+              f"MiB; idle after the restart {sum(x['rss'] for x in r['restart_idle']):.0f} MiB",
+              flush=True)
         print("  idle (8 s after ready):\n" + _fmt(r["idle"]))
         print("  end of burst:\n" + _fmt(r["end_of_load"]))
     print(f"median: ready {statistics.median(r['ready_s'] for r in runs):.2f} s "
