@@ -155,7 +155,7 @@ def one_run(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, An
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             load = run_load(url, 500, args.clients, args.seconds,
-                            max_requests=args.max_requests, unique=True)
+                            max_requests=args.max_requests, unique=True, content=args.content)
             load_rows = breakdown(proc)  # at the end of the burst
             stop.set()
             sampler.join()
@@ -182,6 +182,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--max-requests", type=int, default=400,
                         help="per client (batch 500 each)")
+    parser.add_argument("--content", action="store_true",
+                        help="spans carry chat messages (the redact stage scans them)")
     parser.add_argument("--env", action="append", default=[],
                         help="KEY=VALUE for the server (default: none, default settings)")
     args = parser.parse_args()
