@@ -85,6 +85,11 @@ class Settings:
     in the span attribute ``mentat.truncated_attributes``."""
     write_buffer_spans: int = field(default=200_000, metadata=_env("MENTATLAB_WRITE_BUFFER_SPANS"))
     """Spans that may wait for the writer; beyond it ingest answers 503 with Retry-After."""
+    write_buffer_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_env("MENTATLAB_WRITE_BUFFER_BYTES"))
+    """Arrow bytes of spans that may wait for the writer (the memory bound, whatever the
+    spans' size; ``write_buffer_spans`` bounds their count); beyond it ingest answers 503
+    with Retry-After. 0: no byte bound."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
     wal: bool = field(default=False, metadata=_env("MENTATLAB_WAL"))
@@ -119,6 +124,15 @@ class Settings:
     ingest_workers: int = field(default=2, metadata=_env("MENTATLAB_INGEST_WORKERS"))
     """Worker processes that decode, normalize and price OTLP/HTTP bodies (0 = in the
     server process; bench/RESULTS.md "Ingest" has the measured trade-off)."""
+    ingest_workers_idle_s: float = field(
+        default=300.0, metadata=_env("MENTATLAB_INGEST_WORKERS_IDLE_S"))
+    """Seconds without an OTLP/HTTP body after which the ingest workers stop (the next
+    body starts them again, ~1 s); 0 keeps them once started."""
+    release_startup_pages: bool = field(
+        default=True, metadata=_env("MENTATLAB_RELEASE_STARTUP_PAGES"))
+    """Once ready, the server unmaps the clean pages of its shared libraries (chDB's ~170
+    MiB, mostly touched only by its start-up); used pages fault back in from the page cache
+    (Linux; :mod:`mentatlab.server.memory`). False keeps them resident."""
     retry_after_s: int = field(default=1, metadata=_env("MENTATLAB_RETRY_AFTER_S"))
     """Seconds a client is told to wait (``Retry-After``) when the buffer is full."""
     event_pair_timeout_s: float = field(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "exporters"))
 from forward_target import OtlpHttpTarget  # noqa: E402
 from server_payloads import encode, export_request, kvs, llm_span  # noqa: E402
-from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
+from serverkit import (  # noqa: E402
+    LiveServer,
+    make_settings,
+    run_live_server,
+    start_ingest_workers,
+)
 
 EMAIL = "walter.skinner@fbi-example.org"
 KEY = "ghp_" + "Zx9" * 12
@@ -95,10 +99,7 @@ def test_hash_mode_forwards_the_same_hashes_as_stored_from_a_worker(tmp_path: Pa
     try:
         with _server(tmp_path / "data", target, ingest_workers=1, pii_mode="hash",
                      pii_hash_key="a shared key for all nodes") as server:
-            deadline = time.monotonic() + 60
-            while not server.state.ingestor._ready:  # OTLP/HTTP goes to the worker process
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            start_ingest_workers(server)  # OTLP/HTTP goes to the worker process
             body, headers = encode(export_request([_span()]))
             assert httpx.post(f"{server.url}/v1/traces", content=body, headers=headers,
                               timeout=30).status_code == 200

@@ -234,7 +234,9 @@ def test_presidio_is_not_imported_when_pii_mode_is_off(tmp_path: Path) -> None:
             f"build_pipeline(load_settings(data_dir={str(tmp_path)!r}, pii_mode=sys.argv[1]));"
             "print('presidio_analyzer' in sys.modules, 'spacy' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    for mode, expected in (("off", "False False"), ("redact", "True True")):
+    # redact: Presidio (and the spaCy it imports) loads on the first detection, not with
+    # the pipeline (tests/footprint/test_footprint.py checks it loads then)
+    for mode, expected in (("off", "False False"), ("redact", "False False")):
         out = subprocess.run([sys.executable, "-c", code, mode], env=env,
                              capture_output=True, text=True, check=True).stdout.strip()
         assert out == expected, mode

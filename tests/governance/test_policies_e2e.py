@@ -20,7 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server_payloads import encode, export_request, llm_span, new_trace_id  # noqa: E402
-from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
+from serverkit import (  # noqa: E402
+    LiveServer,
+    make_settings,
+    run_live_server,
+    start_ingest_workers,
+)
 
 from receivers import WebhookReceiver  # noqa: E402
 
@@ -34,10 +39,7 @@ def server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
                              policy_refresh_s=0.5)
     for live in run_live_server(settings):
         # OTLP/HTTP bodies go to the worker process once it is up: the snapshot must travel
-        deadline = time.monotonic() + 60
-        while not live.state.ingestor._ready:
-            assert time.monotonic() < deadline, "the ingest worker never started"
-            time.sleep(0.05)
+        start_ingest_workers(live)
         yield live
 
 

@@ -32,7 +32,12 @@ from websockets.sync.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from server_payloads import JSON, PROTOBUF, encode, export_request, llm_span  # noqa: E402
-from serverkit import LiveServer, make_settings, run_live_server  # noqa: E402
+from serverkit import (  # noqa: E402
+    LiveServer,
+    make_settings,
+    run_live_server,
+    start_ingest_workers,
+)
 
 
 class FakeClock:
@@ -202,10 +207,7 @@ def test_a_batch_over_the_span_budget_is_refused_whole_and_nothing_acked_is_lost
     with serve(_isolated_data_dir, ingest_workers=ingest_workers,
                quota_org_ingest_spans_per_min=10) as served:
         if ingest_workers:  # the worker path: wait until the pool serves
-            deadline = time.monotonic() + 60
-            while not served.server.state.ingestor._ready:  # noqa: SLF001 — no public flag
-                assert time.monotonic() < deadline, "ingest workers did not start"
-                time.sleep(0.1)
+            start_ingest_workers(served.server)
         assert post_spans(served, "ingest-a", 6).status_code == 200
         refused = post_spans(served, "ingest-b", 6)  # the org has 4 left
         assert refused.status_code == 429 and refused.headers["retry-after"] == "12"

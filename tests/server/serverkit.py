@@ -85,6 +85,21 @@ def run_live_server(settings: Settings) -> Iterator[LiveServer]:
         thread.join(30)
 
 
+def start_ingest_workers(live: LiveServer, timeout_s: float = 60) -> None:
+    """Start the server's ingest workers now and wait until they serve.
+
+    They otherwise start on the first OTLP/HTTP body (which then waits for them); a test
+    that must know the worker path is taken starts them first.
+    """
+    ingestor = live.state.ingestor
+    loop = live.state.live._loop  # noqa: SLF001 — the server's event loop
+    asyncio.run_coroutine_threadsafe(ingestor.start(), loop).result(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while not ingestor._ready:  # noqa: SLF001 — no public flag
+        assert time.monotonic() < deadline, "the ingest workers never started"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def live_server(settings: Settings) -> Iterator[LiveServer]:
     yield from run_live_server(settings)

@@ -22,7 +22,11 @@ custom             one ``PatternRecognizer`` per ``pii_custom_entities`` entry (
 
 By default no NLP model is used: pattern recognizers run with ``nlp_artifacts=None`` (Presidio's
 context-word boost needs a model, so scores are the patterns' own). Presidio is imported
-when a detector is built, never at module import (it pulls in spaCy: ~1 s, ~80 MiB).
+when a detector first detects (:meth:`PiiDetector.detect_batch`), never at module import nor
+when a detector is built, and not by :meth:`PiiDetector.may_contain` (the pre-filters are
+RE2 regexes of pyarrow): it pulls in spaCy (its ``nlp_artifacts`` module imports
+``spacy.tokens``, though the pattern recognizers used here never touch a spaCy object),
+phonenumbers and tldextract, ~1.5 s and ~90 MiB per process.
 
 Cost (docs/decisions/0017): Presidio's recognizers cost 20–100 µs per 200-character text,
 the phone recognizer ~1.7 ms. Each recognizer therefore runs only on strings its
@@ -33,8 +37,10 @@ the phone recognizer only on short windows around digit runs. Equal strings in a
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -158,6 +164,44 @@ class PiiDetector:
     def __init__(self, custom_entities: Mapping[str, str] | None = None,
                  phone_regions: Sequence[str] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"),
                  ner_model: str = "") -> None:
+        if importlib.util.find_spec("presidio_analyzer") is None:
+            raise ImportError("Expected presidio-analyzer to be installed for PII detection")
+        self._custom_entities = dict(custom_entities or {})
+        self._phone_regions = tuple(phone_regions)
+        # (category, pre-filter as an RE2 regex over the batch's column, or as a Python test
+        # of one text): a recognizer runs on a text only when its pre-filter says the text
+        # can hold its entity. Known now; the recognizers are built on first detection.
+        self._prefilters: list[tuple[str, str | Callable[[str], object]]] = [
+            ("EMAIL_ADDRESS", "@"),
+            ("CREDIT_CARD", _CARD_PREFILTER.pattern),
+            ("US_SSN", _SSN_PREFILTER.pattern),
+            ("IBAN_CODE", _IBAN_PREFILTER.pattern),
+            ("IP_ADDRESS", _IP_PREFILTER_RE2),
+            ("SECRET", _SECRET_PREFILTER.pattern),
+        ]
+        for name, regex in self._custom_entities.items():
+            # a custom regex is Python syntax (maybe not RE2's): its own pre-filter
+            self._prefilters.append((name, re.compile(regex).search))
+        self._nlp = _load_ner(ner_model) if ner_model else None
+        self._checks: list[tuple[str, Any, str | Callable[[str], object]]] = []
+        self._phones_by_region: list[Any] = []
+        self._phone_international: Any = None
+        self._build_lock = threading.Lock()
+
+    def _recognizers(self) -> list[tuple[str, Any, str | Callable[[str], object]]]:
+        """``(category, recognizer, pre-filter)``: Presidio imported and built on first use.
+
+        Presidio imports spaCy and phonenumbers' metadata (~1.5 s, ~90 MiB per process), so
+        a process that never sees a candidate string never pays for them (issue 18).
+        """
+        if self._checks:
+            return self._checks
+        with self._build_lock:
+            if not self._checks:
+                self._build()
+        return self._checks
+
+    def _build(self) -> None:
         from presidio_analyzer import Pattern, PatternRecognizer
         from presidio_analyzer.predefined_recognizers import (
             CreditCardRecognizer,
@@ -175,31 +219,26 @@ class PiiDetector:
         # leniency 2 (STRICT_GROUPING): the digit groups must be grouped as the region
         # writes numbers, so "#4532-1190-88" or "ORD-2024-118822" are no phone numbers
         # typed Any: Presidio types nlp_artifacts as required, and None is what we pass
-        self._phones_by_region: list[Any] = [
-            PhoneRecognizer(supported_regions=(region,), leniency=2) for region in phone_regions]
-        self._phone_international: Any = PhoneRecognizer(supported_regions=("US",), leniency=2)
-        # (category, recognizer, pre-filter as an RE2 regex over the batch's column, or as a
-        # Python test of one text): a recognizer runs on a text only when its pre-filter
-        # says the text can hold its entity
-        self._checks: list[tuple[str, Any, str | Callable[[str], object]]] = [
-            ("EMAIL_ADDRESS", email, "@"),
-            ("CREDIT_CARD", CreditCardRecognizer(), _CARD_PREFILTER.pattern),
-            ("US_SSN", UsSsnRecognizer(), _SSN_PREFILTER.pattern),
-            ("IBAN_CODE", IbanRecognizer(), _IBAN_PREFILTER.pattern),
-            ("IP_ADDRESS", IpRecognizer(), _IP_PREFILTER_RE2),
-            ("SECRET", secret, _SECRET_PREFILTER.pattern),
-        ]
-        self._nlp = _load_ner(ner_model) if ner_model else None
-        for name, regex in (custom_entities or {}).items():
-            # a custom regex is Python syntax (maybe not RE2's): its own pre-filter
-            recognizer = PatternRecognizer(supported_entity=name, name=f"Custom{name}",
-                                           patterns=[Pattern(name, regex, CUSTOM_CONFIDENCE)])
-            self._checks.append((name, recognizer, re.compile(regex).search))
+        self._phones_by_region = [
+            PhoneRecognizer(supported_regions=(region,), leniency=2)
+            for region in self._phone_regions]
+        self._phone_international = PhoneRecognizer(supported_regions=("US",), leniency=2)
+        recognizers: dict[str, Any] = {
+            "EMAIL_ADDRESS": email, "CREDIT_CARD": CreditCardRecognizer(),
+            "US_SSN": UsSsnRecognizer(), "IBAN_CODE": IbanRecognizer(),
+            "IP_ADDRESS": IpRecognizer(), "SECRET": secret}
+        for name, regex in self._custom_entities.items():
+            recognizers[name] = PatternRecognizer(
+                supported_entity=name, name=f"Custom{name}",
+                patterns=[Pattern(name, regex, CUSTOM_CONFIDENCE)])
+        # assigned last: a non-empty list means every recognizer is built
+        self._checks = [(category, recognizers[category], prefilter)
+                        for category, prefilter in self._prefilters]
 
     @property
     def categories(self) -> tuple[str, ...]:
         """Every category this detector reports (built-ins, then custom entities)."""
-        return ("PHONE_NUMBER", *(category for category, _, _ in self._checks))
+        return ("PHONE_NUMBER", *(category for category, _ in self._prefilters))
 
     def detect(self, text: str) -> list[Finding]:
         """Findings in one string, non-overlapping, sorted by ``start``."""
@@ -214,8 +253,9 @@ class PiiDetector:
         """
         distinct = list(dict.fromkeys(texts))
         column = pa.array(distinct, pa.string())
+        checks = self._recognizers()
         masks: list[list[bool] | None] = []
-        for _, _, prefilter in self._checks:
+        for _, _, prefilter in checks:
             masks.append(pc.match_substring_regex(column, prefilter).to_pylist()
                          if isinstance(prefilter, str) else None)
         phone_mask = _phone_mask(column).to_pylist()
@@ -223,7 +263,7 @@ class PiiDetector:
         results: dict[str, list[Finding]] = {}
         for i, text in enumerate(distinct):
             found: list[Finding] = []
-            for (category, recognizer, prefilter), mask in zip(self._checks, masks,
+            for (category, recognizer, prefilter), mask in zip(checks, masks,
                                                                strict=True):
                 if mask[i] if mask is not None else prefilter(text):  # type: ignore[operator]
                     found.extend(
@@ -247,7 +287,7 @@ class PiiDetector:
         (Python regexes, possibly not RE2's) every value is admitted.
         """
         if self._nlp is not None or any(
-                not isinstance(prefilter, str) for _, _, prefilter in self._checks):
+                not isinstance(prefilter, str) for _, prefilter in self._prefilters):
             return [True] * len(texts)
         column = pa.array(texts, pa.string())
         mask = pc.match_substring_regex(column, self._any_re2)
@@ -268,7 +308,7 @@ class PiiDetector:
 
     @property
     def _any_re2(self) -> str:
-        return "|".join(f"(?:{prefilter})" for _, _, prefilter in self._checks
+        return "|".join(f"(?:{prefilter})" for _, prefilter in self._prefilters
                         if isinstance(prefilter, str))
 
     def _phones(self, text: str) -> list[Finding]:

@@ -46,6 +46,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+# isort: split
+from mentatlab.governance import _cel_without_repl  # noqa: F401  (before cel: no REPL)
+
+# isort: split
 import cel
 import orjson
 import re2

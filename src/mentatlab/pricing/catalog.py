@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import genai_prices
-import httpx
 from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.types import ModelInfo, Provider, _providers_from_raw
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
@@ -356,6 +355,8 @@ def update_prices(dest: Path, *, url: str = DEFAULT_UPDATE_URL,
     Raises:
         PricingError: the download failed or is not genai-prices provider data.
     """
+    import httpx  # here: only this explicit update talks to the network (issue 18)
+
     try:
         response = httpx.get(url, timeout=timeout_s, follow_redirects=True)
         response.raise_for_status()

@@ -192,7 +192,7 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
         resolver.policies = state.policies.current
         resolver.on_versions = state.policies.raise_alerts
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
-    await state.ingestor.start()
+    # ingest workers start on the first OTLP/HTTP body (Ingestor.ingest_otlp_http)
     await state.resolver.start()
     from mentatlab.server.settling import SettleService
 
@@ -276,6 +276,10 @@ def create_app(settings: Settings) -> FastAPI:
                 grpc_server, state.grpc_port = await components.start_grpc(
                     settings, components.authorize_grpc(state.auth, state.ingestor, state.quotas),
                     state.ingestor.forwarder)
+            if settings.release_startup_pages:
+                from mentatlab.server.memory import release_startup_pages
+
+                await anyio.to_thread.run_sync(release_startup_pages)
             _log.info("MentatLab serving; data in %s", settings.data_dir)
             yield
         finally:

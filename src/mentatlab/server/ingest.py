@@ -34,9 +34,12 @@ from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 from mentatlab.server.metrics import ServerMetrics
 from mentatlab.settings import Settings
 
-__all__ = ["Ingestor"]
+__all__ = ["WORKER_START_WAIT_S", "Ingestor"]
 
 _log = logging.getLogger(__name__)
+WORKER_START_WAIT_S = 30.0
+"""Longest wait of a body for the starting ingest workers, in seconds; past it the body is
+processed in the server process (the workers keep starting)."""
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Ingestor:
     _ready: bool = field(default=False, init=False, repr=False)
     _warmup: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _pii_config: Any = field(default=None, init=False, repr=False)
+    _idle_stop: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _last_body_s: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         forwarder = self.forwarder
@@ -70,9 +75,10 @@ class Ingestor:
     async def start(self) -> None:
         """Start ``settings.ingest_workers`` worker processes in the background.
 
-        Returns at once: bodies are processed in this process until every worker has
-        built its pipeline (~1–2 s), then in the workers. A no-op without settings or with
-        0 workers.
+        Returns at once; the server calls it on the first OTLP/HTTP body (workers start on
+        first load, not at start-up: an idle server holds no worker). Bodies wait for the
+        workers to build their pipelines (~1 s, :data:`WORKER_START_WAIT_S` at most), then
+        go to them. A no-op without settings, with 0 workers or once started.
         """
         settings = self.settings
         count = settings.ingest_workers if settings is not None else 0
@@ -82,9 +88,29 @@ class Ingestor:
                                    initializer=functools.partial(workers.init_worker, settings,
                                                                  os.getpid()))
         self._pool = pool
+        self._last_body_s = time.monotonic()
         loop = asyncio.get_running_loop()
         pings = [loop.run_in_executor(pool, workers.ping) for _ in range(count)]
         self._warmup = asyncio.ensure_future(self._await_ready(pool, pings))
+        if settings.ingest_workers_idle_s > 0:
+            self._idle_stop = asyncio.ensure_future(
+                self._stop_when_idle(pool, settings.ingest_workers_idle_s))
+
+    async def _stop_when_idle(self, pool: ProcessPoolExecutor, idle_s: float) -> None:
+        """Shut ``pool`` down once no OTLP/HTTP body came for ``idle_s`` seconds.
+
+        The next body starts a new pool. Bodies already handed to ``pool`` finish first
+        (``shutdown`` waits for them); none is handed to it once it is no longer
+        ``self._pool`` (both happen on the event loop, without an await in between).
+        """
+        while self._pool is pool:
+            wait_s = self._last_body_s + idle_s - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+                continue
+            self._pool, self._ready, self._warmup = None, False, None
+            _log.info("Stopping the ingest workers: no OTLP/HTTP body for %.0f s", idle_s)
+            await anyio.to_thread.run_sync(pool.shutdown)
 
     async def _await_ready(self, pool: ProcessPoolExecutor,
                            pings: list[asyncio.Future[bool]]) -> None:
@@ -97,9 +123,17 @@ class Ingestor:
             self._ready = True
             _log.info("Started %s ingest worker processes", len(pings))
 
+    def _wants_workers(self) -> bool:
+        return self.settings is not None and self.settings.ingest_workers > 0
+
     async def close(self) -> None:
         """Stop the worker processes (waits for running batches)."""
         pool, self._pool, self._ready = self._pool, None, False
+        if self._idle_stop is not None:
+            self._idle_stop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._idle_stop
+            self._idle_stop = None
         if self._warmup is not None:
             self._warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +162,13 @@ class Ingestor:
             Backpressure: the writer buffer is full; nothing of this batch was stored.
             StoreError: the store failed the commit.
         """
+        self._last_body_s = time.monotonic()
+        if self._pool is None and self._wants_workers():
+            await self.start()  # the first body: start the workers now (issue 18)
+        if not self._ready and self._warmup is not None:
+            # wait for the starting workers rather than run the pipeline here, so this
+            # process never loads what only the workers need (Presidio...)
+            await asyncio.wait([self._warmup], timeout=WORKER_START_WAIT_S)
         pool = self._pool
         result: workers.WorkerResult | None = None
         if pool is not None and self._ready:

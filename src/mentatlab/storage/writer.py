@@ -138,6 +138,9 @@ class SpanWriter:
         max_wal_disk_bytes: with a log, most bytes of log segments on disk; beyond it
             submit raises Backpressure.
         start_after_ns: every commit is stamped above this (the newest replayed stamp).
+        max_buffer_bytes: most Arrow bytes (``Table.nbytes``) waiting for the writer, the
+            bound that holds memory whatever the span size; beyond it submit raises
+            Backpressure like ``max_buffer_spans``. 0: no byte bound.
 
     Attributes (read from any thread, for metrics): ``spans_written``, ``spans_deduplicated``,
     ``batches``, ``failed_batches``, ``buffer_depth``, ``last_write_latency_s``.
@@ -145,7 +148,8 @@ class SpanWriter:
 
     def __init__(self, store: SpanStore, max_buffer_spans: int = 200_000,
                  max_batch_spans: int = 50_000, dedup_cache_spans: int = 1_000_000,
-                 retry_after_s: int = 1, *, wal: WriteAheadLog | None = None,
+                 retry_after_s: int = 1, max_buffer_bytes: int = 0, *,
+                 wal: WriteAheadLog | None = None,
                  insert_interval_s: float = 0.5, insert_bytes: int = 32 * 1024 * 1024,
                  max_wal_memory_bytes: int = 256 * 1024 * 1024,
                  max_wal_disk_bytes: int = 1024 * 1024 * 1024,
@@ -165,6 +169,8 @@ class SpanWriter:
         self._hurry = False
         self._inserter_stop = False
         self.max_buffer_spans = max_buffer_spans
+        self.max_buffer_bytes = max_buffer_bytes
+        self._buffered_bytes = 0
         self.max_batch_spans = max_batch_spans
         self.retry_after_s = retry_after_s
         self.spans_written = 0
@@ -402,6 +408,7 @@ class SpanWriter:
 
     def _enqueue(self, item: _Item, wait_s: float | None) -> None:
         rows = item.table.num_rows
+        nbytes = item.table.nbytes
         with self._cond:
             if self._closing:
                 raise StoreUnavailable("The span writer is closed")
@@ -417,11 +424,14 @@ class SpanWriter:
                     raise StoreUnavailable("The span writer is closed")
             self._pending.append(item)
             self._depth += rows
+            self._buffered_bytes += nbytes
             self._cond.notify_all()
 
     def _full(self, rows: int, item: _Item) -> bool:
         """Whether ``item`` must wait (or be refused): buffer, log memory or log disk."""
-        if self._depth > 0 and self._depth + rows > self.max_buffer_spans:
+        if self._depth > 0 and (
+                self._depth + rows > self.max_buffer_spans
+                or 0 < self.max_buffer_bytes < self._buffered_bytes + item.table.nbytes):
             return True
         if self.wal is None:
             return False
@@ -445,6 +455,7 @@ class SpanWriter:
                 rows += item.table.num_rows
                 items.append(item)
             self._depth -= rows
+            self._buffered_bytes -= sum(i.table.nbytes for i in items)
             self._busy = True
             # The stamp is chosen here, under the lock, so committed_through_ns never
             # reports a stamp that an insert in flight is about to use.
