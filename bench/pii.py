@@ -2,11 +2,12 @@
 
 Two measurements (issue 17; bench/RESULTS.md "PII redaction"):
 
-* ``--stages``: CPU time (``thread_time``, min of 6 runs, one core, in-process) of the
-  whole pipeline over 2,000 chat spans that carry their messages
+* ``--stages``: CPU time (``thread_time``, min of 6 runs, one core, in-process) per stage
+  of the whole pipeline (and the Arrow IPC answer) over 2,000 chat spans that carry their messages
   (``_otlp_payload.make_request(content=True)``: a fixed system prompt, a varied user turn,
   an assistant reply; ~1 span in 10 holds an email, phone or card number, most hold
-  look-alikes), with ``pii_mode`` off and redact, and the redact stage alone.
+  look-alikes), with ``pii_mode`` off and redact (with ``--policies N``: plus N enforced
+  policies, as served).
 * default: a real ``mentatctl serve`` on loopback, OTLP/HTTP protobuf, batch 500, fresh ids
   per request (every span is stored), ``--clients`` client processes for ``--seconds`` s,
   the two modes alternated ``--rounds`` times back to back (the machine is shared: compare
@@ -29,6 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -37,8 +39,11 @@ from _otlp_payload import make_request
 from _server import Server
 
 
-def stages(total_spans: int = 2000) -> None:
-    from mentatlab.pipeline.workers import build_pipeline
+def stages(total_spans: int = 2000, policies: int = 0) -> None:
+    """CPU per stage over content spans; ``policies``: the redact pipeline also evaluates
+    that many enforced policies (the served ``--policies`` set, :func:`policy_snapshot`)."""
+    from mentatlab.model.schema import spans_to_arrow
+    from mentatlab.pipeline.workers import arrow_to_ipc, build_pipeline, use_policies
     from mentatlab.receivers.decode import decode_otlp_protobuf
     from mentatlab.settings import load_settings
 
@@ -46,27 +51,50 @@ def stages(total_spans: int = 2000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipelines = {mode: build_pipeline(load_settings(data_dir=Path(tmp), pii_mode=mode))
                      for mode in ("off", "redact")}
-    best: dict[str, float] = {}
+    if policies:
+        use_policies(pipelines["redact"], policy_snapshot(policies))
+    best: dict[tuple[str, str], float] = {}
     for _ in range(6):
-        took = dict.fromkeys(("off", "redact", "redact stage"), 0.0)
+        took: dict[tuple[str, str], float] = {}
         for body in bodies:
             for mode, pipeline in pipelines.items():
                 raw = decode_otlp_protobuf(body).spans
                 t0 = time.thread_time()
                 spans = pipeline.normalizer(raw).spans
-                t1 = time.thread_time()
-                spans = pipeline.processors[0](spans)
-                t2 = time.thread_time()
-                for processor in pipeline.processors[1:]:
+                marks = [("normalize", time.thread_time() - t0)]
+                for processor in pipeline.processors:
+                    t0 = time.thread_time()
                     spans = processor(spans)
-                took[mode] += time.thread_time() - t0
-                if mode == "redact":
-                    took["redact stage"] += t2 - t1
+                    marks.append((processor.name, time.thread_time() - t0))
+                t0 = time.thread_time()
+                arrow_to_ipc(spans_to_arrow(spans))
+                marks.append(("arrow", time.thread_time() - t0))
+                for stage, seconds in marks:
+                    took[(mode, stage)] = took.get((mode, stage), 0.0) + seconds
         best = {k: min(v, best.get(k, v)) for k, v in took.items()}
-    print(f"per {total_spans} content spans (CPU ms, one core): "
-          + ", ".join(f"{k} {1000 * v:.1f}" for k, v in best.items())
-          + f"; pipeline spans/s per core: off {total_spans / best['off']:,.0f}, "
-          f"redact {total_spans / best['redact']:,.0f}; load average {os.getloadavg()}")
+    for mode in pipelines:
+        total = sum(v for (m, _), v in best.items() if m == mode)
+        print(f"{mode}{f' + {policies} policies' if policies and mode == 'redact' else ''}: "
+              f"{1e6 * total / total_spans:.1f} µs/span (CPU, one core; decode excluded): "
+              + ", ".join(f"{stage} {1e6 * v / total_spans:.1f}"
+                          for (m, stage), v in best.items() if m == mode and v > 0))
+    print(f"load average {os.getloadavg()}")
+
+
+def policy_snapshot(count: int) -> Any:
+    """The enabled built-ins plus :data:`CUSTOM_POLICIES`, ``count`` rules in all."""
+    import orjson
+
+    from mentatlab.governance.policies import PolicyRule, PolicySnapshot
+    from mentatlab.governance.policy_rules import BUILTIN_POLICIES
+
+    rules = [PolicyRule(pid, 1, spec.name, spec.condition, spec.action, spec.scope,
+                        spec.scope_value, "", spec.severity, orjson.dumps(spec.params).decode())
+             for pid, spec in BUILTIN_POLICIES if spec.enabled]
+    rules += [PolicyRule(f"bench.{n}", 1, name, condition, action)
+              for n, (name, action, condition) in enumerate(CUSTOM_POLICIES)]
+    assert len(rules) >= count, f"Expected at most {len(rules)} policies"
+    return PolicySnapshot.of(rules[:count])
 
 
 def _tree_rss(pid: int) -> int:
@@ -135,7 +163,7 @@ def main() -> None:
     ap.add_argument("--policies", type=int, default=0)
     args = ap.parse_args()
     if args.stages:
-        stages()
+        stages(policies=args.policies)
         return
     print(f"load average before: {os.getloadavg()}, workers={args.workers}, "
           f"policies={args.policies}", flush=True)
