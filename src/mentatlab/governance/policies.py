@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, Final, NamedTuple
 
 import cel
@@ -461,8 +462,15 @@ def _column(columns: dict[str, list[Any]], spans: Sequence[CanonicalSpan],
             name: str) -> list[Any]:
     found = columns.get(name)
     if found is None:
-        found = columns[name] = [_field_value(span, name) for span in spans]
+        found = list(map(attrgetter(name), spans))
+        if not set(map(type, found)) <= _PLAIN_TYPES:  # None, an enum: as the activation
+            found = [0 if v is None else str(v) if isinstance(v, StrEnum) else v
+                     for v in found]
+        columns[name] = found
     return found
+
+
+_PLAIN_TYPES: Final = frozenset({int, float, str, bool})
 
 
 def _conjuncts(condition: str) -> list[str]:
