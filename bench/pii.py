@@ -19,7 +19,7 @@ over tool, model, tokens and names, created through the API before the load) aga
 ``pii_mode=off`` without any policy (``MENTATLAB_POLICY_BUILTINS=false``).
 
 Usage: .venv/bin/python bench/pii.py [--stages] [--seconds 10] [--clients 4] [--workers 2]
-[--policies 10]. Bounded in time; targets 127.0.0.1 only.
+[--policies 10] [--rate R]. Bounded in time; targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -103,8 +103,14 @@ def _tree_rss(pid: int) -> int:
 
 
 def _tree_cpu_s(pid: int) -> float:
+    return sum(_split_cpu_s(pid))
+
+
+def _split_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of the server process and of its children (workers)."""
     proc = psutil.Process(pid)
-    return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+    return (sum(proc.cpu_times()[:2]),
+            sum(sum(p.cpu_times()[:2]) for p in proc.children(recursive=True)))
 
 
 CUSTOM_POLICIES = (
@@ -145,9 +151,14 @@ def serve_run(mode: str, args: argparse.Namespace) -> dict[str, float]:
             _create_policies(srv.url, args.policies)
         time.sleep(3)
         rss_idle = _tree_rss(srv.pid)
-        cpu0 = _tree_cpu_s(srv.pid)
-        row = run_load(srv.url, 500, args.clients, args.seconds, unique=True, content=True)
-        row["server_cpu_cores"] = (_tree_cpu_s(srv.pid) - cpu0) / args.seconds
+        cpu0 = _split_cpu_s(srv.pid)
+        row = run_load(srv.url, 500, args.clients, args.seconds, args.rate, unique=True,
+                       content=True)
+        cpu1 = _split_cpu_s(srv.pid)
+        row["server_cpu_cores"] = (sum(cpu1) - sum(cpu0)) / args.seconds
+        acked = max(row["acked_spans"], 1)
+        row["main_us"] = 1e6 * (cpu1[0] - cpu0[0]) / acked
+        row["workers_us"] = 1e6 * (cpu1[1] - cpu0[1]) / acked
         row["rss_idle_mib"] = rss_idle / 2**20
         row["load_average"] = os.getloadavg()[0]
         return row
@@ -161,6 +172,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--policies", type=int, default=0)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="requests/s per client (0: as fast as answered); equal rates "
+                         "compare the modes' CPU per span at the same throughput")
     args = ap.parse_args()
     if args.stages:
         stages(policies=args.policies)
@@ -168,8 +182,9 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}, workers={args.workers}, "
           f"policies={args.policies}", flush=True)
     print("| round | pii_mode | spans/s | p50 ms | p99 ms | errors | server CPU (cores) "
-          "| spans per server CPU-s | idle RSS (MiB, server + workers) | load avg (1 min) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "| spans per server CPU-s | server process µs/span | workers µs/span "
+          "| idle RSS (MiB, server + workers) | load avg (1 min) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: dict[str, list[dict[str, float]]] = {"off": [], "redact": []}
     for n in range(args.rounds):
         for mode in ("off", "redact"):
@@ -178,7 +193,8 @@ def main() -> None:
             rows[mode].append(r)
             print(f"| {n + 1} | {mode} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.0f} | "
                   f"{r['p99_ms']:.0f} | {r['errors']} | {r['server_cpu_cores']:.2f} | "
-                  f"{r['per_cpu_s']:,.0f} | {r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
+                  f"{r['per_cpu_s']:,.0f} | {r['main_us']:.0f} | {r['workers_us']:.0f} | "
+                  f"{r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
                   flush=True)
     for key, label in (("spans_per_s", "throughput"), ("per_cpu_s", "spans per CPU-s")):
         off = statistics.median(r[key] for r in rows["off"])
