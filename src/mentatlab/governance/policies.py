@@ -287,8 +287,9 @@ def _flatten_span(text: str) -> tuple[str, frozenset[str]] | None:
     Returns:
         The rewritten text and the fields it reads, or None.
     """
-    if SPAN_VARIABLE_PREFIX in text or "span" in _LOOP_VARIABLE.findall(text):
-        return None
+    if SPAN_VARIABLE_PREFIX in text or "span" in _LOOP_VARIABLE.findall(text) or \
+            re.search(r"[(,]\s*span\s*,", _STRINGS.sub('""', text)):
+        return None  # ``span`` may be bound to something else (a comprehension variable)
     fields: set[str] = set()
     refused = False
 
@@ -537,7 +538,8 @@ def necessary_checks(condition: str, params: Any) -> tuple[tuple[str, Any], ...]
         elif part.startswith("pii_findings.exists(") and \
                 _closing(part, part.index("(")) == len(part) - 1:
             needs.append(("pii", None))
-    if isinstance(params, dict) and "span" not in _LOOP_VARIABLE.findall(condition):
+    if isinstance(params, dict) and "span" not in _LOOP_VARIABLE.findall(condition) and \
+            not re.search(r"[(,]\s*span\s*,", _STRINGS.sub('""', condition)):
         for part in _conjuncts(_inline_params(condition, params)):
             if _EQ_CONJUNCT.match(part):
                 continue  # an ``eq`` need already
@@ -624,16 +626,22 @@ def _atom(text: str) -> tuple[str, Callable[[Any], bool]] | None:
         if all(type(x) is str for x in values):
             strings = frozenset(values)
             return name, lambda v: type(v) is not str or v in strings
-        if all(_is_number(x) for x in values):
+        if all(_is_number(x) and abs(x) < _EXACT for x in values):
             numbers = tuple(values)
-            return name, lambda v: not _is_number(v) or v in numbers
+            return name, lambda v: not _is_number(v) or not abs(v) < _EXACT or v in numbers
         return None
     else:
         return None
-    if name not in _SPAN_FIELD_SET:
+    if name not in _SPAN_FIELD_SET or not abs(literal) < _EXACT:
         return None
     compare = _COMPARE[op]
-    return name, lambda v: not _is_number(v) or compare(v, literal)
+    return name, lambda v: not _is_number(v) or not abs(v) < _EXACT or compare(v, literal)
+
+
+_EXACT: Final = 2**53
+"""Numbers gated in Python stay below this: an int and a double compare alike in Python
+(exactly) and in CEL (which may round the int to a double) only where every int is a
+double."""
 
 
 _EXISTS_HEAD = re.compile(r"^params\.(\w+)\.exists\(\s*(\w+)\s*,")
