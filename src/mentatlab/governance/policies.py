@@ -422,18 +422,12 @@ class _Compiled:
         return bool(_admit(self.needs, [span], [0], {}))
 
 
-def _field_value(span: CanonicalSpan, name: str) -> Any:
-    """``span.<name>`` as the activation holds it (None → 0, an enum → its string)."""
-    value = getattr(span, name)
-    return 0 if value is None else str(value) if isinstance(value, StrEnum) else value
-
-
 def _admit(needs: Sequence[tuple[str, Any]], spans: Sequence[CanonicalSpan],
            indices: list[int], columns: dict[str, list[Any]]) -> list[int]:
     """The spans among ``indices`` that pass every one of ``needs``, a batch at a time.
 
-    ``columns`` caches a batch's ``span`` field values (:func:`_field_value`) by name,
-    shared by the rules of one batch.
+    ``columns`` caches a batch's ``span`` field values by name, as the activation holds
+    them (None → 0, an enum → its string), shared by the rules of one batch.
     """
     for kind, arg in needs:
         if not indices:
@@ -521,7 +515,10 @@ def necessary_checks(condition: str, params: Any) -> tuple[tuple[str, Any], ...]
     Cheap necessary conditions of ``condition`` (all must hold for it to match), from
     its top-level ``&&`` operands: ``span.F == "lit"``; ``"key" in attributes`` (the key
     text occurs in the attributes JSON); ``params.L.exists(k, k in attributes && ...)``
-    (one of the listed keys occurs); ``pii_findings.exists(...)`` (findings not empty).
+    (one of the listed keys occurs); ``pii_findings.exists(...)`` (findings not empty) —
+    each only when it is the whole operand; and ``("any", ((field, can_be_true), ...))``
+    for an operand that is a comparison of span fields with literals or an ``||`` of
+    them (:func:`_atom`; parameters inlined first).
     """
     needs: list[tuple[str, Any]] = []
     for part in _conjuncts(condition):
@@ -621,13 +618,13 @@ def _atom(text: str) -> tuple[str, Callable[[Any], bool]] | None:
             if match.group(2).strip() else []
         if name not in _SPAN_FIELD_SET or not all(items):
             return None
-        values = [m.group(1) if m.group(1) is not None else _number(m.group(2))
-                  for m in items if m is not None]
-        if all(type(x) is str for x in values):
-            strings = frozenset(values)
+        texts = [m.group(1) for m in items if m is not None and m.group(1) is not None]
+        numbers = tuple(_number(m.group(2)) for m in items
+                        if m is not None and m.group(1) is None)
+        if len(texts) == len(items):
+            strings = frozenset(texts)
             return name, lambda v: type(v) is not str or v in strings
-        if all(_is_number(x) and abs(x) < _EXACT for x in values):
-            numbers = tuple(values)
+        if len(numbers) == len(items) and all(abs(x) < _EXACT for x in numbers):
             return name, lambda v: not _is_number(v) or not abs(v) < _EXACT or v in numbers
         return None
     else:
@@ -1011,9 +1008,12 @@ def evaluate_spans(policy_set: PolicySet, spans: Sequence[CanonicalSpan]
                    ) -> PolicyEvaluation:
     """Evaluate every rule of ``policy_set`` whose scope covers each span.
 
-    Pure: spans are not changed (see :func:`apply_decisions`). Per span: the scope index
-    gives the candidate rules (no CEL for a span no rule covers), the activation is built
-    once per span with only the names the candidates use, each condition runs once.
+    Pure: spans are not changed (see :func:`apply_decisions`). First for the whole batch:
+    the scope index gives each rule its spans, and each rule's cheap necessary conditions
+    (:func:`necessary_checks`, :func:`pattern_need_of`) drop the spans it cannot match
+    (:func:`_candidates_by_span`). Then per span with candidates left: the activation is
+    built once with only the names, fields and keys they read, and each condition runs
+    once. A span no rule can match costs no CEL at all.
 
     Returns:
         The decisions by span index, with evaluation and error counts.
