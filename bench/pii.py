@@ -2,11 +2,12 @@
 
 Two measurements (issue 17; bench/RESULTS.md "PII redaction"):
 
-* ``--stages``: CPU time (``thread_time``, min of 6 runs, one core, in-process) of the
-  whole pipeline over 2,000 chat spans that carry their messages
+* ``--stages``: CPU time (``thread_time``, min of 6 runs, one core, in-process) per stage
+  of the whole pipeline (and the Arrow IPC answer) over 2,000 chat spans that carry their messages
   (``_otlp_payload.make_request(content=True)``: a fixed system prompt, a varied user turn,
   an assistant reply; ~1 span in 10 holds an email, phone or card number, most hold
-  look-alikes), with ``pii_mode`` off and redact, and the redact stage alone.
+  look-alikes), with ``pii_mode`` off and redact (with ``--policies N``: plus N enforced
+  policies, as served).
 * default: a real ``mentatctl serve`` on loopback, OTLP/HTTP protobuf, batch 500, fresh ids
   per request (every span is stored), ``--clients`` client processes for ``--seconds`` s,
   the two modes alternated ``--rounds`` times back to back (the machine is shared: compare
@@ -18,7 +19,7 @@ over tool, model, tokens and names, created through the API before the load) aga
 ``pii_mode=off`` without any policy (``MENTATLAB_POLICY_BUILTINS=false``).
 
 Usage: .venv/bin/python bench/pii.py [--stages] [--seconds 10] [--clients 4] [--workers 2]
-[--policies 10]. Bounded in time; targets 127.0.0.1 only.
+[--policies 10] [--rate R]. Bounded in time; targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -37,8 +39,11 @@ from _otlp_payload import make_request
 from _server import Server
 
 
-def stages(total_spans: int = 2000) -> None:
-    from mentatlab.pipeline.workers import build_pipeline
+def stages(total_spans: int = 2000, policies: int = 0) -> None:
+    """CPU per stage over content spans; ``policies``: the redact pipeline also evaluates
+    that many enforced policies (the served ``--policies`` set, :func:`policy_snapshot`)."""
+    from mentatlab.model.schema import spans_to_arrow
+    from mentatlab.pipeline.workers import arrow_to_ipc, build_pipeline, use_policies
     from mentatlab.receivers.decode import decode_otlp_protobuf
     from mentatlab.settings import load_settings
 
@@ -46,27 +51,50 @@ def stages(total_spans: int = 2000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipelines = {mode: build_pipeline(load_settings(data_dir=Path(tmp), pii_mode=mode))
                      for mode in ("off", "redact")}
-    best: dict[str, float] = {}
+    if policies:
+        use_policies(pipelines["redact"], policy_snapshot(policies))
+    best: dict[tuple[str, str], float] = {}
     for _ in range(6):
-        took = dict.fromkeys(("off", "redact", "redact stage"), 0.0)
+        took: dict[tuple[str, str], float] = {}
         for body in bodies:
             for mode, pipeline in pipelines.items():
                 raw = decode_otlp_protobuf(body).spans
                 t0 = time.thread_time()
                 spans = pipeline.normalizer(raw).spans
-                t1 = time.thread_time()
-                spans = pipeline.processors[0](spans)
-                t2 = time.thread_time()
-                for processor in pipeline.processors[1:]:
+                marks = [("normalize", time.thread_time() - t0)]
+                for processor in pipeline.processors:
+                    t0 = time.thread_time()
                     spans = processor(spans)
-                took[mode] += time.thread_time() - t0
-                if mode == "redact":
-                    took["redact stage"] += t2 - t1
+                    marks.append((processor.name, time.thread_time() - t0))
+                t0 = time.thread_time()
+                arrow_to_ipc(spans_to_arrow(spans))
+                marks.append(("arrow", time.thread_time() - t0))
+                for stage, seconds in marks:
+                    took[(mode, stage)] = took.get((mode, stage), 0.0) + seconds
         best = {k: min(v, best.get(k, v)) for k, v in took.items()}
-    print(f"per {total_spans} content spans (CPU ms, one core): "
-          + ", ".join(f"{k} {1000 * v:.1f}" for k, v in best.items())
-          + f"; pipeline spans/s per core: off {total_spans / best['off']:,.0f}, "
-          f"redact {total_spans / best['redact']:,.0f}; load average {os.getloadavg()}")
+    for mode in pipelines:
+        total = sum(v for (m, _), v in best.items() if m == mode)
+        print(f"{mode}{f' + {policies} policies' if policies and mode == 'redact' else ''}: "
+              f"{1e6 * total / total_spans:.1f} µs/span (CPU, one core; decode excluded): "
+              + ", ".join(f"{stage} {1e6 * v / total_spans:.1f}"
+                          for (m, stage), v in best.items() if m == mode and v > 0))
+    print(f"load average {os.getloadavg()}")
+
+
+def policy_snapshot(count: int) -> Any:
+    """The enabled built-ins plus :data:`CUSTOM_POLICIES`, ``count`` rules in all."""
+    import orjson
+
+    from mentatlab.governance.policies import PolicyRule, PolicySnapshot
+    from mentatlab.governance.policy_rules import BUILTIN_POLICIES
+
+    rules = [PolicyRule(pid, 1, spec.name, spec.condition, spec.action, spec.scope,
+                        spec.scope_value, "", spec.severity, orjson.dumps(spec.params).decode())
+             for pid, spec in BUILTIN_POLICIES if spec.enabled]
+    rules += [PolicyRule(f"bench.{n}", 1, name, condition, action)
+              for n, (name, action, condition) in enumerate(CUSTOM_POLICIES)]
+    assert len(rules) >= count, f"Expected at most {len(rules)} policies"
+    return PolicySnapshot.of(rules[:count])
 
 
 def _tree_rss(pid: int) -> int:
@@ -75,8 +103,14 @@ def _tree_rss(pid: int) -> int:
 
 
 def _tree_cpu_s(pid: int) -> float:
+    return sum(_split_cpu_s(pid))
+
+
+def _split_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of the server process and of its children (workers)."""
     proc = psutil.Process(pid)
-    return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+    return (sum(proc.cpu_times()[:2]),
+            sum(sum(p.cpu_times()[:2]) for p in proc.children(recursive=True)))
 
 
 CUSTOM_POLICIES = (
@@ -117,9 +151,14 @@ def serve_run(mode: str, args: argparse.Namespace) -> dict[str, float]:
             _create_policies(srv.url, args.policies)
         time.sleep(3)
         rss_idle = _tree_rss(srv.pid)
-        cpu0 = _tree_cpu_s(srv.pid)
-        row = run_load(srv.url, 500, args.clients, args.seconds, unique=True, content=True)
-        row["server_cpu_cores"] = (_tree_cpu_s(srv.pid) - cpu0) / args.seconds
+        cpu0 = _split_cpu_s(srv.pid)
+        row = run_load(srv.url, 500, args.clients, args.seconds, args.rate, unique=True,
+                       content=True)
+        cpu1 = _split_cpu_s(srv.pid)
+        row["server_cpu_cores"] = (sum(cpu1) - sum(cpu0)) / args.seconds
+        acked = max(row["acked_spans"], 1)
+        row["main_us"] = 1e6 * (cpu1[0] - cpu0[0]) / acked
+        row["workers_us"] = 1e6 * (cpu1[1] - cpu0[1]) / acked
         row["rss_idle_mib"] = rss_idle / 2**20
         row["load_average"] = os.getloadavg()[0]
         return row
@@ -133,15 +172,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--policies", type=int, default=0)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="requests/s per client (0: as fast as answered); equal rates "
+                         "compare the modes' CPU per span at the same throughput")
     args = ap.parse_args()
     if args.stages:
-        stages()
+        stages(policies=args.policies)
         return
     print(f"load average before: {os.getloadavg()}, workers={args.workers}, "
           f"policies={args.policies}", flush=True)
     print("| round | pii_mode | spans/s | p50 ms | p99 ms | errors | server CPU (cores) "
-          "| spans per server CPU-s | idle RSS (MiB, server + workers) | load avg (1 min) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "| spans per server CPU-s | server process µs/span | workers µs/span "
+          "| idle RSS (MiB, server + workers) | load avg (1 min) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: dict[str, list[dict[str, float]]] = {"off": [], "redact": []}
     for n in range(args.rounds):
         for mode in ("off", "redact"):
@@ -150,7 +193,8 @@ def main() -> None:
             rows[mode].append(r)
             print(f"| {n + 1} | {mode} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.0f} | "
                   f"{r['p99_ms']:.0f} | {r['errors']} | {r['server_cpu_cores']:.2f} | "
-                  f"{r['per_cpu_s']:,.0f} | {r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
+                  f"{r['per_cpu_s']:,.0f} | {r['main_us']:.0f} | {r['workers_us']:.0f} | "
+                  f"{r['rss_idle_mib']:.0f} | {r['load_average']:.2f} |",
                   flush=True)
     for key, label in (("spans_per_s", "throughput"), ("per_cpu_s", "spans per CPU-s")):
         off = statistics.median(r[key] for r in rows["off"])

@@ -174,7 +174,7 @@ class Redact:
         """
         if self._detector is None:
             return spans
-        candidates: list[tuple[_SpanWork, _Unit, Any]] = []
+        candidates: list[tuple[_SpanWork, int, str, str, int, Any]] = []
         work: list[_SpanWork | None] = []
         for index, span in enumerate(spans):
             mode = self.config.mode_for(span.org_id, span.project_id)
@@ -187,11 +187,12 @@ class Redact:
         if not candidates:
             return spans
         admitted = self._detector.may_contain(
-            [value if isinstance(value, str) else _dumps(value) for _, _, value in candidates])
+            [value if isinstance(value, str) else _dumps(value) for *_, value in candidates])
         texts: list[str] = []
-        for (owner, unit, value), ok in zip(candidates, admitted, strict=True):
+        for (owner, index, where, key, event, value), ok in zip(candidates, admitted,
+                                                                strict=True):
             if ok:
-                self._add(owner, texts, unit, value)
+                self._add(owner, texts, _Unit(index, where, key, event, [], False, 0), value)
         if not texts:
             return spans
         found = self._detector.detect_batch(texts)
@@ -202,23 +203,30 @@ class Redact:
 
     @staticmethod
     def _candidates(index: int, span: CanonicalSpan, item: _SpanWork,
-                    out: list[tuple[_SpanWork, _Unit, Any]]) -> None:
-        """The values of one span worth scanning: strings (≥ 6 chars), lists and maps."""
+                    out: list[tuple[_SpanWork, int, str, str, int, Any]]) -> None:
+        """The values of one span worth scanning: strings (≥ 6 chars), lists and maps.
+
+        Appends ``(item, span index, where, key, event index, value)``; the
+        :class:`_Unit` is made only for a value the batch gate admits.
+        """
         if len(span.attributes) > 2:
             for key, value in _loads(span.attributes).items():
-                if _scannable(value) and not _structural(key):
-                    out.append((item, _Unit(index, "attr", key, -1, [], False, 0), value))
+                if type(value) is str:  # most values: checked inline (hot loop)
+                    if len(value) < MIN_LEAF_CHARS:
+                        continue
+                elif not _scannable(value):
+                    continue
+                if not _structural(key):
+                    out.append((item, index, "attr", key, -1, value))
         if len(span.events) > 2:
             for i, event in enumerate(_loads(span.events)):
                 attributes = event.get("attributes") if isinstance(event, dict) else None
                 if isinstance(attributes, dict):
                     for key, value in attributes.items():
                         if _scannable(value):
-                            out.append((item, _Unit(index, "event", key, i, [], False, 0),
-                                        value))
+                            out.append((item, index, "event", key, i, value))
         if len(span.status_message) >= MIN_LEAF_CHARS:
-            out.append((item, _Unit(index, "status", STATUS_MESSAGE_KEY, -1, [], False, 0),
-                        span.status_message))
+            out.append((item, index, "status", STATUS_MESSAGE_KEY, -1, span.status_message))
 
     @staticmethod
     def _add(item: _SpanWork, texts: list[str], unit: _Unit, value: Any) -> None:

@@ -13,6 +13,7 @@ resident instead of the server's ~400 MiB with chDB).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "arrow_from_ipc",
     "arrow_to_ipc",
     "build_pipeline",
+    "freeze_heap",
     "init_worker",
     "ping",
     "run_otlp_http",
@@ -44,6 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _pipeline: Pipeline | None = None
+_heap_frozen = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +76,27 @@ def init_worker(settings: Settings, server_pid: int | None = None) -> None:
     """
     global _pipeline
     _pipeline = build_pipeline(settings)
+    freeze_heap()
     if server_pid is not None:
         threading.Thread(target=_exit_when_gone, args=(server_pid,), daemon=True,
                          name="mentatlab-server-watch").start()
+
+
+def freeze_heap() -> None:
+    """Collect, then move every object alive now out of the garbage collector's sight.
+
+    Called once a process has built what it keeps for its life (modules, the pipeline,
+    Presidio's recognizers): a full collection walks every tracked object, and with
+    Presidio loaded those are ~190,000 (~130 ms a pass; ~1.7 µs per span at ingest
+    instead of ~7). Objects made later are collected as usual (:func:`gc.freeze`). Once
+    per process: a process that builds several apps (tests) freezes only the first.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:

@@ -198,6 +198,9 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
 
     state.settle = SettleService(settings, store, writer, control, metrics)
     await state.settle.start()
+    from mentatlab.pipeline.workers import freeze_heap
+
+    freeze_heap()  # what start-up built stays: keep full collections short
     return state
 
 
