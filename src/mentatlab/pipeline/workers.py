@@ -85,11 +85,13 @@ def init_worker(settings: Settings, server_pid: int | None = None) -> None:
 def freeze_heap() -> None:
     """Collect, then move every object alive now out of the garbage collector's sight.
 
-    Called once a process has built what it keeps for its life (modules, the pipeline,
-    Presidio's recognizers): a full collection walks every tracked object, and with
-    Presidio loaded those are ~190,000 (~130 ms a pass; ~1.7 µs per span at ingest
-    instead of ~7). Objects made later are collected as usual (:func:`gc.freeze`). Once
-    per process: a process that builds several apps (tests) freezes only the first.
+    Called once a process has built what it keeps for its life (modules, the pipeline):
+    a full collection walks every tracked object, and with Presidio loaded those are
+    ~190,000 (~130 ms a pass; ~1.7 µs per span at ingest instead of ~7). Presidio loads
+    later, on the first string to scan, and freezes what it built itself
+    (:mod:`mentatlab.governance.pii`). Objects made later are collected as usual
+    (:func:`gc.freeze`). Once per process: a process that builds several apps (tests)
+    freezes only the first.
     """
     global _heap_frozen
     if _heap_frozen:
