@@ -73,6 +73,20 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
     out.put((acked, dict(statuses), latencies, cpu_s))
 
 
+def warm_up(url: str, *, content: bool = False, headers: dict[str, str] | None = None,
+            timeout_s: float = 60.0) -> None:
+    """Post one 10-span body and wait for its 2xx: the server's ingest workers start on the
+    first OTLP/HTTP body (docs/decisions/0026), so a bench that times ingest sends it first.
+
+    Raises:
+        AssertionError: no 2xx within ``timeout_s``.
+    """
+    body = make_request(10, seed=2**31 - 1, content=content)
+    answer = httpx.post(f"{url}/v1/traces", content=body, timeout=timeout_s,
+                        headers={**HEADERS, **(headers or {})})
+    assert answer.is_success, (answer.status_code, answer.text)
+
+
 def run_load(urls: str | list[str], batch: int, clients: int, seconds: float,
              rate_rps_per_client: float = 0.0, *, max_requests: int = 10**9,
              unique: bool = False, agent_traces: bool = False,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _load import HEADERS, run_load
+from _load import HEADERS, run_load, warm_up
 from _otlp_payload import make_request
 from _server import Server
 
@@ -123,6 +123,7 @@ def main() -> None:
         env["MENTATLAB_WAL"] = "1"
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         proc = psutil.Process(srv.pid)
+        warm_up(srv.url)  # the workers start on the first body
         time.sleep(2)
         rss_idle = _tree_rss(proc)
         rows = []

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import psutil
-from _load import run_load
+from _load import run_load, warm_up
 from _otlp_payload import make_request
 from _server import Server
 
@@ -143,6 +143,7 @@ def serve_run(mode: str, args: argparse.Namespace) -> dict[str, float]:
         env["MENTATLAB_POLICY_BUILTINS"] = "false" if mode == "off" else "true"
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         log = Path(tmp) / "server.log"
+        warm_up(srv.url, content=True)  # the workers start on the first body
         deadline = time.monotonic() + 60
         while args.workers and f"Started {args.workers} ingest worker" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()[-2000:]
