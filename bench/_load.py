@@ -76,7 +76,7 @@ def _client(index: int, urls: list[str], batch: int, seconds: float, rate_rps: f
 def warm_up(url: str, *, content: bool = False, headers: dict[str, str] | None = None,
             timeout_s: float = 60.0) -> None:
     """Post one 10-span body and wait for its 2xx: the server's ingest workers start on the
-    first OTLP/HTTP body (docs/decisions/0026), so a bench that times ingest sends it first.
+    first OTLP/HTTP body (docs/decisions/0024), so a bench that times ingest sends it first.
 
     Raises:
         AssertionError: no 2xx within ``timeout_s``.
