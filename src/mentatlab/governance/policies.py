@@ -41,7 +41,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import attrgetter
@@ -477,12 +477,14 @@ def _conjuncts(condition: str) -> list[str]:
     return _operands(condition, "&&")
 
 
-def _operands(condition: str, operator: str) -> list[str]:
-    """The top-level operands of ``operator`` (``&&``, ``||``) in ``condition``."""
-    parts: list[str] = []
-    depth, start, i, quote = 0, 0, 0, ""
-    while i < len(condition):
-        char = condition[i]
+def _outside_strings(text: str, start: int = 0) -> Iterator[tuple[int, int]]:
+    """``(index, bracket depth before it)`` of each character outside string literals.
+
+    From ``start``; quotes, what they hold and its backslash escapes are skipped.
+    """
+    depth, i, quote = 0, start, ""
+    while i < len(text):
+        char = text[i]
         if quote:
             if char == "\\":
                 i += 1
@@ -490,15 +492,23 @@ def _operands(condition: str, operator: str) -> list[str]:
                 quote = ""
         elif char in "\"'":
             quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and condition.startswith(operator, i):
+        else:
+            yield i, depth
+            if char in "([{":
+                depth += 1
+            elif char in ")]}":
+                depth -= 1
+        i += 1
+
+
+def _operands(condition: str, operator: str) -> list[str]:
+    """The top-level operands of ``operator`` (``&&``, ``||``) in ``condition``."""
+    parts: list[str] = []
+    start = 0
+    for i, depth in _outside_strings(condition):
+        if depth == 0 and i >= start and condition.startswith(operator, i):
             parts.append(condition[start:i])
             start = i + 2
-            i += 1
-        i += 1
     parts.append(condition[start:])
     return [p.strip() for p in parts]
 
@@ -651,23 +661,9 @@ _KEY_TEXT = re.compile(r"[\w.:/@-]+")
 
 def _closing(text: str, open_at: int) -> int:
     """Index of the bracket closing the one at ``open_at`` (outside strings); -1 if none."""
-    depth, i, quote = 0, open_at, ""
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    for i, depth in _outside_strings(text, open_at):
+        if depth == 1 and text[i] in ")]}":
+            return i
     return -1
 
 
