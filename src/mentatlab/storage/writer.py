@@ -427,6 +427,18 @@ class SpanWriter:
             self._buffered_bytes += nbytes
             self._cond.notify_all()
 
+    def _notify(self, subscribers: list[Subscriber], batch: pa.Table) -> None:
+        """Hand a committed ``batch`` to each subscriber.
+
+        A failing subscriber never breaks the writer: counted in ``subscriber_errors``, logged.
+        """
+        for callback in subscribers:
+            try:
+                callback(batch)
+            except Exception:  # noqa: BLE001 - a subscriber never breaks the writer
+                self.subscriber_errors += 1
+                _log.exception("span writer subscriber %r failed", callback)
+
     def _full(self, rows: int, item: _Item) -> bool:
         """Whether ``item`` must wait (or be refused): buffer, log memory or log disk."""
         if self._depth > 0 and (
@@ -545,12 +557,7 @@ class SpanWriter:
             # can count on the live stream having been handed its spans. They only hand
             # the table on (the live hub queues a reference and converts on its own
             # thread, server/live.py), so no request waits for the live stream.
-            for callback in subscribers:
-                try:
-                    callback(batch)
-                except Exception:  # noqa: BLE001 - a subscriber never breaks the writer
-                    self.subscriber_errors += 1
-                    _log.exception("span writer subscriber %r failed", callback)
+            self._notify(subscribers, batch)
         for item, rows in zip(items, kept, strict=True):
             item.resolve(self._inflight_ns if item.after_ns is not None else rows, None)
 
@@ -674,12 +681,7 @@ class SpanWriter:
                     self._hurry = False
                 subscribers = self._subscribers
                 self._cond.notify_all()
-            for callback in subscribers:
-                try:
-                    callback(batch)
-                except Exception:  # noqa: BLE001 - a subscriber never breaks the inserter
-                    self.subscriber_errors += 1
-                    _log.exception("span writer subscriber %r failed", callback)
+            self._notify(subscribers, batch)
             for entry in taken:
                 for item, rows in entry.waiters:
                     item.resolve(entry.stamp_ns if item.after_ns is not None else rows, None)
