@@ -5,36 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import make_settings, open_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 
-from spanfactory import make_table  # noqa: E402
-
-from mentatlab.storage.base import SpanStore  # noqa: E402
-
-
-class GatedStore:
-    """The server's real store, with inserts held at a gate (a store that fell behind)."""
-
-    def __init__(self, inner: SpanStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def append_batch(self, table: pa.Table) -> None:
-        self.entered.set()
-        assert self.gate.wait(60)
-        self.inner.append_batch(table)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+from spanfactory import GatedStore, make_table  # noqa: E402
 
 
 def trace_body(spans: int = 50) -> tuple[str, bytes, dict[str, str]]:

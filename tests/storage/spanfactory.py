@@ -1,7 +1,8 @@
-"""Span factory of the storage tests."""
+"""Span factory of the storage tests, and a store whose inserts wait at a gate."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ import pyarrow as pa
 
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
+from mentatlab.storage.base import SpanStore
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -29,3 +31,24 @@ def make_span(i: int, *, trace: int | None = None, **overrides: Any) -> Canonica
 
 def make_table(indices: range | list[int], **overrides: Any) -> pa.Table:
     return spans_to_arrow([make_span(i, **overrides) for i in indices])
+
+
+class GatedStore:
+    """A real store whose inserts wait for ``gate`` (to hold the writer or the inserter
+    mid-commit, as a store that fell behind); ``entered`` is set once an insert waits,
+    ``batch_rows`` lists the rows of each insert let through."""
+
+    def __init__(self, inner: SpanStore) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batch_rows: list[int] = []
+
+    def append_batch(self, table: pa.Table) -> None:
+        self.entered.set()
+        assert self.gate.wait(60), "the gate was never opened"
+        self.batch_rows.append(table.num_rows)
+        self.inner.append_batch(table)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

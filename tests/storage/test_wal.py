@@ -4,15 +4,13 @@ acknowledgement before the insert, and its byte limits (Backpressure)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from spanfactory import make_table
+from spanfactory import GatedStore, make_table
 
 from mentatlab.errors import Backpressure
 from mentatlab.model.schema import SPAN_SCHEMA
@@ -33,24 +31,6 @@ def count(store: SpanStore, final: bool = False) -> int:
     sql = "SELECT count() AS n FROM spans" + (" FINAL" if final else "")
     return int(store.query_arrow(sql).column("n")[0].as_py())
 
-
-class GatedStore:
-    """A real store whose inserts wait for a gate (to hold the inserter)."""
-
-    def __init__(self, inner: SpanStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.batch_rows: list[int] = []
-
-    def append_batch(self, table: pa.Table) -> None:
-        self.entered.set()
-        assert self.gate.wait(60)
-        self.batch_rows.append(table.num_rows)
-        self.inner.append_batch(table)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_frames_read_back_in_order(tmp_path: Path) -> None:

@@ -1,36 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from decimal import Decimal
-from typing import Any
 
 import pyarrow as pa
 import pytest
-from spanfactory import make_table
+from spanfactory import GatedStore, make_table
 
 from mentatlab.errors import Backpressure, StoreError, StoreUnavailable
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.writer import SpanWriter
-
-
-class GatedStore:
-    """A real store whose inserts wait for a gate (to hold the writer mid-commit)."""
-
-    def __init__(self, inner: SpanStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.batch_rows: list[int] = []
-
-    def append_batch(self, table: pa.Table) -> None:
-        self.entered.set()
-        self.gate.wait(10)
-        self.batch_rows.append(table.num_rows)
-        self.inner.append_batch(table)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def count(store: SpanStore, final: bool = False) -> int:

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any
 
-import pyarrow as pa
 import pytest
-from spanfactory import make_table
+from spanfactory import GatedStore, make_table
 
 from mentatlab.errors import Backpressure
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.writer import SpanWriter
-
-
-class GatedStore:
-    """A real store whose inserts wait for a gate (to hold the writer mid-commit)."""
-
-    def __init__(self, inner: SpanStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def append_batch(self, table: pa.Table) -> None:
-        self.entered.set()
-        self.gate.wait(10)
-        self.inner.append_batch(table)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 async def test_a_full_byte_budget_refuses_what_the_span_budget_would_take(
