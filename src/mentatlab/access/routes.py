@@ -115,6 +115,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Need] = {
     ("GET", "/api/v1/analytics/peers"): _P.READ_USAGE,
     ("GET", "/performance"): _P.READ_USAGE,
     ("GET", "/metrics/tenants"): _P.READ_USAGE,  # RED per org/project; never anonymous
+    # ingest health of the process (issue 18): what /metrics exports, for the Ops view
+    ("GET", "/api/v1/system/ingest"): _P.READ_SPANS,
     ("GET", "/product"): _P.READ_USAGE,
     # oversight and security signals (issue 17, routes/governance_signals.py): approval ids
     # and evidence span ids are an engineer's view; findings name keys and access: audit

@@ -56,6 +56,7 @@ from mentatlab.server.routes import (
     regressions,
     reliability,
     reprice,
+    system,
 )
 from mentatlab.server.state import ServerState
 from mentatlab.settings import Settings
@@ -165,6 +166,8 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
     metrics = ServerMetrics()
     metrics.bind_buffer_depth(lambda: float(writer.buffer_depth))
     metrics.bind_live(lambda: float(hub.spans_dropped))
+    metrics.bind_writer(lambda: float(getattr(writer, "buffer_bytes", 0)),
+                        lambda: float(getattr(writer, "last_write_latency_s", 0.0)))
     wal = getattr(writer, "wal", None)
     if wal is not None:
         metrics.bind_wal(lambda: float(wal.disk_bytes), lambda: float(writer.wal_pending_bytes),
@@ -177,6 +180,8 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
                         ingestor=Ingestor(pipeline, writer, metrics, settings, forwarder),
                         metrics=metrics, live=hub, auth=auth, control=control, pairer=pairer,
                         quotas=Quotas(limits, metrics))
+    ingestor = state.ingestor
+    metrics.bind_workers(lambda: float(ingestor.workers_running))
     await anyio.to_thread.run_sync(components.warn_legacy_keys, control)
     from mentatlab.server.policies import PolicyService
 
@@ -333,7 +338,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (events, analytics, bottlenecks, latency, recommendations, reliability, graph,
                    regressions, adoption, cost_views, alerts, reprice, prices, admin, quotas,
                    audit, auth, health, docs, governance_decisions, governance_pii,
-                   governance_report, governance_retention, governance_signals, policies):
+                   governance_report, governance_retention, governance_signals, policies,
+                   system):
         app.include_router(module.router, dependencies=checked)
     app.include_router(otlp.router)  # authorizes inside, to answer in the OTLP encoding
     app.include_router(live_router)  # authorizes inside, to answer on the open socket

@@ -123,6 +123,17 @@ class Ingestor:
             self._ready = True
             _log.info("Started %s ingest worker processes", len(pings))
 
+    @property
+    def workers_running(self) -> int:
+        """Worker processes serving OTLP/HTTP bodies now.
+
+        ``ingest_workers`` once started and ready; 0 before the first body, while they
+        start and once they stopped when idle.
+        """
+        if self._pool is None or not self._ready or self.settings is None:
+            return 0
+        return self.settings.ingest_workers
+
     def _wants_workers(self) -> bool:
         return self.settings is not None and self.settings.ingest_workers > 0
 

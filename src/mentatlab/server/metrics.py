@@ -49,6 +49,22 @@ class ServerMetrics:
             ["route"], buckets=_LATENCY_BUCKETS_S, registry=r)
         self.buffer_depth = Gauge(
             "mentatlab_write_buffer_spans", "Spans waiting for the writer", registry=r)
+        self.buffer_bytes = Gauge(
+            "mentatlab_write_buffer_bytes", "Bytes (Arrow) of spans waiting for the writer",
+            registry=r)
+        self.last_insert_s = Gauge(
+            "mentatlab_store_insert_last_seconds", "Duration of the writer's newest insert "
+            "into the span store (with the write-ahead log: the inserter's), in seconds",
+            registry=r)
+        self.ingest_workers = Gauge(
+            "mentatlab_ingest_workers", "Ingest worker processes serving OTLP/HTTP bodies "
+            "(0 before the first body and after ingest_workers_idle_s without one)",
+            registry=r)
+        self.live_dropped: Collector | None = None
+        """``mentatlab_live_dropped_spans_total`` once :meth:`bind_live` ran."""
+        self.wal: tuple[Collector, Collector, Collector] | None = None
+        """The write-ahead log's disk bytes, pending bytes and insert failures, once
+        :meth:`bind_wal` ran (None without a log)."""
         self.live_clients = Gauge(
             "mentatlab_live_clients", "Open WebSocket live-tail connections", registry=r)
         self.live_stats_clients = Gauge(
@@ -124,15 +140,26 @@ class ServerMetrics:
         """Make the buffer gauge read the writer's depth at scrape time."""
         self.buffer_depth.set_function(read_depth)
 
+    def bind_writer(self, read_bytes: Callable[[], float],
+                    read_last_insert_s: Callable[[], float]) -> None:
+        """Make the buffer-bytes and last-insert gauges read the writer at scrape time."""
+        self.buffer_bytes.set_function(read_bytes)
+        self.last_insert_s.set_function(read_last_insert_s)
+
+    def bind_workers(self, read_running: Callable[[], float]) -> None:
+        """Make the ingest-workers gauge read the running worker count at scrape time."""
+        self.ingest_workers.set_function(read_running)
+
     def bind_live(self, read_dropped: Callable[[], float]) -> None:
         """Export ``mentatlab_live_dropped_spans_total``, read at scrape time.
 
         Committed spans the live tail's converter dropped (oldest first) when it fell behind.
         """
-        self.registry.register(_ValueCollector(
+        self.live_dropped = _ValueCollector(
             "mentatlab_live_dropped_spans", "Committed spans dropped before reaching the live "
             "tail because its converter fell behind (oldest first; ingest is never held up)",
-            read_dropped))
+            read_dropped)
+        self.registry.register(self.live_dropped)
 
     def bind_wal(self, read_disk: Callable[[], float], read_pending: Callable[[], float],
                  read_failures: Callable[[], float]) -> None:
@@ -141,15 +168,16 @@ class ServerMetrics:
         ``mentatlab_wal_disk_bytes`` (segment files on disk), ``mentatlab_wal_pending_bytes``
         (Arrow bytes logged, not yet inserted) and ``mentatlab_wal_insert_failures_total``.
         """
-        self.registry.register(_ValueCollector(
-            "mentatlab_wal_disk_bytes", "Bytes of write-ahead log files on disk", read_disk,
-            gauge=True))
-        self.registry.register(_ValueCollector(
-            "mentatlab_wal_pending_bytes", "Bytes (Arrow) of acknowledged spans logged and "
-            "not yet inserted into the store", read_pending, gauge=True))
-        self.registry.register(_ValueCollector(
-            "mentatlab_wal_insert_failures", "Failed inserts of logged spans (each retried "
-            "until it succeeds)", read_failures))
+        self.wal = (
+            _ValueCollector("mentatlab_wal_disk_bytes", "Bytes of write-ahead log files on "
+                            "disk", read_disk, gauge=True),
+            _ValueCollector("mentatlab_wal_pending_bytes", "Bytes (Arrow) of acknowledged "
+                            "spans logged and not yet inserted into the store", read_pending,
+                            gauge=True),
+            _ValueCollector("mentatlab_wal_insert_failures", "Failed inserts of logged spans "
+                            "(each retried until it succeeds)", read_failures))
+        for collector in self.wal:
+            self.registry.register(collector)
 
     def bind_resolver(self, read_lag_s: Callable[[], float]) -> None:
         """Make the resolver-lag gauge read the lag (s) at scrape time."""

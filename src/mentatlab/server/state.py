@@ -6,6 +6,7 @@ routes, the live hub and the auth layer can all depend on it without cycles.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -24,6 +25,7 @@ from mentatlab.storage.base import SpanStore
 if TYPE_CHECKING:
     from mentatlab.receivers.events import EventPairer
     from mentatlab.server.auth import Authenticator
+    from mentatlab.server.ingest_health import IngestRates
     from mentatlab.server.live import LiveHub
     from mentatlab.server.live_stats import StatsHub
     from mentatlab.server.policies import PolicyService
@@ -84,6 +86,11 @@ class ServerState:
     """The enforced guardrail policies (:mod:`mentatlab.server.policies`)."""
     live_stats: StatsHub | None = None
     """The live stats stream's shared computations; made by its first subscriber."""
+    started_s: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the state (and its zeroed metrics) was made."""
+    ingest_rates: IngestRates | None = None
+    """Readings of the ingest counters for ``GET /api/v1/system/ingest``; made by its
+    first request."""
 
 
 def server_state(conn: HTTPConnection) -> ServerState:

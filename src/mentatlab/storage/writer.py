@@ -208,6 +208,11 @@ class SpanWriter:
         """Spans waiting for the writer (not yet being inserted)."""
         return self._depth
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Arrow bytes (``Table.nbytes``) of the spans waiting for the writer."""
+        return self._buffered_bytes
+
     def is_alive(self) -> bool:
         """Whether the writer thread (and the inserter, with a log) runs."""
         return self._thread.is_alive() and (self._inserter is None
