@@ -6,6 +6,7 @@ a bad ``window_s`` is a 422 naming it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import InProcess, make_settings, open_in_process
 from test_api import assert_error_shape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
+
+from spanfactory import GatedStore  # noqa: E402
 
 URL = "/api/v1/system/ingest"
 
@@ -102,31 +107,37 @@ async def test_wal_fields_with_the_log_on(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0,
                              wal_max_memory_bytes=8 * 2**20, wal_max_disk_bytes=64 * 2**20)
     async for env in open_in_process(settings):
+        writer = env.state.writer
+        gated = GatedStore(writer.store)  # the inserter is held: the batch stays pending
+        writer.store = gated
         await _send(env, [llm_span() for _ in range(30)])
         health = await _health(env)
         wal = health["wal"]
         assert wal["enabled"] is True and wal["fsync"] is False
         assert wal["max_memory_bytes"] == 8 * 2**20 and wal["max_disk_bytes"] == 64 * 2**20
         assert wal["disk_bytes"] > 0, "the acknowledged batch is in a log file"
-        assert 0 <= wal["memory_bytes"] <= wal["max_memory_bytes"]
+        assert 0 < wal["memory_bytes"] <= wal["max_memory_bytes"], "logged, not inserted"
         assert wal["insert_failures_total"] == 0
         assert health["spans"]["accepted_total"] == 30
         scrape = (await env.client.get("/metrics")).text
         assert _metric(scrape, "mentatlab_wal_insert_failures_total") == 0
         # once inserted, nothing is pending in memory
-        assert await asyncio.to_thread(env.state.writer.flush, 30)
+        gated.gate.set()
+        assert await asyncio.to_thread(writer.flush, 30)
         assert (await _health(env))["wal"]["memory_bytes"] == 0
 
 
 async def test_workers_start_on_the_first_body_and_stop_when_idle(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=False, ingest_workers=1,
-                             ingest_workers_idle_s=1.0)
+                             ingest_workers_idle_s=3.0)
     async for env in open_in_process(settings):
         assert (await _health(env))["workers"]["running"] == 0, "idle at start"
         await _send(env, [llm_span() for _ in range(3)])  # waits for the starting worker
+        # a second body (the worker is up now) restarts the 3 s idle clock
+        await _send(env, [llm_span() for _ in range(3)])
         workers = (await _health(env))["workers"]
-        assert workers == {"configured": 1, "running": 1, "idle_stop_s": 1.0}
+        assert workers == {"configured": 1, "running": 1, "idle_stop_s": 3.0}
         deadline = time.monotonic() + 30
         while (await _health(env))["workers"]["running"] != 0:
             assert time.monotonic() < deadline, "the idle workers never stopped"

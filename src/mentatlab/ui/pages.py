@@ -407,6 +407,9 @@ OPS_INTERVALS: Final = (1, 5, 15, 60)
 """Choices of the ops view's live interval in seconds (``?every=``); the default is 5."""
 OPS_FEED_ROWS: Final = 200
 """Spans the ops view's live feed keeps on screen (newest first)."""
+OPS_INGEST_REFRESH_S: Final = 5
+"""Seconds between two refreshes of the ops view's ingest health panel
+(``/api/v1/system/ingest``, rates over twice this)."""
 
 
 @router.get("/ops", response_class=HTMLResponse)
@@ -414,8 +417,9 @@ async def ops_page(request: Request) -> HTMLResponse:
     """Ops: live rates and latency, errors by type, firing alerts and the live span feed.
 
     The charts come from ``WS /api/v1/live/stats``, errors by type from
-    ``/api/v1/cost?group_by=error_type``, the feed from ``WS /api/v1/live``; ``?every=`` (a
-    value of :data:`OPS_INTERVALS`) sets the live interval.
+    ``/api/v1/cost?group_by=error_type``, the feed from ``WS /api/v1/live``, the ingest
+    health panel from ``/api/v1/system/ingest`` (every :data:`OPS_INGEST_REFRESH_S`);
+    ``?every=`` (a value of :data:`OPS_INTERVALS`) sets the live interval.
     """
     caller = await _checked(request)
     if isinstance(caller, HTMLResponse):
@@ -424,6 +428,7 @@ async def ops_page(request: Request) -> HTMLResponse:
     interval_s = int(every) if every in {str(s) for s in OPS_INTERVALS} else 5
     return _render(request, "ops.html", title="Ops", interval_s=interval_s,
                    intervals=OPS_INTERVALS, feed_rows=OPS_FEED_ROWS,
+                   ingest_refresh_s=OPS_INGEST_REFRESH_S,
                    base_url=str(request.base_url).rstrip("/"),
                    can_read_usage=caller.can(Permission.READ_USAGE),
                    can_read_alerts=caller.can(Permission.READ_ALERTS))

@@ -45,6 +45,22 @@ export function formatMs(value) {
   return `${new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 }).format(value)} ms`;
 }
 
+/** A size in bytes with binary units: "512 B", "3.2 MiB", "1 GiB". */
+export function formatBytes(value) {
+  if (value === null || value === undefined) {
+    return dash;
+  }
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let size = Number(value);
+  let unit = 0;
+  while (Math.abs(size) >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  const digits = unit === 0 || size >= 100 ? 0 : 1;
+  return `${new Intl.NumberFormat(undefined, { maximumFractionDigits: digits }).format(size)} ${units[unit]}`;
+}
+
 // ---- Display time zone -------------------------------------------------------------
 // One zone for every instant on screen: <html data-tz="Asia/Kolkata"> (set by base.html
 // from the view state, "UTC" when absent). Tables format with when()/formatInstant,

@@ -3,15 +3,18 @@
 // (WS /api/v1/live/stats; never derived here from the span feed, which drops spans under
 // load), errors by type for the range
 // (/api/v1/cost?group_by=error_category: the failure taxonomy), firing alerts (/api/v1/alerts?state=firing with the
-// rules' current state) and the live span feed (WS /api/v1/live), filtered on the server.
+// rules' current state), the live span feed (WS /api/v1/live), filtered on the server, and
+// the ingest health of this server (/api/v1/system/ingest: rates, buffer, log, workers, RSS).
 import {
-  displayZone, fetchApi, formatCount, formatInstant, formatMoney, formatMs, formatRatio,
-  zonedTime, zonedTimeOption,
+  displayZone, fetchApi, formatBytes, formatCount, formatInstant, formatMoney, formatMs,
+  formatRatio, zonedTime, zonedTimeOption,
 } from "./chart.js";
 import { cell, message, moneyCell, when } from "./table.js";
 
 const view = document.getElementById("ops");
-const { api, start, end, filter, interval, readUsage, readAlerts, feedRows } = view.dataset;
+const {
+  api, start, end, filter, interval, readUsage, readAlerts, feedRows, ingestRefresh,
+} = view.dataset;
 const MAX_POINTS = 120;
 const FEED_ROWS = Number(feedRows) || 200;
 const RETRY_MAX_MS = 30000;
@@ -309,6 +312,72 @@ async function fillFiring() {
   }
 }
 
+// ---- ingest health of this server process, refreshed every few seconds; rates over the
+// window the API measured (twice the refresh, shorter right after start)
+const INGEST_REFRESH_MS = (Number(ingestRefresh) || 5) * 1000;
+
+function setIngest(name, text, title = "") {
+  const element = view.querySelector(`[data-ingest="${name}"]`);
+  element.textContent = text;
+  element.title = title;
+}
+
+function ofLimit(value, limit, format) {
+  return limit ? `${format(value)} of ${format(limit)}` : `${format(value)} (no limit)`;
+}
+
+function showIngest(health) {
+  const { spans, commit, buffer, wal, live, workers, memory } = health;
+  setIngest("accepted", perSecond(spans.accepted_per_s),
+    `${formatCount(spans.accepted_total)} spans accepted since the server started`);
+  const reasons = Object.keys(spans.rejected_per_s);
+  const rejected = reasons.reduce((sum, r) => sum + spans.rejected_per_s[r], 0);
+  setIngest("rejected", `${perSecond(rejected)} (${reasons.map(
+    (r) => `${r} ${perSecond(spans.rejected_per_s[r])}`).join(", ")})`,
+  reasons.map((r) => `${r}: ${formatCount(spans.rejected_total[r])} since start`).join("; "));
+  setIngest("window", `last ${Math.round(health.window_s)} s`,
+    `up ${Math.round(health.uptime_s)} s`);
+  setIngest("buffer_spans", ofLimit(buffer.spans, buffer.max_spans, formatCount));
+  setIngest("buffer_bytes", ofLimit(buffer.bytes, buffer.max_bytes, formatBytes));
+  setIngest("commit_wait", formatMs(commit.wait_mean_ms),
+    `${formatCount(commit.num_commits)} commits in the window (hand-over to acknowledgement)`);
+  setIngest("last_insert", formatMs(commit.last_insert_ms), "the writer's newest store insert");
+  if (wal.enabled) {
+    setIngest("wal", wal.fsync ? "on, fsync per commit" : "on");
+    setIngest("wal_memory", ofLimit(wal.memory_bytes, wal.max_memory_bytes, formatBytes),
+      "logged, not yet inserted");
+    setIngest("wal_disk", ofLimit(wal.disk_bytes, wal.max_disk_bytes, formatBytes));
+    setIngest("wal_failures", formatCount(wal.insert_failures_total),
+      "failed inserts of logged spans since start (each retried)");
+  } else {
+    setIngest("wal", "off", "every request waits for its insert");
+    for (const name of ["wal_memory", "wal_disk", "wal_failures"]) {
+      setIngest(name, "—", "the write-ahead log is off");
+    }
+  }
+  setIngest("workers", workers.configured
+    ? `${workers.running} of ${workers.configured} running`
+    : "none (in the server process)",
+  workers.configured ? `they start on the first body and stop after ${workers.idle_stop_s} s idle`
+    : "");
+  setIngest("live_dropped", formatCount(live.dropped_spans_total),
+    `spans the live tail dropped since start; ${live.clients} live clients now`);
+  setIngest("rss", formatBytes(memory.rss_bytes),
+    `${memory.num_processes} processes; the server alone ${formatBytes(memory.server_rss_bytes)}`);
+}
+
+async function fillIngest() {
+  try {
+    const windowS = Math.min(60, Math.max(1, (INGEST_REFRESH_MS / 1000) * 2));
+    showIngest(await fetchApi(api, "/system/ingest", { window_s: windowS }));
+  } catch (error) {
+    for (const element of view.querySelectorAll("[data-ingest]")) {
+      element.textContent = "—";
+    }
+    showError(error.message);
+  }
+}
+
 // ---- the live span feed: newest first, bounded, pausable; a new version of a span
 // (the resolver's attribution or a reprice) replaces its row
 const feedBody = view.querySelector("#feed tbody");
@@ -427,3 +496,5 @@ if (readAlerts === "yes") {
   window.setInterval(fillFiring, ALERTS_REFRESH_MS); // rules start and stop firing meanwhile
 }
 startFeed();
+fillIngest();
+window.setInterval(fillIngest, INGEST_REFRESH_MS);
