@@ -6,7 +6,9 @@ serious; it fits a 390 px phone (no sideways scroll, nothing cut off); screensho
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from browserkit import DESKTOP, PHONE, assert_accessible, loaded, no_sideways_scroll, shot, watch
+from browserkit import (
+    DESKTOP,
+    DOCS_IMG,
+    PHONE,
+    assert_accessible,
+    loaded,
+    no_sideways_scroll,
+    shot,
+    watch,
+)
 from playwright.sync_api import Browser, Page
 from server_payloads import encode, export_request, llm_span, new_trace_id
 from serverkit import LiveServer, make_settings, run_live_server
@@ -119,5 +130,9 @@ def test_the_ingest_health_panel_shows_the_servers_figures(
     no_sideways_scroll(page)
     _nothing_cut_off(page)
     shot(page, tmp_path, "ops-ingest-phone.png")
-    page.locator("#ingest-health").screenshot(path=str(tmp_path / "ops-ingest-panel-phone.png"))
+    panel = tmp_path / "ops-ingest-panel-phone.png"
+    page.locator("#ingest-health").screenshot(path=str(panel))
+    assert panel.stat().st_size > 10_000, "a blank panel"
+    if os.environ.get("MENTATLAB_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(panel, DOCS_IMG / panel.name)
     assert problems == []
