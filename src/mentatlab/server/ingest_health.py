@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import psutil
 from prometheus_client.registry import Collector
 
 from mentatlab.server.metrics import ServerMetrics
@@ -125,6 +124,8 @@ def process_tree_rss(pid: int | None = None) -> tuple[int, int, int]:
         the RSS of ``pid`` alone, and how many processes were summed. Processes that end
         while being read are left out.
     """
+    import psutil  # only when asked: the server's start-up does not need it
+
     proc = psutil.Process(os.getpid() if pid is None else pid)
     own = int(proc.memory_info().rss)
     total, count = own, 1
