@@ -136,3 +136,22 @@ def test_the_ingest_health_panel_shows_the_servers_figures(
     if os.environ.get("MENTATLAB_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(panel, DOCS_IMG / panel.name)
     assert problems == []
+
+
+@pytest.mark.e2e
+def test_a_refused_ingest_health_shows_the_reason(
+        live_server: LiveServer, browser: Browser) -> None:
+    problems: list[str] = []
+    page = browser.new_page(viewport=DESKTOP)
+    watch(page, problems, allowed=lambda text: "/system/ingest" in text
+          or text.endswith("status of 403 (Forbidden)"))
+    page.route("**/api/v1/system/ingest?*", lambda route: route.fulfill(status=403, json={
+        "ok": False, "status": 403, "error": "Forbidden",
+        "errors": [{"field": "permission", "reason": "needs read_spans"}]}))
+    page.goto(live_server.url + "/ops", wait_until="load")
+    loaded(page, "ops")
+    page.wait_for_selector('#error:has-text("/system/ingest: Forbidden")', timeout=10_000)
+    assert "/system/ingest: Forbidden (permission: needs read_spans)" in \
+        page.locator("#error").inner_text().splitlines()
+    assert {_text(page, name) for name in ("accepted", "wal", "workers", "rss")} == {"—"}
+    assert problems == []
