@@ -37,8 +37,9 @@ MiB = 2**20
 def wal_server(_isolated_data_dir: Path) -> Iterator[LiveServer]:
     """A live server with the write-ahead log on and one ingest worker."""
     yield from run_live_server(make_settings(
-        _isolated_data_dir, wal=True, ingest_workers=1, wal_max_memory_bytes=32 * MiB,
-        wal_max_disk_bytes=64 * MiB))
+        _isolated_data_dir, wal=True, ingest_workers=1, ingest_workers_idle_s=300.0,
+        wal_max_memory_bytes=32 * MiB, wal_max_disk_bytes=64 * MiB,
+        write_buffer_spans=200_000, write_buffer_bytes=64 * MiB))
 
 
 def _ingest(url: str, spans: list[Any]) -> None:
