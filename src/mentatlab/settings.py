@@ -92,7 +92,7 @@ class Settings:
     with Retry-After. 0: no byte bound."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
-    wal: bool = field(default=False, metadata=_env("MENTATLAB_WAL"))
+    wal: bool = field(default=True, metadata=_env("MENTATLAB_WAL"))
     """Embedded (chDB) store only: acknowledge ingest once the processed (redacted) spans
     are appended to a write-ahead log in ``<store>/_wal`` and flushed to the OS, and
     insert into the store behind it in large batches (decision 0022). Off: every request
