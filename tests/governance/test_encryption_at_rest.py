@@ -397,7 +397,7 @@ def test_server_with_a_key_stores_ingested_spans_encrypted(tmp_path: Path, with_
     for server in run_live_server(settings):
         answer = httpx.post(server.url + "/v1/traces", json=_otlp_body(PAYLOAD), timeout=30)
         assert answer.status_code == 200, answer.text
-        rows = server.state.store.query_arrow(
+        rows = server.stored().query_arrow(
             "SELECT attributes FROM spans FINAL").column("attributes").to_pylist()
         assert len(rows) == 1 and PAYLOAD in rows[0]
     found = find_values(data_dir / "spans", [PAYLOAD])
