@@ -110,8 +110,9 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true")
     ap.add_argument("--unique-ids", action="store_true",
                     help="fresh span/trace ids per request (no dedup short-cut)")
-    ap.add_argument("--wal", action="store_true",
-                    help="MENTATLAB_WAL=1: acknowledge once logged (decision 0022)")
+    ap.add_argument("--wal", action=argparse.BooleanOptionalAction, default=None,
+                    help="MENTATLAB_WAL=1 (acknowledge once logged, decision 0022) or, with"
+                         " --no-wal, 0 (once inserted); neither: the default (on)")
     args = ap.parse_args()
     if args.stages:
         stages()
@@ -119,8 +120,8 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}, workers={args.workers}, wal={args.wal}",
           flush=True)
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
-    if args.wal:
-        env["MENTATLAB_WAL"] = "1"
+    if args.wal is not None:
+        env["MENTATLAB_WAL"] = "1" if args.wal else "0"
     with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
         proc = psutil.Process(srv.pid)
         warm_up(srv.url)  # the workers start on the first body

@@ -92,12 +92,14 @@ class Settings:
     with Retry-After. 0: no byte bound."""
     write_batch_spans: int = field(default=50_000, metadata=_env("MENTATLAB_WRITE_BATCH_SPANS"))
     """Most spans the writer commits in one insert (group commit of waiting requests)."""
-    wal: bool = field(default=False, metadata=_env("MENTATLAB_WAL"))
+    wal: bool = field(default=True, metadata=_env("MENTATLAB_WAL"))
     """Embedded (chDB) store only: acknowledge ingest once the processed (redacted) spans
     are appended to a write-ahead log in ``<store>/_wal`` and flushed to the OS, and
-    insert into the store behind it in large batches (decision 0022). Off: every request
-    waits for its insert. A log left by a crash is replayed at start either way. Ignored
-    with a ClickHouse span store (nodes stay stateless) and with ``encryption_key``."""
+    insert into the store behind it in large batches (decision 0022). On by default; off:
+    every request waits for its insert. A log left by a crash is replayed at start either
+    way (and by ``mentatctl migrate`` and ``governance copy-store`` before they read the
+    folder). Ignored with a ClickHouse span store (nodes stay stateless) and with
+    ``encryption_key``."""
     wal_fsync: bool = field(default=False, metadata=_env("MENTATLAB_WAL_FSYNC"))
     """``fsync`` the log once per group commit before acknowledging: survives a power cut
     or an OS crash, not only ``kill -9`` of the server, at the cost of a disk flush per

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import select
@@ -393,3 +394,68 @@ def test_an_unreadable_checkpoint_is_exit_2(installation: dict[str, Any]) -> Non
         assert "--restart" in done.stderr
     finally:
         path.unlink()
+
+
+def test_a_log_left_by_a_killed_server_is_replayed_before_the_copy(
+        tmp_path: Path, span_target: tuple[str, ClickHouseSpanStore],
+        control_target: str) -> None:
+    """The log is on by default: spans acknowledged just before a kill -9 are only in
+    ``spans/_wal``; migrate replays it into the source first, so the plan counts them."""
+    data_dir = tmp_path / "crashed"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start_serve(data_dir, port, log=log,
+                       env={"MENTATLAB_WAL_INSERT_INTERVAL_S": "1.5"})
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}", log)
+        trace = uuid.uuid4().hex
+        now_ns = time.time_ns()
+        spans = [{"traceId": trace, "spanId": f"{i + 1:016x}", "name": "chat gpt-4o",
+                  "kind": 3, "startTimeUnixNano": str(now_ns - 10**8),
+                  "endTimeUnixNano": str(now_ns), "attributes": [
+                      {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                      {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}]}
+                 for i in range(30)]
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/traces", timeout=30, json={
+            "resourceSpans": [{"scopeSpans": [{"scope": {"name": "tests"}, "spans": spans}]}]})
+        proc.kill()  # at once: the insert waits up to 1.5 s behind the log
+        assert answer.status_code == 200, answer.text
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert list((data_dir / "spans" / "_wal").glob("wal-*.log"))
+
+    url, _target = span_target
+    done = _mentatctl("migrate", "--data-dir", str(data_dir), "--to", url, "--control-to",
+                      control_target, "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "write-ahead log replayed" in done.stderr
+    assert re.search(r"Would copy 30 spans \(1 days?,", done.stdout), done.stdout
+    assert not list((data_dir / "spans" / "_wal").glob("wal-*.log"))
+    with ChdbSpanStore(data_dir / "spans") as store:
+        rows = store.query_arrow("SELECT count() AS n FROM spans WHERE trace_id = {t:String}",
+                                 {"t": trace})
+    assert rows.column("n")[0].as_py() == 30
+
+
+def test_a_log_of_another_schema_is_refused_naming_its_folder(tmp_path: Path) -> None:
+    """A log that cannot be replayed (written by another version) stops the copy, exit 1,
+    and says where the log is; nothing is deleted."""
+    import pyarrow as pa
+
+    from mentatlab.storage.wal import WriteAheadLog
+
+    data_dir = tmp_path / "other-version"
+    with ChdbSpanStore(data_dir / "spans") as store:
+        store.migrate()
+    wal_dir = data_dir / "spans" / "_wal"
+    wal = WriteAheadLog(wal_dir)
+    wal.append(STAMP0 + 5 * 10**12, pa.table({"trace_id": ["ab" * 16], "span_id": ["cd" * 8]}))
+    wal.close()
+    done = _mentatctl("migrate", "--data-dir", str(data_dir), "--to",
+                      "clickhouse://127.0.0.1:1/db", "--dry-run")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "has a write-ahead log left by a server that did not stop cleanly" in done.stderr
+    assert str(wal_dir) in done.stderr.replace("\n", "")
+    assert "another span schema" in done.stderr.replace("\n", "")
+    assert list(wal_dir.glob("wal-*.log"))

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -304,6 +305,36 @@ def test_copy_store_encrypts_an_existing_store(tmp_path: Path) -> None:
     assert again.returncode == 2 and "MENTATLAB_ENCRYPTION_KEY" in again.stderr
 
 
+def test_copy_store_replays_a_log_left_by_a_crash_first(tmp_path: Path) -> None:
+    """A server killed with spans only in its write-ahead log (on by default): the copy
+    holds them too, because copy-store replays the log into the source before reading."""
+    import pyarrow as pa
+
+    from mentatlab.storage.wal import WriteAheadLog
+
+    data_dir = tmp_path / "data"
+    _write_store(data_dir / "spans", None)  # spans 0..19 inserted
+    logged = _span_table(40).slice(20)  # type: ignore[attr-defined]
+    stamp = time.time_ns()
+    column = logged.schema.get_field_index("ingested_at_ns")
+    logged = logged.set_column(column, logged.schema.field(column),
+                               pa.array([stamp] * 20, pa.int64()))
+    wal = WriteAheadLog(data_dir / "spans" / "_wal")
+    wal.append(stamp, logged)
+    wal.close()
+    key_text = generate_key()
+    keys = parse_keys(key_text)
+    assert keys is not None
+    target = tmp_path / "spans-encrypted"
+    copied = _cli({"MENTATLAB_DATA_DIR": str(data_dir), "MENTATLAB_ENCRYPTION_KEY": key_text},
+                  "governance", "copy-store", "--to", str(target))
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    assert "Copied 40 spans" in copied.stdout
+    assert not list((data_dir / "spans" / "_wal").glob("wal-*.log"))
+    assert len(_read_payloads(target, keys)) == 40
+    assert len(_read_payloads(data_dir / "spans", None)) == 40
+
+
 def test_rotate_secrets_command(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     url = f"sqlite:///{data_dir / 'control.db'}"
@@ -366,7 +397,7 @@ def test_server_with_a_key_stores_ingested_spans_encrypted(tmp_path: Path, with_
     for server in run_live_server(settings):
         answer = httpx.post(server.url + "/v1/traces", json=_otlp_body(PAYLOAD), timeout=30)
         assert answer.status_code == 200, answer.text
-        rows = server.state.store.query_arrow(
+        rows = server.stored().query_arrow(
             "SELECT attributes FROM spans FINAL").column("attributes").to_pylist()
         assert len(rows) == 1 and PAYLOAD in rows[0]
     found = find_values(data_dir / "spans", [PAYLOAD])

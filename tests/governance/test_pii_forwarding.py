@@ -64,7 +64,7 @@ def _send_both_ways(server: LiveServer) -> None:
 
 
 def _stored_attributes(server: LiveServer) -> list[dict[str, Any]]:
-    rows = server.state.store.query_arrow(
+    rows = server.stored().query_arrow(
         "SELECT attributes FROM spans FINAL ORDER BY start_time", {}).to_pylist()
     return [json.loads(r["attributes"]) for r in rows]
 

@@ -323,7 +323,7 @@ def test_native_events_path(server: LiveServer) -> None:
     ]
     sent = _api(server, "POST", "/events", json=events)
     assert sent.status_code == 200, sent.text
-    rows = server.state.store.query_arrow(
+    rows = server.stored().query_arrow(
         "SELECT operation, policy_ids, policy_versions, policy_actions, attributes"
         " FROM spans FINAL WHERE run_id = {r:String} ORDER BY start_time", {"r": run}
     ).to_pylist()

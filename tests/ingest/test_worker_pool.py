@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -38,6 +39,8 @@ async def test_body_is_committed_with_and_without_workers(otlp_body: bytes, tmp_
         assert (rejected, outcome.accepted, outcome.rejected) == ([], 200, [])
         with pytest.raises(DecodeError):
             await ingestor.ingest_otlp_http(b"\xff\xff", PROTOBUF, None, LIMITS)
+        # acknowledged = logged (the write-ahead log is on by default): insert it now
+        assert await asyncio.to_thread(writer.flush, 60)
         rows = store.query_arrow(
             "SELECT count() AS n, uniqExact(project_id) AS p, sum(token_cost) > 0 AS priced "
             "FROM spans", {}).to_pylist()

@@ -66,7 +66,7 @@ class Served:
         return httpx.get(f"{self.url}/metrics").text
 
     def stored_spans(self) -> int:
-        rows = self.server.state.store.query_arrow("SELECT count() AS n FROM spans FINAL")
+        rows = self.server.stored().query_arrow("SELECT count() AS n FROM spans FINAL")
         return int(rows.to_pylist()[0]["n"])
 
 

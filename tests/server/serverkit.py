@@ -38,6 +38,23 @@ class InProcess:
     def state(self) -> Any:
         return self.app.state.mentat
 
+    async def stored(self) -> Any:
+        """The span store once every acknowledged span is in it: the API's read barrier.
+
+        With the write-ahead log (on by default, decision 0022) a 2xx means "logged", and
+        the insert follows within ``wal_insert_interval_s``: flush the writer (insert now),
+        then wait for the resolver like an analytics read does.
+        """
+        return await settle(self.state)
+
+
+async def settle(state: Any) -> Any:
+    """Insert what ``state``'s writer acknowledged and wait for the resolver; the store."""
+    assert await asyncio.to_thread(state.writer.flush, 60), "the writer did not flush in 60 s"
+    if state.resolver is not None:
+        assert await state.resolver.wait_resolved(), "the resolver did not catch up"
+    return state.store
+
 
 async def open_in_process(settings: Settings) -> AsyncIterator[InProcess]:
     app = create_app(settings)
@@ -62,6 +79,11 @@ class LiveServer:
     @property
     def state(self) -> Any:
         return self.app.state.mentat
+
+    def stored(self) -> Any:
+        """The span store once every acknowledged span is in it (see InProcess.stored)."""
+        loop = self.state.live._loop  # noqa: SLF001 — the server's event loop
+        return asyncio.run_coroutine_threadsafe(settle(self.state), loop).result(90)
 
 
 def run_live_server(settings: Settings) -> Iterator[LiveServer]:

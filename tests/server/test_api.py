@@ -136,7 +136,7 @@ async def test_events_pair_into_spans(app_client: InProcess) -> None:
         headers={"content-type": "application/x-ndjson", "content-encoding": "gzip"})
     assert second.status_code == 200, second.text
     assert second.json()["num_open"] == 0 and second.json()["num_spans"] == 1
-    rows = app_client.state.store.query_arrow(
+    rows = (await app_client.stored()).query_arrow(
         "SELECT duration_ms, project_id, total_cost FROM spans FINAL WHERE run_id = {r:String}",
         {"r": run}).to_pylist()
     assert len(rows) == 1
@@ -196,7 +196,7 @@ async def test_backpressure_answers_503_with_retry_after(_isolated_data_dir: Pat
         assert busy.headers["retry-after"] == "7"
         metrics = (await env.client.get("/metrics")).text
         assert 'reason="backpressure"' in metrics
-        stored = env.state.store.query_arrow("SELECT count() AS n FROM spans FINAL")
+        stored = (await env.stored()).query_arrow("SELECT count() AS n FROM spans FINAL")
         assert stored.column("n")[0].as_py() == 2 * statuses.count(200)
 
 
@@ -223,7 +223,7 @@ async def test_auth_required_and_key_fixes_tenancy(_isolated_data_dir: Path) -> 
         response = await c.post("/v1/traces", content=otlp_body,
                                 headers={**headers, "x-api-key": project_key})
         assert response.status_code == 200
-        rows = env.state.store.query_arrow("SELECT org_id, project_id FROM spans").to_pylist()
+        rows = (await env.stored()).query_arrow("SELECT org_id, project_id FROM spans").to_pylist()
         assert rows == [{"org_id": "acme", "project_id": "web"}]
         assert (await c.get("/healthz")).status_code == 200
 
@@ -253,7 +253,7 @@ async def test_open_event_survives_restart_and_pairs(_isolated_data_dir: Path) -
         completed = {**started, "type": "agent.step.completed", "timestamp": now_ns}
         answer = await env.client.post("/api/v1/events", json=[completed])
         assert answer.status_code == 200 and answer.json()["num_open"] == 0
-        rows = env.state.store.query_arrow(
+        rows = (await env.stored()).query_arrow(
             "SELECT duration_ms, attributes FROM spans FINAL WHERE run_id = 'run-restart'"
         ).to_pylist()
         assert len(rows) == 1

@@ -33,6 +33,8 @@ def free_port() -> int:
 
 WAL_ENV = {"MENTATLAB_WAL": "1", "MENTATLAB_WAL_INSERT_INTERVAL_S": "1.5"}
 """The log on, inserts held back as long as allowed, so a kill leaves spans only logged."""
+NO_WAL_ENV = {"MENTATLAB_WAL": "0"}
+"""The log off (it is on by default): every request waits for its insert."""
 
 
 def start_server(data_dir: Path, port: int, log: Path,
@@ -90,7 +92,7 @@ def test_acknowledged_spans_survive_kill_9(tmp_path: Path, wal: bool) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     log = tmp_path / "server.log"
-    env = WAL_ENV if wal else {}
+    env = WAL_ENV if wal else NO_WAL_ENV
     acked = load_and_kill(start_server(data_dir, port, log, env), port)
     if wal:  # the kill left acknowledged spans that only the log holds
         assert list((data_dir / "spans" / "_wal").glob("wal-*.log"))

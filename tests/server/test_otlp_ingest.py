@@ -10,14 +10,14 @@ from server_payloads import JSON, PROTOBUF, encode, export_request, llm_span, ne
 from serverkit import InProcess, make_settings, open_in_process
 
 
-def count_spans(env: InProcess, trace_id: bytes) -> int:
-    table = env.state.store.query_arrow(
+async def count_spans(env: InProcess, trace_id: bytes) -> int:
+    table = (await env.stored()).query_arrow(
         "SELECT count() AS n FROM spans FINAL WHERE trace_id = {t:String}", {"t": trace_id.hex()})
     return int(table.column("n")[0].as_py())
 
 
-def stored(env: InProcess, trace_id: bytes) -> list[dict[str, object]]:
-    table = env.state.store.query_arrow(
+async def stored(env: InProcess, trace_id: bytes) -> list[dict[str, object]]:
+    table = (await env.stored()).query_arrow(
         "SELECT * FROM spans FINAL WHERE trace_id = {t:String} ORDER BY start_time",
         {"t": trace_id.hex()})
     rows: list[dict[str, object]] = table.to_pylist()
@@ -42,7 +42,7 @@ async def test_protobuf_json_and_gzip_are_stored_and_priced(app_client: InProces
             assert parsed.partial_success.rejected_spans == 0
         else:
             assert response.json().get("partialSuccess", {}).get("rejectedSpans", "0") == "0"
-        rows = stored(app_client, trace)
+        rows = await stored(app_client, trace)
         assert len(rows) == 2
         priced = [r for r in rows if r["span_id"] == child.span_id.hex()][0]
         assert priced["project_id"] == "acme"
@@ -62,7 +62,7 @@ async def test_invalid_ids_give_partial_success(app_client: InProcess) -> None:
     parsed = ExportTraceServiceResponse.FromString(response.content)
     assert parsed.partial_success.rejected_spans == 1
     assert "span" in parsed.partial_success.error_message.lower()
-    assert count_spans(app_client, trace) == 1
+    assert await count_spans(app_client, trace) == 1
 
 
 async def test_negative_tokens_rejected_with_reason(app_client: InProcess) -> None:
@@ -75,7 +75,7 @@ async def test_negative_tokens_rejected_with_reason(app_client: InProcess) -> No
     partial = response.json()["partialSuccess"]
     assert partial["rejectedSpans"] == "1"
     assert "input_tokens" in partial["errorMessage"]
-    assert count_spans(app_client, trace) == 1
+    assert await count_spans(app_client, trace) == 1
 
 
 async def test_huge_attribute_is_truncated_not_refused(app_client: InProcess) -> None:
@@ -86,7 +86,7 @@ async def test_huge_attribute_is_truncated_not_refused(app_client: InProcess) ->
     assert response.status_code == 200
     assert ExportTraceServiceResponse.FromString(response.content).partial_success \
         .rejected_spans == 0
-    row = stored(app_client, trace)[0]
+    row = (await stored(app_client, trace))[0]
     attributes = json.loads(str(row["attributes"]))
     limit = app_client.state.settings.max_attribute_value_bytes
     assert len(attributes["gen_ai.prompt"].encode()) <= limit
@@ -98,7 +98,7 @@ async def test_unknown_model_is_stored_unpriced(app_client: InProcess) -> None:
     span = llm_span(trace, model="totally-made-up-model-9000", provider="nowhere")
     body, headers = encode(export_request([span]))
     assert (await post(app_client, body, headers)).status_code == 200
-    row = stored(app_client, trace)[0]
+    row = (await stored(app_client, trace))[0]
     assert row["price_source"] == "unpriced"
     assert row["token_cost"] == 0
 
@@ -138,8 +138,8 @@ async def test_bad_inputs_get_their_answer_and_server_keeps_serving(
     after = new_trace_id()
     body, headers = encode(export_request([llm_span(after)]), JSON)
     assert (await post(app_client, body, headers)).status_code == 200
-    assert count_spans(app_client, before) == 1
-    assert count_spans(app_client, after) == 1
+    assert await count_spans(app_client, before) == 1
+    assert await count_spans(app_client, after) == 1
 
 
 async def test_oversized_body_is_refused_before_reading(_isolated_data_dir: object) -> None:
@@ -171,4 +171,4 @@ async def test_resent_spans_are_not_double_counted(app_client: InProcess) -> Non
     body, headers = encode(export_request([llm_span(trace), llm_span(trace)]))
     for _ in range(3):
         assert (await post(app_client, body, headers)).status_code == 200
-    assert count_spans(app_client, trace) == 2
+    assert await count_spans(app_client, trace) == 2

@@ -134,6 +134,7 @@ def copy_store(
     from mentatlab.storage import transfer
     from mentatlab.storage.chdb_store import ChdbSpanStore
     from mentatlab.storage.span_reader_process import ChildSpanReader
+    from mentatlab.storage.wal import leftover_segments
 
     try:
         settings = load_settings(data_dir=data_dir)
@@ -158,6 +159,10 @@ def copy_store(
     checkpoint = transfer.Checkpoint.load(
         transfer.checkpoint_path(settings.data_dir, f"chdb://{to}", None), f"chdb://{to}")
     try:
+        if leftover_segments(source_folder):
+            # The child reads the source read-only: replay the log a crash left first,
+            # here, before this process opens the copy (decision 0022).
+            transfer.open_embedded_source(settings.span_store_url, keys).close()
         with ChildSpanReader(source_folder, keys) as source, \
                 ChdbSpanStore(to, query_timeout_s=0, encryption_keys=keys,
                               retention_days=settings.span_retention_days) as target:

@@ -109,7 +109,7 @@ def migrate(
                                                settings.encryption_keys())
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
-    except StoreUnavailable as exc:
+    except StoreError as exc:  # in use by a server, or a leftover log that cannot replay
         raise _fail(str(exc)) from None
     try:
         if not dry_run:  # recorded before copying, so the copied audit chain holds it too

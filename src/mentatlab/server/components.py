@@ -119,10 +119,11 @@ def wal_dir(settings: Settings, store: SpanStore) -> Path | None:
     None for a ClickHouse store: nodes are stateless (docs/scale-out.md).
     """
     from mentatlab.storage.chdb_store import ChdbSpanStore
+    from mentatlab.storage.wal import WAL_FOLDER
 
     if settings.span_store_is_shared or not isinstance(store, ChdbSpanStore):
         return None
-    return store.path / "_wal"
+    return store.path / WAL_FOLDER
 
 
 def replay_wal(settings: Settings, store: SpanStore) -> int:

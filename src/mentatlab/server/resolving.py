@@ -120,9 +120,13 @@ class ResolverService:
         await anyio.to_thread.run_sync(self.loop.stop)
 
     async def wait_resolved(self) -> bool:
-        """Wait until every span this node acknowledged is resolved; False if it timed out."""
+        """Wait until every span this node acknowledged is resolved; False if it timed out.
+
+        Without a resolver (``resolve_interval_s = 0``), until every acknowledged span is
+        inserted (with a write-ahead log a 2xx precedes the insert).
+        """
         if not self.enabled:
-            return True
+            return await self._wait_inserted()
         target_ns = int(self.writer.last_committed_ns)
         if target_ns == 0 or await self._through_ns() >= target_ns:
             return True
@@ -147,6 +151,22 @@ class ResolverService:
         return False
 
     # --- internals -------------------------------------------------------------------
+
+    async def _wait_inserted(self) -> bool:
+        target_ns = int(self.writer.last_committed_ns)
+        if target_ns == 0 or int(self.writer.committed_through_ns()) >= target_ns:
+            return True
+        hurry = getattr(self.writer, "hurry", None)
+        if hurry is not None:
+            hurry()
+        deadline = time.monotonic() + self.settings.resolve_wait_s
+        pause_s = 0.002
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 0.05)
+            if int(self.writer.committed_through_ns()) >= target_ns:
+                return True
+        return False
 
     async def _through_ns(self) -> int:
         if self.loop.leading:

@@ -63,6 +63,7 @@ __all__ = [
     "mask_url",
     "normalize_control_url",
     "open_embedded_source",
+    "replay_leftover_log",
     "on_cluster_clause",
     "span_totals_by_day",
     "unmodelled_tables",
@@ -140,6 +141,9 @@ def open_embedded_source(span_url: str,
                          encryption_keys: EncryptionKeys | None = None) -> SpanStore:
     """Open the embedded (chDB) span store of a data dir for reading.
 
+    A write-ahead log left by a server that did not stop cleanly is replayed into it
+    first (:func:`replay_leftover_log`), so the copy holds every acknowledged span.
+
     Args:
         span_url: ``chdb:///path`` of the installation (``Settings.span_store_url``).
         encryption_keys: the installation's keys (``Settings.encryption_keys()``), needed
@@ -149,6 +153,7 @@ def open_embedded_source(span_url: str,
         ConfigError: not a ``chdb://`` URL, or no span store in that folder; an encrypted
             store and no (right) key.
         StoreUnavailable: another process (a running ``mentatctl serve``) holds the folder.
+        StoreError: a leftover write-ahead log cannot be replayed (its folder is named).
     """
     from mentatlab.storage.chdb_store import ChdbSpanStore
     from mentatlab.storage.encrypted_disk import is_encrypted_store
@@ -161,13 +166,53 @@ def open_embedded_source(span_url: str,
     if not (folder / "metadata").is_dir():
         raise ConfigError(f"No embedded span store at {folder} (wrong --data-dir?)")
     try:
-        return ChdbSpanStore(folder, query_timeout_s=0,
-                             encryption_keys=encryption_keys if is_encrypted_store(folder)
-                             else None)
+        store = ChdbSpanStore(folder, query_timeout_s=0,
+                              encryption_keys=encryption_keys if is_encrypted_store(folder)
+                              else None)
     except StoreUnavailable as exc:
         raise StoreUnavailable(
             f"The embedded span store at {folder} is in use by another process: stop"
             f" `mentatctl serve` (or whatever holds it) first. ({exc})") from exc
+    try:
+        replay_leftover_log(store, folder)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def replay_leftover_log(store: SpanStore, folder: Path) -> int:
+    """Insert what the write-ahead log of a server that did not stop cleanly holds.
+
+    Commands that open the chDB folder themselves (no server) call it first, so that they
+    see every acknowledged span (decision 0022): the server would replay the same log at
+    its next start. Logged as a warning when there was a log.
+
+    Args:
+        store: the embedded store opened writable on ``folder``.
+        folder: the store's folder (its log is ``<folder>/_wal``).
+
+    Returns:
+        Spans inserted (0 without a log).
+
+    Raises:
+        StoreError: the log holds batches of another span schema (written by another
+            version: start that version once and stop it with SIGTERM), or an insert
+            failed; the log stays either way, naming its folder.
+    """
+    from mentatlab.storage.wal import WAL_FOLDER, leftover_segments, replay_leftover
+
+    segments = leftover_segments(folder)
+    if not segments:
+        return 0
+    try:
+        report = replay_leftover(store, folder)
+    except StoreError as exc:
+        raise StoreError(
+            f"The span store at {folder} has a write-ahead log left by a server that did not"
+            f" stop cleanly ({folder / WAL_FOLDER}, {len(segments)} files) and it could not"
+            f" be replayed: {exc}") from exc
+    return report.spans_inserted
 
 
 # --- checkpoint -------------------------------------------------------------------------

@@ -40,7 +40,8 @@ import pyarrow as pa
 from mentatlab.errors import StoreError
 from mentatlab.storage.base import SpanStore
 
-__all__ = ["ReplayReport", "WalRecord", "WriteAheadLog", "read_segment", "replay_into"]
+__all__ = ["WAL_FOLDER", "ReplayReport", "WalRecord", "WriteAheadLog", "leftover_segments",
+           "read_segment", "replay_into", "replay_leftover"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ MAGIC = b"MWAL"
 _HEADER = struct.Struct("<4sIIq")
 """magic, payload length, crc32 of stamp + payload, stamp."""
 _STAMP = struct.Struct("<q")
+WAL_FOLDER = "_wal"
+"""The log's folder inside an embedded store's folder (``<store>/_wal``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,3 +370,40 @@ def _replay_segment(store: SpanStore, records: list[WalRecord], insert_bytes: in
         store.append_batch(batch)
         inserted += batch.num_rows
     return inserted
+
+
+def leftover_segments(store_folder: Path) -> list[Path]:
+    """Segment files in the log of the embedded store at ``store_folder``, oldest first.
+
+    Non-empty only after an unclean stop of a server with the log on (a clean stop inserts
+    everything and deletes the files): acknowledged spans that the store may lack.
+    """
+    return sorted((Path(store_folder) / WAL_FOLDER).glob("wal-*.log"))
+
+
+def replay_leftover(store: SpanStore, store_folder: Path,
+                    insert_bytes: int = 64 * 1024 * 1024) -> ReplayReport:
+    """Replay the log a crash left in ``<store_folder>/_wal`` into ``store``, if any.
+
+    For every path that opens an embedded store's folder itself rather than through
+    ``mentatctl serve`` (``mentatctl migrate``, ``governance copy-store``): what the
+    server would replay at its next start is inserted first, so a copy or a read of the
+    folder holds every acknowledged span. Idempotent, like :func:`replay_into`.
+
+    Args:
+        store: the store opened on ``store_folder``, writable (not read-only).
+        store_folder: the embedded store's folder.
+        insert_bytes: rows are inserted in batches of about this many bytes.
+
+    Returns:
+        What was replayed (all zero without a log).
+
+    Raises:
+        StoreError: a logged batch has another schema, or an insert failed (the log stays).
+    """
+    if not leftover_segments(store_folder):
+        return ReplayReport(0, 0, 0)
+    from mentatlab.model.schema import SPAN_SCHEMA
+
+    return replay_into(store, WriteAheadLog(Path(store_folder) / WAL_FOLDER), SPAN_SCHEMA,
+                       insert_bytes=insert_bytes)

@@ -316,7 +316,8 @@ async def trace_span(request: Request, caller: Caller, trace_id: str,
             "num_children": detail.num_children}
 
 
-@router.get("/spans", summary="Spans committed after a cursor", responses=ANALYTICS_ERRORS)
+@router.get("/spans", summary="Spans committed after a cursor", responses=ANALYTICS_ERRORS,
+            dependencies=RESOLVED_READS)
 async def spans(request: Request, caller: Caller,
                 filter: FilterQ = None,  # noqa: A002 — public name
                 after_ns: Annotated[Count | None, Query(
@@ -324,7 +325,11 @@ async def spans(request: Request, caller: Caller,
                     "epoch); default the last `window_s`.")] = None,
                 window_s: Annotated[WindowSeconds, Query()] = 300.0,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
-    """Spans in commit order after a cursor; poll with ``next_after_ns``."""
+    """Spans in commit order after a cursor; poll with ``next_after_ns``.
+
+    Behind the read barrier: spans acknowledged before the request (logged by the
+    write-ahead log, decision 0022) are inserted before it reads.
+    """
     cursor_ns = after_ns if after_ns is not None else time.time_ns() - int(window_s * 1e9)
     filters = scoped_filter(caller, filter).equals
     page = await run_blocking(lambda: list_spans_since(server_state(request).store, cursor_ns,
