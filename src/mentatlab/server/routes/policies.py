@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mentatlab.access.principal import Principal, Scope
@@ -32,7 +32,7 @@ from mentatlab.governance.policy_rules import check_action, check_spec, rule_of
 from mentatlab.governance.policy_simulation import MAX_SIMULATED_SPANS, simulate_policy
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.server.audit_trail import actor_of, audit
-from mentatlab.server.deps import Caller
+from mentatlab.server.deps import Caller, resolved_reads
 from mentatlab.server.errors import ApiError, error_responses
 from mentatlab.server.state import control_store, server_state
 from mentatlab.storage.control.models import utc_now
@@ -420,7 +420,8 @@ class SimulateBody(BaseModel):
 
 
 @router.post("/policies/simulate", summary="What a draft policy would have matched",
-             responses=error_responses(401, 403, 404, 422, 503))
+             responses=error_responses(401, 403, 404, 422, 503),
+             dependencies=[Depends(resolved_reads)])
 async def simulate(request: Request, body: SimulateBody, caller: Caller) -> dict[str, Any]:
     """Evaluate a draft or a stored version over the stored spans of a window.
 
