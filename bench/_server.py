@@ -80,3 +80,17 @@ class Server:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def bootstrap_key(data: Path, role: str = "ingest") -> str:
+    """The first API key of a new data folder (``mentatctl keys create --bootstrap``), org
+    ``bench``; ``role`` is ``ingest``, ``read`` or ``admin``.
+
+    Raises:
+        subprocess.CalledProcessError: the command failed (the folder already has a key).
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "mentatlab.cli.main", "keys", "create", "--bootstrap",
+         "--data-dir", str(data), "--org", "bench", "--role", role, "--name", "bench"],
+        capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.strip()

@@ -23,22 +23,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _load import run_load
-from _server import Server
-
-
-def _bootstrap_key(data: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mentatlab.cli.main", "keys", "create", "--bootstrap",
-         "--data-dir", str(data), "--org", "bench", "--role", "ingest", "--name", "bench"],
-        capture_output=True, text=True, check=True, timeout=120)
-    return done.stdout.strip()
+from _server import Server, bootstrap_key
 
 
 def _run(auth: bool, args: argparse.Namespace) -> list[dict[str, float]]:
@@ -46,7 +36,7 @@ def _run(auth: bool, args: argparse.Namespace) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        headers = {"x-api-key": _bootstrap_key(data)} if auth else {}
+        headers = {"x-api-key": bootstrap_key(data)} if auth else {}
         rows = []
         with Server(data, env, grpc_port=0) as server:
             run_load(server.url, 100, 1, 2.0, unique=True, headers=headers)  # warm-up

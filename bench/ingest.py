@@ -11,7 +11,9 @@ Usage: .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--workers 
 the listed batch sizes before the half-load run.) The clients (bench/_load.py) re-send 20
 pre-built bodies, so after the first 20 requests per client the server's dedup drops every
 span before the store insert; ``--unique-ids`` sends fresh ids on every request instead
-(every span reaches the store), as bench/scale_out.py does.
+(every span reaches the store), as bench/scale_out.py does. ``--auth`` runs the server with
+``auth_required`` and sends an API key on every request (one ``admin`` key from
+``mentatctl keys create --bootstrap``, so the visibility-lag reads use it too).
 Bounded in time and count; targets 127.0.0.1 only.
 """
 
@@ -28,12 +30,12 @@ import httpx
 import psutil
 from _load import HEADERS, run_load, warm_up
 from _otlp_payload import make_request
-from _server import Server
+from _server import Server, bootstrap_key
 
 
-def visibility_lag(url: str, samples: int = 20) -> list[float]:
+def visibility_lag(url: str, headers: dict[str, str], samples: int = 20) -> list[float]:
     lags = []
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=headers) as client:
         for _ in range(samples):
             tid = os.urandom(16)
             body = make_request(5, trace_id=tid)
@@ -113,55 +115,69 @@ def main() -> None:
     ap.add_argument("--wal", action=argparse.BooleanOptionalAction, default=None,
                     help="MENTATLAB_WAL=1 (acknowledge once logged, decision 0022) or, with"
                          " --no-wal, 0 (once inserted); neither: the default (on)")
+    ap.add_argument("--auth", action="store_true",
+                    help="MENTATLAB_AUTH_REQUIRED=true, every request with an API key")
     args = ap.parse_args()
     if args.stages:
         stages()
         return
-    print(f"load average before: {os.getloadavg()}, workers={args.workers}, wal={args.wal}",
-          flush=True)
+    print(f"load average before: {os.getloadavg()}, workers={args.workers}, wal={args.wal}, "
+          f"auth={args.auth}", flush=True)
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
     if args.wal is not None:
         env["MENTATLAB_WAL"] = "1" if args.wal else "0"
-    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "data", env) as srv:
-        proc = psutil.Process(srv.pid)
-        warm_up(srv.url)  # the workers start on the first body
-        time.sleep(2)
-        rss_idle = _tree_rss(proc)
-        rows = []
-        peak_rss = rss_idle
-        for batch in args.batches:
-            cpu0 = _tree_cpu_s(proc)
-            row = run_load(srv.url, batch, args.clients, args.seconds, unique=args.unique_ids)
-            row["server_cpu_cores"] = (_tree_cpu_s(proc) - cpu0) / args.seconds
-            peak_rss = max(peak_rss, _tree_rss(proc))
-            rows.append(row)
-            print(row, flush=True)
-        max500 = rows[-1]["spans_per_s"]
-        half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
-        half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate,
-                        unique=args.unique_ids)
+    if args.auth:
+        env["MENTATLAB_AUTH_REQUIRED"] = "true"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        headers = {"x-api-key": bootstrap_key(data, "admin")} if args.auth else {}
+        with Server(data, env) as srv:
+            _measure(srv, args, headers)
+
+
+def _measure(srv: Server, args: argparse.Namespace, headers: dict[str, str]) -> None:
+    """Run the loads against ``srv`` and print the table."""
+    proc = psutil.Process(srv.pid)
+    warm_up(srv.url, headers=headers)  # the workers start on the first body
+    time.sleep(2)
+    rss_idle = _tree_rss(proc)
+    rows = []
+    peak_rss = rss_idle
+    for batch in args.batches:
+        cpu0 = _tree_cpu_s(proc)
+        row = run_load(srv.url, batch, args.clients, args.seconds, unique=args.unique_ids,
+                       headers=headers)
+        row["server_cpu_cores"] = (_tree_cpu_s(proc) - cpu0) / args.seconds
         peak_rss = max(peak_rss, _tree_rss(proc))
-        print("half-load", half, flush=True)
-        lags = visibility_lag(srv.url)
+        rows.append(row)
+        print(row, flush=True)
+    max500 = rows[-1]["spans_per_s"]
+    half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
+    half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate,
+                    unique=args.unique_ids, headers=headers)
+    peak_rss = max(peak_rss, _tree_rss(proc))
+    print("half-load", half, flush=True)
+    lags = visibility_lag(srv.url, headers)
+    print(
+        "\n| batch | clients | spans/s | p50 ms | p99 ms | errors | server CPU (cores) | server CPU µs/span |\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        per_span_us = 1e6 * r["server_cpu_cores"] / max(r["spans_per_s"], 1e-9)
         print(
-            "\n| batch | clients | spans/s | p50 ms | p99 ms | errors | server CPU (cores) | server CPU µs/span |\n|---|---|---|---|---|---|---|---|"
+            f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_cores']:.2f} | {per_span_us:.0f} |"
         )
-        for r in rows:
-            per_span_us = 1e6 * r["server_cpu_cores"] / max(r["spans_per_s"], 1e-9)
-            print(
-                f"| {r['batch']} | {r['clients']} | {r['spans_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_cores']:.2f} | {per_span_us:.0f} |"
-            )
-        print(
-            f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |"
-        )
-        print(
-            f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms"
-        )
-        print(
-            f"server RSS (with worker processes): idle {rss_idle / 2**20:.0f} MiB, "
-            f"under load (peak sampled) {peak_rss / 2**20:.0f} MiB"
-        )
-        print(f"load average after: {os.getloadavg()}")
+    print(
+        f"| 100 @ half of max ({half['spans_per_s']:,.0f} spans/s) | {args.clients} | | {half['p50_ms']:.1f} | {half['p99_ms']:.1f} | {half['errors']} |"
+    )
+    print(
+        f"\nvisibility lag: median {1000 * statistics.median(lags):.0f} ms, max {1000 * max(lags):.0f} ms"
+    )
+    print(
+        f"server RSS (with worker processes): idle {rss_idle / 2**20:.0f} MiB, "
+        f"under load (peak sampled) {peak_rss / 2**20:.0f} MiB"
+    )
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
