@@ -168,13 +168,14 @@ def _array(values: tuple[Any, ...], arrow_type: pa.DataType) -> pa.Array:
     """One Arrow column from N values.
 
     A column holding one value throughout (most cost and tenancy columns of a batch) is
-    built from a single scalar, ~20x cheaper than converting N objects.
+    built from a single scalar (``pa.repeat``: ~1 µs, against ~5 µs for a ``fill_null``
+    kernel call and ~5-16 µs to convert 100 objects).
     """
     first = values[0]
     if values.count(first) == len(values):
         if first is None:
             return pa.nulls(len(values), arrow_type)
-        return pa.nulls(len(values), arrow_type).fill_null(pa.scalar(first, arrow_type))
+        return pa.repeat(pa.scalar(first, arrow_type), len(values))
     return pa.array(values, type=arrow_type)
 
 
