@@ -148,7 +148,8 @@ async def test_health_ready_metrics_and_openapi(app_client: InProcess) -> None:
     c = app_client.client
     assert (await c.get("/healthz")).json() == {"ok": True}
     ready = await c.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"store": "ok", "writer": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "store": "ok", "writer": "ok", "inserter": "ok"}
     await send_trace(app_client)
     metrics = (await c.get("/metrics")).text
     assert 'mentatlab_spans_accepted_total{receiver="otlp_http"} 2.0' in metrics

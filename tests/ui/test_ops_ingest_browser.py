@@ -102,7 +102,9 @@ def test_the_ingest_health_panel_shows_the_servers_figures(
     assert _text(page, "wal_disk").endswith(" of 64 MiB")
     assert _text(page, "wal_failures") == "0"
     assert _text(page, "workers") == "1 of 1 running"
-    assert _text(page, "live_dropped") == "0"
+    assert _text(page, "live_dropped") == "0 since start"
+    throughput = page.locator("#ingest-health .ingest-group").filter(has_text="Throughput")
+    assert throughput.locator('[data-ingest="live_dropped"]').count() == 1  # beside the rates
     rss = _text(page, "rss")
     assert re.fullmatch(r"[\d.,]+ (MiB|GiB)", rss), rss
     assert "processes; the server alone" in _title(page, "rss")

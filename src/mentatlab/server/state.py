@@ -21,6 +21,7 @@ from mentatlab.server.metrics import ServerMetrics
 from mentatlab.server.quotas import Quotas
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
+from mentatlab.storage.writer import InsertHealth
 
 if TYPE_CHECKING:
     from mentatlab.receivers.events import EventPairer
@@ -56,6 +57,9 @@ class SpanSink(Protocol):
 
     def is_alive(self) -> bool:
         """Whether the writer can still commit (its thread runs)."""
+
+    def insert_health(self) -> InsertHealth | None:
+        """How the write-ahead log's inserter fares; None without a log."""
 
     def close(self, wait_s: float | None = 30.0) -> None:
         """Commit what is queued, then stop."""

@@ -270,10 +270,10 @@ class WriteAheadLog:
 
 def _stored_keys(store: SpanStore, low_ns: int, high_ns: int) -> set[tuple[int, str, str]]:
     """(stamp, trace_id, span_id) of the rows stamped in [low, high] (raw rows, no FINAL)."""
-    query = store.query_arrow
-    table = query("SELECT ingested_at_ns, trace_id, span_id FROM spans"
-                  " WHERE ingested_at_ns >= {lo:Int64} AND ingested_at_ns <= {hi:Int64}",
-                  {"lo": low_ns, "hi": high_ns})
+    table = store.query_arrow(
+        "SELECT ingested_at_ns, trace_id, span_id FROM spans"
+        " WHERE ingested_at_ns >= {lo:Int64} AND ingested_at_ns <= {hi:Int64}",
+        {"lo": low_ns, "hi": high_ns})
     return set(zip(table.column("ingested_at_ns").to_pylist(),
                    table.column("trace_id").to_pylist(),
                    table.column("span_id").to_pylist(), strict=True))

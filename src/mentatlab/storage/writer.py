@@ -43,7 +43,7 @@ from mentatlab.model.schema import SPAN_SCHEMA
 from mentatlab.storage.base import SpanStore
 from mentatlab.storage.wal import WriteAheadLog
 
-__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram", "SpanWriter", "Subscriber"]
+__all__ = ["LATENCY_BUCKETS_S", "InsertHealth", "LatencyHistogram", "SpanWriter", "Subscriber"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +63,20 @@ class LatencyHistogram:
     """One count per bucket, plus a last one for +Inf."""
     sum_s: float
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class InsertHealth:
+    """How the write-ahead log's inserter fares: a reading for readiness checks."""
+
+    num_consecutive_failures: int
+    """Failed inserts since the last one that succeeded (each is retried)."""
+    last_error: str
+    """Message of the newest of those failures; ``""`` when there is none."""
+    oldest_pending_s: float
+    """How long the oldest logged batch not yet inserted has waited, in s; 0 when none."""
+    pending_bytes: int
+    """Arrow bytes logged and not yet inserted."""
 
 
 @dataclass(slots=True)
@@ -162,6 +176,10 @@ class SpanWriter:
         self.max_wal_disk_bytes = max_wal_disk_bytes
         self.insert_failures = 0
         """Failed inserts of logged batches (each is retried until it succeeds)."""
+        self._consecutive_failures = 0
+        self._last_insert_error = ""
+        self._inserting_since_s: float | None = None
+        """Monotonic time the batches being inserted now were logged (the oldest)."""
         self._logged: collections.deque[_Logged] = collections.deque()
         self._logged_bytes = 0
         self._uninserted: collections.deque[int] = collections.deque()
@@ -222,6 +240,20 @@ class SpanWriter:
     def wal_pending_bytes(self) -> int:
         """Arrow bytes logged and not yet inserted (0 without a log)."""
         return self._logged_bytes
+
+    def insert_health(self) -> InsertHealth | None:
+        """The inserter's reading (failures in a row, oldest wait); None without a log."""
+        if self.wal is None:
+            return None
+        with self._cond:
+            since = [s for s in (self._inserting_since_s,
+                                 self._logged[0].logged_s if self._logged else None)
+                     if s is not None]
+            return InsertHealth(
+                num_consecutive_failures=self._consecutive_failures,
+                last_error=self._last_insert_error,
+                oldest_pending_s=time.monotonic() - min(since) if since else 0.0,
+                pending_bytes=self._logged_bytes)
 
     @property
     def last_committed_ns(self) -> int:
@@ -636,6 +668,7 @@ class SpanWriter:
                 entry = self._logged.popleft()
                 taken.append(entry)
                 size += entry.table.nbytes
+            self._inserting_since_s = taken[0].logged_s
             return taken
 
     def _insert_loop(self) -> None:
@@ -657,6 +690,9 @@ class SpanWriter:
                 error = exc if isinstance(exc, StoreError) else StoreError(
                     f"Span insert failed: {exc}")
                 with self._cond:
+                    self._inserting_since_s = None  # back in _logged, oldest first
+                    self._consecutive_failures += 1
+                    self._last_insert_error = f"{type(exc).__name__}: {exc}"
                     for entry in reversed(taken):
                         for item, _rows in entry.waiters:
                             item.resolve(None, error)
@@ -678,6 +714,9 @@ class SpanWriter:
                     self._uninserted.popleft()
                 self._committed_ns = max(self._committed_ns, last_ns)
                 self._logged_bytes -= size
+                self._inserting_since_s = None
+                self._consecutive_failures = 0
+                self._last_insert_error = ""
                 self.batches += 1
                 self.last_write_latency_s = latency_s
                 self._hist_counts[bisect.bisect_left(LATENCY_BUCKETS_S, latency_s)] += 1

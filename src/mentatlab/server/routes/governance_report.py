@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mentatlab.errors import Forbidden, ValidationError
 from mentatlab.governance.report import FRAMEWORKS, build_report, parse_period, render_html
-from mentatlab.server.deps import Caller
+from mentatlab.server.deps import Caller, resolved_reads
 from mentatlab.server.errors import error_responses
 from mentatlab.server.security_headers import new_nonce, page_headers
 from mentatlab.server.state import control_store, server_state
@@ -31,7 +31,7 @@ DEFAULT_PERIOD_DAYS = 30
 
 @router.get("/governance/report", summary="Compliance evidence report (JSON or HTML)",
             responses=error_responses(400, 401, 403, 422, 429, 503),
-            response_model=None)
+            response_model=None, dependencies=[Depends(resolved_reads)])
 async def get_report(
     request: Request,
     caller: Caller,
@@ -50,6 +50,9 @@ async def get_report(
     (``head_seq``, ``head_hash``), ``controls`` (id, title, references, sections, status),
     ``sections`` (retention, pii, encryption, policies, access, audit, erasure,
     decisions) and ``digest``.
+
+    Behind the read barrier: the policy-decision and PII evidence counts every span
+    acknowledged before the request, including spans still only in the write-ahead log.
     """
     if framework not in FRAMEWORKS:
         raise ValidationError("framework", f"Expected one of {list(FRAMEWORKS)}, got "

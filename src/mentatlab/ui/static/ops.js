@@ -360,7 +360,8 @@ function showIngest(health) {
     : "none (in the server process)",
   workers.configured ? `they start on the first body and stop after ${workers.idle_stop_s} s idle`
     : "");
-  setIngest("live_dropped", formatCount(live.dropped_spans_total),
+  // a total beside the rates: the API gives no rate of it, so the text says so
+  setIngest("live_dropped", `${formatCount(live.dropped_spans_total)} since start`,
     `spans the live tail dropped since start; ${live.clients} live clients now`);
   setIngest("rss", formatBytes(memory.rss_bytes),
     `${memory.num_processes} processes; the server alone ${formatBytes(memory.server_rss_bytes)}`);
