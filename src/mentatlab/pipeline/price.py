@@ -240,6 +240,25 @@ class Price:
             row[index] = value
         return CanonicalSpan(*row)
 
+    def resolve(self, provider: str, model: str, request_model: str, minute: int
+                ) -> tuple[RateCard, str] | None:
+        """The rate card and price source of a model at a minute, or None when unknown.
+
+        ``model`` is the span's :attr:`CanonicalSpan.model`, ``minute`` its start time in
+        whole minutes since the epoch (``int(start_time.timestamp() // 60)``). Memoized:
+        the per-span and the columnar path (:mod:`mentatlab.pipeline.price_columns`)
+        share one cache.
+        """
+        return self._resolve(provider, model, request_model, minute)
+
+    def cost_fields(self, span: CanonicalSpan) -> tuple[Any, ...]:
+        """The ``COST_FIELDS`` of ``span`` (``span`` is never changed).
+
+        The 9 money fields (``MONEY_COLUMNS`` order, ``Decimal`` with 12 places, in the
+        pricing currency), the currency code, the price source, the 7 kind costs.
+        """
+        return self._costs(span)
+
     def _costs(self, span: CanonicalSpan) -> tuple[Any, ...]:
         """The 9 money fields (``MONEY_COLUMNS`` order), currency, source, 7 kind costs."""
         token_usd, source, kinds = self._token_cost(span)

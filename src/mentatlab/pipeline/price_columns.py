@@ -1,0 +1,375 @@
+"""PriceColumns: the ``price`` stage over an Arrow table (issue 18, columnar ingest).
+
+:class:`~mentatlab.pipeline.price.Price` prices one span at a time (~10 µs a span: a few
+dozen ``Decimal`` operations and 7 roundings), and ``spans_to_arrow`` then converts up to
+18 columns of ``Decimal`` objects. This stage prices the table instead: once per distinct
+(provider, model, request model, price minute) it resolves the rate card (the same
+memoized :meth:`Price.resolve`), then computes every cost of the group's rows as numpy
+``int64`` columns, and builds the ``decimal128(38, 12)`` columns straight from unscaled
+integers. The answer is **equal**, row by row, to ``spans_to_arrow(Price(...)(spans))``:
+
+* token costs are the sums :meth:`RateCard.cost_by_kind` makes (integers of
+  ``10**scale`` USD, :class:`~mentatlab.pricing.rate_card.IntegerRates`, the genai-prices
+  0.2.x rules), with the usage made consistent as ``TokenUsage.to_genai_values`` does;
+* each amount is rounded to 12 places half to even in integers, the rule of
+  :func:`mentatlab.pricing.money.quantize_money`;
+* the kind parts get the rounding remainder on the largest part, as
+  ``pipeline/price.py`` ``_kind_parts`` (docs/decisions/0012-token-kind-costs.md).
+
+Rows outside that plan go through the per-span code (:meth:`Price.cost_fields`, on a span
+rebuilt from the row's pricing inputs) and are merged back in row order, so no row is
+ever approximated. Those rows are: every row when the pricing currency is not USD or
+``pricing.toml`` has discounts; roll-up spans; spans with any infrastructure quantity
+(CPU, memory, GPU, network, storage); spans whose attributes carry extra usage counts
+(``mentat.usage.*``, :data:`~mentatlab.pipeline.price.EXTRA_USAGE_ATTRIBUTES`); spans with a
+token count above 2**40; and rows of a rate card without integer rates (priced by
+genai-prices itself, or with a rate that is no integer count of a power of ten) or whose
+sums could leave ``int64`` at 12 decimals. Tiered cards are priced here (the tier per row).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mentatlab.model.schema import (
+    MONEY_ARROW,
+    MONEY_COLUMNS,
+    MONEY_SCALE,
+    TOKEN_KIND_COST_COLUMNS,
+)
+from mentatlab.model.span import CanonicalSpan, SpanStatus
+from mentatlab.pipeline.price import COST_FIELDS, UNPRICED, Price
+from mentatlab.pricing.rate_card import TOKEN_KINDS, IntegerRates
+
+__all__ = ["MAX_COLUMNAR_TOKENS", "PriceColumns", "decimal128_from_unscaled"]
+
+_I64 = npt.NDArray[np.int64]
+_BOOL = npt.NDArray[np.bool_]
+
+MAX_COLUMNAR_TOKENS = 1 << 40
+"""Largest token count priced in columns (tokens); a row above it is priced per span. With
+the inclusive input raised by cache counts, a row's counts stay below 2**42."""
+_INT64_SAFE = 1 << 62
+"""Bound every integer sum of a group stays under (with room for ``2 * remainder``)."""
+
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                  "reasoning_tokens")
+_INFRA_COLUMNS = ("cpu_core_seconds", "memory_gb_seconds", "gpu_seconds", "network_bytes_in",
+                  "network_bytes_out", "storage_bytes")
+_SPAN_INPUTS = ("trace_id", "span_id", "start_time", "org_id", "provider", "request_model",
+                "response_model", *_TOKEN_COLUMNS, "total_tokens", "usage_is_rollup",
+                "unattributed_input_tokens", "unattributed_output_tokens",
+                "unattributed_cache_read_tokens", "unattributed_cache_write_tokens",
+                *_INFRA_COLUMNS, "attributes", "resource")
+"""Every column :meth:`Price.cost_fields` reads (the rest of a span does not change a price)."""
+_EXTRA_USAGE_MARK = '"mentat.usage.'
+"""Text whose presence in ``attributes`` makes ``Price`` look for extra usage counts."""
+_CACHE_READ = TOKEN_KINDS.index("cache_read")
+_REQUEST = TOKEN_KINDS.index("request")
+_NUM_KINDS = len(TOKEN_KINDS)
+_SOURCE_NONE, _SOURCE_UNPRICED = 0, 1
+"""Indices of ``""`` and ``unpriced`` in a batch's price sources."""
+
+
+def decimal128_from_unscaled(unscaled: _I64, arrow_type: pa.Decimal128Type = MONEY_ARROW
+                             ) -> pa.Array:
+    """A ``decimal128`` array of N values ``unscaled[i] * 10**-arrow_type.scale``.
+
+    ``unscaled`` is N ``int64``; each becomes the 128-bit two's complement integer Arrow
+    stores (little-endian: the value's 64 bits, then its sign extended), no ``Decimal``
+    object made. Equal to ``pa.array([Decimal(u).scaleb(-scale) ...], arrow_type)``.
+    """
+    n = len(unscaled)
+    if sys.byteorder != "little":  # pragma: no cover - Arrow stores native byte order
+        return pa.array([Decimal(int(u)).scaleb(-arrow_type.scale) for u in unscaled],
+                        arrow_type)
+    words = np.empty((n, 2), dtype=np.int64)
+    words[:, 0] = unscaled
+    words[:, 1] = unscaled >> 63
+    return pa.Array.from_buffers(arrow_type, n, [None, pa.py_buffer(words)])
+
+
+def _round_to_money(units: _I64, scale: int) -> _I64:
+    """``units * 10**scale`` rounded to ``MONEY_SCALE`` places, half to even, unscaled.
+
+    The rule of ``quantize_money`` (``ROUND_HALF_EVEN``), on integers: floor division
+    leaves a remainder ``0 <= r < d``; round up above half, and at half when the
+    quotient is odd. The caller keeps ``|units| * 10**(scale + 12)`` and ``2 * d`` in int64.
+    """
+    shift = scale + MONEY_SCALE
+    if shift >= 0:
+        return np.asarray(units * (10 ** shift), dtype=np.int64)
+    d = 10 ** -shift
+    q = units // d
+    twice_r = 2 * (units - q * d)
+    up = (twice_r > d) | ((twice_r == d) & ((q & 1) == 1))
+    return np.asarray(q + up.astype(np.int64), dtype=np.int64)
+
+
+class _Costs:
+    """The fast path's answer for N rows: unscaled money columns and price sources."""
+
+    __slots__ = ("kinds", "savings", "slow", "source_index", "sources", "token")
+
+    def __init__(self, n: int) -> None:
+        self.token: _I64 = np.zeros(n, dtype=np.int64)
+        self.kinds: _I64 = np.zeros((_NUM_KINDS, n), dtype=np.int64)
+        self.savings: _I64 = np.zeros(n, dtype=np.int64)
+        self.source_index: npt.NDArray[np.int32] = np.zeros(n, dtype=np.int32)
+        self.sources: list[str] = ["", UNPRICED]
+        self.slow: _BOOL = np.zeros(n, dtype=np.bool_)
+
+
+class PriceColumns:
+    """Processor ``price`` over an Arrow table: fills the ``COST_FIELDS`` columns.
+
+    Pure and thread-safe (it shares :class:`Price`'s memoized rate-card lookups).
+    """
+
+    name = "price"
+
+    def __init__(self, price: Price | None = None) -> None:
+        """Price tables with ``price``'s prices (default: :class:`Price` defaults)."""
+        self.price = price if price is not None else Price()
+        """The per-span processor: its prices, its cache, and the rows it prices itself."""
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        """:meth:`price_table`."""
+        return self.price_table(table)
+
+    def price_table(self, table: pa.Table) -> pa.Table:
+        """Return ``table`` with every ``COST_FIELDS`` column (re)computed.
+
+        Args:
+            table: N rows, schema ``SPAN_SCHEMA``; its cost columns are ignored.
+
+        Returns:
+            The same N rows in the same order, the 9 ``MONEY_COLUMNS`` and the 7
+            ``TOKEN_KIND_COST_COLUMNS`` (``decimal128(38, 12)``, pricing currency),
+            ``currency`` and ``price_source`` set exactly as
+            ``spans_to_arrow(Price(...)(spans))`` sets them.
+        """
+        n = table.num_rows
+        if n == 0:
+            return table
+        costs = _Costs(n)
+        pricing = self.price.pricing
+        if pricing.currency.rate_from_usd != 1 or pricing.discounts:
+            costs.slow[:] = True  # money in another currency or discounted: per span
+        else:
+            self._price_fast(table, costs)
+        return self._assemble(table, costs)
+
+    def _price_fast(self, table: pa.Table, costs: _Costs) -> None:
+        """Fill ``costs`` for the rows the columnar plan covers; mark the others slow."""
+        counts = {name: _uint_column(table, name) for name in _TOKEN_COLUMNS}
+        valid = {name: _valid(table, name) for name in _TOKEN_COLUMNS}
+        has_tokens = np.logical_or.reduce([valid[name] for name in _TOKEN_COLUMNS])
+        slow = _bool_column(table, "usage_is_rollup").copy()
+        for name in _INFRA_COLUMNS:  # NaN != 0 too: such a row is priced per span
+            slow |= _column(table, name) != 0
+        extras = _bool_column_of(pc.match_substring(table.column("attributes"),
+                                                    _EXTRA_USAGE_MARK))
+        too_many = np.logical_or.reduce([counts[name] > MAX_COLUMNAR_TOKENS
+                                         for name in _TOKEN_COLUMNS])
+        slow |= has_tokens & (extras | too_many)
+        costs.slow = slow
+        # a row without token counts: nothing to price; a bare total is "unpriced"
+        bare = ~has_tokens & ~slow & _valid(table, "total_tokens")
+        costs.source_index[bare] = _SOURCE_UNPRICED
+        rows = np.flatnonzero(has_tokens & ~slow)
+        if not rows.size:
+            return
+        for group_rows, key in _groups(table, rows):
+            found = self.price.resolve(*key)
+            if found is None:
+                costs.source_index[group_rows] = _SOURCE_UNPRICED
+                continue
+            card, source = found
+            rates = card.integer_rates
+            if rates is None or not _price_group(rates, group_rows, counts,
+                                                 valid["output_tokens"], costs):
+                costs.slow[group_rows] = True
+                continue
+            costs.sources.append(source)
+            costs.source_index[group_rows] = len(costs.sources) - 1
+
+    def _assemble(self, table: pa.Table, costs: _Costs) -> pa.Table:
+        """``table`` with the cost columns of ``costs``, slow rows priced per span."""
+        n = table.num_rows
+        zero = decimal128_from_unscaled(np.zeros(n, dtype=np.int64))
+        token = decimal128_from_unscaled(costs.token)
+        money: dict[str, pa.Array] = dict.fromkeys(MONEY_COLUMNS, zero)
+        money["token_cost"] = money["total_cost"] = token
+        for i, name in enumerate(TOKEN_KIND_COST_COLUMNS[:_NUM_KINDS]):
+            money[name] = decimal128_from_unscaled(costs.kinds[i])
+        money["cache_savings"] = decimal128_from_unscaled(costs.savings)
+        columns: dict[str, pa.Array] = {
+            **money,
+            "currency": pa.repeat(pa.scalar(self.price.pricing.currency.code, pa.string()), n),
+            "price_source": pa.array(costs.sources, pa.string()).take(
+                pa.array(costs.source_index)),
+        }
+        slow_rows = np.flatnonzero(costs.slow)
+        if slow_rows.size:
+            by_span = self._price_rows(table, slow_rows)
+            mask = pa.array(costs.slow)
+            for name, values in zip(COST_FIELDS, by_span, strict=True):
+                arrow_type = table.schema.field(name).type
+                if slow_rows.size == n:
+                    columns[name] = pa.array(values, arrow_type)
+                else:
+                    columns[name] = pc.replace_with_mask(columns[name], mask,
+                                                         pa.array(values, arrow_type))
+        for name in COST_FIELDS:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, table.schema.field(index), columns[name])
+        return table
+
+    def _price_rows(self, table: pa.Table, rows: npt.NDArray[np.intp]
+                    ) -> Sequence[Sequence[Any]]:
+        """The ``COST_FIELDS`` of ``rows`` by the per-span code, as 18 columns of values."""
+        cost_fields = self.price.cost_fields
+        priced = [cost_fields(CanonicalSpan(
+            parent_span_id="", name="", kind="", end_time=row["start_time"], duration_ms=0.0,
+            status=SpanStatus.OK, **row))
+            for row in table.select(list(_SPAN_INPUTS)).take(pa.array(rows)).to_pylist()]
+        return list(zip(*priced, strict=True))
+
+
+def _price_group(rates: IntegerRates, rows: npt.NDArray[np.intp],
+                 counts: dict[str, npt.NDArray[np.uint64]],
+                 output_valid: _BOOL, costs: _Costs) -> bool:
+    """Price ``rows`` (one rate card) into ``costs``; False when int64 could overflow.
+
+    The usage is made consistent as ``TokenUsage.to_genai_values`` does (no 5-minute,
+    1-hour or citation counts on these rows): an input below its cache reads plus writes
+    is cache-exclusive and gets them added; a missing output is its reasoning; reasoning
+    is capped at output. Then each reported key's leaf (its count minus its direct
+    children's) is charged at its owner line's rate (the tier the row's input selects),
+    as ``RateCard._kinds_in_integers``.
+    """
+    read = counts["cache_read_tokens"][rows].astype(np.int64)
+    write = counts["cache_write_tokens"][rows].astype(np.int64)
+    inputs = counts["input_tokens"][rows].astype(np.int64)
+    cached = read + write
+    inputs = np.where(inputs < cached, inputs + cached, inputs)
+    reasoning = counts["reasoning_tokens"][rows].astype(np.int64)
+    reported = output_valid[rows]
+    output = np.where(reported, counts["output_tokens"][rows].astype(np.int64), reasoning)
+    reasoning = np.minimum(reasoning, output)
+    values = {"input_tokens": inputs, "output_tokens": output, "cache_read_tokens": read,
+              "cache_write_tokens": write, "output_reasoning_tokens": reasoning}
+    largest_rate = max((abs(r) for base, tiers in rates.lines
+                        for r in (base, *(t for _, t in tiers))), default=0)
+    bound = largest_rate * (int(inputs.max()) + int(output.max()) + 1)
+    shift = rates.scale + MONEY_SCALE
+    if bound * 10 ** max(shift, 0) >= _INT64_SAFE or -shift > 18:
+        return False
+    line_rates = [_rate_per_row(base, tiers, inputs) for base, tiers in rates.lines]
+    m = rows.size
+    kinds = np.zeros((_NUM_KINDS, m), dtype=np.int64)
+    for key, kind, owner, children in rates.kinds:
+        count = values.get(key)
+        if count is None or owner < 0:
+            continue  # 5-minute/1-hour writes and citations are 0 here; unpriced keys add 0
+        leaf = count
+        for child in children:
+            if child in values:
+                leaf = leaf - values[child]
+        kinds[kind] += line_rates[owner] * leaf
+    if rates.request_line >= 0:
+        kinds[_REQUEST] += line_rates[rates.request_line]
+    uncached = line_rates[rates.input_line] * read if rates.input_line >= 0 else 0
+    scale = rates.scale
+    token = _round_to_money(kinds.sum(axis=0), scale)
+    parts = _round_to_money(kinds, scale)
+    savings = _round_to_money(uncached - kinds[_CACHE_READ], scale)
+    # the six parts add up to token_cost: the remainder goes to the first largest part
+    remainder = token - parts.sum(axis=0)
+    parts[np.argmax(np.abs(parts), axis=0), np.arange(m)] += remainder
+    priced = token != 0  # a zero token cost has no parts and no savings (_kind_parts)
+    costs.token[rows] = token
+    costs.kinds[:, rows] = np.where(priced, parts, 0)
+    costs.savings[rows] = np.where(priced, savings, 0)
+    return True
+
+
+def _rate_per_row(base: int, tiers: tuple[tuple[int, int], ...], inputs: _I64) -> _I64:
+    """A line's rate for each row: the tier of the highest start below the row's input."""
+    rate = np.full(inputs.shape, base, dtype=np.int64)
+    for start, tier_rate in reversed(tiers):  # lowest start first: the highest one wins
+        rate = np.where(inputs > start, tier_rate, rate)
+    return rate
+
+
+def _groups(table: pa.Table, rows: npt.NDArray[np.intp]
+            ) -> list[tuple[npt.NDArray[np.intp], tuple[str, str, str, int]]]:
+    """``rows`` split by (provider, model, request model, minute), each with its key.
+
+    ``model`` is the response model when present, else the request model
+    (:attr:`CanonicalSpan.model`); the minute is ``int(start_time.timestamp() // 60)``,
+    computed as CPython does (microseconds / 10**6 as a float, then floor division).
+    """
+    take = pa.array(rows)
+    provider = table.column("provider").take(take)
+    request = table.column("request_model").take(take)
+    response = table.column("response_model").take(take)
+    model = pc.if_else(pc.equal(response, ""), request, response)
+    ns = _column_of(table.column("start_time").take(take).cast(pa.int64()))
+    minute = np.floor_divide((ns // 1000) / 1e6, 60.0).astype(np.int64)
+    codes = [_codes(provider), _codes(model), _codes(request), np.unique(
+        minute, return_inverse=True)[1]]
+    key = codes[0]
+    for code in codes[1:]:
+        key = np.unique(key * (int(code.max()) + 1) + code, return_inverse=True)[1]
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+    out = []
+    for members in np.split(order, starts[1:]):
+        first = int(members[0])
+        out.append((rows[members], (provider[first].as_py(), model[first].as_py(),
+                                    request[first].as_py(), int(minute[first]))))
+    return out
+
+
+def _codes(strings: pa.ChunkedArray | pa.Array) -> _I64:
+    """Dense integer codes of a string column (equal strings, equal codes)."""
+    encoded = pc.dictionary_encode(strings)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _column_of(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
+    return np.asarray(values.to_numpy(zero_copy_only=False) if isinstance(values, pa.Array)
+                      else values.to_numpy())
+
+
+def _column(table: pa.Table, name: str) -> npt.NDArray[Any]:
+    return _column_of(table.column(name))
+
+
+def _uint_column(table: pa.Table, name: str) -> npt.NDArray[np.uint64]:
+    """A nullable count column as uint64, null as 0."""
+    return np.asarray(_column_of(pc.fill_null(table.column(name), 0)), dtype=np.uint64)
+
+
+def _valid(table: pa.Table, name: str) -> _BOOL:
+    return _bool_column_of(pc.is_valid(table.column(name)))
+
+
+def _bool_column(table: pa.Table, name: str) -> _BOOL:
+    return _bool_column_of(table.column(name))
+
+
+def _bool_column_of(values: pa.ChunkedArray | pa.Array) -> _BOOL:
+    return np.asarray(_column_of(values), dtype=np.bool_)
