@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from mentatlab.pipeline.price_columns import (
     MAX_COLUMNAR_TOKENS,
     PriceColumns,
     decimal128_from_unscaled,
+    rows_containing,
 )
 from mentatlab.pricing.catalog import PriceCatalog
 from mentatlab.pricing.pricing_file import PricingConfig, parse_pricing
@@ -99,6 +101,18 @@ def test_decimal128_from_unscaled_equals_arrow_from_decimals() -> None:
     got.validate(full=True)
     assert decimal128_from_unscaled(np.array([], dtype=np.int64)).equals(
         pa.array([], MONEY_ARROW))
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(alphabet='ab"m.', max_size=8), max_size=12),
+       cut=st.integers(0, 12), needle=st.sampled_from(['"ab', "a", 'b"m.', "ba"]))
+def test_rows_containing_is_match_substring(texts: list[str], cut: int, needle: str) -> None:
+    whole = pa.array(texts, pa.string())
+    for strings in (pa.chunked_array([whole]),
+                    pa.chunked_array([whole[:cut], whole[cut:]], pa.string()),
+                    pa.chunked_array([whole[cut // 2:cut]], pa.string())):
+        want = pc.match_substring(strings, needle).to_pylist()
+        assert rows_containing(strings, needle.encode()).tolist() == want
 
 
 def test_cache_savings_can_be_negative_and_price_alike() -> None:

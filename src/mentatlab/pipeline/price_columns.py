@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -49,7 +50,7 @@ from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import COST_FIELDS, UNPRICED, Price
 from mentatlab.pricing.rate_card import TOKEN_KINDS, IntegerRates
 
-__all__ = ["MAX_COLUMNAR_TOKENS", "PriceColumns", "decimal128_from_unscaled"]
+__all__ = ["MAX_COLUMNAR_TOKENS", "PriceColumns", "decimal128_from_unscaled", "rows_containing"]
 
 _I64 = npt.NDArray[np.int64]
 _BOOL = npt.NDArray[np.bool_]
@@ -176,8 +177,7 @@ class PriceColumns:
         slow = _bool_column(table, "usage_is_rollup").copy()
         for name in _INFRA_COLUMNS:  # NaN != 0 too: such a row is priced per span
             slow |= _column(table, name) != 0
-        extras = _bool_column_of(pc.match_substring(table.column("attributes"),
-                                                    _EXTRA_USAGE_MARK))
+        extras = rows_containing(table.column("attributes"), _EXTRA_USAGE_MARK.encode())
         too_many = np.logical_or.reduce([counts[name] > MAX_COLUMNAR_TOKENS
                                          for name in _TOKEN_COLUMNS])
         slow |= has_tokens & (extras | too_many)
@@ -188,6 +188,7 @@ class PriceColumns:
         rows = np.flatnonzero(has_tokens & ~slow)
         if not rows.size:
             return
+        plans: list[_Plan] = []
         for group_rows, key in _groups(table, rows):
             found = self.price.resolve(*key)
             if found is None:
@@ -195,12 +196,21 @@ class PriceColumns:
                 continue
             card, source = found
             rates = card.integer_rates
-            if rates is None or not _price_group(rates, group_rows, counts,
-                                                 valid["output_tokens"], costs):
+            if rates is None:
                 costs.slow[group_rows] = True
                 continue
             costs.sources.append(source)
-            costs.source_index[group_rows] = len(costs.sources) - 1
+            plans.append(_Plan(group_rows, rates, len(costs.sources) - 1))
+        by_scale: dict[int, list[_Plan]] = {}
+        for plan in plans:
+            by_scale.setdefault(plan.rates.scale, []).append(plan)
+        usage = _Usage(counts, valid["output_tokens"])
+        for bucket in by_scale.values():
+            # one pass for every card of one scale; else card by card; else per span
+            if not _price_plans(bucket, usage, costs):
+                for plan in bucket:
+                    if not _price_plans([plan], usage, costs):
+                        costs.slow[plan.rows] = True
 
     def _assemble(self, table: pa.Table, costs: _Costs) -> pa.Table:
         """``table`` with the cost columns of ``costs``, slow rows priced per span."""
@@ -229,10 +239,10 @@ class PriceColumns:
                 else:
                     columns[name] = pc.replace_with_mask(columns[name], mask,
                                                          pa.array(values, arrow_type))
-        for name in COST_FIELDS:
-            index = table.schema.get_field_index(name)
-            table = table.set_column(index, table.schema.field(index), columns[name])
-        return table
+        arrays = table.columns  # one new table, not 18 (each set_column copies the schema)
+        for name, array in columns.items():
+            arrays[table.schema.get_field_index(name)] = array
+        return pa.Table.from_arrays(arrays, schema=table.schema)
 
     def _price_rows(self, table: pa.Table, rows: npt.NDArray[np.intp]
                     ) -> Sequence[Sequence[Any]]:
@@ -245,51 +255,102 @@ class PriceColumns:
         return list(zip(*priced, strict=True))
 
 
-def _price_group(rates: IntegerRates, rows: npt.NDArray[np.intp],
-                 counts: dict[str, npt.NDArray[np.uint64]],
-                 output_valid: _BOOL, costs: _Costs) -> bool:
-    """Price ``rows`` (one rate card) into ``costs``; False when int64 could overflow.
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Rows of one rate card (possibly several groups' keys resolve to one card)."""
 
-    The usage is made consistent as ``TokenUsage.to_genai_values`` does (no 5-minute,
-    1-hour or citation counts on these rows): an input below its cache reads plus writes
-    is cache-exclusive and gets them added; a missing output is its reasoning; reasoning
-    is capped at output. Then each reported key's leaf (its count minus its direct
-    children's) is charged at its owner line's rate (the tier the row's input selects),
-    as ``RateCard._kinds_in_integers``.
+    rows: npt.NDArray[np.intp]
+    rates: IntegerRates
+    source_index: int
+
+
+class _Usage:
+    """The batch's token counts (null as 0) and which rows report an output count."""
+
+    __slots__ = ("counts", "output_valid")
+
+    def __init__(self, counts: dict[str, npt.NDArray[np.uint64]], output_valid: _BOOL) -> None:
+        self.counts = counts
+        self.output_valid = output_valid
+
+    def consistent(self, rows: npt.NDArray[np.intp]) -> dict[str, _I64]:
+        """The counts of ``rows`` made consistent, by genai-prices usage key (tokens).
+
+        As ``TokenUsage.to_genai_values`` (no 5-minute, 1-hour or citation counts on these
+        rows): an input below its cache reads plus writes is cache-exclusive and gets them
+        added; a missing output is its reasoning; reasoning is capped at output.
+        """
+        counts = self.counts
+        read = counts["cache_read_tokens"][rows].astype(np.int64)
+        write = counts["cache_write_tokens"][rows].astype(np.int64)
+        inputs = counts["input_tokens"][rows].astype(np.int64)
+        cached = read + write
+        inputs = np.where(inputs < cached, inputs + cached, inputs)
+        reasoning = counts["reasoning_tokens"][rows].astype(np.int64)
+        output = np.where(self.output_valid[rows],
+                          counts["output_tokens"][rows].astype(np.int64), reasoning)
+        return {"input_tokens": inputs, "output_tokens": output, "cache_read_tokens": read,
+                "cache_write_tokens": write,
+                "output_reasoning_tokens": np.minimum(reasoning, output)}
+
+
+def _key_plan(rates: IntegerRates) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+    """Per reported key: its kind and direct children (the same for every card)."""
+    return tuple((key, kind, children) for key, kind, _, children in rates.kinds)
+
+
+def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs) -> bool:
+    """Price the rows of ``plans`` (cards of one scale) into ``costs``, in one pass.
+
+    Each reported key's leaf (its count minus its direct children's) is charged at its
+    owner line's rate (the tier the row's inclusive input selects), the request fee once,
+    as ``RateCard._kinds_in_integers``. Returns False, writing nothing, when an integer
+    could leave int64 (the caller then prices card by card, else per span).
     """
-    read = counts["cache_read_tokens"][rows].astype(np.int64)
-    write = counts["cache_write_tokens"][rows].astype(np.int64)
-    inputs = counts["input_tokens"][rows].astype(np.int64)
-    cached = read + write
-    inputs = np.where(inputs < cached, inputs + cached, inputs)
-    reasoning = counts["reasoning_tokens"][rows].astype(np.int64)
-    reported = output_valid[rows]
-    output = np.where(reported, counts["output_tokens"][rows].astype(np.int64), reasoning)
-    reasoning = np.minimum(reasoning, output)
-    values = {"input_tokens": inputs, "output_tokens": output, "cache_read_tokens": read,
-              "cache_write_tokens": write, "output_reasoning_tokens": reasoning}
-    largest_rate = max((abs(r) for base, tiers in rates.lines
+    rates0 = plans[0].rates
+    keys = _key_plan(rates0)
+    if any(_key_plan(plan.rates) != keys for plan in plans[1:]):
+        return False
+    rows = np.concatenate([plan.rows for plan in plans]) if len(plans) > 1 else plans[0].rows
+    values = usage.consistent(rows)
+    inputs = values["input_tokens"]
+    largest_rate = max((abs(r) for plan in plans for base, tiers in plan.rates.lines
                         for r in (base, *(t for _, t in tiers))), default=0)
-    bound = largest_rate * (int(inputs.max()) + int(output.max()) + 1)
-    shift = rates.scale + MONEY_SCALE
+    bound = largest_rate * (int(inputs.max()) + int(values["output_tokens"].max()) + 1)
+    scale = rates0.scale
+    shift = scale + MONEY_SCALE
     if bound * 10 ** max(shift, 0) >= _INT64_SAFE or -shift > 18:
         return False
-    line_rates = [_rate_per_row(base, tiers, inputs) for base, tiers in rates.lines]
     m = rows.size
+    rate_of = {key: np.zeros(m, dtype=np.int64) for key, _, _ in keys}
+    request = np.zeros(m, dtype=np.int64)
+    uncached_rate = np.zeros(m, dtype=np.int64)
+    start = 0
+    for plan in plans:
+        end = start + plan.rows.size
+        part = slice(start, end)
+        lines = [_rate_per_row(base, tiers, inputs[part]) for base, tiers in plan.rates.lines]
+        for key, _, owner, _ in plan.rates.kinds:
+            if owner >= 0:
+                rate_of[key][part] = lines[owner]
+        if plan.rates.request_line >= 0:
+            request[part] = lines[plan.rates.request_line]
+        if plan.rates.input_line >= 0:
+            uncached_rate[part] = lines[plan.rates.input_line]
+        costs.source_index[plan.rows] = plan.source_index
+        start = end
     kinds = np.zeros((_NUM_KINDS, m), dtype=np.int64)
-    for key, kind, owner, children in rates.kinds:
+    for key, kind, children in keys:
         count = values.get(key)
-        if count is None or owner < 0:
-            continue  # 5-minute/1-hour writes and citations are 0 here; unpriced keys add 0
+        if count is None:
+            continue  # 5-minute/1-hour writes and citations: 0 on these rows
         leaf = count
         for child in children:
             if child in values:
                 leaf = leaf - values[child]
-        kinds[kind] += line_rates[owner] * leaf
-    if rates.request_line >= 0:
-        kinds[_REQUEST] += line_rates[rates.request_line]
-    uncached = line_rates[rates.input_line] * read if rates.input_line >= 0 else 0
-    scale = rates.scale
+        kinds[kind] += rate_of[key] * leaf
+    kinds[_REQUEST] += request
+    uncached = uncached_rate * values["cache_read_tokens"]
     token = _round_to_money(kinds.sum(axis=0), scale)
     parts = _round_to_money(kinds, scale)
     savings = _round_to_money(uncached - kinds[_CACHE_READ], scale)
@@ -313,40 +374,73 @@ def _rate_per_row(base: int, tiers: tuple[tuple[int, int], ...], inputs: _I64) -
 
 def _groups(table: pa.Table, rows: npt.NDArray[np.intp]
             ) -> list[tuple[npt.NDArray[np.intp], tuple[str, str, str, int]]]:
-    """``rows`` split by (provider, model, request model, minute), each with its key.
+    """``rows`` split by (provider, response model, request model, minute), each with its key.
 
+    The key is what :meth:`Price.resolve` takes: (provider, model, request model, minute);
     ``model`` is the response model when present, else the request model
     (:attr:`CanonicalSpan.model`); the minute is ``int(start_time.timestamp() // 60)``,
     computed as CPython does (microseconds / 10**6 as a float, then floor division).
     """
-    take = pa.array(rows)
-    provider = table.column("provider").take(take)
-    request = table.column("request_model").take(take)
-    response = table.column("response_model").take(take)
-    model = pc.if_else(pc.equal(response, ""), request, response)
-    ns = _column_of(table.column("start_time").take(take).cast(pa.int64()))
+    names: list[list[str]] = []
+    codes: list[_I64] = []
+    for name in ("provider", "response_model", "request_model"):
+        dictionary, code = _codes(table.column(name))
+        names.append(dictionary)
+        codes.append(code[rows])
+    ns = _column_of(table.column("start_time").cast(pa.int64()))[rows]
     minute = np.floor_divide((ns // 1000) / 1e6, 60.0).astype(np.int64)
-    codes = [_codes(provider), _codes(model), _codes(request), np.unique(
-        minute, return_inverse=True)[1]]
     key = codes[0]
-    for code in codes[1:]:
-        key = np.unique(key * (int(code.max()) + 1) + code, return_inverse=True)[1]
-    order = np.argsort(key, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+    for code in (codes[1], codes[2], minute - minute.min()):
+        width = int(code.max()) + 1
+        if (int(key.max()) + 1) * width >= _INT64_SAFE:
+            key = np.unique(key, return_inverse=True)[1]
+        key = key * width + code
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    ends = np.cumsum(np.bincount(inverse))
     out = []
-    for members in np.split(order, starts[1:]):
-        first = int(members[0])
-        out.append((rows[members], (provider[first].as_py(), model[first].as_py(),
-                                    request[first].as_py(), int(minute[first]))))
+    for g, members in enumerate(np.split(order, ends[:-1])):
+        i = int(first[g])
+        provider, response, request = (names[c][int(codes[c][i])] for c in range(3))
+        out.append((rows[members], (provider, response or request, request, int(minute[i]))))
     return out
 
 
-def _codes(strings: pa.ChunkedArray | pa.Array) -> _I64:
-    """Dense integer codes of a string column (equal strings, equal codes)."""
+def rows_containing(strings: pa.ChunkedArray, needle: bytes) -> _BOOL:
+    """Which of N strings contain ``needle``: like ``pc.match_substring``, ~20x faster.
+
+    One ``bytes.find`` pass over each chunk's character data (the text of all its rows,
+    end to end), each hit mapped to its row by the offsets; a hit across two rows' texts
+    is no hit. ``match_substring`` scans string by string (~3 ns a byte: ~0.6 ms for 500
+    spans of ~400 bytes of attributes).
+    """
+    out = np.zeros(len(strings), dtype=np.bool_)
+    base = 0
+    for chunk in strings.chunks:
+        n = len(chunk)
+        offsets_buffer, data_buffer = chunk.buffers()[1:3]
+        if n and data_buffer is not None:
+            offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[chunk.offset:
+                                                                    chunk.offset + n + 1]
+            first = int(offsets[0])
+            data = bytes(memoryview(data_buffer)[first:int(offsets[-1])])
+            at = data.find(needle)
+            while at >= 0:
+                row = int(np.searchsorted(offsets, first + at, side="right")) - 1
+                if first + at + len(needle) <= offsets[row + 1]:
+                    out[base + row] = True
+                at = data.find(needle, at + 1)
+        base += n
+    return out
+
+
+def _codes(strings: pa.ChunkedArray) -> tuple[list[str], _I64]:
+    """A string column's distinct values and each row's index among them."""
     encoded = pc.dictionary_encode(strings)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.unify_dictionaries().combine_chunks()
-    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return (encoded.dictionary.to_pylist(),
+            np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64))
 
 
 def _column_of(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
