@@ -34,6 +34,11 @@ a price is never guessed. A span with no token counts has no token source.
 ``price_source`` is the token source, then ``;infra=<origin>`` when the span has an
 infrastructure cost (``pricing/price_source.py``): ``genai-prices@0.2.5:openai/gpt-4o``,
 ``genai-prices@0.2.5:openai/gpt-4o;infra=defaults@2026-12-06``, ``infra=pricing.toml``, ``""``.
+
+At ingest these formulas run on columns (:mod:`mentatlab.pipeline.price_columns`, the
+pipeline's last stage, decision 0027), which gives exactly what :class:`Price` gives per
+span and calls :meth:`Price.cost_fields` for the rows its integer plan does not cover.
+:class:`Price` prices spans where spans are at hand: reprice, the resolver, the CLI.
 """
 
 from __future__ import annotations
