@@ -63,6 +63,9 @@ PRICINGS: dict[str, PricingConfig | None] = {
         "currency": {"code": "EUR", "rate_from_usd": "0.93"}}),
     "usd+discount": parse_pricing({"discounts": [{"percent": "10", "provider": "openai",
                                                   "applies_to": "tokens"}]}),
+    "jpy": parse_pricing({**MODELS, "currency": {"code": "JPY",
+                                                 "rate_from_usd": "151.123456789"}}),
+    "tiny-fx": parse_pricing({"currency": {"code": "XAU", "rate_from_usd": "0.000412345"}}),
 }
 PRICES = {name: Price(CATALOG, pricing) for name, pricing in PRICINGS.items()}
 

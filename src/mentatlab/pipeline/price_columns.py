@@ -14,24 +14,28 @@ integers. The answer is **equal**, row by row, to ``spans_to_arrow(Price(...)(sp
 * each amount is rounded to 12 places half to even in integers, the rule of
   :func:`mentatlab.pricing.money.quantize_money`;
 * the kind parts get the rounding remainder on the largest part, as
-  ``pipeline/price.py`` ``_kind_parts`` (docs/decisions/0012-token-kind-costs.md).
+  ``pipeline/price.py`` ``_kind_parts`` (docs/decisions/0012-token-kind-costs.md);
+* a pricing currency other than USD multiplies every amount by ``rate_from_usd`` before
+  rounding, exactly (as an integer and a power of ten).
 
 Rows outside that plan go through the per-span code (:meth:`Price.cost_fields`, on a span
 rebuilt from the row's pricing inputs) and are merged back in row order, so no row is
-ever approximated. Those rows are: every row when the pricing currency is not USD or
-``pricing.toml`` has discounts; roll-up spans; spans with any infrastructure quantity
-(CPU, memory, GPU, network, storage); spans whose attributes carry extra usage counts
-(``mentat.usage.*``, :data:`~mentatlab.pipeline.price.EXTRA_USAGE_ATTRIBUTES`); spans with a
-token count above 2**40; and rows of a rate card without integer rates (priced by
-genai-prices itself, or with a rate that is no integer count of a power of ten) or whose
-sums could leave ``int64`` at 12 decimals. Tiered cards are priced here (the tier per row).
+ever approximated. Those rows are: roll-up spans; spans with any infrastructure quantity
+(CPU, memory, GPU, network, storage); spans a ``pricing.toml`` discount applies to; spans
+whose attributes carry extra usage counts (``mentat.usage.*``,
+:data:`~mentatlab.pipeline.price.EXTRA_USAGE_ATTRIBUTES`); spans with a token count above
+2**40; and rows of a rate card without integer rates (priced by genai-prices itself, or
+with a rate that is no integer count of a power of ten) or whose sums could leave
+``int64`` at 12 decimals. Tiered cards are priced here (the tier per row). Spans without
+token counts, and unknown models (``unpriced``), are answered here too.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +75,14 @@ _SPAN_INPUTS = ("trace_id", "span_id", "start_time", "org_id", "provider", "requ
                 "unattributed_cache_read_tokens", "unattributed_cache_write_tokens",
                 *_INFRA_COLUMNS, "attributes", "resource")
 """Every column :meth:`Price.cost_fields` reads (the rest of a span does not change a price)."""
+_TEMPLATE = CanonicalSpan(trace_id="", span_id="", parent_span_id="", name="", kind="",
+                          start_time=datetime(1970, 1, 1, tzinfo=UTC),
+                          end_time=datetime(1970, 1, 1, tzinfo=UTC), duration_ms=0.0,
+                          status=SpanStatus.OK)
+_FIELD_NAMES = tuple(f.name for f in fields(CanonicalSpan))
+_TEMPLATE_ROW = tuple(getattr(_TEMPLATE, name) for name in _FIELD_NAMES)
+_INPUT_INDEX = tuple(_FIELD_NAMES.index(name) for name in _SPAN_INPUTS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXTRA_USAGE_MARK = '"mentat.usage.'
 """Text whose presence in ``attributes`` makes ``Price`` look for extra usage counts."""
 _CACHE_READ = TOKEN_KINDS.index("cache_read")
@@ -162,15 +174,18 @@ class PriceColumns:
         if n == 0:
             return table
         costs = _Costs(n)
-        pricing = self.price.pricing
-        if pricing.currency.rate_from_usd != 1 or pricing.discounts:
-            costs.slow[:] = True  # money in another currency or discounted: per span
+        fx = _integer_exponent(self.price.pricing.currency.rate_from_usd)
+        if fx is None:  # pragma: no cover - pricing_file accepts finite rates > 0 only
+            costs.slow[:] = True
         else:
-            self._price_fast(table, costs)
+            self._price_fast(table, costs, fx)
         return self._assemble(table, costs)
 
-    def _price_fast(self, table: pa.Table, costs: _Costs) -> None:
-        """Fill ``costs`` for the rows the columnar plan covers; mark the others slow."""
+    def _price_fast(self, table: pa.Table, costs: _Costs, fx: tuple[int, int]) -> None:
+        """Fill ``costs`` for the rows the columnar plan covers; mark the others slow.
+
+        ``fx`` is the currency rate from USD as ``(integer, exponent)``, exactly.
+        """
         counts = {name: _uint_column(table, name) for name in _TOKEN_COLUMNS}
         valid = {name: _valid(table, name) for name in _TOKEN_COLUMNS}
         has_tokens = np.logical_or.reduce([valid[name] for name in _TOKEN_COLUMNS])
@@ -188,16 +203,18 @@ class PriceColumns:
         rows = np.flatnonzero(has_tokens & ~slow)
         if not rows.size:
             return
+        pricing = self.price.pricing
         plans: list[_Plan] = []
-        for group_rows, key in _groups(table, rows):
+        for group_rows, key, org_id in _groups(table, rows, by_org=bool(pricing.discounts)):
             found = self.price.resolve(*key)
             if found is None:
                 costs.source_index[group_rows] = _SOURCE_UNPRICED
                 continue
             card, source = found
             rates = card.integer_rates
-            if rates is None:
-                costs.slow[group_rows] = True
+            if rates is None or (pricing.discounts
+                                 and pricing.discount_for(key[0], key[1], org_id) is not None):
+                costs.slow[group_rows] = True  # a discount applies: per span
                 continue
             costs.sources.append(source)
             plans.append(_Plan(group_rows, rates, len(costs.sources) - 1))
@@ -207,9 +224,9 @@ class PriceColumns:
         usage = _Usage(counts, valid["output_tokens"])
         for bucket in by_scale.values():
             # one pass for every card of one scale; else card by card; else per span
-            if not _price_plans(bucket, usage, costs):
+            if not _price_plans(bucket, usage, costs, fx):
                 for plan in bucket:
-                    if not _price_plans([plan], usage, costs):
+                    if not _price_plans([plan], usage, costs, fx):
                         costs.slow[plan.rows] = True
 
     def _assemble(self, table: pa.Table, costs: _Costs) -> pa.Table:
@@ -233,12 +250,9 @@ class PriceColumns:
             by_span = self._price_rows(table, slow_rows)
             mask = pa.array(costs.slow)
             for name, values in zip(COST_FIELDS, by_span, strict=True):
-                arrow_type = table.schema.field(name).type
-                if slow_rows.size == n:
-                    columns[name] = pa.array(values, arrow_type)
-                else:
-                    columns[name] = pc.replace_with_mask(columns[name], mask,
-                                                         pa.array(values, arrow_type))
+                array = _array_of(values, table.schema.field(name).type)
+                columns[name] = array if slow_rows.size == n else pc.replace_with_mask(
+                    columns[name], mask, array)
         arrays = table.columns  # one new table, not 18 (each set_column copies the schema)
         for name, array in columns.items():
             arrays[table.schema.get_field_index(name)] = array
@@ -246,13 +260,48 @@ class PriceColumns:
 
     def _price_rows(self, table: pa.Table, rows: npt.NDArray[np.intp]
                     ) -> Sequence[Sequence[Any]]:
-        """The ``COST_FIELDS`` of ``rows`` by the per-span code, as 18 columns of values."""
+        """The ``COST_FIELDS`` of ``rows`` by the per-span code, as 18 columns of values.
+
+        Each row becomes a span holding its pricing inputs (the rest stays at the
+        template's values, which no price reads), built positionally from column lists:
+        ``Table.to_pylist`` would cost ~20 µs a row, more than pricing it.
+        """
+        take = pa.array(rows)
+        values = [_py_values(table.column(name).take(take)) for name in _SPAN_INPUTS]
+        template = list(_TEMPLATE_ROW)
         cost_fields = self.price.cost_fields
-        priced = [cost_fields(CanonicalSpan(
-            parent_span_id="", name="", kind="", end_time=row["start_time"], duration_ms=0.0,
-            status=SpanStatus.OK, **row))
-            for row in table.select(list(_SPAN_INPUTS)).take(pa.array(rows)).to_pylist()]
+        priced = []
+        for row in zip(*values, strict=True):
+            for index, value in zip(_INPUT_INDEX, row, strict=True):
+                template[index] = value
+            priced.append(cost_fields(CanonicalSpan(*template)))
         return list(zip(*priced, strict=True))
+
+
+def _array_of(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    """N values as an Arrow array, one scalar repeated when they are all equal.
+
+    As ``spans_to_arrow`` does: most money columns of a batch are 0 throughout.
+    """
+    first = values[0]
+    if values.count(first) == len(values):
+        return pa.repeat(pa.scalar(first, arrow_type), len(values))
+    return pa.array(values, arrow_type)
+
+
+def _py_values(values: pa.ChunkedArray) -> list[Any]:
+    """A column as Python values, as ``to_pylist`` gives them (~10x faster for numbers)."""
+    kind = values.type
+    if pa.types.is_timestamp(kind):  # start_time: aware UTC datetimes, to the microsecond
+        micros = _column_of(values.cast(pa.int64())) // 1000
+        return [_EPOCH + timedelta(microseconds=us) for us in micros.tolist()]
+    if pa.types.is_string(kind):
+        return list(_column_of(values))
+    if values.null_count:
+        valid = _bool_column_of(pc.is_valid(values)).tolist()
+        filled = _column_of(pc.fill_null(values, 0)).tolist()
+        return [v if ok else None for v, ok in zip(filled, valid, strict=True)]
+    return list(_column_of(values).tolist())
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,13 +348,18 @@ def _key_plan(rates: IntegerRates) -> tuple[tuple[str, int, tuple[str, ...]], ..
     return tuple((key, kind, children) for key, kind, _, children in rates.kinds)
 
 
-def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs) -> bool:
+def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs,
+                 fx: tuple[int, int]) -> bool:
     """Price the rows of ``plans`` (cards of one scale) into ``costs``, in one pass.
 
     Each reported key's leaf (its count minus its direct children's) is charged at its
     owner line's rate (the tier the row's inclusive input selects), the request fee once,
-    as ``RateCard._kinds_in_integers``. Returns False, writing nothing, when an integer
-    could leave int64 (the caller then prices card by card, else per span).
+    as ``RateCard._kinds_in_integers``; every amount is then converted to the pricing
+    currency (``fx = (integer, exponent)``: ``* integer``, exponent added to the scale),
+    as ``Price`` multiplies by ``rate_from_usd`` before rounding. Returns False, writing
+    nothing, when an integer could leave int64 (the caller then prices card by card, else
+    per span). Below 2**62 a product has at most 19 digits, so ``Price``'s ``Decimal``
+    product (28-digit context) is exact too and the two agree.
     """
     rates0 = plans[0].rates
     keys = _key_plan(rates0)
@@ -316,8 +370,10 @@ def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs) -> bool:
     inputs = values["input_tokens"]
     largest_rate = max((abs(r) for plan in plans for base, tiers in plan.rates.lines
                         for r in (base, *(t for _, t in tiers))), default=0)
+    fx_integer, fx_exponent = fx
     bound = largest_rate * (int(inputs.max()) + int(values["output_tokens"].max()) + 1)
-    scale = rates0.scale
+    bound *= fx_integer
+    scale = rates0.scale + fx_exponent
     shift = scale + MONEY_SCALE
     if bound * 10 ** max(shift, 0) >= _INT64_SAFE or -shift > 18:
         return False
@@ -351,6 +407,9 @@ def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs) -> bool:
         kinds[kind] += rate_of[key] * leaf
     kinds[_REQUEST] += request
     uncached = uncached_rate * values["cache_read_tokens"]
+    if fx_integer != 1:
+        kinds *= fx_integer
+        uncached *= fx_integer
     token = _round_to_money(kinds.sum(axis=0), scale)
     parts = _round_to_money(kinds, scale)
     savings = _round_to_money(uncached - kinds[_CACHE_READ], scale)
@@ -364,6 +423,17 @@ def _price_plans(plans: Sequence[_Plan], usage: _Usage, costs: _Costs) -> bool:
     return True
 
 
+def _integer_exponent(value: Decimal) -> tuple[int, int] | None:
+    """``value`` as ``(integer, exponent)``, ``value == integer * 10**exponent``, exactly.
+
+    None when ``value`` is not finite or not above 0.
+    """
+    if not value.is_finite() or value <= 0:
+        return None
+    _, digits, exponent = value.as_tuple()
+    return int("".join(map(str, digits))), int(exponent)
+
+
 def _rate_per_row(base: int, tiers: tuple[tuple[int, int], ...], inputs: _I64) -> _I64:
     """A line's rate for each row: the tier of the highest start below the row's input."""
     rate = np.full(inputs.shape, base, dtype=np.int64)
@@ -372,25 +442,28 @@ def _rate_per_row(base: int, tiers: tuple[tuple[int, int], ...], inputs: _I64) -
     return rate
 
 
-def _groups(table: pa.Table, rows: npt.NDArray[np.intp]
-            ) -> list[tuple[npt.NDArray[np.intp], tuple[str, str, str, int]]]:
+def _groups(table: pa.Table, rows: npt.NDArray[np.intp], *, by_org: bool
+            ) -> list[tuple[npt.NDArray[np.intp], tuple[str, str, str, int], str]]:
     """``rows`` split by (provider, response model, request model, minute), each with its key.
 
     The key is what :meth:`Price.resolve` takes: (provider, model, request model, minute);
     ``model`` is the response model when present, else the request model
     (:attr:`CanonicalSpan.model`); the minute is ``int(start_time.timestamp() // 60)``,
     computed as CPython does (microseconds / 10**6 as a float, then floor division).
+    With ``by_org`` the rows are split by ``org_id`` too (a discount may name an org), and
+    each group comes with its org (else ``""``).
     """
     names: list[list[str]] = []
     codes: list[_I64] = []
-    for name in ("provider", "response_model", "request_model"):
+    for name in ("provider", "response_model", "request_model",
+                 *(("org_id",) if by_org else ())):
         dictionary, code = _codes(table.column(name))
         names.append(dictionary)
         codes.append(code[rows])
     ns = _column_of(table.column("start_time").cast(pa.int64()))[rows]
     minute = np.floor_divide((ns // 1000) / 1e6, 60.0).astype(np.int64)
     key = codes[0]
-    for code in (codes[1], codes[2], minute - minute.min()):
+    for code in (*codes[1:], minute - minute.min()):
         width = int(code.max()) + 1
         if (int(key.max()) + 1) * width >= _INT64_SAFE:
             key = np.unique(key, return_inverse=True)[1]
@@ -401,8 +474,10 @@ def _groups(table: pa.Table, rows: npt.NDArray[np.intp]
     out = []
     for g, members in enumerate(np.split(order, ends[:-1])):
         i = int(first[g])
-        provider, response, request = (names[c][int(codes[c][i])] for c in range(3))
-        out.append((rows[members], (provider, response or request, request, int(minute[i]))))
+        provider, response, request, *org = (names[c][int(codes[c][i])]
+                                             for c in range(len(codes)))
+        out.append((rows[members], (provider, response or request, request, int(minute[i])),
+                    org[0] if org else ""))
     return out
 
 
