@@ -170,6 +170,24 @@ def test_a_mixed_batch_prices_alike_with_slow_rows_in_place() -> None:
     assert got.column("price_source")[4].as_py() == UNPRICED
 
 
+@settings(max_examples=30, deadline=None)
+@given(first=st.lists(st.deferred(lambda: _spans()), min_size=1, max_size=6),
+       second=st.lists(st.deferred(lambda: _spans()), min_size=1, max_size=6),
+       pricing=st.sampled_from(list(PRICES)))
+def test_a_table_of_several_chunks_prices_alike(first: list[CanonicalSpan],
+                                                second: list[CanonicalSpan],
+                                                pricing: str) -> None:
+    price = PRICES[pricing]
+    expected = spans_to_arrow(price([dataclasses.replace(s) for s in first + second]))
+    chunked = pa.concat_tables([spans_to_arrow([dataclasses.replace(s) for s in part])
+                                for part in (first, second)])
+    assert chunked.column("attributes").num_chunks == 2
+    got = PriceColumns(price).price_table(chunked)
+    assert got.equals(expected)
+    for name in COST_FIELDS:
+        assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
+
+
 def test_an_empty_table_is_returned_as_is() -> None:
     empty = SPAN_SCHEMA.empty_table()
     assert PriceColumns(PRICES["default"]).price_table(empty) is empty
