@@ -67,8 +67,15 @@ def stages(total_spans: int = 2000, policies: int = 0) -> None:
                     spans = processor(spans)
                     marks.append((processor.name, time.thread_time() - t0))
                 t0 = time.thread_time()
-                arrow_to_ipc(spans_to_arrow(spans))
+                table = spans_to_arrow(spans)
                 marks.append(("arrow", time.thread_time() - t0))
+                for table_processor in pipeline.table_processors:  # price, over columns
+                    t0 = time.thread_time()
+                    table = table_processor(table)
+                    marks.append((table_processor.name, time.thread_time() - t0))
+                t0 = time.thread_time()
+                arrow_to_ipc(table)
+                marks.append(("ipc", time.thread_time() - t0))
                 for stage, seconds in marks:
                     took[(mode, stage)] = took.get((mode, stage), 0.0) + seconds
         best = {k: min(v, best.get(k, v)) for k, v in took.items()}

@@ -129,7 +129,6 @@ def _pipeline_tables(rows: int, count: int = 4) -> list[pa.Table]:
     (bench/_synthetic.py spreads spans over 30 days: one insert would touch ~30 daily
     partitions, which live ingest never does.)
     """
-    from mentatlab.model.schema import spans_to_arrow
     from mentatlab.pipeline.workers import build_pipeline
     from mentatlab.receivers.decode import decode_otlp_protobuf
     from mentatlab.settings import load_settings
@@ -139,10 +138,7 @@ def _pipeline_tables(rows: int, count: int = 4) -> list[pa.Table]:
     tables = []
     for k in range(count):
         bodies = UniqueBodies(rows, client=k)
-        spans = pipeline.normalizer(decode_otlp_protobuf(bodies.next()).spans).spans
-        for processor in pipeline.processors:
-            spans = processor(spans)
-        tables.append(spans_to_arrow(spans))
+        tables.append(pipeline.run(decode_otlp_protobuf(bodies.next()).spans).table)
     return tables
 
 

@@ -59,7 +59,9 @@ def test_integer_rate_card_sums_equal_genai_prices(card: RateCard, inputs: int |
 
 def test_spans_to_arrow_round_trips_mixed_and_constant_columns(otlp_body: bytes) -> None:
     pipeline = workers.build_pipeline(load_settings())
-    spans = pipeline.run(decode_otlp_protobuf(otlp_body).spans).spans
+    price = workers.price_of(pipeline)
+    assert price is not None
+    spans = price(pipeline.run_spans(decode_otlp_protobuf(otlp_body).spans).spans)
     spans[3].is_streaming = True  # one non-null in an otherwise null column
     table = spans_to_arrow(spans)
     assert table.schema == SPAN_SCHEMA
@@ -70,7 +72,8 @@ def test_spans_to_arrow_round_trips_mixed_and_constant_columns(otlp_body: bytes)
 def test_price_in_place_matches_price_span(otlp_body: bytes) -> None:
     pipeline = workers.build_pipeline(load_settings())
     normalize = pipeline.normalizer
-    (price,) = [p for p in pipeline.processors if isinstance(p, Price)]
+    price = workers.price_of(pipeline)
+    assert isinstance(price, Price)
     fresh = normalize(decode_otlp_protobuf(otlp_body).spans).spans
     copies = [dataclasses.replace(span) for span in fresh]
     priced = price(fresh)
@@ -92,7 +95,7 @@ def test_worker_gives_the_table_the_server_process_would(otlp_body: bytes,
     raw = decode_otlp_protobuf(otlp_body).spans
     for span in raw:
         span.tenancy["org_id"] = "from-key"
-    expected = spans_to_arrow(workers.build_pipeline(settings).run(raw).spans)
+    expected = workers.build_pipeline(settings).run(raw).table
     drop = ["ingested_at_ns"]
     assert table.drop_columns(drop).equals(expected.drop_columns(drop))
     assert set(table.column("org_id").to_pylist()) == {"from-key"}
@@ -100,6 +103,22 @@ def test_worker_gives_the_table_the_server_process_would(otlp_body: bytes,
     assert workers.run_otlp_http(b"\xff\xff", "application/x-protobuf", None, limits,
                                  None) is None
     assert isinstance(table, pa.Table)
+
+
+def test_the_pipeline_table_is_the_spans_priced_one_by_one(otlp_body: bytes) -> None:
+    # pricing is the pipeline's last stage, on columns (PriceColumns): the same table as
+    # pricing each span (Price) before spans_to_arrow, the path it replaced
+    pipeline = workers.build_pipeline(load_settings())
+    price = workers.price_of(pipeline)
+    assert price is not None
+    raw = decode_otlp_protobuf(otlp_body).spans
+    table = pipeline.run(raw).table
+    by_span = spans_to_arrow(price(pipeline.run_spans(decode_otlp_protobuf(otlp_body).spans)
+                                   .spans))
+    drop = ["ingested_at_ns"]
+    assert table.drop_columns(drop).equals(by_span.drop_columns(drop))
+    assert sum(table.column("token_cost").to_pylist(), Decimal(0)) > 0
+    assert [s.name for s in pipeline.stages][-1] == "price"
 
 
 def test_canonical_span_is_mutable_and_slotted() -> None:

@@ -59,7 +59,7 @@ def test_real_sdk_spans_through_the_real_decoder() -> None:
     provider.shutdown()
     body = encode_spans(exporter.get_finished_spans()).SerializeToString()
     decoded = decode_otlp_protobuf(body)
-    result = Pipeline(Normalize(), [Classify()]).run(decoded.spans)
+    result = Pipeline(Normalize(), [Classify()]).run_spans(decoded.spans)
     assert result.rejected == []
     by_name = {s.name: s for s in result.spans}
     chat_span = by_name["chat gpt-4o-mini"]

@@ -37,7 +37,7 @@ def _raw(attributes: dict[str, Any], events: list[dict[str, Any]] | None = None)
 
 
 def _run(*raws: RawSpan) -> list[CanonicalSpan]:
-    return Pipeline(Normalize(), [PromptPrefix()]).run(list(raws)).spans
+    return Pipeline(Normalize(), [PromptPrefix()]).run_spans(list(raws)).spans
 
 
 def _genai(system: str, user: str) -> dict[str, Any]:

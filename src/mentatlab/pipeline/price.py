@@ -34,6 +34,11 @@ a price is never guessed. A span with no token counts has no token source.
 ``price_source`` is the token source, then ``;infra=<origin>`` when the span has an
 infrastructure cost (``pricing/price_source.py``): ``genai-prices@0.2.5:openai/gpt-4o``,
 ``genai-prices@0.2.5:openai/gpt-4o;infra=defaults@2026-12-06``, ``infra=pricing.toml``, ``""``.
+
+At ingest these formulas run on columns (:mod:`mentatlab.pipeline.price_columns`, the
+pipeline's last stage, decision 0027), which gives exactly what :class:`Price` gives per
+span and calls :meth:`Price.cost_fields` for the rows its integer plan does not cover.
+:class:`Price` prices spans where spans are at hand: reprice, the resolver, the CLI.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from genai_prices.types import ModelPrice
@@ -67,7 +72,8 @@ from mentatlab.pricing.pricing_file import ModelRate, PricingConfig, load_pricin
 from mentatlab.pricing.rate_card import TOKEN_KINDS, KindCost, RateCard, TokenUsage
 from mentatlab.settings import Settings
 
-__all__ = ["COST_FIELDS", "EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "reprice_spans"]
+__all__ = ["COST_FIELDS", "EXTRA_USAGE_ATTRIBUTES", "UNPRICED", "Price", "PricingInputs",
+           "reprice_spans"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +102,71 @@ _GET_COSTS = operator.attrgetter(*_COST_FIELDS)
 _COST_INDEX = tuple(_FIELDS.index(name) for name in _COST_FIELDS)
 
 
-def _usage(span: CanonicalSpan) -> TokenUsage:
+class PricingInputs(Protocol):
+    """The fields of a span its price depends on (read only).
+
+    A :class:`CanonicalSpan` has them; so has a row of an Arrow batch
+    (:mod:`mentatlab.pipeline.price_columns` prices the rows it cannot price on columns
+    from a small tuple of these, without building a whole span).
+    """
+
+    @property
+    def trace_id(self) -> str: ...  # noqa: D102 - CanonicalSpan documents the fields
+    @property
+    def span_id(self) -> str: ...  # noqa: D102
+    @property
+    def start_time(self) -> datetime: ...  # noqa: D102
+    @property
+    def org_id(self) -> str: ...  # noqa: D102
+    @property
+    def provider(self) -> str: ...  # noqa: D102
+    @property
+    def request_model(self) -> str: ...  # noqa: D102
+    @property
+    def response_model(self) -> str: ...  # noqa: D102
+    @property
+    def model(self) -> str: ...  # noqa: D102
+    @property
+    def input_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def output_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def cache_read_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def cache_write_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def reasoning_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def total_tokens(self) -> int | None: ...  # noqa: D102
+    @property
+    def usage_is_rollup(self) -> bool: ...  # noqa: D102
+    @property
+    def unattributed_input_tokens(self) -> int: ...  # noqa: D102
+    @property
+    def unattributed_output_tokens(self) -> int: ...  # noqa: D102
+    @property
+    def unattributed_cache_read_tokens(self) -> int: ...  # noqa: D102
+    @property
+    def unattributed_cache_write_tokens(self) -> int: ...  # noqa: D102
+    @property
+    def cpu_core_seconds(self) -> float: ...  # noqa: D102
+    @property
+    def memory_gb_seconds(self) -> float: ...  # noqa: D102
+    @property
+    def gpu_seconds(self) -> float: ...  # noqa: D102
+    @property
+    def network_bytes_in(self) -> int: ...  # noqa: D102
+    @property
+    def network_bytes_out(self) -> int: ...  # noqa: D102
+    @property
+    def storage_bytes(self) -> int: ...  # noqa: D102
+    @property
+    def attributes(self) -> str: ...  # noqa: D102
+    @property
+    def resource(self) -> str: ...  # noqa: D102
+
+
+def _usage(span: PricingInputs) -> TokenUsage:
     extra: dict[str, int] = {}
     if '"mentat.usage.' in span.attributes:
         try:
@@ -113,7 +183,7 @@ def _usage(span: CanonicalSpan) -> TokenUsage:
         reasoning_tokens=span.reasoning_tokens, **extra)
 
 
-def _unattributed_usage(span: CanonicalSpan) -> TokenUsage | None:
+def _unattributed_usage(span: PricingInputs) -> TokenUsage | None:
     """A roll-up span's unattributed usage, or None when it has none."""
     if not (span.unattributed_input_tokens or span.unattributed_output_tokens
             or span.unattributed_cache_read_tokens or span.unattributed_cache_write_tokens):
@@ -128,7 +198,7 @@ def _unattributed_usage(span: CanonicalSpan) -> TokenUsage | None:
 _GPU_MODEL_KEY = f'"{GPU_MODEL_ATTRIBUTE}"'
 
 
-def _gpu_model(span: CanonicalSpan) -> str:
+def _gpu_model(span: PricingInputs) -> str:
     """The GPU model the span's GPU time ran on (span attribute, else resource), or ""."""
     for text in (span.attributes, span.resource):
         if _GPU_MODEL_KEY in text:
@@ -142,7 +212,7 @@ def _gpu_model(span: CanonicalSpan) -> str:
     return ""
 
 
-def _has_tokens(span: CanonicalSpan) -> bool:
+def _has_tokens(span: PricingInputs) -> bool:
     return (span.input_tokens is not None or span.output_tokens is not None
             or span.cache_read_tokens is not None or span.cache_write_tokens is not None
             or span.reasoning_tokens is not None)
@@ -240,7 +310,26 @@ class Price:
             row[index] = value
         return CanonicalSpan(*row)
 
-    def _costs(self, span: CanonicalSpan) -> tuple[Any, ...]:
+    def resolve(self, provider: str, model: str, request_model: str, minute: int
+                ) -> tuple[RateCard, str] | None:
+        """The rate card and price source of a model at a minute, or None when unknown.
+
+        ``model`` is the span's :attr:`CanonicalSpan.model`, ``minute`` its start time in
+        whole minutes since the epoch (``int(start_time.timestamp() // 60)``). Memoized:
+        the per-span and the columnar path (:mod:`mentatlab.pipeline.price_columns`)
+        share one cache.
+        """
+        return self._resolve(provider, model, request_model, minute)
+
+    def cost_fields(self, span: PricingInputs) -> tuple[Any, ...]:
+        """The ``COST_FIELDS`` of ``span`` (``span`` is never changed).
+
+        The 9 money fields (``MONEY_COLUMNS`` order, ``Decimal`` with 12 places, in the
+        pricing currency), the currency code, the price source, the 7 kind costs.
+        """
+        return self._costs(span)
+
+    def _costs(self, span: PricingInputs) -> tuple[Any, ...]:
         """The 9 money fields (``MONEY_COLUMNS`` order), currency, source, 7 kind costs."""
         token_usd, source, kinds = self._token_cost(span)
         unattributed_usd = _ZERO
@@ -306,7 +395,7 @@ class Price:
                 p["network_cost"], p["storage_cost"], p["unattributed_cost"], discount, total,
                 currency.code, source, *_kind_parts(kinds, p["token_cost"], fx))
 
-    def _unattributed_cost(self, span: CanonicalSpan) -> tuple[Decimal, str]:
+    def _unattributed_cost(self, span: PricingInputs) -> tuple[Decimal, str]:
         """USD of a roll-up span's unattributed usage, and its price source.
 
         Priced like an LLM call of the span's own model; a span without a known model
@@ -319,7 +408,7 @@ class Price:
         usd, source, _ = self._price_usage(span, usage, by_kind=False)
         return usd, source
 
-    def _token_cost(self, span: CanonicalSpan) -> tuple[Decimal, str, KindCost | None]:
+    def _token_cost(self, span: PricingInputs) -> tuple[Decimal, str, KindCost | None]:
         if span.usage_is_rollup:
             return _ZERO, "", None
         if not _has_tokens(span):
@@ -327,7 +416,7 @@ class Price:
             return _ZERO, ("" if span.total_tokens is None else UNPRICED), None
         return self._price_usage(span, _usage(span), by_kind=True)
 
-    def _price_usage(self, span: CanonicalSpan, usage: TokenUsage, *, by_kind: bool
+    def _price_usage(self, span: PricingInputs, usage: TokenUsage, *, by_kind: bool
                      ) -> tuple[Decimal, str, KindCost | None]:
         """USD of ``usage`` at the span model's price, source, cost by kind (``by_kind``)."""
         minute = int(span.start_time.timestamp() // 60)

@@ -1,7 +1,7 @@
 """Redact: find PII in a batch of spans and record, replace, hash or drop it before storage.
 
-The stage right after normalization (``normalize → redact → policies → price → classify``,
-:func:`mentatlab.pipeline.workers.build_pipeline`), so nothing downstream (the store, the
+The stage right after normalization (``normalize → redact → policies → … → Arrow →
+price``, :func:`mentatlab.pipeline.workers.build_pipeline`), so nothing downstream (the store, the
 aggregates, the live stream, the policies) sees a value the mode removed. What is scanned,
 per span (docs/decisions/0017-pii-redaction.md):
 

@@ -37,7 +37,8 @@ from genai_prices.units import UnitDef, UnitRegistry
 
 from mentatlab.errors import PricingError
 
-__all__ = ["KIND_OF_USAGE_KEY", "TOKEN_KINDS", "KindCost", "RateCard", "TokenCost", "TokenUsage"]
+__all__ = ["KIND_OF_USAGE_KEY", "TOKEN_KINDS", "IntegerRates", "KindCost", "RateCard", "TokenCost",
+           "TokenUsage"]
 
 _REGISTRY = UnitRegistry(unit_data)
 _ZERO = Decimal(0)
@@ -172,6 +173,28 @@ class KindCost:
 
 
 @dataclass(frozen=True, slots=True)
+class IntegerRates:
+    """A card's prices as integers, for pricing many usages at once (columns).
+
+    The same plan :meth:`RateCard.cost_by_kind` follows in integers: every rate is an
+    integer count of ``10**scale`` USD per unit (per token, per request).
+    """
+
+    scale: int
+    """Exponent of the unit of every rate: ``rate * 10**scale`` is USD."""
+    lines: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    """Per priced line: base rate and ``(start, rate)`` tiers, highest start first (a tier
+    applies when the request's inclusive input tokens are strictly above its start)."""
+    kinds: tuple[tuple[str, int, int, tuple[str, ...]], ...]
+    """Per reported usage key: key, index in :data:`TOKEN_KINDS`, the line that prices its
+    leaf tokens (-1: none), its direct reported children (subtracted to get the leaf)."""
+    request_line: int
+    """The per-request line, -1 when the card has none."""
+    input_line: int
+    """The ``input_tokens`` line (the uncached rate of cache reads), -1 when none."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Line:
     usage_key: str
     per: int
@@ -297,9 +320,9 @@ def _integer_plan(price_plan: tuple[tuple[str, int, Decimal, tuple[tuple[int, De
 class RateCard:
     """Prices of one model at one moment, ready to price many usages quickly."""
 
-    __slots__ = ("_base_rates", "_input_at", "_int_plan", "_kind_by_key", "_kind_int",
-                 "_kind_leaves", "_leaf_plan", "_lines", "_model_price", "_price_plan",
-                 "_requests_at", "_scale")
+    __slots__ = ("_base_rates", "_input_at", "_int_plan", "_integer_rates", "_kind_by_key",
+                 "_kind_int", "_kind_leaves", "_leaf_plan", "_lines", "_model_price",
+                 "_price_plan", "_requests_at", "_scale")
 
     def __init__(self, model_price: ModelPrice) -> None:
         """Compile ``model_price`` (a genai-prices ``ModelPrice``; USD per unit)."""
@@ -329,6 +352,20 @@ class RateCard:
         plan = self._int_plan
         self._base_rates = (None if plan is None or any(tiers for _, _, tiers, _ in plan)
                             else [rate for _, rate, _, _ in plan])
+        self._integer_rates = None if plan is None or self._lines is None else IntegerRates(
+            self._scale, tuple((rate, tiers) for _, rate, tiers, _ in plan),
+            tuple((key, kind, owner, children)
+                  for key, (kind, owner, children) in self._kind_by_key.items()),
+            self._requests_at, self._input_at)
+
+    @property
+    def integer_rates(self) -> IntegerRates | None:
+        """The card's rates as integers (what :meth:`cost_by_kind` sums in), or None.
+
+        None when the card prices in ``Decimal`` or through genai-prices (a rate that is
+        no integer count of a power of ten, a token modality MentatLab never reports).
+        """
+        return self._integer_rates
 
     @property
     def model_price(self) -> ModelPrice:

@@ -76,7 +76,7 @@ def build_price(settings: Settings) -> Price:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """``Normalize → Attribute → Price → Classify`` with the current prices.
+    """The ingest pipeline with the current prices (pricing last, over the Arrow table).
 
     :func:`mentatlab.pipeline.workers.build_pipeline`, the one every ingest path runs.
 

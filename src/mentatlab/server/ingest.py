@@ -26,9 +26,8 @@ import pyarrow as pa
 from mentatlab.errors import Backpressure, FieldError
 from mentatlab.governance.policies import PolicySnapshot
 from mentatlab.model.raw import RawSpan
-from mentatlab.model.schema import spans_to_arrow
 from mentatlab.pipeline import workers
-from mentatlab.pipeline.processor import BatchResult, Pipeline
+from mentatlab.pipeline.processor import Pipeline, TableResult
 from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
 from mentatlab.receivers.otlp_http import HttpLimits, decode_http_body
 from mentatlab.server.metrics import ServerMetrics
@@ -283,14 +282,14 @@ class Ingestor:
         if not raw:
             return IngestOutcome(0, [])
         workers.use_policies(self.pipeline, self._snapshot())
-        result: BatchResult = await anyio.to_thread.run_sync(self.pipeline.run, raw)
+        result: TableResult = await anyio.to_thread.run_sync(self.pipeline.run, raw)
         rejected = list(result.rejected)
         self._count_rejected(receiver, rejected)
-        if not result.spans:
+        table = result.table
+        if not table.num_rows:
             return IngestOutcome(0, rejected)
-        table = await anyio.to_thread.run_sync(spans_to_arrow, result.spans)
         await self._commit(table, receiver, dedup=dedup)
-        return IngestOutcome(len(result.spans), rejected, self._forward_pii_plan(table))
+        return IngestOutcome(table.num_rows, rejected, self._forward_pii_plan(table))
 
     async def _commit(self, table: pa.Table, receiver: str, *, dedup: bool) -> None:
         started_s = time.perf_counter()

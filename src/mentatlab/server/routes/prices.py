@@ -16,6 +16,7 @@ import genai_prices
 from fastapi import APIRouter, Request
 
 from mentatlab.pipeline.price import Price
+from mentatlab.pipeline.workers import price_of
 from mentatlab.pricing.infra_rates import DEFAULTS_PATH, InfraRate, InfraRateCard
 from mentatlab.pricing.pricing_file import PricingConfig
 from mentatlab.server.components import build_price
@@ -90,9 +91,9 @@ def describe_prices(price: Price, settings_pricing_path: str | None,
 
 
 def _price_in_force(state: ServerState) -> Price:
-    for processor in state.pipeline.processors:
-        if isinstance(processor, Price):
-            return processor
+    price = price_of(state.pipeline)
+    if price is not None:
+        return price
     return build_price(state.settings)  # a pipeline without pricing: what reprice would use
 
 

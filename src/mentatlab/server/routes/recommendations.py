@@ -21,6 +21,7 @@ from mentatlab.analytics.recommendations import (
 )
 from mentatlab.errors import FieldError
 from mentatlab.pipeline.price import Price
+from mentatlab.pipeline.workers import price_of
 from mentatlab.server.components import build_price
 from mentatlab.server.deps import Caller, resolved_reads, scoped_filter
 from mentatlab.server.errors import ApiError, error_responses
@@ -40,9 +41,9 @@ ANALYTICS_ERRORS = error_responses(400, 401, 403, 422, 429, 503, 504)
 
 def _price_in_force(state: ServerState) -> Price:
     """The pipeline's ``price`` processor (what new spans are priced with)."""
-    for processor in state.pipeline.processors:
-        if isinstance(processor, Price):
-            return processor
+    price = price_of(state.pipeline)
+    if price is not None:
+        return price
     return build_price(state.settings)
 
 
