@@ -316,14 +316,14 @@ def decode_columns_py(body: bytes) -> SpanColumns:
 
 
 try:
-    if os.environ.get("MENTATLAB_PURE_PYTHON") == "1":
-        raise ImportError("MENTATLAB_PURE_PYTHON=1")
     from mentatlab import _columnar  # type: ignore[attr-defined, unused-ignore]
 except ImportError:
     _columnar = None
 
 HAVE_C_DECODER = _columnar is not None
-"""Whether :func:`decode_columns` runs the C extension."""
+"""Whether the C extension imported (:func:`decode_columns_c` works)."""
+
+_USE_C = HAVE_C_DECODER and os.environ.get("MENTATLAB_PURE_PYTHON") != "1"
 
 
 def _wrap(schema: pa.Schema, num_rows: int, buffers: dict[str, Any]) -> pa.Table:
@@ -352,8 +352,7 @@ def decode_columns_c(body: bytes) -> SpanColumns:
         ImportError: the extension is not built (see :data:`HAVE_C_DECODER`).
     """
     if _columnar is None:
-        raise ImportError("mentatlab._columnar is not built (no compiler at install, or "
-                          "MENTATLAB_PURE_PYTHON=1)")
+        raise ImportError("mentatlab._columnar is not built (no compiler at install)")
     view = memoryview(body)
     try:
         out = _columnar.decode(view)
@@ -389,8 +388,9 @@ def decode_columns_c(body: bytes) -> SpanColumns:
 def decode_columns(body: bytes) -> SpanColumns:
     """Decode a protobuf ``ExportTraceServiceRequest`` body into :class:`SpanColumns`.
 
-    Runs the C extension when it is built (:data:`HAVE_C_DECODER`), else the pure-Python
-    fallback; both give the same columns.
+    Runs the C extension when it is built (:data:`HAVE_C_DECODER`) and
+    ``MENTATLAB_PURE_PYTHON`` is not ``1``, else the pure-Python fallback; both give the
+    same columns.
 
     Args:
         body: the uncompressed request body.
@@ -401,7 +401,7 @@ def decode_columns(body: bytes) -> SpanColumns:
     Raises:
         DecodeError: the bytes are not an ``ExportTraceServiceRequest``.
     """
-    if _columnar is not None:
+    if _USE_C:
         return decode_columns_c(body)
     return decode_columns_py(body)
 
