@@ -390,6 +390,14 @@ def _nested_arrays(levels: int, kvlist_levels: int = 0) -> bytes:
                  id="unknown-groups"),
     pytest.param(_request(SPAN_OK + _tag(20, 3) + _tag(21, 4)), id="mismatched-end-group"),
     pytest.param(_request(SPAN_OK + _tag(5, 0) + _varint(7)), id="name-as-varint"),
+    pytest.param(_tag(20, 3) * 100 + _tag(20, 4) * 100, id="groups-depth-100"),
+    pytest.param(_tag(20, 3) * 101 + _tag(20, 4) * 101, id="groups-depth-101"),
+    pytest.param(b"\x8a\x80\x80\x80\x00\x00", id="tag-5-bytes"),
+    pytest.param(b"\x8a\x80\x80\x80\x80\x00\x00", id="tag-6-bytes"),
+    pytest.param(b"\x80\x80\x80\x80\x10", id="tag-over-uint32"),
+    pytest.param(b"\x08" + b"\xff" * 9 + b"\x7f", id="varint-10-bytes-overflowing"),
+    pytest.param(b"\x08" + b"\xff" * 10 + b"\x01", id="varint-11-bytes"),
+    pytest.param(_tag(0, 3) + _tag(0, 4), id="field-0-group"),
     pytest.param(_request(SPAN_OK + _ld(9, _kv("f", _tag(4, 1) + struct.pack(
         "<d", float("nan"))))), id="nan"),
 ])
