@@ -467,3 +467,20 @@ def test_pure_python_env_forces_the_fallback() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("text", [
+    b"\xff", b"\xc0\x80", b"\xc1\xbf", b"\xc2\x80", b"\xed\xa0\x80", b"\xed\x9f\xbf",
+    b"\xee\x80\x80", b"\xef\xbf\xbf", b"\xf0\x8f\xbf\xbf", b"\xf0\x90\x80\x80",
+    b"\xf4\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xe2\x82", b"a\x80",
+    b"\xe0\x9f\xbf", b"\xe0\xa0\x80", b"12345678\xff", b"1234567\xe2\x82\xac",
+])
+def test_utf8_boundaries_match_upb(text: bytes) -> None:
+    """upb's UTF-8 check is Python's strict one; the C check must be too."""
+    body = _request(SPAN_OK + _ld(5, text))
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(DecodeError):
+            decode_otlp_protobuf(body)
+    _check_body(body)
