@@ -71,7 +71,7 @@ def stages(total_spans: int = 2000) -> None:
     """CPU time per stage of the in-process pipeline (min of 5 runs), one core."""
     from mentatlab.model.schema import spans_to_arrow
     from mentatlab.pipeline.workers import build_pipeline
-    from mentatlab.receivers.decode import decode_otlp_protobuf
+    from mentatlab.receivers.otlp_http import decode_protobuf
     from mentatlab.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +86,7 @@ def stages(total_spans: int = 2000) -> None:
         took = dict.fromkeys(("decode", "normalize", "classify", "arrow", "price"), 0.0)
         for body in bodies:
             t0 = time.thread_time()
-            raw = decode_otlp_protobuf(body).spans
+            raw = decode_protobuf(body).spans
             t1 = time.thread_time()
             spans = pipeline.normalizer(raw).spans
             t2 = time.thread_time()
@@ -107,7 +107,7 @@ def stages(total_spans: int = 2000) -> None:
     # the whole in-process pipeline as the server runs it: every stage, Arrow included
     run_s = float("inf")
     for _ in range(6):
-        raws = [decode_otlp_protobuf(body).spans for body in bodies]
+        raws = [decode_protobuf(body).spans for body in bodies]
         t0 = time.thread_time()
         for raw in raws:
             pipeline.run(raw)

@@ -47,6 +47,19 @@ def test_sdk_spans_decode_from_protobuf(sdk_request: ExportTraceServiceRequest) 
     assert child.end_time_ns >= child.start_time_ns > 0
 
 
+def test_profiles_string_index_reads_as_an_empty_value(
+        sdk_request: ExportTraceServiceRequest) -> None:
+    # AnyValue.string_value_strindex belongs to the profiles signal; it used to fail the
+    # whole request with a KeyError (a 500) instead of reading as no value.
+    span = sdk_request.resource_spans[0].scope_spans[0].spans[0]
+    added = span.attributes.add()
+    added.key = "indexed"
+    added.value.string_value_strindex = 7
+    batch = decode_otlp_protobuf(sdk_request.SerializeToString())
+    assert batch.rejected == []
+    assert batch.spans[0].attributes["indexed"] is None
+
+
 def test_json_and_protobuf_agree(sdk_request: ExportTraceServiceRequest) -> None:
     # protobuf's own JSON printer: lowerCamelCase, base64 ids, enum names, int64 strings
     body = json_format.MessageToJson(sdk_request).encode()

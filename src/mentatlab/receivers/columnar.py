@@ -30,7 +30,7 @@ Encoding choices (docs/decisions/0028-columnar-decode.md):
   event's ``time_ns`` uint64 (decode.py does not bound it), not the int8 and int64 first
   sketched, so no accepted value is clipped.
 * ``AnyValue.string_value_strindex`` (a profiles-signal dictionary index) reads as an
-  empty value (type 0); decode.py raises ``KeyError`` on it.
+  empty value (type 0), as in decode.py.
 """
 
 from __future__ import annotations

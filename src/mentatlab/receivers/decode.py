@@ -114,6 +114,9 @@ _PB_ANY: dict[str, Callable[[Any], AttrValue]] = {
     "bytes_value": lambda v: v.bytes_value.hex(),
     "array_value": lambda v: [_pb_any(x) for x in v.array_value.values],
     "kvlist_value": lambda v: _pb_attrs(v.kvlist_value.values),
+    # a profiles-signal dictionary index: no value a trace can carry (read as empty; a
+    # KeyError here used to fail the whole request)
+    "string_value_strindex": lambda v: None,
 }
 
 

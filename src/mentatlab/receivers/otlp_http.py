@@ -41,6 +41,7 @@ from mentatlab.errors import (
     ValidationError,
 )
 from mentatlab.receivers.base import DecodedBatch
+from mentatlab.receivers.columnar import HAVE_C_DECODER, columns_to_raw_spans, decode_columns_c
 from mentatlab.receivers.decode import decode_otlp_json, decode_otlp_protobuf
 
 __all__ = [
@@ -160,7 +161,24 @@ def decode_http_body(body: bytes, content_type: str | None, content_encoding: st
     raw = decompress(body, content_encoding, limits.max_decompressed_bytes)
     if media_type == CONTENT_TYPE_JSON:
         return decode_otlp_json(raw)
-    return decode_otlp_protobuf(raw)
+    return decode_protobuf(raw)
+
+
+def decode_protobuf(body: bytes) -> DecodedBatch:
+    """Decode a protobuf ``ExportTraceServiceRequest`` into spans.
+
+    Through the columnar C decoder when it is built (~7 µs a span with the rebuild of the
+    spans, against ~10 µs for upb and a Python walk, docs/decisions/0028), else
+    :func:`decode_otlp_protobuf`. Both give equal spans and errors
+    (tests/receivers/test_columnar.py).
+
+    Raises:
+        DecodeError: the bytes are not an ``ExportTraceServiceRequest``.
+    """
+    if HAVE_C_DECODER:
+        columns = decode_columns_c(body)
+        return DecodedBatch(columns_to_raw_spans(columns), columns.rejected)
+    return decode_otlp_protobuf(body)
 
 
 def encode_partial_success(rejected_spans: int, message: str, as_json: bool) -> bytes:
