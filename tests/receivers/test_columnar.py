@@ -459,11 +459,11 @@ def test_the_c_extension_is_built_where_it_can_be() -> None:
     if os.environ.get("CI") or shutil.which("cc") or shutil.which("gcc"):
         assert columnar.HAVE_C_DECODER, "mentatlab._columnar is not built (make install)"
     else:
-        assert not columnar._USE_C
+        assert not columnar.USE_C_DECODER
 
 
 def test_pure_python_env_forces_the_fallback() -> None:
-    code = "from mentatlab.receivers import columnar as c; print(c._USE_C)"
+    code = "from mentatlab.receivers import columnar as c; print(c.USE_C_DECODER)"
     env = {**os.environ, "MENTATLAB_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)

@@ -57,6 +57,7 @@ __all__ = [
     "LINK_SCHEMA",
     "SPAN_SCHEMA",
     "SpanColumns",
+    "USE_C_DECODER",
     "columns_to_raw_spans",
     "decode_columns",
     "decode_columns_c",
@@ -323,7 +324,9 @@ except ImportError:
 HAVE_C_DECODER = _columnar is not None
 """Whether the C extension imported (:func:`decode_columns_c` works)."""
 
-_USE_C = HAVE_C_DECODER and os.environ.get("MENTATLAB_PURE_PYTHON") != "1"
+USE_C_DECODER = HAVE_C_DECODER and os.environ.get("MENTATLAB_PURE_PYTHON") != "1"
+"""Whether ingest decodes with the C extension: built, and ``MENTATLAB_PURE_PYTHON`` is not
+``1`` in the process environment (read at import; docs/settings.md)."""
 
 
 def _wrap(schema: pa.Schema, num_rows: int, buffers: dict[str, Any]) -> pa.Table:
@@ -401,7 +404,7 @@ def decode_columns(body: bytes) -> SpanColumns:
     Raises:
         DecodeError: the bytes are not an ``ExportTraceServiceRequest``.
     """
-    if _USE_C:
+    if USE_C_DECODER:
         return decode_columns_c(body)
     return decode_columns_py(body)
 
