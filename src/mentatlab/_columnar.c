@@ -190,18 +190,20 @@ static int field_kind(int msg, uint32_t num) {
     }
 }
 
-/* Validate [p, end) as message `msg`; inside an unknown group (`group` > 0) stop after its
- * end-group tag and return the position after it. */
+/* Validate [p, end) as message `msg`; inside an unknown group (`group` = its field number
+ * + 1, so a group of field 0 counts too; 0 outside groups) stop after its end-group tag and
+ * return the position after it. Like upb, field number 0 is refused in a message but
+ * skipped inside an unknown group (upb does not look at what it skips there). */
 static P validate(Ctx *c, P p, P end, int msg, uint32_t group) {
     while (p < end) {
         P at = p;
         uint32_t tag = rd_tag(c, &p, end);
         uint32_t num = tag >> 3, wt = tag & 7;
         if (wt == 4) {
-            if (group && num == group) return p;
+            if (group && num + 1 == group) return p;
             fail(c, "unexpected end-group tag", at);
         }
-        if (num == 0) fail(c, "field number 0", at);
+        if (num == 0 && !group) fail(c, "field number 0", at);
         int kind = field_kind(msg, num);
         size_t n;
         P s;
@@ -221,7 +223,7 @@ static P validate(Ctx *c, P p, P end, int msg, uint32_t group) {
             break;
         case 3:
             if (--c->depth < 0) fail(c, "nested too deep", at);
-            p = validate(c, p, end, M_UNKNOWN, num);
+            p = validate(c, p, end, M_UNKNOWN, num + 1);
             c->depth++;
             break;
         default: fail(c, "bad wire type", at);
@@ -239,7 +241,7 @@ static P skip(Ctx *c, P p, P end, uint32_t tag) {
     case 1: return p + 8;
     case 5: return p + 4;
     case 2: rd_len(c, &p, end, &n); return p;
-    case 3: return validate(c, p, end, M_UNKNOWN, tag >> 3);
+    case 3: return validate(c, p, end, M_UNKNOWN, (tag >> 3) + 1);
     default: fail(c, "bad wire type", p); return p;
     }
 }

@@ -61,7 +61,11 @@ def test_postgres_advisory_lock_moves_when_the_leader_session_dies(postgres_url:
                 {"key": advisory_key(job)}).scalars().all()
             assert len(holders) == 1
             # The leader's session is killed (a node crash or a network cut looks the same).
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
+            # With a timeout (ms) the call returns once the backend has exited, and with it
+            # its locks; without one it only signals it (this test then raced its exit).
+            ended = conn.execute(text("SELECT pg_terminate_backend(:pid, 10000)"),
+                                 {"pid": holders[0]}).scalar()
+            assert ended is True
         assert b.try_acquire()  # PostgreSQL released it with the session
         assert not a.try_acquire()  # the old leader notices and follows
         assert not a.held
