@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformance_corpus import require
 from mentatlab.conventions.base import MAX_TOKENS_PER_SPAN
 from mentatlab.model.schema import MONEY_ARROW, SPAN_SCHEMA, spans_to_arrow
 from mentatlab.model.span import CanonicalSpan, SpanStatus
@@ -35,8 +34,6 @@ from mentatlab.receivers.decode import decode_otlp_json
 
 CATALOG = PriceCatalog()
 T0 = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
-CONFORMANCE_DIR = Path(os.environ.get(
-    "MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "conformance"))
 """As ``tests/conformance/conformance_corpus.py`` finds it."""
 RATES: dict[str, Any] = {
     "infrastructure": {"cpu_per_core_hour": "0.036", "memory_per_gb_hour": "0.0072",
@@ -210,15 +207,13 @@ _USAGE_FIELDS = {"input_tokens": "input_tokens", "output_tokens": "output_tokens
 
 
 def _corpus_spans() -> list[CanonicalSpan]:
-    if not CONFORMANCE_DIR.is_dir():
-        pytest.skip(f"conformance corpus missing: no folder {CONFORMANCE_DIR} (set "
-                    "MENTATLAB_CONFORMANCE_DIR)")
+    corpus = require()
     spans: list[CanonicalSpan] = []
-    for path in sorted((CONFORMANCE_DIR / "otel-genai").glob("*.json")):
+    for path in sorted((corpus / "otel-genai").glob("*.json")):
         case = json.loads(path.read_text())
         decoded = decode_otlp_json(orjson.dumps(case["otlp"]))
         spans += Normalize()(decoded.spans).spans
-    for case in json.loads((CONFORMANCE_DIR / "prices.json").read_text())["cases"]:
+    for case in json.loads((corpus / "prices.json").read_text())["cases"]:
         lookup = dict(case["lookup"])
         stamp = lookup.get("genai_request_timestamp")
         at = datetime.fromisoformat(stamp) if stamp else T0
