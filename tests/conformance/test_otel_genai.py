@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
-from conformance_corpus import require
 
+from conformance_corpus import require
 from mentatlab.model.span import CanonicalSpan, Operation, SpanStatus
 from mentatlab.pipeline.classify import Classify
 from mentatlab.pipeline.normalize import Normalize

@@ -16,8 +16,8 @@ from typing import Any
 
 import genai_prices
 import pytest
-from conformance_corpus import require
 
+from conformance_corpus import require
 from mentatlab.model.span import CanonicalSpan, SpanStatus
 from mentatlab.pipeline.price import Price
 from mentatlab.pricing.catalog import PriceCatalog

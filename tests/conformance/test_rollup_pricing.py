@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
-from conformance_corpus import require
 
+from conformance_corpus import require
 from mentatlab.model.schema import spans_to_arrow
 from mentatlab.model.span import CanonicalSpan
 from mentatlab.pipeline.attribution import INPUT_COLUMNS, resolve_traces
