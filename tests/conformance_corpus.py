@@ -7,10 +7,15 @@ the repo. ``MENTATLAB_CONFORMANCE_DIR`` points elsewhere.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 CONFORMANCE_DIR = Path(os.environ.get(
     "MENTATLAB_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance"))
@@ -28,3 +33,33 @@ def require(sub: str = "") -> Path:
                     "the checkout; set MENTATLAB_CONFORMANCE_DIR to run these here)",
                     allow_module_level=True)
     return folder
+
+
+def payloads() -> list[Path]:
+    """The corpus's span payload files (``otel-genai/*.json``), sorted; [] when missing."""
+    return sorted((CONFORMANCE_DIR / "otel-genai").glob("*.json"))
+
+
+def _hex_ids_to_base64(node: Any) -> Any:
+    """OTLP/JSON ids are hex; protobuf's JSON parser wants base64."""
+    if isinstance(node, list):
+        return [_hex_ids_to_base64(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id",
+                   "parent_span_id") and isinstance(value, str):
+            if value:
+                out[key] = base64.b64encode(bytes.fromhex(value)).decode()
+        else:
+            out[key] = _hex_ids_to_base64(value)
+    return out
+
+
+def protobuf_body(path: Path) -> bytes:
+    """A corpus payload file's ``otlp`` request as OTLP protobuf bytes."""
+    otlp = json.loads(path.read_text())["otlp"]
+    msg = json_format.ParseDict(_hex_ids_to_base64(otlp), ExportTraceServiceRequest(),
+                                ignore_unknown_fields=True)
+    return bytes(msg.SerializeToString())

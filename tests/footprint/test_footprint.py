@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -17,7 +18,12 @@ import httpx
 import psutil
 import pytest
 
+from conformance_corpus import payloads, protobuf_body
+from mentatlab.governance.policies import PolicyRule, PolicySnapshot
+from mentatlab.pipeline import workers
+from mentatlab.receivers.decode import decode_otlp_protobuf
 from mentatlab.server.memory import clean_library_mappings, release_startup_pages
+from mentatlab.settings import load_settings
 from serve_process import free_port, start_serve, stop, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -52,6 +58,77 @@ print(json.dumps({{"accepted": workers.arrow_from_ipc(result.table_ipc).num_rows
 """
     out = json.loads(_python(code))
     assert out == {"accepted": 50, "loaded": []}
+
+
+POLICIES = PolicySnapshot.of([
+    PolicyRule("p.pii", 1, "pii", "pii_findings.exists(f, f.category == 'EMAIL_ADDRESS')",
+               "log"),
+    PolicyRule("p.big", 1, "big", "span.input_tokens >= 100", "alert")])
+
+
+def test_a_pool_worker_refuses_pandas_and_gives_the_server_processs_table(
+        tmp_path: Path) -> None:
+    # The pool's initializer keeps pandas out of a worker (~50 MiB each). The worker's
+    # tables must not change for it: the corpus, message content with PII (Presidio
+    # loads in the worker) and policies, each against the in-process pipeline.
+    bodies = [protobuf_body(path) for path in payloads()]
+    bodies += [make_request(50, seed=3), make_request(40, seed=4, content=True)]
+    for i, body in enumerate(bodies):
+        (tmp_path / f"{i}.pb").write_bytes(body)
+    (tmp_path / "policies.pickle").write_bytes(pickle.dumps(POLICIES))
+    settings = load_settings(data_dir=tmp_path / "data")
+    code = f"""
+import json, pickle, sys
+from pathlib import Path
+from mentatlab.pipeline import workers
+from mentatlab.receivers.otlp_http import HttpLimits
+from mentatlab.settings import load_settings
+folder = Path({str(tmp_path)!r})
+workers.init_pool_worker(load_settings(data_dir=folder / "data"), 1)
+policies = pickle.loads((folder / "policies.pickle").read_bytes())
+for i in range({len(bodies)}):
+    result = workers.run_otlp_http((folder / f"{{i}}.pb").read_bytes(),
+                                   "application/x-protobuf", None,
+                                   HttpLimits(1 << 24, 1 << 26), None, policies)
+    (folder / f"{{i}}.arrow").write_bytes(result.table_ipc or b"")
+try:
+    import pandas
+    refused = False
+except ModuleNotFoundError:
+    refused = True
+print(json.dumps({{"pandas_loaded": "pandas" in sys.modules, "refused": refused,
+                   "presidio": "presidio_analyzer" in sys.modules}}))
+"""
+    out = json.loads(_python(code))
+    assert out == {"pandas_loaded": False, "refused": True, "presidio": True}
+    pipeline = workers.build_pipeline(settings)
+    workers.use_policies(pipeline, POLICIES)
+    drop = ["ingested_at_ns"]
+    redacted = decided = 0
+    for i, body in enumerate(bodies):
+        expected = pipeline.run(decode_otlp_protobuf(body).spans).table
+        ipc = (tmp_path / f"{i}.arrow").read_bytes()
+        if not expected.num_rows:
+            assert ipc == b""
+            continue
+        table = workers.arrow_from_ipc(ipc)
+        assert table.drop_columns(drop).equals(expected.drop_columns(drop)), i
+        redacted += sum(1 for f in table.column("pii_findings").to_pylist() if f)
+        decided += sum(len(ids) for ids in table.column("policy_ids").to_pylist())
+    assert redacted and decided, (redacted, decided)  # the content payload exercised both
+
+
+def test_a_pool_worker_that_already_has_pandas_refuses_to_start(tmp_path: Path) -> None:
+    code = f"""
+import pandas
+from mentatlab.pipeline import workers
+from mentatlab.settings import load_settings
+try:
+    workers.init_pool_worker(load_settings(data_dir={str(tmp_path / "data")!r}), 1)
+except RuntimeError as exc:
+    print(exc)
+"""
+    assert "Expected ['pandas'] not to be imported yet" in _python(code)
 
 
 def test_presidio_loads_on_the_first_detection_not_when_the_detector_is_built() -> None:

@@ -7,8 +7,6 @@ plus their canonical re-serialization, and malformed bodies.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import os
 import shutil
@@ -21,12 +19,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from conformance_corpus import CONFORMANCE_DIR, require
+from conformance_corpus import payloads, protobuf_body, require
 from mentatlab.errors import DecodeError
 from mentatlab.receivers import columnar
 from mentatlab.receivers.base import MAX_TIME_NS
@@ -39,7 +36,7 @@ from mentatlab.receivers.columnar import (
 )
 from mentatlab.receivers.decode import DecodedBatch, decode_otlp_protobuf
 
-CORPUS = sorted((CONFORMANCE_DIR / "otel-genai").glob("*.json")) or [None]
+CORPUS = payloads() or [None]
 """The corpus payloads; ``[None]`` when it is missing (the test then skips, or fails in CI)."""
 
 needs_c = pytest.mark.skipif(not columnar.HAVE_C_DECODER,
@@ -114,36 +111,12 @@ def _check_body(body: bytes) -> None:
 # --------------------------------------------------------------------------- corpus
 
 
-def _hex_ids_to_base64(node: Any) -> Any:
-    """OTLP/JSON ids are hex; protobuf's JSON parser wants base64."""
-    if isinstance(node, list):
-        return [_hex_ids_to_base64(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for key, value in node.items():
-        if key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id",
-                   "parent_span_id") and isinstance(value, str):
-            if value:
-                out[key] = base64.b64encode(bytes.fromhex(value)).decode()
-        else:
-            out[key] = _hex_ids_to_base64(value)
-    return out
-
-
-def _corpus_body(path: Path) -> bytes:
-    otlp = json.loads(path.read_text())["otlp"]
-    msg = json_format.ParseDict(_hex_ids_to_base64(otlp), ExportTraceServiceRequest(),
-                                ignore_unknown_fields=True)
-    return bytes(msg.SerializeToString())
-
-
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem if p else "missing" for p in CORPUS])
 def test_conformance_corpus(path: Path | None) -> None:
     if path is None:
         require("otel-genai")
     assert path is not None
-    body = _corpus_body(path)
+    body = protobuf_body(path)
     assert decode_otlp_protobuf(body).spans, "the corpus case decodes to spans"
     _check_body(body)
 

@@ -14,11 +14,14 @@ resident instead of the server's ~400 MiB with chDB).
 from __future__ import annotations
 
 import gc
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +43,7 @@ __all__ = [
     "arrow_to_ipc",
     "build_pipeline",
     "freeze_heap",
+    "init_pool_worker",
     "init_worker",
     "ping",
     "price_of",
@@ -84,6 +88,53 @@ def init_worker(settings: Settings, server_pid: int | None = None) -> None:
     if server_pid is not None:
         threading.Thread(target=_exit_when_gone, args=(server_pid,), daemon=True,
                          name="mentatlab-server-watch").start()
+
+
+WORKER_REFUSED_IMPORTS = ("pandas",)
+"""Packages a pool worker refuses to import (:func:`init_pool_worker`).
+
+pandas: pyarrow's pandas shim imports it on the first ``pa.array`` of a Python list, to
+check whether the list is a pandas object: ~50 MiB resident and ~0.4 s of CPU in each
+worker, for a check that is always false here. Without pandas, pyarrow refuses only
+``as_py()`` of a nanosecond timestamp that is not a whole microsecond; the pipeline reads
+times as int64 nanoseconds (``price_columns``, the columnar decoder) and never does."""
+
+
+class _RefuseImports(importlib.abc.MetaPathFinder):
+    """A ``sys.meta_path`` finder that makes ``import`` of the named packages fail.
+
+    The import raises ``ModuleNotFoundError``, as for a package that is not installed, so
+    a library's optional use of it (pyarrow's pandas shim) takes its fallback.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is not imported in an ingest worker",
+                                      name=fullname)
+        return None
+
+
+def init_pool_worker(settings: Settings, server_pid: int) -> None:
+    """The worker pool's process initializer: :func:`init_worker`, without pandas.
+
+    Refuses :data:`WORKER_REFUSED_IMPORTS` before anything is imported that would load
+    them (the worker starts from the forkserver, which loaded only what ``pickle`` of this
+    function needs).
+
+    Raises:
+        ConfigError: the pricing file is invalid.
+        PricingError: the fetched price snapshot is unreadable.
+        RuntimeError: a refused package was already imported in this process.
+    """
+    loaded = [name for name in WORKER_REFUSED_IMPORTS if name in sys.modules]
+    if loaded:
+        raise RuntimeError(f"Expected {loaded} not to be imported yet in an ingest worker")
+    sys.meta_path.insert(0, _RefuseImports(WORKER_REFUSED_IMPORTS))
+    init_worker(settings, server_pid)
 
 
 def freeze_heap() -> None:

@@ -84,8 +84,8 @@ class Ingestor:
         if settings is None or count <= 0 or self._pool is not None:
             return
         pool = ProcessPoolExecutor(count, multiprocessing.get_context("forkserver"),
-                                   initializer=functools.partial(workers.init_worker, settings,
-                                                                 os.getpid()))
+                                   initializer=functools.partial(workers.init_pool_worker,
+                                                                 settings, os.getpid()))
         self._pool = pool
         self._last_body_s = time.monotonic()
         loop = asyncio.get_running_loop()
