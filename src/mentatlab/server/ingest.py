@@ -300,13 +300,21 @@ class Ingestor:
             raise
         self.metrics.write_latency_s.observe(time.perf_counter() - started_s)
         self.metrics.spans_accepted.labels(receiver).inc(table.num_rows)
-        try:  # committed: a failure here must not turn the acknowledgement into an error
-            await anyio.to_thread.run_sync(self.metrics.red.observe_batch, table)
+        await anyio.to_thread.run_sync(self._after_commit, table)  # one thread hop for both
+
+    def _after_commit(self, table: pa.Table) -> None:
+        """Count a committed batch's RED metrics and raise its policy alerts (blocking).
+
+        The batch is durable: a failure here is logged and never turns the
+        acknowledgement into an error.
+        """
+        try:
+            self.metrics.red.observe_batch(table)
         except Exception:  # noqa: BLE001 — logged; the batch is durable either way
             _log.exception("Counting the RED metrics of a committed batch failed")
         if self.policies is not None:
             try:
-                await anyio.to_thread.run_sync(self.policies.raise_alerts, table)
+                self.policies.raise_alerts(table)
             except Exception:  # noqa: BLE001 — logged; the batch is durable either way
                 _log.exception("Raising the policy alerts of a committed batch failed")
 
