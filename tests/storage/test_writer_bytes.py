@@ -9,13 +9,13 @@ from spanfactory import GatedStore, make_table
 
 from mentatlab.errors import Backpressure
 from mentatlab.storage.base import SpanStore
-from mentatlab.storage.writer import SpanWriter
+from mentatlab.storage.writer import SpanWriter, arrow_bytes
 
 
 async def test_a_full_byte_budget_refuses_what_the_span_budget_would_take(
         store: SpanStore) -> None:
     gated = GatedStore(store)
-    one = make_table(range(100, 120)).nbytes  # bytes of 20 spans
+    one = arrow_bytes(make_table(range(100, 120)))  # bytes of 20 spans
     # room for 10,000 spans but only for two 20-span tables by bytes
     writer = SpanWriter(gated, max_buffer_spans=10_000, max_batch_spans=60,  # type: ignore[arg-type]
                         dedup_cache_spans=0, retry_after_s=2, max_buffer_bytes=2 * one + 1)
