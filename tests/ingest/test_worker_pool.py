@@ -34,11 +34,11 @@ async def test_body_is_committed_with_and_without_workers(otlp_body: bytes, tmp_
             assert ingestor._warmup is not None  # noqa: SLF001
             await ingestor._warmup  # noqa: SLF001
         assert ingestor._ready == bool(workers)  # noqa: SLF001
-        rejected, outcome = await ingestor.ingest_otlp_http(
+        rejected, outcome = await ingestor.ingest_otlp_body(
             otlp_body, PROTOBUF, None, LIMITS, {"project_id": "from-key"})
         assert (rejected, outcome.accepted, outcome.rejected) == ([], 200, [])
         with pytest.raises(DecodeError):
-            await ingestor.ingest_otlp_http(b"\xff\xff", PROTOBUF, None, LIMITS)
+            await ingestor.ingest_otlp_body(b"\xff\xff", PROTOBUF, None, LIMITS)
         # acknowledged = logged (the write-ahead log is on by default): insert it now
         assert await asyncio.to_thread(writer.flush, 60)
         rows = store.query_arrow(

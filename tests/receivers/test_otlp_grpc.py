@@ -22,34 +22,42 @@ from mentatlab.errors import (
     Unauthenticated,
     ValidationError,
 )
-from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
+from mentatlab.receivers.base import DecodedBatch, IngestBody, IngestOutcome
 from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
+from mentatlab.receivers.otlp_http import decode_protobuf
 
 SpansFactory = Callable[[int], list[ReadableSpan]]
 
 
 class RecordingIngest:
-    """The ingest seam: records batches and the keys sent; can be told to fail the next
-    calls, or to refuse the next keys."""
+    """The ingest seam: decodes each request's bytes as the server does, records the
+    batches with spans and the keys sent; can be told to fail the next calls, or to
+    refuse the next keys."""
 
     def __init__(self) -> None:
         self.batches: list[DecodedBatch] = []
+        self.bodies: list[bytes] = []
         self.failures: list[MentatLabError] = []
         self.reject: list[FieldError] = []
         self.keys: list[str | None] = []
         self.refusals: list[MentatLabError] = []
 
-    async def authorize(self, key: str | None) -> Ingest:
+    async def authorize(self, key: str | None) -> IngestBody:
         self.keys.append(key)
         if self.refusals:
             raise self.refusals.pop(0)
         return self
 
-    async def __call__(self, batch: DecodedBatch) -> IngestOutcome:
+    async def __call__(self, body: bytes) -> tuple[list[FieldError], IngestOutcome]:
+        self.bodies.append(body)
+        batch = decode_protobuf(body)  # raises DecodeError as the server's ingest does
+        if not batch.spans:
+            return list(batch.rejected), IngestOutcome(0)
         self.batches.append(batch)
         if self.failures:
             raise self.failures.pop(0)
-        return IngestOutcome(accepted=len(batch.spans) - len(self.reject), rejected=self.reject)
+        return list(batch.rejected), IngestOutcome(
+            accepted=len(batch.spans) - len(self.reject), rejected=self.reject)
 
 
 @pytest.fixture
@@ -136,6 +144,27 @@ async def test_backpressure_status_carries_retry_info(
     retry = error_details_pb2.RetryInfo()
     assert status.details[0].Unpack(retry)
     assert retry.retry_delay.seconds == 7
+
+
+async def test_the_receiver_hands_on_the_bytes_as_sent(
+    served: tuple[RecordingIngest, int], sdk_request: ExportTraceServiceRequest
+) -> None:
+    ingest, port = served
+    await _call(port, sdk_request)
+    assert ingest.bodies == [sdk_request.SerializeToString()]
+
+
+async def test_bytes_that_are_not_a_request_are_invalid_argument(
+        served: tuple[RecordingIngest, int]) -> None:
+    ingest, port = served
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await export(b"\xff\xff\xff", timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "ExportTraceServiceRequest" in (info.value.details() or "")
+    assert ingest.batches == []
 
 
 async def test_oversized_message_is_refused(served: tuple[RecordingIngest, int]) -> None:

@@ -14,7 +14,8 @@ from typing import Any, TypeAlias
 from mentatlab.errors import FieldError
 from mentatlab.model.raw import RawSpan
 
-__all__ = ["MAX_TIME_NS", "DecodedBatch", "Ingest", "IngestOutcome", "summarize_rejections"]
+__all__ = ["MAX_TIME_NS", "DecodedBatch", "Ingest", "IngestBody", "IngestOutcome",
+           "summarize_rejections"]
 
 MAX_TIME_NS = 9_223_372_036_000_000_000
 """Latest span time a receiver accepts, unix ns (2262-04-11T23:47:16Z): the store's
@@ -53,6 +54,12 @@ class IngestOutcome:
 
 Ingest: TypeAlias = Callable[[DecodedBatch], Awaitable[IngestOutcome]]
 """The ingest callable receivers are given; it raises ``Backpressure`` when full."""
+
+IngestBody: TypeAlias = Callable[[bytes], Awaitable[tuple[list[FieldError], IngestOutcome]]]
+"""Ingest one serialized OTLP ``ExportTraceServiceRequest`` (protobuf bytes): decode it
+(in an ingest worker process when the server runs them), then ingest what decoded.
+Answers the spans the decoder refused and the outcome of the rest; raises
+``DecodeError`` when the bytes are not a request and ``Backpressure`` when full."""
 
 _MAX_LISTED_ERRORS = 10
 

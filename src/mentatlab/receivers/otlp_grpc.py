@@ -17,23 +17,22 @@ Status mapping (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc):
   RESOURCE_EXHAUSTED, so that code would make clients resend a body that can never fit.
   Bodies over ``max_message_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
 
-Decoding runs on the event loop for small requests and in a worker thread from
-:data:`OFFLOAD_MIN_SPANS` spans on, so one large request does not stall other requests
-(decoding costs ~20 µs per span; a thread hop ~50 µs).
+The request's bytes are not parsed here: the handler is registered without a request
+deserializer, and the bytes go to the ``IngestBody`` callable that ``authorize`` answers,
+the path OTLP/HTTP protobuf bodies take (the columnar decoder, in an ingest worker
+process when the server runs them). One protobuf decoder serves both transports, and a
+body that does not decode is INVALID_ARGUMENT with the decoder's reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
@@ -48,16 +47,15 @@ from mentatlab.errors import (
     Unauthenticated,
     ValidationError,
 )
-from mentatlab.receivers.base import DecodedBatch, Ingest, summarize_rejections
-from mentatlab.receivers.decode import decode_export_request
+from mentatlab.receivers.base import IngestBody, summarize_rejections
 
-__all__ = ["OFFLOAD_MIN_SPANS", "Authorize", "OtlpGrpcReceiver", "api_key_of",
+__all__ = ["TRACE_SERVICE", "Authorize", "OtlpGrpcReceiver", "api_key_of",
            "start_grpc_server"]
 
 logger = logging.getLogger(__name__)
 
-OFFLOAD_MIN_SPANS = 1000
-"""Requests with at least this many spans are decoded in a worker thread."""
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+"""The OTLP trace service's full gRPC name (its one method is ``Export``)."""
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
@@ -76,10 +74,10 @@ _STATUS_CODES: tuple[tuple[type[MentatLabError], grpc.StatusCode], ...] = (
 """Error → gRPC status, first match wins (the module docstring says why each); the
 ``google.rpc.Status`` detail carries the same code. Anything else is INTERNAL."""
 
-Authorize: TypeAlias = Callable[[str | None], Awaitable[Ingest]]
+Authorize: TypeAlias = Callable[[str | None], Awaitable[IngestBody]]
 """Awaited with a request's API key (None: it sent none); answers the ingest callable of
-that caller (its credential's tenancy fixed on the spans). Raises ``Unauthenticated``,
-``Forbidden`` or ``RateLimited`` to refuse the request."""
+that caller (its credential's tenancy fixed on the spans), which takes the request's
+bytes. Raises ``Unauthenticated``, ``Forbidden`` or ``RateLimited`` to refuse it."""
 
 
 def api_key_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -95,10 +93,6 @@ def api_key_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return found.get("x-api-key", "").strip() or None
-
-
-def _span_count(request: ExportTraceServiceRequest) -> int:
-    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
 def _status_metadata(code: int, message: str, retry_after_s: int | None,
@@ -117,47 +111,32 @@ def _status_metadata(code: int, message: str, retry_after_s: int | None,
     return ((_STATUS_DETAILS_KEY, bytes(status.SerializeToString())), *trailers)
 
 
-class OtlpGrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Receives ``ExportTraceServiceRequest`` over gRPC and hands batches to ``ingest``.
+class OtlpGrpcReceiver:
+    """Receives ``ExportTraceServiceRequest`` bytes over gRPC and hands them to ``ingest``.
 
     Args:
         authorize: checks each request's API key and answers the ingest callable of its
-            caller (see :data:`Authorize`). That callable is awaited with each decoded batch
-            (skipped when no span is valid); it answers once the accepted spans are durable,
-            or raises ``Backpressure``.
-        on_committed: called with ``(request, refused spans, accepted count, PII plan)``
-            after a request's accepted spans are durable (the OTLP forwarder's queue; the
-            plan is the outcome's ``forward_pii_plan``); must not block.
+            caller (see :data:`Authorize`). That callable is awaited with the request's
+            bytes; it answers once the accepted spans are durable (and queued for OTLP
+            forwarding when it is on), or raises ``Backpressure``.
     """
 
-    def __init__(self, authorize: Authorize,
-                 on_committed: Callable[[ExportTraceServiceRequest, list[FieldError], int,
-                                         Any], object] | None = None) -> None:
+    def __init__(self, authorize: Authorize) -> None:
         self._authorize = authorize
-        self._on_committed = on_committed
         self.bound_port: int | None = None
         """The port the server listens on, once :func:`start_grpc_server` returns."""
 
     async def Export(  # noqa: N802 - the gRPC method name
-        self, request: ExportTraceServiceRequest, context: Any
+        self, body: bytes, context: Any
     ) -> ExportTraceServiceResponse:
-        """Decode, ingest and answer one export request (see the module docstring)."""
+        """Ingest and answer one export request, given as its bytes (module docstring)."""
         try:
             ingest = await self._authorize(api_key_of(context.invocation_metadata()))
-            if _span_count(request) >= OFFLOAD_MIN_SPANS:
-                batch: DecodedBatch = await asyncio.to_thread(decode_export_request, request)
-            else:
-                batch = decode_export_request(request)
-            rejected = list(batch.rejected)
-            if batch.spans:
-                outcome = await ingest(batch)
-                rejected.extend(outcome.rejected)
-                if self._on_committed is not None and outcome.accepted:
-                    self._on_committed(request, rejected, outcome.accepted,
-                                       outcome.forward_pii_plan)
+            decode_rejected, outcome = await ingest(body)
         except MentatLabError as exc:
             await self._abort(context, exc)
             raise  # abort raises; this line is never reached
+        rejected = [*decode_rejected, *outcome.rejected]
         response = ExportTraceServiceResponse()
         if rejected:
             response.partial_success.rejected_spans = len(rejected)
@@ -203,8 +182,11 @@ async def start_grpc_server(receiver: OtlpGrpcReceiver, host: str, port: int,
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ])
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        receiver, server)
+    # No request deserializer: Export gets the bytes (the module docstring says why).
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, {
+        "Export": grpc.unary_unary_rpc_method_handler(
+            receiver.Export,
+            response_serializer=ExportTraceServiceResponse.SerializeToString)}),))
     address = f"{host}:{port}"
     try:
         bound = (server.add_insecure_port(address) if credentials is None

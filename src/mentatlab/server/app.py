@@ -197,7 +197,7 @@ async def _open_state(settings: Settings, hub: LiveHub) -> ServerState:
         resolver.policies = state.policies.current
         resolver.on_versions = state.policies.raise_alerts
     await anyio.to_thread.run_sync(components.seed_pairer, pairer, store, settings)
-    # ingest workers start on the first OTLP/HTTP body (Ingestor.ingest_otlp_http)
+    # ingest workers start on the first OTLP/HTTP body (Ingestor.ingest_otlp_body)
     await state.resolver.start()
     from mentatlab.server.settling import SettleService
 
@@ -281,9 +281,12 @@ def create_app(settings: Settings) -> FastAPI:
             on_leadership=state.metrics.job_leader.labels("retention").set))
         try:
             if settings.grpc_port:
+                from mentatlab.receivers.otlp_http import HttpLimits
+
+                limits = HttpLimits(settings.max_body_bytes, settings.max_decompressed_bytes)
                 grpc_server, state.grpc_port = await components.start_grpc(
-                    settings, components.authorize_grpc(state.auth, state.ingestor, state.quotas),
-                    state.ingestor.forwarder)
+                    settings, components.authorize_grpc(state.auth, state.ingestor, limits,
+                                                        state.quotas))
             if settings.release_startup_pages:
                 from mentatlab.server.memory import release_startup_pages
 

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
+from mentatlab.errors import FieldError
 from mentatlab.pipeline.price import Price
 from mentatlab.pipeline.processor import Pipeline
-from mentatlab.receivers.base import DecodedBatch, Ingest, IngestOutcome
+from mentatlab.receivers.base import IngestBody, IngestOutcome
+from mentatlab.receivers.otlp_http import HttpLimits
 from mentatlab.settings import Settings
 from mentatlab.storage.base import SpanStore
 
@@ -363,47 +365,56 @@ def keep_still_open(store: SpanStore, expired: list[Any]) -> list[Any]:
     return [s for s in expired if (s.trace_id, s.span_id) in open_keys]
 
 
-def authorize_grpc(auth: Authenticator, ingestor: Ingestor,
+def authorize_grpc(auth: Authenticator, ingestor: Ingestor, limits: HttpLimits,
                    quotas: Quotas | None = None) -> Authorize:
     """The OTLP/gRPC receiver's key check and rate limits, the same as OTLP/HTTP's.
 
     The key goes through ``auth`` (cached lookups; refused when ``auth_required`` and it
     is missing, unknown, revoked or expired); its principal must hold ``ingest`` and be
-    within its ingest-request rate; the answer checks each decoded batch against the
-    spans-per-minute quota, then ingests it with the principal's tenancy fixed on every
-    span. ``RateLimited`` becomes RESOURCE_EXHAUSTED with RetryInfo.
-    """
-    from mentatlab.access.roles import Permission
+    within its ingest-request rate. The answer ingests a request's bytes as OTLP/HTTP
+    protobuf bodies are ingested (:meth:`Ingestor.ingest_otlp_body`: in the ingest
+    workers, checked against the spans-per-minute quota once decoded, the principal's
+    tenancy fixed on every span, queued for forwarding once committed). ``RateLimited``
+    becomes RESOURCE_EXHAUSTED with RetryInfo.
 
-    async def authorize(key: str | None) -> Ingest:
+    Args:
+        auth: the API-key and session lookups.
+        ingestor: ingests each request's bytes.
+        limits: the body size limits, in bytes (gRPC itself refuses larger messages).
+        quotas: the per-key and per-org rate limits; None applies none.
+    """
+    import functools
+
+    from mentatlab.access.roles import Permission
+    from mentatlab.receivers.otlp_http import CONTENT_TYPE_PROTOBUF
+
+    async def authorize(key: str | None) -> IngestBody:
         principal = await auth.for_key(key)
         principal.require(Permission.INGEST)
-        ingest = ingestor.for_receiver("otlp_grpc", principal.tenancy)
-        if quotas is None:
-            return ingest
-        quotas.admit_request(principal, Permission.INGEST)
+        admit = None
+        if quotas is not None:
+            quotas.admit_request(principal, Permission.INGEST)
+            admit = functools.partial(quotas.admit_spans, principal)
 
-        async def ingest_admitted(batch: DecodedBatch) -> IngestOutcome:
-            quotas.admit_spans(principal, len(batch.spans))
-            return await ingest(batch)
+        async def ingest_body(body: bytes) -> tuple[list[FieldError], IngestOutcome]:
+            return await ingestor.ingest_otlp_body(
+                body, CONTENT_TYPE_PROTOBUF, None, limits, principal.tenancy, admit,
+                receiver="otlp_grpc")
 
-        return ingest_admitted
+        return ingest_body
 
     return authorize
 
 
-async def start_grpc(settings: Settings, authorize: Authorize,
-                     forward: Any = None) -> tuple[Any, int]:
+async def start_grpc(settings: Settings, authorize: Authorize) -> tuple[Any, int]:
     """Start the OTLP/gRPC receiver on ``settings.host:settings.grpc_port``.
 
-    It serves TLS when ``settings.tls_cert_file`` is set. With ``forward`` (an
-    :class:`~mentatlab.exporters.OtlpForwarder`), committed requests are queued for
-    forwarding.
+    It serves TLS when ``settings.tls_cert_file`` is set. Committed requests are queued
+    for forwarding by ``authorize``'s ingest callable (:func:`authorize_grpc`).
 
     Args:
         settings: the server's settings.
         authorize: each request's key check (:func:`authorize_grpc`).
-        forward: the OTLP forwarder, or None.
 
     Returns:
         The running ``grpc.aio.Server`` and the port it bound.
@@ -416,8 +427,7 @@ async def start_grpc(settings: Settings, authorize: Authorize,
     from mentatlab.server.tls import grpc_server_credentials, load_tls
 
     credentials = grpc_server_credentials(load_tls(settings))
-    receiver = OtlpGrpcReceiver(authorize, forward.submit_request if forward is not None else None)
-    # (the receiver passes each outcome's ``forward_pii_plan`` on: docs/forwarding.md)
+    receiver = OtlpGrpcReceiver(authorize)  # its ingest callable queues forwarding
     server = await start_grpc_server(receiver, settings.host, settings.grpc_port,
                                      settings.max_body_bytes, reuse_port=settings.workers > 1,
                                      credentials=credentials)

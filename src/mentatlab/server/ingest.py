@@ -152,16 +152,20 @@ class Ingestor:
         if pool is not None:
             await anyio.to_thread.run_sync(pool.shutdown)
 
-    async def ingest_otlp_http(self, body: bytes, content_type: str | None,
+    async def ingest_otlp_body(self, body: bytes, content_type: str | None,
                                content_encoding: str | None, limits: HttpLimits,
                                tenancy: Mapping[str, str] | None = None,
-                               admit: Callable[[int], None] | None = None,
+                               admit: Callable[[int], None] | None = None, *,
+                               receiver: str = "otlp_http",
                                ) -> tuple[list[FieldError], IngestOutcome]:
-        """Decode and ingest one OTLP/HTTP body; return when durable.
+        """Decode and ingest one OTLP body; return when durable.
 
-        In a worker process when workers run, else in a thread of this process.
+        The body is an OTLP/HTTP body, or an OTLP/gRPC request's bytes with the protobuf
+        content type. In a worker process when workers run, else in a thread of this process.
         ``admit``, when given, is called with the number of spans decoded before anything
         is counted or committed; what it raises refuses the body whole (a quota).
+        ``receiver`` labels the metrics (``otlp_http``, ``otlp_grpc``). With forwarding on,
+        the committed body is queued for it.
 
         Returns:
             The spans the decoder refused, and the outcome of the rest.
@@ -197,14 +201,13 @@ class Ingestor:
                 decode_http_body, body, content_type, content_encoding, limits)
             if admit is not None:
                 admit(len(decoded.spans))
-            outcome = await self.ingest(decoded.spans, "otlp_http", tenancy, decoded.rejected)
+            outcome = await self.ingest(decoded.spans, receiver, tenancy, decoded.rejected)
             self._forward(body, content_type, content_encoding,
                           [*decoded.rejected, *outcome.rejected], outcome.accepted,
                           outcome.forward_pii_plan)
             return decoded.rejected, outcome
         if admit is not None:
             admit(result.received)
-        receiver = "otlp_http"
         self.metrics.spans_received.labels(receiver).inc(
             result.received + len(result.decode_rejected))
         self._count_rejected(receiver, result.decode_rejected)

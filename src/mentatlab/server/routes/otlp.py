@@ -107,7 +107,7 @@ async def export_traces(request: Request) -> Response:
         caller = await authorize(request)
         body = await read_capped_body(request, settings.max_body_bytes)
         limits = HttpLimits(settings.max_body_bytes, settings.max_decompressed_bytes)
-        decode_rejected, outcome = await state.ingestor.ingest_otlp_http(
+        decode_rejected, outcome = await state.ingestor.ingest_otlp_body(
             body, content_type, request.headers.get("content-encoding"), limits,
             caller.tenancy, functools.partial(state.quotas.admit_spans, caller))
     except StoreError as exc:
