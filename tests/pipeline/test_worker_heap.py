@@ -35,3 +35,15 @@ def test_freeze_heap_freezes_start_up_once_and_later_cycles_are_collected() -> N
     assert int(frozen) > 5000, "start-up objects are frozen"
     assert int(again) == int(frozen)
     assert collected == "True", "a cycle made after the freeze is still collected"
+
+
+def test_freeze_heap_turns_the_collector_back_on_after_a_start_up_without_it() -> None:
+    # `mentatctl serve` turns the collector off for its start-up (cli/serve.py); the
+    # lifespan's freeze_heap is where it comes back on, on every call
+    probe = ("import gc; gc.disable()\n"
+             "from mentatlab.pipeline.workers import freeze_heap\n"
+             "freeze_heap(); first = gc.isenabled(); gc.disable()\n"
+             "freeze_heap(); print(first, gc.isenabled())\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ),
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["True", "True"]

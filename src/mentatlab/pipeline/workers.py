@@ -146,14 +146,18 @@ def freeze_heap() -> None:
     later, on the first string to scan, and freezes what it built itself
     (:mod:`mentatlab.governance.pii`). Objects made later are collected as usual
     (:func:`gc.freeze`). Once per process: a process that builds several apps (tests)
-    freezes only the first.
+    freezes only the first. The collector is on afterwards: ``mentatctl serve`` turns it
+    off for its start-up (:mod:`mentatlab.cli.serve`), this collection being the one
+    start-up needs.
     """
     global _heap_frozen
     if _heap_frozen:
+        gc.enable()
         return
     _heap_frozen = True
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def _exit_when_gone(server_pid: int, period_s: float = 1.0) -> None:

@@ -281,10 +281,12 @@ def measure_upgrade_ddl(cluster_clause: str, shared_engine: EngineClause,
     """Statements that add the measures ``names`` to the tables of an existing store.
 
     Each table gains the columns (``ADD COLUMN IF NOT EXISTS``, value 0 in existing rows:
-    exactly what the ledger counted for them, so the resolver's next difference is right);
-    the materialized views are dropped and created again from the current
-    :data:`MEASURES` (a view's column list is fixed when it is created). Run while no
-    resolver pass inserts (a migration runs before the server starts its resolver).
+    exactly what the ledger counted for them, so the resolver's next difference is right),
+    all in one ``ALTER`` per table (each ``ALTER`` rewrites the table's metadata: one per
+    column made a new store's migration 6 take ~0.4 s); the materialized views are dropped
+    and created again from the current :data:`MEASURES` (a view's column list is fixed
+    when it is created). Run while no resolver pass inserts (a migration runs before the
+    server starts its resolver).
     """
     c = cluster_clause
     types = {m.name: m.type for m in MEASURES}
@@ -292,9 +294,13 @@ def measure_upgrade_ddl(cluster_clause: str, shared_engine: EngineClause,
     for table, simple in [(SPAN_DELTAS_TABLE, False), (SPAN_LEDGER_TABLE, False),
                           *((spec.table(t), spec.overview_states)
                             for spec in AGGREGATES for t in TIERS)]:
-        for name in names:
-            type_ = f"SimpleAggregateFunction(sum, {types[name]})" if simple else types[name]
-            out.append(f"ALTER TABLE {table}{c} ADD COLUMN IF NOT EXISTS {name} {type_}")
+        if not names:
+            continue
+        adds = ", ".join(
+            f"ADD COLUMN IF NOT EXISTS {name} "
+            + (f"SimpleAggregateFunction(sum, {types[name]})" if simple else types[name])
+            for name in names)
+        out.append(f"ALTER TABLE {table}{c} {adds}")
     out.append(f"DROP VIEW IF EXISTS mv_{SPAN_LEDGER_TABLE}{c}")
     out += [f"DROP VIEW IF EXISTS mv_{spec.table(t)}{c}" for spec in AGGREGATES for t in TIERS]
     return out + [s for s in aggregate_ddl(c, shared_engine)

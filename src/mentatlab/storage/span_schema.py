@@ -263,8 +263,9 @@ def _m008(options: SchemaOptions) -> list[str]:
     # ran): readers take every trace from raw spans until the job's next pass has settled
     # them all again.
     c = options.cluster_clause
-    return [*(f"ALTER TABLE {TRACE_FACTS_TABLE}{c} ADD COLUMN IF NOT EXISTS {name} {kind}"
-              for name, kind in TRACE_FACTS_LATER_COLUMNS),
+    return [f"ALTER TABLE {TRACE_FACTS_TABLE}{c} "  # one ALTER: one metadata rewrite
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}"
+                        for name, kind in TRACE_FACTS_LATER_COLUMNS),
             *settled_ddl(c, options.shared_engine,
                          (VERSION_SIGHTINGS_TABLE, STEP_COUNTS_TABLE, TRACE_AGENTS_TABLE)),
             f"INSERT INTO {RESOLVER_STATE_TABLE} (name, through_ns, complete, version)"
@@ -286,8 +287,8 @@ def _m009(options: SchemaOptions) -> list[str]:
         f"lower(toString(policy_result)) IN ({', '.join(words)}), '{name}', "
         for name, words in by_action.items()) + "'log')"
     return [
-        *(f"ALTER TABLE {SPANS_TABLE}{c} ADD COLUMN IF NOT EXISTS {column_ddl(column)}"
-          for column in POLICY_COLUMNS),
+        f"ALTER TABLE {SPANS_TABLE}{c} "  # one ALTER: one metadata rewrite
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {column_ddl(column)}" for column in POLICY_COLUMNS),
         f"ALTER TABLE {SPANS_TABLE}{c} UPDATE"
         " policy_ids = [toString(policy_id)], policy_versions = [toUInt32(0)],"
         f" policy_actions = [{action}], policy_id = '', policy_result = ''"

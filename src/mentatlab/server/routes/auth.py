@@ -22,8 +22,6 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import httpx
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from joserfc import jwt
@@ -114,6 +112,8 @@ async def oidc_login(request: Request, org: Annotated[str | None, _ORG] = None) 
     The request carries PKCE (S256), state and nonce; their secrets go in the signed
     ``mentat_oidc`` cookie for ``/auth/callback``.
     """
+    from authlib.integrations.httpx_client import AsyncOAuth2Client  # sign-ins only (~50 ms)
+
     oidc = _client(request)
     metadata = await oidc.metadata()
     config = oidc.config
@@ -202,6 +202,9 @@ async def _exchange(request: Request, oidc: OidcClient, code: str,
         SignInRefused: the provider refused the code, or the ID token is refused.
         ProviderUnavailable: the provider cannot be reached.
     """
+    from authlib.integrations.base_client.errors import OAuthError  # sign-ins only (~50 ms)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     config = oidc.config
     metadata = await oidc.metadata()
     async with AsyncOAuth2Client(config.client_id, config.client_secret,
