@@ -13,7 +13,9 @@ pre-built bodies, so after the first 20 requests per client the server's dedup d
 span before the store insert; ``--unique-ids`` sends fresh ids on every request instead
 (every span reaches the store), as bench/scale_out.py does. ``--auth`` runs the server with
 ``auth_required`` and sends an API key on every request (one ``admin`` key from
-``mentatctl keys create --bootstrap``, so the visibility-lag reads use it too).
+``mentatctl keys create --bootstrap``, so the visibility-lag reads use it too). ``--grpc``
+sends the loads as OTLP/gRPC ``Export`` calls with the same bodies (the visibility lag
+stays OTLP/HTTP).
 Bounded in time and count; targets 127.0.0.1 only.
 """
 
@@ -132,12 +134,14 @@ def main() -> None:
                          " --no-wal, 0 (once inserted); neither: the default (on)")
     ap.add_argument("--auth", action="store_true",
                     help="MENTATLAB_AUTH_REQUIRED=true, every request with an API key")
+    ap.add_argument("--grpc", action="store_true",
+                    help="send the loads as OTLP/gRPC Export calls (same bodies)")
     args = ap.parse_args()
     if args.stages:
         stages()
         return
     print(f"load average before: {os.getloadavg()}, workers={args.workers}, wal={args.wal}, "
-          f"auth={args.auth}", flush=True)
+          f"auth={args.auth}, grpc={args.grpc}", flush=True)
     env = {"MENTATLAB_INGEST_WORKERS": str(args.workers)}
     if args.wal is not None:
         env["MENTATLAB_WAL"] = "1" if args.wal else "0"
@@ -155,13 +159,14 @@ def _measure(srv: Server, args: argparse.Namespace, headers: dict[str, str]) -> 
     """Run the loads against ``srv`` and print the table."""
     proc = psutil.Process(srv.pid)
     warm_up(srv.url, headers=headers)  # the workers start on the first body
+    target = f"grpc://127.0.0.1:{srv.grpc_port}" if args.grpc else srv.url
     time.sleep(2)
     rss_idle = _tree_rss(proc)
     rows = []
     peak_rss = rss_idle
     for batch in args.batches:
         cpu0 = _tree_cpu_s(proc)
-        row = run_load(srv.url, batch, args.clients, args.seconds, unique=args.unique_ids,
+        row = run_load(target, batch, args.clients, args.seconds, unique=args.unique_ids,
                        headers=headers)
         row["server_cpu_cores"] = (_tree_cpu_s(proc) - cpu0) / args.seconds
         peak_rss = max(peak_rss, _tree_rss(proc))
@@ -169,7 +174,7 @@ def _measure(srv: Server, args: argparse.Namespace, headers: dict[str, str]) -> 
         print(row, flush=True)
     max500 = rows[-1]["spans_per_s"]
     half_rate = max500 / 2 / 100 / args.clients  # requests/s per client at batch 100
-    half = run_load(srv.url, 100, args.clients, args.seconds, rate_rps_per_client=half_rate,
+    half = run_load(target, 100, args.clients, args.seconds, rate_rps_per_client=half_rate,
                     unique=args.unique_ids, headers=headers)
     peak_rss = max(peak_rss, _tree_rss(proc))
     print("half-load", half, flush=True)
