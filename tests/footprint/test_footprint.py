@@ -84,7 +84,7 @@ from mentatlab.pipeline import workers
 from mentatlab.receivers.otlp_http import HttpLimits
 from mentatlab.settings import load_settings
 folder = Path({str(tmp_path)!r})
-workers.init_pool_worker(load_settings(data_dir=folder / "data"), 1)
+workers.init_pool_worker(load_settings(data_dir=folder / "data"), {os.getpid()})
 policies = pickle.loads((folder / "policies.pickle").read_bytes())
 for i in range({len(bodies)}):
     result = workers.run_otlp_http((folder / f"{{i}}.pb").read_bytes(),
@@ -124,7 +124,7 @@ import pandas
 from mentatlab.pipeline import workers
 from mentatlab.settings import load_settings
 try:
-    workers.init_pool_worker(load_settings(data_dir={str(tmp_path / "data")!r}), 1)
+    workers.init_pool_worker(load_settings(data_dir={str(tmp_path / "data")!r}), {os.getpid()})
 except RuntimeError as exc:
     print(exc)
 """
