@@ -227,5 +227,5 @@ async def test_bad_forward_setting_fails_startup(_isolated_data_dir: Path, name:
     settings = make_settings(_isolated_data_dir, forward_otlp_endpoint="http://127.0.0.1:1",
                              ingest_workers=0, **{name: value})
     with pytest.raises(ConfigError, match=name):
-        async for _ in open_in_process(settings):
+        async with open_in_process(settings) as _:
             pass

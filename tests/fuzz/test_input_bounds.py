@@ -19,7 +19,7 @@ pytestmark = pytest.mark.fuzz
 
 @pytest.fixture
 async def client(_isolated_data_dir: Path) -> AsyncIterator[InProcess]:
-    async for item in open_in_process(make_settings(_isolated_data_dir)):
+    async with open_in_process(make_settings(_isolated_data_dir)) as item:
         yield item
 
 

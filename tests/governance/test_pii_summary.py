@@ -73,7 +73,7 @@ def test_an_empty_window_counts_nothing(store: SpanStore) -> None:
 
 async def test_route_answers_counts_and_refuses_bad_input(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", ingest_workers=0)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         _stored(app.state.store)
         window = {"start": (T0 - timedelta(hours=1)).isoformat(),
                   "end": (T0 + timedelta(hours=1)).isoformat()}

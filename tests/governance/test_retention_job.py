@@ -29,7 +29,7 @@ from mentatlab.settings import load_settings  # noqa: E402
 async def test_the_job_trims_on_the_elected_node(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, retention_interval_s=3600,
                              span_retention_days=30, audit_retention_years=1)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         for _ in range(200):
             text = (await env.client.get("/metrics")).text
             if 'mentatlab_job_leader{job="retention"} 1.0' in text:

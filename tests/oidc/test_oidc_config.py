@@ -41,7 +41,7 @@ def test_oidc_needs_a_client_id_and_secret(tmp_path: Path) -> None:
 
 
 async def test_sign_in_without_oidc_is_404(tmp_path: Path) -> None:
-    async for server in open_in_process(make_settings(tmp_path, auth_required=True)):
+    async with open_in_process(make_settings(tmp_path, auth_required=True)) as server:
         for path in ("/auth/login", "/auth/callback?code=x&state=y"):
             answer = await server.client.get(path)
             assert answer.status_code == 404, answer.text
@@ -52,7 +52,7 @@ async def test_an_unreachable_provider_is_503_and_never_fetched_at_start(tmp_pat
     issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = make_settings(tmp_path, auth_required=True, oidc_issuer=issuer,
                              oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET)
-    async for server in open_in_process(settings):
+    async with open_in_process(settings) as server:
         assert (await server.client.get("/readyz")).status_code == 200
         answer = await server.client.get("/auth/login")
         assert answer.status_code == 503, answer.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -56,7 +57,14 @@ async def settle(state: Any) -> Any:
     return state.store
 
 
+@contextlib.asynccontextmanager
 async def open_in_process(settings: Settings) -> AsyncIterator[InProcess]:
+    """The app with its lifespan running, and a client to it; use with ``async with``.
+
+    A context manager rather than an async generator: a test failing inside the block
+    still runs the lifespan's shutdown at once, so chDB (one embedded store per process)
+    is closed before the next test opens its own.
+    """
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -66,7 +74,7 @@ async def open_in_process(settings: Settings) -> AsyncIterator[InProcess]:
 
 @pytest.fixture
 async def app_client(settings: Settings) -> AsyncIterator[InProcess]:
-    async for item in open_in_process(settings):
+    async with open_in_process(settings) as item:
         yield item
 
 

@@ -27,7 +27,7 @@ async def _wait_alerts(env: InProcess, count: int, timeout_s: float = 20) -> lis
 async def test_a_budget_made_over_the_api_notifies_the_webhook(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, alert_interval_s=0.2)
     with WebhookReceiver() as hook:
-        async for env in open_in_process(settings):
+        async with open_in_process(settings) as env:
             c = env.client
             made = await c.post("/api/v1/alert-rules", json={
                 "name": "acme monthly", "kind": "budget", "period": "month",
@@ -88,7 +88,7 @@ async def test_bad_rules_are_422_naming_the_field(app_client: InProcess) -> None
 
 async def test_an_org_key_sees_and_makes_only_its_org_rules(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True, alert_interval_s=0)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         for org in ("acme", "globex"):
             control.create_org(org, org)

@@ -185,14 +185,40 @@ async def test_reprice_applies_new_pricing_file(app_client: InProcess) -> None:
 
 async def test_backpressure_answers_503_with_retry_after(_isolated_data_dir: Path) -> None:
     import asyncio
+    import threading
 
     settings = make_settings(_isolated_data_dir, write_buffer_spans=2, retry_after_s=7)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
+        # Hold the writer inside its first log append: the next body waits in the buffer
+        # (2 spans, its whole budget), so every later one is refused, whatever the timing.
+        log = env.state.writer.wal
+        assert log is not None  # the write-ahead log is on by default
+        entered, gate = threading.Event(), threading.Event()
+        append = log.append
+
+        def held_append(stamp_ns: int, table: Any) -> int:
+            entered.set()
+            gate.wait(30)
+            return int(append(stamp_ns, table))
+
+        log.append = held_append
         bodies = [encode(export_request([llm_span(), llm_span()])) for _ in range(12)]
-        responses = await asyncio.gather(*(
-            env.client.post("/v1/traces", content=b, headers=h) for b, h in bodies))
+
+        def post(i: int) -> Any:
+            return asyncio.create_task(env.client.post("/v1/traces", content=bodies[i][0],
+                                                       headers=bodies[i][1]))
+
+        first = post(0)
+        assert await asyncio.to_thread(entered.wait, 30)
+        rest = [post(i) for i in range(1, 12)]
+        deadline = asyncio.get_running_loop().time() + 30
+        while sum(t.done() for t in rest) < 10:  # all but the one the buffer holds
+            assert asyncio.get_running_loop().time() < deadline, "no backpressure answer"
+            await asyncio.sleep(0.02)
+        gate.set()
+        responses = [await first, *await asyncio.gather(*rest)]
         statuses = [r.status_code for r in responses]
-        assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses
+        assert sorted(statuses) == [200] * 2 + [503] * 10, statuses
         busy = [r for r in responses if r.status_code == 503][0]
         assert busy.headers["retry-after"] == "7"
         metrics = (await env.client.get("/metrics")).text
@@ -203,7 +229,7 @@ async def test_backpressure_answers_503_with_retry_after(_isolated_data_dir: Pat
 
 async def test_auth_required_and_key_fixes_tenancy(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         control.create_org("Acme", "acme")
         admin_key = control.create_api_key("acme", None, "admin", role="admin").key
@@ -247,9 +273,9 @@ async def test_open_event_survives_restart_and_pairs(_isolated_data_dir: Path) -
     now_ns = time.time_ns()
     started = {"type": "agent.step.started", "run_id": "run-restart", "step_id": "s1",
                "project_id": "acme", "timestamp": now_ns - 3_000_000_000}
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         assert (await env.client.post("/api/v1/events", json=[started])).status_code == 200
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         assert env.state.pairer.open_count == 1
         completed = {**started, "type": "agent.step.completed", "timestamp": now_ns}
         answer = await env.client.post("/api/v1/events", json=[completed])
@@ -268,7 +294,7 @@ async def test_unpaired_start_becomes_timeout_span(_isolated_data_dir: Path) -> 
     settings = make_settings(_isolated_data_dir, event_pair_timeout_s=0.2)
     started = {"type": "agent.step.started", "run_id": "run-t", "step_id": "s9",
                "project_id": "acme"}
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         assert (await env.client.post("/api/v1/events", json=[started])).status_code == 200
         rows: list[dict[str, Any]] = []
         for _ in range(50):

@@ -55,7 +55,7 @@ async def _settled(env: InProcess, headers: dict[str, str], **params: Any) -> An
 async def test_bottlenecks_ranked_scoped_and_bad_input_names_the_field(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True, trace_quiet_s=0.1)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

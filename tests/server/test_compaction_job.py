@@ -54,7 +54,7 @@ async def _metrics(env: InProcess) -> str:
 
 async def test_the_job_runs_at_startup_on_the_elected_node(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, compact_interval_s=10)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         for _ in range(100):  # run_periodic runs the first pass at once (in a thread)
             text = await _metrics(env)
             if _metric(text, "mentatlab_compaction_passes_total") >= 1:
@@ -67,7 +67,7 @@ async def test_the_job_runs_at_startup_on_the_elected_node(_isolated_data_dir: P
 
 async def test_a_pass_merges_closed_days_and_counts_them(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, compact_interval_s=0)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         await asyncio.sleep(0.3)
         text = await _metrics(env)
         assert _metric(text, "mentatlab_compaction_passes_total") == 0  # 0: off

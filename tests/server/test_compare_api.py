@@ -42,7 +42,7 @@ async def _get(env: InProcess, headers: dict[str, str], **params: Any) -> Any:
 async def test_compare_a_scoped_key_sees_its_org_and_bad_input_names_the_field(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

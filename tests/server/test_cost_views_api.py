@@ -30,7 +30,7 @@ async def _send(env: InProcess, key: str, **call: Any) -> None:
 async def test_cost_views_answer_by_hand_for_the_callers_org_only(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):
@@ -82,7 +82,7 @@ async def test_cost_views_answer_by_hand_for_the_callers_org_only(
 
 
 async def test_bad_parameters_are_4xx_naming_the_field(_isolated_data_dir: Path) -> None:
-    async for env in open_in_process(make_settings(_isolated_data_dir)):
+    async with open_in_process(make_settings(_isolated_data_dir)) as env:
         for levels, reason in [("org,agent_name", "agent_name"), ("model,model", "twice"),
                                ("org,project,agent,model,user,tool", "at most 5"),
                                (" , ", "none"), ("org,org_id", "twice")]:

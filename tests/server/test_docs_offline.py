@@ -105,7 +105,7 @@ async def test_redoc_is_gone_and_a_missing_asset_is_a_clean_404(app_client: InPr
 
 
 async def test_docs_and_static_assets_are_public_with_auth_on(_isolated_data_dir: Path) -> None:
-    async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
+    async with open_in_process(make_settings(_isolated_data_dir, auth_required=True)) as env:
         assert (await env.client.get("/api/v1/overview")).status_code == 401
         for path in (*PAGES, "/openapi.json", "/static/docs-init.js",
                      "/static/vendor/swagger-ui/swagger-ui-bundle.js"):

@@ -68,7 +68,7 @@ async def _send(env: InProcess, key: str, agent: str, start_ns: int) -> str:
 
 async def test_graph_and_replay_scoped_to_the_caller(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

@@ -40,7 +40,7 @@ async def _run(env: InProcess, key: str, agent: str, root_ms: int, model: str, c
 
 async def test_latency_and_peers_scoped_to_the_key(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

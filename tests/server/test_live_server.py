@@ -101,7 +101,7 @@ async def test_grpc_stays_on_when_auth_is_required(_isolated_data_dir: Path) -> 
     """It checks keys itself (tests/receivers/test_otlp_grpc.py, tests/server/test_tls.py)."""
     port = _free_port()
     settings = make_settings(_isolated_data_dir, grpc_port=port, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         assert env.state.grpc_port == port
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) == 0

@@ -146,7 +146,7 @@ async def test_oversized_body_is_refused_before_reading(_isolated_data_dir: obje
     from pathlib import Path
 
     settings = make_settings(Path(str(_isolated_data_dir)), max_body_bytes=10_000)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         big = export_request([llm_span(attrs={"pad": "y" * 20_000})])
         body, headers = encode(big)
         response = await post(env, body, headers)

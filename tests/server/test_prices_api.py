@@ -66,7 +66,7 @@ async def test_defaults_are_listed_with_their_sources(app_client: InProcess) -> 
 async def test_pricing_file_overrides_show_their_origin(_isolated_data_dir: Path) -> None:
     _isolated_data_dir.mkdir(parents=True, exist_ok=True)
     (_isolated_data_dir / "pricing.toml").write_text(PRICING)
-    async for env in open_in_process(make_settings(_isolated_data_dir)):
+    async with open_in_process(make_settings(_isolated_data_dir)) as env:
         body = (await env.client.get("/api/v1/prices")).json()
         assert body["pricing_file"] == str(_isolated_data_dir / "pricing.toml")
         rates = {r["key"]: r for r in body["infrastructure"]["rates"]}
@@ -97,7 +97,7 @@ async def test_scoped_key_sees_only_its_discounts_and_no_key_is_401(
         _isolated_data_dir: Path) -> None:
     _isolated_data_dir.mkdir(parents=True, exist_ok=True)
     (_isolated_data_dir / "pricing.toml").write_text(PRICING)
-    async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
+    async with open_in_process(make_settings(_isolated_data_dir, auth_required=True)) as env:
         assert_error_shape(await env.client.get("/api/v1/prices"), 401)
         env.state.control.create_org("Acme", "acme")
         key = env.state.control.create_api_key("acme", None, "reader", role="admin").key

@@ -56,7 +56,7 @@ async def test_the_compliance_report_counts_spans_still_in_the_log(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0, resolve_wait_s=30)
     findings = '[{"category": "email", "key": "gen_ai.prompt", "offset": 0, "length": 9}]'
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         answer = await read_after_ack(
             app, now_spans(4, pii_findings=findings, policy_ids=("p1",),
                            policy_actions=("block",)),
@@ -74,7 +74,7 @@ async def test_without_a_resolver_the_barrier_still_waits_for_the_insert(
     # and its barrier waits until the acknowledged stamp is inserted (commit 4ffdd1a).
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0,
                              resolve_interval_s=0, resolve_wait_s=30)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         assert app.state.resolver is not None and not app.state.resolver.enabled
         answer = await read_after_ack(app, now_spans(3), "/api/v1/spans",
                                       {"window_s": 3600})

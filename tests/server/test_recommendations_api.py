@@ -43,7 +43,7 @@ def _retries(n_failed: int) -> list[Any]:
 async def test_recommendations_over_ingest_scoped_and_bad_input(_isolated_data_dir: Path
                                                                  ) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

@@ -33,7 +33,7 @@ async def _send(env: InProcess, key: str, spans: list[object]) -> None:
 
 async def test_red_counts_caps_and_tenancy(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

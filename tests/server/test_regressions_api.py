@@ -36,7 +36,7 @@ async def _send(env: InProcess, key: str, version: str, ago_min: float, ms: int)
 
 async def test_regressions_scoped_worked_out_and_bad_input(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

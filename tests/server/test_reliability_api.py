@@ -39,7 +39,7 @@ def _run(children: list[dict[str, Any]], root_error: bool = False,
 
 async def test_reliability_of_ingested_traces_for_a_scoped_key(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         keys: dict[str, dict[str, str]] = {}
         for org in ("acme", "globex"):

@@ -48,7 +48,7 @@ async def test_counters_move_with_ingest_and_agree_with_metrics(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=False, ingest_workers=0,
                              write_buffer_spans=1234, write_buffer_bytes=5 * 2**20)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         before = await _health(env)
         assert before["spans"]["accepted_total"] == 0
         assert before["spans"]["rejected_total"] == {"backpressure": 0, "invalid": 0}
@@ -97,7 +97,7 @@ async def test_counters_move_with_ingest_and_agree_with_metrics(
 
 async def test_bad_window_is_a_422_naming_it(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, ingest_workers=0)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         for bad in ("0", "61", "abc", "nan", "inf", "-5"):
             body = assert_error_shape(await env.client.get(URL, params={"window_s": bad}), 422)
             assert [e["field"] for e in body["errors"]] == ["window_s"], (bad, body)
@@ -106,7 +106,7 @@ async def test_bad_window_is_a_422_naming_it(_isolated_data_dir: Path) -> None:
 async def test_wal_fields_with_the_log_on(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0,
                              wal_max_memory_bytes=8 * 2**20, wal_max_disk_bytes=64 * 2**20)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         writer = env.state.writer
         gated = GatedStore(writer.store)  # the inserter is held: the batch stays pending
         writer.store = gated
@@ -131,7 +131,7 @@ async def test_workers_start_on_the_first_body_and_stop_when_idle(
         _isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=False, ingest_workers=1,
                              ingest_workers_idle_s=3.0)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         assert (await _health(env))["workers"]["running"] == 0, "idle at start"
         await _send(env, [llm_span() for _ in range(3)])  # waits for the starting worker
         # a second body (the worker is up now) restarts the 3 s idle clock
@@ -146,7 +146,7 @@ async def test_workers_start_on_the_first_body_and_stop_when_idle(
 
 async def test_the_permission_is_read_spans(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, auth_required=True, ingest_workers=0)
-    async for env in open_in_process(settings):
+    async with open_in_process(settings) as env:
         control = env.state.control
         control.create_org("Acme", "acme")
         keys = {role: control.create_api_key("acme", None, f"acme-{role}", role=role).key

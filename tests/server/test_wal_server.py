@@ -42,7 +42,7 @@ def trace_body(spans: int = 50) -> tuple[str, bytes, dict[str, str]]:
 
 async def test_acknowledged_before_the_insert_then_queryable(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         writer = app.state.writer
         gated = GatedStore(writer.store)
         writer.store = gated
@@ -63,7 +63,7 @@ async def test_acknowledged_before_the_insert_then_queryable(_isolated_data_dir:
 async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0,
                              wal_max_memory_bytes=1024 * 1024, retry_after_s=3)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         writer = app.state.writer
         gated = GatedStore(writer.store)
         writer.store = gated
@@ -94,7 +94,7 @@ async def test_a_full_log_answers_503_with_retry_after(_isolated_data_dir: Path)
 
 async def test_an_erasure_reaches_spans_still_in_the_log(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         writer = app.state.writer
         gated = GatedStore(writer.store)
         writer.store = gated
@@ -122,7 +122,7 @@ async def wait_for_failures(writer: Any, num_failures: int, timeout_s: float = 3
 
 async def test_readyz_answers_503_while_inserts_keep_failing(_isolated_data_dir: Path) -> None:
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         writer = app.state.writer
         failing = FailingStore(writer.store)
         writer.store = failing
@@ -150,7 +150,7 @@ async def test_readyz_answers_503_while_an_insert_hangs(_isolated_data_dir: Path
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(health, "INSERT_WAIT_NOT_READY_S", 0.5)
     settings = make_settings(_isolated_data_dir, wal=True, ingest_workers=0)
-    async for app in open_in_process(settings):
+    async with open_in_process(settings) as app:
         writer = app.state.writer
         gated = GatedStore(writer.store)
         writer.store = gated

@@ -115,7 +115,7 @@ async def _ingest(env: InProcess, key: str, num_spans: int) -> None:
 
 async def test_with_auth_on_pages_sign_in_and_a_scoped_key_sees_its_org_only(
         _isolated_data_dir: Path) -> None:
-    async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
+    async with open_in_process(make_settings(_isolated_data_dir, auth_required=True)) as env:
         control = env.state.control
         for org in ("acme", "other"):
             control.create_org(org.title(), org)

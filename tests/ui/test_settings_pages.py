@@ -27,7 +27,7 @@ async def test_auth_off_shows_every_part_and_the_org_picker(app_client: InProces
 
 
 async def test_with_auth_on_each_role_sees_only_its_parts(_isolated_data_dir: Path) -> None:
-    async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
+    async with open_in_process(make_settings(_isolated_data_dir, auth_required=True)) as env:
         control = env.state.control
         control.create_org("Acme", "acme")
         control.create_project("acme", "web", "web")

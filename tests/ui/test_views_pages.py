@@ -39,7 +39,7 @@ def test_the_matrix_names_the_views_permissions() -> None:
 
 async def test_with_auth_on_a_read_key_sees_the_views_and_an_ingest_key_does_not(
         _isolated_data_dir: Path) -> None:
-    async for env in open_in_process(make_settings(_isolated_data_dir, auth_required=True)):
+    async with open_in_process(make_settings(_isolated_data_dir, auth_required=True)) as env:
         control = env.state.control
         control.create_org("Acme", "acme")
         read_key = control.create_api_key("acme", None, "r", role="read").key
