@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import re
+import select
 import shutil
 import subprocess
 import threading
@@ -63,6 +64,11 @@ class Provider:
         self.users_file.write_text(json.dumps(users))
 
 
+PROVIDER_START_S = 60.0
+"""Longest wait for the provider's issuer line, per start (it takes ~1 s)."""
+PROVIDER_START_ATTEMPTS = 3
+
+
 def start_provider(folder: Path, redirect_uri: str) -> Provider:
     """Start ``node server.mjs`` with one client (MentatLab) and no users yet."""
     ensure_node_modules()
@@ -74,13 +80,22 @@ def start_provider(folder: Path, redirect_uri: str) -> Provider:
         "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                      "redirect_uris": [redirect_uri]}],
         "users_file": str(users_file)}))
-    log = (folder / "provider.log").open("wb")
-    process = subprocess.Popen(["node", str(PROVIDER_DIR / "server.mjs"), str(config)],
-                               stdout=subprocess.PIPE, stderr=log, cwd=PROVIDER_DIR)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line, f"provider did not start: {(folder / 'provider.log').read_text()}"
-    return Provider(json.loads(line)["issuer"], users_file, process)
+    for attempt in range(1, PROVIDER_START_ATTEMPTS + 1):
+        log = (folder / "provider.log").open("wb")
+        process = subprocess.Popen(["node", str(PROVIDER_DIR / "server.mjs"), str(config)],
+                                   stdout=subprocess.PIPE, stderr=log, cwd=PROVIDER_DIR)
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], PROVIDER_START_S)
+        line = process.stdout.readline() if ready else b""
+        if line:
+            return Provider(json.loads(line)["issuer"], users_file, process)
+        # Once (CI, 2026-12-07) node sat in its module loading with no socket for 30 min:
+        # end it and start again, rather than hang the run.
+        process.kill()
+        process.wait(10)
+        print(f"OIDC provider start {attempt} gave no issuer within {PROVIDER_START_S} s: "
+              f"{(folder / 'provider.log').read_text()}")
+    raise AssertionError(f"provider did not start: {(folder / 'provider.log').read_text()}")
 
 
 @dataclass
