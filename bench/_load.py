@@ -86,6 +86,8 @@ def _grpc_poster(headers: dict[str, str] | None) -> Any:
     as sent on the wire (no client-side serialization), API key as metadata."""
     import grpc
 
+    from mentatlab.receivers.otlp_grpc import TRACE_SERVICE
+
     channels: dict[str, Any] = {}
     metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
 
@@ -94,8 +96,7 @@ def _grpc_poster(headers: dict[str, str] | None) -> Any:
         if export is None:
             channel = grpc.insecure_channel(url.removeprefix("grpc://"), options=[
                 ("grpc.max_send_message_length", 64 * 1024 * 1024)])
-            export = channels[url] = channel.unary_unary(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            export = channels[url] = channel.unary_unary(f"/{TRACE_SERVICE}/Export")
         try:
             export(body, timeout=30, metadata=metadata)
         except grpc.RpcError as exc:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import gzip
 import time
+from typing import Any
 
 from forward_target import OtlpHttpTarget, wait_until
 from server_payloads import export_request, llm_span
 
 from mentatlab.exporters import ForwardConfig, OtlpForwarder, parse_forward_endpoint
 from serve_process import free_port
+
+
+def _submit(forwarder: OtlpForwarder, request: Any, num_spans: int) -> bool:
+    """Queue a request as the server does (its protobuf bytes, nothing refused)."""
+    return forwarder.submit_http(request.SerializeToString(), "application/x-protobuf",
+                                 None, [], num_spans)
 
 
 def _forwarder(url: str, **kw: object) -> OtlpForwarder:
@@ -42,7 +49,7 @@ def test_batch_bytes_splits_batches(http_target: OtlpHttpTarget) -> None:
     size = len(request.SerializeToString())
     forwarder = _forwarder(http_target.url, linger_s=5.0, batch_bytes=size * 2)
     for _ in range(6):
-        forwarder.submit_request(request, [], 1)
+        _submit(forwarder, request, 1)
     assert wait_until(lambda: len(http_target.received.requests) == 3, 10)
     forwarder.close()
     assert [len(r.resource_spans) for r in http_target.received.requests] == [2, 2, 2]
@@ -51,7 +58,7 @@ def test_batch_bytes_splits_batches(http_target: OtlpHttpTarget) -> None:
 def test_retry_after_is_honoured_then_delivered(http_target: OtlpHttpTarget) -> None:
     http_target.fail_next = [(503, "1"), (429, "1"), (502, None)]
     forwarder = _forwarder(http_target.url, linger_s=0.0)
-    forwarder.submit_request(export_request([llm_span()]), [], 1)
+    _submit(forwarder, export_request([llm_span()]), 1)
     assert len(http_target.received.wait_spans(1, 15)) == 1
     forwarder.close()
     times_s = http_target.received.times_s
@@ -63,9 +70,9 @@ def test_retry_after_is_honoured_then_delivered(http_target: OtlpHttpTarget) -> 
 def test_non_retryable_answer_fails_the_batch(http_target: OtlpHttpTarget) -> None:
     http_target.fail_next = [(400, None)]
     forwarder = _forwarder(http_target.url, linger_s=0.0)
-    forwarder.submit_request(export_request([llm_span(), llm_span()]), [], 2)
+    _submit(forwarder, export_request([llm_span(), llm_span()]), 2)
     assert wait_until(lambda: forwarder.stats.spans_failed == 2, 10)
-    forwarder.submit_request(export_request([llm_span()]), [], 1)
+    _submit(forwarder, export_request([llm_span()]), 1)
     assert len(http_target.received.wait_spans(1)) == 1
     forwarder.close()
     assert len(http_target.received.times_s) == 2  # the 400 was not retried
@@ -77,7 +84,7 @@ def test_queue_full_drops_newest_and_stays_bounded() -> None:
     size = len(request.SerializeToString())
     forwarder = _forwarder(f"http://127.0.0.1:{port}", linger_s=0.0, queue_bytes=size * 3,
                            retry_max_s=60.0, timeout_s=1.0)
-    accepted = [forwarder.submit_request(request, [], 1) for _ in range(20)]
+    accepted = [_submit(forwarder, request, 1) for _ in range(20)]
     time.sleep(0.3)
     stats = forwarder.stats
     assert stats.queue_bytes <= size * 3
@@ -96,7 +103,7 @@ def test_queue_full_drops_newest_and_stays_bounded() -> None:
 
 def test_close_flushes_within_its_budget(http_target: OtlpHttpTarget) -> None:
     forwarder = _forwarder(http_target.url, linger_s=60.0)
-    forwarder.submit_request(export_request([llm_span()]), [], 1)
+    _submit(forwarder, export_request([llm_span()]), 1)
     time.sleep(0.2)
     assert http_target.received.spans() == []
     forwarder.close(5.0)
@@ -106,7 +113,7 @@ def test_close_flushes_within_its_budget(http_target: OtlpHttpTarget) -> None:
 def test_close_gives_up_on_a_dead_target_in_time() -> None:
     forwarder = _forwarder(f"http://127.0.0.1:{free_port()}", linger_s=0.0, timeout_s=0.5)
     for _ in range(3):
-        forwarder.submit_request(export_request([llm_span()]), [], 1)
+        _submit(forwarder, export_request([llm_span()]), 1)
     started_s = time.monotonic()
     forwarder.close(1.0)
     assert time.monotonic() - started_s < 3.0

@@ -23,7 +23,7 @@ from mentatlab.errors import (
     ValidationError,
 )
 from mentatlab.receivers.base import DecodedBatch, IngestBody, IngestOutcome
-from mentatlab.receivers.otlp_grpc import OtlpGrpcReceiver, start_grpc_server
+from mentatlab.receivers.otlp_grpc import TRACE_SERVICE, OtlpGrpcReceiver, start_grpc_server
 from mentatlab.receivers.otlp_http import decode_protobuf
 
 SpansFactory = Callable[[int], list[ReadableSpan]]
@@ -158,8 +158,7 @@ async def test_bytes_that_are_not_a_request_are_invalid_argument(
         served: tuple[RecordingIngest, int]) -> None:
     ingest, port = served
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        export = channel.unary_unary(f"/{TRACE_SERVICE}/Export")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await export(b"\xff\xff\xff", timeout=10)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT

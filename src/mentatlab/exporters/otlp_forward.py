@@ -1,8 +1,8 @@
 """Forward accepted OTLP trace requests, unchanged, to another OTLP backend.
 
-The server hands every OTLP request it committed to :meth:`OtlpForwarder.submit_http`
-or :meth:`OtlpForwarder.submit_request`; both return at once. A bounded queue (bytes)
-holds them; when it is full the newest request is dropped and counted, so forwarding
+The server hands every OTLP request it committed (an OTLP/HTTP body, or an OTLP/gRPC
+request's bytes) to :meth:`OtlpForwarder.submit_http`, which returns at once. A bounded
+queue (bytes) holds them; when it is full the newest request is dropped and counted, so forwarding
 never slows or blocks ingest. One sender thread (like OpenTelemetry's
 ``BatchSpanProcessor``: one worker woken by size or timer) turns each request into
 ``ExportTraceServiceRequest`` bytes (:mod:`mentatlab.exporters.otlp_payload`), joins
@@ -207,7 +207,7 @@ def _retry_info_s(exc: Any) -> float | None:
 @dataclass(frozen=True, slots=True)
 class _Item:
     kind: str
-    """``protobuf`` (OTLP/HTTP body), ``json`` (OTLP/JSON body) or ``message`` (gRPC)."""
+    """``protobuf`` (an OTLP/HTTP body or an OTLP/gRPC request's bytes) or ``json``."""
     data: bytes
     encoding: str | None
     rejected: tuple[FieldError, ...]
@@ -269,19 +269,6 @@ class OtlpForwarder:
         """
         kind = "json" if is_json(content_type) else "protobuf"
         return self._put(_Item(kind, body, content_encoding, tuple(rejected), num_spans,
-                               pii_plan or None))
-
-    def submit_request(self, request: Any, rejected: Sequence[FieldError],
-                       num_spans: int, pii_plan: Any = None) -> bool:
-        """Queue one committed ``ExportTraceServiceRequest`` (the gRPC receiver's).
-
-        ``pii_plan`` as in :meth:`submit_http`.
-
-        Returns:
-            False when the queue was full and the request was dropped (and counted).
-        """
-        data = bytes(request.SerializeToString())
-        return self._put(_Item("message", data, None, tuple(rejected), num_spans,
                                pii_plan or None))
 
     def _put(self, item: _Item) -> bool:
@@ -378,15 +365,12 @@ class OtlpForwarder:
     def _payload(self, item: _Item) -> bytes | None:
         """The item as ``ExportTraceServiceRequest`` bytes: refused spans out, PII plan in."""
         try:
-            if item.kind == "message":
-                payload = drop_rejected(item.data, item.rejected)
+            raw = decompress(item.data, item.encoding, self.config.max_decompressed_bytes)
+            if item.kind == "json":
+                converted = json_to_protobuf(raw, item.rejected)
+                payload = drop_rejected(converted, item.rejected, positions_apply=False)
             else:
-                raw = decompress(item.data, item.encoding, self.config.max_decompressed_bytes)
-                if item.kind == "json":
-                    converted = json_to_protobuf(raw, item.rejected)
-                    payload = drop_rejected(converted, item.rejected, positions_apply=False)
-                else:
-                    payload = drop_rejected(raw, item.rejected)
+                payload = drop_rejected(raw, item.rejected)
             if item.pii_plan:
                 payload = self._redact(payload, item.pii_plan)
             return payload
