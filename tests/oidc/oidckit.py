@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import re
-import select
+import selectors
 import shutil
 import subprocess
 import threading
@@ -85,7 +85,9 @@ def start_provider(folder: Path, redirect_uri: str) -> Provider:
         process = subprocess.Popen(["node", str(PROVIDER_DIR / "server.mjs"), str(config)],
                                    stdout=subprocess.PIPE, stderr=log, cwd=PROVIDER_DIR)
         assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], PROVIDER_START_S)
+        with selectors.DefaultSelector() as waiter:  # epoll: a busy worker's fds pass 1024
+            waiter.register(process.stdout, selectors.EVENT_READ)
+            ready = waiter.select(PROVIDER_START_S)
         line = process.stdout.readline() if ready else b""
         if line:
             return Provider(json.loads(line)["issuer"], users_file, process)
